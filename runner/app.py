@@ -1,0 +1,263 @@
+"""Wires the real pieces for one ``glmrun run``: lock, resume index, plan, engine, summary.
+
+This is the only place that builds a client, a simulator, writers and throttles; engines get
+them as arguments. Signals are handled here: the first SIGINT/SIGTERM stops new work and
+gives requests in flight ``run.grace_s`` to finish; a second one flushes and exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from .client import GlmClient
+from .config import Config, JobConfig
+from .errors import EXIT_OK, EXIT_SOME_ERRORS, ConfigError, Interrupted
+from .inputs import InvalidLine, Item, read_items
+from .limits import Throttle
+from .plan import JobPlan, PendingCounts, count_pending, iter_pending, make_plan
+from .progress import Progress, format_summary
+from .realtime import RealtimeDeps, RealtimeEngine
+from .stats import JobStats
+from .store import ResultWriter, RunLock, load_resume_index
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    job: str | None = None
+    limit: int | None = None
+    dry_run: bool = False
+    no_wait: bool = False
+    wait_lock: bool = False
+    tty: bool | None = None
+
+
+@dataclass
+class RunResult:
+    stats: list[JobStats] = field(default_factory=list)
+    plans: list[JobPlan] = field(default_factory=list)
+    exit_code: int = EXIT_OK
+
+
+def select_jobs(config: Config, name: str | None) -> list[JobConfig]:
+    return [config.job(name)] if name else list(config.jobs)
+
+
+def plan_job(job: JobConfig, config: Config) -> tuple[JobPlan, Any]:
+    index = load_resume_index(job.output_path)
+    counts = count_pending(read_items(job.input_path), index)
+    return make_plan(job, counts, config.batch), index
+
+
+def describe_plan(plan: JobPlan) -> str:
+    c = plan.counts
+    return (
+        f"{plan.job.name}: {c.pending} pending, {c.done} done ({c.failed} as errors), {c.invalid} invalid, "
+        f"{c.duplicates} duplicate lines -> {plan.route} ({plan.why})"
+    )
+
+
+@contextlib.asynccontextmanager
+async def api_base_url(config: Config, state_dir: Path) -> AsyncIterator[str]:
+    """The base URL to talk to; ``simulator`` starts the embedded simulator for the run."""
+    if not config.api.is_simulator:
+        yield config.api.base_url
+        return
+    from .simulator import Simulator, settings_from_dict
+
+    try:
+        settings = settings_from_dict(config.simulator)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{config.path}: simulator: {exc}") from None
+    sim = Simulator(settings, state_dir=state_dir)
+    base_url = await sim.start()
+    try:
+        yield base_url
+    finally:
+        await sim.close()
+
+
+class SignalStop:
+    """First signal: stop starting work, cancel what is left after the grace period.
+    Second signal: flush every writer and exit at once."""
+
+    def __init__(self, grace_s: float):
+        self.grace_s = grace_s
+        self.event = asyncio.Event()
+        self.signame: str | None = None
+        self.writers: list[ResultWriter] = []
+        self.current: asyncio.Task[Any] | None = None
+        self._installed: list[int] = []
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                self._installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
+    def uninstall(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._installed:
+            loop.remove_signal_handler(sig)
+        self._installed.clear()
+
+    def _on_signal(self, sig: int) -> None:
+        name = signal.Signals(sig).name
+        if self.signame is not None:
+            for writer in self.writers:
+                with contextlib.suppress(Exception):
+                    writer.close()
+            os._exit(Interrupted(self.signame).exit_code)
+        self.signame = name
+        self.event.set()
+        log.warning("stopping: no new requests; in-flight ones get the grace period", extra={"signal": name, "grace_s": self.grace_s})
+        asyncio.get_running_loop().call_later(self.grace_s, self._cancel_current)
+
+    def _cancel_current(self) -> None:
+        if self.current is not None and not self.current.done():
+            self.current.cancel()
+
+
+def limited(pending: Iterator[tuple[int, Item | InvalidLine]], limit: int | None) -> Iterator[tuple[int, Item | InvalidLine]]:
+    if limit is None:
+        yield from pending
+        return
+    taken = 0
+    for h, item in pending:
+        if isinstance(item, Item):
+            if taken >= limit:
+                return
+            taken += 1
+        yield h, item
+
+
+async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None) -> RunResult:
+    out = out or sys.stdout
+    jobs = select_jobs(config, options.job)
+    result = RunResult()
+    if options.dry_run:
+        for job in jobs:
+            plan, _ = plan_job(job, config)
+            result.plans.append(plan)
+            print(describe_plan(plan), file=out)
+        return result
+
+    stopper = SignalStop(config.run.grace_s)
+    stopper.install()
+    state_dir = jobs[0].output_path.parent / ".glmrun" / "simulator"
+    try:
+        async with api_base_url(config, state_dir) as base_url:
+            client = GlmClient(
+                base_url,
+                config.api_key,
+                timeout_s=config.api.timeout_s,
+                connect_timeout_s=config.api.connect_timeout_s,
+                max_connections=_max_connections(config),
+            )
+            async with client:
+                for job in jobs:
+                    if stopper.event.is_set():
+                        break
+                    stats = await _run_job(job, config, options, client, stopper, out)
+                    result.stats.append(stats)
+                    print(format_summary(stats), file=out, flush=True)
+    finally:
+        stopper.uninstall()
+    if stopper.signame is not None:
+        raise Interrupted(stopper.signame)
+    if any(s.errors or s.failed_before for s in result.stats):
+        result.exit_code = EXIT_SOME_ERRORS
+    return result
+
+
+def _max_connections(config: Config) -> int:
+    c = config.limits.concurrency
+    return config.limits.max_concurrency if c == "auto" else max(c, 1)
+
+
+async def _run_job(
+    job: JobConfig, config: Config, options: RunOptions, client: GlmClient, stopper: SignalStop, out: IO[str]
+) -> JobStats:
+    lock = RunLock(job.output_path)
+    lock.acquire(wait=options.wait_lock)
+    try:
+        plan, index = plan_job(job, config)
+        log.info("plan", extra={"job": job.name, "pending": plan.pending, "done": plan.counts.done, "route": plan.route, "why": plan.why})
+        stats = JobStats(
+            job.name, route=plan.route, skipped=plan.counts.done, duplicates=plan.counts.duplicates,
+            failed_before=plan.counts.failed,
+        )
+        stats.total = plan.pending + plan.counts.invalid
+        if options.limit is not None:
+            stats.total = min(plan.pending, options.limit) + plan.counts.invalid
+        pending = limited(iter_pending(read_items(job.input_path), index, PendingCounts()), options.limit)
+        if plan.route == "batch":
+            from .batch import run_batch_job  # the batch path (issue: Batch API)
+
+            return await run_batch_job(plan, pending, config, client, stats, stopper.event, options)
+        writer = ResultWriter(job.output_path, flush_interval_s=config.run.flush_interval_s)
+        stopper.writers.append(writer)
+        try:
+            return await _run_realtime(job, config, client, writer, stats, stopper, pending, options)
+        finally:
+            writer.close()
+            stopper.writers.remove(writer)
+    finally:
+        lock.release()
+
+
+async def _run_realtime(
+    job: JobConfig,
+    config: Config,
+    client: GlmClient,
+    writer: ResultWriter,
+    stats: JobStats,
+    stopper: SignalStop,
+    pending: Iterator[tuple[int, Item | InvalidLine]],
+    options: RunOptions,
+) -> JobStats:
+    concurrency = config.limits.concurrency
+    limit = 4 if concurrency == "auto" else concurrency
+    throttle = Throttle(limit, rpm=config.limits.rpm)
+    stats.concurrency = limit
+    deps = RealtimeDeps(
+        client=client,
+        writer=writer,
+        throttle=throttle,
+        retry=config.retry,
+        stats=stats,
+        stop=stopper.event,
+        flush_interval_s=config.run.flush_interval_s,
+    )
+    engine = RealtimeEngine(job, deps)
+    progress = Progress(stats, tty=options.tty, interval_s=config.run.progress_interval_s)
+    progress_task = asyncio.create_task(progress.run())
+    task = asyncio.ensure_future(engine.run(pending))
+    stopper.current = task
+    try:
+        await task
+    except asyncio.CancelledError:
+        if stopper.signame is None:
+            raise
+        log.warning("grace period over; cancelled requests still in flight", extra={"job": job.name})
+    finally:
+        stopper.current = None
+        progress_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await progress_task
+        stats.finished = time.monotonic()
+    return stats

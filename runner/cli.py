@@ -1,0 +1,141 @@
+"""The ``glmrun`` command: click commands that parse, call ``app``, and map errors to exit codes.
+
+``glmrun CONFIG`` is ``glmrun run CONFIG``. A ``GlmrunError`` becomes one line on stderr and its
+exit code; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn
+
+import click
+
+from . import __version__
+from .errors import EXIT_CONFIG, GlmrunError
+from .logs import setup_logging
+
+
+class DefaultGroup(click.Group):
+    """A group where an unknown first argument means ``run <that argument>``."""
+
+    default_command = "run"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+def fail(exc: GlmrunError) -> NoReturn:
+    click.echo(f"glmrun: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def run_async(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run a coroutine, turning a GlmrunError (alone or in an ExceptionGroup) into its exit code."""
+    try:
+        return asyncio.run(make())
+    except GlmrunError as exc:
+        fail(exc)
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        if leaves and all(isinstance(e, GlmrunError) for e in leaves):
+            fail(leaves[0])  # type: ignore[arg-type]
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+def load(config_path: str) -> Any:
+    from .config import load_config
+
+    try:
+        return load_config(config_path)
+    except GlmrunError as exc:
+        fail(exc)
+
+
+def verbosity_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")(f)
+    f = click.option("-v", "--verbose", is_flag=True, help="Debug logging (one line per retry).")(f)
+    f = click.option(
+        "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+        help="stderr log lines as text or as one JSON object per event.",
+    )(f)
+    return f
+
+
+def setup(quiet: bool, verbose: bool, log_format: str) -> None:
+    setup_logging(verbosity=-1 if quiet else (1 if verbose else 0), fmt=log_format)
+
+
+@click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="glmrun")
+def main() -> None:
+    """Send large lists of image URLs to GLM-4V vision models; one resumable result per URL.
+
+    glmrun CONFIG is short for glmrun run CONFIG.
+    """
+
+
+@main.command()
+@click.argument("config_path", metavar="CONFIG")
+@click.option("--job", "job_name", metavar="NAME", help="Run only this job.")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Send at most N new URLs per job.")
+@click.option("--dry-run", is_flag=True, help="Show the plan (pending / done / invalid, route); send nothing.")
+@click.option("--no-wait", is_flag=True, help="Batch jobs: submit and exit 75; the next run collects.")
+@click.option("--wait-lock", is_flag=True, help="Wait for another run of the same output to finish instead of exiting 75.")
+@verbosity_options
+def run(
+    config_path: str, job_name: str | None, limit: int | None, dry_run: bool, no_wait: bool, wait_lock: bool,
+    quiet: bool, verbose: bool, log_format: str,
+) -> None:
+    """Run the jobs of CONFIG (resumes where the last run stopped)."""
+    from .app import RunOptions
+    from .app import run as run_app
+
+    setup(quiet, verbose, log_format)
+    config = load(config_path)
+    options = RunOptions(job=job_name, limit=limit, dry_run=dry_run, no_wait=no_wait, wait_lock=wait_lock)
+    result = run_async(lambda: run_app(config, options))
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (keep it on loopback).")
+@click.option("--port", default=8765, show_default=True, type=int, help="Port (0 picks a free one).")
+@click.option("--set", "knobs", multiple=True, metavar="KEY=VALUE", help="A simulator setting, e.g. --set max_in_flight=16 (repeatable; values are YAML).")
+@click.option("--state-dir", type=click.Path(file_okay=False), help="Keep files and batches here across restarts.")
+def simulate(host: str, port: int, knobs: tuple[str, ...], state_dir: str | None) -> None:
+    """Serve the embedded GLM API simulator standalone (for any client, benchmarks, demos)."""
+    from pathlib import Path
+
+    import yaml
+
+    from .simulator import serve, settings_from_dict
+
+    values: dict[str, Any] = {}
+    for knob in knobs:
+        key, sep, raw = knob.partition("=")
+        if not sep:
+            click.echo(f"glmrun: --set {knob}: expected KEY=VALUE", err=True)
+            sys.exit(EXIT_CONFIG)
+        values[key.strip()] = yaml.safe_load(raw)
+    try:
+        settings = settings_from_dict(values)
+    except (ValueError, TypeError) as exc:
+        click.echo(f"glmrun: simulator: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
+    serve(host, port, settings, Path(state_dir) if state_dir else None)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,196 @@
+"""The only module that knows aiohttp: chat completions, files and batches over HTTP.
+
+Every failure leaves as an ``ApiFailure`` (status, GLM business code, message, Retry-After),
+chained to its cause, so the engines deal only in data and ``retry.classify``.
+The API key is read from the ``Secret`` once, into the Authorization header, and is never
+part of a message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+
+from .config import Secret
+from .errors import ApiFailure
+
+JSON_HEADERS = {"Content-Type": "application/json; charset=UTF-8", "Accept": "application/json"}
+
+
+class GlmClient:
+    """One aiohttp session and connection pool for the whole run."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Secret,
+        *,
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = 10.0,
+        max_connections: int = 256,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self._auth = {"Authorization": f"Bearer {api_key.reveal() or 'simulator'}"}
+        self._chat_headers = {**JSON_HEADERS, **self._auth}
+        self._chat_url = self.base_url + "/chat/completions"
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> GlmClient:
+        self.session  # noqa: B018 - create it inside the running loop
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, json_serialize=lambda o: orjson.dumps(o).decode()
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- chat ----------------------------------------------------------------------------
+
+    async def chat(self, body: bytes) -> dict[str, Any]:
+        """POST one chat completion; return the parsed answer or raise ApiFailure."""
+        try:
+            async with self.session.post(self._chat_url, data=body, headers=self._chat_headers) as resp:
+                raw = await resp.read()
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+        except asyncio.TimeoutError as exc:
+            raise ApiFailure(None, None, "request timed out", kind="timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise ApiFailure(None, None, f"connection error: {type(exc).__name__}", kind="connection") from exc
+        if status != 200:
+            raise failure_from_response(status, raw, retry_after)
+        return parse_chat_response(raw)
+
+    # --- files and batches -----------------------------------------------------------------
+
+    async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Any JSON endpoint under base_url; non-2xx answers raise ApiFailure."""
+        raw = await self.request_bytes(method, path, headers={"Accept": "application/json"}, **kwargs)
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ApiFailure(200, None, "answer is not JSON", kind="bad_json") from exc
+
+    async def request_bytes(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> bytes:
+        url = self.base_url + path
+        try:
+            async with self.session.request(method, url, headers={**self._auth, **(headers or {})}, **kwargs) as resp:
+                raw = await resp.read()
+                if not 200 <= resp.status < 300:
+                    raise failure_from_response(resp.status, raw, resp.headers.get("Retry-After"))
+                return raw
+        except asyncio.TimeoutError as exc:
+            raise ApiFailure(None, None, f"{method} {path} timed out", kind="timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise ApiFailure(None, None, f"{method} {path}: connection error: {type(exc).__name__}", kind="connection") from exc
+
+    async def upload_file(self, filename: str, content: bytes, purpose: str = "batch") -> dict[str, Any]:
+        form = aiohttp.FormData()
+        form.add_field("purpose", purpose)
+        form.add_field("file", content, filename=filename, content_type="application/jsonl")
+        return await self.request_json("POST", "/files", data=form)  # type: ignore[no-any-return]
+
+    async def file_content(self, file_id: str) -> bytes:
+        return await self.request_bytes("GET", f"/files/{file_id}/content", headers={"Accept": "application/binary"})
+
+    async def delete_file(self, file_id: str) -> dict[str, Any]:
+        return await self.request_json("DELETE", f"/files/{file_id}")  # type: ignore[no-any-return]
+
+    async def create_batch(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self.request_json("POST", "/batches", data=orjson.dumps(body), headers=JSON_HEADERS)  # type: ignore[no-any-return]
+
+    async def get_batch(self, batch_id: str) -> dict[str, Any]:
+        return await self.request_json("GET", f"/batches/{batch_id}")  # type: ignore[no-any-return]
+
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return await self.request_json("POST", f"/batches/{batch_id}/cancel")  # type: ignore[no-any-return]
+
+    async def list_batches(self, *, after: str | None = None, limit: int = 20) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if after:
+            params["after"] = after
+        return await self.request_json("GET", "/batches", params=params)  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        return f"<GlmClient {self.base_url}>"
+
+
+def parse_chat_response(raw: bytes) -> dict[str, Any]:
+    """A 200 answer: JSON with choices, else a retryable ApiFailure; finish_reason checked."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiFailure(200, None, "answer is not JSON", kind="bad_json") from exc
+    if not isinstance(data, dict):
+        raise ApiFailure(200, None, "answer is not a JSON object", kind="bad_json")
+    choices = data.get("choices")
+    if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+        error = data.get("error")
+        if isinstance(error, dict):
+            raise ApiFailure(200, _code(error), str(error.get("message") or "error"))
+        raise ApiFailure(200, None, "answer has no choices", kind="no_choices")
+    finish = choices[0].get("finish_reason")
+    if finish == "network_error":
+        raise ApiFailure(200, None, "finish_reason network_error", kind="finish_network_error")
+    if finish == "sensitive":
+        raise ApiFailure(200, None, "finish_reason sensitive: output blocked by the safety review", kind="finish_sensitive")
+    return data
+
+
+def failure_from_response(status: int, raw: bytes, retry_after: str | None) -> ApiFailure:
+    """Map a non-2xx answer to ApiFailure, reading {"error": {"code", "message"}} when present."""
+    code: str | None = None
+    message = raw[:300].decode("utf-8", "replace").strip() or f"HTTP {status}"
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict):
+            code = _code(error)
+            if error.get("message"):
+                message = str(error["message"])
+    return ApiFailure(status, code, f"HTTP {status}: {message}", retry_after_s=parse_retry_after(retry_after))
+
+
+def _code(error: dict[str, Any]) -> str | None:
+    code = error.get("code")
+    if code is None:
+        return None
+    return str(code)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date); None when absent or garbled."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

@@ -1,0 +1,353 @@
+"""YAML config -> frozen dataclasses, validated at load.
+
+Every mistake is a ``ConfigError`` whose message names the file, the key path, what was
+expected and what was found (``config.yaml: limits.concurency: unknown key (did you mean
+concurrency?)``). The loader is generic over the dataclasses below: a field added here is
+parsed, type-checked and documented by its default with no further code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from .errors import ConfigError
+
+SIMULATOR = "simulator"
+DEFAULT_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
+
+Mode = Literal["realtime", "batch", "auto"]
+OnFailure = Literal["realtime", "rebatch", "record"]
+
+
+class Invalid(ValueError):
+    """Raised by a dataclass's ``__post_init__``: ``key`` is relative to that section."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+class Secret:
+    """Holds the API key; its repr and str never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('****')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str = DEFAULT_BASE_URL
+    api_key_env: str = "ZHIPUAI_API_KEY"
+    timeout_s: float = 60.0
+    connect_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.base_url != SIMULATOR and not re.match(r"^https?://[^/\s]+", self.base_url):
+            raise Invalid("base_url", f"expected 'simulator' or an http(s) URL, found {self.base_url!r}")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            raise Invalid("api_key_env", f"expected an environment variable name, found {self.api_key_env!r}")
+        _positive(self, "timeout_s", "connect_timeout_s")
+
+    @property
+    def is_simulator(self) -> bool:
+        return self.base_url == SIMULATOR
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    concurrency: int | Literal["auto"] = 16
+    max_concurrency: int = 256
+    rpm: int | None = None
+    tpm: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency != "auto" and self.concurrency < 1:
+            raise Invalid("concurrency", f"expected an integer >= 1 or 'auto', found {self.concurrency}")
+        _positive(self, "max_concurrency", "rpm", "tpm")
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    max_attempts: int = 5
+    base_delay_s: float = 1.0
+    max_delay_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "max_attempts", "base_delay_s", "max_delay_s")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    threshold: int = 1000
+    max_requests_per_file: int = 50_000
+    max_bytes_per_file: int = 100 * 1024 * 1024 - 1024 * 1024
+    max_queued: int = 10_000
+    poll_interval_s: float = 30.0
+    max_wait_s: float | None = None
+    on_failure: OnFailure = "realtime"
+    delete_remote_files: bool = False
+    endpoint: str = "/v4/chat/completions"
+    completion_window: str = "24h"
+
+    def __post_init__(self) -> None:
+        _positive(self, "threshold", "max_requests_per_file", "max_bytes_per_file", "max_queued")
+        if self.max_requests_per_file > 50_000:
+            raise Invalid("max_requests_per_file", f"the API allows at most 50000, found {self.max_requests_per_file}")
+        if self.poll_interval_s < 0:
+            raise Invalid("poll_interval_s", f"expected a number >= 0, found {self.poll_interval_s}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    grace_s: float = 10.0
+    flush_interval_s: float = 0.5
+    progress_interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "grace_s", "flush_interval_s", "progress_interval_s")
+        if self.grace_s > 10:
+            raise Invalid("grace_s", f"expected at most 10 seconds, found {self.grace_s}")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    name: str
+    input: str
+    output: str
+    model: str
+    prompt: str
+    params: dict[str, Any] = field(default_factory=dict)
+    mode: Mode = "realtime"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", self.name):
+            raise Invalid("name", f"expected letters, digits, '_', '-' or '.' (at most 64), found {self.name!r}")
+        for key in ("model", "messages", "stream"):
+            if key in self.params:
+                raise Invalid(f"params.{key}", "is set by glmrun itself; remove it from params")
+        if not self.model.strip():
+            raise Invalid("model", "must not be empty")
+
+    @property
+    def input_path(self) -> Path:
+        return Path(self.input)
+
+    @property
+    def output_path(self) -> Path:
+        return Path(self.output)
+
+    @property
+    def work_dir(self) -> Path:
+        """Where batch files and state for this job live: beside the output."""
+        return self.output_path.parent / ".glmrun" / self.name
+
+
+@dataclass(frozen=True)
+class Config:
+    jobs: list[JobConfig]
+    api: ApiConfig = field(default_factory=ApiConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    simulator: dict[str, Any] = field(default_factory=dict)
+    path: Path = field(default=Path("config.yaml"), metadata={"internal": True})
+    api_key: Secret = field(default_factory=lambda: Secret(""), metadata={"internal": True}, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.jobs:
+            raise Invalid("jobs", "expected at least one job")
+        seen: set[str] = set()
+        outputs: set[str] = set()
+        for i, job in enumerate(self.jobs):
+            if job.name in seen:
+                raise Invalid(f"jobs[{i}].name", f"duplicate job name {job.name!r}")
+            if job.output in outputs:
+                raise Invalid(f"jobs[{i}].output", f"two jobs write to {job.output}; give each its own output")
+            seen.add(job.name)
+            outputs.add(job.output)
+
+    def job(self, name: str) -> JobConfig:
+        for job in self.jobs:
+            if job.name == name:
+                return job
+        names = ", ".join(j.name for j in self.jobs)
+        raise ConfigError(f"{self.path}: no job named {name!r} (jobs: {names})")
+
+
+def _positive(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value <= 0:
+            raise Invalid(name, f"expected a number > 0, found {value}")
+
+
+# --- loading -------------------------------------------------------------------------------
+
+
+def load_config(path: str | os.PathLike[str], environ: typing.Mapping[str, str] | None = None) -> Config:
+    """Read, validate and resolve a config file; every problem is one ConfigError line."""
+    path = Path(path)
+    environ = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the config is empty; it needs at least a 'jobs' list")
+    config = build(Config, data, str(path))
+    base = path.resolve().parent
+    jobs = [
+        dataclasses.replace(job, input=str(base / job.input), output=str(base / job.output))
+        for job in config.jobs
+    ]
+    key = Secret(environ.get(config.api.api_key_env, ""))
+    if not key and not config.api.is_simulator:
+        raise ConfigError(
+            f"{path}: api.api_key_env: environment variable {config.api.api_key_env} is not set "
+            "(export it, or use base_url: simulator to try glmrun without a key)"
+        )
+    return dataclasses.replace(config, jobs=jobs, path=path, api_key=key)
+
+
+def build(cls: type[Any], data: Any, file: str, keypath: str = "") -> Any:
+    """Build dataclass ``cls`` from parsed YAML, with errors naming ``file`` and ``keypath``."""
+    where = keypath or "top level"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: {where}: expected a mapping, found {_describe(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            raise ConfigError(f"{file}: {_join(keypath, str(key))}: unknown key{_did_you_mean(str(key), fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        sub = _join(keypath, name)
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], file, sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{file}: {sub}: missing required key")
+    try:
+        return cls(**kwargs)
+    except Invalid as exc:
+        raise ConfigError(f"{file}: {_join(keypath, exc.key)}: {exc}") from None
+
+
+def _convert(tp: Any, value: Any, file: str, keypath: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, file, keypath)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, file, keypath)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{file}: {keypath}: expected {_expected(tp)}, found {_describe(value)}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value in allowed:
+            return value
+        close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(f"{file}: {keypath}: expected one of {', '.join(map(str, allowed))}, found {_describe(value)}{hint}")
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{file}: {keypath}: expected a list, found {_describe(value)}")
+        return [_convert(inner, v, file, f"{keypath}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{file}: {keypath}: expected a mapping, found {_describe(value)}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{file}: {keypath}: expected {_expected(tp)}, found {_describe(value)}")
+
+
+def _expected(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_expected(t) for t in typing.get_args(tp))
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    if tp in names:
+        return names[tp]
+    if origin is list:
+        return "a list"
+    if origin is dict or dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return str(tp)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, (dict, list)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _did_you_mean(key: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(sorted(options))})"
+
+
+def _join(prefix: str, key: str) -> str:
+    if not prefix:
+        return key
+    return f"{prefix}{key}" if key.startswith("[") else f"{prefix}.{key}"

@@ -1,0 +1,67 @@
+"""Live counters of one job, shared by the engine (writes) and progress/summary (reads)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class JobStats:
+    name: str
+    route: str = "realtime"
+    total: int = 0  # pending at start (what this run intends to finish)
+    ok: int = 0
+    errors: int = 0  # error records written this run (invalid input included)
+    invalid: int = 0
+    skipped: int = 0  # already finished before this run
+    duplicates: int = 0
+    failed_before: int = 0  # skipped because an earlier run recorded a permanent error
+    requests: int = 0  # HTTP chat requests sent (attempts)
+    retries: int = 0
+    throttled: int = 0
+    in_flight: int = 0
+    concurrency: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    batches_submitted: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def done(self) -> int:
+        return self.ok + self.errors
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def rate(self) -> float:
+        elapsed = self.elapsed_s
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def add_usage(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+            self.completion_tokens += int(usage.get("completion_tokens") or 0)
+
+    def summary(self) -> dict[str, Any]:
+        elapsed = self.elapsed_s
+        return {
+            "job": self.name,
+            "route": self.route,
+            "ok": self.ok,
+            "errors": self.errors,
+            "invalid": self.invalid,
+            "skipped": self.skipped,
+            "duplicates": self.duplicates,
+            "requests": self.requests,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "wall_s": round(elapsed, 3),
+            "requests_per_s": round(self.requests / elapsed, 2) if elapsed > 0 else 0.0,
+        }

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from .config import JobConfig
+from .inputs import Item
 
 
 def build_chat_body(model: str, prompt: str, params: dict[str, Any], url: str, request_id: str | None) -> dict[str, Any]:
@@ -56,6 +57,23 @@ class ChatBodyTemplate:
         if request_id is None:
             return self._head + orjson.dumps(url) + self._tail
         return self._head + orjson.dumps(url) + self._tail_rid + orjson.dumps(request_id) + b"}"
+
+
+class BodyBuilder:
+    """The one seam engines use: ``render(item, request_id)`` -> request body bytes.
+
+    Plain URL items take the template fast path; richer items (several images, per-item
+    prompt, prebuilt messages) are the API-surface work and extend this class.
+    """
+
+    __slots__ = ("job", "template")
+
+    def __init__(self, job: JobConfig):
+        self.job = job
+        self.template = ChatBodyTemplate.for_job(job)
+
+    def render(self, item: Item, request_id: str | None = None) -> bytes:
+        return self.template.render(item.url, request_id)
 
 
 def batch_line(custom_id: str, body: bytes, endpoint: str = "/v4/chat/completions") -> bytes:

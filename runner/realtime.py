@@ -22,7 +22,7 @@ from .config import JobConfig, RetryConfig
 from .errors import ApiFailure, ApiStopped
 from .inputs import InvalidLine, Item
 from .limits import Throttle
-from .payloads import ChatBodyTemplate, new_run_id, request_id
+from .payloads import BodyBuilder, new_run_id, request_id
 from .records import INVALID_INPUT, error_record, ok_record
 from .retry import Verdict, backoff_s, classify
 from .stats import JobStats
@@ -52,7 +52,7 @@ class RealtimeEngine:
     def __init__(self, job: JobConfig, deps: RealtimeDeps):
         self.job = job
         self.deps = deps
-        self.template = ChatBodyTemplate.for_job(job)
+        self.builder = BodyBuilder(job)
         self.run_id = new_run_id()
         self.fatal: ApiStopped | None = None
 
@@ -118,7 +118,7 @@ class RealtimeEngine:
         attempt = 0
         while True:
             attempt += 1
-            body = self.template.render(url, request_id(h, self.run_id, attempt))
+            body = self.builder.render(item, request_id(h, self.run_id, attempt))
             async with throttle:
                 stats.requests += 1
                 stats.in_flight += 1

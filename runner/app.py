@@ -21,10 +21,11 @@ from typing import IO, Any
 
 from .client import GlmClient
 from .config import Config, JobConfig
-from .errors import EXIT_OK, EXIT_SOME_ERRORS, ConfigError, Interrupted
+from .errors import EXIT_OK, EXIT_SOME_ERRORS, ConfigError, GlmrunError, Interrupted, RunLocked
 from .inputs import InvalidLine, Item, read_items
 from .limits import Throttle
 from .plan import JobPlan, PendingCounts, count_pending, iter_pending, make_plan
+from .preflight import check_reachable
 from .progress import Progress, format_summary
 from .realtime import RealtimeDeps, RealtimeEngine
 from .stats import JobStats
@@ -118,6 +119,7 @@ class SignalStop:
     def _on_signal(self, sig: int) -> None:
         name = signal.Signals(sig).name
         if self.signame is not None:
+            os.write(2, f"glmrun: second {name}: exiting at once\n".encode())
             for writer in self.writers:
                 with contextlib.suppress(Exception):
                     writer.close()
@@ -159,6 +161,26 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
     stopper = SignalStop(config.run.grace_s)
     stopper.install()
     state_dir = jobs[0].output_path.parent / ".glmrun" / "simulator"
+    log.info("run started", extra={"config": str(config.path), "jobs": [j.name for j in jobs], "pid": os.getpid()})
+    try:
+        await _run_jobs(config, options, jobs, stopper, state_dir, result, out)
+    except GlmrunError as exc:
+        log.info("run finished", extra={"exit_code": exc.exit_code, "why": str(exc)})
+        raise
+    if stopper.signame is not None:
+        exc = Interrupted(stopper.signame)
+        log.info("run finished", extra={"exit_code": exc.exit_code, "why": str(exc)})
+        raise exc
+    if any(s.errors or s.failed_before for s in result.stats):
+        result.exit_code = EXIT_SOME_ERRORS
+    log.info("run finished", extra={"exit_code": result.exit_code})
+    return result
+
+
+async def _run_jobs(
+    config: Config, options: RunOptions, jobs: list[JobConfig], stopper: SignalStop, state_dir: Path,
+    result: RunResult, out: IO[str],
+) -> None:
     try:
         async with api_base_url(config, state_dir) as base_url:
             client = GlmClient(
@@ -169,19 +191,48 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
                 max_connections=_max_connections(config),
             )
             async with client:
+                if not config.api.is_simulator:
+                    await check_reachable(client, base_delay_s=config.retry.base_delay_s, stop=stopper.event)
                 for job in jobs:
                     if stopper.event.is_set():
                         break
                     stats = await _run_job(job, config, options, client, stopper, out)
                     result.stats.append(stats)
+                    log_job_finished(stats)
                     print(format_summary(stats), file=out, flush=True)
     finally:
         stopper.uninstall()
-    if stopper.signame is not None:
-        raise Interrupted(stopper.signame)
-    if any(s.errors or s.failed_before for s in result.stats):
-        result.exit_code = EXIT_SOME_ERRORS
-    return result
+
+
+def log_job_finished(stats: JobStats) -> None:
+    """The retry summary and the job's totals as two events (for log collectors)."""
+    log.info(
+        "retry summary",
+        extra={"job": stats.name, "requests": stats.requests, "retries": stats.retries, "throttled": stats.throttled},
+    )
+    log.info("job finished", extra=stats.summary())
+
+
+async def acquire_lock(lock: RunLock, *, wait: bool, stop: asyncio.Event, poll_s: float = 0.2) -> None:
+    """Take the output lock; with ``wait`` poll for it (a signal still stops the wait)."""
+    try:
+        lock.acquire()
+        return
+    except RunLocked:
+        if not wait:
+            raise
+    log.info("waiting for the output lock", extra={"lock": str(lock.path), "holder_pid": lock.holder()})
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=poll_s)
+            raise RunLocked(f"{lock.path.name}: stopped while waiting for the lock (held by pid {lock.holder()})")
+        except TimeoutError:
+            pass
+        try:
+            lock.acquire()
+            return
+        except RunLocked:
+            continue
 
 
 def _max_connections(config: Config) -> int:
@@ -193,7 +244,7 @@ async def _run_job(
     job: JobConfig, config: Config, options: RunOptions, client: GlmClient, stopper: SignalStop, out: IO[str]
 ) -> JobStats:
     lock = RunLock(job.output_path)
-    lock.acquire(wait=options.wait_lock)
+    await acquire_lock(lock, wait=options.wait_lock, stop=stopper.event)
     try:
         plan, index = plan_job(job, config)
         log.info("plan", extra={"job": job.name, "pending": plan.pending, "done": plan.counts.done, "route": plan.route, "why": plan.why})

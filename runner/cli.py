@@ -63,6 +63,22 @@ def load(config_path: str) -> Any:
         fail(exc)
 
 
+def load_without_key(config_path: str) -> Any:
+    """Load a config for commands that send nothing: an unset key variable is no error."""
+    import os
+
+    from .config import load_config
+
+    class NoKeyNeeded(dict[str, str]):
+        def get(self, key: str, default: Any = None) -> Any:
+            return os.environ.get(key) or "unused"
+
+    try:
+        return load_config(config_path, environ=NoKeyNeeded())
+    except GlmrunError as exc:
+        fail(exc)
+
+
 def verbosity_options(f: Callable[..., Any]) -> Callable[..., Any]:
     f = click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")(f)
     f = click.option("-v", "--verbose", is_flag=True, help="Debug logging (one line per retry).")(f)
@@ -107,6 +123,27 @@ def run(
     options = RunOptions(job=job_name, limit=limit, dry_run=dry_run, no_wait=no_wait, wait_lock=wait_lock)
     result = run_async(lambda: run_app(config, options))
     sys.exit(result.exit_code)
+
+
+@main.command()
+@click.argument("config_path", metavar="CONFIG")
+@click.option("--job", "job_name", metavar="NAME", help="Only this job.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per job on stdout.")
+def status(config_path: str, job_name: str | None, as_json: bool) -> None:
+    """Per job: ok / errors / pending and tracked batches; no network. Exit 0 when all done, 75 when work is pending."""
+    import orjson
+
+    from .status import collect, exit_code, format_status
+
+    setup(False, False, "text")
+    config = load_without_key(config_path)
+    try:
+        statuses = collect(config, job_name)
+    except GlmrunError as exc:
+        fail(exc)
+    for s in statuses:
+        click.echo(orjson.dumps(s.as_dict()).decode() if as_json else format_status(s))
+    sys.exit(exit_code(statuses))
 
 
 @main.command()

@@ -63,6 +63,19 @@ class GlmClient:
             await self._session.close()
             self._session = None
 
+    async def probe(self) -> None:
+        """One GET of base_url without the key: any HTTP answer (even 404) means reachable.
+
+        Raises ApiFailure(kind="connection") when the host does not resolve, refuses, or
+        does not accept a connection within the connect timeout."""
+        try:
+            async with self.session.get(self.base_url + "/") as resp:
+                await resp.read()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise ApiFailure(None, None, f"{type(exc).__name__}: {exc}", kind="connection") from exc
+        except (TimeoutError, aiohttp.ClientError):
+            return  # something answered; per-request retries handle the rest
+
     # --- chat ----------------------------------------------------------------------------
 
     async def chat(self, body: bytes) -> dict[str, Any]:

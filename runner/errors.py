@@ -6,7 +6,8 @@
     ├── ConfigError (2)        bad YAML, unknown key, wrong type, unset key variable
     ├── ApiStopped (3)         auth, arrears, quota, model unavailable: retrying cannot help
     ├── RunLocked (75)         another run holds the output lock (message names its pid)
-    └── ComeBackLater (75)     batches still running (--no-wait, batch.max_wait_s)
+    ├── ComeBackLater (75)     batches still running (--no-wait, batch.max_wait_s)
+    └── Unreachable (75)       the API host refuses or does not resolve at start; nothing sent
 
     Interrupted (130 / 143)    SIGINT / SIGTERM after a clean flush
 
@@ -55,6 +56,12 @@ class RunLocked(GlmrunError):
 
 class ComeBackLater(GlmrunError):
     """Work is tracked and still running remotely; the next run collects it."""
+
+    exit_code = EXIT_TEMPFAIL
+
+
+class Unreachable(GlmrunError):
+    """The API host cannot be reached at start (refused, DNS); nothing was sent or recorded."""
 
     exit_code = EXIT_TEMPFAIL
 

@@ -64,6 +64,12 @@ URL_FAULTS = frozenset(
         "sensitive",
         "network_error",
         "length",
+        "502",
+        "503",
+        "504",
+        "429noretry",
+        "error200",
+        "trickle",
     }
 )
 BATCH_LINE_FAULTS = frozenset({"500", "1301", "missing", "duplicate"})
@@ -80,6 +86,8 @@ _ERRORS: dict[str, tuple[int, str, str]] = {
     "1210": (400, "1210", "Invalid API parameters, please check the documentation"),
     "401": (401, "1000", "Authentication failed"),
 }
+# Gateway errors come from a proxy in front of the API: an HTML page, no GLM error body.
+_GATEWAY = {"502": "Bad Gateway", "503": "Service Temporarily Unavailable", "504": "Gateway Time-out"}
 
 
 def expected_content(urls: str | Sequence[str]) -> str:
@@ -107,6 +115,7 @@ class SimSettings:
     drop_rate: float = 0.0
     hang_rate: float = 0.0
     hang_s: float = 3600.0
+    trickle_s: float = 1.0
     bad_json_rate: float = 0.0
     no_choices_rate: float = 0.0
     seed: int = 0
@@ -436,6 +445,22 @@ class Simulator:
             pass
         return await self._drop(request)
 
+    async def _trickle(self, request: web.Request, payload: bytes) -> web.StreamResponse:
+        """Send a whole, valid answer slowly: 16 pieces spread over trickle_s."""
+        resp = web.StreamResponse(headers={"Content-Type": _JSON})
+        resp.content_length = len(payload)
+        await resp.prepare(request)
+        pieces = 16
+        step = max(1, math.ceil(len(payload) / pieces))
+        pause = self.settings.trickle_s / pieces
+        for start in range(0, len(payload), step):
+            await resp.write(payload[start : start + step])
+            if self._closing.is_set():
+                break
+            await asyncio.sleep(pause)
+        await resp.write_eof()
+        return resp
+
     # -- chat ------------------------------------------------------------------------
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
@@ -522,6 +547,17 @@ class Simulator:
         if fault in _ERRORS:
             status, code, message = _ERRORS[fault]
             return self._error(status, code, message)
+        if fault in _GATEWAY:
+            html = f"<html><head><title>{fault} {_GATEWAY[fault]}</title></head><body>nginx</body></html>"
+            return web.Response(text=html, status=int(fault), content_type="text/html")
+        if fault == "429noretry":
+            # A 429 without Retry-After even when retry_after_s is set.
+            return web.Response(body=_error_body("1302", _ERRORS["429"][2]), status=429, content_type=_JSON)
+        if fault == "error200":
+            # HTTP 200 whose body is an error object (proxies and some gateways do this).
+            return _json({"error": {"code": "1234", "message": "Network error (simulated), try again later"}})
+        if fault == "trickle":
+            return await self._trickle(request, orjson.dumps(self._completion(body, urls, text_len)))
         if fault == "drop":
             return await self._drop(request)
         if fault == "hang":

@@ -1,0 +1,123 @@
+"""``glmrun status CONFIG``: what is done, failed and pending per job, without network.
+
+Reads only the input, the output JSONL (latest record per key wins, torn or corrupt lines
+skipped) and the job's batch state files; takes no lock, so it is safe to call while a run
+is going on (the counts are then a snapshot). Cron wrappers use the exit code: 0 when every
+job is finished, 75 when work is pending or batches are still tracked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from .config import Config, JobConfig
+from .errors import EXIT_OK, EXIT_TEMPFAIL
+from .inputs import read_items
+from .plan import PendingCounts, iter_pending
+from .store import load_resume_index
+
+log = logging.getLogger(__name__)
+
+_FINISHED_BATCH_STATES = {"collected", "completed_collected", "done", "failed_recorded", "abandoned"}
+
+
+@dataclass
+class JobStatus:
+    job: str
+    output: str
+    ok: int = 0
+    errors: int = 0  # permanent error records (not retried)
+    pending: int = 0  # never tried, or last tried with a retryable error
+    retryable_errors: int = 0  # of pending: the latest record is a retryable error
+    invalid_unrecorded: int = 0  # invalid input lines the next run records as errors
+    duplicates: int = 0
+    corrupt_output_lines: list[int] = field(default_factory=list)
+    batches: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def open_batches(self) -> list[dict[str, Any]]:
+        return [b for b in self.batches if not b.get("finished")]
+
+    @property
+    def finished(self) -> bool:
+        return self.pending == 0 and self.invalid_unrecorded == 0 and not self.open_batches
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "finished": self.finished}
+
+
+def job_status(job: JobConfig) -> JobStatus:
+    index = load_resume_index(job.output_path)
+    counts = PendingCounts()
+    status = JobStatus(job.name, str(job.output_path), corrupt_output_lines=index.corrupt_lines)
+    for h, _item in iter_pending(read_items(job.input_path), index, counts):
+        if h in index.retryable:
+            status.retryable_errors += 1
+    status.ok = counts.done - counts.failed
+    status.errors = counts.failed
+    status.pending = counts.pending
+    status.invalid_unrecorded = counts.invalid
+    status.duplicates = counts.duplicates
+    status.batches = tracked_batches(job)
+    return status
+
+
+def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
+    """Batches the batch path tracks for ``job``: each {"batch_id", "state", "finished", ...}.
+
+    The batch module owns its state files; when it offers ``tracked_batches(job)`` that is
+    the answer. Otherwise any ``*.json`` state file under the job's work folder that names a
+    ``batch_id`` counts, finished when its ``state`` says so.
+    """
+    try:
+        batch = importlib.import_module("runner.batch")
+    except ImportError:
+        batch = None
+    hook = getattr(batch, "tracked_batches", None)
+    if hook is not None:
+        return list(hook(job))
+    found: list[dict[str, Any]] = []
+    work = job.work_dir
+    if not work.is_dir():
+        return found
+    for path in sorted(work.rglob("*.json")):
+        try:
+            data = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            log.warning("unreadable batch state file", extra={"file": str(path)})
+            continue
+        if isinstance(data, dict) and data.get("batch_id"):
+            state = str(data.get("state") or data.get("status") or "unknown")
+            found.append(
+                {"batch_id": data["batch_id"], "state": state, "finished": state.lower() in _FINISHED_BATCH_STATES, "file": str(path)}
+            )
+    return found
+
+
+def collect(config: Config, job_name: str | None = None) -> list[JobStatus]:
+    jobs = [config.job(job_name)] if job_name else list(config.jobs)
+    return [job_status(job) for job in jobs]
+
+
+def exit_code(statuses: list[JobStatus]) -> int:
+    return EXIT_OK if all(s.finished for s in statuses) else EXIT_TEMPFAIL
+
+
+def format_status(s: JobStatus) -> str:
+    line = (
+        f"{s.job}: ok {s.ok}, errors {s.errors}, pending {s.pending}"
+        f" (retryable errors {s.retryable_errors}), invalid not yet recorded {s.invalid_unrecorded},"
+        f" duplicate lines {s.duplicates}; batches {len(s.open_batches)} open / {len(s.batches)} tracked"
+        f" -> {'done' if s.finished else 'pending'}"
+    )
+    if s.corrupt_output_lines:
+        shown = ", ".join(map(str, s.corrupt_output_lines[:10]))
+        line += f"; skipped corrupt output lines {shown}"
+    for b in s.open_batches:
+        line += f"\n  batch {b.get('batch_id')}: {b.get('state')}"
+    return line

@@ -1,0 +1,128 @@
+"""Real processes for crash tests: a standalone simulator and glmrun runs against it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+FAKE_KEY = "sk-FAKE-glmrun-canary-123"
+
+
+def env(**extra: str) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith("ZHIPUAI")}
+    out["PYTHONPATH"] = str(REPO)
+    out["ZHIPUAI_API_KEY"] = FAKE_KEY
+    out.update(extra)
+    return out
+
+
+class SimProcess:
+    """``python -m runner simulate --port 0`` in its own process, with stats over HTTP."""
+
+    def __init__(self, proc: subprocess.Popen[str], base_url: str):
+        self.proc = proc
+        self.base_url = base_url
+        self.root = base_url.split("/api/")[0]
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.root + "/_sim/stats", timeout=5) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
+
+    def set(self, **settings: Any) -> None:
+        req = urllib.request.Request(self.root + "/_sim/settings", data=json.dumps(settings).encode(), method="POST")
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            resp.read()
+
+
+@contextmanager
+def simulator(*knobs: str, state_dir: Path | None = None) -> Iterator[SimProcess]:
+    cmd = [sys.executable, "-m", "runner", "simulate", "--port", "0"]
+    for knob in knobs:
+        cmd += ["--set", knob]
+    if state_dir is not None:
+        cmd += ["--state-dir", str(state_dir)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert "listening on " in line, (line, proc.stderr.read() if proc.poll() is not None else "")  # type: ignore[union-attr]
+        yield SimProcess(proc, line.split("listening on ", 1)[1].strip())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+def write_job(tmp: Path, base_url: str, urls: list[str], **sections: Any) -> Path:
+    """A config with one job ``j`` over ``urls``; ``sections`` override top-level sections."""
+    (tmp / "urls.txt").write_text("".join(u + "\n" for u in urls))
+    config: dict[str, Any] = {
+        "api": {"base_url": base_url, "timeout_s": 5},
+        "limits": {"concurrency": 8},
+        "retry": {"base_delay_s": 0.01, "max_delay_s": 0.05},
+        "run": {"grace_s": 2, "flush_interval_s": 0.1, "progress_interval_s": 0.5},
+        "jobs": [{"name": "j", "input": "urls.txt", "output": "out/j.jsonl", "model": "glm-4v-flash", "prompt": "describe"}],
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            config[key] = {**config[key], **value}
+        else:
+            config[key] = value
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    return path
+
+
+def start_run(config: Path, *args: str, **extra_env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", str(config), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(**extra_env), cwd=config.parent,
+    )
+
+
+def run(config: Path, *args: str, timeout: float = 30, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args[:1], str(config), *args[1:]] if args and args[0] == "status"
+        else [sys.executable, "-m", "runner", "run", str(config), *args],
+        capture_output=True, text=True, env=env(**extra_env), cwd=config.parent, timeout=timeout, check=False,
+    )
+
+
+def wait_for_lines(path: Path, n: int, proc: subprocess.Popen[str], timeout: float = 20) -> int:
+    """Poll until ``path`` has at least ``n`` newline-terminated lines (or the run ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        count = path.read_bytes().count(b"\n") if path.exists() else 0
+        if count >= n or proc.poll() is not None:
+            return count
+        time.sleep(0.005)
+    raise AssertionError(f"{path} never reached {n} lines")
+
+
+def read_records(path: Path) -> list[dict[str, Any]]:
+    """Every line must parse; a missing final newline fails the test."""
+    data = path.read_bytes()
+    assert data == b"" or data.endswith(b"\n"), "output does not end with a newline"
+    return [json.loads(line) for line in data.splitlines()]
+
+
+def latest(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        out[r.get("key", r["url"])] = r
+    return out

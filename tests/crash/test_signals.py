@@ -1,0 +1,90 @@
+"""SIGINT / SIGTERM against a real run: grace period, exit code, a valid file, nothing lost."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from runner.simulator import expected_content
+
+from .procs import latest, read_records, run, simulator, start_run, wait_for_lines, write_job
+
+
+def _urls(tag: str, n: int = 300) -> list[str]:
+    return [f"https://img.example.com/{tag}/{i}.jpg" for i in range(n)]
+
+
+def test_sigint_lets_in_flight_finish_writes_everything_and_exits_130(tmp_path: Path) -> None:
+    """After SIGINT every request the simulator answered has its record, the summary is
+    printed, the file ends with a newline, and the exit code is 130."""
+    urls = _urls("int")
+    with simulator("latency_mean_s=0.05") as sim:
+        config = write_job(tmp_path, sim.base_url, urls)
+        out = tmp_path / "out" / "j.jsonl"
+        proc = start_run(config)
+        wait_for_lines(out, 40, proc)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=15)
+        elapsed = time.monotonic() - t0
+        assert proc.returncode == 130, stderr
+        assert elapsed < 2 + 1  # grace_s = 2 in the test config
+        assert "j: ok " in stdout and "interrupted by SIGINT" in stderr
+        records = read_records(out)
+        assert len(records) == sim.stats()["chat_requests"] < len(urls)  # in-flight ones were written
+        rerun = run(config)
+        assert rerun.returncode == 0, rerun.stderr
+        final = latest(read_records(out))
+        assert set(final) == set(urls)
+        assert all(r["content"] == expected_content(u) for u, r in final.items())
+        assert sim.stats()["chat_requests"] == len(urls)
+
+
+def test_sigterm_cancels_hung_requests_after_grace_and_exits_143(tmp_path: Path) -> None:
+    """Requests that never answer are cancelled when grace_s runs out; exit 143 within grace
+    plus shutdown, every line parses, and the rerun finishes the rest."""
+    urls = _urls("term", 200)
+    with simulator("latency_mean_s=0.02", "hang_rate=0.2") as sim:
+        config = write_job(tmp_path, sim.base_url, urls, run={"grace_s": 0.5}, api={"timeout_s": 30})
+        out = tmp_path / "out" / "j.jsonl"
+        proc = start_run(config)
+        wait_for_lines(out, 10, proc)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+        elapsed = time.monotonic() - t0
+        assert proc.returncode == 143, stderr
+        assert 0.4 < elapsed < 0.5 + 1.5, elapsed
+        assert "grace period over" in stderr
+        read_records(out)
+        sim.set(hang_rate=0.0)
+        rerun = run(config)
+        assert rerun.returncode == 0, rerun.stderr
+        final = latest(read_records(out))
+        assert set(final) == set(urls) and all(r["status"] == "ok" for r in final.values())
+        # re-requests: only what hung (in flight) when the signal came
+        assert sim.stats()["chat_requests"] - len(urls) <= 8
+
+
+def test_second_signal_exits_at_once_with_a_valid_file(tmp_path: Path) -> None:
+    """A second signal during the grace period exits immediately; the file still parses."""
+    urls = _urls("twice", 200)
+    with simulator("latency_mean_s=0.02", "hang_rate=0.3") as sim:
+        config = write_job(tmp_path, sim.base_url, urls, run={"grace_s": 10}, api={"timeout_s": 30})
+        out = tmp_path / "out" / "j.jsonl"
+        proc = start_run(config)
+        wait_for_lines(out, 10, proc)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=15)
+        assert time.monotonic() - t0 < 1.0
+        assert proc.returncode == 143, stderr
+        assert "second SIGINT" in stderr
+        read_records(out)
+        sim.set(hang_rate=0.0)
+        rerun = run(config)
+        assert rerun.returncode == 0, rerun.stderr
+        assert set(latest(read_records(out))) == set(urls)

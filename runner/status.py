@@ -17,9 +17,8 @@ import orjson
 
 from .config import Config, JobConfig
 from .errors import EXIT_OK, EXIT_TEMPFAIL
-from .inputs import read_items
-from .plan import PendingCounts, iter_pending
-from .store import load_resume_index
+from .inputs import InvalidLine, read_items
+from .store import key_hash, load_resume_index
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +51,26 @@ class JobStatus:
 
 
 def job_status(job: JobConfig) -> JobStatus:
+    """Counts per unique key of the input (a duplicate line counts once, as a duplicate)."""
     index = load_resume_index(job.output_path)
-    counts = PendingCounts()
     status = JobStatus(job.name, str(job.output_path), corrupt_output_lines=index.corrupt_lines)
-    for h, _item in iter_pending(read_items(job.input_path), index, counts):
-        if h in index.retryable:
-            status.retryable_errors += 1
-    status.ok = counts.done - counts.failed
-    status.errors = counts.failed
-    status.pending = counts.pending
-    status.invalid_unrecorded = counts.invalid
-    status.duplicates = counts.duplicates
+    seen: set[int] = set()
+    for item in read_items(job.input_path):
+        h = key_hash(item.key)
+        if h in seen:
+            status.duplicates += 1
+            continue
+        seen.add(h)
+        if h in index.ok:
+            status.ok += 1
+        elif h in index.failed:
+            status.errors += 1
+        elif isinstance(item, InvalidLine):
+            status.invalid_unrecorded += 1
+        else:
+            status.pending += 1
+            if h in index.retryable:
+                status.retryable_errors += 1
     status.batches = tracked_batches(job)
     return status
 

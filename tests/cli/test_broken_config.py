@@ -1,0 +1,100 @@
+"""Nasty configs at the command line: exit 2, one line on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from runner.cli import main
+
+GOOD_JOB = "jobs:\n  - {name: a, input: in.txt, output: out.jsonl, model: glm-4v-flash, prompt: p}\n"
+
+
+def _text(body: str) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        path = tmp / "c.yaml"
+        path.write_text(body)
+        return path
+
+    return make
+
+
+def _bytes(body: bytes) -> Callable[[Path], Path]:
+    def make(tmp: Path) -> Path:
+        path = tmp / "c.yaml"
+        path.write_bytes(body)
+        return path
+
+    return make
+
+
+def _directory(tmp: Path) -> Path:
+    (tmp / "conf.d").mkdir()
+    return tmp / "conf.d"
+
+
+def _under_a_file(tmp: Path) -> Path:
+    (tmp / "plain").write_text("x")
+    return tmp / "plain" / "c.yaml"
+
+
+CASES = [
+    ("yaml-list", _text("- jobs\n- api\n"), "top level: expected a mapping, found a list"),
+    ("yaml-scalar", _text("just a string\n"), "expected a mapping"),
+    ("empty", _text(""), "the config is empty"),
+    ("only-comments", _text("# nothing here\n"), "the config is empty"),
+    ("binary", _bytes(bytes(range(256)) * 4), "cannot read config"),
+    ("nul-bytes", _bytes(b"jobs: []\x00\x00\n"), "invalid YAML"),
+    ("utf16", _bytes(GOOD_JOB.encode("utf-16")), "cannot read config"),
+    ("tabs", _text("api:\n\tbase_url: simulator\n"), "invalid YAML"),
+    ("unclosed", _text("api: {base_url: simulator\n"), "invalid YAML"),
+    ("directory", _directory, "cannot read config"),
+    ("missing", lambda tmp: tmp / "nope.yaml", "config file not found"),
+    ("parent-is-a-file", _under_a_file, "cannot read config"),
+    ("jobs-a-mapping", _text("jobs: {name: a}\n"), "jobs: expected a list"),
+    ("jobs-empty", _text("jobs: []\n"), "jobs: expected at least one job"),
+    ("job-missing-key", _text("jobs:\n  - {name: a, input: in.txt}\n"), "missing required key"),
+    ("typo-key", _text("limits: {concurency: 4}\n" + GOOD_JOB), "did you mean concurrency?"),
+    ("grace-too-long", _text("run: {grace_s: 60}\n" + GOOD_JOB), "run.grace_s: expected at most 10"),
+    ("negative-timeout", _text("api: {timeout_s: -1}\n" + GOOD_JOB), "api.timeout_s"),
+    ("bool-as-int", _text("limits: {concurrency: yes}\n" + GOOD_JOB), "limits.concurrency"),
+    ("huge-int", _text("limits: {concurrency: 1e999}\n" + GOOD_JOB), "limits.concurrency"),
+    ("anchors-bomb", _text("a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\nc: [*b, *b, *b, *b]\n" + GOOD_JOB), "unknown key"),
+    ("python-tag", _text("api: !!python/object/apply:os.system ['true']\n" + GOOD_JOB), "invalid YAML"),
+    ("no-api-key", _text("api: {base_url: 'https://open.bigmodel.cn/api/paas/v4', api_key_env: GLMRUN_TEST_UNSET_KEY}\n" + GOOD_JOB), "GLMRUN_TEST_UNSET_KEY is not set"),
+]
+
+
+@pytest.mark.parametrize(("make", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_broken_config_exits_2_with_one_line_and_no_traceback(tmp_path: Path, make: Callable[[Path], Path], message: str) -> None:
+    """Each broken config fails before anything is sent, with one glmrun: line naming the problem."""
+    path = make(tmp_path)
+    result = CliRunner().invoke(main, [str(path)], env={"GLMRUN_TEST_UNSET_KEY": None})
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("glmrun: "), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+    assert str(path.name) in lines[0] or "conf.d" in lines[0]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_unreadable_config_exits_2(tmp_path: Path) -> None:
+    """A config without read permission is one line and exit 2."""
+    path = tmp_path / "c.yaml"
+    path.write_text(GOOD_JOB)
+    path.chmod(0)
+    result = CliRunner().invoke(main, [str(path)])
+    assert result.exit_code == 2 and "cannot read config" in result.stderr
+
+
+def test_status_of_a_broken_config_exits_2_too(tmp_path: Path) -> None:
+    """glmrun status reports config errors the same way as run."""
+    path = tmp_path / "c.yaml"
+    path.write_text("- a list\n")
+    result = CliRunner().invoke(main, ["status", str(path)])
+    assert result.exit_code == 2 and result.stderr.startswith("glmrun: ")

@@ -22,8 +22,9 @@ from typing import IO, Any
 from .client import GlmClient
 from .config import Config, JobConfig
 from .errors import EXIT_OK, EXIT_SOME_ERRORS, ConfigError, GlmrunError, Interrupted, RunLocked
-from .inputs import InvalidLine, Item, read_items
+from .inputs import InvalidLine, Item
 from .limits import Throttle
+from .prepare import read_job_items
 from .plan import JobPlan, PendingCounts, count_pending, iter_pending, make_plan
 from .preflight import check_reachable
 from .progress import Progress, format_summary
@@ -57,7 +58,7 @@ def select_jobs(config: Config, name: str | None) -> list[JobConfig]:
 
 def plan_job(job: JobConfig, config: Config) -> tuple[JobPlan, Any]:
     index = load_resume_index(job.output_path)
-    counts = count_pending(read_items(job.input_path), index)
+    counts = count_pending(read_job_items(job, config), index)
     return make_plan(job, counts, config.batch), index
 
 
@@ -255,7 +256,7 @@ async def _run_job(
         stats.total = plan.pending + plan.counts.invalid
         if options.limit is not None:
             stats.total = min(plan.pending, options.limit) + plan.counts.invalid
-        pending = limited(iter_pending(read_items(job.input_path), index, PendingCounts()), options.limit)
+        pending = limited(iter_pending(read_job_items(job, config), index, PendingCounts()), options.limit)
         if plan.route == "batch":
             from .batch import run_batch_job  # the batch path (issue: Batch API)
 

@@ -63,8 +63,12 @@ class ApiConfig:
     api_key_env: str = "ZHIPUAI_API_KEY"
     timeout_s: float = 60.0
     connect_timeout_s: float = 10.0
+    auth: Literal["bearer", "jwt"] = "bearer"
+    jwt_ttl_s: float = 210.0
 
     def __post_init__(self) -> None:
+        if self.jwt_ttl_s < 60:
+            raise Invalid("jwt_ttl_s", f"expected at least 60 seconds (tokens are refreshed 30 s before expiry), found {self.jwt_ttl_s}")
         if self.base_url != SIMULATOR and not re.match(r"^https?://[^/\s]+", self.base_url):
             raise Invalid("base_url", f"expected 'simulator' or an http(s) URL, found {self.base_url!r}")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
@@ -133,23 +137,62 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class OutputSpec:
+    """``output:`` as a mapping: the path plus optional structured-output parsing."""
+
+    path: str
+    parse: Literal["none", "json"] = "none"
+    schema: dict[str, Any] | None = None
+    schema_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.schema is not None and self.schema_file is not None:
+            raise Invalid("schema", "give schema or schema_file, not both")
+        if (self.schema is not None or self.schema_file is not None) and self.parse != "json":
+            raise Invalid("parse", "a schema needs parse: json")
+
+
+@dataclass(frozen=True)
 class JobConfig:
     name: str
     input: str
-    output: str
+    output: str | OutputSpec
     model: str
-    prompt: str
+    prompt: str = ""
     params: dict[str, Any] = field(default_factory=dict)
     mode: Mode = "realtime"
+    input_format: Literal["auto", "text", "jsonl", "csv"] = "auto"
+    csv_url_column: str = "url"
+    system: str | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    # set from ``output`` when it is a mapping (OutputSpec); never read from YAML directly
+    parse: str = field(default="none", metadata={"internal": True})
+    schema: dict[str, Any] | None = field(default=None, metadata={"internal": True})
+    schema_file: str | None = field(default=None, metadata={"internal": True})
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", self.name):
             raise Invalid("name", f"expected letters, digits, '_', '-' or '.' (at most 64), found {self.name!r}")
-        for key in ("model", "messages", "stream"):
-            if key in self.params:
-                raise Invalid(f"params.{key}", "is set by glmrun itself; remove it from params")
         if not self.model.strip():
             raise Invalid("model", "must not be empty")
+        if isinstance(self.output, OutputSpec):
+            spec = self.output
+            object.__setattr__(self, "output", spec.path)
+            object.__setattr__(self, "parse", spec.parse)
+            object.__setattr__(self, "schema", spec.schema)
+            object.__setattr__(self, "schema_file", spec.schema_file)
+        from .params import ParamError, validate_params
+        from .templates import TemplateError, check_turns
+
+        try:
+            params, _ = validate_params(self.model, self.params)
+        except ParamError as exc:
+            raise Invalid(f"params.{exc.key}", str(exc)) from None
+        object.__setattr__(self, "params", params)
+        try:
+            check_turns(self.model, self.system, self.messages)
+        except TemplateError as exc:
+            raise Invalid(exc.key, str(exc)) from None
 
     @property
     def input_path(self) -> Path:
@@ -166,6 +209,43 @@ class JobConfig:
 
 
 @dataclass(frozen=True)
+class LocalFilesConfig:
+    """Folders local images may be read from (file:// or plain paths); empty = none."""
+
+    allowed_dirs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PriceConfig:
+    """Price per 1000 tokens; ``batch_discount`` multiplies both for the batch route."""
+
+    input_per_1k: float
+    output_per_1k: float
+    batch_discount: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("input_per_1k", "output_per_1k"):
+            if getattr(self, name) < 0:
+                raise Invalid(name, f"expected a number >= 0, found {getattr(self, name)}")
+        if not 0 < self.batch_discount <= 1:
+            raise Invalid("batch_discount", f"expected a factor in (0, 1], found {self.batch_discount}")
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    currency: str = "CNY"
+    prices: dict[str, PriceConfig] = field(default_factory=dict)
+    prompt_tokens_per_image: int = 1100  # dry-run estimate when no records exist yet
+    completion_tokens: int = 300  # likewise, per answer
+
+    def __post_init__(self) -> None:
+        _positive(self, "prompt_tokens_per_image", "completion_tokens")
+
+    def price(self, model: str) -> PriceConfig | None:
+        return self.prices.get(model) or self.prices.get(model.lower())
+
+
+@dataclass(frozen=True)
 class Config:
     jobs: list[JobConfig]
     api: ApiConfig = field(default_factory=ApiConfig)
@@ -174,6 +254,8 @@ class Config:
     batch: BatchConfig = field(default_factory=BatchConfig)
     run: RunConfig = field(default_factory=RunConfig)
     simulator: dict[str, Any] = field(default_factory=dict)
+    local_files: LocalFilesConfig = field(default_factory=LocalFilesConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
     path: Path = field(default=Path("config.yaml"), metadata={"internal": True})
     api_key: Secret = field(default_factory=lambda: Secret(""), metadata={"internal": True}, repr=False)
 
@@ -233,6 +315,16 @@ def load_config(path: str | os.PathLike[str], environ: typing.Mapping[str, str] 
         dataclasses.replace(job, input=str(base / job.input), output=str(base / job.output))
         for job in config.jobs
     ]
+    jobs = [_load_schema(job, base, str(path), i) for i, job in enumerate(jobs)]
+    _warn_params(jobs, str(path))
+    local = dataclasses.replace(
+        config.local_files,
+        allowed_dirs=[str((base / os.path.expanduser(d)).resolve()) for d in config.local_files.allowed_dirs],
+    )
+    from .prepare import resolve_turn_media
+
+    jobs = [resolve_turn_media(job, local.allowed_dirs, base, str(path), i) for i, job in enumerate(jobs)]
+    config = dataclasses.replace(config, local_files=local)
     key = Secret(environ.get(config.api.api_key_env, ""))
     if not key and not config.api.is_simulator:
         raise ConfigError(
@@ -240,6 +332,46 @@ def load_config(path: str | os.PathLike[str], environ: typing.Mapping[str, str] 
             "(export it, or use base_url: simulator to try glmrun without a key)"
         )
     return dataclasses.replace(config, jobs=jobs, path=path, api_key=key)
+
+
+def _load_schema(job: JobConfig, base: Path, file: str, i: int) -> JobConfig:
+    """Read ``output.schema_file`` (relative to the config folder) and check the schema itself."""
+    schema = job.schema
+    where = f"jobs[{i}].output.schema"
+    if job.schema_file is not None:
+        where = f"jobs[{i}].output.schema_file"
+        schema_path = base / job.schema_file
+        try:
+            schema = orjson_loads(schema_path.read_bytes())
+        except OSError as exc:
+            raise ConfigError(f"{file}: {where}: cannot read {schema_path}: {exc.strerror}") from None
+        except ValueError as exc:
+            raise ConfigError(f"{file}: {where}: {schema_path} is not JSON: {exc}") from None
+    if schema is None:
+        return job
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ConfigError(f"{file}: {where}: not a valid JSON Schema: {exc.message}") from None
+    return dataclasses.replace(job, schema=schema, schema_file=None)
+
+
+def _warn_params(jobs: list[JobConfig], file: str) -> None:
+    import logging
+
+    from .params import validate_params
+
+    for job in jobs:
+        for warning in validate_params(job.model, job.params)[1]:
+            logging.getLogger(__name__).warning(f"{file}: jobs.{job.name}.{warning}")
+
+
+def orjson_loads(raw: bytes) -> Any:
+    import orjson
+
+    return orjson.loads(raw)
 
 
 def build(cls: type[Any], data: Any, file: str, keypath: str = "") -> Any:
@@ -275,6 +407,10 @@ def _convert(tp: Any, value: Any, file: str, keypath: str) -> Any:
         options = typing.get_args(tp)
         if value is None and type(None) in options:
             return None
+        if isinstance(value, dict):
+            classes = [o for o in options if dataclasses.is_dataclass(o)]
+            if len(classes) == 1:
+                return build(classes[0], value, file, keypath)
         errors = []
         for option in options:
             if option is type(None):
@@ -299,6 +435,9 @@ def _convert(tp: Any, value: Any, file: str, keypath: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{file}: {keypath}: expected a mapping, found {_describe(value)}")
+        args = typing.get_args(tp)
+        if len(args) == 2 and dataclasses.is_dataclass(args[1]):
+            return {k: build(args[1], v, file, f"{keypath}.{k}") for k, v in value.items()}
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):

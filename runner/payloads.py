@@ -7,13 +7,18 @@ byte-for-byte what ``orjson.dumps`` of the full dict gives, at a fraction of the
 
 from __future__ import annotations
 
+import base64
 import os
+from pathlib import Path
 from typing import Any
 
 import orjson
 
 from .config import JobConfig
 from .inputs import Item
+from .records import Record
+from .structured import StructuredOutput
+from .templates import fill_turns, has_fields, media_parts, substitute
 
 
 def build_chat_body(model: str, prompt: str, params: dict[str, Any], url: str, request_id: str | None) -> dict[str, Any]:
@@ -62,18 +67,125 @@ class ChatBodyTemplate:
 class BodyBuilder:
     """The one seam engines use: ``render(item, request_id)`` -> request body bytes.
 
-    Plain URL items take the template fast path; richer items (several images, per-item
-    prompt, prebuilt messages) are the API-surface work and extend this class.
+    Plain URL items take the template fast path (one splice). Richer items — several images,
+    video, a per-item prompt or params, ``{field}`` templates, system / turns, batch-style
+    messages, local files as base64 — are built as a dict and serialised (the slow path).
+    ``finish_record(record, item)`` adds what the job asks of each record (meta, parsed JSON);
+    engines call it on every record they write for an item.
     """
 
-    __slots__ = ("job", "template")
+    __slots__ = ("job", "template", "_fast", "_templated", "_turns", "_structured")
 
     def __init__(self, job: JobConfig):
         self.job = job
         self.template = ChatBodyTemplate.for_job(job)
+        self._templated = has_fields(job.prompt) or (job.system is not None and has_fields(job.system)) or any(
+            isinstance(t["content"], str) and has_fields(t["content"])
+            or isinstance(t["content"], list)
+            and any(p.get("type") == "text" and has_fields(p["text"]) for p in t["content"])
+            for t in job.messages
+        )
+        self._fast = job.system is None and not job.messages and not self._templated
+        self._turns = encode_media(job.messages) if job.messages else []
+        self._structured = StructuredOutput.for_job(job)
 
     def render(self, item: Item, request_id: str | None = None) -> bytes:
-        return self.template.render(item.url, request_id)
+        if self._fast and (
+            item.images is None and item.video is None and item.messages is None and item.prompt is None
+            and item.params is None
+        ):
+            return self.template.render(item.url, request_id)
+        return orjson.dumps(self.build(item, request_id))
+
+    def build(self, item: Item, request_id: str | None = None) -> dict[str, Any]:
+        """The body as a dict (slow path; also the reference for tests)."""
+        job = self.job
+        if item.messages is not None:
+            messages = encode_media(item.messages)
+            if item.images and not any(True for _ in media_parts(messages)):
+                _prepend_image(messages, item.images[0])
+        else:
+            messages = self._messages(item)
+        body: dict[str, Any] = {"model": job.model, "messages": messages}
+        body.update(job.params)
+        if item.params:
+            body.update(item.params)
+        if request_id is not None:
+            body["request_id"] = request_id
+        return body
+
+    def _messages(self, item: Item) -> list[dict[str, Any]]:
+        job = self.job
+        fields = item_fields(item) if self._templated else {}
+        messages: list[dict[str, Any]] = []
+        if job.system is not None:
+            messages.append({"role": "system", "content": substitute(job.system, fields)})
+        if self._turns:
+            messages.extend(fill_turns(self._turns, fields) if self._templated else self._turns)
+        content: list[dict[str, Any]] = []
+        if item.video is not None:
+            content.append({"type": "video_url", "video_url": {"url": media_url(item.video)}})
+        else:
+            for ref in item.images if item.images is not None else [item.url]:
+                content.append({"type": "image_url", "image_url": {"url": media_url(ref)}})
+        prompt = item.prompt if item.prompt is not None else job.prompt
+        if prompt:
+            content.append({"type": "text", "text": substitute(prompt, fields)})
+        messages.append({"role": "user", "content": content})
+        return messages
+
+    def finish_record(self, record: Record, item: Item) -> Record:
+        """Per-job additions to a record: the item's meta, parsed structured output."""
+        if item.meta is not None:
+            record["meta"] = item.meta
+        if self._structured is not None and record.get("status") == "ok":
+            self._structured.apply(record)
+        return record
+
+
+def item_fields(item: Item) -> dict[str, Any]:
+    """What ``{name}`` may refer to: url, key, id, line_no, prompt, meta keys, CSV columns."""
+    fields: dict[str, Any] = {"url": item.url, "key": item.key, "id": item.id or item.key, "line_no": item.line_no}
+    if item.prompt is not None:
+        fields["prompt"] = item.prompt
+    if item.meta:
+        for k, v in item.meta.items():
+            fields[k] = v
+            fields[f"meta.{k}"] = v
+    if item.fields:
+        fields.update(item.fields)
+    return fields
+
+
+def media_url(ref: str) -> str:
+    """file:///abs -> raw base64 of the file (checked at plan time); data: URL -> raw base64."""
+    if ref.startswith("file://"):
+        return base64.b64encode(Path(ref[len("file://"):]).read_bytes()).decode("ascii")
+    if ref.startswith("data:") and "base64," in ref[:100]:
+        return ref.split("base64,", 1)[1]
+    return ref
+
+
+def encode_media(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A copy of ``messages`` with local media as base64 (raw, as the SDKs send it)."""
+    out: list[dict[str, Any]] = orjson.loads(orjson.dumps(messages))
+    for _, inner in media_parts(out):
+        if isinstance(inner.get("url"), str):
+            inner["url"] = media_url(inner["url"])
+    return out
+
+
+def _prepend_image(messages: list[dict[str, Any]], ref: str) -> None:
+    """Batch-style line whose messages carry no image: put ``image`` into the last user turn."""
+    part = {"type": "image_url", "image_url": {"url": media_url(ref)}}
+    for msg in reversed(messages):
+        if msg.get("role") == "user":
+            content = msg.get("content")
+            if isinstance(content, str):
+                msg["content"] = [part, {"type": "text", "text": content}]
+            elif isinstance(content, list):
+                content.insert(0, part)
+            return
 
 
 def batch_line(custom_id: str, body: bytes, endpoint: str = "/v4/chat/completions") -> bytes:

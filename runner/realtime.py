@@ -135,7 +135,7 @@ class RealtimeEngine:
                 record = ok_record(
                     url, response, via="realtime", attempts=attempt, latency_ms=int((time.monotonic() - started) * 1000), key=item.key
                 )
-                deps.writer.append(record)
+                deps.writer.append(self.builder.finish_record(record, item))
                 stats.ok += 1
                 stats.add_usage(response.get("usage"))
                 if deps.on_result is not None:
@@ -149,15 +149,18 @@ class RealtimeEngine:
                 return
             if decision.verdict is Verdict.RECORD or attempt >= max_attempts:
                 deps.writer.append(
-                    error_record(
-                        url,
-                        decision.code,
-                        failure.message,
-                        retryable=decision.retryable,
-                        via="realtime",
-                        attempts=attempt,
-                        latency_ms=int((time.monotonic() - started) * 1000),
-                        key=item.key,
+                    self.builder.finish_record(
+                        error_record(
+                            url,
+                            decision.code,
+                            failure.message,
+                            retryable=decision.retryable,
+                            via="realtime",
+                            attempts=attempt,
+                            latency_ms=int((time.monotonic() - started) * 1000),
+                            key=item.key,
+                        ),
+                        item,
                     )
                 )
                 stats.errors += 1

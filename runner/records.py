@@ -59,9 +59,14 @@ def ok_record(
     if key is not None and key != url:
         record["key"] = key
     record["status"] = "ok"
-    record["content"] = text_of(message.get("content"))
-    if message.get("reasoning_content"):
-        record["reasoning_content"] = message["reasoning_content"]
+    content = text_of(message.get("content"))
+    reasoning = message.get("reasoning_content")
+    if "<" in content:
+        content, thought = strip_markers(content)
+        reasoning = reasoning or thought
+    record["content"] = content
+    if reasoning:
+        record["reasoning_content"] = reasoning
     record["finish_reason"] = choice.get("finish_reason")
     if choice.get("finish_reason") == "length":
         record["truncated"] = True
@@ -104,6 +109,29 @@ def error_record(
         record.update(extra)
     record["finished_at"] = now_iso()
     return record
+
+
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
+_BOX_MARKERS = ("<|begin_of_box|>", "<|end_of_box|>")
+
+
+def strip_markers(content: str) -> tuple[str, str | None]:
+    """GLM-4.5V answers: ``<think>…</think>`` -> reasoning; box markers removed (glm-api.md §2.2)."""
+    thought = None
+    start = content.find(_THINK_OPEN)
+    if start != -1:
+        end = content.find(_THINK_CLOSE, start)
+        if end == -1:  # cut off (finish_reason length): everything after <think> is reasoning
+            thought, content = content[start + len(_THINK_OPEN):].strip(), content[:start]
+        else:
+            thought = content[start + len(_THINK_OPEN):end].strip()
+            content = content[:start] + content[end + len(_THINK_CLOSE):]
+    elif _THINK_CLOSE in content:  # some deployments drop the opening tag
+        thought, content = content.split(_THINK_CLOSE, 1)
+        thought = thought.strip()
+    for marker in _BOX_MARKERS:
+        content = content.replace(marker, "")
+    return content.strip(), thought or None
 
 
 def text_of(content: Any) -> str:

@@ -55,7 +55,7 @@ def job_status(job: JobConfig) -> JobStatus:
     index = load_resume_index(job.output_path)
     status = JobStatus(job.name, str(job.output_path), corrupt_output_lines=index.corrupt_lines)
     seen: set[int] = set()
-    for item in read_items(job.input_path):
+    for item in read_items(job.input_path, job.input_format, job.csv_url_column):
         h = key_hash(item.key)
         if h in seen:
             status.duplicates += 1

@@ -24,8 +24,8 @@ from .config import Config, JobConfig
 from .errors import EXIT_OK, EXIT_SOME_ERRORS, ConfigError, GlmrunError, Interrupted, RunLocked
 from .inputs import InvalidLine, Item
 from .limits import Throttle
-from .prepare import read_job_items
 from .plan import JobPlan, PendingCounts, count_pending, iter_pending, make_plan
+from .prepare import read_job_items
 from .preflight import check_reachable
 from .progress import Progress, format_summary
 from .realtime import RealtimeDeps, RealtimeEngine

@@ -86,7 +86,7 @@ def read_items(path: Path, input_format: str = "auto", csv_url_column: str = "ur
 
 def _open(path: Path) -> Any:
     try:
-        return open(path, "rb")  # noqa: SIM115 - closed by the generator that owns it
+        return open(path, "rb")
     except FileNotFoundError:
         raise ConfigError(f"{path}: input file not found") from None
     except OSError as exc:
@@ -283,7 +283,7 @@ def url_problem(text: str) -> str | None:
             return f"scheme {scheme}: is not allowed; expected an http:// or https:// URL"
         return "not a URL; expected an http:// or https:// URL"
     host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    if not host or host.startswith(":") or host.startswith("@"):
+    if not host or host.startswith((":", "@")):
         return "URL has no host"
     if any(ch.isspace() for ch in text):
         return "URL contains whitespace; percent-encode it (%20)"

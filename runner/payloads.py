@@ -74,7 +74,7 @@ class BodyBuilder:
     engines call it on every record they write for an item.
     """
 
-    __slots__ = ("job", "template", "_fast", "_templated", "_turns", "_structured")
+    __slots__ = ("_fast", "_structured", "_templated", "_turns", "job", "template")
 
     def __init__(self, job: JobConfig):
         self.job = job
@@ -116,7 +116,7 @@ class BodyBuilder:
 
     def _messages(self, item: Item) -> list[dict[str, Any]]:
         job = self.job
-        fields = item_fields(item) if self._templated else {}
+        fields = item_fields(item) if self._templated or (item.prompt and "{" in item.prompt) else {}
         messages: list[dict[str, Any]] = []
         if job.system is not None:
             messages.append({"role": "system", "content": substitute(job.system, fields)})

@@ -16,7 +16,7 @@ import orjson
 from .config import JobConfig
 from .records import Record
 
-_FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\r?\n(.*?)\r?\n?```", re.S)
+_FENCE = re.compile(r"```[A-Za-z0-9_-]*[ \t]*\r?\n(.*?)\r?\n?```", re.DOTALL)
 MAX_SCHEMA_ERRORS = 10
 
 

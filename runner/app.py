@@ -25,8 +25,8 @@ from .errors import EXIT_OK, EXIT_SOME_ERRORS, ConfigError, GlmrunError, Interru
 from .inputs import InvalidLine, Item
 from .limits import Throttle
 from .plan import JobPlan, PendingCounts, count_pending, iter_pending, make_plan
-from .prepare import read_job_items
 from .preflight import check_reachable
+from .prepare import read_job_items
 from .progress import Progress, format_summary
 from .realtime import RealtimeDeps, RealtimeEngine
 from .stats import JobStats

@@ -131,6 +131,13 @@ class SimSettings:
     batch_line_faults: dict[str, str] = field(default_factory=dict)
     request_counts_shape: str = "nested"
     error_envelope: str = "zhipu"
+    # url -> fields of the answer for that first URL: content (str or list of parts),
+    # reasoning_content, finish_reason, content_filter (glm-api.md §2.2 shapes)
+    url_answers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # signed-token auth (glm-api.md §1): the "<id>.<secret>" key whose JWTs are accepted
+    require_jwt: str | None = None
+    expire_tokens: int = 0  # the next N JWT-authenticated requests answer 1003 (token expired)
+    keep_bodies: bool = False  # keep every chat body (and its Authorization header) in stats.bodies
 
     def validate(self) -> None:
         """Reject typos in fault names up front: a silently ignored fault makes a test lie."""
@@ -147,12 +154,17 @@ class SimSettings:
             raise ValueError(
                 f"request_counts_shape: expected nested|flat, found {self.request_counts_shape!r}"
             )
+        for url, answer in self.url_answers.items():
+            unknown = set(answer) - _ANSWER_FIELDS
+            if unknown:
+                raise ValueError(f"url_answers[{url!r}]: unknown field(s) {sorted(unknown)}")
         if self.error_envelope not in ("zhipu", "openai"):
             raise ValueError(
                 f"error_envelope: expected zhipu|openai, found {self.error_envelope!r}"
             )
 
 
+_ANSWER_FIELDS = frozenset({"content", "reasoning_content", "finish_reason", "content_filter"})
 _SETTING_NAMES = frozenset(f.name for f in dataclasses.fields(SimSettings))
 
 
@@ -225,6 +237,8 @@ class SimStats:
     batches_created: int = 0
     batches_cancelled: int = 0
     batch_lines_received: int = 0
+    expired_tokens: int = 0  # 1003 answers given to JWT auth
+    bodies: list[dict[str, Any]] = field(default_factory=list)  # chat bodies, with keep_bodies
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-able copy (per_url as a plain dict)."""
@@ -275,6 +289,18 @@ def _extract(body: Mapping[str, Any]) -> tuple[list[str], int]:
                 if isinstance(inner, dict) and isinstance(inner.get("url"), str):
                     urls.append(inner["url"])
     return urls, text_len
+
+
+def _apply_answer(answer: dict[str, Any], fields: Mapping[str, Any]) -> None:
+    """Scripted answer fields (url_answers) onto a completion."""
+    choice = answer["choices"][0]
+    for name in ("content", "reasoning_content"):
+        if name in fields:
+            choice["message"][name] = fields[name]
+    if "finish_reason" in fields:
+        choice["finish_reason"] = fields["finish_reason"]
+    if "content_filter" in fields:
+        answer["content_filter"] = fields["content_filter"]
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -387,10 +413,35 @@ class Simulator:
         )
 
     def _auth_failed(self, request: web.Request) -> web.Response | None:
+        if self.settings.require_jwt is not None:
+            return self._jwt_failed(request.headers.get("Authorization", ""))
         key = self.settings.require_key
         if key is None or request.headers.get("Authorization") == f"Bearer {key}":
             return None
         return self._error(401, "1000", "Authentication failed (simulated)")
+
+    def _jwt_failed(self, header: str) -> web.Response | None:
+        """Verify an HS256 token per glm-api.md §1 (ms times, sign_type SIGN); 1003 when expired."""
+        import jwt
+
+        key = self.settings.require_jwt or ""
+        key_id, _, secret = key.partition(".")
+        token = header.removeprefix("Bearer ")
+        try:
+            head = jwt.get_unverified_header(token)
+            claims = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_exp": False})
+        except jwt.PyJWTError:
+            return self._error(401, "1002", "Invalid token (simulated)")
+        if head.get("sign_type") != "SIGN" or claims.get("api_key") != key_id:
+            return self._error(401, "1004", "Token verification failed (simulated)")
+        expired = not isinstance(claims.get("exp"), int) or claims["exp"] <= time.time() * 1000
+        if self.settings.expire_tokens > 0:
+            self.settings.expire_tokens -= 1
+            expired = True
+        if expired:
+            self.stats.expired_tokens += 1
+            return self._error(401, "1003", "Token expired (simulated)")
+        return None
 
     def _next_id(self) -> str:
         self._seq += 1
@@ -408,7 +459,7 @@ class Simulator:
         prompt_tokens = 1000 * len(urls) + text_len // 2
         completion_tokens = self.settings.completion_tokens
         request_id = body.get("request_id")
-        return {
+        answer = {
             "id": cid,
             "request_id": request_id if isinstance(request_id, str) else cid,
             "created": int(time.time()),
@@ -429,6 +480,9 @@ class Simulator:
                 "total_tokens": prompt_tokens + completion_tokens,
             },
         }
+        if self.settings.url_answers and urls and urls[0] in self.settings.url_answers and content is None:
+            _apply_answer(answer, self.settings.url_answers[urls[0]])
+        return answer
 
     async def _drop(self, request: web.Request) -> web.Response:
         """Close the socket without answering; the client sees a disconnect."""
@@ -474,6 +528,8 @@ class Simulator:
             body = None
         if not isinstance(body, dict):
             return self._error(400, "1214", "Request body is not a JSON object")
+        if self.settings.keep_bodies:
+            stats.bodies.append({"body": body, "authorization": request.headers.get("Authorization", "")})
         urls, text_len = _extract(body)
         first_url = urls[0] if urls else ""
         stats.per_url[first_url] += 1

@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from .client import GlmClient
 from .config import Config, JobConfig
+from .cost import estimate, format_estimate, format_usage
 from .errors import EXIT_OK, EXIT_SOME_ERRORS, ConfigError, GlmrunError, Interrupted, RunLocked
 from .inputs import InvalidLine, Item
 from .limits import Throttle
@@ -157,6 +158,7 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
             plan, _ = plan_job(job, config)
             result.plans.append(plan)
             print(describe_plan(plan), file=out)
+            print(format_estimate(job, estimate(job, plan.pending, config.cost), config.cost), file=out)
         return result
 
     stopper = SignalStop(config.run.grace_s)
@@ -201,6 +203,9 @@ async def _run_jobs(
                     result.stats.append(stats)
                     log_job_finished(stats)
                     print(format_summary(stats), file=out, flush=True)
+                    if stats.usage_by_route:
+                        usage = format_usage(_route_usage(stats), job, config.cost)
+                        print(f"{job.name}: tokens by route: {usage}", file=out, flush=True)
     finally:
         stopper.uninstall()
 
@@ -234,6 +239,10 @@ async def acquire_lock(lock: RunLock, *, wait: bool, stop: asyncio.Event, poll_s
             return
         except RunLocked:
             continue
+
+
+def _route_usage(stats: JobStats) -> dict[str, tuple[int, int]]:
+    return {route: (t[0], t[1]) for route, t in stats.usage_by_route.items()}
 
 
 def _max_connections(config: Config) -> int:

@@ -137,7 +137,7 @@ class RealtimeEngine:
                 )
                 deps.writer.append(self.builder.finish_record(record, item))
                 stats.ok += 1
-                stats.add_usage(response.get("usage"))
+                stats.add_usage(response.get("usage"), "realtime")
                 if deps.on_result is not None:
                     deps.on_result("ok", latency)
                 return

@@ -24,6 +24,7 @@ class JobStats:
     in_flight: int = 0
     concurrency: int = 0
     prompt_tokens: int = 0
+    usage_by_route: dict[str, list[int]] = field(default_factory=dict)  # route -> [prompt, completion]
     completion_tokens: int = 0
     batches_submitted: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -42,10 +43,16 @@ class JobStats:
         elapsed = self.elapsed_s
         return self.done / elapsed if elapsed > 0 else 0.0
 
-    def add_usage(self, usage: Any) -> None:
+    def add_usage(self, usage: Any, route: str | None = None) -> None:
+        """Sum tokens, per job and per route (default: the job's route)."""
         if isinstance(usage, dict):
-            self.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-            self.completion_tokens += int(usage.get("completion_tokens") or 0)
+            p = int(usage.get("prompt_tokens") or 0)
+            c = int(usage.get("completion_tokens") or 0)
+            self.prompt_tokens += p
+            self.completion_tokens += c
+            totals = self.usage_by_route.setdefault(route or self.route, [0, 0])
+            totals[0] += p
+            totals[1] += c
 
     def summary(self) -> dict[str, Any]:
         elapsed = self.elapsed_s
@@ -61,6 +68,7 @@ class JobStats:
             "retries": self.retries,
             "throttled": self.throttled,
             "prompt_tokens": self.prompt_tokens,
+            "tokens_by_route": {r: {"prompt": t[0], "completion": t[1]} for r, t in self.usage_by_route.items()},
             "completion_tokens": self.completion_tokens,
             "wall_s": round(elapsed, 3),
             "requests_per_s": round(self.requests / elapsed, 2) if elapsed > 0 else 0.0,

@@ -37,6 +37,8 @@ class JobStatus:
     duplicates: int = 0
     corrupt_output_lines: list[int] = field(default_factory=list)
     batches: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, dict[str, int]] = field(default_factory=dict)  # route -> prompt/completion tokens spent
+    usage_line: str = ""
 
     @property
     def open_batches(self) -> list[dict[str, Any]]:
@@ -109,7 +111,21 @@ def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
 
 def collect(config: Config, job_name: str | None = None) -> list[JobStatus]:
     jobs = [config.job(job_name)] if job_name else list(config.jobs)
-    return [job_status(job) for job in jobs]
+    statuses = [job_status(job) for job in jobs]
+    for job, status in zip(jobs, statuses, strict=True):
+        add_usage(status, job, config)
+    return statuses
+
+
+def add_usage(status: JobStatus, job: JobConfig, config: Config) -> None:
+    """Tokens spent per route (every record line with usage), with cost when priced."""
+    from .cost import format_usage, usage_from_output
+
+    totals = usage_from_output(job.output_path)
+    status.usage = {r: {"prompt": t.prompt, "completion": t.completion} for r, t in totals.by_route.items()}
+    if totals.by_route:
+        pairs = {r: (t.prompt, t.completion) for r, t in totals.by_route.items()}
+        status.usage_line = format_usage(pairs, job, config.cost)
 
 
 def exit_code(statuses: list[JobStatus]) -> int:
@@ -126,6 +142,8 @@ def format_status(s: JobStatus) -> str:
     if s.corrupt_output_lines:
         shown = ", ".join(map(str, s.corrupt_output_lines[:10]))
         line += f"; skipped corrupt output lines {shown}"
+    if s.usage_line:
+        line += f"\n  tokens: {s.usage_line}"
     for b in s.open_batches:
         line += f"\n  batch {b.get('batch_id')}: {b.get('state')}"
     return line

@@ -14,11 +14,12 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from .adaptive import AdaptiveLimit
 from .client import GlmClient
 from .config import Config, JobConfig
 from .cost import estimate, format_estimate, format_usage
@@ -281,6 +282,27 @@ async def _run_job(
         lock.release()
 
 
+def make_throttle(config: Config, stats: JobStats) -> tuple[Throttle, int, Callable[[str, float], None] | None]:
+    """The gate for a realtime run: fixed concurrency, or ``auto`` (workers for the ceiling,
+    the adaptive controller moving the gate's limit from every answer)."""
+    limits = config.limits
+    if limits.concurrency != "auto":
+        stats.concurrency = limits.concurrency
+        return Throttle(limits.concurrency, rpm=limits.rpm, tpm=limits.tpm), limits.concurrency, None
+    controller = AdaptiveLimit(max_limit=limits.max_concurrency)
+    throttle = Throttle(controller.limit, rpm=limits.rpm, tpm=limits.tpm)
+    stats.concurrency = controller.limit
+    monotonic = time.monotonic
+
+    def on_result(verdict: str, latency_s: float) -> None:
+        limit = controller.on_result(verdict, latency_s, monotonic())
+        if limit != throttle.limit:
+            throttle.set_limit(limit)
+            stats.concurrency = limit
+
+    return throttle, limits.max_concurrency, on_result
+
+
 async def _run_realtime(
     job: JobConfig,
     config: Config,
@@ -291,10 +313,7 @@ async def _run_realtime(
     pending: Iterator[tuple[int, Item | InvalidLine]],
     options: RunOptions,
 ) -> JobStats:
-    concurrency = config.limits.concurrency
-    limit = 4 if concurrency == "auto" else concurrency
-    throttle = Throttle(limit, rpm=config.limits.rpm)
-    stats.concurrency = limit
+    throttle, workers, on_result = make_throttle(config, stats)
     deps = RealtimeDeps(
         client=client,
         writer=writer,
@@ -303,6 +322,8 @@ async def _run_realtime(
         stats=stats,
         stop=stopper.event,
         flush_interval_s=config.run.flush_interval_s,
+        workers=workers,
+        on_result=on_result,
     )
     engine = RealtimeEngine(job, deps)
     progress = Progress(stats, tty=options.tty, interval_s=config.run.progress_interval_s)

@@ -119,6 +119,7 @@ class RealtimeEngine:
         while True:
             attempt += 1
             body = self.builder.render(item, request_id(h, self.run_id, attempt))
+            charged = await throttle.charge_tokens() if throttle.tokens is not None else 0.0
             async with throttle:
                 stats.requests += 1
                 stats.in_flight += 1
@@ -131,6 +132,12 @@ class RealtimeEngine:
                 finally:
                     stats.in_flight -= 1
                 latency = time.monotonic() - t0
+                decision = None if failure is None else classify(failure)
+                if deps.on_result is not None:
+                    # before the slot is released: a cut must land before a waiter takes the slot
+                    deps.on_result("ok" if decision is None else decision.verdict.value, latency)
+            if throttle.tokens is not None:
+                throttle.settle_tokens(charged, response.get("usage") if failure is None else None)
             if failure is None:
                 record = ok_record(
                     url, response, via="realtime", attempts=attempt, latency_ms=int((time.monotonic() - started) * 1000), key=item.key
@@ -138,12 +145,8 @@ class RealtimeEngine:
                 deps.writer.append(self.builder.finish_record(record, item))
                 stats.ok += 1
                 stats.add_usage(response.get("usage"), "realtime")
-                if deps.on_result is not None:
-                    deps.on_result("ok", latency)
                 return
-            decision = classify(failure)
-            if deps.on_result is not None:
-                deps.on_result(decision.verdict.value, latency)
+            assert decision is not None
             if decision.verdict is Verdict.STOP:
                 self._stop_run(failure, decision.code, decision.reason)
                 return

@@ -1114,7 +1114,9 @@ class Simulator:
         return _json(dataclasses.asdict(self.settings))
 
     async def _sim_reset(self, request: web.Request) -> web.Response:
+        """Zero the counters and restart the limit_schedule clock (a benchmark's t=0)."""
         self.reset_stats()
+        self._started_at = self._clock()
         return _json({"ok": True})
 
 

@@ -1,0 +1,58 @@
+"""concurrency: auto against the simulator's hidden in-flight limit: no URL lost, limit found."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import orjson
+
+from runner.app import RunOptions, run
+from runner.config import load_config
+from runner.simulator import SimSettings, Simulator
+
+
+def write_config(tmp_path: Path, base_url: str, n: int, limits: str) -> Path:
+    (tmp_path / "urls.txt").write_text("".join(f"https://img.example.com/{i}.jpg\n" for i in range(n)))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"api: {{base_url: '{base_url}'}}\n"
+        f"limits: {limits}\n"
+        "retry: {max_attempts: 30, base_delay_s: 0.01, max_delay_s: 0.05}\n"
+        "jobs:\n  - {name: j, input: urls.txt, output: out.jsonl, model: glm-4v-flash, prompt: hi}\n"
+    )
+    return cfg
+
+
+async def test_auto_concurrency_finds_a_hidden_limit_and_loses_nothing(tmp_path: Path) -> None:
+    """Hidden limit 4: every URL ends with one ok record and the final limit sits near 4."""
+    sim = Simulator(SimSettings(latency_mean_s=0.01, max_in_flight=4))
+    base_url = await sim.start()
+    try:
+        cfg = write_config(tmp_path, base_url, 300, "{concurrency: auto, max_concurrency: 32}")
+        config = load_config(cfg, environ={"ZHIPUAI_API_KEY": "k"})
+        result = await run(config, RunOptions(tty=False), out=io.StringIO())
+    finally:
+        await sim.close()
+    records = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    assert sorted(r["url"] for r in records) == sorted(f"https://img.example.com/{i}.jpg" for i in range(300))
+    assert all(r["status"] == "ok" for r in records)
+    stats = result.stats[0]
+    assert sim.stats.throttled > 0  # it did probe past the limit
+    assert 1 <= stats.concurrency <= 8
+    assert stats.throttled == sim.stats.throttled
+
+
+async def test_tpm_run_writes_every_record(tmp_path: Path) -> None:
+    """limits.tpm charges and settles per request without losing or duplicating a URL."""
+    sim = Simulator(SimSettings(latency_mean_s=0.0))
+    base_url = await sim.start()
+    try:
+        cfg = write_config(tmp_path, base_url, 20, "{concurrency: 4, tpm: 100000000}")
+        config = load_config(cfg, environ={"ZHIPUAI_API_KEY": "k"})
+        await run(config, RunOptions(tty=False), out=io.StringIO())
+    finally:
+        await sim.close()
+    lines = (tmp_path / "out.jsonl").read_bytes().splitlines()
+    assert len(lines) == 20
+    assert sim.stats.chat_requests == 20

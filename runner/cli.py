@@ -30,7 +30,8 @@ class DefaultGroup(click.Group):
 
 
 def fail(exc: GlmrunError) -> NoReturn:
-    click.echo(f"glmrun: {exc}", err=True)
+    message = " ".join(str(exc).splitlines())  # one line, even when an API message had several
+    click.echo(f"glmrun: {message}", err=True)
     sys.exit(exc.exit_code)
 
 

@@ -33,12 +33,13 @@ class Decision:
 
 
 THROTTLE_CODES = {"1302", "1303", "1305", "1312"}
-RETRY_CODES = {"500", "1100", "1120", "1200", "1230", "1231", "1234"}
+RETRY_CODES = {"500", "1100", "1200", "1230", "1231", "1234"}
 RECORD_CODES = {"1210", "1213", "1214", "1261", "1300", "1301"}
 STOP_CODES = (
     {str(c) for c in range(1000, 1006)}
-    | {"1110", "1111", "1112", "1113", "1121", "1211", "1212", "1215", "1220", "1221", "1222", "1304"}
-    | {str(c) for c in range(1308, 1322)}
+    | {str(c) for c in range(1110, 1122)}  # account: inactive, missing, locked, arrears (1113), ...
+    | {"1211", "1212", "1215", "1220", "1221", "1222", "1304"}
+    | ({str(c) for c in range(1308, 1322)} - THROTTLE_CODES)  # 1312 (model overloaded) backs off
 )
 
 _STOP_REASONS = {

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import aioresponses.core
 import orjson
 import pytest
 import yaml
+from aiohttp import ClientResponse
+from aioresponses import aioresponses as _aioresponses
 
 from runner.simulator import SimSettings, Simulator
 
@@ -149,3 +153,19 @@ def _reset_runner_logging() -> Iterable[None]:
     logger.handlers.clear()
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
+
+
+class _MockResponse(ClientResponse):
+    """aioresponses 0.7.9 builds responses without ``stream_writer``, which newer aiohttp requires."""
+
+    def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))
+        super().__init__(method, url, **kwargs)
+
+
+@pytest.fixture
+def mock(monkeypatch: pytest.MonkeyPatch) -> Iterator[_aioresponses]:
+    """An active aioresponses mock; every aiohttp request in the test hits it."""
+    monkeypatch.setattr(aioresponses.core, "ClientResponse", _MockResponse)
+    with _aioresponses() as m:
+        yield m

@@ -1,0 +1,208 @@
+"""The glmrun command: exit codes, one-line errors, options, progress and the example config."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+
+from runner.cli import main
+from runner.simulator import expected_content
+from tests.conftest import ENV, KEY_ENV, latest, make_urls, output_of, read_jsonl, write_config
+from tests.unit.test_config import BROKEN
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    runner = CliRunner(env={**ENV, **(env or {})})
+    return runner.invoke(main, list(args), catch_exceptions=False)
+
+
+def glmrun(*args: str, cwd: Path | None = None, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **ENV}
+    env.pop("ZHIPUAI_API_KEY", None)
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args], check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        **kwargs,
+    )
+
+
+def assert_one_error_line(stderr: str, *parts: str) -> None:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("glmrun: ")
+    assert "Traceback" not in stderr
+    for part in parts:
+        assert part in lines[0]
+
+
+@pytest.mark.parametrize(("kwargs", "expected"), [c[1:] for c in BROKEN], ids=[c[0] for c in BROKEN])
+def test_broken_config_exits_2_with_one_line(tmp_path: Path, kwargs: dict[str, Any], expected: list[str]) -> None:
+    """Every broken config exits 2 with one line on stderr naming the key, and no traceback."""
+    path = write_config(tmp_path, **kwargs)
+    result = invoke(str(path))
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert_one_error_line(result.stderr, *expected)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["{cfg}", "--job", "nope"], "no job named 'nope'"),
+        (["{tmp}/missing.yaml"], "config file not found"),
+        (["{cfg}", "--limit", "0"], "Invalid value for '--limit'"),
+    ],
+    ids=["unknown-job", "missing-config", "bad-limit"],
+)
+def test_usage_errors_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
+    """Usage mistakes exit 2 without a traceback."""
+    cfg = write_config(tmp_path)
+    result = invoke(*(a.format(cfg=cfg, tmp=tmp_path) for a in args))
+    assert result.exit_code == 2
+    assert expected in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_input_file_exits_2(tmp_path: Path) -> None:
+    """An input file that does not exist is one config-error line, exit 2."""
+    cfg = write_config(tmp_path, job={"input": "nope.txt"})
+    result = invoke(str(cfg))
+    assert result.exit_code == 2
+    assert_one_error_line(result.stderr, "nope.txt: input file not found")
+
+
+def test_unknown_simulator_knob_exits_2(tmp_path: Path) -> None:
+    """A misspelt simulator knob is a config error, not a crash."""
+    cfg = write_config(tmp_path, simulator={"latency_mean": 1})
+    result = invoke(str(cfg), "-q")
+    assert result.exit_code == 2
+    assert_one_error_line(result.stderr, "simulator:", "latency_mean")
+
+
+def test_run_is_the_default_command(tmp_path: Path) -> None:
+    """`glmrun CONFIG` and `glmrun run CONFIG` do the same; a rerun skips everything."""
+    urls = make_urls(20)
+    cfg = write_config(tmp_path, urls)
+    first = invoke(str(cfg), "-q")
+    assert first.exit_code == 0, first.stderr
+    assert "t: ok 20, errors 0" in first.stdout
+    second = invoke("run", str(cfg), "-q")
+    assert second.exit_code == 0
+    assert "t: ok 0, errors 0 (invalid input 0), skipped as done 20" in second.stdout
+    assert len(read_jsonl(output_of(tmp_path))) == 20
+
+
+def test_dry_run_counts_and_sends_nothing(tmp_path: Path) -> None:
+    """--dry-run prints pending / done / invalid / duplicate counts and touches no network or output."""
+    urls = make_urls(10)
+    cfg = write_config(tmp_path, urls[:3])
+    assert invoke(str(cfg), "-q").exit_code == 0
+    before = output_of(tmp_path).read_bytes()
+    # A real base URL on a closed port: any request would fail the run.
+    write_config(tmp_path, [*urls, "ftp://x/y.jpg", urls[4]], api={"base_url": "http://127.0.0.1:9/api/paas/v4"})
+    result = invoke(str(cfg), "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.strip() == (
+        "t: 7 pending, 3 done (0 as errors), 1 invalid, 1 duplicate lines -> realtime (mode: realtime)"
+    )
+    assert output_of(tmp_path).read_bytes() == before
+
+
+def test_job_option_runs_one_job(tmp_path: Path) -> None:
+    """--job NAME runs only that job."""
+    job_a = {"name": "a", "input": "urls.txt", "output": "out/a.jsonl", "model": "m", "prompt": "p"}
+    job_b = {**job_a, "name": "b", "output": "out/b.jsonl"}
+    cfg = write_config(tmp_path, make_urls(5), jobs=[job_a, job_b])
+    result = invoke(str(cfg), "--job", "b", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert len(read_jsonl(tmp_path / "out" / "b.jsonl")) == 5
+    assert not (tmp_path / "out" / "a.jsonl").exists()
+    assert "b: ok 5" in result.stdout and "a: " not in result.stdout
+
+
+def test_limit_sends_at_most_n_new_urls(tmp_path: Path) -> None:
+    """--limit N sends N new URLs; the next run without it does the rest."""
+    urls = make_urls(12)
+    cfg = write_config(tmp_path, urls)
+    result = invoke(str(cfg), "--limit", "5", "-q")
+    assert result.exit_code == 0
+    assert {r["url"] for r in read_jsonl(output_of(tmp_path))} == set(urls[:5])
+    assert invoke(str(cfg), "-q").exit_code == 0
+    final = latest(read_jsonl(output_of(tmp_path)))
+    assert set(final) == set(urls) and len(read_jsonl(output_of(tmp_path))) == 12
+
+
+def test_some_errors_exit_1(tmp_path: Path) -> None:
+    """A URL recorded as an error (scripted 1301) makes the run exit 1; the others are ok."""
+    urls = make_urls(8)
+    cfg = write_config(tmp_path, urls, simulator={"latency_mean_s": 0.001, "url_faults": {urls[3]: ["1301"]}})
+    result = invoke(str(cfg), "-q")
+    assert result.exit_code == 1, result.stderr
+    assert "t: ok 7, errors 1" in result.stdout
+    final = latest(read_jsonl(output_of(tmp_path)))
+    assert final[urls[3]]["error"]["code"] == "1301" and final[urls[3]]["error"]["retryable"] is False
+    assert sum(r["status"] == "ok" for r in final.values()) == 7
+
+
+def test_invalid_input_exits_1(tmp_path: Path) -> None:
+    """An invalid input line is recorded as invalid_input and the run exits 1."""
+    cfg = write_config(tmp_path, [*make_urls(3), "mailto:someone@example.com"])
+    result = invoke(str(cfg), "-q")
+    assert result.exit_code == 1
+    assert "errors 1 (invalid input 1)" in result.stdout
+
+
+def test_fatal_code_exits_3_with_one_line(tmp_path: Path) -> None:
+    """Arrears (1113 as HTTP 429) stop the run: exit 3, one stderr line naming the code, in-hand results saved."""
+    urls = make_urls(40)
+    cfg = write_config(
+        tmp_path, urls, limits={"concurrency": 4}, simulator={"latency_mean_s": 0.01, "url_faults": {urls[10]: ["1113"]}}
+    )
+    result = invoke(str(cfg), "-q")
+    assert result.exit_code == 3
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert "Traceback" not in result.stderr
+    assert lines[-1].startswith("glmrun: the API refused the run (code 1113")
+    assert "arrears" in lines[-1]
+    records = read_jsonl(output_of(tmp_path))
+    assert records and all(r["status"] == "ok" for r in records)
+    assert urls[10] not in {r["url"] for r in records}
+    assert ENV[KEY_ENV] not in result.stderr
+
+
+def test_non_tty_progress_line(tmp_path: Path) -> None:
+    """Without a TTY a progress log line appears every run.progress_interval_s, then the summary."""
+    cfg = write_config(
+        tmp_path, make_urls(120), limits={"concurrency": 4}, run={"progress_interval_s": 0.05},
+        simulator={"latency_mean_s": 0.01},
+    )
+    proc = glmrun(str(cfg))
+    assert proc.returncode == 0, proc.stderr
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("glmrun: progress ")]
+    assert progress, proc.stderr
+    assert "job=t" in progress[0] and "total=120" in progress[0] and "in_flight=" in progress[0]
+    assert "\r" not in proc.stderr and "\x1b[" not in proc.stderr
+    assert proc.stdout.startswith("t: ok 120, errors 0")
+
+
+def test_example_config_end_to_end(tmp_path: Path) -> None:
+    """`glmrun config/example.yaml` on a temp copy exits 0 with a summary and 400 matching ok records."""
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    proc = glmrun("config/example.yaml", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert summary.startswith("describe: ok 400, errors 0")
+    for part in ("skipped as done 0", "requests ", "retries ", "tokens ", "req/s"):
+        assert part in summary
+    final = latest(read_jsonl(tmp_path / "out" / "example.jsonl"))
+    assert len(final) == 400
+    assert all(r["status"] == "ok" and r["content"] == expected_content(u) for u, r in final.items())
+    assert "https://mpas.playinjoy.com/202508/b3dfdd2d-eef9-43f4-a447-8ba246c6612f.jpg" in final

@@ -1,0 +1,93 @@
+"""Issue 2's "Done when", run through app.run against the loopback simulator (5 ms latency)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from runner import app
+from runner.config import load_config
+from runner.simulator import Simulator, expected_content
+from tests.conftest import ENV, latest, make_urls, read_jsonl, write_config
+
+
+async def run_app(tmp_path: Path, sim: Simulator, urls: list[str] | None, **over: Any) -> tuple[app.RunResult, str]:
+    """One whole glmrun run (lock, plan, engine, summary) in-process; returns the result and stdout."""
+    path = tmp_path / "config.yaml"
+    if urls is not None:
+        over = {
+            "api": {"base_url": sim.base_url},
+            "limits": {"concurrency": 16},
+            **over,
+        }
+        path = write_config(tmp_path, urls, **over)
+    out = io.StringIO()
+    result = await app.run(load_config(path, environ=ENV), app.RunOptions(tty=False), out=out)
+    return result, out.getvalue()
+
+
+def assert_all_ok(output: Path, urls: list[str]) -> None:
+    final = latest(read_jsonl(output))
+    assert len(final) == len(urls) and set(final) == set(urls)
+    for url, record in final.items():
+        assert record["status"] == "ok", record
+        assert record["content"] == expected_content(url)
+
+
+async def test_2000_urls_faults_off(tmp_path: Path, sim: Simulator) -> None:
+    """2,000 URLs at concurrency 16 end with 2,000 matching ok records and exactly 2,000 chat requests."""
+    urls = make_urls(2000)
+    result, stdout = await run_app(tmp_path, sim, urls)
+    records = read_jsonl(tmp_path / "out" / "t.jsonl")
+    assert len(records) == 2000
+    assert_all_ok(tmp_path / "out" / "t.jsonl", urls)
+    assert sim.stats.chat_requests == 2000
+    assert sim.stats.max_in_flight_seen <= 16
+    assert result.exit_code == 0
+    (stats,) = result.stats
+    assert (stats.ok, stats.errors, stats.requests, stats.retries) == (2000, 0, 2000, 0)
+    assert "t: ok 2000, errors 0" in stdout and "requests 2000, retries 0" in stdout
+    assert "tokens" in stdout and "req/s" in stdout
+
+
+async def test_2000_urls_with_500s_and_429s(tmp_path: Path, start_sim: Any) -> None:
+    """With 10% injected 500s and 5% 429s (seeded) the same run still ends with 2,000 ok records."""
+    sim = await start_sim(error_500_rate=0.10, error_429_rate=0.05, seed=2)
+    urls = make_urls(2000)
+    retry = {"max_attempts": 12, "base_delay_s": 0.001, "max_delay_s": 0.004}
+    result, _ = await run_app(tmp_path, sim, urls, retry=retry)
+    assert_all_ok(tmp_path / "out" / "t.jsonl", urls)
+    assert len(read_jsonl(tmp_path / "out" / "t.jsonl")) == 2000
+    (stats,) = result.stats
+    assert stats.ok == 2000 and stats.errors == 0 and result.exit_code == 0
+    assert stats.retries == sim.stats.chat_requests - 2000 > 200
+    assert stats.throttled == sim.stats.throttled > 0
+    assert sim.stats.max_in_flight_seen <= 16
+
+
+async def test_appended_urls_are_exactly_what_the_next_run_requests(tmp_path: Path, sim: Simulator) -> None:
+    """Appending 10 URLs to a finished input makes the next run request exactly those 10."""
+    urls = make_urls(200)
+    await run_app(tmp_path, sim, urls)
+    assert sim.stats.chat_requests == 200
+    new = make_urls(10, start=200)
+    inp = tmp_path / "urls.txt"
+    inp.write_bytes(inp.read_bytes() + "".join(f"{u}\n" for u in new).encode())
+    sim.reset_stats()
+    result, stdout = await run_app(tmp_path, sim, None)
+    assert sim.stats.chat_requests == 10
+    assert sorted(sim.stats.per_url) == new and set(sim.stats.per_url.values()) == {1}
+    assert_all_ok(tmp_path / "out" / "t.jsonl", urls + new)
+    assert result.stats[0].skipped == 200 and "skipped as done 200" in stdout
+
+
+async def test_finished_run_again_sends_nothing(tmp_path: Path, sim: Simulator) -> None:
+    """Running a finished job again sends no request and appends no record."""
+    urls = make_urls(50)
+    await run_app(tmp_path, sim, urls)
+    before = (tmp_path / "out" / "t.jsonl").read_bytes()
+    sim.reset_stats()
+    result, _ = await run_app(tmp_path, sim, None)
+    assert sim.stats.chat_requests == 0 and result.exit_code == 0
+    assert (tmp_path / "out" / "t.jsonl").read_bytes() == before

@@ -73,7 +73,7 @@ def test_usage_errors_exit_2(tmp_path: Path, args: list[str], expected: str) -> 
 def test_missing_input_file_exits_2(tmp_path: Path) -> None:
     """An input file that does not exist is one config-error line, exit 2."""
     cfg = write_config(tmp_path, job={"input": "nope.txt"})
-    result = invoke(str(cfg))
+    result = invoke(str(cfg), "-q")
     assert result.exit_code == 2
     assert_one_error_line(result.stderr, "nope.txt: input file not found")
 

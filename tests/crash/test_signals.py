@@ -49,7 +49,9 @@ def test_sigterm_cancels_hung_requests_after_grace_and_exits_143(tmp_path: Path)
         config = write_job(tmp_path, sim.base_url, urls, run={"grace_s": 0.5}, api={"timeout_s": 30})
         out = tmp_path / "out" / "j.jsonl"
         proc = start_run(config)
-        wait_for_lines(out, 10, proc)
+        # Records reach the file as they finish; with seed 0 the 26th request is the first to
+        # hang, so 30 ok lines guarantee hung requests are in flight when the signal comes.
+        wait_for_lines(out, 30, proc)
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=15)

@@ -43,7 +43,7 @@ BAD_LINES = [
     ("invalid-utf8", b"https://img.example.test/\xff\xfe.jpg", "not valid UTF-8"),
     ("nul-byte", b"https://img.example.test/a\x00b.jpg", "NUL byte"),
     ("ftp-scheme", b"ftp://img.example.test/a.jpg", "scheme ftp: is not allowed"),
-    ("file-scheme", b"file:///etc/passwd", "scheme file: is not allowed"),
+    ("gopher-scheme", b"gopher://img.example.test/a.jpg", "scheme gopher: is not allowed"),
     ("data-url", b"data:image/png;base64,iVBORw0KGgo=", "scheme data: is not allowed"),
     ("javascript", b"javascript:alert(1)", "scheme javascript: is not allowed"),
     ("not-a-url", b"just some words", "not a URL"),

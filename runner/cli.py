@@ -14,7 +14,7 @@ from typing import Any, NoReturn
 import click
 
 from . import __version__
-from .errors import EXIT_CONFIG, GlmrunError
+from .errors import EXIT_CONFIG, EXIT_SIGINT, GlmrunError
 from .logs import setup_logging
 
 
@@ -39,6 +39,9 @@ def run_async(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     """Run a coroutine, turning a GlmrunError (alone or in an ExceptionGroup) into its exit code."""
     try:
         return asyncio.run(make())
+    except KeyboardInterrupt:  # SIGINT before the run installed its handler (or after it)
+        click.echo("glmrun: interrupted by SIGINT", err=True)
+        sys.exit(EXIT_SIGINT)
     except GlmrunError as exc:
         fail(exc)
     except BaseExceptionGroup as group:

@@ -68,8 +68,10 @@ class GlmClient:
 
         Raises ApiFailure(kind="connection") when the host does not resolve, refuses, or
         does not accept a connection within the connect timeout."""
+        connect_s = self._timeout.connect or 10.0
+        timeout = aiohttp.ClientTimeout(total=None, connect=connect_s, sock_read=connect_s)
         try:
-            async with self.session.get(self.base_url + "/") as resp:
+            async with self.session.get(self.base_url + "/", timeout=timeout) as resp:
                 await resp.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             raise ApiFailure(None, None, f"{type(exc).__name__}: {exc}", kind="connection") from exc

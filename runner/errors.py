@@ -7,7 +7,8 @@
     ├── ApiStopped (3)         auth, arrears, quota, model unavailable: retrying cannot help
     ├── RunLocked (75)         another run holds the output lock (message names its pid)
     ├── ComeBackLater (75)     batches still running (--no-wait, batch.max_wait_s)
-    └── Unreachable (75)       the API host refuses or does not resolve at start; nothing sent
+    ├── Unreachable (75)       the API host refuses or does not resolve at start; nothing sent
+    └── OutputError (1)        the output or lock cannot be read or written (disk full, a folder)
 
     Interrupted (130 / 143)    SIGINT / SIGTERM after a clean flush
 
@@ -64,6 +65,10 @@ class Unreachable(GlmrunError):
     """The API host cannot be reached at start (refused, DNS); nothing was sent or recorded."""
 
     exit_code = EXIT_TEMPFAIL
+
+
+class OutputError(GlmrunError):
+    """The output file or its lock cannot be opened, read or written (disk full, a folder...)."""
 
 
 class Interrupted(GlmrunError):

@@ -9,7 +9,10 @@ instead, with nothing recorded and the work still pending: ``Unreachable`` (exit
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import Coroutine
+from typing import Any
 
 from .client import GlmClient
 from .errors import ApiFailure, Unreachable
@@ -22,7 +25,7 @@ async def check_reachable(client: GlmClient, *, attempts: int = 3, base_delay_s:
     failure: ApiFailure | None = None
     for attempt in range(1, attempts + 1):
         try:
-            await client.probe()
+            await _stopped_first(client.probe(), stop)  # True on a signal: the run ends as interrupted
             return
         except ApiFailure as exc:
             failure = exc
@@ -42,3 +45,24 @@ async def check_reachable(client: GlmClient, *, attempts: int = 3, base_delay_s:
         f"cannot reach the API at {client.base_url} after {attempts} tries: {failure.message}; "
         "nothing was sent or recorded; check api.base_url and the network, then run again"
     )
+
+
+async def _stopped_first(probe: Coroutine[Any, Any, None], stop: asyncio.Event | None) -> bool:
+    """Await ``probe`` unless ``stop`` is set first (then cancel it and return True)."""
+    if stop is None:
+        await probe
+        return False
+    probe_task = asyncio.ensure_future(probe)
+    stop_task = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({probe_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (probe_task, stop_task):
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+    if probe_task.done() and not probe_task.cancelled():
+        probe_task.result()  # raises ApiFailure
+        return False
+    return True

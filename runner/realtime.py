@@ -81,21 +81,21 @@ class RealtimeEngine:
         stop = self.deps.stop
         writer = self.deps.writer
         stats = self.deps.stats
-        try:
-            for h, item in items:
-                if stop.is_set():
-                    break
-                if isinstance(item, InvalidLine):
-                    writer.append(
-                        error_record(item.key, INVALID_INPUT, f"line {item.line_no}: {item.reason}", retryable=False, via="input")
-                    )
-                    stats.errors += 1
-                    stats.invalid += 1
-                    continue
-                await queue.put((h, item))
-        finally:
-            for _ in range(n_workers):
-                await queue.put(None)
+        for h, item in items:
+            if stop.is_set():
+                break
+            if isinstance(item, InvalidLine):
+                writer.append(
+                    error_record(item.key, INVALID_INPUT, f"line {item.line_no}: {item.reason}", retryable=False, via="input")
+                )
+                stats.errors += 1
+                stats.invalid += 1
+                continue
+            await queue.put((h, item))
+        # Not in a finally: when the group is cancelled nobody drains the queue, and a put
+        # on a full queue would block the cancellation forever.
+        for _ in range(n_workers):
+            await queue.put(None)
 
     async def _work(self, queue: asyncio.Queue[tuple[int, Item] | None]) -> None:
         stop = self.deps.stop

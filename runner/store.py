@@ -13,6 +13,7 @@ tears at most the last line, which the next writer cuts off before appending.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -26,7 +27,7 @@ from typing import IO, Any
 
 import orjson
 
-from .errors import ConfigError, RunLocked
+from .errors import ConfigError, OutputError, RunLocked
 from .records import Record, dumps
 
 log = logging.getLogger(__name__)
@@ -77,6 +78,8 @@ def iter_records(path: Path, corrupt: list[int] | None = None) -> Iterator[Recor
         handle = open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
         return
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot read the output: {exc.strerror}") from None
     with handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.endswith(b"\n"):
@@ -153,15 +156,24 @@ class ResultWriter:
         self.path = path
         self.flush_interval_s = flush_interval_s
         self._clock = clock
-        path.parent.mkdir(parents=True, exist_ok=True)
-        repair_torn_tail(path)
-        self._file: IO[bytes] = open(path, "ab", buffering=1 << 16)  # noqa: SIM115
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            repair_torn_tail(path)
+            self._file: IO[bytes] = open(path, "ab", buffering=1 << 16)  # noqa: SIM115
+        except OSError as exc:
+            raise OutputError(f"{path}: cannot open the output for appending: {exc.strerror}") from None
         self._last_flush = clock()
         self._flush_scheduled = False
+        self._error: OSError | None = None
         self.written = 0
 
     def append(self, record: Record) -> None:
-        self._file.write(dumps(record))
+        if self._error is not None:  # a failed flush: stop the run before paying for more
+            raise self._failed(self._error)
+        try:
+            self._file.write(dumps(record))
+        except OSError as exc:
+            raise self._failed(exc) from exc
         self.written += 1
         if not self._flush_scheduled:
             try:
@@ -174,7 +186,15 @@ class ResultWriter:
     def _flush_turn(self) -> None:
         """End of the loop turn that appended: hand every record of that turn to the OS."""
         self._flush_scheduled = False
-        self.flush()
+        with contextlib.suppress(OutputError):
+            self.flush()  # a failure is kept in self._error: the next append raises it
+
+    def _failed(self, exc: OSError) -> OutputError:
+        self._error = exc
+        return OutputError(
+            f"{self.path}: cannot write the output: {exc.strerror}; what was written before is kept, "
+            "the rest is sent again by the next run"
+        )
 
     def maybe_flush(self) -> None:
         now = self._clock()
@@ -183,18 +203,27 @@ class ResultWriter:
 
     def flush(self) -> None:
         if not self._file.closed:
-            self._file.flush()
+            try:
+                self._file.flush()
+            except OSError as exc:
+                raise self._failed(exc) from exc
             self._last_flush = self._clock()
 
     def fsync(self) -> None:
         if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            self.flush()
+            try:
+                os.fsync(self._file.fileno())
+            except OSError as exc:
+                raise self._failed(exc) from exc
 
     def close(self) -> None:
         if not self._file.closed:
-            self.fsync()
-            self._file.close()
+            try:
+                self.fsync()
+            finally:
+                with contextlib.suppress(OSError):
+                    self._file.close()
 
     def __repr__(self) -> str:
         return f"<ResultWriter {self.path.name} written={self.written}>"
@@ -209,8 +238,11 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self, *, wait: bool = False) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot create the lock file: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except OSError as exc:

@@ -90,3 +90,28 @@ def test_second_signal_exits_at_once_with_a_valid_file(tmp_path: Path) -> None:
         rerun = run(config)
         assert rerun.returncode == 0, rerun.stderr
         assert set(latest(read_records(out))) == set(urls)
+
+
+def test_sigint_while_the_api_accepts_but_never_answers_exits_130_quickly(tmp_path: Path) -> None:
+    """A server that accepts connections and never answers: SIGINT ends the run within the
+    grace period, with exit 130, no traceback and no record."""
+    import socket
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(64)  # never accept(): connections complete in the backlog, nothing answers
+        port = server.getsockname()[1]
+        config = write_job(
+            tmp_path, f"http://127.0.0.1:{port}/api/paas/v4", _urls("silent", 20), run={"grace_s": 0.5}, api={"timeout_s": 30}
+        )
+        proc = start_run(config)
+        time.sleep(1.0)
+        assert proc.poll() is None
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=15)
+        assert proc.returncode == 130, stderr
+        assert time.monotonic() - t0 < 0.5 + 1.0
+        assert "Traceback" not in stderr
+        out = tmp_path / "out" / "j.jsonl"
+        assert not out.exists() or read_records(out) == []

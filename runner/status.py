@@ -17,7 +17,8 @@ import orjson
 
 from .config import Config, JobConfig
 from .errors import EXIT_OK, EXIT_TEMPFAIL
-from .inputs import InvalidLine, read_items
+from .inputs import InvalidLine
+from .prepare import read_job_items
 from .store import key_hash, load_resume_index
 
 log = logging.getLogger(__name__)
@@ -52,12 +53,12 @@ class JobStatus:
         return {**asdict(self), "finished": self.finished}
 
 
-def job_status(job: JobConfig) -> JobStatus:
+def job_status(job: JobConfig, config: Config) -> JobStatus:
     """Counts per unique key of the input (a duplicate line counts once, as a duplicate)."""
     index = load_resume_index(job.output_path)
     status = JobStatus(job.name, str(job.output_path), corrupt_output_lines=index.corrupt_lines)
     seen: set[int] = set()
-    for item in read_items(job.input_path, job.input_format, job.csv_url_column):
+    for item in read_job_items(job, config):  # the same checks as a run (local files, models)
         h = key_hash(item.key)
         if h in seen:
             status.duplicates += 1
@@ -111,7 +112,7 @@ def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
 
 def collect(config: Config, job_name: str | None = None) -> list[JobStatus]:
     jobs = [config.job(job_name)] if job_name else list(config.jobs)
-    statuses = [job_status(job) for job in jobs]
+    statuses = [job_status(job, config) for job in jobs]
     for job, status in zip(jobs, statuses, strict=True):
         add_usage(status, job, config)
     return statuses

@@ -11,7 +11,7 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.inputs import InvalidLine, Item, parse_line, read_items
+from runner.inputs import InvalidLine, Item, is_local_ref, parse_line, read_items
 from runner.store import key_hash, load_resume_index
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -30,11 +30,14 @@ url_like = st.one_of(
 @FUZZ
 @given(url_like)
 def test_parse_line_never_raises_and_items_are_sendable(raw: bytes) -> None:
-    """Any bytes give an Item or an InvalidLine; an Item is an http(s) URL without spaces or NUL."""
+    """Any bytes give an Item or an InvalidLine; an Item is a local reference (checked later)
+    or an http(s) URL without spaces or NUL."""
     line = raw.replace(b"\n", b"")
     result = parse_line(line, 1)
     assert isinstance(result, (Item, InvalidLine))
-    if isinstance(result, Item):
+    if isinstance(result, Item) and is_local_ref(result.url):
+        assert result.url.encode() == line  # checked against local_files.allowed_dirs at plan time
+    elif isinstance(result, Item):
         assert result.url.lower().startswith(("http://", "https://"))
         assert not any(ch.isspace() for ch in result.url) and "\x00" not in result.url
         assert result.url.encode() == line

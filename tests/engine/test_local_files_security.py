@@ -1,0 +1,90 @@
+"""A URL list cannot make glmrun upload a file outside local_files.allowed_dirs."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import orjson
+import yaml
+
+from runner.app import RunOptions
+from runner.app import run as run_app
+from runner.config import load_config
+from runner.simulator import SimSettings, Simulator
+
+SECRET = b"\x89PNG TOP-SECRET-canary-bytes"
+ALLOWED = b"\x89PNG allowed image bytes"
+
+
+async def test_only_files_under_allowed_dirs_are_read_and_sent(tmp_path: Path) -> None:
+    """/etc/passwd, traversal, symlinks out of the folder, file:// tricks and a bare path
+    are refused with invalid_input records; only the allowed image reaches the API."""
+    allowed = tmp_path / "images"
+    allowed.mkdir()
+    (allowed / "ok.png").write_bytes(ALLOWED)
+    secret_dir = tmp_path / "private"
+    secret_dir.mkdir()
+    (secret_dir / "secret.png").write_bytes(SECRET)
+    (allowed / "link.png").symlink_to(secret_dir / "secret.png")
+    (allowed / "dirlink").symlink_to(secret_dir)
+    lines = {
+        "allowed": str(allowed / "ok.png"),
+        "etc-passwd": "/etc/passwd",
+        "file-etc-passwd": "file:///etc/passwd",
+        "file-localhost": "file://localhost/etc/passwd",
+        "traversal": str(allowed) + "/../private/secret.png",
+        "relative-traversal": "../private/secret.png",
+        "encoded-traversal": "file://" + str(allowed) + "/..%2fprivate%2fsecret.png",
+        "symlink-file": str(allowed / "link.png"),
+        "symlink-dir": str(allowed / "dirlink" / "secret.png"),
+        "outside-direct": str(secret_dir / "secret.png"),
+        "proc-self": "/proc/self/environ",
+        "missing-outside": "/nonexistent/x.png",
+    }
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "urls.txt").write_text("".join(v + "\n" for v in lines.values()))
+    sim = Simulator(SimSettings(latency_mean_s=0.0))
+    await sim.start()
+    try:
+        config_path = tmp_path / "config.yaml"
+        config_path.write_text(yaml.safe_dump({
+            "api": {"base_url": sim.base_url},
+            "local_files": {"allowed_dirs": ["images"]},
+            "jobs": [{"name": "l", "input": "in/urls.txt", "output": "out.jsonl", "model": "glm-4v-plus", "prompt": "p"}],
+        }))
+        config = load_config(config_path, environ={"ZHIPUAI_API_KEY": "k"})
+        await run_app(config, RunOptions(tty=False), out=io.StringIO())
+        sent = set(sim.stats.per_url)
+    finally:
+        await sim.close()
+    records = {r.get("key", r["url"]): r for r in map(orjson.loads, (tmp_path / "out.jsonl").read_bytes().splitlines())}
+    assert records[lines["allowed"]]["status"] == "ok"
+    for name, line in lines.items():
+        if name == "allowed":
+            continue
+        record = records[line]
+        assert record["status"] == "error", name
+        assert record["error"]["code"] == "invalid_input", name
+        assert "not under local_files.allowed_dirs" in record["error"]["message"], (name, record)
+    secret_b64 = base64.b64encode(SECRET).decode()
+    assert not any(secret_b64 in u or "passwd" in u for u in sent)
+    assert any(base64.b64encode(ALLOWED).decode() in u for u in sent)
+    assert b"TOP-SECRET" not in (tmp_path / "out.jsonl").read_bytes()
+
+
+async def test_without_allowed_dirs_no_local_file_is_read(tmp_path: Path) -> None:
+    """With no local_files.allowed_dirs (the default), every local reference is refused."""
+    (tmp_path / "ok.png").write_bytes(ALLOWED)
+    (tmp_path / "urls.txt").write_text(f"{tmp_path / 'ok.png'}\nfile://{tmp_path / 'ok.png'}\n./ok.png\n")
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "api": {"base_url": "simulator"},
+        "jobs": [{"name": "l", "input": "urls.txt", "output": "out.jsonl", "model": "glm-4v-plus", "prompt": "p"}],
+    }))
+    config = load_config(config_path, environ={})
+    await run_app(config, RunOptions(tty=False), out=io.StringIO())
+    records = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    assert len(records) == 3
+    assert all(r["error"]["code"] == "invalid_input" and "local files are not allowed" in r["error"]["message"] for r in records)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
@@ -9,10 +10,16 @@ from pathlib import Path
 from .procs import latest, read_records, run, simulator, start_run, wait_for_lines, write_job
 
 
+def _holds_for(url: str, seconds: float) -> tuple[str, str]:
+    """Simulator knobs: ``url`` hangs ``seconds`` once (then is retried), so the run holding
+    the lock lasts at least that long whatever the machine's speed."""
+    return "url_faults=" + json.dumps({url: ["hang"]}), f"hang_s={seconds}"
+
+
 def test_second_run_exits_75_naming_the_holder_pid(tmp_path: Path) -> None:
     """While one run writes the output, a second exits 75 at once and names the first's pid."""
     urls = [f"https://img.example.com/lock/{i}.jpg" for i in range(200)]
-    with simulator("latency_mean_s=0.05") as sim:
+    with simulator("latency_mean_s=0.02", *_holds_for(urls[0], 2)) as sim:
         config = write_job(tmp_path, sim.base_url, urls)
         out = tmp_path / "out" / "j.jsonl"
         first = start_run(config)
@@ -23,13 +30,13 @@ def test_second_run_exits_75_naming_the_holder_pid(tmp_path: Path) -> None:
         assert re.search(rf"pid {first.pid}\b", second.stderr), second.stderr
         assert "Traceback" not in second.stderr
         assert first.returncode == 0
-        assert sim.stats()["chat_requests"] == len(urls)  # the second sent nothing
+        assert sim.stats()["chat_requests"] == len(urls) + 1  # the second sent nothing
 
 
 def test_wait_lock_waits_for_the_holder_then_finds_nothing_to_do(tmp_path: Path) -> None:
     """With --wait-lock the second run starts when the first ends and sends nothing new."""
     urls = [f"https://img.example.com/wait/{i}.jpg" for i in range(150)]
-    with simulator("latency_mean_s=0.05") as sim:
+    with simulator("latency_mean_s=0.02", *_holds_for(urls[0], 2)) as sim:
         config = write_job(tmp_path, sim.base_url, urls)
         out = tmp_path / "out" / "j.jsonl"
         first = start_run(config)
@@ -39,7 +46,7 @@ def test_wait_lock_waits_for_the_holder_then_finds_nothing_to_do(tmp_path: Path)
         first.communicate(timeout=30)
         assert second.returncode == 0, err2
         assert "waiting for the output lock" in err2
-        assert sim.stats()["chat_requests"] == len(urls)
+        assert sim.stats()["chat_requests"] == len(urls) + 1
         assert len(read_records(out)) == len(urls)
 
 

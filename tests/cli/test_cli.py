@@ -206,3 +206,17 @@ def test_example_config_end_to_end(tmp_path: Path) -> None:
     assert len(final) == 400
     assert all(r["status"] == "ok" and r["content"] == expected_content(u) for u, r in final.items())
     assert "https://mpas.playinjoy.com/202508/b3dfdd2d-eef9-43f4-a447-8ba246c6612f.jpg" in final
+
+
+def test_verbose_logs_each_retry_and_quiet_logs_nothing(tmp_path: Path) -> None:
+    """-v logs one debug line per retry with its code; -q keeps stderr empty on a clean run."""
+    urls = make_urls(4)
+    cfg = write_config(tmp_path, urls, simulator={"latency_mean_s": 0.001, "url_faults": {urls[0]: ["500", "429"]}})
+    result = invoke(str(cfg), "-v")
+    assert result.exit_code == 0, result.stderr
+    retries = [line for line in result.stderr.splitlines() if line.startswith("glmrun: debug: retry ")]
+    assert len(retries) == 2
+    assert "code=500" in retries[0] and "code=1302" in retries[1] and f"url={urls[0]}" in retries[0]
+    output_of(tmp_path).unlink()
+    quiet = invoke(str(cfg), "-q")
+    assert quiet.exit_code == 0 and quiet.stderr == ""

@@ -91,3 +91,19 @@ async def test_finished_run_again_sends_nothing(tmp_path: Path, sim: Simulator) 
     result, _ = await run_app(tmp_path, sim, None)
     assert sim.stats.chat_requests == 0 and result.exit_code == 0
     assert (tmp_path / "out" / "t.jsonl").read_bytes() == before
+
+
+async def test_output_is_fsynced_at_exit(tmp_path: Path, sim: Simulator, monkeypatch: Any) -> None:
+    """A finished run fsyncs its output file before it returns."""
+    import os
+
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    await run_app(tmp_path, sim, make_urls(5))
+    assert str((tmp_path / "out" / "t.jsonl").resolve()) in synced

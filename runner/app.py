@@ -193,6 +193,8 @@ async def _run_jobs(
                 timeout_s=config.api.timeout_s,
                 connect_timeout_s=config.api.connect_timeout_s,
                 max_connections=_max_connections(config),
+                auth=config.api.auth,
+                jwt_ttl_s=config.api.jwt_ttl_s,
             )
             async with client:
                 if not config.api.is_simulator:

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import orjson
 
+from .auth import SIMULATOR_KEY, JwtAuth
 from .config import Secret
 from .errors import ApiFailure
 
@@ -33,10 +34,17 @@ class GlmClient:
         timeout_s: float = 60.0,
         connect_timeout_s: float = 10.0,
         max_connections: int = 256,
+        auth: str = "bearer",
+        jwt_ttl_s: float = 210.0,
     ):
         self.base_url = base_url.rstrip("/")
+        self._jwt: JwtAuth | None = None
+        if auth == "jwt":
+            self._jwt = JwtAuth(api_key if api_key else Secret(SIMULATOR_KEY), ttl_s=jwt_ttl_s)
         self._auth = {"Authorization": f"Bearer {api_key.reveal() or 'simulator'}"}
         self._chat_headers = {**JSON_HEADERS, **self._auth}
+        if self._jwt is not None:
+            self._fresh_token()
         self._chat_url = self.base_url + "/chat/completions"
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
         self._max_connections = max_connections
@@ -80,8 +88,34 @@ class GlmClient:
 
     # --- chat ----------------------------------------------------------------------------
 
+    def _fresh_token(self) -> None:
+        """JWT auth: swap in a new token when the cached one is close to expiry."""
+        header = self._jwt.header()  # type: ignore[union-attr]
+        if header != self._auth["Authorization"]:
+            self._auth = {"Authorization": header}
+            self._chat_headers = {**JSON_HEADERS, **self._auth}
+
+    def _token_expired(self, failure: ApiFailure) -> bool:
+        """JWT auth and the API said 1003: mint a new token; the caller retries once."""
+        if self._jwt is None or failure.code != "1003":
+            return False
+        self._jwt.invalidate()
+        self._fresh_token()
+        return True
+
     async def chat(self, body: bytes) -> dict[str, Any]:
         """POST one chat completion; return the parsed answer or raise ApiFailure."""
+        if self._jwt is None:
+            return await self._chat(body)
+        self._fresh_token()
+        try:
+            return await self._chat(body)
+        except ApiFailure as failure:
+            if not self._token_expired(failure):
+                raise
+        return await self._chat(body)
+
+    async def _chat(self, body: bytes) -> dict[str, Any]:
         try:
             async with self.session.post(self._chat_url, data=body, headers=self._chat_headers) as resp:
                 raw = await resp.read()
@@ -106,6 +140,17 @@ class GlmClient:
             raise ApiFailure(200, None, "answer is not JSON", kind="bad_json") from exc
 
     async def request_bytes(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> bytes:
+        if self._jwt is None:
+            return await self._request_bytes(method, path, headers=headers, **kwargs)
+        self._fresh_token()
+        try:
+            return await self._request_bytes(method, path, headers=headers, **kwargs)
+        except ApiFailure as failure:
+            if isinstance(kwargs.get("data"), aiohttp.FormData) or not self._token_expired(failure):
+                raise  # a multipart form cannot be sent twice; upload_file retries with a new one
+        return await self._request_bytes(method, path, headers=headers, **kwargs)
+
+    async def _request_bytes(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> bytes:
         url = self.base_url + path
         try:
             async with self.session.request(method, url, headers={**self._auth, **(headers or {})}, **kwargs) as resp:
@@ -119,10 +164,18 @@ class GlmClient:
             raise ApiFailure(None, None, f"{method} {path}: connection error: {type(exc).__name__}", kind="connection") from exc
 
     async def upload_file(self, filename: str, content: bytes, purpose: str = "batch") -> dict[str, Any]:
-        form = aiohttp.FormData()
-        form.add_field("purpose", purpose)
-        form.add_field("file", content, filename=filename, content_type="application/jsonl")
-        return await self.request_json("POST", "/files", data=form)  # type: ignore[no-any-return]
+        def form() -> aiohttp.FormData:
+            data = aiohttp.FormData()
+            data.add_field("purpose", purpose)
+            data.add_field("file", content, filename=filename, content_type="application/jsonl")
+            return data
+
+        try:
+            return await self.request_json("POST", "/files", data=form())  # type: ignore[no-any-return]
+        except ApiFailure as failure:
+            if not self._token_expired(failure):
+                raise
+        return await self.request_json("POST", "/files", data=form())  # type: ignore[no-any-return]
 
     async def file_content(self, file_id: str) -> bytes:
         return await self.request_bytes("GET", f"/files/{file_id}/content", headers={"Accept": "application/binary"})

@@ -422,6 +422,8 @@ class Simulator:
 
     def _jwt_failed(self, header: str) -> web.Response | None:
         """Verify an HS256 token per glm-api.md §1 (ms times, sign_type SIGN); 1003 when expired."""
+        import warnings
+
         import jwt
 
         key = self.settings.require_jwt or ""
@@ -429,7 +431,9 @@ class Simulator:
         token = header.removeprefix("Bearer ")
         try:
             head = jwt.get_unverified_header(token)
-            claims = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_exp": False})
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+                claims = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_exp": False})
         except jwt.PyJWTError:
             return self._error(401, "1002", "Invalid token (simulated)")
         if head.get("sign_type") != "SIGN" or claims.get("api_key") != key_id:

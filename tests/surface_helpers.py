@@ -47,9 +47,9 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
     return path
 
 
-async def run_config(path: Path, **options: Any) -> tuple[RunResult, str]:
+async def run_config(path: Path, environ: dict[str, str] | None = None, **options: Any) -> tuple[RunResult, str]:
     out = io.StringIO()
-    result = await run(load_config(path, environ={}), RunOptions(tty=False, **options), out=out)
+    result = await run(load_config(path, environ=environ or {}), RunOptions(tty=False, **options), out=out)
     return result, out.getvalue()
 
 

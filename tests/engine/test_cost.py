@@ -61,7 +61,7 @@ async def test_status_sums_usage_per_route_from_the_output(tmp_path: Path) -> No
     (tmp_path / "in.txt").write_text("\n".join(URLS[:2]) + "\n")
     cfg = write_config(tmp_path, {"prompt": ""}, cost=PRICES)
     await run_config(cfg)
-    with (tmp_path / "out.jsonl").open("ab") as f:  # noqa: ASYNC230 - a batch record for another key, as the batch path writes it
+    with (tmp_path / "out.jsonl").open("ab") as f:
         f.write(orjson.dumps({"url": "x", "status": "ok", "via": "batch", "usage": {"prompt_tokens": 500, "completion_tokens": 50}}) + b"\n")
     (status,) = collect(load_config(cfg, environ={}))
     assert status.usage == {"realtime": {"prompt": 2000, "completion": 40}, "batch": {"prompt": 500, "completion": 50}}

@@ -175,3 +175,14 @@ async def test_invalid_lines_become_records(run_engine: EngineRunner, sim: Simul
     assert final["not a url"]["status"] == "error"
     assert [u for u in final if final[u]["status"] == "ok"] == urls
     assert sim.stats.chat_requests == 3 and run.counts.duplicates == 1
+
+
+async def test_server_concurrency_limit_is_throttled_and_recovered(run_engine: EngineRunner, sim: Simulator) -> None:
+    """Above the account's concurrency the API answers 429/1302; the engine backs off and every URL ends ok."""
+    sim.settings.max_in_flight = 3
+    urls = make_urls(60)
+    run = await run_engine(urls, concurrency=6, max_attempts=50)
+    assert_ok_and_matching(run.records, urls)
+    assert sim.stats.throttled > 0 and run.stats.throttled == sim.stats.throttled
+    assert sim.stats.max_in_flight_seen <= 3
+    assert all(s >= 0.25 for s in run.sleeps)  # throttled backoff floor (base_delay_s / 2)

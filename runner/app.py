@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -58,10 +59,26 @@ def select_jobs(config: Config, name: str | None) -> list[JobConfig]:
     return [config.job(name)] if name else list(config.jobs)
 
 
-def plan_job(job: JobConfig, config: Config) -> tuple[JobPlan, Any]:
+class PlanStopped(Exception):
+    """A signal came while planning (counting a big input runs in a thread)."""
+
+
+def plan_job(job: JobConfig, config: Config, stop: threading.Event | None = None) -> tuple[JobPlan, Any]:
     index = load_resume_index(job.output_path)
-    counts = count_pending(read_job_items(job, config), index)
+    items = read_job_items(job, config)
+    counts = count_pending(items if stop is None else _until(items, stop), index)
     return make_plan(job, counts, config.batch), index
+
+
+def _until(items: Iterator[Item | InvalidLine], stop: threading.Event, *, quiet: bool = False) -> Iterator[Item | InvalidLine]:
+    """Stop reading the input soon after a signal: raise PlanStopped, or (``quiet``) end it,
+    so the engine drains what is in flight as at the end of the input."""
+    for n, item in enumerate(items):
+        if not n & 1023 and stop.is_set():
+            if quiet:
+                return
+            raise PlanStopped
+        yield item
 
 
 def describe_plan(plan: JobPlan) -> str:
@@ -94,39 +111,52 @@ async def api_base_url(config: Config, state_dir: Path) -> AsyncIterator[str]:
 
 class SignalStop:
     """First signal: stop starting work, cancel what is left after the grace period.
-    Second signal: flush every writer and exit at once."""
+    Second signal: flush every writer and exit at once.
+
+    The handlers are plain ``signal.signal`` ones, not ``loop.add_signal_handler``: Python
+    runs them between bytecodes even while the loop is busy in synchronous code (skipping a
+    million finished lines), so ``flag`` stops the input at once and a second signal exits
+    at once; the rest of the first signal's work is handed to the loop."""
 
     def __init__(self, grace_s: float):
         self.grace_s = grace_s
         self.event = asyncio.Event()
+        self.flag = threading.Event()  # the same, readable from sync code and threads
         self.signame: str | None = None
         self.writers: list[ResultWriter] = []
         self.current: asyncio.Task[Any] | None = None
-        self._installed: list[int] = []
+        self._first: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
-        loop = asyncio.get_running_loop()
+        self._loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             try:
-                loop.add_signal_handler(sig, self._on_signal, sig)
-                self._installed.append(sig)
-            except (NotImplementedError, RuntimeError, ValueError):
+                self._previous[sig] = signal.signal(sig, self._on_os_signal)
+            except (ValueError, OSError):  # not the main thread
                 pass
 
     def uninstall(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in self._installed:
-            loop.remove_signal_handler(sig)
-        self._installed.clear()
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
 
-    def _on_signal(self, sig: int) -> None:
+    def _on_os_signal(self, sig: int, frame: Any) -> None:
         name = signal.Signals(sig).name
-        if self.signame is not None:
+        if self._first is not None:
             os.write(2, f"glmrun: second {name}: exiting at once\n".encode())
             for writer in self.writers:
                 with contextlib.suppress(Exception):
                     writer.close()
-            os._exit(Interrupted(self.signame).exit_code)
+            os._exit(Interrupted(self._first).exit_code)
+        self._first = name
+        self.flag.set()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        name = signal.Signals(sig).name
         self.signame = name
         self.event.set()
         log.warning("stopping: no new requests; in-flight ones get the grace period", extra={"signal": name, "grace_s": self.grace_s})
@@ -259,7 +289,12 @@ async def _run_job(
     lock = RunLock(job.output_path)
     await acquire_lock(lock, wait=options.wait_lock, stop=stopper.event)
     try:
-        plan, index = plan_job(job, config)
+        try:
+            # In a thread: counting millions of lines must not keep signals waiting.
+            plan, index = await asyncio.to_thread(plan_job, job, config, stopper.flag)
+        except PlanStopped:
+            log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
+            return JobStats(job.name)
         log.info("plan", extra={"job": job.name, "pending": plan.pending, "done": plan.counts.done, "route": plan.route, "why": plan.why})
         stats = JobStats(
             job.name, route=plan.route, skipped=plan.counts.done, duplicates=plan.counts.duplicates,
@@ -268,7 +303,10 @@ async def _run_job(
         stats.total = plan.pending + plan.counts.invalid
         if options.limit is not None:
             stats.total = min(plan.pending, options.limit) + plan.counts.invalid
-        pending = limited(iter_pending(read_job_items(job, config), index, PendingCounts()), options.limit)
+        if stopper.event.is_set():
+            return stats
+        items = _until(read_job_items(job, config), stopper.flag, quiet=True)
+        pending = limited(iter_pending(items, index, PendingCounts()), options.limit)
         if plan.route == "batch":
             from .batch import run_batch_job  # the batch path (issue: Batch API)
 

@@ -9,14 +9,30 @@ The key stays inside its ``Secret``; neither the key nor a token reaches a messa
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from .config import Secret
 
 REFRESH_MARGIN_S = 30.0
 SIMULATOR_KEY = "simulator.simulator"
+
+
+@contextlib.contextmanager
+def quiet_jwt() -> Iterator[None]:
+    """Zhipu secrets are shorter than the 32 bytes PyJWT >= 2.10 warns about; the format is theirs.
+
+    (zhipuai pins PyJWT < 2.9, which has no such warning, so the class is looked up by name.)
+    """
+    import jwt
+
+    category = getattr(jwt.warnings, "InsecureKeyLengthWarning", None)
+    with warnings.catch_warnings():
+        if category is not None:
+            warnings.simplefilter("ignore", category)
+        yield
 
 
 def split_key(key: str) -> tuple[str, str] | None:
@@ -59,9 +75,7 @@ class JwtAuth:
         key_id, secret = split_key(self._key.reveal())  # type: ignore[misc]
         now_ms = int(now * 1000)
         payload = {"api_key": key_id, "exp": now_ms + int(self.ttl_s * 1000), "timestamp": now_ms}
-        with warnings.catch_warnings():
-            # Zhipu secrets are shorter than the 32 bytes PyJWT recommends; the format is theirs
-            warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+        with quiet_jwt():
             token = jwt.encode(payload, secret, algorithm="HS256", headers={"alg": "HS256", "sign_type": "SIGN"})
         self._header = f"Bearer {token}"
         self._expires_at = now + self.ttl_s

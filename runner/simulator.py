@@ -422,17 +422,16 @@ class Simulator:
 
     def _jwt_failed(self, header: str) -> web.Response | None:
         """Verify an HS256 token per glm-api.md §1 (ms times, sign_type SIGN); 1003 when expired."""
-        import warnings
-
         import jwt
+
+        from .auth import quiet_jwt
 
         key = self.settings.require_jwt or ""
         key_id, _, secret = key.partition(".")
         token = header.removeprefix("Bearer ")
         try:
             head = jwt.get_unverified_header(token)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", jwt.warnings.InsecureKeyLengthWarning)
+            with quiet_jwt():
                 claims = jwt.decode(token, secret, algorithms=["HS256"], options={"verify_exp": False})
         except jwt.PyJWTError:
             return self._error(401, "1002", "Invalid token (simulated)")

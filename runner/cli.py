@@ -6,7 +6,6 @@ exit code; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn
@@ -37,8 +36,10 @@ def fail(exc: GlmrunError) -> NoReturn:
 
 def run_async(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     """Run a coroutine, turning a GlmrunError (alone or in an ExceptionGroup) into its exit code."""
+    from .loop import run
+
     try:
-        return asyncio.run(make())
+        return run(make())
     except KeyboardInterrupt:  # SIGINT before the run installed its handler (or after it)
         click.echo("glmrun: interrupted by SIGINT", err=True)
         sys.exit(EXIT_SIGINT)

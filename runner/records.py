@@ -22,8 +22,16 @@ Record = dict[str, Any]
 INVALID_INPUT = "invalid_input"
 
 
+_now_cache: tuple[int, str] = (-1, "")
+
+
 def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    """UTC now to the second; formatted once per second, not once per record."""
+    global _now_cache
+    second = int(time.time())
+    if _now_cache[0] != second:
+        _now_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return _now_cache[1]
 
 
 def record_key(record: Record) -> str | None:

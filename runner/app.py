@@ -27,7 +27,7 @@ from .cost import estimate, format_estimate, format_usage
 from .errors import EXIT_OK, EXIT_SOME_ERRORS, ConfigError, GlmrunError, Interrupted, RunLocked
 from .inputs import InvalidLine, Item
 from .limits import Throttle
-from .plan import JobPlan, PendingCounts, count_pending, iter_pending, make_plan
+from .plan import JobPlan, PendingCounts, count_pending, done_line_filter, iter_pending, make_plan
 from .preflight import check_reachable
 from .prepare import read_job_items
 from .progress import Progress, format_summary
@@ -63,11 +63,30 @@ class PlanStopped(Exception):
     """A signal came while planning (counting a big input runs in a thread)."""
 
 
-def plan_job(job: JobConfig, config: Config, stop: threading.Event | None = None) -> tuple[JobPlan, Any]:
+KEEP_PENDING = 10_000  # a resume with at most this many left reads its input once
+
+
+def plan_job(
+    job: JobConfig, config: Config, stop: threading.Event | None = None, *, keep: int = 0
+) -> tuple[JobPlan, Any]:
     index = load_resume_index(job.output_path)
-    items = read_job_items(job, config)
-    counts = count_pending(items if stop is None else _until(items, stop), index)
+    skipped = PendingCounts()  # finished lines the text pre-filter counts without parsing
+    items = read_job_items(job, config, done_line_filter(index, skipped))
+    counts = count_pending(items if stop is None else _until(items, stop), index, keep=keep)
+    counts.done += skipped.done
+    counts.failed += skipped.failed
     return make_plan(job, counts, config.batch), index
+
+
+def pending_items(
+    job: JobConfig, config: Config, plan: JobPlan, index: Any, stop: threading.Event | None = None
+) -> Iterator[tuple[int, Item | InvalidLine]]:
+    """The pending (hash, item) pairs: those the plan kept, else a second pass over the input."""
+    if plan.counts.kept is not None:
+        kept, plan.counts.kept = plan.counts.kept, None
+        return iter(kept)
+    items = read_job_items(job, config, done_line_filter(index, PendingCounts()))
+    return iter_pending(items if stop is None else _until(items, stop, quiet=True), index, PendingCounts())
 
 
 def _until(items: Iterator[Item | InvalidLine], stop: threading.Event, *, quiet: bool = False) -> Iterator[Item | InvalidLine]:
@@ -291,7 +310,7 @@ async def _run_job(
     try:
         try:
             # In a thread: counting millions of lines must not keep signals waiting.
-            plan, index = await asyncio.to_thread(plan_job, job, config, stopper.flag)
+            plan, index = await asyncio.to_thread(plan_job, job, config, stopper.flag, keep=KEEP_PENDING)
         except PlanStopped:
             log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
             return JobStats(job.name)
@@ -305,8 +324,7 @@ async def _run_job(
             stats.total = min(plan.pending, options.limit) + plan.counts.invalid
         if stopper.event.is_set():
             return stats
-        items = _until(read_job_items(job, config), stopper.flag, quiet=True)
-        pending = limited(iter_pending(items, index, PendingCounts()), options.limit)
+        pending = limited(pending_items(job, config, plan, index, stopper.flag), options.limit)
         if plan.route == "batch":
             from .batch import run_batch_job  # the batch path (issue: Batch API)
 

@@ -152,6 +152,32 @@ def status(config_path: str, job_name: str | None, as_json: bool) -> None:
 
 
 @main.command()
+@click.argument("config_path", metavar="CONFIG")
+@click.option("--job", "job_name", metavar="NAME", help="The job whose pending URLs to use (needed when there are several).")
+@click.option("--sample", type=click.IntRange(min=1), default=50, show_default=True, metavar="N", help="URLs per concurrency level.")
+@click.option("--concurrency", "levels", default="4,8,16,32,64", show_default=True, metavar="LIST", help="Concurrency levels to try, in order.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), metavar="FILE.png", help="Draw throughput and latency against concurrency (needs glmrun[plot]).")
+@verbosity_options
+def bench(
+    config_path: str, job_name: str | None, sample: int, levels: str, plot_path: str | None,
+    quiet: bool, verbose: bool, log_format: str,
+) -> None:
+    """Measure requests/s, latency and 429s at several concurrency levels; results go to the job's output."""
+    from pathlib import Path
+
+    from .bench import bench as run_bench
+    from .bench import parse_levels
+
+    setup(quiet, verbose, log_format)
+    config = load(config_path)
+    try:
+        parsed = parse_levels(levels)
+    except GlmrunError as exc:
+        fail(exc)
+    run_async(lambda: run_bench(config, job_name=job_name, sample=sample, levels=parsed, plot_path=Path(plot_path) if plot_path else None))
+
+
+@main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (keep it on loopback).")
 @click.option("--port", default=8765, show_default=True, type=int, help="Port (0 picks a free one).")
 @click.option("--set", "knobs", multiple=True, metavar="KEY=VALUE", help="A simulator setting, e.g. --set max_in_flight=16 (repeatable; values are YAML).")

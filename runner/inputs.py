@@ -15,7 +15,7 @@ import csv
 import hashlib
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,14 +75,23 @@ def detect_format(path: Path, input_format: str = "auto") -> str:
     return "text"
 
 
-def read_items(path: Path, input_format: str = "auto", csv_url_column: str = "url") -> Iterator[Item | InvalidLine]:
-    """Yield an Item or an InvalidLine per item of ``path`` in the given (or detected) format."""
+SkipLine = Callable[[bytes], bool]
+
+
+def read_items(
+    path: Path, input_format: str = "auto", csv_url_column: str = "url", skip: SkipLine | None = None
+) -> Iterator[Item | InvalidLine]:
+    """Yield an Item or an InvalidLine per item of ``path`` in the given (or detected) format.
+
+    ``skip`` (text inputs only) sees each stripped line first; a line it accepts is not parsed
+    at all (the resume pre-filter: a finished URL costs one hash instead of an Item).
+    """
     fmt = detect_format(path, input_format)
     if fmt == "jsonl":
         return _read_jsonl(path)
     if fmt == "csv":
         return _read_csv(path, csv_url_column)
-    return _read_text(path)
+    return _read_text(path, skip)
 
 
 def _open(path: Path) -> Any:
@@ -94,7 +103,7 @@ def _open(path: Path) -> Any:
         raise ConfigError(f"{path}: cannot read input: {exc.strerror}") from None
 
 
-def _read_text(path: Path) -> Iterator[Item | InvalidLine]:
+def _read_text(path: Path, skip: SkipLine | None = None) -> Iterator[Item | InvalidLine]:
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed in finally; a generator owns it
     except FileNotFoundError:
@@ -107,6 +116,8 @@ def _read_text(path: Path) -> Iterator[Item | InvalidLine]:
                 raw = raw[3:]
             line = raw.strip(_STRIP)
             if not line or line.startswith(b"#"):
+                continue
+            if skip is not None and skip(line):
                 continue
             yield parse_line(line, line_no)
     finally:

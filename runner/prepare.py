@@ -19,7 +19,7 @@ import orjson
 
 from .config import Config, JobConfig
 from .errors import ConfigError
-from .inputs import InvalidLine, Item, read_items
+from .inputs import InvalidLine, Item, SkipLine, read_items
 from .models import ModelCaps, base64_alternative, caps_for
 from .params import ParamError, validate_params
 from .templates import media_parts
@@ -33,9 +33,9 @@ class Refused(ValueError):
     """Why one item cannot be sent; becomes the invalid_input record's message."""
 
 
-def read_job_items(job: JobConfig, config: Config) -> Iterator[Item | InvalidLine]:
-    """The job's items in its input format, each checked (see ItemChecker)."""
-    items = read_items(job.input_path, job.input_format, job.csv_url_column)
+def read_job_items(job: JobConfig, config: Config, skip: SkipLine | None = None) -> Iterator[Item | InvalidLine]:
+    """The job's items in its input format, each checked (see ItemChecker); ``skip`` as in read_items."""
+    items = read_items(job.input_path, job.input_format, job.csv_url_column, skip)
     checker = ItemChecker(job, config.local_files.allowed_dirs)
     return checker.check_all(items)
 

@@ -1,0 +1,347 @@
+"""Every glmrun benchmark in one command; a table of figure, limit, ratio; JSON in results/.
+
+    python benchmarks/run_all.py            # the full set (under 5 minutes on 2 cores)
+    python benchmarks/run_all.py --smoke    # tiny sizes, well under a minute: checks the
+                                            # scripts work (CI), not the figures
+    python benchmarks/run_all.py --only overhead,adaptive16
+
+The simulator always runs as its own process (``python -m runner simulate --port 0``) and so
+does every measured program, so the runner's own CPU time and peak RSS are measured alone.
+Side by side against the same simulator: the bare aiohttp + semaphore loop (the machine's
+ceiling) and the hand-written asyncio.gather-over-chunks loop with retries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    PY,
+    REPO,
+    SimProcess,
+    count_output,
+    machine_info,
+    run_child,
+    write_config,
+    write_urls,
+)
+from make_resume_fixture import make as make_resume_fixture
+
+HERE = Path(__file__).resolve().parent
+KEY_ENV = {"ZHIPUAI_API_KEY": "bench"}
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    limit: str  # the target, as text
+    ratio: float | None = None  # value relative to its reference (1.0 = the reference)
+    ok: bool | None = None  # meets the target (None: informational)
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Ctx:
+    smoke: bool
+    tmp: Path
+    figures: list[Figure] = field(default_factory=list)
+
+    def size(self, full: int, smoke: int) -> int:
+        return smoke if self.smoke else full
+
+    def add(self, figure: Figure) -> None:
+        self.figures.append(figure)
+        print(f"  {format_row(figure)}", flush=True)
+
+    def dir(self, name: str) -> Path:
+        d = self.tmp / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+
+def glmrun_run(config: Path, env: dict[str, str] | None = None, **kw: Any) -> Any:
+    return run_child([PY, "-m", "runner", "run", str(config), "-q"], env={**KEY_ENV, **(env or {})}, **kw)
+
+
+def baseline(mode: str, sim: SimProcess, urls: Path, concurrency: int, output: Path | None = None) -> tuple[Any, dict[str, Any]]:
+    args = [PY, str(HERE / "baselines.py"), mode, "--base-url", sim.base_url, "--input", str(urls), "--concurrency", str(concurrency)]
+    if output is not None:
+        args += ["--output", str(output)]
+    child = run_child(args)
+    if child.returncode != 0:
+        raise RuntimeError(f"{mode} loop failed: {child.stderr[-500:]}")
+    return child, json.loads(child.stdout)
+
+
+# --- the benchmarks -------------------------------------------------------------------------
+
+
+def bench_saturation(ctx: Ctx) -> None:
+    """Simulator 100 ms ± 20 ms, limit 64; glmrun at concurrency 64: >= 0.95 x 640 req/s."""
+    n = ctx.size(10_000, 300)
+    d = ctx.dir("saturation")
+    with SimProcess(latency_mean_s=0.1, latency_spread_s=0.02, max_in_flight=64) as sim:
+        urls = write_urls(d / "urls.txt", n)
+        cfg = write_config(d / "c.yaml", sim.base_url, input=str(urls), output=str(d / "out.jsonl"), limits={"concurrency": 64})
+        sim.reset()
+        child = glmrun_run(cfg)
+        stats = sim.stats()
+    rate = n / child.wall_s
+    ceiling = 64 / 0.1
+    out = count_output(d / "out.jsonl")
+    ctx.add(Figure("saturation: req/s at limit 64, 100 ms", rate, "req/s", ">= 0.95 x 640", rate / ceiling, rate / ceiling >= 0.95,
+                   {"wall_s": child.wall_s, "n": n, "throttled": stats["throttled"], "distinct_ok": out["distinct"]}))
+
+
+def bench_overhead(ctx: Ctx) -> None:
+    """20 ms, no cap, concurrency 50: glmrun vs the bare loop in the same run; CPU per request."""
+    n = ctx.size(20_000, 500)
+    d = ctx.dir("overhead")
+    with SimProcess(latency_mean_s=0.02) as sim:
+        urls = write_urls(d / "urls.txt", n)
+        bare_child, bare = baseline("bare", sim, urls, 50)
+        bare_rate = n / bare_child.wall_s
+        ctx.add(Figure("bare aiohttp+semaphore loop (ceiling)", bare_rate, "req/s", "reference", 1.0, None,
+                       {"cpu_ms_per_request": 1000 * bare_child.cpu_s / n, "inner_rate": n / bare["wall_s"], "peak_rss_mb": bare_child.max_rss_mb}))
+        gather_child, gather = baseline("gather", sim, urls, 50, d / "gather.jsonl")
+        gather_rate = n / gather_child.wall_s
+        ctx.add(Figure("hand-written gather-over-chunks loop", gather_rate, "req/s", "informational", gather_rate / bare_rate, None,
+                       {"cpu_ms_per_request": 1000 * gather_child.cpu_s / n, "requests": gather["requests"]}))
+        loops = ["asyncio"]
+        try:
+            import uvloop  # noqa: F401
+
+            loops.append("uvloop")
+        except ImportError:
+            pass
+        for loop in loops:
+            out = d / f"glmrun-{loop}.jsonl"
+            cfg = write_config(d / f"c-{loop}.yaml", sim.base_url, input=str(urls), output=str(out), limits={"concurrency": 50})
+            child = glmrun_run(cfg, env={"GLMRUN_LOOP": "asyncio" if loop == "asyncio" else "auto"})
+            rate = n / child.wall_s
+            counted = count_output(out)
+            ctx.add(Figure(f"glmrun ({loop}) vs bare loop, 20 ms", rate, "req/s", ">= 0.85 bare (aim 0.95)", rate / bare_rate,
+                           rate / bare_rate >= 0.85,
+                           {"cpu_ms_per_request": 1000 * child.cpu_s / n, "peak_rss_mb": child.max_rss_mb, "distinct_ok": counted["ok"],
+                            "wall_s": child.wall_s}))
+            ctx.add(Figure(f"glmrun ({loop}) CPU per request", 1000 * child.cpu_s / n, "ms", f"info (bare: {1000 * bare_child.cpu_s / n:.3f} ms)", (child.cpu_s / n) / (bare_child.cpu_s / n), None))
+
+
+def _adaptive(ctx: Ctx, name: str, knobs: dict[str, Any], n: int, ideal_s: float, capacity_note: str) -> None:
+    d = ctx.dir(name)
+    with SimProcess(latency_mean_s=0.2, **knobs) as sim:
+        urls = write_urls(d / "urls.txt", n)
+        cfg = write_config(d / "c.yaml", sim.base_url, input=str(urls), output=str(d / "out.jsonl"),
+                           limits={"concurrency": "auto", "max_concurrency": 256})
+        sim.reset()  # t=0 of limit_schedule
+        child = glmrun_run(cfg)
+        stats = sim.stats()
+    out = count_output(d / "out.jsonl")
+    ratio = ideal_s / child.wall_s
+    share = stats["throttled"] / max(1, stats["chat_requests"])
+    lost = n - out["ok"]
+    ctx.add(Figure(f"auto: {capacity_note}", n / child.wall_s, "results/s",
+                   ">= 0.85 cap (aim 0.9), 429 <= 5%, 0 lost", ratio, ratio >= 0.85 and share <= 0.05 and lost == 0,
+                   {"share_429": share, "lost": lost, "wall_s": child.wall_s, "ideal_s": ideal_s, "requests": stats["chat_requests"]}))
+
+
+def bench_adaptive16(ctx: Ctx) -> None:
+    n = ctx.size(2000, 100)
+    _adaptive(ctx, "adaptive16", {"max_in_flight": 16}, n, n / 80.0, "hidden 16 @ 200 ms (cap 80/s)")
+
+
+def bench_adaptive64(ctx: Ctx) -> None:
+    n = ctx.size(6400, 200)
+    _adaptive(ctx, "adaptive64", {"max_in_flight": 64}, n, n / 320.0, "hidden 64 @ 200 ms (cap 320/s)")
+
+
+def bench_adaptive_schedule(ctx: Ctx) -> None:
+    """Hidden limit 16 -> 4 -> 32 mid-run; the ratio is to the ideal time under that schedule."""
+    step = ctx.size(8, 1)
+    schedule = [[0, 16], [step, 4], [2 * step, 32]]
+    n = ctx.size(2000, 150)
+    _adaptive(ctx, "adaptive-schedule", {"limit_schedule": schedule}, n, ideal_time(schedule, n, 0.2),
+              f"hidden 16 -> 4 -> 32, every {step} s")
+
+
+def ideal_time(schedule: list[list[float]], n: int, latency_s: float) -> float:
+    """Seconds a perfect client needs for n results when capacity is limit/latency per phase."""
+    done, t = 0.0, 0.0
+    for i, (start, limit) in enumerate(schedule):
+        end = schedule[i + 1][0] if i + 1 < len(schedule) else float("inf")
+        rate = limit / latency_s
+        if done + rate * (end - start) >= n:
+            return start + (n - done) / rate
+        done += rate * (end - start)
+        t = end
+    return t
+
+
+def bench_memory(ctx: Ctx) -> None:
+    """Fresh runs of 20,000 and 200,000 URLs: peak RSS <= 100 MB, and <= 15 MB apart."""
+    small, big = ctx.size(20_000, 1_000), ctx.size(200_000, 5_000)
+    d = ctx.dir("memory")
+    peaks = {}
+    with SimProcess(latency_mean_s=0.0) as sim:
+        for n in (small, big):
+            urls = write_urls(d / f"urls-{n}.txt", n)
+            cfg = write_config(d / f"c-{n}.yaml", sim.base_url, input=str(urls), output=str(d / f"out-{n}.jsonl"),
+                               limits={"concurrency": 64})
+            child = glmrun_run(cfg)
+            peaks[n] = child.max_rss_mb
+            if child.returncode != 0:
+                raise RuntimeError(f"memory run failed: {child.stderr[-500:]}")
+    ctx.add(Figure(f"memory: peak RSS, fresh run of {big:,} URLs", peaks[big], "MB", "<= 100 MB", peaks[big] / 100, peaks[big] <= 100,
+                   {"peak_rss_small_mb": peaks[small], "small": small}))
+    grow = peaks[big] - peaks[small]
+    ctx.add(Figure(f"memory: {big:,} vs {small:,} URLs", grow, "MB", "<= 15 MB", grow / 15, grow <= 15))
+
+
+def bench_resume(ctx: Ctx) -> None:
+    """1,000,000 finished records + the same URLs and 200 new: first request <= 5 s, done <= 10 s."""
+    n, new = ctx.size(1_000_000, 10_000), 200
+    d = ctx.dir("resume")
+    inp, out = make_resume_fixture(d, n, new)
+    with SimProcess(latency_mean_s=0.02) as sim:
+        cfg = write_config(d / "c.yaml", sim.base_url, input=str(inp), output=str(out), limits={"concurrency": 50})
+        sim.reset()
+        first_s: float | None = None
+
+        def poll(elapsed: float) -> None:
+            nonlocal first_s
+            if first_s is None and sim.stats()["chat_requests"] > 0:
+                first_s = elapsed
+
+        child = run_child([PY, "-m", "runner", "run", str(cfg), "-q"], env=KEY_ENV, poll=poll, poll_s=0.05)
+        stats = sim.stats()
+    requested = stats["chat_requests"]
+    first = first_s if first_s is not None else float("nan")
+    ctx.add(Figure(f"resume: first request ({n:,} done + {new} new)", first, "s", "<= 5 s", first / 5, first <= 5))
+    ctx.add(Figure("resume: whole run", child.wall_s, "s", "<= 10 s", child.wall_s / 10, child.wall_s <= 10))
+    ctx.add(Figure("resume: peak RSS", child.max_rss_mb, "MB", "<= 300 MB", child.max_rss_mb / 300, child.max_rss_mb <= 300))
+    ctx.add(Figure("resume: URLs requested", requested, "requests", f"exactly {new}", requested / new, requested == new))
+
+
+def bench_index_bytes(ctx: Ctx) -> None:
+    """Resume index memory per finished URL (measured in a child: RSS before/after loading)."""
+    n = ctx.size(1_000_000, 10_000)
+    d = ctx.dir("resume")
+    out = d / "out.jsonl"
+    if not out.exists():
+        make_resume_fixture(d, n, 200)
+    code = (
+        "import sys, resource, time; from pathlib import Path; from runner.store import load_resume_index\n"
+        "def rss():\n    return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
+        "before = rss(); t = time.perf_counter(); index = load_resume_index(Path(sys.argv[1])); s = time.perf_counter() - t\n"
+        "n = len(index.ok) + len(index.failed) + len(index.retryable)\n"
+        "print((rss() - before) / n, s, n)\n"
+    )
+    child = run_child([PY, "-c", code, str(out)])
+    per_url, seconds, count = child.stdout.split()
+    ctx.add(Figure(f"resume index: memory per URL ({int(count):,} keys)", float(per_url), "bytes", "informational", None, None,
+                   {"load_s": float(seconds), "cpu_s": child.cpu_s}))
+
+
+def bench_batch_script(ctx: Ctx) -> None:
+    """benchmarks/bench_batch.py (batch build/collect speed), when it exists."""
+    script = HERE / "bench_batch.py"
+    if not script.exists():
+        print("  (bench_batch.py not present: skipped)")
+        return
+    json_path = ctx.tmp / "bench_batch.json"
+    args = [PY, str(script), "--json", str(json_path)] + (["--smoke"] if ctx.smoke else [])
+    child = run_child(args)
+    print("\n".join("    " + line for line in child.stdout.strip().splitlines()))
+    data: Any = json.loads(json_path.read_text()) if json_path.exists() else {}
+    ctx.add(Figure("bench_batch.py", float(child.returncode), "exit code", "0 (its own targets)", None, child.returncode == 0,
+                   {"figures": data, "wall_s": child.wall_s}))
+
+
+BENCHMARKS: dict[str, Callable[[Ctx], None]] = {
+    "saturation": bench_saturation,
+    "overhead": bench_overhead,
+    "adaptive16": bench_adaptive16,
+    "adaptive64": bench_adaptive64,
+    "adaptive-schedule": bench_adaptive_schedule,
+    "memory": bench_memory,
+    "resume": bench_resume,
+    "index-bytes": bench_index_bytes,
+    "batch": bench_batch_script,
+}
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def format_row(f: Figure) -> str:
+    ratio = "" if f.ratio is None else f"{f.ratio:6.3f}"
+    verdict = {True: "ok", False: "MISS", None: ""}[f.ok]
+    return f"{f.name:<52} {f.value:>10.3f} {f.unit:<9} {f.limit:<40} {ratio:>6} {verdict}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the scripts work, not the figures")
+    parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
+    parser.add_argument("--out", type=Path, help="JSON results path (default benchmarks/results/<time>.json; smoke: a temp dir)")
+    args = parser.parse_args()
+    names = [n.strip() for n in args.only.split(",")] if args.only else list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="glmrun-bench-") as tmp:
+        ctx = Ctx(args.smoke, Path(tmp))
+        print(f"{'figure':<52} {'value':>10} {'unit':<9} {'limit':<40} {'ratio':>6}")
+        failures = []
+        for name in names:
+            print(f"[{name}]", flush=True)
+            try:
+                BENCHMARKS[name](ctx)
+            except Exception as exc:  # noqa: BLE001 - a broken benchmark is reported, the others still run
+                failures.append(f"{name}: {type(exc).__name__}: {exc}")
+                print(f"  ERROR {failures[-1]}", flush=True)
+        total_s = time.monotonic() - started
+        result = {
+            "when": datetime.now(UTC).isoformat(timespec="seconds"),
+            "mode": "smoke" if args.smoke else "full",
+            "machine": machine_info(),
+            "loadavg_at_end": os.getloadavg(),
+            "total_s": round(total_s, 1),
+            "figures": [asdict(f) for f in ctx.figures],
+            "errors": failures,
+        }
+        out = args.out
+        if out is None:
+            if args.smoke:
+                out = Path(tmp).parent / f"glmrun-bench-smoke-{os.getpid()}.json"
+            else:
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+                out = HERE / "results" / f"{stamp}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"\n{len(ctx.figures)} figures in {total_s:.0f} s; JSON: {out}")
+    if failures:
+        print("benchmark errors:\n  " + "\n  ".join(failures))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    if Path.cwd() != REPO:
+        os.chdir(REPO)
+    sys.exit(main())

@@ -236,15 +236,18 @@ async def _run_jobs(
 ) -> None:
     try:
         async with api_base_url(config, state_dir) as base_url:
-            client = GlmClient(
-                base_url,
-                config.api_key,
-                timeout_s=config.api.timeout_s,
-                connect_timeout_s=config.api.connect_timeout_s,
-                max_connections=_max_connections(config),
-                auth=config.api.auth,
-                jwt_ttl_s=config.api.jwt_ttl_s,
-            )
+            try:
+                client = GlmClient(
+                    base_url,
+                    config.api_key,
+                    timeout_s=config.api.timeout_s,
+                    connect_timeout_s=config.api.connect_timeout_s,
+                    max_connections=_max_connections(config),
+                    auth=config.api.auth,
+                    jwt_ttl_s=config.api.jwt_ttl_s,
+                )
+            except ValueError as exc:  # api.auth: jwt with a key that is not <id>.<secret>
+                raise ConfigError(f"{config.path}: {exc} (the key in {config.api.api_key_env}); use auth: bearer for plain keys") from None
             async with client:
                 if not config.api.is_simulator:
                     await check_reachable(client, base_delay_s=config.retry.base_delay_s, stop=stopper.event)

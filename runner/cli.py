@@ -205,5 +205,38 @@ def simulate(host: str, port: int, knobs: tuple[str, ...], state_dir: str | None
     serve(host, port, settings, Path(state_dir) if state_dir else None)
 
 
+@main.command()
+@click.argument("config_path", metavar="CONFIG")
+@click.option("--job", "job_name", metavar="NAME", help="The job to export (needed when CONFIG has several).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True)
+@click.option("--latest-only/--all-records", default=True, show_default=True,
+              help="One record per key (the latest), or every line as written.")
+@click.option("--columns", metavar="A,B,...", help="Fields to write; dotted paths reach inside (usage.prompt_tokens, meta.x, parsed.y).")
+@click.option("-o", "--output", "target", type=click.Path(dir_okay=False), help="Write here (atomically) instead of stdout.")
+def export(config_path: str, job_name: str | None, fmt: str, latest_only: bool, columns: str | None, target: str | None) -> None:
+    """Write a job's results as CSV or JSONL, streamed, the latest record per key; no network."""
+    from pathlib import Path
+
+    from .errors import ConfigError
+    from .export import export_to
+
+    setup(False, False, "text")
+    config = load_without_key(config_path)
+    try:
+        if job_name is None and len(config.jobs) > 1:
+            names = ", ".join(j.name for j in config.jobs)
+            raise ConfigError(f"{config.path}: several jobs ({names}); choose one with --job")
+        job = config.job(job_name) if job_name else config.jobs[0]
+        cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+        n = export_to(
+            job.output_path, Path(target) if target else None, sys.stdout.buffer,
+            fmt=fmt, latest_only=latest_only, columns=cols,
+        )
+    except GlmrunError as exc:
+        fail(exc)
+    if target:
+        click.echo(f"{job.name}: {n} records -> {target}", err=True)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

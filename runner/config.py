@@ -331,11 +331,6 @@ def load_config(path: str | os.PathLike[str], environ: typing.Mapping[str, str] 
             f"{path}: api.api_key_env: environment variable {config.api.api_key_env} is not set "
             "(export it, or use base_url: simulator to try glmrun without a key)"
         )
-    if config.api.auth == "jwt" and key and "." not in key.reveal().strip(".") :
-        raise ConfigError(
-            f"{path}: api.auth: jwt needs the API key in its <id>.<secret> form "
-            f"(the key in {config.api.api_key_env} has no '.'); use auth: bearer for plain keys"
-        )
     return dataclasses.replace(config, jobs=jobs, path=path, api_key=key)
 
 

@@ -92,12 +92,13 @@ def test_jwt_is_cached_and_refreshed_before_expiry() -> None:
     assert auth.minted == 3 and "s3cr3t" not in repr(auth)
 
 
-def test_jwt_needs_an_id_dot_secret_key(tmp_path: Path) -> None:
-    """auth: jwt with a key that has no '.' is a ConfigError that does not print the key."""
-    cfg = write_config(tmp_path, api={"auth": "jwt", "base_url": "https://open.bigmodel.cn/api/paas/v4"})
+async def test_jwt_needs_an_id_dot_secret_key(tmp_path: Path) -> None:
+    """auth: jwt with a key that has no '.' stops the run with a ConfigError that does not print the key."""
+    (tmp_path / "in.txt").write_text(URLS[0] + "\n")
+    cfg = write_config(tmp_path, api={"auth": "jwt"})
     with pytest.raises(ConfigError, match="<id>.<secret>") as info:
-        load_config(cfg, environ={"ZHIPUAI_API_KEY": "plainkey123"})
-    assert "plainkey123" not in str(info.value)
+        await run_config(cfg, environ={"ZHIPUAI_API_KEY": "plainkey123"})
+    assert "plainkey123" not in str(info.value) and info.value.exit_code == 2
 
 
 async def test_openai_style_proxy_base_url_and_model_name_untouched() -> None:

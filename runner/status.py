@@ -92,6 +92,8 @@ def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
     hook = getattr(batch, "tracked_batches", None)
     if hook is not None:
         return list(hook(job))
+    if batch is not None and hasattr(batch, "load_state") and hasattr(batch, "state_path"):
+        return _from_batch_state(batch, job)
     found: list[dict[str, Any]] = []
     work = job.work_dir
     if not work.is_dir():
@@ -107,6 +109,20 @@ def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
             found.append(
                 {"batch_id": data["batch_id"], "state": state, "finished": state.lower() in _FINISHED_BATCH_STATES, "file": str(path)}
             )
+    return found
+
+
+def _from_batch_state(batch: Any, job: JobConfig) -> list[dict[str, Any]]:
+    """One entry per chunk of the batch path's state file; finished once its results are in
+    the output (Collected)."""
+    state = batch.load_state(batch.state_path(job))
+    if state is None:
+        return []
+    found = []
+    for chunk in state.chunks:
+        entry = dict(batch.describe(chunk))
+        entry["finished"] = type(chunk).__name__ == "Collected"
+        found.append(entry)
     return found
 
 
@@ -146,5 +162,10 @@ def format_status(s: JobStatus) -> str:
     if s.usage_line:
         line += f"\n  tokens: {s.usage_line}"
     for b in s.open_batches:
-        line += f"\n  batch {b.get('batch_id')}: {b.get('state')}"
+        line += f"\n  batch {b.get('batch_id') or '(not created yet)'}: {b.get('state')}"
+        if b.get("status"):
+            line += f" ({b['status']}"
+            if b.get("total"):
+                line += f", {b.get('completed') or 0}/{b['total']} done, {b.get('failed') or 0} failed"
+            line += ")"
     return line

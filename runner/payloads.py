@@ -134,9 +134,13 @@ class BodyBuilder:
         messages.append({"role": "user", "content": content})
         return messages
 
-    def finish_record(self, record: Record, item: Item) -> Record:
-        """Per-job additions to a record: the item's meta, parsed structured output."""
-        if item.meta is not None:
+    def finish_record(self, record: Record, item: Item | None = None) -> Record:
+        """Per-job additions to a record: the item's meta, parsed structured output.
+
+        The batch path collects answers long after the items were read; it may pass
+        ``item=None`` (no meta) and still gets ``output.parse`` / schema applied.
+        """
+        if item is not None and item.meta is not None:
             record["meta"] = item.meta
         if self._structured is not None and record.get("status") == "ok":
             self._structured.apply(record)

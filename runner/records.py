@@ -6,6 +6,9 @@ Shape (``status: ok``)::
      "attempts", "latency_ms", "id", "finished_at"}
 
 ``status: error`` records carry ``error: {code, message, retryable}`` instead of content.
+Optional fields: ``truncated`` (finish_reason length), ``reasoning_content`` (from the API or
+a glm-4.5v ``<think>`` block), ``content_filter``, ``meta`` (the JSONL item's meta),
+``parsed`` / ``parse_error`` / ``schema_errors`` (``output.parse: json``).
 Batch records add ``batch_id``. A record whose ``key`` differs from its ``url`` carries
 ``key`` too; the resume index reads ``key`` when present, else ``url``.
 """

@@ -244,3 +244,28 @@ def test_fast_path_bytes_equal_the_dict_path(tmp_path: Path) -> None:
     builder = BodyBuilder(job)
     item = Item("https://e.org/a.jpg", "https://e.org/a.jpg", 1)
     assert orjson.loads(builder.render(item, "rid")) == builder.build(item, "rid")
+
+
+def test_unknown_params_are_warned_about_at_load_and_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """An unknown job param is logged as a warning naming it and still sent; a bad known one is a ConfigError."""
+    cfg = write_config(tmp_path, {"params": {"frequency_penalty": 0.2, "temperature": 0}})
+    with caplog.at_level("WARNING"):
+        job = load_config(cfg, environ={}).jobs[0]
+    assert "params.frequency_penalty" in caplog.text
+    assert job.params == {"frequency_penalty": 0.2, "temperature": 0.01, "do_sample": False}
+    with pytest.raises(ConfigError, match=r"jobs\[0\].params.top_p: .*two decimals"):
+        load_config(write_config(tmp_path, {"params": {"top_p": 0.555}}), environ={})
+
+
+async def test_item_params_are_checked_per_item(tmp_path: Path) -> None:
+    """A JSONL item's params are merged over the job's and validated; a bad one is an invalid record."""
+    write_jsonl(tmp_path / "in.jsonl", [
+        {"id": "good", "url": "https://e.org/a.jpg", "params": {"max_tokens": 100}},
+        {"id": "bad", "url": "https://e.org/b.jpg", "params": {"request_id": "mine"}},
+        {"id": "think", "url": "https://e.org/c.jpg", "params": {"thinking": {"type": "enabled"}}},
+    ])
+    await run_config(write_config(tmp_path, {"input": "in.jsonl"}))
+    recs = by_key(read_records(tmp_path / "out.jsonl"))
+    assert recs["good"]["status"] == "ok"
+    assert "params.request_id" in recs["bad"]["error"]["message"]
+    assert "no thinking mode" in recs["think"]["error"]["message"]

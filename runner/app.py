@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from .adaptive import AdaptiveLimit
 from .client import GlmClient
@@ -36,6 +36,7 @@ from .stats import JobStats
 from .store import ResultWriter, RunLock, load_resume_index
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -87,6 +88,39 @@ def pending_items(
         return iter(kept)
     items = read_job_items(job, config, done_line_filter(index, PendingCounts()))
     return iter_pending(items if stop is None else _until(items, stop, quiet=True), index, PendingCounts())
+
+
+async def _planned(stopper: SignalStop, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``fn(*args)`` in a daemon thread; a signal returns at once (PlanStopped), leaving the
+    thread to finish reading on its own (it writes nothing, and exit does not wait for it)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[_T] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(value)
+
+    def target() -> None:
+        try:
+            value, error = fn(*args, **kwargs), None
+        except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=target, name="glmrun-plan", daemon=True).start()
+    stop = asyncio.ensure_future(stopper.event.wait())
+    try:
+        await asyncio.wait({done, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if not done.done():
+        raise PlanStopped
+    return done.result()
 
 
 def _until(items: Iterator[Item | InvalidLine], stop: threading.Event, *, quiet: bool = False) -> Iterator[Item | InvalidLine]:
@@ -313,7 +347,7 @@ async def _run_job(
     try:
         try:
             # In a thread: counting millions of lines must not keep signals waiting.
-            plan, index = await asyncio.to_thread(plan_job, job, config, stopper.flag, keep=KEEP_PENDING)
+            plan, index = await _planned(stopper, plan_job, job, config, stopper.flag, keep=KEEP_PENDING)
         except PlanStopped:
             log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
             return JobStats(job.name)

@@ -138,3 +138,24 @@ def test_sigint_while_the_api_accepts_but_never_answers_exits_130_quickly(tmp_pa
         assert "Traceback" not in stderr
         out = tmp_path / "out" / "j.jsonl"
         assert not out.exists() or read_records(out) == []
+
+
+def test_sigint_while_planning_a_big_resume_exits_within_a_second(tmp_path: Path) -> None:
+    """Reading a 600,000-line input and its output takes seconds; a signal then still ends
+    the run at once (exit 130, nothing sent) instead of after the planning."""
+    n = 600_000
+    urls = [f"https://img.example.com/plan/{i:07d}.jpg" for i in range(n)]
+    config = write_job(tmp_path, "simulator", urls)  # the embedded one: no reachability probe
+    out = tmp_path / "out" / "j.jsonl"
+    out.parent.mkdir()
+    out.write_text("".join(f'{{"url":"{u}","status":"ok"}}\n' for u in urls[: n - 10]))
+    proc = start_run(config, "--log-format", "json")
+    assert proc.stderr is not None
+    assert "run started" in proc.stderr.readline()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - t0 < 1.0
+    assert "stopped while planning" in stderr

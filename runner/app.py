@@ -242,7 +242,8 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
             plan, _ = plan_job(job, config)
             result.plans.append(plan)
             print(describe_plan(plan), file=out)
-            print(format_estimate(job, estimate(job, plan.pending, config.cost), config.cost), file=out)
+            est = estimate(job, plan.pending, config.cost, read_job_items(job, config))
+            print(format_estimate(job, est, config.cost), file=out)
         return result
 
     stopper = SignalStop(config.run.grace_s)

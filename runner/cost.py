@@ -10,6 +10,7 @@ guess (``cost.prompt_tokens_per_image`` per image plus the prompt text, and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 
 from .config import CostConfig, JobConfig, PriceConfig
+from .inputs import Item
 from .templates import media_parts
 
 SAMPLE = 10_000
@@ -133,19 +135,37 @@ def average_usage(path: Path, sample: int = SAMPLE) -> tuple[float, float, int] 
     return (p / n, c / n, n) if n else None
 
 
-def estimate(job: JobConfig, pending: int, cost: CostConfig) -> Estimate:
+def images_per_item(items: Iterable[Any], sample: int = SAMPLE) -> float:
+    """Average media count of the first ``sample`` items (1 for a plain URL line)."""
+    n = total = 0
+    for item in items:
+        if not isinstance(item, Item):
+            continue
+        n += 1
+        total += len(item.images) if item.images else 1
+        if n >= sample:
+            break
+    return total / n if n else 1.0
+
+
+def estimate(job: JobConfig, pending: int, cost: CostConfig, items: Iterable[Any] | None = None) -> Estimate:
+    """``items`` (the job's input) refines the no-records guess with the real images per item."""
     avg = average_usage(job.output_path)
     if avg is not None:
         p, c, n = avg
         basis = f"average of {n} records so far"
     else:
-        images = 1 + sum(1 for kind, _ in media_parts(job.messages) if kind == "image_url")
+        per_item = images_per_item(items) if items is not None else 1.0
+        images = per_item + sum(1 for kind, _ in media_parts(job.messages) if kind == "image_url")
         text = len(job.prompt) + len(job.system or "") + sum(
             len(t["content"]) if isinstance(t["content"], str) else 0 for t in job.messages
         )
         p = images * cost.prompt_tokens_per_image + text / 2
         c = float(min(cost.completion_tokens, job.params.get("max_tokens") or cost.completion_tokens))
-        basis = f"no records yet: {cost.prompt_tokens_per_image} tokens per image, {int(c)} per answer"
+        basis = (
+            f"no records yet: {images:.2g} images x {cost.prompt_tokens_per_image} tokens per item, "
+            f"{int(c)} tokens per answer"
+        )
     price = cost.price(job.model)
     rt = bt = None
     if price is not None:

@@ -77,3 +77,12 @@ def test_add_usage_defaults_to_the_jobs_route() -> None:
     stats.add_usage({"prompt_tokens": 5, "completion_tokens": 2}, "realtime")
     assert stats.usage_by_route == {"batch": [10, 1], "realtime": [5, 2]}
     assert (stats.prompt_tokens, stats.completion_tokens) == (15, 3)
+
+
+async def test_dry_run_guess_counts_the_images_of_each_item(tmp_path: Path) -> None:
+    """With no records, items with three images are estimated at three images' worth of prompt tokens."""
+    rows = [{"images": [f"https://e.org/{i}-{j}.jpg" for j in range(3)]} for i in range(4)]
+    (tmp_path / "in.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    cost = {**PRICES, "prompt_tokens_per_image": 1000, "completion_tokens": 100}
+    _, out = await run_config(write_config(tmp_path, {"input": "in.jsonl", "prompt": ""}, cost=cost), dry_run=True)
+    assert "~12,000 in / 400 out tokens" in out and "3 images x 1000" in out

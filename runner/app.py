@@ -24,7 +24,7 @@ from .adaptive import AdaptiveLimit
 from .client import GlmClient
 from .config import Config, JobConfig
 from .cost import estimate, format_estimate, format_usage
-from .errors import EXIT_OK, EXIT_SOME_ERRORS, ConfigError, GlmrunError, Interrupted, RunLocked
+from .errors import EXIT_OK, EXIT_SOME_ERRORS, ComeBackLater, ConfigError, GlmrunError, Interrupted, RunLocked
 from .inputs import InvalidLine, Item
 from .limits import Throttle
 from .plan import JobPlan, PendingCounts, count_pending, done_line_filter, iter_pending, make_plan
@@ -286,16 +286,25 @@ async def _run_jobs(
             async with client:
                 if not config.api.is_simulator:
                     await check_reachable(client, base_delay_s=config.retry.base_delay_s, stop=stopper.event)
+                later: ComeBackLater | None = None
                 for job in jobs:
                     if stopper.event.is_set():
                         break
-                    stats = await _run_job(job, config, options, client, stopper, out)
+                    try:
+                        stats = await _run_job(job, config, options, client, stopper, out)
+                    except ComeBackLater as exc:  # batches still running: the other jobs go on
+                        later = exc
+                        stats = getattr(exc, "stats", None)
+                        if stats is None:
+                            raise
                     result.stats.append(stats)
                     log_job_finished(stats)
                     print(format_summary(stats), file=out, flush=True)
                     if stats.usage_by_route:
                         usage = format_usage(_route_usage(stats), job, config.cost)
                         print(f"{job.name}: tokens by route: {usage}", file=out, flush=True)
+                if later is not None and not stopper.event.is_set():
+                    raise later
     finally:
         stopper.uninstall()
 

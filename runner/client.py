@@ -131,9 +131,9 @@ class GlmClient:
 
     # --- files and batches -----------------------------------------------------------------
 
-    async def request_json(self, method: str, path: str, **kwargs: Any) -> Any:
+    async def request_json(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> Any:
         """Any JSON endpoint under base_url; non-2xx answers raise ApiFailure."""
-        raw = await self.request_bytes(method, path, headers={"Accept": "application/json"}, **kwargs)
+        raw = await self.request_bytes(method, path, headers={"Accept": "application/json", **(headers or {})}, **kwargs)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:

@@ -1,0 +1,205 @@
+"""Batch input files: the pending stream cut into JSONL chunk files, each with a small sidecar.
+
+A chunk ``chunk-00007.jsonl`` holds one request per line (``payloads.batch_line`` with the
+body the realtime path sends); ``chunk-00007.ids`` maps each custom_id back to its URL (and
+key when it differs), one line per request. Collecting a chunk reads only its own sidecar,
+so matching results never needs the whole job in memory.
+
+custom_id is ``g`` + the 16 hex digits of the item's 64-bit key hash: stable across runs,
+17 characters of ``[0-9a-g]`` (inside the safe 6-64 chars of ``[A-Za-z0-9_-]``), and it maps
+back to the key hash without a lookup.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from .inputs import Item
+from .payloads import BodyBuilder
+
+CUSTOM_ID_PREFIX = "g"
+_WRITE_EVERY = 2048  # lines buffered before one write()
+
+
+def custom_id(h: int) -> str:
+    """The custom_id of the item whose key hashes to ``h``."""
+    return f"g{h:016x}"
+
+
+def hash_of_custom_id(cid: str) -> int | None:
+    """The key hash a custom_id was made from, or None for an id glmrun did not make."""
+    if len(cid) != 17 or not cid.startswith(CUSTOM_ID_PREFIX):
+        return None
+    try:
+        return int(cid[1:], 16)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkFile:
+    """One built chunk: its files (names inside the work folder) and size."""
+
+    index: int
+    file: str
+    ids: str
+    lines: int
+    bytes: int
+
+
+def chunk_names(index: int) -> tuple[str, str]:
+    return f"chunk-{index:05d}.jsonl", f"chunk-{index:05d}.ids"
+
+
+def _fsync_replace(tmp: Path, final: Path) -> None:
+    os.replace(tmp, final)
+    fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ChunkWriter:
+    """Streams items into chunk files, closing a chunk at ``max_lines`` or ``max_bytes``.
+
+    Files are written under a ``.part`` name, fsynced and renamed when the chunk closes, so a
+    chunk file that exists is complete.
+    """
+
+    def __init__(
+        self,
+        work_dir: Path,
+        builder: BodyBuilder,
+        *,
+        endpoint: str,
+        max_lines: int,
+        max_bytes: int,
+        first_index: int = 0,
+    ):
+        self.work_dir = work_dir
+        self.builder = builder
+        self.max_lines = max_lines
+        self.max_bytes = max_bytes
+        self.next_index = first_index
+        self._mid = b'","method":"POST","url":' + orjson.dumps(endpoint) + b',"body":'
+        self._open = False
+        self._lines: list[bytes] = []
+        self._ids: list[bytes] = []
+        self._count = 0
+        self._bytes = 0
+        self._handle = None
+        self._ids_handle = None
+        work_dir.mkdir(parents=True, exist_ok=True)
+
+    def _start(self) -> None:
+        jsonl, ids = chunk_names(self.next_index)
+        self._handle = open(self.work_dir / (jsonl + ".part"), "wb")  # noqa: SIM115
+        self._ids_handle = open(self.work_dir / (ids + ".part"), "wb")  # noqa: SIM115
+        self._open = True
+        self._count = 0
+        self._bytes = 0
+
+    def add(self, h: int, item: Item) -> ChunkFile | None:
+        """Add one item; returns the chunk it closed, if adding it had to close one."""
+        cid = custom_id(h).encode()
+        body = self.builder.render(item, None)
+        line = b'{"custom_id":"' + cid + self._mid + body + b"}\n"
+        closed = None
+        if self._open and (self._count >= self.max_lines or self._bytes + len(line) > self.max_bytes):
+            closed = self._close()
+        if not self._open:
+            self._start()
+        self._lines.append(line)
+        if item.key == item.url:
+            self._ids.append(cid + b"\t" + item.url.encode() + b"\n")
+        else:
+            self._ids.append(cid + b"\t" + item.url.encode() + b"\t" + orjson.dumps(item.key) + b"\n")
+        self._count += 1
+        self._bytes += len(line)
+        if len(self._lines) >= _WRITE_EVERY:
+            self._write()
+        return closed
+
+    def _write(self) -> None:
+        assert self._handle is not None and self._ids_handle is not None
+        self._handle.write(b"".join(self._lines))
+        self._ids_handle.write(b"".join(self._ids))
+        self._lines.clear()
+        self._ids.clear()
+
+    def _close(self) -> ChunkFile:
+        self._write()
+        assert self._handle is not None and self._ids_handle is not None
+        for handle in (self._handle, self._ids_handle):
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+        jsonl, ids = chunk_names(self.next_index)
+        os.replace(self.work_dir / (ids + ".part"), self.work_dir / ids)
+        _fsync_replace(self.work_dir / (jsonl + ".part"), self.work_dir / jsonl)
+        chunk = ChunkFile(self.next_index, jsonl, ids, self._count, self._bytes)
+        self.next_index += 1
+        self._open = False
+        self._handle = self._ids_handle = None
+        return chunk
+
+    def finish(self) -> ChunkFile | None:
+        """Close the last chunk (None when nothing was added since the last close)."""
+        return self._close() if self._open else None
+
+    def abort(self) -> None:
+        for handle in (self._handle, self._ids_handle):
+            if handle is not None:
+                handle.close()
+        self._open = False
+
+
+def build_chunks(
+    items: Iterable[tuple[int, Item]],
+    work_dir: Path,
+    builder: BodyBuilder,
+    *,
+    endpoint: str,
+    max_lines: int,
+    max_bytes: int,
+    first_index: int = 0,
+) -> Iterator[ChunkFile]:
+    """Stream ``items`` into chunk files; yields each chunk as it is closed."""
+    writer = ChunkWriter(
+        work_dir, builder, endpoint=endpoint, max_lines=max_lines, max_bytes=max_bytes, first_index=first_index
+    )
+    try:
+        for h, item in items:
+            closed = writer.add(h, item)
+            if closed is not None:
+                yield closed
+        last = writer.finish()
+        if last is not None:
+            yield last
+    finally:
+        writer.abort()
+
+
+def read_sidecar(path: Path) -> dict[str, tuple[str, str]]:
+    """custom_id -> (url, key) for one chunk."""
+    out: dict[str, tuple[str, str]] = {}
+    with open(path, "rb") as handle:
+        for raw in handle:
+            parts = raw.rstrip(b"\n").split(b"\t")
+            url = parts[1].decode()
+            key = orjson.loads(parts[2]) if len(parts) > 2 else url
+            out[parts[0].decode()] = (url, key)
+    return out
+
+
+def iter_sidecar_hashes(path: Path) -> Iterator[int]:
+    """The key hashes of one chunk, read from its sidecar without decoding URLs."""
+    with open(path, "rb") as handle:
+        for raw in handle:
+            yield int(raw[1:17], 16)

@@ -238,5 +238,10 @@ def export(config_path: str, job_name: str | None, fmt: str, latest_only: bool, 
         click.echo(f"{job.name}: {n} records -> {target}", err=True)
 
 
+from .batch_cli import batches as _batches  # registered once main exists
+
+main.add_command(_batches)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -26,3 +26,119 @@ async def test_done_when_2500_urls_three_files(tmp_path: Path) -> None:
         r = recs[url]
         assert r["status"] == "ok" and r["via"] == "batch" and r["batch_id"].startswith("batch_")
         assert r["content"] == expected_content(url)
+
+
+async def test_error_file_lines_go_to_realtime_fallback(tmp_path: Path) -> None:
+    """A 500 line and a missing line are resent in realtime; a 1301 line is recorded, not resent."""
+    items = urls(20)
+    faults = {items[1]: "500", items[2]: "missing", items[3]: "1301", items[4]: "duplicate"}
+    cfg = write_config(tmp_path, items)
+    box = await start_sim(batch_line_faults=faults)
+    try:
+        stats = await run_batch(cfg, box)
+        per_url = dict(box.sim.stats.per_url)
+    finally:
+        await box.sim.close()
+    records = read_records(load(cfg))
+    recs = latest(records)
+    assert len(records) == 20 and stats.ok == 19 and stats.errors == 1
+    assert recs[items[1]]["via"] == "realtime" and recs[items[1]]["content"] == expected_content(items[1])
+    assert recs[items[2]]["via"] == "realtime" and recs[items[2]]["status"] == "ok"
+    assert recs[items[3]]["status"] == "error" and recs[items[3]]["error"]["code"] == "1301"
+    assert recs[items[3]]["error"]["retryable"] is False and items[3] not in per_url
+    assert recs[items[4]]["via"] == "batch"
+    assert set(per_url) == {items[1], items[2]}
+
+
+async def test_openai_envelope_and_flat_counts(tmp_path: Path) -> None:
+    """Error lines in the OpenAI envelope and flat request_counts are understood."""
+    items = urls(10)
+    cfg = write_config(tmp_path, items, on_failure="record")
+    box = await start_sim(batch_line_faults={items[0]: "1301", items[1]: "500"}, error_envelope="openai",
+                          request_counts_shape="flat")
+    try:
+        await run_batch(cfg, box)
+    finally:
+        await box.sim.close()
+    recs = latest(read_records(load(cfg)))
+    assert recs[items[0]]["error"] == {"code": "1301", "message": recs[items[0]]["error"]["message"], "retryable": False}
+    assert recs[items[1]]["error"]["code"] == "500" and recs[items[1]]["error"]["retryable"] is True
+    assert sum(r["status"] == "ok" for r in recs.values()) == 8
+
+
+async def test_rebatch_once_then_record(tmp_path: Path) -> None:
+    """on_failure: rebatch puts failed lines in a new batch once; failing again they are recorded."""
+    items = urls(10)
+    cfg = write_config(tmp_path, items, on_failure="rebatch")
+    box = await start_sim(batch_line_faults={items[0]: "500"})
+    try:
+        await run_batch(cfg, box)
+        created = box.sim.stats.batches_created
+    finally:
+        await box.sim.close()
+    recs = latest(read_records(load(cfg)))
+    assert created == 2
+    assert recs[items[0]]["status"] == "error" and recs[items[0]]["error"]["retryable"] is True
+    assert sum(r["status"] == "ok" for r in recs.values()) == 9
+
+
+async def test_expired_batch_partial_results_then_fallback(tmp_path: Path) -> None:
+    """An expired batch's finished lines are collected via batch; the rest go realtime."""
+    items = urls(40)
+    cfg = write_config(tmp_path, items)
+    box = await start_sim(batch_final_status="expired", batch_partial_fraction=0.5)
+    try:
+        await run_batch(cfg, box)
+    finally:
+        await box.sim.close()
+    recs = latest(read_records(load(cfg)))
+    vias = [r["via"] for r in recs.values()]
+    assert len(recs) == 40 and all(r["status"] == "ok" for r in recs.values())
+    assert vias.count("batch") == 20 and vias.count("realtime") == 20
+    assert all(r["content"] == expected_content(u) for u, r in recs.items())
+
+
+async def test_failed_batch_lines_follow_on_failure(tmp_path: Path) -> None:
+    """A batch that failed validation has no result files: every line is resent in realtime."""
+    items = urls(5)
+    cfg = write_config(tmp_path, items)
+    box = await start_sim(batch_final_status="failed")
+    try:
+        await run_batch(cfg, box)
+    finally:
+        await box.sim.close()
+    recs = latest(read_records(load(cfg)))
+    assert {r["via"] for r in recs.values()} == {"realtime"} and len(recs) == 5
+
+
+async def test_max_queued_pipelines_chunks(tmp_path: Path) -> None:
+    """With max_queued equal to one chunk, chunks run one at a time and all are collected."""
+    items = urls(50)
+    cfg = write_config(tmp_path, items, max_requests_per_file=20, max_queued=20, poll_interval_s=1)
+    box = await start_sim(batch_validating_s=1.0, batch_in_progress_s=2.0, batch_finalizing_s=1.0)
+    seen_in_flight: list[int] = []
+
+    class Spy:
+        def __init__(self, client: object) -> None:
+            self._client = client
+
+        def __getattr__(self, name: str) -> object:
+            attr = getattr(self._client, name)
+            if name != "create_batch":
+                return attr
+
+            async def create(body: dict) -> dict:
+                running = [b for b in (await self._client.list_batches(limit=100))["data"]
+                           if b["status"] not in ("completed", "failed", "expired", "cancelled")]
+                seen_in_flight.append(len(running))
+                return await attr(body)
+
+            return create
+
+    try:
+        await run_batch(cfg, box, wrap=Spy)
+        assert box.sim.stats.batches_created == 3
+    finally:
+        await box.sim.close()
+    assert seen_in_flight == [0, 0, 0]
+    assert len(latest(read_records(load(cfg)))) == 50

@@ -1,0 +1,110 @@
+"""The batch path from the command line: auto routing, --no-wait (75), batches list|show|cancel."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from runner.simulator import expected_content
+
+FAST = {"latency_mean_s": 0.0, "batch_validating_s": 0.0, "batch_in_progress_s": 0.0, "batch_finalizing_s": 0.0}
+
+
+def write_config(tmp: Path, n: int, *, mode: str = "batch", sim: dict[str, Any] | None = None, **batch: Any) -> Path:
+    (tmp / "urls.txt").write_text("".join(f"https://img.example/{i}.jpg\n" for i in range(n)))
+    data = {
+        "api": {"base_url": "simulator"},
+        "batch": {"poll_interval_s": 0.05, **batch},
+        "simulator": {**FAST, **(sim or {})},
+        "jobs": [{"name": "j", "input": "urls.txt", "output": "out/r.jsonl", "model": "glm-4v-plus-0111",
+                  "prompt": "Describe.", "mode": mode}],
+    }
+    cfg = tmp / "config.yaml"
+    cfg.write_bytes(orjson.dumps(data))
+    return cfg
+
+
+def glmrun(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runner", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def records(tmp: Path) -> dict[str, dict[str, Any]]:
+    path = tmp / "out" / "r.jsonl"
+    out: dict[str, dict[str, Any]] = {}
+    for line in path.read_bytes().splitlines() if path.exists() else []:
+        r = orjson.loads(line)
+        out[r["url"]] = r
+    return out
+
+
+def sim_batches(tmp: Path) -> int:
+    return len(list((tmp / "out" / ".glmrun" / "simulator" / "batches").glob("*.json")))
+
+
+def test_auto_routing_both_sides_of_threshold(tmp_path: Path) -> None:
+    """mode auto with threshold 100: 50 URLs go realtime, 400 go batch; --dry-run says which and why."""
+    small, big = tmp_path / "small", tmp_path / "big"
+    small.mkdir()
+    big.mkdir()
+    cfg = write_config(small, 50, mode="auto", threshold=100)
+    dry = glmrun(str(cfg), "--dry-run", cwd=small)
+    assert dry.returncode == 0 and "-> realtime (mode: auto, 50 pending <= batch.threshold 100)" in dry.stdout
+    assert glmrun(str(cfg), cwd=small).returncode == 0
+    assert {r["via"] for r in records(small).values()} == {"realtime"} and len(records(small)) == 50
+    cfg = write_config(big, 400, mode="auto", threshold=100)
+    assert "-> batch (mode: auto, 400 pending > batch.threshold 100)" in glmrun(str(cfg), "--dry-run", cwd=big).stdout
+    done = glmrun(str(cfg), cwd=big)
+    assert done.returncode == 0, done.stderr
+    recs = records(big)
+    assert len(recs) == 400 and {r["via"] for r in recs.values()} == {"batch"}
+    assert all(r["content"] == expected_content(u) for u, r in recs.items())
+    assert sim_batches(big) == 1
+
+
+def test_no_wait_exits_75_then_second_run_collects(tmp_path: Path) -> None:
+    """--no-wait submits and exits 75; the same command again collects and submits nothing twice."""
+    cfg = write_config(tmp_path, 30, sim={"batch_in_progress_s": 0.3}, max_requests_per_file=20)
+    first = glmrun(str(cfg), "--no-wait", cwd=tmp_path)
+    assert first.returncode == 75, first.stderr
+    assert "run the same command again" in first.stderr
+    assert sim_batches(tmp_path) == 2 and records(tmp_path) == {}
+    second = glmrun(str(cfg), cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    recs = records(tmp_path)
+    assert len(recs) == 30 and {r["via"] for r in recs.values()} == {"batch"}
+    assert sim_batches(tmp_path) == 2
+    third = glmrun(str(cfg), cwd=tmp_path)
+    assert third.returncode == 0 and sim_batches(tmp_path) == 2
+
+
+def test_batches_list_show_cancel(tmp_path: Path) -> None:
+    """list shows the tracked batch, show prints it, cancel stops it; later runs collect and resend the rest."""
+    cfg = write_config(tmp_path, 10, sim={"batch_in_progress_s": 600, "batch_finalizing_s": 0.1})
+    assert glmrun(str(cfg), "--no-wait", cwd=tmp_path).returncode == 75
+    listed = glmrun("batches", "list", str(cfg), "--json", cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    (row,) = [orjson.loads(line) for line in listed.stdout.splitlines()]
+    assert row["state"] == "Running" and row["lines"] == 10 and row["batch_id"].startswith("batch_")
+    table = glmrun("batches", "list", cwd=tmp_path)  # CONFIG defaults to ./config.yaml
+    assert table.returncode == 0 and row["batch_id"] in table.stdout
+    remote = glmrun("batches", "list", str(cfg), "--remote", "--limit", "5", cwd=tmp_path)
+    assert remote.returncode == 0 and row["batch_id"] in remote.stdout and "j" in remote.stdout
+    shown = glmrun("batches", "show", row["batch_id"], "-c", str(cfg), cwd=tmp_path)
+    assert shown.returncode == 0 and f'"id": "{row["batch_id"]}"' in shown.stdout
+    assert "tracked by job j, chunk 0" in shown.stdout
+    assert glmrun("batches", "show", "batch_404", "-c", str(cfg), cwd=tmp_path).returncode == 1
+    cancelled = glmrun("batches", "cancel", str(cfg), cwd=tmp_path)
+    assert cancelled.returncode == 0 and "cancel requested for 1 running batch" in cancelled.stdout
+    after = glmrun(str(cfg), cwd=tmp_path)
+    assert after.returncode == 0, after.stderr
+    assert len(records(tmp_path)) == 5  # the half that ran (partial fraction 0.5); the rest stays pending
+    write_config(tmp_path, 10)
+    again = glmrun(str(cfg), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    recs = records(tmp_path)
+    assert len(recs) == 10 and all(r["status"] == "ok" for r in recs.values())
+    assert sim_batches(tmp_path) == 2

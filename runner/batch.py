@@ -521,45 +521,61 @@ def collect_lines(
     extra = {"batch_id": batch_id}
     loads = orjson.loads
     append = writer.append
-    for raw in data.splitlines():
-        if not raw:
-            continue
-        try:
-            obj = loads(raw)
-        except orjson.JSONDecodeError:
-            result.unknown += 1
-            continue
-        if not isinstance(obj, dict):
-            result.unknown += 1
-            continue
-        cid = obj.get("custom_id")
-        entry = ids.get(cid) if isinstance(cid, str) else None
-        if entry is None:
-            result.unknown += 1
-            continue
-        if cid in seen:
-            result.duplicates += 1
-            continue
-        seen.add(cid)
-        url, key = entry
-        if done is not None and done.is_done(key_hash(key)):
-            result.skipped += 1
-            continue
-        failure = line_failure(obj)
-        if failure is None:
-            body = obj["response"]["body"]
-            append(ok_record(url, body, via="batch", attempts=1, latency_ms=0, key=key, extra=extra))
-            result.ok += 1
-            stats.ok += 1
-            stats.add_usage(body.get("usage"))
-            continue
-        decision = classify(failure)
-        if decision.verdict is Verdict.RECORD:
-            append(error_record(url, decision.code, failure.message, retryable=False, via="batch", attempts=1, key=key, extra=extra))
-            result.failed += 1
-            stats.errors += 1
-        else:
-            result.again.append((cid, url, key, decision.code, failure.message))
+    ok = prompt_tokens = completion_tokens = 0
+    try:
+        for raw in data.splitlines():
+            if not raw:
+                continue
+            try:
+                obj = loads(raw)
+            except orjson.JSONDecodeError:
+                result.unknown += 1
+                continue
+            if not isinstance(obj, dict):
+                result.unknown += 1
+                continue
+            cid = obj.get("custom_id")
+            entry = ids.get(cid) if isinstance(cid, str) else None
+            if entry is None:
+                result.unknown += 1
+                continue
+            if cid in seen:
+                result.duplicates += 1
+                continue
+            seen.add(cid)
+            url, key = entry
+            if done is not None and done.is_done(key_hash(key)):
+                result.skipped += 1
+                continue
+            response = obj.get("response")
+            body = response.get("body") if response.__class__ is dict else None
+            choices = body.get("choices") if body.__class__ is dict and response.get("status_code") == 200 else None
+            if (
+                choices
+                and choices.__class__ is list
+                and choices[0].__class__ is dict
+                and choices[0].get("finish_reason") not in ("network_error", "sensitive")
+            ):
+                append(ok_record(url, body, via="batch", attempts=1, latency_ms=0, key=key, extra=extra))
+                ok += 1
+                usage = body.get("usage")
+                if usage.__class__ is dict:
+                    prompt_tokens += usage.get("prompt_tokens") or 0
+                    completion_tokens += usage.get("completion_tokens") or 0
+                continue
+            failure = line_failure(obj) or ApiFailure(200, None, "batch result has no choices", kind="no_choices")
+            decision = classify(failure)
+            if decision.verdict is Verdict.RECORD:
+                append(error_record(url, decision.code, failure.message, retryable=False, via="batch", attempts=1, key=key, extra=extra))
+                result.failed += 1
+                stats.errors += 1
+            else:
+                result.again.append((cid, url, key, decision.code, failure.message))
+    finally:
+        result.ok += ok
+        stats.ok += ok
+        stats.prompt_tokens += prompt_tokens
+        stats.completion_tokens += completion_tokens
 
 
 # --- the driver -------------------------------------------------------------------------------
@@ -659,8 +675,11 @@ class BatchDriver:
                 f"{self.job.name}: batch.max_wait_s ({max_wait:g}s) reached with {waiting} batch(es) still "
                 "running; run the same command again to collect"
             )
-        pending = [ready_at(c) for c in self.state.chunks if not is_done(c, self.batch.delete_remote_files)]
-        delay = max(0.0, min(pending, default=now) - now)
+        pending = [
+            ready_at(c) for c in self.state.chunks
+            if not is_done(c, self.batch.delete_remote_files) and not isinstance(c, Built)  # Built waits for room
+        ]
+        delay = max(0.0, min(pending, default=now + self.batch.poll_interval_s) - now)
         if max_wait is not None:
             delay = min(delay, max(0.0, self.started + max_wait - now))
         await self._sleep(delay)

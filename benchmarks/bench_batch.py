@@ -1,0 +1,140 @@
+"""Batch path throughput: building batch files and collecting batch output, in lines per second.
+
+    python benchmarks/bench_batch.py            # 200,000 lines, targets enforced (exit 1 on a miss)
+    python benchmarks/bench_batch.py --smoke    # 2,000 lines, for CI: checks it runs, not the figures
+    python benchmarks/bench_batch.py --json out.json
+
+Figures:
+- build: (key hash, Item) pairs already in memory -> chunk files + sidecars on disk
+  (``batchfiles.build_chunks``, what ``run_batch_job`` does with the pending stream).
+- build incl. input: the same, starting from the input file (read_items + iter_pending).
+- collect: one downloaded output file (simulator-shaped lines, shuffled) -> records appended
+  through a ResultWriter, sidecar read included (``batch.collect_lines``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import orjson
+
+from runner.batch import CollectResult, collect_lines
+from runner.batchfiles import build_chunks, read_sidecar
+from runner.config import JobConfig
+from runner.inputs import Item, read_items
+from runner.payloads import BodyBuilder
+from runner.plan import iter_pending
+from runner.simulator import expected_content
+from runner.stats import JobStats
+from runner.store import ResultWriter, ResumeIndex, key_hash
+
+TARGET = 100_000.0
+
+
+def make_job(tmp: Path) -> JobConfig:
+    return JobConfig(
+        name="bench", input=str(tmp / "urls.txt"), output=str(tmp / "out" / "r.jsonl"), model="glm-4v-plus-0111",
+        prompt="请描述这张图片中的主要内容和场景", params={"temperature": 0.5, "max_tokens": 1024},
+    )
+
+
+def bench_build(job: JobConfig, n: int, work: Path) -> tuple[float, list]:
+    urls = [f"https://images.example.com/photos/2024/{i:08d}/large.jpg?sig={i * 7919:x}" for i in range(n)]
+    items = [(key_hash(u), Item(u, u, i + 1)) for i, u in enumerate(urls)]
+    t0 = time.perf_counter()
+    chunks = list(build_chunks(items, work, BodyBuilder(job), endpoint="/v4/chat/completions",
+                               max_lines=50_000, max_bytes=99 * 1024 * 1024))
+    elapsed = time.perf_counter() - t0
+    assert sum(c.lines for c in chunks) == n
+    return n / elapsed, chunks
+
+
+def bench_build_from_input(job: JobConfig, n: int, work: Path) -> float:
+    path = Path(job.input)
+    path.write_text("".join(f"https://images.example.com/photos/2024/{i:08d}/large.jpg?sig={i * 7919:x}\n" for i in range(n)))
+    t0 = time.perf_counter()
+    pending = ((h, it) for h, it in iter_pending(read_items(path), ResumeIndex()) if isinstance(it, Item))
+    chunks = list(build_chunks(pending, work, BodyBuilder(job), endpoint="/v4/chat/completions",
+                               max_lines=50_000, max_bytes=99 * 1024 * 1024))
+    elapsed = time.perf_counter() - t0
+    assert sum(c.lines for c in chunks) == n
+    return n / elapsed
+
+
+def output_file(ids: dict[str, tuple[str, str]], batch_id: str) -> bytes:
+    """A result file shaped like the simulator's (and the docs' example), in shuffled order."""
+    lines = []
+    for i, (cid, (url, _key)) in enumerate(ids.items()):
+        body = {
+            "id": str(8_700_000_000_000_000_000 + i), "request_id": cid, "created": 1_731_001_234,
+            "model": "glm-4v-plus-0111",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": expected_content(url)}}],
+            "usage": {"prompt_tokens": 1040, "completion_tokens": 20, "total_tokens": 1060},
+        }
+        lines.append(orjson.dumps({"response": {"status_code": 200, "body": body}, "custom_id": cid, "id": batch_id}))
+    random.Random(1).shuffle(lines)
+    return b"\n".join(lines) + b"\n"
+
+
+def bench_collect(job: JobConfig, chunks: list, work: Path) -> float:
+    files = [(work / c.ids, output_file(read_sidecar(work / c.ids), f"batch_{c.index}")) for c in chunks]
+    n = sum(c.lines for c in chunks)
+    stats = JobStats("bench")
+    writer = ResultWriter(job.output_path)
+    t0 = time.perf_counter()
+    for (ids_path, data), c in zip(files, chunks):
+        ids = read_sidecar(ids_path)
+        result = CollectResult()
+        collect_lines(data, ids, set(), writer, stats, f"batch_{c.index}", result)
+        assert result.ok == c.lines
+    writer.close()
+    elapsed = time.perf_counter() - t0
+    assert stats.ok == n
+    return n / elapsed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes; targets are not enforced")
+    parser.add_argument("--lines", type=int, default=None, help="lines per figure (default 200000, smoke 2000)")
+    parser.add_argument("--json", dest="json_path", metavar="PATH", help="also write the figures as JSON here")
+    args = parser.parse_args()
+    n = args.lines or (2_000 if args.smoke else 200_000)
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        job = make_job(tmp)
+        build, chunks = bench_build(job, n, tmp / "work")
+        build_input = bench_build_from_input(job, n, tmp / "work2")
+        collect = bench_collect(job, chunks, tmp / "work")
+    rows = [
+        ("build batch files (lines/s)", build, TARGET),
+        ("collect output (lines/s)", collect, TARGET),
+        ("build incl. reading input (lines/s)", build_input, None),
+    ]
+    print(f"bench_batch: {n} lines, python {sys.version.split()[0]}")
+    print(f"{'figure':40} {'value':>12} {'target':>10} {'ratio':>7}")
+    missed = False
+    for name, value, target in rows:
+        ratio = value / target if target else None
+        if target and value < target:
+            missed = True
+        print(f"{name:40} {value:12,.0f} {target or 0:10,.0f} {ratio if ratio else float('nan'):7.2f}")
+    if args.json_path:
+        Path(args.json_path).write_text(json.dumps(
+            {"lines": n, "smoke": args.smoke,
+             "figures": [{"figure": name, "value": round(v, 1), "target": t, "ratio": round(v / t, 3) if t else None}
+                         for name, v, t in rows]}, indent=2))
+    if missed and not args.smoke:
+        print("bench_batch: a target was missed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -67,10 +67,11 @@ def bench_build_from_input(job: JobConfig, n: int, work: Path) -> float:
     return n / elapsed
 
 
-def output_file(ids: dict[str, tuple[str, str]], batch_id: str) -> bytes:
+def output_file(ids: dict[str, Item], batch_id: str) -> bytes:
     """A result file shaped like the simulator's (and the docs' example), in shuffled order."""
     lines = []
-    for i, (cid, (url, _key)) in enumerate(ids.items()):
+    for i, (cid, item) in enumerate(ids.items()):
+        url = item.url
         body = {
             "id": str(8_700_000_000_000_000_000 + i), "request_id": cid, "created": 1_731_001_234,
             "model": "glm-4v-plus-0111",
@@ -87,11 +88,12 @@ def bench_collect(job: JobConfig, chunks: list, work: Path) -> float:
     n = sum(c.lines for c in chunks)
     stats = JobStats("bench")
     writer = ResultWriter(job.output_path)
+    builder = BodyBuilder(job)
     t0 = time.perf_counter()
     for (ids_path, data), c in zip(files, chunks):
         ids = read_sidecar(ids_path)
         result = CollectResult()
-        collect_lines(data, ids, set(), writer, stats, f"batch_{c.index}", result)
+        collect_lines(data, ids, set(), writer, stats, f"batch_{c.index}", result, None, builder)
         assert result.ok == c.lines
     writer.close()
     elapsed = time.perf_counter() - t0

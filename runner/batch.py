@@ -366,6 +366,17 @@ def describe(state: ChunkState) -> dict[str, Any]:
     }
 
 
+def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
+    """The job's chunks for ``glmrun status``: describe() plus ``state`` as the remote status
+    (the local state, lower-cased, before there is one) and ``finished`` once collected."""
+    state = load_state(state_path(job))
+    out = []
+    for chunk in state.chunks if state else []:
+        d = describe(chunk)
+        out.append({**d, "local_state": d["state"], "state": d["status"] or d["state"].lower(), "finished": isinstance(chunk, Collected)})
+    return out
+
+
 # --- the state file ---------------------------------------------------------------------------
 
 
@@ -504,21 +515,28 @@ class CollectResult:
     duplicates: int = 0
     unknown: int = 0
     skipped: int = 0
-    again: list[tuple[str, str, str, str, str]] = field(default_factory=list)  # cid, url, key, code, message
+    again: list[tuple[str, Item, str, str]] = field(default_factory=list)  # cid, item, code, message
 
 
 def collect_lines(
     data: bytes,
-    ids: dict[str, tuple[str, str]],
+    ids: dict[str, Item],
     seen: set[str],
     writer: ResultWriter,
     stats: JobStats,
     batch_id: str | None,
     result: CollectResult,
     done: Any = None,
+    builder: BodyBuilder | None = None,
 ) -> None:
-    """Turn one downloaded result file into records; failures that may be resent go to ``again``."""
+    """Turn one downloaded result file into records; failures that may be resent go to ``again``.
+
+    Records go through ``builder.finish_record`` (meta, structured output) like the realtime
+    path's, skipped only when it would add nothing (no structured output, no meta).
+    """
     extra = {"batch_id": batch_id}
+    finish = builder.finish_record if builder is not None else None
+    always = finish is not None and getattr(builder, "_structured", None) is not None
     loads = orjson.loads
     append = writer.append
     ok = prompt_tokens = completion_tokens = 0
@@ -535,15 +553,16 @@ def collect_lines(
                 result.unknown += 1
                 continue
             cid = obj.get("custom_id")
-            entry = ids.get(cid) if isinstance(cid, str) else None
-            if entry is None:
+            item = ids.get(cid) if isinstance(cid, str) else None
+            if item is None:
                 result.unknown += 1
                 continue
             if cid in seen:
                 result.duplicates += 1
                 continue
             seen.add(cid)
-            url, key = entry
+            url = item.url
+            key = item.key
             if done is not None and done.is_done(key_hash(key)):
                 result.skipped += 1
                 continue
@@ -556,7 +575,8 @@ def collect_lines(
                 and choices[0].__class__ is dict
                 and choices[0].get("finish_reason") not in ("network_error", "sensitive")
             ):
-                append(ok_record(url, body, via="batch", attempts=1, latency_ms=0, key=key, extra=extra))
+                record = ok_record(url, body, via="batch", attempts=1, latency_ms=0, key=key, extra=extra)
+                append(finish(record, item) if always or (finish is not None and item.meta is not None) else record)
                 ok += 1
                 usage = body.get("usage")
                 if usage.__class__ is dict:
@@ -566,16 +586,16 @@ def collect_lines(
             failure = line_failure(obj) or ApiFailure(200, None, "batch result has no choices", kind="no_choices")
             decision = classify(failure)
             if decision.verdict is Verdict.RECORD:
-                append(error_record(url, decision.code, failure.message, retryable=False, via="batch", attempts=1, key=key, extra=extra))
+                record = error_record(url, decision.code, failure.message, retryable=False, via="batch", attempts=1, key=key, extra=extra)
+                append(finish(record, item) if finish is not None else record)
                 result.failed += 1
                 stats.errors += 1
             else:
-                result.again.append((cid, url, key, decision.code, failure.message))
+                result.again.append((cid, item, decision.code, failure.message))
     finally:
         result.ok += ok
         stats.ok += ok
-        stats.prompt_tokens += prompt_tokens
-        stats.completion_tokens += completion_tokens
+        stats.add_usage({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens}, "batch")
 
 
 # --- the driver -------------------------------------------------------------------------------
@@ -605,6 +625,7 @@ class BatchDriver:
         self.path = state_path(job)
         self.work_dir = job.work_dir
         self.chash = state.config_hash
+        self.builder = BodyBuilder(job)
         self.started = deps.clock.monotonic()
         self._last_progress = self.started
 
@@ -830,15 +851,15 @@ class BatchDriver:
                     log.warning("result file is gone", extra={"job": self.job.name, "file_id": fid})
                     continue
                 return await self._call(_raise(failure), st)
-            collect_lines(data, ids, seen, deps.writer, deps.stats, e.batch_id, result, done)
+            collect_lines(data, ids, seen, deps.writer, deps.stats, e.batch_id, result, done, self.builder)
         if result.duplicates or result.unknown:
             log.info("batch result oddities", extra={"job": self.job.name, "batch_id": e.batch_id, "duplicates": result.duplicates, "unknown": result.unknown})
         again = result.again
-        for cid, (url, key) in ids.items():
+        for cid, item in ids.items():
             if cid not in seen:
-                if done is not None and done.is_done(key_hash(key)):
+                if done is not None and done.is_done(key_hash(item.key)):
                     continue
-                again.append((cid, url, key, "batch_missing", f"no result in batch {e.batch_id} (status {e.status}) {e.reason}".strip()))
+                again.append((cid, item, "batch_missing", f"no result in batch {e.batch_id} (status {e.status}) {e.reason}".strip()))
         resent, left = await self._on_failure(e, again, result)
         deps.writer.fsync()
         for name in (e.chunk.file, e.chunk.ids):
@@ -849,7 +870,7 @@ class BatchDriver:
         )
         return CollectDone(result.ok, result.failed, resent, left)
 
-    async def _on_failure(self, e: Ended, again: list[tuple[str, str, str, str, str]], result: CollectResult) -> tuple[int, int]:
+    async def _on_failure(self, e: Ended, again: list[tuple[str, Item, str, str]], result: CollectResult) -> tuple[int, int]:
         """Apply batch.on_failure to lines that may be sent again; returns (resent, left pending)."""
         if not again:
             return 0, 0
@@ -857,15 +878,15 @@ class BatchDriver:
             return 0, len(again)  # the user cancelled: a later run sends them again
         mode = self.batch.on_failure
         if mode == "rebatch" and e.chunk.rebatch_of is None:
-            items = ((key_hash(key), Item(key, url, 0)) for _, url, key, _, _ in again)
-            self.add_chunks(items, rebatch_of=e.chunk.index)
+            self.add_chunks(((key_hash(item.key), item) for _, item, _, _ in again), rebatch_of=e.chunk.index)
             return len(again), 0
         if mode == "realtime" and self.deps.fallback is not None:
-            await self.deps.fallback([(key_hash(key), Item(key, url, 0)) for _, url, key, _, _ in again])
+            await self.deps.fallback([(key_hash(item.key), item) for _, item, _, _ in again])
             return len(again), 0
         extra = {"batch_id": e.batch_id}
-        for _, url, key, code, message in again:
-            self.deps.writer.append(error_record(url, code, message, retryable=True, via="batch", attempts=1, key=key, extra=extra))
+        for _, item, code, message in again:
+            record = error_record(item.url, code, message, retryable=True, via="batch", attempts=1, key=item.key, extra=extra)
+            self.deps.writer.append(self.builder.finish_record(record, item))
             self.deps.stats.errors += 1
         return 0, 0
 

@@ -1,8 +1,9 @@
 """Batch input files: the pending stream cut into JSONL chunk files, each with a small sidecar.
 
 A chunk ``chunk-00007.jsonl`` holds one request per line (``payloads.batch_line`` with the
-body the realtime path sends); ``chunk-00007.ids`` maps each custom_id back to its URL (and
-key when it differs), one line per request. Collecting a chunk reads only its own sidecar,
+body the realtime path sends); ``chunk-00007.ids`` maps each custom_id back to its item, one line per
+request: ``custom_id TAB line_no TAB url`` for a plain URL line, plus ``TAB {json}`` with
+the key and the item's other fields (prompt, images, meta, ...) when it has any. Collecting a chunk reads only its own sidecar,
 so matching results never needs the whole job in memory.
 
 custom_id is ``g`` + the 16 hex digits of the item's 64-bit key hash: stable across runs,
@@ -12,10 +13,12 @@ back to the key hash without a lookup.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -24,6 +27,9 @@ from .payloads import BodyBuilder
 
 CUSTOM_ID_PREFIX = "g"
 _WRITE_EVERY = 2048  # lines buffered before one write()
+
+
+_EXTRA_FIELDS = tuple(f.name for f in dataclasses.fields(Item) if f.name not in ("key", "url", "line_no"))
 
 
 def custom_id(h: int) -> str:
@@ -116,10 +122,11 @@ class ChunkWriter:
         if not self._open:
             self._start()
         self._lines.append(line)
-        if item.key == item.url:
-            self._ids.append(cid + b"\t" + item.url.encode() + b"\n")
+        head = cid + b"\t" + str(item.line_no).encode() + b"\t" + item.url.encode()
+        if item.key == item.url and item.meta is None and item.plain:
+            self._ids.append(head + b"\n")
         else:
-            self._ids.append(cid + b"\t" + item.url.encode() + b"\t" + orjson.dumps(item.key) + b"\n")
+            self._ids.append(head + b"\t" + orjson.dumps(item_extras(item)) + b"\n")
         self._count += 1
         self._bytes += len(line)
         if len(self._lines) >= _WRITE_EVERY:
@@ -186,17 +193,28 @@ def build_chunks(
         writer.abort()
 
 
-def read_sidecar(path: Path) -> dict[str, tuple[str, str]]:
-    """custom_id -> (url, key) for one chunk (one decode and one split per line, in C)."""
+def item_extras(item: Item) -> dict[str, Any]:
+    """The fields of a non-plain item beyond url and line_no (None fields left out)."""
+    out: dict[str, Any] = {"key": item.key}
+    for name in _EXTRA_FIELDS:
+        value = getattr(item, name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def read_sidecar(path: Path) -> dict[str, Item]:
+    """custom_id -> Item for one chunk (plain lines: one decode and one split each, in C)."""
     text = path.read_bytes().decode("utf-8")
-    pairs = dict(line.split("\t", 1) for line in text.splitlines())
-    out: dict[str, tuple[str, str]] = {}
-    for cid, rest in pairs.items():
+    out: dict[str, Item] = {}
+    for line in text.splitlines():
+        cid, line_no, rest = line.split("\t", 2)
         if "\t" in rest:
-            url, key = rest.split("\t", 1)
-            out[cid] = (url, orjson.loads(key))
+            url, extras = rest.split("\t", 1)
+            fields = orjson.loads(extras)
+            out[cid] = Item(url=url, line_no=int(line_no), **fields)
         else:
-            out[cid] = (rest, rest)
+            out[cid] = Item(rest, rest, int(line_no))
     return out
 
 

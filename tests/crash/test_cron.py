@@ -7,6 +7,8 @@ from pathlib import Path
 
 import orjson
 
+from runner.batch import Chunk, JobState, Running, save_state
+
 from .procs import read_records, run, simulator, write_job
 
 
@@ -47,9 +49,8 @@ def test_status_lists_tracked_batches_and_exits_75_while_one_is_open(tmp_path: P
     out.mkdir()
     (out / "j.jsonl").write_bytes(orjson.dumps({"url": "https://img.example.com/b.jpg", "status": "ok"}) + b"\n")
     assert _status(config)[0] == 0
-    work = out / ".glmrun" / "j"
-    work.mkdir(parents=True)
-    (work / "chunk-0001.json").write_text(json.dumps({"batch_id": "batch_1", "state": "in_progress"}))
+    chunk = Chunk(0, "chunk-00000.jsonl", "chunk-00000.ids", 1, 100)
+    save_state(out / ".glmrun" / "j" / "state.json", JobState("j", "t", "h", [Running(chunk, "f1", "batch_1", "in_progress")]))
     code, s = _status(config)
     assert code == 75 and s["batches"][0]["batch_id"] == "batch_1"
     assert "batch batch_1: in_progress" in run(config, "status").stdout

@@ -189,7 +189,7 @@ def test_split_by_count(tmp_path: Path) -> None:
     assert lines[0] == batch_line(custom_id(h), builder.render(item, None), "/v4/chat/completions")
     assert orjson.loads(lines[0])["body"]["temperature"] == 0.2
     ids = read_sidecar(tmp_path / chunks[0].ids)
-    assert ids[custom_id(h)] == (item.url, item.key)
+    assert ids[custom_id(h)] == item
     assert sum(c.bytes for c in chunks) == sum((tmp_path / c.file).stat().st_size for c in chunks)
     assert not list(tmp_path.glob("*.part"))
 
@@ -203,8 +203,10 @@ def test_split_by_bytes(tmp_path: Path) -> None:
     assert all(c.bytes <= 3 * one + 5 for c in chunks)
 
 
-def test_sidecar_keeps_key_when_it_differs(tmp_path: Path) -> None:
-    """An item whose key is not its URL maps back to both."""
-    item = Item("id\t7", "https://img.example/7.jpg", 1)
-    (chunk,) = build_chunks([(key_hash(item.key), item)], tmp_path, BodyBuilder(job()), endpoint="/v4/chat/completions", max_lines=5, max_bytes=10**6)
-    assert read_sidecar(tmp_path / chunk.ids) == {custom_id(key_hash(item.key)): (item.url, "id\t7")}
+def test_sidecar_keeps_the_whole_item(tmp_path: Path) -> None:
+    """An item with its own key, prompt, images and meta maps back to an equal Item."""
+    item = Item("id\t7", "https://img.example/7.jpg", 3, prompt="Count {meta.n}", images=["https://img.example/7.jpg", "https://img.example/8.jpg"], meta={"n": 2})
+    plain = Item("https://img.example/9.jpg", "https://img.example/9.jpg", 4)
+    pairs = [(key_hash(item.key), item), (key_hash(plain.key), plain)]
+    (chunk,) = build_chunks(pairs, tmp_path, BodyBuilder(job()), endpoint="/v4/chat/completions", max_lines=5, max_bytes=10**6)
+    assert read_sidecar(tmp_path / chunk.ids) == {custom_id(key_hash(item.key)): item, custom_id(key_hash(plain.key)): plain}

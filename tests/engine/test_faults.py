@@ -191,3 +191,32 @@ async def test_url_counts_match_simulator_requests(sim_and_run: Any) -> None:
     sim = await start(url_faults={u: ["502"] for u in urls[:10]})
     _, latest = await run_job(sim, urls)
     assert Counter({u: r["attempts"] for u, r in latest.items()}) == Counter(dict(sim.stats.per_url))
+
+
+async def test_new_simulator_faults_answer_as_documented() -> None:
+    """502/503/504 are HTML gateway pages, error200 is a 200 with an error object, 429noretry
+    has no Retry-After, trickle sends a whole answer slowly."""
+    import time
+
+    import aiohttp
+
+    url = "https://img.example.com/shape.jpg"
+    faults = ["502", "503", "504", "error200", "429noretry", "trickle"]
+    sim = Simulator(SimSettings(latency_mean_s=0.0, url_faults={url: list(faults)}, retry_after_s=5, trickle_s=0.1))
+    await sim.start()
+    body = {"model": "glm-4v-flash", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]}
+    seen = []
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in faults:
+                t0 = time.monotonic()
+                async with session.post(sim.base_url + "/chat/completions", json=body) as resp:
+                    seen.append((resp.status, resp.content_type, resp.headers.get("Retry-After"), await resp.read(), time.monotonic() - t0))
+    finally:
+        await sim.close()
+    assert [s[0] for s in seen] == [502, 503, 504, 200, 429, 200]
+    assert all(s[1] == "text/html" and b"<html>" in s[3] for s in seen[:3])
+    assert orjson.loads(seen[3][3])["error"]["code"] == "1234"
+    assert seen[4][2] is None
+    answer = orjson.loads(seen[5][3])
+    assert answer["choices"][0]["message"]["content"] == expected_content(url) and seen[5][4] >= 0.09

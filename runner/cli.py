@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 import click
 
 from . import __version__
-from .errors import EXIT_CONFIG, EXIT_SIGINT, GlmrunError
+from .errors import EXIT_CONFIG, GlmrunError, Interrupted
 from .logs import setup_logging
 
 
@@ -28,9 +28,18 @@ class DefaultGroup(click.Group):
         return super().parse_args(ctx, args)
 
 
+_JSON_ERRORS = False  # --log-format json: the final error line is a JSON event too
+
+
 def fail(exc: GlmrunError) -> NoReturn:
     message = " ".join(str(exc).splitlines())  # one line, even when an API message had several
-    click.echo(f"glmrun: {message}", err=True)
+    if _JSON_ERRORS:
+        import orjson
+
+        line = orjson.dumps({"level": "error", "event": "error", "message": message, "exit_code": exc.exit_code}).decode()
+        click.echo(line, err=True)
+    else:
+        click.echo(f"glmrun: {message}", err=True)
     sys.exit(exc.exit_code)
 
 
@@ -41,8 +50,7 @@ def run_async(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     try:
         return run(make())
     except KeyboardInterrupt:  # SIGINT before the run installed its handler (or after it)
-        click.echo("glmrun: interrupted by SIGINT", err=True)
-        sys.exit(EXIT_SIGINT)
+        fail(Interrupted("SIGINT"))
     except GlmrunError as exc:
         fail(exc)
     except BaseExceptionGroup as group:
@@ -95,6 +103,8 @@ def verbosity_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def setup(quiet: bool, verbose: bool, log_format: str) -> None:
+    global _JSON_ERRORS
+    _JSON_ERRORS = log_format == "json"
     setup_logging(verbosity=-1 if quiet else (1 if verbose else 0), fmt=log_format)
 
 

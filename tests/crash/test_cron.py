@@ -77,3 +77,14 @@ def test_json_logs_are_one_object_per_line_with_the_run_story(tmp_path: Path) ->
     assert events[-1]["exit_code"] == 0
     assert "j: ok 60" in result.stdout
     assert len(read_records(tmp_path / "out" / "j.jsonl")) == 60
+
+
+def test_json_logs_stay_json_when_the_run_fails(tmp_path: Path) -> None:
+    """With --log-format json even the final error line is a JSON object (exit code inside)."""
+    config = tmp_path / "bad.yaml"
+    config.write_text("jobs: []\n")
+    result = run(config, "--log-format", "json")
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    event = json.loads(line)
+    assert event["event"] == "error" and event["exit_code"] == 2 and "jobs" in event["message"]

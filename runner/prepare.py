@@ -131,6 +131,7 @@ class ItemChecker:
         if ref.startswith("data:"):
             self._need_base64(kind)
             return ref
+        self._need_base64(kind)  # before touching the file system at all
         if ref.startswith("file://"):
             raw = unquote(ref[len("file://"):])
             if raw.startswith("localhost/"):
@@ -167,7 +168,6 @@ class ItemChecker:
             raise Refused(f"{ref}: not under local_files.allowed_dirs; refused")
         if not resolved.is_file():
             raise Refused(f"{ref}: not a regular file")
-        self._need_base64(kind)
         size = resolved.stat().st_size
         if kind == "image":
             if resolved.suffix.lower() not in IMAGE_EXTS:
@@ -191,8 +191,11 @@ def resolve_turn_media(job: JobConfig, allowed_dirs: list[str], base_dir: Path, 
 
     checker = ItemChecker(job, allowed_dirs, base_dir)
     turns: list[dict[str, Any]] = orjson.loads(orjson.dumps(job.messages))
-    if checker.turn_images > checker.caps.max_images:
-        raise ConfigError(f"{file}: jobs[{index}].messages: {checker._too_many(checker.turn_images)}")
+    if checker.turn_images and checker.turn_images + 1 > checker.caps.max_images:
+        raise ConfigError(
+            f"{file}: jobs[{index}].messages: {checker.turn_images} images leave no room for the item's own "
+            f"image; {job.model} takes at most {checker.caps.max_images} per request"
+        )
     for kind, inner in media_parts(turns):
         try:
             inner["url"] = checker._media_ref(inner["url"], "video" if kind == "video_url" else "image")

@@ -269,3 +269,21 @@ async def test_item_params_are_checked_per_item(tmp_path: Path) -> None:
     assert recs["good"]["status"] == "ok"
     assert "params.request_id" in recs["bad"]["error"]["message"]
     assert "no thinking mode" in recs["think"]["error"]["message"]
+
+
+def test_turn_images_that_leave_no_room_for_the_item_fail_at_load(tmp_path: Path) -> None:
+    """glm-4v-flash takes one image: a turn image plus the item's image is a ConfigError, not N invalid records."""
+    turns = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://e.org/t.jpg"}}, {"type": "text", "text": "x"}]},
+             {"role": "assistant", "content": "y"}]
+    with pytest.raises(ConfigError, match="no room for the item's own image"):
+        load_config(write_config(tmp_path, {"model": "glm-4v-flash", "messages": turns}), environ={})
+
+
+async def test_plain_urls_are_counted_with_turn_images(tmp_path: Path) -> None:
+    """Plain URL lines are checked against the limit together with the turns' images (5 for glm-4v-plus-0111)."""
+    turns = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"https://e.org/t{i}.jpg"}} for i in range(4)]
+              + [{"type": "text", "text": "x"}]}, {"role": "assistant", "content": "y"}]
+    (tmp_path / "in.txt").write_text("https://e.org/a.jpg\n")
+    await run_config(write_config(tmp_path, {"messages": turns}))
+    (rec,) = read_records(tmp_path / "out.jsonl")
+    assert rec["status"] == "ok" and rec["content"] == expected_content([f"https://e.org/t{i}.jpg" for i in range(4)] + ["https://e.org/a.jpg"])

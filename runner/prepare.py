@@ -180,7 +180,48 @@ class ItemChecker:
             limit = self.caps.video_max_mb
             if limit is not None and size > limit * 1024 * 1024:
                 raise Refused(f"{ref}: {size / 1e6:.1f} MB; {self.model} takes videos of at most {limit} MB")
+            max_s = self.caps.video_max_s
+            if max_s is not None:
+                seconds = mp4_duration_s(resolved)
+                if seconds is not None and seconds > max_s:
+                    raise Refused(f"{ref}: {seconds:.1f} s long; {self.model} takes videos of at most {max_s} s")
         return resolved
+
+
+def mp4_duration_s(path: Path) -> float | None:
+    """Duration from the mp4 ``moov/mvhd`` box, or None when it cannot be found (then unchecked)."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            end = path.stat().st_size
+            pos = 0
+            while pos + 8 <= end:  # top-level boxes: find moov
+                f.seek(pos)
+                size, kind = struct.unpack(">I4s", f.read(8))
+                header = 8
+                if size == 1:
+                    size = struct.unpack(">Q", f.read(8))[0]
+                    header = 16
+                elif size == 0:
+                    size = end - pos
+                if size < header:
+                    return None
+                if kind == b"moov":
+                    inner = f.read(min(size - header, 1 << 20))
+                    at = inner.find(b"mvhd")
+                    if at < 4:
+                        return None
+                    box = inner[at + 4 :]
+                    if box[0] == 1:  # version 1: 64-bit times
+                        timescale, duration = struct.unpack(">IQ", box[20:32])
+                    else:
+                        timescale, duration = struct.unpack(">II", box[12:20])
+                    return duration / timescale if timescale else None
+                pos += size
+    except (OSError, struct.error, IndexError):
+        return None
+    return None
 
 
 def resolve_turn_media(job: JobConfig, allowed_dirs: list[str], base_dir: Path, file: str, index: int) -> JobConfig:

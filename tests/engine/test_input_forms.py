@@ -287,3 +287,29 @@ async def test_plain_urls_are_counted_with_turn_images(tmp_path: Path) -> None:
     await run_config(write_config(tmp_path, {"messages": turns}))
     (rec,) = read_records(tmp_path / "out.jsonl")
     assert rec["status"] == "ok" and rec["content"] == expected_content([f"https://e.org/t{i}.jpg" for i in range(4)] + ["https://e.org/a.jpg"])
+
+
+def _mp4(seconds: int) -> bytes:
+    """A minimal mp4 skeleton: ftyp + moov/mvhd (version 0) with the given duration."""
+    import struct
+
+    mvhd_body = bytes(4) + struct.pack(">IIII", 0, 0, 1000, seconds * 1000) + bytes(80)
+    mvhd = struct.pack(">I4s", 8 + len(mvhd_body), b"mvhd") + mvhd_body
+    moov = struct.pack(">I4s", 8 + len(mvhd), b"moov") + mvhd
+    ftyp = struct.pack(">I4s4sI", 16, b"ftyp", b"isom", 0)
+    return ftyp + moov
+
+
+async def test_local_video_checked_for_length_on_glm_4v_plus(tmp_path: Path) -> None:
+    """glm-4v-plus takes local mp4 up to 30 s: a 12 s clip is sent (as base64), a 45 s one is refused at plan time."""
+    from runner.prepare import mp4_duration_s
+
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "short.mp4").write_bytes(_mp4(12))
+    (tmp_path / "v" / "long.mp4").write_bytes(_mp4(45))
+    assert mp4_duration_s(tmp_path / "v" / "short.mp4") == 12.0
+    write_jsonl(tmp_path / "in.jsonl", [{"id": "short", "video": "./v/short.mp4"}, {"id": "long", "video": "./v/long.mp4"}])
+    await run_config(write_config(tmp_path, {"input": "in.jsonl", "model": "glm-4v-plus"}, local_files={"allowed_dirs": ["v"]}))
+    recs = by_key(read_records(tmp_path / "out.jsonl"))
+    assert recs["short"]["content"] == expected_content(b64(_mp4(12)))
+    assert "45.0 s long" in recs["long"]["error"]["message"] and "at most 30 s" in recs["long"]["error"]["message"]

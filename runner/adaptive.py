@@ -10,8 +10,9 @@ finds it from the answers alone, like TCP congestion control:
   sits just under the ceiling instead of saw-toothing far below it;
 - multiplicative cut on a throttle answer (429, 1302, 1305 ...): the new limit is the share
   of attempts that got through since the last cut (``limit * (1 - throttled share)``),
-  clamped to ``[min_beta, max_beta] * limit``. Probing 10% past the old ceiling without a
-  throttle means the server's limit went up: the ceiling is forgotten and slow start resumes. A small overshoot costs a 10% cut; a sudden
+  clamped to ``[min_beta, max_beta] * limit``. Past the old ceiling without a throttle the
+  server's limit may have gone up: the excess over the ceiling doubles every round trip, and
+  10% past it the ceiling is forgotten and slow start resumes. A small overshoot costs a 10% cut; a sudden
   drop of the hidden limit (16 -> 4) a deep one;
 - cool-down: after a cut, further throttles within one round trip (the answers to requests
   sent before the cut) do not cut multiplicatively again, so one burst cuts once; each of
@@ -74,12 +75,15 @@ class AdaptiveLimit:
         v = self.value
         if v < self.ssthresh:
             v += 1.0
-        elif self.ceiling is not None and v >= 0.9 * self.ceiling:
+        elif self.ceiling is not None and v > self.ceiling:
+            # past the last ceiling without a throttle: the server's limit may have gone up.
+            # The excess doubles every round trip, and 10% past it slow start takes over.
             if v > 1.1 * self.ceiling + 1:
-                # well past the last ceiling without a throttle: the server's limit went up,
-                # so search again at slow-start speed
                 self.ceiling = None
                 self.ssthresh = math.inf
+            else:
+                v += (v - self.ceiling + self.probe_gain) / v
+        elif self.ceiling is not None and v >= 0.9 * self.ceiling:
             v += self.probe_gain / v
         else:
             v += 1.0 / v

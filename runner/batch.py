@@ -32,13 +32,13 @@ from typing import Any, assert_never
 
 import orjson
 
-from .batchfiles import ChunkFile, build_chunks, iter_sidecar_hashes, read_sidecar
+from .batchfiles import ChunkFile, build_chunks, iter_sidecar_hashes, read_sidecar, sidecar_item
 from .clock import Clock, SystemClock
 from .config import BatchConfig, Config, JobConfig
 from .errors import ApiFailure, ApiStopped, ComeBackLater, GlmrunError
 from .inputs import InvalidLine, Item
 from .payloads import BodyBuilder
-from .records import INVALID_INPUT, error_record, ok_record
+from .records import INVALID_INPUT, Record, error_record, now_iso, ok_record
 from .retry import Decision, Verdict, backoff_s, classify
 from .stats import JobStats
 from .store import ResultWriter, key_hash, load_resume_index
@@ -508,6 +508,32 @@ def line_failure(obj: dict[str, Any]) -> ApiFailure | None:
     return ApiFailure(200, None, "batch result has no choices", kind="no_choices")
 
 
+def fast_ok_record(url: str, body: dict[str, Any], batch_id: str | None, key: str) -> Record | None:
+    """``ok_record(..., via="batch", attempts=1, latency_ms=0, extra={"batch_id"})`` built as one
+    dict display for the common answer (plain string content, no markers, reasoning, filter or
+    truncation); None otherwise, and the caller uses ok_record. A unit test keeps the two equal.
+    """
+    choice = body["choices"][0]
+    message = choice.get("message")
+    if message.__class__ is not dict or key != url:
+        return None
+    content = message.get("content")
+    finish = choice.get("finish_reason")
+    if (
+        content.__class__ is not str
+        or "<" in content
+        or message.get("reasoning_content")
+        or finish == "length"
+        or body.get("content_filter")
+    ):
+        return None
+    return {
+        "url": url, "status": "ok", "content": content, "finish_reason": finish, "usage": body.get("usage"),
+        "model": body.get("model"), "via": "batch", "attempts": 1, "latency_ms": 0, "id": body.get("id"),
+        "batch_id": batch_id, "finished_at": now_iso(),
+    }
+
+
 @dataclass
 class CollectResult:
     ok: int = 0
@@ -520,7 +546,7 @@ class CollectResult:
 
 def collect_lines(
     data: bytes,
-    ids: dict[str, Item],
+    ids: dict[str, str],
     seen: set[str],
     writer: ResultWriter,
     stats: JobStats,
@@ -553,16 +579,22 @@ def collect_lines(
                 result.unknown += 1
                 continue
             cid = obj.get("custom_id")
-            item = ids.get(cid) if isinstance(cid, str) else None
-            if item is None:
+            rest = ids.get(cid) if cid.__class__ is str else None
+            if rest is None:
                 result.unknown += 1
                 continue
             if cid in seen:
                 result.duplicates += 1
                 continue
             seen.add(cid)
-            url = item.url
-            key = item.key
+            parts = rest.split("\t", 2)
+            url = parts[1]
+            if len(parts) == 3:
+                item: Item | None = sidecar_item(rest)
+                key = item.key  # type: ignore[union-attr]
+            else:
+                item = None
+                key = url
             if done is not None and done.is_done(key_hash(key)):
                 result.skipped += 1
                 continue
@@ -575,8 +607,12 @@ def collect_lines(
                 and choices[0].__class__ is dict
                 and choices[0].get("finish_reason") not in ("network_error", "sensitive")
             ):
-                record = ok_record(url, body, via="batch", attempts=1, latency_ms=0, key=key, extra=extra)
-                append(finish(record, item) if always or (finish is not None and item.meta is not None) else record)
+                record = fast_ok_record(url, body, batch_id, key) or ok_record(
+                    url, body, via="batch", attempts=1, latency_ms=0, key=key, extra=extra
+                )
+                if always or (item is not None and finish is not None and item.meta is not None):
+                    record = finish(record, item or sidecar_item(rest))  # type: ignore[misc]
+                append(record)
                 ok += 1
                 usage = body.get("usage")
                 if usage.__class__ is dict:
@@ -584,6 +620,7 @@ def collect_lines(
                     completion_tokens += usage.get("completion_tokens") or 0
                 continue
             failure = line_failure(obj) or ApiFailure(200, None, "batch result has no choices", kind="no_choices")
+            item = item or sidecar_item(rest)
             decision = classify(failure)
             if decision.verdict is Verdict.RECORD:
                 record = error_record(url, decision.code, failure.message, retryable=False, via="batch", attempts=1, key=key, extra=extra)
@@ -855,8 +892,9 @@ class BatchDriver:
         if result.duplicates or result.unknown:
             log.info("batch result oddities", extra={"job": self.job.name, "batch_id": e.batch_id, "duplicates": result.duplicates, "unknown": result.unknown})
         again = result.again
-        for cid, item in ids.items():
+        for cid, rest in ids.items():
             if cid not in seen:
+                item = sidecar_item(rest)
                 if done is not None and done.is_done(key_hash(item.key)):
                     continue
                 again.append((cid, item, "batch_missing", f"no result in batch {e.batch_id} (status {e.status}) {e.reason}".strip()))

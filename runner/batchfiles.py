@@ -203,19 +203,23 @@ def item_extras(item: Item) -> dict[str, Any]:
     return out
 
 
-def read_sidecar(path: Path) -> dict[str, Item]:
-    """custom_id -> Item for one chunk (plain lines: one decode and one split each, in C)."""
+def read_sidecar(path: Path) -> dict[str, str]:
+    """custom_id -> the rest of its sidecar line (``line_no TAB url [TAB json]``) for one chunk.
+
+    Kept as text (one split per line, in C): collecting needs only the URL of a plain line;
+    ``sidecar_item`` makes the Item when one is needed (extras, fallback).
+    """
     text = path.read_bytes().decode("utf-8")
-    out: dict[str, Item] = {}
-    for line in text.splitlines():
-        cid, line_no, rest = line.split("\t", 2)
-        if "\t" in rest:
-            url, extras = rest.split("\t", 1)
-            fields = orjson.loads(extras)
-            out[cid] = Item(url=url, line_no=int(line_no), **fields)
-        else:
-            out[cid] = Item(rest, rest, int(line_no))
-    return out
+    return dict(line.split("\t", 1) for line in text.splitlines())
+
+
+def sidecar_item(rest: str) -> Item:
+    """The Item a sidecar line (as kept by ``read_sidecar``) stands for."""
+    parts = rest.split("\t", 2)
+    if len(parts) == 3:
+        fields = orjson.loads(parts[2])
+        return Item(url=parts[1], line_no=int(parts[0]), **fields)
+    return Item(parts[1], parts[1], int(parts[0]))
 
 
 def iter_sidecar_hashes(path: Path) -> Iterator[int]:

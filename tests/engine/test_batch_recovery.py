@@ -11,7 +11,17 @@ from runner.batch import load_state, state_path
 from runner.errors import ComeBackLater
 from runner.simulator import expected_content
 
-from .batch_support import Crash, CrashingClient, latest, load, read_records, run_batch, start_sim, urls, write_config
+from .batch_support import (
+    Crash,
+    CrashingClient,
+    latest,
+    load,
+    read_records,
+    run_batch,
+    start_sim,
+    urls,
+    write_config,
+)
 
 SLOW = {"batch_validating_s": 1.0, "batch_in_progress_s": 3.0, "batch_finalizing_s": 1.0}
 

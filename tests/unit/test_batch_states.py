@@ -9,9 +9,9 @@ import orjson
 import pytest
 
 from runner.batch import (
-    Begin,
     BatchSeen,
     BatchView,
+    Begin,
     Built,
     CallFailed,
     CancelAsked,
@@ -29,6 +29,7 @@ from runner.batch import (
     Running,
     Uploaded,
     Uploading,
+    fast_ok_record,
     is_done,
     line_failure,
     load_state,
@@ -36,10 +37,11 @@ from runner.batch import (
     recovered,
     save_state,
 )
-from runner.batchfiles import build_chunks, custom_id, hash_of_custom_id, read_sidecar
+from runner.batchfiles import build_chunks, custom_id, hash_of_custom_id, read_sidecar, sidecar_item
 from runner.config import JobConfig
 from runner.inputs import Item
 from runner.payloads import BodyBuilder, batch_line
+from runner.records import ok_record
 from runner.retry import Decision, Verdict, classify
 from runner.store import key_hash
 
@@ -189,7 +191,7 @@ def test_split_by_count(tmp_path: Path) -> None:
     assert lines[0] == batch_line(custom_id(h), builder.render(item, None), "/v4/chat/completions")
     assert orjson.loads(lines[0])["body"]["temperature"] == 0.2
     ids = read_sidecar(tmp_path / chunks[0].ids)
-    assert ids[custom_id(h)] == item
+    assert sidecar_item(ids[custom_id(h)]) == item
     assert sum(c.bytes for c in chunks) == sum((tmp_path / c.file).stat().st_size for c in chunks)
     assert not list(tmp_path.glob("*.part"))
 
@@ -209,4 +211,29 @@ def test_sidecar_keeps_the_whole_item(tmp_path: Path) -> None:
     plain = Item("https://img.example/9.jpg", "https://img.example/9.jpg", 4)
     pairs = [(key_hash(item.key), item), (key_hash(plain.key), plain)]
     (chunk,) = build_chunks(pairs, tmp_path, BodyBuilder(job()), endpoint="/v4/chat/completions", max_lines=5, max_bytes=10**6)
-    assert read_sidecar(tmp_path / chunk.ids) == {custom_id(key_hash(item.key)): item, custom_id(key_hash(plain.key)): plain}
+    ids = read_sidecar(tmp_path / chunk.ids)
+    assert {cid: sidecar_item(rest) for cid, rest in ids.items()} == {custom_id(key_hash(item.key)): item, custom_id(key_hash(plain.key)): plain}
+
+
+@pytest.mark.parametrize(
+    ("message", "extra", "fast"),
+    [
+        ({"role": "assistant", "content": "a cat"}, {}, True),
+        ({"role": "assistant", "content": "<think>hm</think>a cat"}, {}, False),
+        ({"role": "assistant", "content": [{"type": "text", "text": "a cat"}]}, {}, False),
+        ({"role": "assistant", "content": "a cat", "reasoning_content": "why"}, {}, False),
+        ({"role": "assistant", "content": "a cat"}, {"content_filter": [{"role": "assistant", "level": 3}]}, False),
+    ],
+    ids=["plain", "markers", "parts", "reasoning", "filter"],
+)
+def test_fast_ok_record_equals_ok_record(message: dict, extra: dict, fast: bool) -> None:
+    """The collector's fast path builds exactly what records.ok_record builds, or steps aside."""
+    body = {"id": "87", "model": "glm-4v-plus-0111", "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}, **extra}
+    got = fast_ok_record("https://a/b.jpg", body, "batch_1", "https://a/b.jpg")
+    want = ok_record("https://a/b.jpg", body, via="batch", attempts=1, latency_ms=0, key="https://a/b.jpg", extra={"batch_id": "batch_1"})
+    if not fast:
+        assert got is None
+        return
+    assert got is not None and list(got.items()) == list(want.items())
+    assert fast_ok_record("https://a/b.jpg", body, "batch_1", "other-key") is None

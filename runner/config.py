@@ -242,7 +242,12 @@ class CostConfig:
         _positive(self, "prompt_tokens_per_image", "completion_tokens")
 
     def price(self, model: str) -> PriceConfig | None:
-        return self.prices.get(model) or self.prices.get(model.lower())
+        """The model's row; names match case-insensitively (proxies spell them their own way)."""
+        found = self.prices.get(model)
+        if found is None:
+            lower = model.lower()
+            found = next((p for name, p in self.prices.items() if name.lower() == lower), None)
+        return found
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from .params import ParamError, validate_params
 from .templates import media_parts
 
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
+MAX_IMAGE_SIDE = 6000  # px per side (glm-api.md §3)
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 VIDEO_EXTS = (".mp4",)
 
@@ -174,6 +175,9 @@ class ItemChecker:
                 raise Refused(f"{ref}: images must be jpg, jpeg or png")
             if size > MAX_IMAGE_BYTES:
                 raise Refused(f"{ref}: {size / 1e6:.1f} MB; images must be at most 5 MB")
+            dims = image_size(resolved)
+            if dims is not None and max(dims) > MAX_IMAGE_SIDE:
+                raise Refused(f"{ref}: {dims[0]}x{dims[1]} px; images must be at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}")
         else:
             if resolved.suffix.lower() not in VIDEO_EXTS:
                 raise Refused(f"{ref}: videos must be mp4")
@@ -186,6 +190,37 @@ class ItemChecker:
                 if seconds is not None and seconds > max_s:
                     raise Refused(f"{ref}: {seconds:.1f} s long; {self.model} takes videos of at most {max_s} s")
         return resolved
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from a PNG IHDR or a JPEG SOF marker; None when not found (then unchecked)."""
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64 * 1024)
+    except OSError:
+        return None
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        w, h = struct.unpack(">II", head[16:24])
+        return w, h
+    if head[:2] != b"\xff\xd8":
+        return None
+    pos = 2
+    while pos + 9 < len(head):
+        if head[pos] != 0xFF:
+            pos += 1
+            continue
+        marker = head[pos + 1]
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
+            pos += 1 if marker == 0xFF else 2
+            continue
+        length = struct.unpack(">H", head[pos + 2 : pos + 4])[0]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            h, w = struct.unpack(">HH", head[pos + 5 : pos + 9])
+            return w, h
+        pos += 2 + length
+    return None
 
 
 def mp4_duration_s(path: Path) -> float | None:

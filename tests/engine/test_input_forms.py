@@ -313,3 +313,30 @@ async def test_local_video_checked_for_length_on_glm_4v_plus(tmp_path: Path) -> 
     recs = by_key(read_records(tmp_path / "out.jsonl"))
     assert recs["short"]["content"] == expected_content(b64(_mp4(12)))
     assert "45.0 s long" in recs["long"]["error"]["message"] and "at most 30 s" in recs["long"]["error"]["message"]
+
+
+def test_image_size_reads_png_and_jpeg_headers(tmp_path: Path) -> None:
+    """Pixel sizes come from the PNG IHDR and the JPEG SOF marker; the shipped examples are small."""
+    import struct
+    import zlib
+
+    from runner.prepare import image_size
+
+    assert image_size(REPO / "config" / "images" / "red.png") == (8, 8)
+    assert image_size(REPO / "config" / "images" / "grey.jpg") == (1, 1)
+    ihdr = struct.pack(">IIBBBBB", 7000, 10, 8, 2, 0, 0, 0)
+    big = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    (tmp_path / "wide.png").write_bytes(big)
+    assert image_size(tmp_path / "wide.png") == (7000, 10)
+
+
+async def test_images_over_6000_px_are_refused(tmp_path: Path) -> None:
+    """A local image wider than 6000 px is an invalid record, not a request."""
+    import struct
+
+    ihdr = struct.pack(">IIBBBBB", 6001, 10, 8, 2, 0, 0, 0)
+    (tmp_path / "wide.png").write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + bytes(4))
+    (tmp_path / "in.txt").write_text("./wide.png\n")
+    await run_config(write_config(tmp_path, local_files={"allowed_dirs": ["."]}))
+    (rec,) = read_records(tmp_path / "out.jsonl")
+    assert "6001x10 px" in rec["error"]["message"]

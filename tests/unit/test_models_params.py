@@ -97,3 +97,11 @@ def test_unknown_params_pass_through_with_a_warning_and_sdk_extras_silently() ->
     params, warnings = validate_params("glm-4v", {"frequency_penalty": 0.5, "seed": 7})
     assert params == {"frequency_penalty": 0.5, "seed": 7}
     assert len(warnings) == 1 and "frequency_penalty" in warnings[0]
+
+
+def test_price_lookup_ignores_case() -> None:
+    """cost.prices rows match the job's model name case-insensitively."""
+    from runner.config import CostConfig, PriceConfig
+
+    cost = CostConfig(prices={"GLM-4V-Plus": PriceConfig(0.01, 0.01)})
+    assert cost.price("glm-4v-plus") is not None and cost.price("glm-4v") is None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +111,29 @@ def test_batches_list_show_cancel(tmp_path: Path) -> None:
     recs = records(tmp_path)
     assert len(recs) == 10 and all(r["status"] == "ok" for r in recs.values())
     assert sim_batches(tmp_path) == 2
+
+
+def test_kill_9_after_first_batch_created_then_rerun(tmp_path: Path) -> None:
+    """SIGKILL once a batch is tracked as created; the rerun creates no extra batch and delivers all."""
+    cfg = write_config(tmp_path, 30, sim={"batch_in_progress_s": 1.0}, max_requests_per_file=10)
+    state = tmp_path / "out" / ".glmrun" / "j" / "state.json"
+    proc = subprocess.Popen([sys.executable, "-m", "runner", str(cfg)], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if state.exists() and b'"Running"' in state.read_bytes():
+                break
+            time.sleep(0.005)
+        else:
+            raise AssertionError("no batch was created in time")
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=10)
+    created_before = sim_batches(tmp_path)
+    assert 1 <= created_before <= 3
+    again = glmrun(str(cfg), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    recs = records(tmp_path)
+    assert len(recs) == 30 and {r["via"] for r in recs.values()} == {"batch"}
+    assert sim_batches(tmp_path) == 3

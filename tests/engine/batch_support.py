@@ -15,8 +15,8 @@ from runner.batch import run_batch_job
 from runner.client import GlmClient
 from runner.clock import FakeClock
 from runner.config import Config, Secret, load_config
-from runner.inputs import read_items
 from runner.plan import iter_pending
+from runner.prepare import read_job_items
 from runner.simulator import SimSettings, Simulator
 from runner.stats import JobStats
 from runner.store import RunLock
@@ -31,9 +31,9 @@ def urls(n: int, prefix: str = "https://img.example/p") -> list[str]:
 
 
 def write_config(tmp_path: Path, items: list[str], *, base_url: str = "simulator", mode: str = "batch",
-                 simulator: dict[str, Any] | None = None, **batch: Any) -> Path:
-    """A config with one job over ``items``; batch keys default to fast test values."""
-    (tmp_path / "urls.txt").write_text("".join(u + "\n" for u in items))
+                 simulator: dict[str, Any] | None = None, input_name: str = "urls.txt", **batch: Any) -> Path:
+    """A config with one job over ``items`` (lines of the input); batch keys default to fast test values."""
+    (tmp_path / input_name).write_text("".join(u + "\n" for u in items))
     data = {
         "api": {"base_url": base_url},
         "limits": {"concurrency": 8},
@@ -41,7 +41,7 @@ def write_config(tmp_path: Path, items: list[str], *, base_url: str = "simulator
         "batch": {"poll_interval_s": 0, **batch},
         "simulator": simulator or {"latency_mean_s": 0.0, "batch_validating_s": 0.0, "batch_in_progress_s": 0.0,
                                    "batch_finalizing_s": 0.0},
-        "jobs": [{"name": "j", "input": "urls.txt", "output": "out/results.jsonl", "model": "glm-4v-plus-0111",
+        "jobs": [{"name": "j", "input": input_name, "output": "out/results.jsonl", "model": "glm-4v-plus-0111",
                   "prompt": "Describe.", "mode": mode}],
     }
     path = tmp_path / "config.yaml"
@@ -111,7 +111,7 @@ async def run_batch(config_path: Path, box: SimBox, *, wrap: Callable[[GlmClient
     config = load_config(config_path)
     job = config.jobs[0]
     plan, index = plan_job(job, config)
-    pending = iter_pending(read_items(job.input_path), index)
+    pending = iter_pending(read_job_items(job, config), index)
     stats = JobStats(job.name)
     async with GlmClient(box.sim.base_url, Secret("")) as client:
         use = wrap(client) if wrap else client

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
+
 from runner.simulator import expected_content
 
 from .batch_support import latest, load, read_records, run_batch, start_sim, urls, write_config
@@ -142,3 +144,38 @@ async def test_max_queued_pipelines_chunks(tmp_path: Path) -> None:
         await box.sim.close()
     assert seen_in_flight == [0, 0, 0]
     assert len(latest(read_records(load(cfg)))) == 50
+
+
+async def test_jsonl_items_keep_meta_prompt_and_images_through_batch_and_fallback(tmp_path: Path) -> None:
+    """JSONL items (id, meta, several images) come back with their key and meta, via batch or fallback."""
+    lines = [
+        {"id": "a", "url": "https://img.example/a.jpg", "meta": {"shelf": 3}, "prompt": "Count the books."},
+        {"id": "b", "images": ["https://img.example/b1.jpg", "https://img.example/b2.jpg"], "meta": {"pair": True}},
+        {"url": "https://img.example/c.jpg"},
+    ]
+    cfg = write_config(tmp_path, [orjson.dumps(x).decode() for x in lines], input_name="items.jsonl")
+    box = await start_sim(batch_line_faults={"https://img.example/a.jpg": "500"})
+    try:
+        await run_batch(cfg, box)
+    finally:
+        await box.sim.close()
+    recs = latest(read_records(load(cfg)))
+    assert set(recs) == {"a", "b", "https://img.example/c.jpg"}
+    assert recs["a"]["via"] == "realtime" and recs["a"]["meta"] == {"shelf": 3} and recs["a"]["key"] == "a"
+    assert recs["a"]["content"] == expected_content("https://img.example/a.jpg")
+    assert recs["b"]["via"] == "batch" and recs["b"]["meta"] == {"pair": True}
+    assert recs["b"]["content"] == expected_content(["https://img.example/b1.jpg", "https://img.example/b2.jpg"])
+    assert recs["https://img.example/c.jpg"]["via"] == "batch" and "meta" not in recs["https://img.example/c.jpg"]
+
+
+async def test_delete_remote_files_cleans_up(tmp_path: Path) -> None:
+    """batch.delete_remote_files deletes the input, output and error files once collected."""
+    items = urls(6)
+    cfg = write_config(tmp_path, items, delete_remote_files=True, on_failure="record")
+    box = await start_sim(batch_line_faults={items[0]: "1301"})
+    try:
+        await run_batch(cfg, box)
+        assert box.sim.stats.files_deleted == 3
+    finally:
+        await box.sim.close()
+    assert len(latest(read_records(load(cfg)))) == 6

@@ -683,6 +683,14 @@ class BatchDriver:
             self.save()
             if type(new) is not type(old) or getattr(new, "status", None) != getattr(old, "status", None):
                 log.info("batch chunk", extra={"job": self.job.name, **describe(new), "was": type(old).__name__})
+            if isinstance(new, Running) and not isinstance(old, Running):
+                log.info("batch submitted", extra={"job": self.job.name, "batch_id": new.batch_id, "lines": new.chunk.lines})
+            elif isinstance(new, Ended) and not isinstance(old, Ended):
+                log.info(
+                    "batch completed",
+                    extra={"job": self.job.name, "batch_id": new.batch_id, "status": new.status,
+                           "completed": new.counts.completed, "failed": new.counts.failed, "total": new.counts.total},
+                )
         return new
 
     def in_flight_lines(self) -> int:

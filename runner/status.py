@@ -8,12 +8,9 @@ job is finished, 75 when work is pending or batches are still tracked.
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import orjson
 
 from .config import Config, JobConfig
 from .errors import EXIT_OK, EXIT_TEMPFAIL
@@ -23,7 +20,6 @@ from .store import key_hash, load_resume_index
 
 log = logging.getLogger(__name__)
 
-_FINISHED_BATCH_STATES = {"collected", "completed_collected", "done", "failed_recorded", "abandoned"}
 
 
 @dataclass
@@ -79,51 +75,11 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
 
 
 def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
-    """Batches the batch path tracks for ``job``: each {"batch_id", "state", "finished", ...}.
+    """The batch path's chunks for ``job`` (from its state file): each with ``batch_id``,
+    ``state`` and ``finished`` once its results are collected into the output."""
+    from .batch import tracked_batches as from_state_file
 
-    The batch module owns its state files; when it offers ``tracked_batches(job)`` that is
-    the answer. Otherwise any ``*.json`` state file under the job's work folder that names a
-    ``batch_id`` counts, finished when its ``state`` says so.
-    """
-    try:
-        batch = importlib.import_module("runner.batch")
-    except ImportError:
-        batch = None
-    hook = getattr(batch, "tracked_batches", None)
-    if hook is not None:
-        return list(hook(job))
-    if batch is not None and hasattr(batch, "load_state") and hasattr(batch, "state_path"):
-        return _from_batch_state(batch, job)
-    found: list[dict[str, Any]] = []
-    work = job.work_dir
-    if not work.is_dir():
-        return found
-    for path in sorted(work.rglob("*.json")):
-        try:
-            data = orjson.loads(path.read_bytes())
-        except (OSError, orjson.JSONDecodeError):
-            log.warning("unreadable batch state file", extra={"file": str(path)})
-            continue
-        if isinstance(data, dict) and data.get("batch_id"):
-            state = str(data.get("state") or data.get("status") or "unknown")
-            found.append(
-                {"batch_id": data["batch_id"], "state": state, "finished": state.lower() in _FINISHED_BATCH_STATES, "file": str(path)}
-            )
-    return found
-
-
-def _from_batch_state(batch: Any, job: JobConfig) -> list[dict[str, Any]]:
-    """One entry per chunk of the batch path's state file; finished once its results are in
-    the output (Collected)."""
-    state = batch.load_state(batch.state_path(job))
-    if state is None:
-        return []
-    found = []
-    for chunk in state.chunks:
-        entry = dict(batch.describe(chunk))
-        entry["finished"] = type(chunk).__name__ == "Collected"
-        found.append(entry)
-    return found
+    return list(from_state_file(job))
 
 
 def collect(config: Config, job_name: str | None = None) -> list[JobStatus]:

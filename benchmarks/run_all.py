@@ -106,6 +106,11 @@ def bench_saturation(ctx: Ctx) -> None:
     out = count_output(d / "out.jsonl")
     ctx.add(Figure("saturation: req/s at limit 64, 100 ms", rate, "req/s", ">= 0.95 x 640", rate / ceiling, rate / ceiling >= 0.95,
                    {"wall_s": child.wall_s, "n": n, "throttled": stats["throttled"], "distinct_ok": out["distinct"]}))
+    engine = re.search(r"; ([\d.]+)s, ([\d.]+) req/s", child.stdout)  # the summary line: the engine's own wall
+    if engine:
+        erate = n / float(engine.group(1))
+        ctx.add(Figure("saturation, engine wall (excl. process start)", erate, "req/s", ">= 0.95 x 640", erate / ceiling,
+                       erate / ceiling >= 0.95))
 
 
 def bench_overhead(ctx: Ctx) -> None:
@@ -234,7 +239,8 @@ def bench_resume(ctx: Ctx) -> None:
     requested = stats["chat_requests"]
     first = first_s if first_s is not None else float("nan")
     ctx.add(Figure(f"resume: first request ({n:,} done + {new} new)", first, "s", "<= 5 s", first / 5, first <= 5))
-    ctx.add(Figure("resume: whole run", child.wall_s, "s", "<= 10 s", child.wall_s / 10, child.wall_s <= 10))
+    ctx.add(Figure("resume: whole run", child.wall_s, "s", "<= 10 s", child.wall_s / 10, child.wall_s <= 10,
+                   {"cpu_s": child.cpu_s, "loadavg": os.getloadavg()}))
     ctx.add(Figure("resume: peak RSS", child.max_rss_mb, "MB", "<= 300 MB", child.max_rss_mb / 300, child.max_rss_mb <= 300))
     ctx.add(Figure("resume: URLs requested", requested, "requests", f"exactly {new}", requested / new, requested == new))
 
@@ -270,8 +276,14 @@ def bench_batch_script(ctx: Ctx) -> None:
     child = run_child(args)
     print("\n".join("    " + line for line in child.stdout.strip().splitlines()))
     data: Any = json.loads(json_path.read_text()) if json_path.exists() else {}
-    ctx.add(Figure("bench_batch.py", float(child.returncode), "exit code", "0 (its own targets)", None, child.returncode == 0,
-                   {"figures": data, "wall_s": child.wall_s}))
+    rows = data.get("figures", []) if isinstance(data, dict) else []
+    for row in rows:
+        target = row.get("target")
+        ctx.add(Figure(f"batch: {row.get('figure')}", float(row.get("value") or 0), "", f">= {target:,.0f}" if target else "info",
+                       row.get("ratio"), (row.get("ratio") or 0) >= 1 if target else None))
+    if not rows or child.returncode not in (0, 1):
+        ctx.add(Figure("bench_batch.py exit code", float(child.returncode), "", "0", None, child.returncode == 0,
+                       {"stderr": child.stderr[-500:]}))
 
 
 BENCHMARKS: dict[str, Callable[[Ctx], None]] = {

@@ -16,10 +16,10 @@ import orjson
 from .errors import ApiFailure, GlmrunError
 
 
-def _config(path: str) -> Any:
-    from .cli import load
+def _config(path: str, *, key_needed: bool = True) -> Any:
+    from .cli import load, load_without_key
 
-    return load(path)
+    return load(path) if key_needed else load_without_key(path)
 
 
 def _run(make: Any) -> Any:
@@ -69,7 +69,7 @@ def list_cmd(config_path: str, job_name: str | None, remote: bool, after: str | 
     from .app import select_jobs
     from .batch import describe, load_state, state_path
 
-    config = _config(config_path)
+    config = _config(config_path, key_needed=remote)
     if remote:
         async def fetch(client: Any) -> Any:
             try:

@@ -94,6 +94,7 @@ def test_batches_list_show_cancel(tmp_path: Path) -> None:
     assert row["state"] == "Running" and row["lines"] == 10 and row["batch_id"].startswith("batch_")
     table = glmrun("batches", "list", cwd=tmp_path)  # CONFIG defaults to ./config.yaml
     assert table.returncode == 0 and row["batch_id"] in table.stdout
+    assert glmrun("batches", "list", cwd=tmp_path / "out").returncode == 2  # no ./config.yaml there
     remote = glmrun("batches", "list", str(cfg), "--remote", "--limit", "5", cwd=tmp_path)
     assert remote.returncode == 0 and row["batch_id"] in remote.stdout and "j" in remote.stdout
     shown = glmrun("batches", "show", row["batch_id"], "-c", str(cfg), cwd=tmp_path)
@@ -137,3 +138,18 @@ def test_kill_9_after_first_batch_created_then_rerun(tmp_path: Path) -> None:
     recs = records(tmp_path)
     assert len(recs) == 30 and {r["via"] for r in recs.values()} == {"batch"}
     assert sim_batches(tmp_path) == 3
+
+
+def test_batches_list_needs_no_key_or_network(tmp_path: Path) -> None:
+    """Listing tracked batches reads the state file only: no API key, no network."""
+    from runner.batch import Chunk, JobState, Running, save_state
+
+    cfg = write_config(tmp_path, 1)
+    data = orjson.loads(cfg.read_bytes())
+    data["api"] = {"base_url": "https://open.bigmodel.cn/api/paas/v4", "api_key_env": "GLMRUN_TEST_UNSET_KEY"}
+    cfg.write_bytes(orjson.dumps(data))
+    chunk = Chunk(0, "chunk-00000.jsonl", "chunk-00000.ids", 1, 100)
+    save_state(tmp_path / "out" / ".glmrun" / "j" / "state.json", JobState("j", "t", "h", [Running(chunk, "f1", "batch_7", "in_progress")]))
+    listed = glmrun("batches", "list", str(cfg), cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    assert "batch_7" in listed.stdout and "in_progress" in listed.stdout

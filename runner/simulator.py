@@ -48,6 +48,11 @@ _DESCRIPTIONS = (
     "a lighthouse on a rocky coast",
     "a bookshelf full of old books",
 )
+# url_faults: per URL, a list of faults its next requests get, in order. Errors ("500", "429",
+# "1301", ...) answer with the GLM error body; "502"/"503"/"504" with a proxy's HTML page;
+# "429noretry" is a 429 without Retry-After; "error200" a 200 whose body is an error object
+# (code 1234); "trickle" a valid answer sent slowly (trickle_s); "drop" closes the socket;
+# "hang" never answers (until hang_s); "badjson" / "nochoices" are broken 200 bodies.
 URL_FAULTS = frozenset(
     {
         "500",
@@ -115,7 +120,7 @@ class SimSettings:
     drop_rate: float = 0.0
     hang_rate: float = 0.0
     hang_s: float = 3600.0
-    trickle_s: float = 1.0
+    trickle_s: float = 1.0  # url_faults "trickle": a whole answer sent in 16 pieces over this long
     bad_json_rate: float = 0.0
     no_choices_rate: float = 0.0
     seed: int = 0

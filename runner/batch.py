@@ -508,7 +508,7 @@ def line_failure(obj: dict[str, Any]) -> ApiFailure | None:
     return ApiFailure(200, None, "batch result has no choices", kind="no_choices")
 
 
-def fast_ok_record(url: str, body: dict[str, Any], batch_id: str | None, key: str) -> Record | None:
+def fast_ok_record(url: str, body: dict[str, Any], batch_id: str | None, key: str, now: str | None = None) -> Record | None:
     """``ok_record(..., via="batch", attempts=1, latency_ms=0, extra={"batch_id"})`` built as one
     dict display for the common answer (plain string content, no markers, reasoning, filter or
     truncation); None otherwise, and the caller uses ok_record. A unit test keeps the two equal.
@@ -530,7 +530,7 @@ def fast_ok_record(url: str, body: dict[str, Any], batch_id: str | None, key: st
     return {
         "url": url, "status": "ok", "content": content, "finish_reason": finish, "usage": body.get("usage"),
         "model": body.get("model"), "via": "batch", "attempts": 1, "latency_ms": 0, "id": body.get("id"),
-        "batch_id": batch_id, "finished_at": now_iso(),
+        "batch_id": batch_id, "finished_at": now or now_iso(),
     }
 
 
@@ -565,6 +565,7 @@ def collect_lines(
     always = finish is not None and getattr(builder, "_structured", None) is not None
     loads = orjson.loads
     append = writer.append
+    now = now_iso()  # one timestamp per downloaded file: it is written within a second or so
     ok = prompt_tokens = completion_tokens = 0
     try:
         for raw in data.splitlines():
@@ -575,7 +576,7 @@ def collect_lines(
             except orjson.JSONDecodeError:
                 result.unknown += 1
                 continue
-            if not isinstance(obj, dict):
+            if obj.__class__ is not dict:
                 result.unknown += 1
                 continue
             cid = obj.get("custom_id")
@@ -607,7 +608,7 @@ def collect_lines(
                 and choices[0].__class__ is dict
                 and choices[0].get("finish_reason") not in ("network_error", "sensitive")
             ):
-                record = fast_ok_record(url, body, batch_id, key) or ok_record(
+                record = fast_ok_record(url, body, batch_id, key, now) or ok_record(
                     url, body, via="batch", attempts=1, latency_ms=0, key=key, extra=extra
                 )
                 if always or (item is not None and finish is not None and item.meta is not None):

@@ -56,8 +56,11 @@ def test_read_items_yields_one_result_per_non_blank_non_comment_line(lines: list
     path = _SCRATCH.with_suffix(".txt")
     path.write_bytes(data)
     results = list(read_items(path))
+    seen = list(lines)
+    if seen and not bom:
+        seen[0] = seen[0].removeprefix(b"\xef\xbb\xbf")  # a BOM that starts the file is a BOM
     expected = [
-        n for n, line in enumerate(lines, start=1)
+        n for n, line in enumerate(seen, start=1)
         if line.strip(b" \t\r\n\x0b\x0c") and not line.strip(b" \t\r\n\x0b\x0c").startswith(b"#")
     ]
     assert [r.line_no for r in results] == expected

@@ -24,7 +24,15 @@ from .adaptive import AdaptiveLimit
 from .client import GlmClient
 from .config import Config, JobConfig
 from .cost import estimate, format_estimate, format_usage
-from .errors import EXIT_OK, EXIT_SOME_ERRORS, ComeBackLater, ConfigError, GlmrunError, Interrupted, RunLocked
+from .errors import (
+    EXIT_OK,
+    EXIT_SOME_ERRORS,
+    ComeBackLater,
+    ConfigError,
+    GlmrunError,
+    Interrupted,
+    RunLocked,
+)
 from .inputs import InvalidLine, Item
 from .limits import Throttle
 from .plan import JobPlan, PendingCounts, count_pending, done_line_filter, iter_pending, make_plan

@@ -8,10 +8,9 @@ part of a message.
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import time
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import orjson
@@ -50,7 +49,7 @@ class GlmClient:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
-    async def __aenter__(self) -> GlmClient:
+    async def __aenter__(self) -> Self:
         self.session  # noqa: B018 - create it inside the running loop
         return self
 
@@ -121,7 +120,7 @@ class GlmClient:
                 raw = await resp.read()
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise ApiFailure(None, None, "request timed out", kind="timeout") from exc
         except aiohttp.ClientError as exc:
             raise ApiFailure(None, None, f"connection error: {type(exc).__name__}", kind="connection") from exc
@@ -158,7 +157,7 @@ class GlmClient:
                 if not 200 <= resp.status < 300:
                     raise failure_from_response(resp.status, raw, resp.headers.get("Retry-After"))
                 return raw
-        except asyncio.TimeoutError as exc:
+        except TimeoutError as exc:
             raise ApiFailure(None, None, f"{method} {path} timed out", kind="timeout") from exc
         except aiohttp.ClientError as exc:
             raise ApiFailure(None, None, f"{method} {path}: connection error: {type(exc).__name__}", kind="connection") from exc

@@ -444,18 +444,14 @@ def _convert(tp: Any, value: Any, file: str, keypath: str) -> Any:
         if len(args) == 2 and dataclasses.is_dataclass(args[1]):
             return {k: build(args[1], v, file, f"{keypath}.{k}") for k, v in value.items()}
         return dict(value)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, str):
+        return value
     raise ConfigError(f"{file}: {keypath}: expected {_expected(tp)}, found {_describe(value)}")
 
 

@@ -27,6 +27,7 @@ from .cost import estimate, format_estimate, format_usage
 from .errors import (
     EXIT_OK,
     EXIT_SOME_ERRORS,
+    EXIT_TEMPFAIL,
     ComeBackLater,
     ConfigError,
     GlmrunError,
@@ -269,6 +270,8 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
         raise exc
     if any(s.errors or s.failed_before for s in result.stats):
         result.exit_code = EXIT_SOME_ERRORS
+    elif any(s.left_pending for s in result.stats):
+        result.exit_code = EXIT_TEMPFAIL  # not every item is done: a later run sends the rest
     log.info("run finished", extra={"exit_code": result.exit_code})
     return result
 

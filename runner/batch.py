@@ -922,6 +922,7 @@ class BatchDriver:
         if not again:
             return 0, 0
         if e.cancel_requested:
+            self.deps.stats.left_pending += len(again)
             return 0, len(again)  # the user cancelled: a later run sends them again
         mode = self.batch.on_failure
         if mode == "rebatch" and e.chunk.rebatch_of is None:

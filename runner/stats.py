@@ -18,6 +18,7 @@ class JobStats:
     skipped: int = 0  # already finished before this run
     duplicates: int = 0
     failed_before: int = 0  # skipped because an earlier run recorded a permanent error
+    left_pending: int = 0  # items this run deliberately left for a later run (a cancelled batch)
     requests: int = 0  # HTTP chat requests sent (attempts)
     retries: int = 0
     throttled: int = 0

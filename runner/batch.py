@@ -32,7 +32,14 @@ from typing import Any, assert_never
 
 import orjson
 
-from .batchfiles import ChunkFile, build_chunks, iter_sidecar_hashes, read_sidecar, sidecar_item
+from .batchfiles import (
+    ChunkFile,
+    build_chunks,
+    fsync_replace,
+    iter_sidecar_hashes,
+    read_sidecar,
+    sidecar_item,
+)
 from .clock import Clock, SystemClock
 from .config import BatchConfig, Config, JobConfig
 from .errors import ApiFailure, ApiStopped, ComeBackLater, GlmrunError
@@ -457,12 +464,7 @@ def save_state(path: Path, state: JobState) -> None:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_replace(tmp, path)
 
 
 def config_hash(job: JobConfig, batch: BatchConfig) -> str:

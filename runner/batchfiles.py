@@ -62,7 +62,8 @@ def chunk_names(index: int) -> tuple[str, str]:
     return f"chunk-{index:05d}.jsonl", f"chunk-{index:05d}.ids"
 
 
-def _fsync_replace(tmp: Path, final: Path) -> None:
+def fsync_replace(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` over ``final`` and fsync the folder, so the new name survives a power cut."""
     os.replace(tmp, final)
     fd = os.open(final.parent, os.O_RDONLY)
     try:
@@ -149,7 +150,7 @@ class ChunkWriter:
             handle.close()
         jsonl, ids = chunk_names(self.next_index)
         os.replace(self.work_dir / (ids + ".part"), self.work_dir / ids)
-        _fsync_replace(self.work_dir / (jsonl + ".part"), self.work_dir / jsonl)
+        fsync_replace(self.work_dir / (jsonl + ".part"), self.work_dir / jsonl)
         chunk = ChunkFile(self.next_index, jsonl, ids, self._count, self._bytes)
         self.next_index += 1
         self._open = False

@@ -103,25 +103,25 @@ def _open(path: Path) -> Any:
         raise ConfigError(f"{path}: cannot read input: {exc.strerror}") from None
 
 
-def _read_text(path: Path, skip: SkipLine | None = None) -> Iterator[Item | InvalidLine]:
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed in finally; a generator owns it
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: input file not found") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read input: {exc.strerror}") from None
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, stripped bytes) of every line that is not blank or a # comment; BOM dropped."""
+    handle = _open(path)
     try:
         for line_no, raw in enumerate(handle, start=1):
             if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             line = raw.strip(_STRIP)
-            if not line or line.startswith(b"#"):
-                continue
-            if skip is not None and skip(line):
-                continue
-            yield parse_line(line, line_no)
+            if line and not line.startswith(b"#"):
+                yield line_no, line
     finally:
         handle.close()
+
+
+def _read_text(path: Path, skip: SkipLine | None = None) -> Iterator[Item | InvalidLine]:
+    for line_no, line in _lines(path):
+        if skip is not None and skip(line):
+            continue
+        yield parse_line(line, line_no)
 
 
 def parse_line(line: bytes, line_no: int) -> Item | InvalidLine:
@@ -153,17 +153,8 @@ def media_key(media: list[str]) -> str:
 
 
 def _read_jsonl(path: Path) -> Iterator[Item | InvalidLine]:
-    handle = _open(path)
-    try:
-        for line_no, raw in enumerate(handle, start=1):
-            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-            line = raw.strip(_STRIP)
-            if not line or line.startswith(b"#"):
-                continue
-            yield parse_json_line(line, line_no)
-    finally:
-        handle.close()
+    for line_no, line in _lines(path):
+        yield parse_json_line(line, line_no)
 
 
 def parse_json_line(line: bytes, line_no: int) -> Item | InvalidLine:

@@ -25,7 +25,7 @@ import os
 import random
 import time
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, assert_never
@@ -44,8 +44,8 @@ from .clock import Clock, SystemClock
 from .config import BatchConfig, Config, JobConfig
 from .errors import ApiFailure, ApiStopped, ComeBackLater, GlmrunError
 from .inputs import InvalidLine, Item
-from .payloads import BodyBuilder
-from .records import INVALID_INPUT, Record, error_record, now_iso, ok_record
+from .payloads import BodyBuilder, MediaUnavailable
+from .records import INVALID_INPUT, LOCAL_FILE, Record, error_record, now_iso, ok_record
 from .retry import Decision, Verdict, backoff_s, classify
 from .stats import JobStats
 from .store import ResultWriter, key_hash, load_resume_index
@@ -942,9 +942,14 @@ class BatchDriver:
 
     def add_chunks(self, items: Any, rebatch_of: int | None = None) -> list[Chunk]:
         first = 1 + max((_chunk(c).index for c in self.state.chunks), default=-1)
-        built = _build(items, self.job, self.batch, first, rebatch_of)
+        built = _build(items, self.job, self.batch, first, rebatch_of, self._unavailable)
         self.state.chunks.extend(Built(c) for c in built)
         return built
+
+    def _unavailable(self, item: Item, exc: MediaUnavailable) -> None:
+        """A local file vanished or changed since the plan: an error record, retried next run."""
+        self.deps.writer.append(error_record(item.url, LOCAL_FILE, str(exc), retryable=True, via="batch", key=item.key))
+        self.deps.stats.errors += 1
 
     async def _cleanup(self, st: Collected) -> None:
         e = st.ended
@@ -976,12 +981,15 @@ async def _seen_batch(aw: Any) -> Observation:
     return BatchSeen(BatchView.parse(await aw))
 
 
-def _build(items: Any, job: JobConfig, batch: BatchConfig, first: int, rebatch_of: int | None = None) -> list[Chunk]:
+def _build(
+    items: Any, job: JobConfig, batch: BatchConfig, first: int, rebatch_of: int | None = None,
+    on_unavailable: Callable[[Item, MediaUnavailable], None] | None = None,
+) -> list[Chunk]:
     files: list[ChunkFile] = list(
         build_chunks(
             items, job.work_dir, BodyBuilder(job), endpoint=batch.endpoint,
             max_lines=min(batch.max_requests_per_file, batch.max_queued), max_bytes=batch.max_bytes_per_file,
-            first_index=first,
+            first_index=first, on_unavailable=on_unavailable,
         )
     )
     return [Chunk(f.index, f.file, f.ids, f.lines, f.bytes, rebatch_of) for f in files]

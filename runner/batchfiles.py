@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 
 from .inputs import Item
-from .payloads import BodyBuilder
+from .payloads import BodyBuilder, MediaUnavailable
 
 CUSTOM_ID_PREFIX = "g"
 _WRITE_EVERY = 2048  # lines buffered before one write()
@@ -177,14 +177,25 @@ def build_chunks(
     max_lines: int,
     max_bytes: int,
     first_index: int = 0,
+    on_unavailable: Callable[[Item, MediaUnavailable], None] | None = None,
 ) -> Iterator[ChunkFile]:
-    """Stream ``items`` into chunk files; yields each chunk as it is closed."""
+    """Stream ``items`` into chunk files; yields each chunk as it is closed.
+
+    An item whose local file cannot be read any more goes to ``on_unavailable`` (an error
+    record) instead of ending the build.
+    """
     writer = ChunkWriter(
         work_dir, builder, endpoint=endpoint, max_lines=max_lines, max_bytes=max_bytes, first_index=first_index
     )
     try:
         for h, item in items:
-            closed = writer.add(h, item)
+            try:
+                closed = writer.add(h, item)
+            except MediaUnavailable as exc:
+                if on_unavailable is None:
+                    raise
+                on_unavailable(item, exc)
+                continue
             if closed is not None:
                 yield closed
         last = writer.finish()

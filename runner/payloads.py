@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import os
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -161,10 +160,38 @@ def item_fields(item: Item) -> dict[str, Any]:
     return fields
 
 
+class MediaUnavailable(Exception):
+    """A local file checked at plan time cannot be read as checked when its request is built."""
+
+
+def read_local_media(path: str) -> bytes:
+    """Read a file the plan resolved and allowed, refusing it if it changed into a link since.
+
+    The plan checked ``path`` with every symlink resolved; between that check and this read a
+    component could be swapped for a link. ``O_NOFOLLOW`` refuses a link as the last component,
+    and the opened descriptor's real path must still be ``path``, so a swap anywhere is refused.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as exc:
+        raise MediaUnavailable(f"{path}: cannot read the local file: {exc.strerror}") from None
+    try:
+        proc = f"/proc/self/fd/{fd}"
+        real = os.readlink(proc) if os.path.exists(proc) else os.path.realpath(path)
+        if real != path:
+            raise MediaUnavailable(f"{path}: the file changed into a link after it was checked; refused")
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise MediaUnavailable(f"{path}: cannot read the local file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
 def media_url(ref: str) -> str:
     """file:///abs -> raw base64 of the file (checked at plan time); data: URL -> raw base64."""
     if ref.startswith("file://"):
-        return base64.b64encode(Path(ref[len("file://"):]).read_bytes()).decode("ascii")
+        return base64.b64encode(read_local_media(ref[len("file://"):])).decode("ascii")
     if ref.startswith("data:") and "base64," in ref[:100]:
         return ref.split("base64,", 1)[1]
     return ref

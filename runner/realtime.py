@@ -22,8 +22,8 @@ from .config import JobConfig, RetryConfig
 from .errors import ApiFailure, ApiStopped
 from .inputs import InvalidLine, Item
 from .limits import Throttle
-from .payloads import BodyBuilder, new_run_id, request_id
-from .records import INVALID_INPUT, error_record, ok_record
+from .payloads import BodyBuilder, MediaUnavailable, new_run_id, request_id
+from .records import INVALID_INPUT, LOCAL_FILE, error_record, ok_record
 from .retry import Verdict, backoff_s, classify
 from .stats import JobStats
 from .store import ResultWriter
@@ -118,7 +118,11 @@ class RealtimeEngine:
         attempt = 0
         while True:
             attempt += 1
-            body = self.builder.render(item, request_id(h, self.run_id, attempt))
+            try:
+                body = self.builder.render(item, request_id(h, self.run_id, attempt))
+            except MediaUnavailable as exc:
+                self._record_unavailable(item, exc, attempt - 1, started)
+                return
             charged = await throttle.charge_tokens() if throttle.tokens is not None else 0.0
             async with throttle:
                 stats.requests += 1
@@ -183,6 +187,16 @@ class RealtimeEngine:
             await self._sleep(delay)
             if deps.stop.is_set():
                 return  # no record: the next run tries this URL again
+
+    def _record_unavailable(self, item: Item, exc: MediaUnavailable, attempts: int, started: float) -> None:
+        """A local file vanished or changed since the plan: an error record (retried next run), not a crash."""
+        self.deps.writer.append(
+            error_record(
+                item.url, LOCAL_FILE, str(exc), retryable=True, via="realtime", attempts=attempts,
+                latency_ms=int((time.monotonic() - started) * 1000), key=item.key,
+            )
+        )
+        self.deps.stats.errors += 1
 
     async def _sleep(self, delay: float) -> None:
         if self.deps.sleep is not None:

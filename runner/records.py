@@ -23,6 +23,7 @@ import orjson
 Record = dict[str, Any]
 
 INVALID_INPUT = "invalid_input"
+LOCAL_FILE = "local_file"  # a local file checked at plan time could not be read when sending
 
 
 _now_cache: tuple[int, str] = (-1, "")

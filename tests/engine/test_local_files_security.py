@@ -7,6 +7,7 @@ import io
 from pathlib import Path
 
 import orjson
+import pytest
 import yaml
 
 from runner.app import RunOptions
@@ -88,3 +89,68 @@ async def test_without_allowed_dirs_no_local_file_is_read(tmp_path: Path) -> Non
     records = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
     assert len(records) == 3
     assert all(r["error"]["code"] == "invalid_input" and "local files are not allowed" in r["error"]["message"] for r in records)
+
+
+def _vanish_after_plan(monkeypatch, victim: Path, *, swap_to: Path | None = None) -> None:  # type: ignore[no-untyped-def]
+    """Between the plan's check and the send, delete ``victim`` (or replace it by a link to ``swap_to``)."""
+    from runner import app
+
+    original = app.pending_items
+
+    def pending(*args, **kwargs):  # type: ignore[no-untyped-def]
+        items = list(original(*args, **kwargs))
+        victim.unlink()
+        if swap_to is not None:
+            victim.symlink_to(swap_to)
+        return iter(items)
+
+    monkeypatch.setattr(app, "pending_items", pending)
+
+
+def _local_job(tmp_path: Path, mode: str) -> tuple[Path, Path]:
+    allowed = tmp_path / "images"
+    allowed.mkdir()
+    (allowed / "a.png").write_bytes(ALLOWED)
+    (allowed / "b.png").write_bytes(ALLOWED + b"b")
+    (tmp_path / "urls.txt").write_text(f"{allowed / 'a.png'}\n{allowed / 'b.png'}\nhttps://e.org/c.jpg\n")
+    config_path = tmp_path / "config.yaml"
+    config_path.write_text(yaml.safe_dump({
+        "api": {"base_url": "simulator"},
+        "simulator": {"latency_mean_s": 0.0},
+        "batch": {"poll_interval_s": 0},
+        "local_files": {"allowed_dirs": ["images"]},
+        "jobs": [{"name": "v", "input": "urls.txt", "output": "out.jsonl", "model": "glm-4v-plus", "prompt": "p", "mode": mode}],
+    }))
+    return config_path, allowed
+
+
+async def _run_and_read(config_path: Path) -> dict[str, dict]:  # type: ignore[type-arg]
+    config = load_config(config_path, environ={})
+    result = await run_app(config, RunOptions(tty=False), out=io.StringIO())
+    assert result.exit_code == 1
+    lines = (config_path.parent / "out.jsonl").read_bytes().splitlines()
+    return {orjson.loads(line)["url"]: orjson.loads(line) for line in lines}
+
+
+@pytest.mark.parametrize("mode", ["realtime", "batch"])
+async def test_a_local_file_deleted_after_the_plan_is_an_error_record_not_a_crash(tmp_path: Path, monkeypatch, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """A file that vanishes between plan and send gets a retryable local_file record; the rest still run."""
+    config_path, allowed = _local_job(tmp_path, mode)
+    _vanish_after_plan(monkeypatch, allowed / "a.png")
+    records = await _run_and_read(config_path)
+    bad = records[str(allowed / "a.png")]
+    assert bad["status"] == "error" and bad["error"]["code"] == "local_file" and bad["error"]["retryable"] is True
+    assert records[str(allowed / "b.png")]["status"] == "ok"
+    assert records["https://e.org/c.jpg"]["status"] == "ok"
+
+
+async def test_a_file_swapped_for_a_link_after_the_plan_is_refused(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A checked file replaced by a symlink to a secret before the send is refused, never uploaded."""
+    config_path, allowed = _local_job(tmp_path, "realtime")
+    secret = tmp_path / "secret.png"
+    secret.write_bytes(SECRET)
+    _vanish_after_plan(monkeypatch, allowed / "a.png", swap_to=secret)
+    records = await _run_and_read(config_path)
+    bad = records[str(allowed / "a.png")]
+    assert bad["error"]["code"] == "local_file" and "link" in bad["error"]["message"]
+    assert base64.b64encode(SECRET).decode() not in (tmp_path / "out.jsonl").read_text()

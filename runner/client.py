@@ -215,6 +215,8 @@ def parse_chat_response(raw: bytes) -> dict[str, Any]:
         if isinstance(error, dict):
             raise ApiFailure(200, _code(error), str(error.get("message") or "error"))
         raise ApiFailure(200, None, "answer has no choices", kind="no_choices")
+    if not isinstance(choices[0].get("message", {}), dict):
+        raise ApiFailure(200, None, "answer's choices[0].message is not an object", kind="bad_json")
     finish = choices[0].get("finish_reason")
     if finish == "network_error":
         raise ApiFailure(200, None, "finish_reason network_error", kind="finish_network_error")

@@ -144,3 +144,16 @@ async def test_transport_errors(client: GlmClient, mock: Any, exception: Excepti
     assert (failure.status, failure.code, failure.kind) == (None, None, kind)
     assert failure.__cause__ is exception
 
+
+
+def test_a_choice_whose_message_is_not_an_object_is_a_retryable_bad_answer() -> None:
+    """choices[0].message as a string must not crash the record builder: it is a bad answer, retried."""
+    from runner.client import parse_chat_response
+    from runner.errors import ApiFailure
+
+    try:
+        parse_chat_response(b'{"choices": [{"message": "oops", "finish_reason": "stop"}]}')
+    except ApiFailure as exc:
+        assert exc.kind == "bad_json"
+    else:
+        raise AssertionError("expected ApiFailure")

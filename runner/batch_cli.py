@@ -105,7 +105,8 @@ def list_cmd(config_path: str, job_name: str | None, remote: bool, after: str | 
 def _remote_row(b: dict[str, Any]) -> dict[str, Any]:
     rc = b.get("request_counts")
     src = rc if isinstance(rc, dict) else b
-    meta = b.get("metadata") if isinstance(b.get("metadata"), dict) else {}
+    metadata = b.get("metadata")
+    meta = metadata if isinstance(metadata, dict) else {}
     created = b.get("created_at")
     return {
         "id": b.get("id"),

@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -100,8 +100,8 @@ class ChunkWriter:
         self._ids: list[bytes] = []
         self._count = 0
         self._bytes = 0
-        self._handle = None
-        self._ids_handle = None
+        self._handle: BinaryIO | None = None
+        self._ids_handle: BinaryIO | None = None
         work_dir.mkdir(parents=True, exist_ok=True)
 
     def _start(self) -> None:

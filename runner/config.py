@@ -16,11 +16,14 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
 
 import yaml
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 SIMULATOR = "simulator"
 DEFAULT_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
@@ -199,8 +202,13 @@ class JobConfig:
         return Path(self.input)
 
     @property
+    def output_file(self) -> str:
+        """``output`` as a path string (``__post_init__`` has already unpacked an OutputSpec)."""
+        return self.output.path if isinstance(self.output, OutputSpec) else self.output
+
+    @property
     def output_path(self) -> Path:
-        return Path(self.output)
+        return Path(self.output_file)
 
     @property
     def work_dir(self) -> Path:
@@ -272,10 +280,10 @@ class Config:
         for i, job in enumerate(self.jobs):
             if job.name in seen:
                 raise Invalid(f"jobs[{i}].name", f"duplicate job name {job.name!r}")
-            if job.output in outputs:
-                raise Invalid(f"jobs[{i}].output", f"two jobs write to {job.output}; give each its own output")
+            if job.output_file in outputs:
+                raise Invalid(f"jobs[{i}].output", f"two jobs write to {job.output_file}; give each its own output")
             seen.add(job.name)
-            outputs.add(job.output)
+            outputs.add(job.output_file)
 
     def job(self, name: str) -> JobConfig:
         for job in self.jobs:
@@ -293,6 +301,8 @@ def _positive(obj: object, *names: str) -> None:
 
 
 # --- loading -------------------------------------------------------------------------------
+
+_T = TypeVar("_T", bound="DataclassInstance")
 
 
 def load_config(path: str | os.PathLike[str], environ: typing.Mapping[str, str] | None = None) -> Config:
@@ -317,7 +327,7 @@ def load_config(path: str | os.PathLike[str], environ: typing.Mapping[str, str] 
     config = build(Config, data, str(path))
     base = path.resolve().parent
     jobs = [
-        dataclasses.replace(job, input=str(base / job.input), output=str(base / job.output))
+        dataclasses.replace(job, input=str(base / job.input), output=str(base / job.output_file))
         for job in config.jobs
     ]
     jobs = [_load_schema(job, base, str(path), i) for i, job in enumerate(jobs)]
@@ -379,7 +389,7 @@ def orjson_loads(raw: bytes) -> Any:
     return orjson.loads(raw)
 
 
-def build(cls: type[Any], data: Any, file: str, keypath: str = "") -> Any:
+def build(cls: type[_T], data: Any, file: str, keypath: str = "") -> _T:
     """Build dataclass ``cls`` from parsed YAML, with errors naming ``file`` and ``keypath``."""
     where = keypath or "top level"
     if not isinstance(data, dict):
@@ -406,14 +416,14 @@ def _convert(tp: Any, value: Any, file: str, keypath: str) -> Any:
     origin = typing.get_origin(tp)
     if tp is Any:
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, file, keypath)
     if origin in (Union, types.UnionType):
         options = typing.get_args(tp)
         if value is None and type(None) in options:
             return None
         if isinstance(value, dict):
-            classes = [o for o in options if dataclasses.is_dataclass(o)]
+            classes = [o for o in options if isinstance(o, type) and dataclasses.is_dataclass(o)]
             if len(classes) == 1:
                 return build(classes[0], value, file, keypath)
         errors = []
@@ -441,7 +451,7 @@ def _convert(tp: Any, value: Any, file: str, keypath: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{file}: {keypath}: expected a mapping, found {_describe(value)}")
         args = typing.get_args(tp)
-        if len(args) == 2 and dataclasses.is_dataclass(args[1]):
+        if len(args) == 2 and isinstance(args[1], type) and dataclasses.is_dataclass(args[1]):
             return {k: build(args[1], v, file, f"{keypath}.{k}") for k, v in value.items()}
         return dict(value)
     if tp is bool and isinstance(value, bool):

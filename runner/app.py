@@ -124,7 +124,8 @@ async def _planned(stopper: SignalStop, fn: Callable[..., _T], *args: Any, **kwa
     threading.Thread(target=target, name="glmrun-plan", daemon=True).start()
     stop = asyncio.ensure_future(stopper.event.wait())
     try:
-        await asyncio.wait({done, stop}, return_when=asyncio.FIRST_COMPLETED)
+        waiters: set[asyncio.Future[Any]] = {done, stop}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stop.cancel()
     if not done.done():
@@ -265,9 +266,9 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
         log.info("run finished", extra={"exit_code": exc.exit_code, "why": str(exc)})
         raise
     if stopper.signame is not None:
-        exc = Interrupted(stopper.signame)
-        log.info("run finished", extra={"exit_code": exc.exit_code, "why": str(exc)})
-        raise exc
+        interrupted = Interrupted(stopper.signame)
+        log.info("run finished", extra={"exit_code": interrupted.exit_code, "why": str(interrupted)})
+        raise interrupted
     if any(s.errors or s.failed_before for s in result.stats):
         result.exit_code = EXIT_SOME_ERRORS
     elif any(s.left_pending for s in result.stats):
@@ -305,9 +306,10 @@ async def _run_jobs(
                         stats = await _run_job(job, config, options, client, stopper, out)
                     except ComeBackLater as exc:  # batches still running: the other jobs go on
                         later = exc
-                        stats = getattr(exc, "stats", None)
-                        if stats is None:
+                        got: JobStats | None = getattr(exc, "stats", None)  # set by run_batch_job
+                        if got is None:
                             raise
+                        stats = got
                     result.stats.append(stats)
                     log_job_finished(stats)
                     print(format_summary(stats), file=out, flush=True)

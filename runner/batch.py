@@ -357,13 +357,18 @@ def ready_at(state: ChunkState) -> float:
 
 def describe(state: ChunkState) -> dict[str, Any]:
     """Flat fields for listings and logs."""
-    ended = state.ended if isinstance(state, (Collecting, Collected)) else None
+    if isinstance(state, (Collecting, Collected)):
+        ended: Ended | None = state.ended
+        chunk = state.ended.chunk
+    else:
+        ended = None
+        chunk = state.chunk
     src: Any = ended or state
     counts = getattr(src, "counts", None)
     return {
-        "chunk": state.chunk.index if not ended else ended.chunk.index,
+        "chunk": chunk.index,
         "state": type(state).__name__,
-        "lines": (ended or state).chunk.lines,
+        "lines": chunk.lines,
         "file_id": getattr(src, "file_id", None),
         "batch_id": getattr(src, "batch_id", None),
         "status": getattr(src, "status", None),
@@ -581,7 +586,7 @@ def collect_lines(
             if obj.__class__ is not dict:
                 result.unknown += 1
                 continue
-            cid = obj.get("custom_id")
+            cid: Any = obj.get("custom_id")  # JSON: checked with __class__ below
             rest = ids.get(cid) if cid.__class__ is str else None
             if rest is None:
                 result.unknown += 1
@@ -601,8 +606,8 @@ def collect_lines(
             if done is not None and done.is_done(key_hash(key)):
                 result.skipped += 1
                 continue
-            response = obj.get("response")
-            body = response.get("body") if response.__class__ is dict else None
+            response: Any = obj.get("response")
+            body: Any = response.get("body") if response.__class__ is dict else None
             choices = body.get("choices") if body.__class__ is dict and response.get("status_code") == 200 else None
             if (
                 choices

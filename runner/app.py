@@ -258,7 +258,8 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
 
     stopper = SignalStop(config.run.grace_s)
     stopper.install()
-    state_dir = jobs[0].output_path.parent / ".glmrun" / "simulator"
+    # Not the selected jobs' first: `--job b` and a run of all jobs must share the simulator's batches.
+    state_dir = config.jobs[0].output_path.parent / ".glmrun" / "simulator"
     log.info("run started", extra={"config": str(config.path), "jobs": [j.name for j in jobs], "pid": os.getpid()})
     try:
         await _run_jobs(config, options, jobs, stopper, state_dir, result, out)

@@ -127,7 +127,7 @@ def backoff_s(
     """
     if retry_after_s is not None and retry_after_s >= 0:
         return min(retry_after_s, cap_s)
-    ceiling = min(cap_s, base_s * 2 ** max(0, attempt - 1))
+    ceiling = min(cap_s, base_s * 2.0 ** min(max(0, attempt - 1), 64))  # 2**1024 would overflow
     delay = rng.uniform(0, ceiling)
     if throttled:
         delay = max(delay, min(ceiling, base_s / 2))

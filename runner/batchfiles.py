@@ -222,7 +222,9 @@ def read_sidecar(path: Path) -> dict[str, str]:
     ``sidecar_item`` makes the Item when one is needed (extras, fallback).
     """
     text = path.read_bytes().decode("utf-8")
-    return dict(line.split("\t", 1) for line in text.splitlines())
+    # split("\n"), not splitlines(): a prompt or meta may hold U+2028 or U+0085, which orjson
+    # writes unescaped and splitlines() would treat as line ends
+    return dict(line.split("\t", 1) for line in text.split("\n") if line)
 
 
 def sidecar_item(rest: str) -> Item:

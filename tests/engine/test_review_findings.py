@@ -40,3 +40,48 @@ async def test_no_wait_batch_of_one_job_is_collected_by_a_run_of_all_jobs(tmp_pa
     assert sorted(r["url"] for r in records) == sorted(f"https://img.example/{i}.jpg" for i in range(5))
     assert {r["via"] for r in records} == {"batch"}
     assert result.exit_code == 0
+
+
+async def test_arrears_during_the_batch_fallback_stops_and_the_next_run_finishes(tmp_path: Path) -> None:
+    """A 1113 answer while resending failed batch lines in realtime stops the run; the rerun sends only what is missing."""
+    from runner.errors import ApiStopped
+
+    from .batch_support import latest, load, read_records, run_batch, start_sim, urls, write_config
+
+    items = urls(6)
+    cfg = write_config(tmp_path, items)
+    box = await start_sim(batch_line_faults={items[1]: "500", items[2]: "500"}, url_faults={items[1]: ["1113"]})
+    try:
+        with pytest.raises(ApiStopped):
+            await run_batch(cfg, box)
+        box.sim.settings.url_faults = {}
+        await run_batch(cfg, box)
+        created = box.sim.stats.batches_created
+    finally:
+        await box.sim.close()
+    records = read_records(load(cfg))
+    recs = latest(records)
+    assert created == 1
+    assert set(recs) == set(items) and all(r["status"] == "ok" for r in recs.values())
+    assert sorted(r["url"] for r in records if r["via"] == "batch") == sorted(items[:1] + items[3:])
+
+
+async def test_batch_item_whose_prompt_or_meta_holds_a_unicode_line_separator_is_collected(tmp_path: Path) -> None:
+    """A JSONL item whose prompt or meta contains U+2028 or U+0085 goes through the batch path instead of crashing the collect."""
+    from .batch_support import latest, load, read_records, run_batch, start_sim, write_config
+
+    lines = [
+        {"id": "a", "url": "https://img.example/a.jpg", "prompt": "First line\u2028second line"},
+        {"id": "b", "url": "https://img.example/b.jpg", "meta": {"note": "x\x85y\u2029z"}},
+        {"url": "https://img.example/c.jpg"},
+    ]
+    cfg = write_config(tmp_path, [orjson.dumps(x).decode() for x in lines], input_name="items.jsonl")
+    box = await start_sim()
+    try:
+        await run_batch(cfg, box)
+    finally:
+        await box.sim.close()
+    recs = latest(read_records(load(cfg)))
+    assert set(recs) == {"a", "b", "https://img.example/c.jpg"}
+    assert all(r["status"] == "ok" and r["via"] == "batch" for r in recs.values())
+    assert recs["b"]["meta"] == {"note": "x\x85y\u2029z"}

@@ -121,7 +121,8 @@ def export_records(
         writer.writerow(cols)
     written = 0
     for i, line in enumerate(_lines(source, size)):
-        if winners is not None and not winners[i]:
+        if winners is not None and (i >= len(winners) or not winners[i]):
+            # i past the first pass: a run cut the torn tail and appended since; not in the snapshot
             continue
         if winners is None or cols is not None:
             try:

@@ -12,3 +12,30 @@ def test_backoff_after_a_thousand_attempts_is_capped_not_an_overflow() -> None:
     delay = backoff_s(5000, base_s=1.0, cap_s=60.0, rng=random.Random(1))
     assert 0.0 <= delay <= 60.0
     assert backoff_s(5000, base_s=1.0, cap_s=60.0, rng=random.Random(1), throttled=True) >= 0.5
+
+
+def test_export_while_a_new_run_repairs_the_torn_tail_and_appends(tmp_path, monkeypatch) -> None:
+    """A run that cuts the torn last line and appends short records between export's two passes does not crash the export."""
+    import io
+
+    import orjson
+
+    from runner import export
+    from runner.store import repair_torn_tail
+
+    out = tmp_path / "out.jsonl"
+    whole = b"".join(orjson.dumps({"url": f"https://x/{i}", "status": "ok"}) + b"\n" for i in range(3))
+    out.write_bytes(whole + b'{"url":"https://x/torn","status":"ok","content":"' + b"z" * 200)
+    first_pass = export.latest_lines
+
+    def then_a_run_starts(path, size):
+        winners = first_pass(path, size)
+        repair_torn_tail(path)
+        with open(path, "ab") as handle:
+            handle.write(orjson.dumps({"url": "https://x/new", "status": "ok"}) + b"\n")
+        return winners
+
+    monkeypatch.setattr(export, "latest_lines", then_a_run_starts)
+    sink = io.BytesIO()
+    assert export.export_records(out, sink) == 3
+    assert [orjson.loads(line)["url"] for line in sink.getvalue().splitlines()] == [f"https://x/{i}" for i in range(3)]

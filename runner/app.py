@@ -389,7 +389,19 @@ async def _run_job(
         if plan.route == "batch":
             from .batch import run_batch_job  # the batch path (issue: Batch API)
 
-            return await run_batch_job(plan, pending, config, client, stats, stopper.event, options)
+            # stopper.current: the grace period also ends a hung call or fallback request here
+            # (cancelling is as safe as a kill: each chunk state is saved before its call)
+            task = asyncio.ensure_future(run_batch_job(plan, pending, config, client, stats, stopper.event, options))
+            stopper.current = task
+            try:
+                return await task
+            except asyncio.CancelledError:
+                if stopper.signame is None:
+                    raise
+                log.warning("grace period over; cancelled batch calls still in flight", extra={"job": job.name})
+                return stats
+            finally:
+                stopper.current = None
         writer = ResultWriter(job.output_path, flush_interval_s=config.run.flush_interval_s)
         stopper.writers.append(writer)
         try:

@@ -85,3 +85,43 @@ async def test_batch_item_whose_prompt_or_meta_holds_a_unicode_line_separator_is
     assert set(recs) == {"a", "b", "https://img.example/c.jpg"}
     assert all(r["status"] == "ok" and r["via"] == "batch" for r in recs.values())
     assert recs["b"]["meta"] == {"note": "x\x85y\u2029z"}
+
+
+async def test_sigterm_during_the_batch_realtime_fallback_exits_within_the_grace_period(tmp_path: Path) -> None:
+    """SIGTERM while the batch path resends failed lines in realtime and a request hangs: exit 143 after run.grace_s, not after the request timeout."""
+    import asyncio
+    import os
+    import signal
+    import time
+
+    from runner.errors import Interrupted
+    from runner.simulator import SimSettings, Simulator
+
+    urls = [f"https://img.example/{i}.jpg" for i in range(4)]
+    (tmp_path / "urls.txt").write_text("".join(u + "\n" for u in urls))
+    sim = Simulator(SimSettings(latency_mean_s=0.0, batch_validating_s=0.0, batch_in_progress_s=0.0,
+                                batch_finalizing_s=0.0, batch_line_faults={urls[0]: "500"},
+                                url_faults={urls[0]: ["hang"]}))
+    base_url = await sim.start()
+    try:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(
+            f"api: {{base_url: '{base_url}', timeout_s: 60}}\n"
+            "run: {grace_s: 0.2}\n"
+            "batch: {poll_interval_s: 0.01, on_failure: realtime}\n"
+            "jobs:\n  - {name: j, input: urls.txt, output: out.jsonl, model: glm-4v-flash, prompt: hi, mode: batch}\n"
+        )
+        config = load_config(cfg, environ=ENV)
+        task = asyncio.ensure_future(run(config, RunOptions(tty=False), out=io.StringIO()))
+        deadline = time.monotonic() + 5
+        while sim.stats.chat_requests == 0 and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.005)  # until the fallback's request hangs
+        assert sim.stats.chat_requests == 1 and not task.done()
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(Interrupted) as caught:
+            await asyncio.wait_for(task, timeout=5)
+    finally:
+        await sim.close()
+    assert caught.value.exit_code == 143
+    records = _records(tmp_path / "out.jsonl")
+    assert sorted(r["url"] for r in records) == urls[1:]

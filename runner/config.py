@@ -330,6 +330,12 @@ def load_config(path: str | os.PathLike[str], environ: typing.Mapping[str, str] 
         dataclasses.replace(job, input=str(base / job.input), output=str(base / job.output_file))
         for job in config.jobs
     ]
+    outputs: dict[Path, str] = {}
+    for i, job in enumerate(jobs):  # the same file spelled two ways (./x, a/../x, a link)
+        real = Path(job.output).resolve()
+        if real in outputs:
+            raise ConfigError(f"{path}: jobs[{i}].output: two jobs write to {real} ({outputs[real]} and {job.name}); give each its own output")
+        outputs[real] = job.name
     jobs = [_load_schema(job, base, str(path), i) for i, job in enumerate(jobs)]
     _warn_params(jobs, str(path))
     local = dataclasses.replace(

@@ -39,3 +39,21 @@ def test_export_while_a_new_run_repairs_the_torn_tail_and_appends(tmp_path, monk
     sink = io.BytesIO()
     assert export.export_records(out, sink) == 3
     assert [orjson.loads(line)["url"] for line in sink.getvalue().splitlines()] == [f"https://x/{i}" for i in range(3)]
+
+
+def test_two_jobs_whose_outputs_are_the_same_file_spelled_differently_are_refused(tmp_path) -> None:
+    """`out.jsonl` and `./sub/../out.jsonl` are one file: the second job would skip everything the first wrote, so the config is refused."""
+    import pytest
+
+    from runner.config import load_config
+    from runner.errors import ConfigError
+
+    (tmp_path / "urls.txt").write_text("https://x/1.jpg\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "api: {base_url: simulator}\njobs:\n"
+        "  - {name: a, input: urls.txt, output: out.jsonl, model: glm-4v-flash, prompt: one}\n"
+        "  - {name: b, input: urls.txt, output: ./sub/../out.jsonl, model: glm-4v-flash, prompt: two}\n"
+    )
+    with pytest.raises(ConfigError, match=r"jobs\[1\]\.output.*two jobs write to"):
+        load_config(cfg, environ={})

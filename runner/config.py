@@ -332,7 +332,7 @@ def load_config(path: str | os.PathLike[str], environ: typing.Mapping[str, str] 
     ]
     outputs: dict[Path, str] = {}
     for i, job in enumerate(jobs):  # the same file spelled two ways (./x, a/../x, a link)
-        real = Path(job.output).resolve()
+        real = job.output_path.resolve()
         if real in outputs:
             raise ConfigError(f"{path}: jobs[{i}].output: two jobs write to {real} ({outputs[real]} and {job.name}); give each its own output")
         outputs[real] = job.name

@@ -307,10 +307,9 @@ async def _run_jobs(
                         stats = await _run_job(job, config, options, client, stopper, out)
                     except ComeBackLater as exc:  # batches still running: the other jobs go on
                         later = exc
-                        got: JobStats | None = getattr(exc, "stats", None)  # set by run_batch_job
-                        if got is None:
+                        if exc.stats is None:
                             raise
-                        stats = got
+                        stats = exc.stats
                     result.stats.append(stats)
                     log_job_finished(stats)
                     print(format_summary(stats), file=out, flush=True)

@@ -25,10 +25,10 @@ import os
 import random
 import time
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, assert_never
+from typing import TYPE_CHECKING, Any, TypeVar, assert_never
 
 import orjson
 
@@ -49,6 +49,11 @@ from .records import INVALID_INPUT, LOCAL_FILE, Record, error_record, now_iso, o
 from .retry import Decision, Verdict, backoff_s, classify
 from .stats import JobStats
 from .store import ResultWriter, key_hash, load_resume_index
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_D = TypeVar("_D", bound="DataclassInstance")
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +165,7 @@ class Collected:
 
 
 ChunkState = Built | Uploading | Uploaded | Creating | Running | Ended | Collecting | Collected
-STATE_TYPES: dict[str, type[Any]] = {
+STATE_TYPES: dict[str, type[ChunkState]] = {
     cls.__name__: cls for cls in (Built, Uploading, Uploaded, Creating, Running, Ended, Collecting, Collected)
 }
 IN_FLIGHT = (Uploading, Uploaded, Creating, Running)
@@ -407,7 +412,7 @@ def _to_json(obj: Any) -> Any:
     return obj
 
 
-def _from_json(cls: type[Any], data: dict[str, Any]) -> Any:
+def _from_json(cls: type[_D], data: dict[str, Any]) -> _D:
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
@@ -415,8 +420,8 @@ def _from_json(cls: type[Any], data: dict[str, Any]) -> Any:
             continue
         value = data[f.name]
         tp = hints[f.name]
-        if dataclasses.is_dataclass(tp) and isinstance(value, dict):
-            value = _from_json(tp, value)  # type: ignore[arg-type]
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, dict):
+            value = _from_json(tp, value)
         kwargs[f.name] = value
     return cls(**kwargs)
 
@@ -427,7 +432,7 @@ def state_to_json(state: ChunkState) -> dict[str, Any]:
 
 def state_from_json(data: dict[str, Any]) -> ChunkState:
     cls = STATE_TYPES[data["type"]]
-    return _from_json(cls, {k: v for k, v in data.items() if k != "type"})  # type: ignore[no-any-return]
+    return _from_json(cls, {k: v for k, v in data.items() if k != "type"})
 
 
 def state_path(job: JobConfig) -> Path:
@@ -597,9 +602,10 @@ def collect_lines(
             seen.add(cid)
             parts = rest.split("\t", 2)
             url = parts[1]
+            item: Item | None
             if len(parts) == 3:
-                item: Item | None = sidecar_item(rest)
-                key = item.key  # type: ignore[union-attr]
+                item = sidecar_item(rest)
+                key = item.key
             else:
                 item = None
                 key = url
@@ -618,8 +624,8 @@ def collect_lines(
                 record = fast_ok_record(url, body, batch_id, key, now) or ok_record(
                     url, body, via="batch", attempts=1, latency_ms=0, key=key, extra=extra
                 )
-                if always or (item is not None and finish is not None and item.meta is not None):
-                    record = finish(record, item or sidecar_item(rest))  # type: ignore[misc]
+                if finish is not None and (always or (item is not None and item.meta is not None)):
+                    record = finish(record, item or sidecar_item(rest))
                 append(record)
                 ok += 1
                 usage = body.get("usage")
@@ -830,10 +836,10 @@ class BatchDriver:
             case _:
                 assert_never(st)
 
-    async def _call(self, aw: Any, st: Any = None) -> Observation:
+    async def _call(self, aw: Awaitable[Observation], st: Any = None) -> Observation:
         """Await one API call; failures become CallFailed (with backoff), STOP ends the run."""
         try:
-            return await aw  # type: ignore[no-any-return]
+            return await aw
         except ApiFailure as failure:
             decision = classify(failure)
             if decision.verdict is Verdict.STOP and failure.status != 404:
@@ -1090,7 +1096,7 @@ async def run_batch_job(
         try:
             await driver.run()
         except ComeBackLater as exc:
-            exc.stats = stats  # type: ignore[attr-defined]
+            exc.stats = stats
             raise
     finally:
         writer.close()

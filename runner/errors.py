@@ -17,6 +17,11 @@ Per-URL failures are data (``ApiFailure`` -> an error record), never one of thes
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .stats import JobStats
+
 EXIT_OK = 0
 EXIT_SOME_ERRORS = 1
 EXIT_CONFIG = 2
@@ -59,6 +64,7 @@ class ComeBackLater(GlmrunError):
     """Work is tracked and still running remotely; the next run collects it."""
 
     exit_code = EXIT_TEMPFAIL
+    stats: JobStats | None = None  # the batch job's counts so far, set where it is raised
 
 
 class Unreachable(GlmrunError):

@@ -72,7 +72,10 @@ class JwtAuth:
     def _mint(self, now: float) -> None:
         import jwt
 
-        key_id, secret = split_key(self._key.reveal())  # type: ignore[misc]
+        parts = split_key(self._key.reveal())
+        if parts is None:  # __init__ refused such a key
+            raise ValueError("api.auth: jwt needs an API key of the form <id>.<secret>")
+        key_id, secret = parts
         now_ms = int(now * 1000)
         payload = {"api_key": key_id, "exp": now_ms + int(self.ttl_s * 1000), "timestamp": now_ms}
         with quiet_jwt():

@@ -55,8 +55,9 @@ def run_async(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         fail(exc)
     except BaseExceptionGroup as group:
         leaves = _leaves(group)
-        if leaves and all(isinstance(e, GlmrunError) for e in leaves):
-            fail(leaves[0])  # type: ignore[arg-type]
+        errors = [e for e in leaves if isinstance(e, GlmrunError)]
+        if leaves and len(errors) == len(leaves):
+            fail(errors[0])
         raise
 
 

@@ -89,7 +89,8 @@ class GlmClient:
 
     def _fresh_token(self) -> None:
         """JWT auth: swap in a new token when the cached one is close to expiry."""
-        header = self._jwt.header()  # type: ignore[union-attr]
+        assert self._jwt is not None  # only called with JWT auth
+        header = self._jwt.header()
         if header != self._auth["Authorization"]:
             self._auth = {"Authorization": header}
             self._chat_headers = {**JSON_HEADERS, **self._auth}
@@ -138,6 +139,11 @@ class GlmClient:
         except orjson.JSONDecodeError as exc:
             raise ApiFailure(200, None, "answer is not JSON", kind="bad_json") from exc
 
+    async def _request_object(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """``request_json`` for the endpoints whose answer is a JSON object (not checked here)."""
+        answer: dict[str, Any] = await self.request_json(method, path, **kwargs)
+        return answer
+
     async def request_bytes(self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any) -> bytes:
         if self._jwt is None:
             return await self._request_bytes(method, path, headers=headers, **kwargs)
@@ -170,32 +176,32 @@ class GlmClient:
             return data
 
         try:
-            return await self.request_json("POST", "/files", data=form())  # type: ignore[no-any-return]
+            return await self._request_object("POST", "/files", data=form())
         except ApiFailure as failure:
             if not self._token_expired(failure):
                 raise
-        return await self.request_json("POST", "/files", data=form())  # type: ignore[no-any-return]
+        return await self._request_object("POST", "/files", data=form())
 
     async def file_content(self, file_id: str) -> bytes:
         return await self.request_bytes("GET", f"/files/{file_id}/content", headers={"Accept": "application/binary"})
 
     async def delete_file(self, file_id: str) -> dict[str, Any]:
-        return await self.request_json("DELETE", f"/files/{file_id}")  # type: ignore[no-any-return]
+        return await self._request_object("DELETE", f"/files/{file_id}")
 
     async def create_batch(self, body: dict[str, Any]) -> dict[str, Any]:
-        return await self.request_json("POST", "/batches", data=orjson.dumps(body), headers=JSON_HEADERS)  # type: ignore[no-any-return]
+        return await self._request_object("POST", "/batches", data=orjson.dumps(body), headers=JSON_HEADERS)
 
     async def get_batch(self, batch_id: str) -> dict[str, Any]:
-        return await self.request_json("GET", f"/batches/{batch_id}")  # type: ignore[no-any-return]
+        return await self._request_object("GET", f"/batches/{batch_id}")
 
     async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
-        return await self.request_json("POST", f"/batches/{batch_id}/cancel")  # type: ignore[no-any-return]
+        return await self._request_object("POST", f"/batches/{batch_id}/cancel")
 
     async def list_batches(self, *, after: str | None = None, limit: int = 20) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit}
         if after:
             params["after"] = after
-        return await self.request_json("GET", "/batches", params=params)  # type: ignore[no-any-return]
+        return await self._request_object("GET", "/batches", params=params)
 
     def __repr__(self) -> str:
         return f"<GlmClient {self.base_url}>"

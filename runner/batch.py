@@ -42,7 +42,7 @@ from .batchfiles import (
 )
 from .clock import Clock, SystemClock
 from .config import BatchConfig, Config, JobConfig
-from .errors import ApiFailure, ApiStopped, ComeBackLater, GlmrunError
+from .errors import ApiFailure, ApiStopped, ComeBackLater, GlmrunError, OutputError
 from .inputs import InvalidLine, Item
 from .payloads import BodyBuilder, MediaUnavailable
 from .records import INVALID_INPUT, LOCAL_FILE, Record, error_record, now_iso, ok_record
@@ -1068,6 +1068,22 @@ async def run_batch_job(
     """Build, submit, track, collect: the whole batch path of one job (the caller holds its lock)."""
     job: JobConfig = plan.job
     stats.route = "batch"
+    try:
+        return await _run_batch_job(job, pending, config, client, stats, stop_event, options, clock, rng)
+    except OSError as exc:
+        if isinstance(exc, (TimeoutError, ConnectionError)):
+            raise
+        where = exc.filename or job.work_dir
+        raise OutputError(
+            f"{where}: cannot read or write the batch files or state: {exc.strerror or exc}; "
+            "what was collected is kept, the next run goes on from the saved state"
+        ) from None
+
+
+async def _run_batch_job(
+    job: JobConfig, pending: Iterator[tuple[int, Item | InvalidLine]], config: Config, client: Any, stats: JobStats,
+    stop_event: asyncio.Event, options: Any, clock: Clock | None, rng: random.Random | None,
+) -> JobStats:
     path = state_path(job)
     chash = config_hash(job, config.batch)
     state = load_state(path)

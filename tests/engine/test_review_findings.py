@@ -125,3 +125,22 @@ async def test_sigterm_during_the_batch_realtime_fallback_exits_within_the_grace
     assert caught.value.exit_code == 143
     records = _records(tmp_path / "out.jsonl")
     assert sorted(r["url"] for r in records) == urls[1:]
+
+
+async def test_batch_work_folder_that_cannot_be_written_is_an_output_error_not_a_traceback(tmp_path: Path) -> None:
+    """A file in the way of the job's batch work folder (or a full disk) ends the run with a one-line OutputError (exit 1), nothing sent."""
+    from runner.errors import OutputError
+
+    from .batch_support import load, run_batch, start_sim, urls, write_config
+
+    cfg = write_config(tmp_path, urls(3))
+    work = load(cfg).jobs[0].work_dir
+    work.parent.mkdir(parents=True)
+    work.write_text("in the way")
+    box = await start_sim()
+    try:
+        with pytest.raises(OutputError, match="batch"):
+            await run_batch(cfg, box)
+        assert box.sim.stats.files_uploaded == 0
+    finally:
+        await box.sim.close()

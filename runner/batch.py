@@ -301,8 +301,8 @@ def next_state(state: ChunkState, obs: Observation, now: float, *, poll_interval
         case Collecting():
             if isinstance(obs, CollectDone):
                 return Collected(state.ended, obs.ok, obs.failed, obs.resent, obs.left)
-            if isinstance(obs, CallFailed):
-                return replace(state, errors=state.errors + 1, not_before=now + obs.backoff_s)
+            if isinstance(obs, CallFailed):  # the output file may be written already: skip it next time
+                return replace(state, fresh=False, errors=state.errors + 1, not_before=now + obs.backoff_s)
         case Collected():
             if isinstance(obs, Cleaned):
                 return replace(state, cleaned=True)

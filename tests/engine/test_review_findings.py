@@ -144,3 +144,35 @@ async def test_batch_work_folder_that_cannot_be_written_is_an_output_error_not_a
         assert box.sim.stats.files_uploaded == 0
     finally:
         await box.sim.close()
+
+
+async def test_a_failed_download_of_the_error_file_does_not_write_the_output_file_twice(tmp_path: Path) -> None:
+    """A 500 on the error file after the output file was collected: the retry skips what was written, so every URL has one record."""
+    from runner.errors import ApiFailure
+
+    from .batch_support import load, read_records, run_batch, start_sim, urls, write_config
+
+    items = urls(6)
+    cfg = write_config(tmp_path, items, on_failure="record")
+
+    class FlakyContent:
+        def __init__(self, client):
+            self._client, self.calls = client, 0
+
+        def __getattr__(self, name):
+            return getattr(self._client, name)
+
+        async def file_content(self, fid):
+            self.calls += 1
+            if self.calls == 2:
+                raise ApiFailure(500, None, "HTTP 500: try again")
+            return await self._client.file_content(fid)
+
+    box = await start_sim(batch_line_faults={items[0]: "1301"})
+    try:
+        stats = await run_batch(cfg, box, wrap=FlakyContent)
+    finally:
+        await box.sim.close()
+    records = read_records(load(cfg))
+    assert sorted(r["url"] for r in records) == sorted(items)
+    assert stats.ok == 5 and stats.errors == 1

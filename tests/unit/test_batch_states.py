@@ -80,7 +80,7 @@ CASES = [
     (Uploaded(C, "f1"), CancelAsked(), Ended(C, "f1", None, "cancelled", Counts(10), cancel_requested=True, reason="cancelled before create")),
     (ENDED, Begin(), Collecting(ENDED)),
     (Collecting(ENDED), CollectDone(9, 1, 0, 0), Collected(ENDED, 9, 1, 0, 0)),
-    (Collecting(ENDED), RETRY, Collecting(ENDED, errors=1, not_before=102.0)),
+    (Collecting(ENDED), RETRY, Collecting(ENDED, fresh=False, errors=1, not_before=102.0)),
     (Collected(ENDED), Cleaned(), Collected(ENDED, cleaned=True)),
     (ENDED, CancelAsked(), ENDED),
     (Built(C), FileSeen("x"), Built(C)),

@@ -133,6 +133,8 @@ class ItemChecker:
             self._need_base64(kind)
             return ref
         self._need_base64(kind)  # before touching the file system at all
+        if "\x00" in ref:
+            raise Refused(f"{ref!r}: a local path cannot contain a NUL byte")
         if ref.startswith("file://"):
             raw = unquote(ref[len("file://"):])
             if raw.startswith("localhost/"):
@@ -201,7 +203,7 @@ def image_size(path: Path) -> tuple[int, int] | None:
             head = f.read(64 * 1024)
     except OSError:
         return None
-    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
         w, h = struct.unpack(">II", head[16:24])
         return w, h
     if head[:2] != b"\xff\xd8":

@@ -57,3 +57,33 @@ def test_two_jobs_whose_outputs_are_the_same_file_spelled_differently_are_refuse
     )
     with pytest.raises(ConfigError, match=r"jobs\[1\]\.output.*two jobs write to"):
         load_config(cfg, environ={})
+
+
+def test_a_jsonl_local_path_with_a_nul_byte_is_an_invalid_line_not_a_crash(tmp_path) -> None:
+    """`{"url": "./imgs/a\\u0000.png"}` with local files allowed becomes an invalid line instead of a ValueError traceback."""
+    from runner.config import load_config
+    from runner.inputs import InvalidLine
+    from runner.prepare import read_job_items
+
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "in.jsonl").write_text(
+        '{"url":"./imgs/a\\u0000.png"}\n{"images":["./imgs/b\\u0000.png"]}\n{"url":"https://x/ok.jpg"}\n'
+    )
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "api: {base_url: simulator}\nlocal_files: {allowed_dirs: [imgs]}\njobs:\n"
+        "  - {name: j, input: in.jsonl, output: out.jsonl, model: glm-4v-plus-0111, prompt: hi}\n"
+    )
+    config = load_config(cfg, environ={})
+    items = list(read_job_items(config.jobs[0], config))
+    assert [type(i).__name__ for i in items] == ["InvalidLine", "InvalidLine", "Item"]
+    assert all("NUL" in i.reason for i in items if isinstance(i, InvalidLine))
+
+
+def test_a_png_cut_inside_its_header_is_sent_unchecked_not_a_crash(tmp_path) -> None:
+    """A local .png cut off after its IHDR tag (fewer than 24 bytes) leaves its size unchecked instead of raising struct.error."""
+    from runner.prepare import image_size
+
+    png = tmp_path / "cut.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00")
+    assert image_size(png) is None

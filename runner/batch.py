@@ -1044,7 +1044,7 @@ def realtime_fallback(job: JobConfig, config: Config, client: Any, writer: Resul
         concurrency = config.limits.concurrency
         limit = 4 if concurrency == "auto" else concurrency
         deps = RealtimeDeps(
-            client=client, writer=writer, throttle=Throttle(limit, rpm=config.limits.rpm), retry=config.retry,
+            client=client, writer=writer, throttle=Throttle(limit, rpm=config.limits.rpm, tpm=config.limits.tpm), retry=config.retry,
             stats=stats, stop=stop, flush_interval_s=config.run.flush_interval_s,
         )
         log.info("batch fallback to realtime", extra={"job": job.name, "items": len(items)})

@@ -176,3 +176,30 @@ async def test_a_failed_download_of_the_error_file_does_not_write_the_output_fil
     records = read_records(load(cfg))
     assert sorted(r["url"] for r in records) == sorted(items)
     assert stats.ok == 5 and stats.errors == 1
+
+
+async def test_the_batch_realtime_fallback_keeps_the_tpm_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Lines the batch path resends in realtime are paced by limits.tpm like any realtime run."""
+    from runner import realtime
+
+    from .batch_support import run_batch, start_sim, urls, write_config
+
+    budgets = []
+    engine_run = realtime.RealtimeEngine.run
+
+    async def spy(self, items):
+        budgets.append(self.deps.throttle.tokens)
+        return await engine_run(self, items)
+
+    monkeypatch.setattr(realtime.RealtimeEngine, "run", spy)
+    items = urls(4)
+    cfg = write_config(tmp_path, items)
+    text = cfg.read_text().replace('"limits":{"concurrency":8}', '"limits":{"concurrency":8,"tpm":6000000}')
+    assert text != cfg.read_text()
+    cfg.write_text(text)
+    box = await start_sim(batch_line_faults={items[0]: "500"})
+    try:
+        await run_batch(cfg, box)
+    finally:
+        await box.sim.close()
+    assert len(budgets) == 1 and budgets[0] is not None and budgets[0].rate == 100000

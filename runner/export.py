@@ -25,7 +25,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
-from .errors import ConfigError
+from .errors import ConfigError, OutputError
 from .store import key_hash
 
 Format = Literal["csv", "jsonl"]
@@ -156,6 +156,8 @@ def export_to(
         with open(tmp, "wb") as handle:
             n = export_records(source, handle, **options)
         os.replace(tmp, target)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write the export: {exc.strerror or exc}") from None
     finally:
         if tmp.exists():
             tmp.unlink()

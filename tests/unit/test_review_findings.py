@@ -87,3 +87,19 @@ def test_a_png_cut_inside_its_header_is_sent_unchecked_not_a_crash(tmp_path) -> 
     png = tmp_path / "cut.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00")
     assert image_size(png) is None
+
+
+def test_export_to_a_file_in_a_missing_folder_is_a_clear_error(tmp_path) -> None:
+    """`glmrun export -o nodir/x.csv` ends with a one-line OutputError naming the path, not a FileNotFoundError traceback."""
+    import io
+
+    import pytest
+
+    from runner.errors import OutputError
+    from runner.export import export_to
+
+    source = tmp_path / "out.jsonl"
+    source.write_bytes(b'{"url":"https://x/1","status":"ok"}\n')
+    with pytest.raises(OutputError, match="nodir"):
+        export_to(source, tmp_path / "nodir" / "x.csv", io.BytesIO(), fmt="csv")
+    assert not (tmp_path / "nodir").exists()

@@ -125,6 +125,10 @@ class RealtimeEngine:
                 return
             charged = await throttle.charge_tokens() if throttle.tokens is not None else 0.0
             async with throttle:
+                if deps.stop.is_set():  # stopped while this one waited for a slot: start nothing new
+                    if throttle.tokens is not None:
+                        throttle.settle_tokens(charged, None)
+                    return
                 stats.requests += 1
                 stats.in_flight += 1
                 t0 = time.monotonic()

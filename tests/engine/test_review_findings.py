@@ -203,3 +203,40 @@ async def test_the_batch_realtime_fallback_keeps_the_tpm_budget(tmp_path: Path, 
     finally:
         await box.sim.close()
     assert len(budgets) == 1 and budgets[0] is not None and budgets[0].rate == 100000
+
+
+async def test_requests_waiting_for_a_slot_when_the_stop_comes_are_not_sent(tmp_path: Path) -> None:
+    """After a stop, workers queued on the concurrency gate (auto: more workers than slots) start no new request."""
+    import asyncio
+
+    from runner.inputs import Item
+    from runner.limits import Throttle
+    from runner.realtime import RealtimeDeps, RealtimeEngine
+    from runner.stats import JobStats
+    from runner.store import ResultWriter
+
+    (tmp_path / "urls.txt").write_text("https://x/0.jpg\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("api: {base_url: simulator}\njobs:\n  - {name: j, input: urls.txt, output: out.jsonl, model: glm-4v-flash, prompt: hi}\n")
+    config = load_config(cfg, environ=ENV)
+    stop = asyncio.Event()
+    sent: list[str] = []
+
+    class Client:
+        async def chat(self, body: bytes) -> dict:
+            sent.append(body.decode())
+            for _ in range(5):
+                await asyncio.sleep(0)  # the other workers take their items and queue on the gate
+            stop.set()  # then the signal comes, the first request still in flight
+            return {"choices": [{"message": {"content": "a cat"}, "finish_reason": "stop"}], "usage": {"total_tokens": 5}}
+
+    writer = ResultWriter(tmp_path / "out.jsonl")
+    deps = RealtimeDeps(client=Client(), writer=writer, throttle=Throttle(1), retry=config.retry,  # type: ignore[arg-type]
+                        stats=JobStats("j"), stop=stop, workers=4)
+    items = [(i, Item(f"https://x/{i}.jpg", f"https://x/{i}.jpg", i + 1)) for i in range(4)]
+    try:
+        await RealtimeEngine(config.jobs[0], deps).run(items)
+    finally:
+        writer.close()
+    assert len(sent) == 1
+    assert [r["url"] for r in _records(tmp_path / "out.jsonl")] == ["https://x/0.jpg"]

@@ -118,6 +118,8 @@ def load_resume_index(path: Path) -> ResumeIndex:
         handle = open(path, "rb")  # noqa: SIM115
     except FileNotFoundError:
         return index
+    except OSError as exc:  # a folder, no permission
+        raise OutputError(f"{path}: cannot read the output: {exc.strerror}") from None
     with handle:
         rest = b""
         while True:

@@ -103,3 +103,15 @@ def test_export_to_a_file_in_a_missing_folder_is_a_clear_error(tmp_path) -> None
     with pytest.raises(OutputError, match="nodir"):
         export_to(source, tmp_path / "nodir" / "x.csv", io.BytesIO(), fmt="csv")
     assert not (tmp_path / "nodir").exists()
+
+
+def test_an_output_that_is_a_folder_is_a_clear_error_for_run_and_status(tmp_path) -> None:
+    """`output: results` naming an existing folder gives a one-line OutputError, not an IsADirectoryError traceback."""
+    import pytest
+
+    from runner.errors import OutputError
+    from runner.store import load_resume_index
+
+    (tmp_path / "results").mkdir()
+    with pytest.raises(OutputError, match="results"):
+        load_resume_index(tmp_path / "results")

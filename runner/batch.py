@@ -444,6 +444,8 @@ def load_state(path: Path) -> JobState | None:
         data = orjson.loads(path.read_bytes())
     except FileNotFoundError:
         return None
+    except OSError as exc:  # a file where the work folder should be, no permission
+        raise OutputError(f"{path}: cannot read the batch state: {exc.strerror}") from None
     except orjson.JSONDecodeError as exc:
         raise GlmrunError(f"{path}: batch state file is not valid JSON ({exc}); move it away to start over") from None
     return JobState(

@@ -115,3 +115,15 @@ def test_an_output_that_is_a_folder_is_a_clear_error_for_run_and_status(tmp_path
     (tmp_path / "results").mkdir()
     with pytest.raises(OutputError, match="results"):
         load_resume_index(tmp_path / "results")
+
+
+def test_a_batch_state_path_blocked_by_a_file_is_a_clear_error_for_status(tmp_path) -> None:
+    """A file where the job's batch work folder should be gives `glmrun status` a one-line OutputError, not a traceback."""
+    import pytest
+
+    from runner.batch import load_state
+    from runner.errors import OutputError
+
+    (tmp_path / "j").write_text("in the way")
+    with pytest.raises(OutputError, match="state"):
+        load_state(tmp_path / "j" / "state.json")

@@ -366,7 +366,12 @@ async def _run_job(
     job: JobConfig, config: Config, options: RunOptions, client: GlmClient, stopper: SignalStop, out: IO[str]
 ) -> JobStats:
     lock = RunLock(job.output_path)
-    await acquire_lock(lock, wait=options.wait_lock, stop=stopper.event)
+    try:
+        await acquire_lock(lock, wait=options.wait_lock, stop=stopper.event)
+    except RunLocked:
+        if stopper.signame is None:
+            raise
+        return JobStats(job.name)  # a signal ended the wait: exit 130/143 like any interrupted run
     try:
         try:
             # In a thread: counting millions of lines must not keep signals waiting.

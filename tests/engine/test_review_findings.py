@@ -240,3 +240,32 @@ async def test_requests_waiting_for_a_slot_when_the_stop_comes_are_not_sent(tmp_
         writer.close()
     assert len(sent) == 1
     assert [r["url"] for r in _records(tmp_path / "out.jsonl")] == ["https://x/0.jpg"]
+
+
+async def test_sigterm_while_waiting_for_the_lock_exits_143(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """`--wait-lock` then SIGTERM: the run exits 143 like any interrupted run, not 75."""
+    import asyncio
+    import os
+    import signal
+
+    from runner.errors import Interrupted
+    from runner.store import RunLock
+
+    (tmp_path / "urls.txt").write_text("https://x/0.jpg\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("api: {base_url: simulator}\njobs:\n  - {name: j, input: urls.txt, output: out.jsonl, model: glm-4v-flash, prompt: hi}\n")
+    config = load_config(cfg, environ=ENV)
+    before = signal.getsignal(signal.SIGTERM)
+    with RunLock(config.jobs[0].output_path):
+        task = asyncio.ensure_future(run(config, RunOptions(wait_lock=True, tty=False), out=io.StringIO()))
+        caplog.set_level("INFO", logger="runner.app")
+        for _ in range(2000):
+            await asyncio.sleep(0.001)
+            if any(r.getMessage() == "waiting for the output lock" for r in caplog.records):
+                break
+        assert signal.getsignal(signal.SIGTERM) is not before  # the run's handler is in place
+        assert any(r.getMessage() == "waiting for the output lock" for r in caplog.records)
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(Interrupted) as caught:
+            await asyncio.wait_for(task, timeout=5)
+    assert caught.value.exit_code == 143

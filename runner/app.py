@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 import signal
@@ -36,7 +37,15 @@ from .errors import (
 )
 from .inputs import InvalidLine, Item
 from .limits import Throttle
-from .plan import JobPlan, PendingCounts, count_pending, done_line_filter, iter_pending, make_plan
+from .plan import (
+    JobPlan,
+    PendingCounts,
+    choose_route,
+    count_pending,
+    done_line_filter,
+    iter_pending,
+    make_plan,
+)
 from .preflight import check_reachable
 from .prepare import read_job_items
 from .progress import Progress, format_summary
@@ -142,6 +151,14 @@ def _until(items: Iterator[Item | InvalidLine], stop: threading.Event, *, quiet:
                 return
             raise PlanStopped
         yield item
+
+
+def with_limit(plan: JobPlan, limit: int | None, config: Config) -> JobPlan:
+    """``--limit N`` in mode auto: route on the N items this run sends, not on all pending."""
+    if limit is None or plan.job.mode != "auto" or plan.pending <= limit:
+        return plan
+    route, why = choose_route(plan.job, limit, config.batch)
+    return dataclasses.replace(plan, route=route, why=f"{why.replace(f'{limit} pending', f'--limit {limit}')}")
 
 
 def describe_plan(plan: JobPlan) -> str:
@@ -250,6 +267,7 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
     if options.dry_run:
         for job in jobs:
             plan, _ = plan_job(job, config)
+            plan = with_limit(plan, options.limit, config)
             result.plans.append(plan)
             print(describe_plan(plan), file=out)
             est = estimate(job, plan.pending, config.cost, read_job_items(job, config))
@@ -379,6 +397,7 @@ async def _run_job(
         except PlanStopped:
             log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
             return JobStats(job.name)
+        plan = with_limit(plan, options.limit, config)
         log.info("plan", extra={"job": job.name, "pending": plan.pending, "done": plan.counts.done, "route": plan.route, "why": plan.why})
         stats = JobStats(
             job.name, route=plan.route, skipped=plan.counts.done, duplicates=plan.counts.duplicates,

@@ -269,3 +269,24 @@ async def test_sigterm_while_waiting_for_the_lock_exits_143(tmp_path: Path, capl
         with pytest.raises(Interrupted) as caught:
             await asyncio.wait_for(task, timeout=5)
     assert caught.value.exit_code == 143
+
+
+async def test_auto_mode_with_limit_routes_on_what_this_run_sends(tmp_path: Path) -> None:
+    """mode auto, 50 pending over a threshold of 10, `--limit 5`: the 5 URLs go realtime at once instead of into a batch."""
+    (tmp_path / "urls.txt").write_text("".join(f"https://x/{i}.jpg\n" for i in range(50)))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "api: {base_url: simulator}\nbatch: {threshold: 10}\nsimulator: {latency_mean_s: 0.0}\n"
+        "jobs:\n  - {name: j, input: urls.txt, output: out.jsonl, model: glm-4v-flash, prompt: hi, mode: auto}\n"
+    )
+    config = load_config(cfg, environ=ENV)
+    out = io.StringIO()
+    await run(config, RunOptions(limit=5, dry_run=True, tty=False), out=out)
+    assert "-> realtime" in out.getvalue()
+    result = await run(config, RunOptions(limit=5, tty=False), out=io.StringIO())
+    records = _records(tmp_path / "out.jsonl")
+    assert len(records) == 5 and {r["via"] for r in records} == {"realtime"}
+    assert result.stats[0].route == "realtime"
+    out = io.StringIO()
+    await run(config, RunOptions(dry_run=True, tty=False), out=out)
+    assert "45 pending" in out.getvalue() and "-> batch" in out.getvalue()

@@ -144,7 +144,9 @@ def load_resume_index(path: Path) -> ResumeIndex:
                     records += 1
                 elif other.strip():
                     records += _slow_line(index, other, line_no, path)
-        if rest:
+        if rest and _whole_record(rest):  # only its newline is missing: the writer adds it back
+            records += _slow_line(index, rest, line_no + 1, path)
+        elif rest:
             log.info("torn last line", extra={"file": str(path), "line": line_no + 1, "bytes": len(rest)})
     index.records = records
     return index
@@ -175,6 +177,14 @@ def _slow_line(index: ResumeIndex, line: bytes, line_no: int, path: Path) -> int
     return 1
 
 
+def _whole_record(line: bytes) -> bool:
+    """A last line without a newline that is still a complete JSON object (not torn)."""
+    try:
+        return isinstance(orjson.loads(line), dict)
+    except orjson.JSONDecodeError:
+        return False
+
+
 def repair_torn_tail(path: Path) -> int:
     """Cut a torn last line (left by a kill) so the next record starts on its own line."""
     try:
@@ -198,6 +208,11 @@ def repair_torn_tail(path: Path) -> int:
                 pos = start
             else:
                 cut = 0
+            handle.seek(cut)
+            if size - cut < _BLOCK and _whole_record(handle.read(size - cut)):
+                handle.seek(size)
+                handle.write(b"\n")  # a whole record that only lacks its newline: keep it
+                return 0
             handle.truncate(cut)
             log.warning("repaired a torn last line", extra={"file": str(path), "bytes_removed": size - cut})
             return size - cut

@@ -22,12 +22,21 @@ import aiohttp
 
 
 def body(url: str) -> bytes:
-    return json.dumps({
-        "model": "glm-4v-flash",
-        "messages": [{"role": "user", "content": [
-            {"type": "image_url", "image_url": {"url": url}}, {"type": "text", "text": "Describe this image."}]}],
-        "max_tokens": 256,
-    }).encode()
+    return json.dumps(
+        {
+            "model": "glm-4v-flash",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": url}},
+                        {"type": "text", "text": "Describe this image."},
+                    ],
+                }
+            ],
+            "max_tokens": 256,
+        }
+    ).encode()
 
 
 HEADERS = {"Content-Type": "application/json", "Authorization": "Bearer simulator"}
@@ -52,7 +61,9 @@ async def bare(base_url: str, urls: list[str], concurrency: int) -> dict[str, fl
     return {"done": len(urls), "ok": ok, "requests": len(urls), "wall_s": wall}
 
 
-async def gather_chunks(base_url: str, urls: list[str], concurrency: int, output: str) -> dict[str, float]:
+async def gather_chunks(
+    base_url: str, urls: list[str], concurrency: int, output: str
+) -> dict[str, float]:
     requests = 0
     ok = 0
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -67,7 +78,11 @@ async def gather_chunks(base_url: str, urls: list[str], concurrency: int, output
                     async with session.post(endpoint, data=body(url), headers=HEADERS) as resp:
                         data = await resp.json(content_type=None)
                         if resp.status == 200:
-                            return {"url": url, "status": "ok", "content": data["choices"][0]["message"]["content"]}
+                            return {
+                                "url": url,
+                                "status": "ok",
+                                "content": data["choices"][0]["message"]["content"],
+                            }
                         if resp.status not in (429, 500, 502, 503):
                             return {"url": url, "status": "error", "code": resp.status}
                 except aiohttp.ClientError:
@@ -76,9 +91,9 @@ async def gather_chunks(base_url: str, urls: list[str], concurrency: int, output
             return {"url": url, "status": "error", "code": "retries"}
 
         t0 = time.perf_counter()
-        with open(output, "a") as out:  # noqa: ASYNC230 - as people write it by hand
+        with open(output, "a") as out:
             for i in range(0, len(urls), concurrency):
-                results = await asyncio.gather(*(one(u) for u in urls[i:i + concurrency]))
+                results = await asyncio.gather(*(one(u) for u in urls[i : i + concurrency]))
                 out.write("".join(json.dumps(r) + "\n" for r in results))
                 ok += sum(r["status"] == "ok" for r in results)
         wall = time.perf_counter() - t0

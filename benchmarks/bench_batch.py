@@ -25,32 +25,47 @@ from pathlib import Path
 
 import orjson
 
-from runner.batch import CollectResult, collect_lines
-from runner.batchfiles import build_chunks, read_sidecar, sidecar_item
 from runner.config import JobConfig
-from runner.inputs import Item, read_items
-from runner.payloads import BodyBuilder
-from runner.plan import iter_pending
+from runner.core.payloads import BodyBuilder
+from runner.core.plan import iter_pending
+from runner.core.stats import JobStats
+from runner.engine.batch import CollectResult, collect_lines
+from runner.io.batch_files import build_chunks, read_sidecar, sidecar_item
+from runner.io.inputs import Item, read_items
+from runner.io.store import ResultWriter, ResumeIndex, key_hash
 from runner.simulator import expected_content
-from runner.stats import JobStats
-from runner.store import ResultWriter, ResumeIndex, key_hash
 
 TARGET = 100_000.0
 
 
 def make_job(tmp: Path) -> JobConfig:
     return JobConfig(
-        name="bench", input=str(tmp / "urls.txt"), output=str(tmp / "out" / "r.jsonl"), model="glm-4v-plus-0111",
-        prompt="请描述这张图片中的主要内容和场景", params={"temperature": 0.5, "max_tokens": 1024},
+        name="bench",
+        input=str(tmp / "urls.txt"),
+        output=str(tmp / "out" / "r.jsonl"),
+        model="glm-4v-plus-0111",
+        prompt="请描述这张图片中的主要内容和场景",
+        params={"temperature": 0.5, "max_tokens": 1024},
     )
 
 
 def bench_build(job: JobConfig, n: int, work: Path) -> tuple[float, list]:
-    urls = [f"https://images.example.com/photos/2024/{i:08d}/large.jpg?sig={i * 7919:x}" for i in range(n)]
+    urls = [
+        f"https://images.example.com/photos/2024/{i:08d}/large.jpg?sig={i * 7919:x}"
+        for i in range(n)
+    ]
     items = [(key_hash(u), Item(u, u, i + 1)) for i, u in enumerate(urls)]
     t0 = time.perf_counter()
-    chunks = list(build_chunks(items, work, BodyBuilder(job), endpoint="/v4/chat/completions",
-                               max_lines=50_000, max_bytes=99 * 1024 * 1024))
+    chunks = list(
+        build_chunks(
+            items,
+            work,
+            BodyBuilder(job),
+            endpoint="/v4/chat/completions",
+            max_lines=50_000,
+            max_bytes=99 * 1024 * 1024,
+        )
+    )
     elapsed = time.perf_counter() - t0
     assert sum(c.lines for c in chunks) == n
     return n / elapsed, chunks
@@ -58,11 +73,26 @@ def bench_build(job: JobConfig, n: int, work: Path) -> tuple[float, list]:
 
 def bench_build_from_input(job: JobConfig, n: int, work: Path) -> float:
     path = Path(job.input)
-    path.write_text("".join(f"https://images.example.com/photos/2024/{i:08d}/large.jpg?sig={i * 7919:x}\n" for i in range(n)))
+    path.write_text(
+        "".join(
+            f"https://images.example.com/photos/2024/{i:08d}/large.jpg?sig={i * 7919:x}\n"
+            for i in range(n)
+        )
+    )
     t0 = time.perf_counter()
-    pending = ((h, it) for h, it in iter_pending(read_items(path), ResumeIndex()) if isinstance(it, Item))
-    chunks = list(build_chunks(pending, work, BodyBuilder(job), endpoint="/v4/chat/completions",
-                               max_lines=50_000, max_bytes=99 * 1024 * 1024))
+    pending = (
+        (h, it) for h, it in iter_pending(read_items(path), ResumeIndex()) if isinstance(it, Item)
+    )
+    chunks = list(
+        build_chunks(
+            pending,
+            work,
+            BodyBuilder(job),
+            endpoint="/v4/chat/completions",
+            max_lines=50_000,
+            max_bytes=99 * 1024 * 1024,
+        )
+    )
     elapsed = time.perf_counter() - t0
     assert sum(c.lines for c in chunks) == n
     return n / elapsed
@@ -74,18 +104,32 @@ def output_file(ids: dict[str, str], batch_id: str) -> bytes:
     for i, (cid, rest) in enumerate(ids.items()):
         url = sidecar_item(rest).url
         body = {
-            "id": str(8_700_000_000_000_000_000 + i), "request_id": cid, "created": 1_731_001_234,
+            "id": str(8_700_000_000_000_000_000 + i),
+            "request_id": cid,
+            "created": 1_731_001_234,
             "model": "glm-4v-plus-0111",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": expected_content(url)}}],
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": expected_content(url)},
+                }
+            ],
             "usage": {"prompt_tokens": 1040, "completion_tokens": 20, "total_tokens": 1060},
         }
-        lines.append(orjson.dumps({"response": {"status_code": 200, "body": body}, "custom_id": cid, "id": batch_id}))
+        lines.append(
+            orjson.dumps(
+                {"response": {"status_code": 200, "body": body}, "custom_id": cid, "id": batch_id}
+            )
+        )
     random.Random(1).shuffle(lines)
     return b"\n".join(lines) + b"\n"
 
 
 def bench_collect(job: JobConfig, chunks: list, work: Path) -> float:
-    files = [(work / c.ids, output_file(read_sidecar(work / c.ids), f"batch_{c.index}")) for c in chunks]
+    files = [
+        (work / c.ids, output_file(read_sidecar(work / c.ids), f"batch_{c.index}")) for c in chunks
+    ]
     n = sum(c.lines for c in chunks)
     stats = JobStats("bench")
     writer = ResultWriter(job.output_path)
@@ -105,9 +149,15 @@ def bench_collect(job: JobConfig, chunks: list, work: Path) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; targets are not enforced")
-    parser.add_argument("--lines", type=int, default=None, help="lines per figure (default 200000, smoke 2000)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs per figure; the best is reported (default 3)")
-    parser.add_argument("--json", dest="json_path", metavar="PATH", help="also write the figures as JSON here")
+    parser.add_argument(
+        "--lines", type=int, default=None, help="lines per figure (default 200000, smoke 2000)"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per figure; the best is reported (default 3)"
+    )
+    parser.add_argument(
+        "--json", dest="json_path", metavar="PATH", help="also write the figures as JSON here"
+    )
     args = parser.parse_args()
     n = args.lines or (2_000 if args.smoke else 200_000)
     repeat = 1 if args.smoke else args.repeat
@@ -126,7 +176,9 @@ def main() -> int:
         ("collect output (lines/s)", collect, TARGET),
         ("build incl. reading input (lines/s)", build_input, None),
     ]
-    print(f"bench_batch: {n} lines, best of {repeat}, python {sys.version.split()[0]}, load {os.getloadavg()[0]:.2f}")
+    print(
+        f"bench_batch: {n} lines, best of {repeat}, python {sys.version.split()[0]}, load {os.getloadavg()[0]:.2f}"
+    )
     print(f"{'figure':40} {'value':>12} {'target':>10} {'ratio':>7}")
     missed = False
     for name, value, target in rows:
@@ -137,10 +189,26 @@ def main() -> int:
         shown_ratio = f"{ratio:7.2f}" if ratio else f"{'-':>7}"
         print(f"{name:40} {value:12,.0f} {shown_target} {shown_ratio}")
     if args.json_path:
-        Path(args.json_path).write_text(json.dumps(
-            {"lines": n, "smoke": args.smoke, "repeat": repeat, "all_runs": {"build": builds, "build_input": inputs, "collect": collects},
-             "figures": [{"figure": name, "value": round(v, 1), "target": t, "ratio": round(v / t, 3) if t else None}
-                         for name, v, t in rows]}, indent=2))
+        Path(args.json_path).write_text(
+            json.dumps(
+                {
+                    "lines": n,
+                    "smoke": args.smoke,
+                    "repeat": repeat,
+                    "all_runs": {"build": builds, "build_input": inputs, "collect": collects},
+                    "figures": [
+                        {
+                            "figure": name,
+                            "value": round(v, 1),
+                            "target": t,
+                            "ratio": round(v / t, 3) if t else None,
+                        }
+                        for name, v, t in rows
+                    ],
+                },
+                indent=2,
+            )
+        )
     if missed and not args.smoke:
         print("bench_batch: a target was missed", file=sys.stderr)
         return 1

@@ -30,7 +30,9 @@ class SimProcess:
         args = [PY, "-m", "runner", "simulate", "--port", "0"]
         for key, value in knobs.items():
             args += ["--set", f"{key}={json.dumps(value)}"]
-        self.proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         match = re.search(r"(http://\S+)", line)
@@ -43,7 +45,9 @@ class SimProcess:
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.root + path, data=data, method=method, headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(
+            self.root + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read())
 
@@ -67,7 +71,7 @@ class SimProcess:
                 self.proc.kill()
                 self.proc.wait()
 
-    def __enter__(self) -> SimProcess:  # noqa: PYI034
+    def __enter__(self) -> SimProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -85,15 +89,22 @@ class ChildRun:
 
 
 def run_child(
-    args: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None, timeout_s: float = 600,
-    poll: Callable[[float], None] | None = None, poll_s: float = 0.05,
+    args: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 600,
+    poll: Callable[[float], None] | None = None,
+    poll_s: float = 0.05,
 ) -> ChildRun:
     """Run a command; wall time, user+sys CPU and peak RSS of that child alone (os.wait4).
     ``poll(elapsed_s)`` is called about every ``poll_s`` while it runs."""
     out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-{os.getpid()}-{time.monotonic_ns()}"
     with open(f"{out_path}.out", "w+") as out, open(f"{out_path}.err", "w+") as err:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(args, cwd=cwd or REPO, stdout=out, stderr=err, env={**os.environ, **(env or {})})
+        proc = subprocess.Popen(
+            args, cwd=cwd or REPO, stdout=out, stderr=err, env={**os.environ, **(env or {})}
+        )
         deadline = time.monotonic() + timeout_s
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
@@ -110,7 +121,14 @@ def run_child(
         proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        result = ChildRun(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024, proc.returncode, out.read(), err.read())
+        result = ChildRun(
+            wall,
+            usage.ru_utime + usage.ru_stime,
+            usage.ru_maxrss / 1024,
+            proc.returncode,
+            out.read(),
+            err.read(),
+        )
     for suffix in (".out", ".err"):
         Path(f"{out_path}{suffix}").unlink(missing_ok=True)
     return result
@@ -118,12 +136,24 @@ def run_child(
 
 def write_urls(path: Path, n: int, *, prefix: str = "u", start: int = 0) -> Path:
     with open(path, "w") as f:
-        f.write("".join(f"https://img.example.com/{prefix}/{i:08d}.jpg\n" for i in range(start, start + n)))
+        f.write(
+            "".join(
+                f"https://img.example.com/{prefix}/{i:08d}.jpg\n" for i in range(start, start + n)
+            )
+        )
     return path
 
 
-def write_config(path: Path, base_url: str, *, input: str, output: str, limits: dict[str, Any], retry: dict[str, Any] | None = None,
-                 run: dict[str, Any] | None = None) -> Path:
+def write_config(
+    path: Path,
+    base_url: str,
+    *,
+    input: str,
+    output: str,
+    limits: dict[str, Any],
+    retry: dict[str, Any] | None = None,
+    run: dict[str, Any] | None = None,
+) -> Path:
     import yaml
 
     config = {
@@ -131,15 +161,30 @@ def write_config(path: Path, base_url: str, *, input: str, output: str, limits: 
         "limits": limits,
         "retry": retry or {"max_attempts": 20, "base_delay_s": 0.2, "max_delay_s": 2.0},
         "run": {"progress_interval_s": 10, **(run or {})},
-        "jobs": [{"name": "bench", "input": input, "output": output, "model": "glm-4v-flash",
-                  "prompt": "Describe this image.", "params": {"max_tokens": 256}, "mode": "realtime"}],
+        "jobs": [
+            {
+                "name": "bench",
+                "input": input,
+                "output": output,
+                "model": "glm-4v-flash",
+                "prompt": "Describe this image.",
+                "params": {"max_tokens": 256},
+                "mode": "realtime",
+            }
+        ],
     }
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 
-def glmrun(config: Path, *extra: str, env: dict[str, str] | None = None, timeout_s: float = 600) -> ChildRun:
-    return run_child([PY, "-m", "runner", "run", str(config), "-q", *extra], env={"ZHIPUAI_API_KEY": "bench", **(env or {})}, timeout_s=timeout_s)
+def glmrun(
+    config: Path, *extra: str, env: dict[str, str] | None = None, timeout_s: float = 600
+) -> ChildRun:
+    return run_child(
+        [PY, "-m", "runner", "run", str(config), "-q", *extra],
+        env={"ZHIPUAI_API_KEY": "bench", **(env or {})},
+        timeout_s=timeout_s,
+    )
 
 
 def count_output(path: Path) -> dict[str, int]:
@@ -176,8 +221,16 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     try:
-        info["commit"] = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True, check=False).stdout
+        info["commit"] = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=False
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
         info["dirty"] = bool(dirty.strip())
     except OSError:
         pass

@@ -22,9 +22,15 @@ def make(directory: Path, n: int, new: int) -> tuple[Path, Path]:
     )
     chunk = 100_000
     with open(out, "w") as f:
-        f.writelines("".join('{"url":"' + url(i) + '"' + tail for i in range(start, min(n, start + chunk))) for start in range(0, n, chunk))
+        f.writelines(
+            "".join('{"url":"' + url(i) + '"' + tail for i in range(start, min(n, start + chunk)))
+            for start in range(0, n, chunk)
+        )
     with open(inp, "w") as f:
-        f.writelines("".join(url(i) + "\n" for i in range(start, min(n + new, start + chunk))) for start in range(0, n + new, chunk))
+        f.writelines(
+            "".join(url(i) + "\n" for i in range(start, min(n + new, start + chunk)))
+            for start in range(0, n + new, chunk)
+        )
     return inp, out
 
 

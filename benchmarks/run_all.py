@@ -75,11 +75,25 @@ class Ctx:
 
 
 def glmrun_run(config: Path, env: dict[str, str] | None = None, **kw: Any) -> Any:
-    return run_child([PY, "-m", "runner", "run", str(config), "-q"], env={**KEY_ENV, **(env or {})}, **kw)
+    return run_child(
+        [PY, "-m", "runner", "run", str(config), "-q"], env={**KEY_ENV, **(env or {})}, **kw
+    )
 
 
-def baseline(mode: str, sim: SimProcess, urls: Path, concurrency: int, output: Path | None = None) -> tuple[Any, dict[str, Any]]:
-    args = [PY, str(HERE / "baselines.py"), mode, "--base-url", sim.base_url, "--input", str(urls), "--concurrency", str(concurrency)]
+def baseline(
+    mode: str, sim: SimProcess, urls: Path, concurrency: int, output: Path | None = None
+) -> tuple[Any, dict[str, Any]]:
+    args = [
+        PY,
+        str(HERE / "baselines.py"),
+        mode,
+        "--base-url",
+        sim.base_url,
+        "--input",
+        str(urls),
+        "--concurrency",
+        str(concurrency),
+    ]
     if output is not None:
         args += ["--output", str(output)]
     child = run_child(args)
@@ -97,20 +111,50 @@ def bench_saturation(ctx: Ctx) -> None:
     d = ctx.dir("saturation")
     with SimProcess(latency_mean_s=0.1, latency_spread_s=0.02, max_in_flight=64) as sim:
         urls = write_urls(d / "urls.txt", n)
-        cfg = write_config(d / "c.yaml", sim.base_url, input=str(urls), output=str(d / "out.jsonl"), limits={"concurrency": 64})
+        cfg = write_config(
+            d / "c.yaml",
+            sim.base_url,
+            input=str(urls),
+            output=str(d / "out.jsonl"),
+            limits={"concurrency": 64},
+        )
         sim.reset()
         child = glmrun_run(cfg)
         stats = sim.stats()
     rate = n / child.wall_s
     ceiling = 64 / 0.1
     out = count_output(d / "out.jsonl")
-    ctx.add(Figure("saturation: req/s at limit 64, 100 ms", rate, "req/s", ">= 0.95 x 640", rate / ceiling, rate / ceiling >= 0.95,
-                   {"wall_s": child.wall_s, "n": n, "throttled": stats["throttled"], "distinct_ok": out["distinct"]}))
-    engine = re.search(r"; ([\d.]+)s, ([\d.]+) req/s", child.stdout)  # the summary line: the engine's own wall
+    ctx.add(
+        Figure(
+            "saturation: req/s at limit 64, 100 ms",
+            rate,
+            "req/s",
+            ">= 0.95 x 640",
+            rate / ceiling,
+            rate / ceiling >= 0.95,
+            {
+                "wall_s": child.wall_s,
+                "n": n,
+                "throttled": stats["throttled"],
+                "distinct_ok": out["distinct"],
+            },
+        )
+    )
+    engine = re.search(
+        r"; ([\d.]+)s, ([\d.]+) req/s", child.stdout
+    )  # the summary line: the engine's own wall
     if engine:
         erate = n / float(engine.group(1))
-        ctx.add(Figure("saturation, engine wall (excl. process start)", erate, "req/s", ">= 0.95 x 640", erate / ceiling,
-                       erate / ceiling >= 0.95))
+        ctx.add(
+            Figure(
+                "saturation, engine wall (excl. process start)",
+                erate,
+                "req/s",
+                ">= 0.95 x 640",
+                erate / ceiling,
+                erate / ceiling >= 0.95,
+            )
+        )
 
 
 def bench_overhead(ctx: Ctx) -> None:
@@ -121,12 +165,37 @@ def bench_overhead(ctx: Ctx) -> None:
         urls = write_urls(d / "urls.txt", n)
         bare_child, bare = baseline("bare", sim, urls, 50)
         bare_rate = n / bare_child.wall_s
-        ctx.add(Figure("bare aiohttp+semaphore loop (ceiling)", bare_rate, "req/s", "reference", 1.0, None,
-                       {"cpu_ms_per_request": 1000 * bare_child.cpu_s / n, "inner_rate": n / bare["wall_s"], "peak_rss_mb": bare_child.max_rss_mb}))
+        ctx.add(
+            Figure(
+                "bare aiohttp+semaphore loop (ceiling)",
+                bare_rate,
+                "req/s",
+                "reference",
+                1.0,
+                None,
+                {
+                    "cpu_ms_per_request": 1000 * bare_child.cpu_s / n,
+                    "inner_rate": n / bare["wall_s"],
+                    "peak_rss_mb": bare_child.max_rss_mb,
+                },
+            )
+        )
         gather_child, gather = baseline("gather", sim, urls, 50, d / "gather.jsonl")
         gather_rate = n / gather_child.wall_s
-        ctx.add(Figure("hand-written gather-over-chunks loop", gather_rate, "req/s", "informational", gather_rate / bare_rate, None,
-                       {"cpu_ms_per_request": 1000 * gather_child.cpu_s / n, "requests": gather["requests"]}))
+        ctx.add(
+            Figure(
+                "hand-written gather-over-chunks loop",
+                gather_rate,
+                "req/s",
+                "informational",
+                gather_rate / bare_rate,
+                None,
+                {
+                    "cpu_ms_per_request": 1000 * gather_child.cpu_s / n,
+                    "requests": gather["requests"],
+                },
+            )
+        )
         loops = ["asyncio"]
         try:
             import uvloop  # noqa: F401
@@ -136,45 +205,99 @@ def bench_overhead(ctx: Ctx) -> None:
             pass
         for loop in loops:
             out = d / f"glmrun-{loop}.jsonl"
-            cfg = write_config(d / f"c-{loop}.yaml", sim.base_url, input=str(urls), output=str(out), limits={"concurrency": 50})
+            cfg = write_config(
+                d / f"c-{loop}.yaml",
+                sim.base_url,
+                input=str(urls),
+                output=str(out),
+                limits={"concurrency": 50},
+            )
             child = glmrun_run(cfg, env={"GLMRUN_LOOP": "asyncio" if loop == "asyncio" else "auto"})
             rate = n / child.wall_s
             counted = count_output(out)
-            ctx.add(Figure(f"glmrun ({loop}) vs bare loop, 20 ms", rate, "req/s", ">= 0.85 bare (aim 0.95)", rate / bare_rate,
-                           rate / bare_rate >= 0.85,
-                           {"cpu_ms_per_request": 1000 * child.cpu_s / n, "peak_rss_mb": child.max_rss_mb, "distinct_ok": counted["ok"],
-                            "wall_s": child.wall_s}))
-            ctx.add(Figure(f"glmrun ({loop}) CPU per request", 1000 * child.cpu_s / n, "ms", f"info (bare: {1000 * bare_child.cpu_s / n:.3f} ms)", (child.cpu_s / n) / (bare_child.cpu_s / n), None))
+            ctx.add(
+                Figure(
+                    f"glmrun ({loop}) vs bare loop, 20 ms",
+                    rate,
+                    "req/s",
+                    ">= 0.85 bare (aim 0.95)",
+                    rate / bare_rate,
+                    rate / bare_rate >= 0.85,
+                    {
+                        "cpu_ms_per_request": 1000 * child.cpu_s / n,
+                        "peak_rss_mb": child.max_rss_mb,
+                        "distinct_ok": counted["ok"],
+                        "wall_s": child.wall_s,
+                    },
+                )
+            )
+            ctx.add(
+                Figure(
+                    f"glmrun ({loop}) CPU per request",
+                    1000 * child.cpu_s / n,
+                    "ms",
+                    f"info (bare: {1000 * bare_child.cpu_s / n:.3f} ms)",
+                    (child.cpu_s / n) / (bare_child.cpu_s / n),
+                    None,
+                )
+            )
 
 
-def _adaptive(ctx: Ctx, name: str, knobs: dict[str, Any], n: int, ideal_s: float, capacity_note: str) -> None:
+def _adaptive(
+    ctx: Ctx, name: str, knobs: dict[str, Any], n: int, ideal_s: float, capacity_note: str
+) -> None:
     d = ctx.dir(name)
     with SimProcess(latency_mean_s=0.2, **knobs) as sim:
         urls = write_urls(d / "urls.txt", n)
-        cfg = write_config(d / "c.yaml", sim.base_url, input=str(urls), output=str(d / "out.jsonl"),
-                           limits={"concurrency": "auto", "max_concurrency": 256})
+        cfg = write_config(
+            d / "c.yaml",
+            sim.base_url,
+            input=str(urls),
+            output=str(d / "out.jsonl"),
+            limits={"concurrency": "auto", "max_concurrency": 256},
+        )
         sim.reset()  # t=0 of limit_schedule
         child = glmrun_run(cfg)
         stats = sim.stats()
     out = count_output(d / "out.jsonl")
     ratio = ideal_s / child.wall_s
-    engine = re.search(r"; ([\d.]+)s, ([\d.]+) req/s", child.stdout)  # the summary line: the engine's own wall
+    engine = re.search(
+        r"; ([\d.]+)s, ([\d.]+) req/s", child.stdout
+    )  # the summary line: the engine's own wall
     share = stats["throttled"] / max(1, stats["chat_requests"])
     lost = n - out["ok"]
-    ctx.add(Figure(f"auto: {capacity_note}", n / child.wall_s, "results/s",
-                   ">= 0.85 cap (aim 0.9), 429 <= 5%, 0 lost", ratio, ratio >= 0.85 and share <= 0.05 and lost == 0,
-                   {"share_429": share, "lost": lost, "wall_s": child.wall_s, "ideal_s": ideal_s, "requests": stats["chat_requests"],
-                    "engine_wall_s": float(engine.group(1)) if engine else None}))
+    ctx.add(
+        Figure(
+            f"auto: {capacity_note}",
+            n / child.wall_s,
+            "results/s",
+            ">= 0.85 cap (aim 0.9), 429 <= 5%, 0 lost",
+            ratio,
+            ratio >= 0.85 and share <= 0.05 and lost == 0,
+            {
+                "share_429": share,
+                "lost": lost,
+                "wall_s": child.wall_s,
+                "ideal_s": ideal_s,
+                "requests": stats["chat_requests"],
+                "engine_wall_s": float(engine.group(1)) if engine else None,
+            },
+        )
+    )
 
 
 def bench_adaptive16(ctx: Ctx) -> None:
     n = ctx.size(2000, 100)
-    _adaptive(ctx, "adaptive16", {"max_in_flight": 16}, n, n / 80.0, "hidden 16 @ 200 ms (cap 80/s)")
+    _adaptive(
+        ctx, "adaptive16", {"max_in_flight": 16}, n, n / 80.0, "hidden 16 @ 200 ms (cap 80/s)"
+    )
 
 
 def bench_adaptive64(ctx: Ctx) -> None:
     n = ctx.size(6400, 200)
-    _adaptive(ctx, "adaptive64", {"max_in_flight": 64}, n, n / 320.0, "hidden 64 @ 200 ms (cap 320/s)")
+    _adaptive(
+        ctx, "adaptive64", {"max_in_flight": 64}, n, n / 320.0, "hidden 64 @ 200 ms (cap 320/s)"
+    )
 
 
 def bench_adaptive_schedule(ctx: Ctx) -> None:
@@ -182,8 +305,14 @@ def bench_adaptive_schedule(ctx: Ctx) -> None:
     step = ctx.size(8, 1)
     schedule = [[0, 16], [step, 4], [2 * step, 32]]
     n = ctx.size(2000, 150)
-    _adaptive(ctx, "adaptive-schedule", {"limit_schedule": schedule}, n, ideal_time(schedule, n, 0.2),
-              f"hidden 16 -> 4 -> 32, every {step} s")
+    _adaptive(
+        ctx,
+        "adaptive-schedule",
+        {"limit_schedule": schedule},
+        n,
+        ideal_time(schedule, n, 0.2),
+        f"hidden 16 -> 4 -> 32, every {step} s",
+    )
 
 
 def ideal_time(schedule: list[list[float]], n: int, latency_s: float) -> float:
@@ -207,16 +336,32 @@ def bench_memory(ctx: Ctx) -> None:
     with SimProcess(latency_mean_s=0.0) as sim:
         for n in (small, big):
             urls = write_urls(d / f"urls-{n}.txt", n)
-            cfg = write_config(d / f"c-{n}.yaml", sim.base_url, input=str(urls), output=str(d / f"out-{n}.jsonl"),
-                               limits={"concurrency": 64})
+            cfg = write_config(
+                d / f"c-{n}.yaml",
+                sim.base_url,
+                input=str(urls),
+                output=str(d / f"out-{n}.jsonl"),
+                limits={"concurrency": 64},
+            )
             child = glmrun_run(cfg)
             peaks[n] = child.max_rss_mb
             if child.returncode != 0:
                 raise RuntimeError(f"memory run failed: {child.stderr[-500:]}")
-    ctx.add(Figure(f"memory: peak RSS, fresh run of {big:,} URLs", peaks[big], "MB", "<= 100 MB", peaks[big] / 100, peaks[big] <= 100,
-                   {"peak_rss_small_mb": peaks[small], "small": small}))
+    ctx.add(
+        Figure(
+            f"memory: peak RSS, fresh run of {big:,} URLs",
+            peaks[big],
+            "MB",
+            "<= 100 MB",
+            peaks[big] / 100,
+            peaks[big] <= 100,
+            {"peak_rss_small_mb": peaks[small], "small": small},
+        )
+    )
     grow = peaks[big] - peaks[small]
-    ctx.add(Figure(f"memory: {big:,} vs {small:,} URLs", grow, "MB", "<= 15 MB", grow / 15, grow <= 15))
+    ctx.add(
+        Figure(f"memory: {big:,} vs {small:,} URLs", grow, "MB", "<= 15 MB", grow / 15, grow <= 15)
+    )
 
 
 def bench_resume(ctx: Ctx) -> None:
@@ -225,7 +370,9 @@ def bench_resume(ctx: Ctx) -> None:
     d = ctx.dir("resume")
     inp, out = make_resume_fixture(d, n, new)
     with SimProcess(latency_mean_s=0.02) as sim:
-        cfg = write_config(d / "c.yaml", sim.base_url, input=str(inp), output=str(out), limits={"concurrency": 50})
+        cfg = write_config(
+            d / "c.yaml", sim.base_url, input=str(inp), output=str(out), limits={"concurrency": 50}
+        )
         sim.reset()
         first_s: float | None = None
 
@@ -234,15 +381,53 @@ def bench_resume(ctx: Ctx) -> None:
             if first_s is None and sim.stats()["chat_requests"] > 0:
                 first_s = elapsed
 
-        child = run_child([PY, "-m", "runner", "run", str(cfg), "-q"], env=KEY_ENV, poll=poll, poll_s=0.05)
+        child = run_child(
+            [PY, "-m", "runner", "run", str(cfg), "-q"], env=KEY_ENV, poll=poll, poll_s=0.05
+        )
         stats = sim.stats()
     requested = stats["chat_requests"]
     first = first_s if first_s is not None else float("nan")
-    ctx.add(Figure(f"resume: first request ({n:,} done + {new} new)", first, "s", "<= 5 s", first / 5, first <= 5))
-    ctx.add(Figure("resume: whole run", child.wall_s, "s", "<= 10 s", child.wall_s / 10, child.wall_s <= 10,
-                   {"cpu_s": child.cpu_s, "loadavg": os.getloadavg()}))
-    ctx.add(Figure("resume: peak RSS", child.max_rss_mb, "MB", "<= 300 MB", child.max_rss_mb / 300, child.max_rss_mb <= 300))
-    ctx.add(Figure("resume: URLs requested", requested, "requests", f"exactly {new}", requested / new, requested == new))
+    ctx.add(
+        Figure(
+            f"resume: first request ({n:,} done + {new} new)",
+            first,
+            "s",
+            "<= 5 s",
+            first / 5,
+            first <= 5,
+        )
+    )
+    ctx.add(
+        Figure(
+            "resume: whole run",
+            child.wall_s,
+            "s",
+            "<= 10 s",
+            child.wall_s / 10,
+            child.wall_s <= 10,
+            {"cpu_s": child.cpu_s, "loadavg": os.getloadavg()},
+        )
+    )
+    ctx.add(
+        Figure(
+            "resume: peak RSS",
+            child.max_rss_mb,
+            "MB",
+            "<= 300 MB",
+            child.max_rss_mb / 300,
+            child.max_rss_mb <= 300,
+        )
+    )
+    ctx.add(
+        Figure(
+            "resume: URLs requested",
+            requested,
+            "requests",
+            f"exactly {new}",
+            requested / new,
+            requested == new,
+        )
+    )
 
 
 def bench_index_bytes(ctx: Ctx) -> None:
@@ -253,7 +438,7 @@ def bench_index_bytes(ctx: Ctx) -> None:
     if not out.exists():
         make_resume_fixture(d, n, 200)
     code = (
-        "import sys, resource, time; from pathlib import Path; from runner.store import load_resume_index\n"
+        "import sys, resource, time; from pathlib import Path; from runner.io.store import load_resume_index\n"
         "def rss():\n    return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
         "before = rss(); t = time.perf_counter(); index = load_resume_index(Path(sys.argv[1])); s = time.perf_counter() - t\n"
         "n = len(index.ok) + len(index.failed) + len(index.retryable)\n"
@@ -261,8 +446,17 @@ def bench_index_bytes(ctx: Ctx) -> None:
     )
     child = run_child([PY, "-c", code, str(out)])
     per_url, seconds, count = child.stdout.split()
-    ctx.add(Figure(f"resume index: memory per URL ({int(count):,} keys)", float(per_url), "bytes", "informational", None, None,
-                   {"load_s": float(seconds), "cpu_s": child.cpu_s}))
+    ctx.add(
+        Figure(
+            f"resume index: memory per URL ({int(count):,} keys)",
+            float(per_url),
+            "bytes",
+            "informational",
+            None,
+            None,
+            {"load_s": float(seconds), "cpu_s": child.cpu_s},
+        )
+    )
 
 
 def bench_batch_script(ctx: Ctx) -> None:
@@ -279,11 +473,28 @@ def bench_batch_script(ctx: Ctx) -> None:
     rows = data.get("figures", []) if isinstance(data, dict) else []
     for row in rows:
         target = row.get("target")
-        ctx.add(Figure(f"batch: {row.get('figure')}", float(row.get("value") or 0), "", f">= {target:,.0f}" if target else "info",
-                       row.get("ratio"), (row.get("ratio") or 0) >= 1 if target else None))
+        ctx.add(
+            Figure(
+                f"batch: {row.get('figure')}",
+                float(row.get("value") or 0),
+                "",
+                f">= {target:,.0f}" if target else "info",
+                row.get("ratio"),
+                (row.get("ratio") or 0) >= 1 if target else None,
+            )
+        )
     if not rows or child.returncode not in (0, 1):
-        ctx.add(Figure("bench_batch.py exit code", float(child.returncode), "", "0", None, child.returncode == 0,
-                       {"stderr": child.stderr[-500:]}))
+        ctx.add(
+            Figure(
+                "bench_batch.py exit code",
+                float(child.returncode),
+                "",
+                "0",
+                None,
+                child.returncode == 0,
+                {"stderr": child.stderr[-500:]},
+            )
+        )
 
 
 BENCHMARKS: dict[str, Callable[[Ctx], None]] = {
@@ -309,10 +520,18 @@ def format_row(f: Figure) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the scripts work, not the figures")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="tiny sizes: checks the scripts work, not the figures"
+    )
     parser.add_argument("--only", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
-    parser.add_argument("--out", type=Path, help="JSON results path (default benchmarks/results/<time>.json; smoke: a temp dir)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="JSON results path (default benchmarks/results/<time>.json; smoke: a temp dir)",
+    )
     args = parser.parse_args()
     names = [n.strip() for n in args.only.split(",")] if args.only else list(BENCHMARKS)
     unknown = [n for n in names if n not in BENCHMARKS]
@@ -327,7 +546,7 @@ def main() -> int:
             print(f"[{name}]", flush=True)
             try:
                 BENCHMARKS[name](ctx)
-            except Exception as exc:  # noqa: BLE001 - a broken benchmark is reported, the others still run
+            except Exception as exc:
                 failures.append(f"{name}: {type(exc).__name__}: {exc}")
                 print(f"  ERROR {failures[-1]}", flush=True)
         total_s = time.monotonic() - started

@@ -1,5 +1,5 @@
 """``python -m runner`` is the ``glmrun`` command (tests use it with sys.executable)."""
 
-from .cli import main
+from runner.cli.main import main
 
 main()

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .stats import JobStats
+    from runner.core.stats import JobStats
 
 EXIT_OK = 0
 EXIT_SOME_ERRORS = 1

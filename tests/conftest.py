@@ -81,7 +81,9 @@ def write_config(
     if job:
         data["jobs"] = [merge(data["jobs"][0], job), *data["jobs"][1:]]
     path = tmp_path / "config.yaml"
-    path.write_text(raw if raw is not None else yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    path.write_text(
+        raw if raw is not None else yaml.safe_dump(data, allow_unicode=True), encoding="utf-8"
+    )
     if input_bytes is None:
         lines = list(urls) if urls is not None else make_urls(10)
         input_bytes = "".join(f"{u}\n" for u in lines).encode()

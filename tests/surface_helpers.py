@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import yaml
 
-from runner.app import RunOptions, RunResult, run
+from runner.app.orchestrate import RunOptions, RunResult, run
 from runner.config import load_config
 
 PNG = bytes.fromhex(
@@ -31,8 +31,14 @@ def write_config(tmp_path: Path, job: dict[str, Any] | None = None, **top: Any) 
         "simulator": {"latency_mean_s": 0.0},
         "run": {"progress_interval_s": 60},
         "jobs": [
-            {"name": "t", "input": "in.txt", "output": "out.jsonl", "model": "glm-4v-plus-0111", "prompt": "Describe.",
-             **(job or {})}
+            {
+                "name": "t",
+                "input": "in.txt",
+                "output": "out.jsonl",
+                "model": "glm-4v-plus-0111",
+                "prompt": "Describe.",
+                **(job or {}),
+            }
         ],
     }
     for key, value in top.items():
@@ -47,9 +53,13 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
     return path
 
 
-async def run_config(path: Path, environ: dict[str, str] | None = None, **options: Any) -> tuple[RunResult, str]:
+async def run_config(
+    path: Path, environ: dict[str, str] | None = None, **options: Any
+) -> tuple[RunResult, str]:
     out = io.StringIO()
-    result = await run(load_config(path, environ=environ or {}), RunOptions(tty=False, **options), out=out)
+    result = await run(
+        load_config(path, environ=environ or {}), RunOptions(tty=False, **options), out=out
+    )
     return result, out.getvalue()
 
 

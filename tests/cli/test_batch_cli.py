@@ -14,17 +14,32 @@ import orjson
 
 from runner.simulator import expected_content
 
-FAST = {"latency_mean_s": 0.0, "batch_validating_s": 0.0, "batch_in_progress_s": 0.0, "batch_finalizing_s": 0.0}
+FAST = {
+    "latency_mean_s": 0.0,
+    "batch_validating_s": 0.0,
+    "batch_in_progress_s": 0.0,
+    "batch_finalizing_s": 0.0,
+}
 
 
-def write_config(tmp: Path, n: int, *, mode: str = "batch", sim: dict[str, Any] | None = None, **batch: Any) -> Path:
+def write_config(
+    tmp: Path, n: int, *, mode: str = "batch", sim: dict[str, Any] | None = None, **batch: Any
+) -> Path:
     (tmp / "urls.txt").write_text("".join(f"https://img.example/{i}.jpg\n" for i in range(n)))
     data = {
         "api": {"base_url": "simulator"},
         "batch": {"poll_interval_s": 0.05, **batch},
         "simulator": {**FAST, **(sim or {})},
-        "jobs": [{"name": "j", "input": "urls.txt", "output": "out/r.jsonl", "model": "glm-4v-plus-0111",
-                  "prompt": "Describe.", "mode": mode}],
+        "jobs": [
+            {
+                "name": "j",
+                "input": "urls.txt",
+                "output": "out/r.jsonl",
+                "model": "glm-4v-plus-0111",
+                "prompt": "Describe.",
+                "mode": mode,
+            }
+        ],
     }
     cfg = tmp / "config.yaml"
     cfg.write_bytes(orjson.dumps(data))
@@ -32,7 +47,14 @@ def write_config(tmp: Path, n: int, *, mode: str = "batch", sim: dict[str, Any] 
 
 
 def glmrun(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runner", *args], check=False, cwd=cwd, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "runner", *args],
+        check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def records(tmp: Path) -> dict[str, dict[str, Any]]:
@@ -55,11 +77,17 @@ def test_auto_routing_both_sides_of_threshold(tmp_path: Path) -> None:
     big.mkdir()
     cfg = write_config(small, 50, mode="auto", threshold=100)
     dry = glmrun(str(cfg), "--dry-run", cwd=small)
-    assert dry.returncode == 0 and "-> realtime (mode: auto, 50 pending <= batch.threshold 100)" in dry.stdout
+    assert (
+        dry.returncode == 0
+        and "-> realtime (mode: auto, 50 pending <= batch.threshold 100)" in dry.stdout
+    )
     assert glmrun(str(cfg), cwd=small).returncode == 0
     assert {r["via"] for r in records(small).values()} == {"realtime"} and len(records(small)) == 50
     cfg = write_config(big, 400, mode="auto", threshold=100)
-    assert "-> batch (mode: auto, 400 pending > batch.threshold 100)" in glmrun(str(cfg), "--dry-run", cwd=big).stdout
+    assert (
+        "-> batch (mode: auto, 400 pending > batch.threshold 100)"
+        in glmrun(str(cfg), "--dry-run", cwd=big).stdout
+    )
     done = glmrun(str(cfg), cwd=big)
     assert done.returncode == 0, done.stderr
     recs = records(big)
@@ -104,8 +132,12 @@ def test_batches_list_show_cancel(tmp_path: Path) -> None:
     cancelled = glmrun("batches", "cancel", str(cfg), cwd=tmp_path)
     assert cancelled.returncode == 0 and "cancel requested for 1 running batch" in cancelled.stdout
     after = glmrun(str(cfg), cwd=tmp_path)
-    assert after.returncode == 75, after.stderr  # collected, but the lines that never ran are still pending
-    assert len(records(tmp_path)) == 5  # the half that ran (partial fraction 0.5); the rest stays pending
+    assert after.returncode == 75, (
+        after.stderr
+    )  # collected, but the lines that never ran are still pending
+    assert (
+        len(records(tmp_path)) == 5
+    )  # the half that ran (partial fraction 0.5); the rest stays pending
     write_config(tmp_path, 10)
     again = glmrun(str(cfg), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
@@ -118,8 +150,12 @@ def test_kill_9_after_first_batch_created_then_rerun(tmp_path: Path) -> None:
     """SIGKILL once a batch is tracked as created; the rerun creates no extra batch and delivers all."""
     cfg = write_config(tmp_path, 30, sim={"batch_in_progress_s": 1.0}, max_requests_per_file=10)
     state = tmp_path / "out" / ".glmrun" / "j" / "state.json"
-    proc = subprocess.Popen([sys.executable, "-m", "runner", str(cfg)], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", str(cfg)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -142,14 +178,20 @@ def test_kill_9_after_first_batch_created_then_rerun(tmp_path: Path) -> None:
 
 def test_batches_list_needs_no_key_or_network(tmp_path: Path) -> None:
     """Listing tracked batches reads the state file only: no API key, no network."""
-    from runner.batch import Chunk, JobState, Running, save_state
+    from runner.engine.batch import Chunk, JobState, Running, save_state
 
     cfg = write_config(tmp_path, 1)
     data = orjson.loads(cfg.read_bytes())
-    data["api"] = {"base_url": "https://open.bigmodel.cn/api/paas/v4", "api_key_env": "GLMRUN_TEST_UNSET_KEY"}
+    data["api"] = {
+        "base_url": "https://open.bigmodel.cn/api/paas/v4",
+        "api_key_env": "GLMRUN_TEST_UNSET_KEY",
+    }
     cfg.write_bytes(orjson.dumps(data))
     chunk = Chunk(0, "chunk-00000.jsonl", "chunk-00000.ids", 1, 100)
-    save_state(tmp_path / "out" / ".glmrun" / "j" / "state.json", JobState("j", "t", "h", [Running(chunk, "f1", "batch_7", "in_progress")]))
+    save_state(
+        tmp_path / "out" / ".glmrun" / "j" / "state.json",
+        JobState("j", "t", "h", [Running(chunk, "f1", "batch_7", "in_progress")]),
+    )
     listed = glmrun("batches", "list", str(cfg), cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
     assert "batch_7" in listed.stdout and "in_progress" in listed.stdout

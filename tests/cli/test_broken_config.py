@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from runner.cli import main
+from runner.cli.main import main
 
-GOOD_JOB = "jobs:\n  - {name: a, input: in.txt, output: out.jsonl, model: glm-4v-flash, prompt: p}\n"
+GOOD_JOB = (
+    "jobs:\n  - {name: a, input: in.txt, output: out.jsonl, model: glm-4v-flash, prompt: p}\n"
+)
 
 
 def _text(body: str) -> Callable[[Path], Path]:
@@ -59,18 +61,39 @@ CASES = [
     ("jobs-empty", _text("jobs: []\n"), "jobs: expected at least one job"),
     ("job-missing-key", _text("jobs:\n  - {name: a, input: in.txt}\n"), "missing required key"),
     ("typo-key", _text("limits: {concurency: 4}\n" + GOOD_JOB), "did you mean concurrency?"),
-    ("grace-too-long", _text("run: {grace_s: 60}\n" + GOOD_JOB), "run.grace_s: expected at most 10"),
+    (
+        "grace-too-long",
+        _text("run: {grace_s: 60}\n" + GOOD_JOB),
+        "run.grace_s: expected at most 10",
+    ),
     ("negative-timeout", _text("api: {timeout_s: -1}\n" + GOOD_JOB), "api.timeout_s"),
     ("bool-as-int", _text("limits: {concurrency: yes}\n" + GOOD_JOB), "limits.concurrency"),
     ("huge-int", _text("limits: {concurrency: 1e999}\n" + GOOD_JOB), "limits.concurrency"),
-    ("anchors-bomb", _text("a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\nc: [*b, *b, *b, *b]\n" + GOOD_JOB), "unknown key"),
-    ("python-tag", _text("api: !!python/object/apply:os.system ['true']\n" + GOOD_JOB), "invalid YAML"),
-    ("no-api-key", _text("api: {base_url: 'https://open.bigmodel.cn/api/paas/v4', api_key_env: GLMRUN_TEST_UNSET_KEY}\n" + GOOD_JOB), "GLMRUN_TEST_UNSET_KEY is not set"),
+    (
+        "anchors-bomb",
+        _text("a: &a [x, x, x, x]\nb: &b [*a, *a, *a, *a]\nc: [*b, *b, *b, *b]\n" + GOOD_JOB),
+        "unknown key",
+    ),
+    (
+        "python-tag",
+        _text("api: !!python/object/apply:os.system ['true']\n" + GOOD_JOB),
+        "invalid YAML",
+    ),
+    (
+        "no-api-key",
+        _text(
+            "api: {base_url: 'https://open.bigmodel.cn/api/paas/v4', api_key_env: GLMRUN_TEST_UNSET_KEY}\n"
+            + GOOD_JOB
+        ),
+        "GLMRUN_TEST_UNSET_KEY is not set",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("make", "message"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_broken_config_exits_2_with_one_line_and_no_traceback(tmp_path: Path, make: Callable[[Path], Path], message: str) -> None:
+def test_broken_config_exits_2_with_one_line_and_no_traceback(
+    tmp_path: Path, make: Callable[[Path], Path], message: str
+) -> None:
     """Each broken config fails before anything is sent, with one glmrun: line naming the problem."""
     path = make(tmp_path)
     result = CliRunner().invoke(main, [str(path)], env={"GLMRUN_TEST_UNSET_KEY": None})

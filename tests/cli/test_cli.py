@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner, Result
 
-from runner.cli import main
+from runner.cli.main import main
 from runner.simulator import expected_content
 from tests.conftest import ENV, KEY_ENV, latest, make_urls, output_of, read_jsonl, write_config
 from tests.unit.test_config import BROKEN
@@ -25,11 +25,19 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
     return runner.invoke(main, list(args), catch_exceptions=False)
 
 
-def glmrun(*args: str, cwd: Path | None = None, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+def glmrun(
+    *args: str, cwd: Path | None = None, timeout: float = 60, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, **ENV}
     env.pop("ZHIPUAI_API_KEY", None)
     return subprocess.run(
-        [sys.executable, "-m", "runner", *args], check=False, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        [sys.executable, "-m", "runner", *args],
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         **kwargs,
     )
 
@@ -43,8 +51,12 @@ def assert_one_error_line(stderr: str, *parts: str) -> None:
         assert part in lines[0]
 
 
-@pytest.mark.parametrize(("kwargs", "expected"), [c[1:] for c in BROKEN], ids=[c[0] for c in BROKEN])
-def test_broken_config_exits_2_with_one_line(tmp_path: Path, kwargs: dict[str, Any], expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "expected"), [c[1:] for c in BROKEN], ids=[c[0] for c in BROKEN]
+)
+def test_broken_config_exits_2_with_one_line(
+    tmp_path: Path, kwargs: dict[str, Any], expected: list[str]
+) -> None:
     """Every broken config exits 2 with one line on stderr naming the key, and no traceback."""
     path = write_config(tmp_path, **kwargs)
     result = invoke(str(path))
@@ -106,7 +118,11 @@ def test_dry_run_counts_and_sends_nothing(tmp_path: Path) -> None:
     assert invoke(str(cfg), "-q").exit_code == 0
     before = output_of(tmp_path).read_bytes()
     # A real base URL on a closed port: any request would fail the run.
-    write_config(tmp_path, [*urls, "ftp://x/y.jpg", urls[4]], api={"base_url": "http://127.0.0.1:9/api/paas/v4"})
+    write_config(
+        tmp_path,
+        [*urls, "ftp://x/y.jpg", urls[4]],
+        api={"base_url": "http://127.0.0.1:9/api/paas/v4"},
+    )
     result = invoke(str(cfg), "--dry-run")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[0] == (
@@ -142,12 +158,16 @@ def test_limit_sends_at_most_n_new_urls(tmp_path: Path) -> None:
 def test_some_errors_exit_1(tmp_path: Path) -> None:
     """A URL recorded as an error (scripted 1301) makes the run exit 1; the others are ok."""
     urls = make_urls(8)
-    cfg = write_config(tmp_path, urls, simulator={"latency_mean_s": 0.001, "url_faults": {urls[3]: ["1301"]}})
+    cfg = write_config(
+        tmp_path, urls, simulator={"latency_mean_s": 0.001, "url_faults": {urls[3]: ["1301"]}}
+    )
     result = invoke(str(cfg), "-q")
     assert result.exit_code == 1, result.stderr
     assert "t: ok 7, errors 1" in result.stdout
     final = latest(read_jsonl(output_of(tmp_path)))
-    assert final[urls[3]]["error"]["code"] == "1301" and final[urls[3]]["error"]["retryable"] is False
+    assert (
+        final[urls[3]]["error"]["code"] == "1301" and final[urls[3]]["error"]["retryable"] is False
+    )
     assert sum(r["status"] == "ok" for r in final.values()) == 7
 
 
@@ -163,7 +183,10 @@ def test_fatal_code_exits_3_with_one_line(tmp_path: Path) -> None:
     """Arrears (1113 as HTTP 429) stop the run: exit 3, one stderr line naming the code, in-hand results saved."""
     urls = make_urls(40)
     cfg = write_config(
-        tmp_path, urls, limits={"concurrency": 4}, simulator={"latency_mean_s": 0.01, "url_faults": {urls[10]: ["1113"]}}
+        tmp_path,
+        urls,
+        limits={"concurrency": 4},
+        simulator={"latency_mean_s": 0.01, "url_faults": {urls[10]: ["1113"]}},
     )
     result = invoke(str(cfg), "-q")
     assert result.exit_code == 3
@@ -181,7 +204,10 @@ def test_fatal_code_exits_3_with_one_line(tmp_path: Path) -> None:
 def test_non_tty_progress_line(tmp_path: Path) -> None:
     """Without a TTY a progress log line appears every run.progress_interval_s, then the summary."""
     cfg = write_config(
-        tmp_path, make_urls(120), limits={"concurrency": 4}, run={"progress_interval_s": 0.05},
+        tmp_path,
+        make_urls(120),
+        limits={"concurrency": 4},
+        run={"progress_interval_s": 0.05},
         simulator={"latency_mean_s": 0.01},
     )
     proc = glmrun(str(cfg))
@@ -204,17 +230,23 @@ def test_example_config_end_to_end(tmp_path: Path) -> None:
         assert part in summary
     final = latest(read_jsonl(tmp_path / "out" / "example.jsonl"))
     assert len(final) == 400
-    assert all(r["status"] == "ok" and r["content"] == expected_content(u) for u, r in final.items())
+    assert all(
+        r["status"] == "ok" and r["content"] == expected_content(u) for u, r in final.items()
+    )
     assert "https://mpas.playinjoy.com/202508/b3dfdd2d-eef9-43f4-a447-8ba246c6612f.jpg" in final
 
 
 def test_verbose_logs_each_retry_and_quiet_logs_nothing(tmp_path: Path) -> None:
     """-v logs one debug line per retry with its code; -q keeps stderr empty on a clean run."""
     urls = make_urls(4)
-    cfg = write_config(tmp_path, urls, simulator={"latency_mean_s": 0.001, "url_faults": {urls[0]: ["500", "429"]}})
+    cfg = write_config(
+        tmp_path, urls, simulator={"latency_mean_s": 0.001, "url_faults": {urls[0]: ["500", "429"]}}
+    )
     result = invoke(str(cfg), "-v")
     assert result.exit_code == 0, result.stderr
-    retries = [line for line in result.stderr.splitlines() if line.startswith("glmrun: debug: retry ")]
+    retries = [
+        line for line in result.stderr.splitlines() if line.startswith("glmrun: debug: retry ")
+    ]
     assert len(retries) == 2
     assert "code=500" in retries[0] and "code=1302" in retries[1] and f"url={urls[0]}" in retries[0]
     output_of(tmp_path).unlink()

@@ -11,14 +11,36 @@ from pathlib import Path
 import orjson
 import pytest
 
-from runner.export import export_records, latest_lines
+from runner.io.export import export_records, latest_lines
 from tests.surface_helpers import write_config
 
 RECORDS = [
-    {"url": "https://e.org/a.jpg", "status": "error", "error": {"code": "http_500", "message": "x", "retryable": True}, "via": "realtime"},
-    {"url": "https://e.org/b.jpg", "status": "ok", "content": "b, with a comma\nand a newline", "usage": {"prompt_tokens": 10, "completion_tokens": 2}},
-    {"url": "https://e.org/a.jpg", "status": "ok", "content": "a", "usage": {"prompt_tokens": 11, "completion_tokens": 3}},
-    {"url": "https://e.org/c.jpg", "key": "item-c", "status": "ok", "content": "c", "meta": {"shop": "s1"}, "parsed": {"n": 1}},
+    {
+        "url": "https://e.org/a.jpg",
+        "status": "error",
+        "error": {"code": "http_500", "message": "x", "retryable": True},
+        "via": "realtime",
+    },
+    {
+        "url": "https://e.org/b.jpg",
+        "status": "ok",
+        "content": "b, with a comma\nand a newline",
+        "usage": {"prompt_tokens": 10, "completion_tokens": 2},
+    },
+    {
+        "url": "https://e.org/a.jpg",
+        "status": "ok",
+        "content": "a",
+        "usage": {"prompt_tokens": 11, "completion_tokens": 3},
+    },
+    {
+        "url": "https://e.org/c.jpg",
+        "key": "item-c",
+        "status": "ok",
+        "content": "c",
+        "meta": {"shop": "s1"},
+        "parsed": {"n": 1},
+    },
 ]
 
 
@@ -28,7 +50,13 @@ def write_output(path: Path, torn: bool = True) -> None:
 
 
 def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "runner", "export", *args], capture_output=True, cwd=cwd, timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "runner", "export", *args],
+        capture_output=True,
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
 
 
 def test_latest_only_keeps_the_last_line_per_key_in_file_order(tmp_path: Path) -> None:
@@ -38,7 +66,11 @@ def test_latest_only_keeps_the_last_line_per_key_in_file_order(tmp_path: Path) -
     buf = io.BytesIO()
     n = export_records(src, buf, fmt="jsonl")
     lines = buf.getvalue().splitlines()
-    assert n == 3 and [orjson.loads(x)["content"] for x in lines] == [RECORDS[1]["content"], "a", "c"]
+    assert n == 3 and [orjson.loads(x)["content"] for x in lines] == [
+        RECORDS[1]["content"],
+        "a",
+        "c",
+    ]
     assert lines[0] == orjson.dumps(RECORDS[1])
 
 
@@ -55,7 +87,12 @@ def test_csv_with_default_and_dotted_columns(tmp_path: Path) -> None:
     src = tmp_path / "out.jsonl"
     write_output(src)
     buf = io.BytesIO()
-    export_records(src, buf, fmt="csv", columns=["key", "status", "content", "usage.prompt_tokens", "meta.shop", "parsed"])
+    export_records(
+        src,
+        buf,
+        fmt="csv",
+        columns=["key", "status", "content", "usage.prompt_tokens", "meta.shop", "parsed"],
+    )
     rows = list(csv.reader(io.StringIO(buf.getvalue().decode())))
     assert rows[0] == ["key", "status", "content", "usage.prompt_tokens", "meta.shop", "parsed"]
     assert rows[1] == ["https://e.org/b.jpg", "ok", "b, with a comma\nand a newline", "10", "", ""]
@@ -68,7 +105,10 @@ def test_jsonl_with_columns_projects_fields(tmp_path: Path) -> None:
     write_output(src)
     buf = io.BytesIO()
     export_records(src, buf, fmt="jsonl", columns=["key", "error.code"], latest_only=False)
-    assert orjson.loads(buf.getvalue().splitlines()[0]) == {"key": "https://e.org/a.jpg", "error.code": "http_500"}
+    assert orjson.loads(buf.getvalue().splitlines()[0]) == {
+        "key": "https://e.org/a.jpg",
+        "error.code": "http_500",
+    }
 
 
 def test_lines_appended_after_the_snapshot_are_ignored(tmp_path: Path) -> None:
@@ -87,7 +127,9 @@ def test_cli_export_to_file_and_stdout(tmp_path: Path) -> None:
     write_output(tmp_path / "out.jsonl")
     done = cli(str(cfg), "--format", "csv", "--latest-only", "-o", "x.csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    rows = list(csv.DictReader(io.StringIO((tmp_path / "x.csv").read_text(encoding="utf-8"), newline="")))
+    rows = list(
+        csv.DictReader(io.StringIO((tmp_path / "x.csv").read_text(encoding="utf-8"), newline=""))
+    )
     assert [r["key"] for r in rows] == ["https://e.org/b.jpg", "https://e.org/a.jpg", "item-c"]
     assert rows[1]["usage.completion_tokens"] == "3"
     done = cli(str(cfg), "--columns", "key,status", cwd=tmp_path)

@@ -32,13 +32,27 @@ def env() -> dict[str, str]:
 def standalone_sim() -> Iterator[str]:
     """`python -m runner simulate --port 0` in its own process; yields the base URL it prints."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "simulate", "--port", "0", "--set", "latency_mean_s=0.005"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(),
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "simulate",
+            "--port",
+            "0",
+            "--set",
+            "latency_mean_s=0.005",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(),
     )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        match = re.fullmatch(r"simulator listening on (http://127\.0\.0\.1:(\d+)/api/paas/v4)\n", line)
+        match = re.fullmatch(
+            r"simulator listening on (http://127\.0\.0\.1:(\d+)/api/paas/v4)\n", line
+        )
         assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
         assert int(match.group(2)) != 0
         yield match.group(1)
@@ -71,7 +85,9 @@ def count_lines(path: Path) -> int:
 def test_kill_half_way_then_resume(tmp_path: Path, standalone_sim: str) -> None:
     """SIGKILL at ~half of 2,000 URLs; the rerun finishes with one ok record per URL and few re-requests."""
     urls = make_urls(2000)
-    cfg = write_config(tmp_path, urls, api={"base_url": standalone_sim}, limits={"concurrency": CONCURRENCY})
+    cfg = write_config(
+        tmp_path, urls, api={"base_url": standalone_sim}, limits={"concurrency": CONCURRENCY}
+    )
     out = output_of(tmp_path)
     cmd = [sys.executable, "-m", "runner", str(cfg), "-q"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env())

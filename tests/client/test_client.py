@@ -12,19 +12,23 @@ import orjson
 import pytest
 from yarl import URL
 
-from runner.client import GlmClient, parse_retry_after
+from runner.api.glm import GlmClient, parse_retry_after
 from runner.config import Secret
+from runner.core.payloads import ChatBodyTemplate
 from runner.errors import ApiFailure
-from runner.payloads import ChatBodyTemplate
 
 BASE = "https://proxy.example.test/api/paas/v4/"
 CHAT = "https://proxy.example.test/api/paas/v4/chat/completions"
 KEY = "sk-test-0123456789"
-BODY = ChatBodyTemplate("glm-4v-flash", "describe", {"temperature": 0.5}).render("https://img.example.test/a.jpg", "rid-1")
+BODY = ChatBodyTemplate("glm-4v-flash", "describe", {"temperature": 0.5}).render(
+    "https://img.example.test/a.jpg", "rid-1"
+)
 ANSWER = {
     "id": "42",
     "model": "glm-4v-flash",
-    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "a cat"}}],
+    "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "a cat"}}
+    ],
     "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12},
 }
 
@@ -57,15 +61,33 @@ async def test_chat_sends_exact_url_auth_and_body(client: GlmClient, mock: Any) 
 @pytest.mark.parametrize(
     ("status", "body", "code", "message_part"),
     [
-        (429, {"error": {"code": "1302", "message": "High concurrency"}}, "1302", "High concurrency"),
+        (
+            429,
+            {"error": {"code": "1302", "message": "High concurrency"}},
+            "1302",
+            "High concurrency",
+        ),
         (429, {"error": {"code": 1113, "message": "arrears"}}, "1113", "arrears"),
-        (400, {"error": {"message": "bad", "type": "invalid_request_error", "code": "1214"}}, "1214", "bad"),
+        (
+            400,
+            {"error": {"message": "bad", "type": "invalid_request_error", "code": "1214"}},
+            "1214",
+            "bad",
+        ),
         (401, {"code": "1000", "message": "auth failed"}, "1000", "auth failed"),
         (500, None, None, "HTTP 500"),
         (502, b"<html>Bad Gateway</html>", None, "Bad Gateway"),
         (503, {"error": "overloaded"}, None, "overloaded"),
     ],
-    ids=["code-string", "code-int", "openai-envelope", "bare-object", "no-body", "non-json-body", "error-not-object"],
+    ids=[
+        "code-string",
+        "code-int",
+        "openai-envelope",
+        "bare-object",
+        "no-body",
+        "non-json-body",
+        "error-not-object",
+    ],
 )
 async def test_error_statuses_map_to_api_failure(
     client: GlmClient, mock: Any, status: int, body: Any, code: str | None, message_part: str
@@ -90,12 +112,31 @@ async def test_error_statuses_map_to_api_failure(
         (b"[1, 2]", None, "bad_json"),
         (orjson.dumps({"id": "1", "choices": []}), None, "no_choices"),
         (orjson.dumps({"error": {"code": "1301", "message": "unsafe"}}), "1301", None),
-        (orjson.dumps({**ANSWER, "choices": [{"finish_reason": "network_error", "message": {}}]}), None, "finish_network_error"),
-        (orjson.dumps({**ANSWER, "choices": [{"finish_reason": "sensitive", "message": {}}]}), None, "finish_sensitive"),
+        (
+            orjson.dumps(
+                {**ANSWER, "choices": [{"finish_reason": "network_error", "message": {}}]}
+            ),
+            None,
+            "finish_network_error",
+        ),
+        (
+            orjson.dumps({**ANSWER, "choices": [{"finish_reason": "sensitive", "message": {}}]}),
+            None,
+            "finish_sensitive",
+        ),
     ],
-    ids=["truncated-json", "json-not-object", "no-choices", "error-object-in-200", "finish-network-error", "finish-sensitive"],
+    ids=[
+        "truncated-json",
+        "json-not-object",
+        "no-choices",
+        "error-object-in-200",
+        "finish-network-error",
+        "finish-sensitive",
+    ],
 )
-async def test_bad_200_answers(client: GlmClient, mock: Any, payload: bytes, code: str | None, kind: str | None) -> None:
+async def test_bad_200_answers(
+    client: GlmClient, mock: Any, payload: bytes, code: str | None, kind: str | None
+) -> None:
     """A 200 that is not a usable completion is an ApiFailure with status 200 and its kind or code."""
     mock.post(CHAT, status=200, body=payload)
     failure = await fail_with(client)
@@ -104,7 +145,12 @@ async def test_bad_200_answers(client: GlmClient, mock: Any, payload: bytes, cod
 
 async def test_retry_after_seconds(client: GlmClient, mock: Any) -> None:
     """Retry-After in seconds is passed on as retry_after_s."""
-    mock.post(CHAT, status=429, body=b'{"error":{"code":"1302","message":"x"}}', headers={"Retry-After": "7"})
+    mock.post(
+        CHAT,
+        status=429,
+        body=b'{"error":{"code":"1302","message":"x"}}',
+        headers={"Retry-After": "7"},
+    )
     assert (await fail_with(client)).retry_after_s == 7.0
 
 
@@ -118,7 +164,14 @@ async def test_retry_after_http_date(client: GlmClient, mock: Any) -> None:
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [(None, None), ("", None), ("1.5", 1.5), ("-3", 0.0), ("soon", None), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)],
+    [
+        (None, None),
+        ("", None),
+        ("1.5", 1.5),
+        ("-3", 0.0),
+        ("soon", None),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+    ],
     ids=["absent", "empty", "seconds", "negative", "garbled", "past-date"],
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
@@ -137,7 +190,9 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     ],
     ids=["timeout", "server-timeout", "connection-refused", "disconnected", "payload-cut"],
 )
-async def test_transport_errors(client: GlmClient, mock: Any, exception: Exception, kind: str) -> None:
+async def test_transport_errors(
+    client: GlmClient, mock: Any, exception: Exception, kind: str
+) -> None:
     """Timeouts and connection errors become ApiFailure with no status and the cause chained."""
     mock.post(CHAT, exception=exception)
     failure = await fail_with(client)
@@ -145,10 +200,9 @@ async def test_transport_errors(client: GlmClient, mock: Any, exception: Excepti
     assert failure.__cause__ is exception
 
 
-
 def test_a_choice_whose_message_is_not_an_object_is_a_retryable_bad_answer() -> None:
     """choices[0].message as a string must not crash the record builder: it is a bad answer, retried."""
-    from runner.client import parse_chat_response
+    from runner.api.glm import parse_chat_response
     from runner.errors import ApiFailure
 
     try:

@@ -18,21 +18,38 @@ from runner.simulator import SimSettings, Simulator, expected_content
 
 URL = "https://e.org/sdk.jpg"
 MESSAGES: list[dict[str, Any]] = [
-    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": URL}}, {"type": "text", "text": "Describe."}]}
+    {
+        "role": "user",
+        "content": [
+            {"type": "image_url", "image_url": {"url": URL}},
+            {"type": "text", "text": "Describe."},
+        ],
+    }
 ]
 KEY = "sdkkeyid.sdksecretpart"
 
 
 def batch_file() -> bytes:
-    line = {"custom_id": "req-000001", "method": "POST", "url": "/v4/chat/completions",
-            "body": {"model": "glm-4v-plus-0111", "messages": MESSAGES}}
+    line = {
+        "custom_id": "req-000001",
+        "method": "POST",
+        "url": "/v4/chat/completions",
+        "body": {"model": "glm-4v-plus-0111", "messages": MESSAGES},
+    }
     return orjson.dumps(line) + b"\n"
 
 
 @pytest.fixture
 async def sim() -> AsyncIterator[Simulator]:
     """A simulator with quick batch phases, closed after the test."""
-    s = Simulator(SimSettings(latency_mean_s=0.0, batch_validating_s=0.0, batch_in_progress_s=0.0, batch_finalizing_s=0.0))
+    s = Simulator(
+        SimSettings(
+            latency_mean_s=0.0,
+            batch_validating_s=0.0,
+            batch_in_progress_s=0.0,
+            batch_finalizing_s=0.0,
+        )
+    )
     await s.start()
     yield s
     await s.close()
@@ -52,13 +69,24 @@ async def test_openai_sdk_parses_chat_file_and_batch_answers(sim: Simulator) -> 
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=sim.base_url + "/", api_key="sk-test", max_retries=0)
     try:
-        chat = await asyncio.to_thread(lambda: client.chat.completions.create(model="glm-4v-plus-0111", messages=MESSAGES))
+        chat = await asyncio.to_thread(
+            lambda: client.chat.completions.create(model="glm-4v-plus-0111", messages=MESSAGES)
+        )
         assert chat.choices[0].message.content == expected_content(URL)
-        assert chat.choices[0].finish_reason == "stop" and chat.usage is not None and chat.usage.prompt_tokens > 0
-        uploaded = await asyncio.to_thread(lambda: client.files.create(file=("in.jsonl", batch_file()), purpose="batch"))
+        assert (
+            chat.choices[0].finish_reason == "stop"
+            and chat.usage is not None
+            and chat.usage.prompt_tokens > 0
+        )
+        uploaded = await asyncio.to_thread(
+            lambda: client.files.create(file=("in.jsonl", batch_file()), purpose="batch")
+        )
         assert uploaded.id and uploaded.purpose == "batch" and uploaded.bytes == len(batch_file())
-        batch = await asyncio.to_thread(lambda: client.batches.create(
-            input_file_id=uploaded.id, endpoint="/v4/chat/completions", completion_window="24h"))  # type: ignore[arg-type]
+        batch = await asyncio.to_thread(
+            lambda: client.batches.create(
+                input_file_id=uploaded.id, endpoint="/v4/chat/completions", completion_window="24h"
+            )
+        )  # type: ignore[arg-type]
         assert batch.id and batch.input_file_id == uploaded.id
         done = await _wait_batch(client.batches.retrieve, batch.id)
         assert done.status == "completed" and done.output_file_id
@@ -73,20 +101,38 @@ async def test_openai_sdk_parses_chat_file_and_batch_answers(sim: Simulator) -> 
         client.close()
 
 
-@pytest.mark.filterwarnings("ignore:The HMAC key is:Warning")  # PyJWT >= 2.10 on Zhipu's short secrets
-async def test_zhipuai_sdk_parses_chat_file_and_batch_answers_with_its_own_jwt(sim: Simulator) -> None:
+@pytest.mark.filterwarnings(
+    "ignore:The HMAC key is:Warning"
+)  # PyJWT >= 2.10 on Zhipu's short secrets
+async def test_zhipuai_sdk_parses_chat_file_and_batch_answers_with_its_own_jwt(
+    sim: Simulator,
+) -> None:
     """zhipuai.ZhipuAI (signing its own JWT) against the simulator: chat, file upload, batch, output file."""
     zhipuai = pytest.importorskip("zhipuai")
-    sim.settings.require_jwt = KEY  # the simulator checks the SDK's token exactly as it checks glmrun's
-    client = zhipuai.ZhipuAI(api_key=KEY, base_url=sim.base_url, max_retries=0, disable_token_cache=False)
+    sim.settings.require_jwt = (
+        KEY  # the simulator checks the SDK's token exactly as it checks glmrun's
+    )
+    client = zhipuai.ZhipuAI(
+        api_key=KEY, base_url=sim.base_url, max_retries=0, disable_token_cache=False
+    )
     try:
-        chat = await asyncio.to_thread(lambda: client.chat.completions.create(model="glm-4v-plus-0111", messages=MESSAGES))
+        chat = await asyncio.to_thread(
+            lambda: client.chat.completions.create(model="glm-4v-plus-0111", messages=MESSAGES)
+        )
         assert chat.choices[0].message.content == expected_content(URL)
         assert chat.usage.completion_tokens == 20
-        uploaded = await asyncio.to_thread(lambda: client.files.create(file=("in.jsonl", batch_file()), purpose="batch"))
+        uploaded = await asyncio.to_thread(
+            lambda: client.files.create(file=("in.jsonl", batch_file()), purpose="batch")
+        )
         assert uploaded.id and uploaded.purpose == "batch"
-        batch = await asyncio.to_thread(lambda: client.batches.create(
-            input_file_id=uploaded.id, endpoint="/v4/chat/completions", completion_window="24h", metadata={"job": "sdk"}))
+        batch = await asyncio.to_thread(
+            lambda: client.batches.create(
+                input_file_id=uploaded.id,
+                endpoint="/v4/chat/completions",
+                completion_window="24h",
+                metadata={"job": "sdk"},
+            )
+        )
         done = await _wait_batch(client.batches.retrieve, batch.id)
         assert done.status == "completed" and done.output_file_id
         content = await asyncio.to_thread(lambda: client.files.content(done.output_file_id))

@@ -41,7 +41,9 @@ class SimProcess:
             return json.loads(resp.read())  # type: ignore[no-any-return]
 
     def set(self, **settings: Any) -> None:
-        req = urllib.request.Request(self.root + "/_sim/settings", data=json.dumps(settings).encode(), method="POST")
+        req = urllib.request.Request(
+            self.root + "/_sim/settings", data=json.dumps(settings).encode(), method="POST"
+        )
         with urllib.request.urlopen(req, timeout=5) as resp:
             resp.read()
 
@@ -53,11 +55,16 @@ def simulator(*knobs: str, state_dir: Path | None = None) -> Iterator[SimProcess
         cmd += ["--set", knob]
     if state_dir is not None:
         cmd += ["--state-dir", str(state_dir)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO
+    )
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
-        assert "listening on " in line, (line, proc.stderr.read() if proc.poll() is not None else "")  # type: ignore[union-attr]
+        assert "listening on " in line, (
+            line,
+            proc.stderr.read() if proc.poll() is not None else "",
+        )  # type: ignore[union-attr]
         yield SimProcess(proc, line.split("listening on ", 1)[1].strip())
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -76,7 +83,15 @@ def write_job(tmp: Path, base_url: str, urls: list[str], **sections: Any) -> Pat
         "limits": {"concurrency": 8},
         "retry": {"base_delay_s": 0.01, "max_delay_s": 0.05},
         "run": {"grace_s": 2, "flush_interval_s": 0.1, "progress_interval_s": 0.5},
-        "jobs": [{"name": "j", "input": "urls.txt", "output": "out/j.jsonl", "model": "glm-4v-flash", "prompt": "describe"}],
+        "jobs": [
+            {
+                "name": "j",
+                "input": "urls.txt",
+                "output": "out/j.jsonl",
+                "model": "glm-4v-flash",
+                "prompt": "describe",
+            }
+        ],
     }
     for key, value in sections.items():
         if isinstance(value, dict) and isinstance(config.get(key), dict):
@@ -91,15 +106,27 @@ def write_job(tmp: Path, base_url: str, urls: list[str], **sections: Any) -> Pat
 def start_run(config: Path, *args: str, **extra_env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "runner", "run", str(config), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env(**extra_env), cwd=config.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(**extra_env),
+        cwd=config.parent,
     )
 
 
-def run(config: Path, *args: str, timeout: float = 30, **extra_env: str) -> subprocess.CompletedProcess[str]:
+def run(
+    config: Path, *args: str, timeout: float = 30, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "runner", *args[:1], str(config), *args[1:]] if args and args[0] == "status"
+        [sys.executable, "-m", "runner", *args[:1], str(config), *args[1:]]
+        if args and args[0] == "status"
         else [sys.executable, "-m", "runner", "run", str(config), *args],
-        capture_output=True, text=True, env=env(**extra_env), cwd=config.parent, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        env=env(**extra_env),
+        cwd=config.parent,
+        timeout=timeout,
+        check=False,
     )
 
 

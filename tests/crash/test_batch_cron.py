@@ -13,7 +13,9 @@ def test_no_wait_then_status_then_collect(tmp_path: Path) -> None:
     """A --no-wait run submits and exits 75; status lists the open batches (75); a later run
     collects them (0) and status says done (0); JSON logs tell the batch story."""
     urls = [f"https://img.example.com/batchcron/{i}.jpg" for i in range(2 * CHUNK)]
-    with simulator("batch_validating_s=0.05", "batch_in_progress_s=0.5", "batch_finalizing_s=0.05") as sim:
+    with simulator(
+        "batch_validating_s=0.05", "batch_in_progress_s=0.5", "batch_finalizing_s=0.05"
+    ) as sim:
         config = _batch_job(tmp_path, sim.base_url, urls)
         submitted = run(config, "--no-wait", "--log-format", "json")
         assert submitted.returncode == 75, submitted.stderr
@@ -30,9 +32,13 @@ def test_no_wait_then_status_then_collect(tmp_path: Path) -> None:
     assert len(read_records(tmp_path / "out" / "j.jsonl")) == len(urls)
     first = [json.loads(line) for line in submitted.stderr.splitlines()]
     later = [json.loads(line) for line in collected.stderr.splitlines()]
-    assert [e["batch_id"] for e in first if e["event"] == "batch submitted"] == [b["batch_id"] for b in job["batches"]]
+    assert [e["batch_id"] for e in first if e["event"] == "batch submitted"] == [
+        b["batch_id"] for b in job["batches"]
+    ]
     assert first[-1]["event"] == "error" and first[-1]["exit_code"] == 75
     completed = [e for e in later if e["event"] == "batch completed"]
-    assert len(completed) == 2 and all(e["status"] == "completed" and e["completed"] == CHUNK for e in completed)
+    assert len(completed) == 2 and all(
+        e["status"] == "completed" and e["completed"] == CHUNK for e in completed
+    )
     names = [e["event"] for e in later]
     assert names[0] == "run started" and names[-1] == "run finished" and "retry summary" in names

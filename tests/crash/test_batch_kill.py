@@ -16,9 +16,20 @@ CHUNK = 100
 
 def _batch_job(tmp_path: Path, base_url: str, urls: list[str]) -> Path:
     return write_job(
-        tmp_path, base_url, urls,
+        tmp_path,
+        base_url,
+        urls,
         batch={"max_requests_per_file": CHUNK, "poll_interval_s": 0.05},
-        jobs=[{"name": "j", "input": "urls.txt", "output": "out/j.jsonl", "model": "glm-4v-flash", "prompt": "describe", "mode": "batch"}],
+        jobs=[
+            {
+                "name": "j",
+                "input": "urls.txt",
+                "output": "out/j.jsonl",
+                "model": "glm-4v-flash",
+                "prompt": "describe",
+                "mode": "batch",
+            }
+        ],
     )
 
 
@@ -44,7 +55,10 @@ def test_sigkill_after_upload_and_after_create_never_creates_a_batch_twice(tmp_p
     recorded; the reruns reuse both, and every URL ends with exactly one ok record."""
     urls = [f"https://img.example.com/batchkill/{i}.jpg" for i in range(3 * CHUNK)]
     with simulator(
-        "latency_mean_s=0.005", "batch_validating_s=0.05", "batch_in_progress_s=0.3", "batch_finalizing_s=0.05"
+        "latency_mean_s=0.005",
+        "batch_validating_s=0.05",
+        "batch_in_progress_s=0.3",
+        "batch_finalizing_s=0.05",
     ) as sim:
         config = _batch_job(tmp_path, sim.base_url, urls)
         events = _kill_at(start_run(config, "--log-format", "json"), "Uploaded")
@@ -72,7 +86,9 @@ def test_sigint_while_batches_run_exits_130_and_the_rerun_collects(tmp_path: Pat
     import time
 
     urls = [f"https://img.example.com/batchint/{i}.jpg" for i in range(2 * CHUNK)]
-    with simulator("batch_validating_s=0.05", "batch_in_progress_s=1.0", "batch_finalizing_s=0.05") as sim:
+    with simulator(
+        "batch_validating_s=0.05", "batch_in_progress_s=1.0", "batch_finalizing_s=0.05"
+    ) as sim:
         config = _batch_job(tmp_path, sim.base_url, urls)
         proc = start_run(config, "--log-format", "json")
         assert proc.stderr is not None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 
-from runner.batch import Chunk, JobState, Running, save_state
+from runner.engine.batch import Chunk, JobState, Running, save_state
 
 from .procs import read_records, run, simulator, write_job
 
@@ -23,7 +23,9 @@ def test_status_counts_and_exit_codes_follow_the_work(tmp_path: Path) -> None:
     as pending; after the rest: 0 with ok and permanent errors; no network needed."""
     urls = [f"https://img.example.com/status/{i}.jpg" for i in range(30)]
     lines = [*urls, "ftp://x.example/a.jpg", urls[0] + "  "]
-    with simulator("latency_mean_s=0.005", f"url_faults={{'{urls[1]}': ['500', '500', '500']}}") as sim:
+    with simulator(
+        "latency_mean_s=0.005", f"url_faults={{'{urls[1]}': ['500', '500', '500']}}"
+    ) as sim:
         config = write_job(tmp_path, sim.base_url, [], retry={"max_attempts": 2})
         (tmp_path / "urls.txt").write_text("\n".join(lines) + "\n")
         code, s = _status(config)
@@ -32,25 +34,42 @@ def test_status_counts_and_exit_codes_follow_the_work(tmp_path: Path) -> None:
         assert first.returncode == 1  # the 500s left a (retryable) error record
         code, s = _status(config)
         assert code == 75
-        assert (s["ok"], s["errors"], s["pending"], s["retryable_errors"], s["duplicates"]) == (9, 0, 21, 1, 1)
+        assert (s["ok"], s["errors"], s["pending"], s["retryable_errors"], s["duplicates"]) == (
+            9,
+            0,
+            21,
+            1,
+            1,
+        )
         second = run(config)
         assert second.returncode == 1  # an earlier permanent error (ftp) still counts
     code, s = _status(config)  # the simulator is gone: status needs no network
     assert code == 0 and s["finished"] is True
     assert (s["ok"], s["errors"], s["pending"]) == (30, 1, 0)
     text = run(config, "status")
-    assert text.returncode == 0 and "ok 30, errors 1, pending 0" in text.stdout and "-> done" in text.stdout
+    assert (
+        text.returncode == 0
+        and "ok 30, errors 1, pending 0" in text.stdout
+        and "-> done" in text.stdout
+    )
 
 
 def test_status_lists_tracked_batches_and_exits_75_while_one_is_open(tmp_path: Path) -> None:
     """A batch state file in the job's work folder makes the job pending until it is finished."""
-    config = write_job(tmp_path, "http://127.0.0.1:9/api/paas/v4", ["https://img.example.com/b.jpg"])
+    config = write_job(
+        tmp_path, "http://127.0.0.1:9/api/paas/v4", ["https://img.example.com/b.jpg"]
+    )
     out = tmp_path / "out"
     out.mkdir()
-    (out / "j.jsonl").write_bytes(orjson.dumps({"url": "https://img.example.com/b.jpg", "status": "ok"}) + b"\n")
+    (out / "j.jsonl").write_bytes(
+        orjson.dumps({"url": "https://img.example.com/b.jpg", "status": "ok"}) + b"\n"
+    )
     assert _status(config)[0] == 0
     chunk = Chunk(0, "chunk-00000.jsonl", "chunk-00000.ids", 1, 100)
-    save_state(out / ".glmrun" / "j" / "state.json", JobState("j", "t", "h", [Running(chunk, "f1", "batch_1", "in_progress")]))
+    save_state(
+        out / ".glmrun" / "j" / "state.json",
+        JobState("j", "t", "h", [Running(chunk, "f1", "batch_1", "in_progress")]),
+    )
     code, s = _status(config)
     assert code == 75 and s["batches"][0]["batch_id"] == "batch_1"
     assert "batch batch_1: in_progress" in run(config, "status").stdout
@@ -61,13 +80,26 @@ def test_json_logs_are_one_object_per_line_with_the_run_story(tmp_path: Path) ->
     summary, job finished and run finished events are there, and stdout keeps the summary."""
     urls = [f"https://img.example.com/json/{i}.jpg" for i in range(60)]
     with simulator("latency_mean_s=0.02", "error_500_rate=0.2") as sim:
-        config = write_job(tmp_path, sim.base_url, urls, run={"progress_interval_s": 0.05}, limits={"concurrency": 4})
+        config = write_job(
+            tmp_path,
+            sim.base_url,
+            urls,
+            run={"progress_interval_s": 0.05},
+            limits={"concurrency": 4},
+        )
         result = run(config, "--log-format", "json")
     assert result.returncode == 0, result.stderr
     events = [json.loads(line) for line in result.stderr.splitlines()]
     assert all({"ts", "level", "event"} <= set(e) for e in events)
     names = [e["event"] for e in events]
-    for name in ("run started", "plan", "progress", "retry summary", "job finished", "run finished"):
+    for name in (
+        "run started",
+        "plan",
+        "progress",
+        "retry summary",
+        "job finished",
+        "run finished",
+    ):
         assert name in names, names
     assert names[0] == "run started" and names[-1] == "run finished"
     retry = next(e for e in events if e["event"] == "retry summary")

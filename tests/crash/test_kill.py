@@ -68,7 +68,9 @@ def test_sigkill_early_mid_late_then_rerun_gives_one_ok_record_per_url(tmp_path:
         oks = Counter(r["url"] for r in records if r["status"] == "ok")
         assert set(oks) == set(urls)
         assert max(oks.values()) == 1
-        assert all(r["content"] == expected_content(r["url"]) for r in records if r["status"] == "ok")
+        assert all(
+            r["content"] == expected_content(r["url"]) for r in records if r["status"] == "ok"
+        )
         stats = sim.stats()
         rerequests = stats["chat_requests"] - len(urls)
         assert all(lost <= bound for lost in lost_per_kill), (lost_per_kill, bound)
@@ -118,8 +120,14 @@ def test_a_full_disk_stops_the_run_with_one_line_and_the_rerun_repairs(tmp_path:
         config = write_job(tmp_path, sim.base_url, urls)
         out = tmp_path / "out" / "j.jsonl"
         full = subprocess.run(
-            [sys.executable, "-m", "runner", "run", str(config)], capture_output=True, text=True,
-            env=env(), cwd=tmp_path, timeout=30, check=False, preexec_fn=small_disk,
+            [sys.executable, "-m", "runner", "run", str(config)],
+            capture_output=True,
+            text=True,
+            env=env(),
+            cwd=tmp_path,
+            timeout=30,
+            check=False,
+            preexec_fn=small_disk,
         )
         assert full.returncode == 1, full.stderr
         assert "cannot write the output: File too large" in full.stderr

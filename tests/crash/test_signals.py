@@ -54,7 +54,9 @@ def test_sigint_lets_in_flight_finish_writes_everything_and_exits_130(tmp_path: 
         assert elapsed < 2 + 1  # grace_s = 2 in the test config
         assert "j: ok " in stdout and "interrupted by SIGINT" in stderr
         records = read_records(out)
-        assert len(records) == sim.stats()["chat_requests"] < len(urls)  # in-flight ones were written
+        assert (
+            len(records) == sim.stats()["chat_requests"] < len(urls)
+        )  # in-flight ones were written
         rerun = run(config)
         assert rerun.returncode == 0, rerun.stderr
         final = latest(read_records(out))
@@ -69,7 +71,9 @@ def test_sigterm_cancels_hung_requests_after_grace_and_exits_143(tmp_path: Path)
     urls = _urls("term", 200)
     hung = urls[10:13]
     with simulator("latency_mean_s=0.02", _hang(hung)) as sim:
-        config = write_job(tmp_path, sim.base_url, urls, run={"grace_s": 0.5}, api={"timeout_s": 30})
+        config = write_job(
+            tmp_path, sim.base_url, urls, run={"grace_s": 0.5}, api={"timeout_s": 30}
+        )
         out = tmp_path / "out" / "j.jsonl"
         proc = start_run(config)
         _wait_for_requests(sim, hung)
@@ -125,7 +129,11 @@ def test_sigint_while_the_api_accepts_but_never_answers_exits_130_quickly(tmp_pa
         server.listen(64)  # never accept(): connections complete in the backlog, nothing answers
         port = server.getsockname()[1]
         config = write_job(
-            tmp_path, f"http://127.0.0.1:{port}/api/paas/v4", _urls("silent", 20), run={"grace_s": 0.5}, api={"timeout_s": 30}
+            tmp_path,
+            f"http://127.0.0.1:{port}/api/paas/v4",
+            _urls("silent", 20),
+            run={"grace_s": 0.5},
+            api={"timeout_s": 30},
         )
         proc = start_run(config)
         time.sleep(1.0)

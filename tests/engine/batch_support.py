@@ -10,16 +10,16 @@ from typing import Any
 
 import orjson
 
-from runner.app import RunOptions, plan_job
-from runner.batch import run_batch_job
-from runner.client import GlmClient
+from runner.api.glm import GlmClient
+from runner.app.orchestrate import RunOptions, plan_job
 from runner.clock import FakeClock
 from runner.config import Config, Secret, load_config
-from runner.plan import iter_pending
-from runner.prepare import read_job_items
+from runner.core.plan import iter_pending
+from runner.core.stats import JobStats
+from runner.engine.batch import run_batch_job
+from runner.io.prepare import read_job_items
+from runner.io.store import RunLock
 from runner.simulator import SimSettings, Simulator
-from runner.stats import JobStats
-from runner.store import RunLock
 
 
 class Crash(Exception):
@@ -30,8 +30,16 @@ def urls(n: int, prefix: str = "https://img.example/p") -> list[str]:
     return [f"{prefix}/{i:06d}.jpg" for i in range(n)]
 
 
-def write_config(tmp_path: Path, items: list[str], *, base_url: str = "simulator", mode: str = "batch",
-                 simulator: dict[str, Any] | None = None, input_name: str = "urls.txt", **batch: Any) -> Path:
+def write_config(
+    tmp_path: Path,
+    items: list[str],
+    *,
+    base_url: str = "simulator",
+    mode: str = "batch",
+    simulator: dict[str, Any] | None = None,
+    input_name: str = "urls.txt",
+    **batch: Any,
+) -> Path:
     """A config with one job over ``items`` (lines of the input); batch keys default to fast test values."""
     (tmp_path / input_name).write_text("".join(u + "\n" for u in items))
     data = {
@@ -39,10 +47,23 @@ def write_config(tmp_path: Path, items: list[str], *, base_url: str = "simulator
         "limits": {"concurrency": 8},
         "retry": {"max_attempts": 3, "base_delay_s": 0.01, "max_delay_s": 0.05},
         "batch": {"poll_interval_s": 0, **batch},
-        "simulator": simulator or {"latency_mean_s": 0.0, "batch_validating_s": 0.0, "batch_in_progress_s": 0.0,
-                                   "batch_finalizing_s": 0.0},
-        "jobs": [{"name": "j", "input": input_name, "output": "out/results.jsonl", "model": "glm-4v-plus-0111",
-                  "prompt": "Describe.", "mode": mode}],
+        "simulator": simulator
+        or {
+            "latency_mean_s": 0.0,
+            "batch_validating_s": 0.0,
+            "batch_in_progress_s": 0.0,
+            "batch_finalizing_s": 0.0,
+        },
+        "jobs": [
+            {
+                "name": "j",
+                "input": input_name,
+                "output": "out/results.jsonl",
+                "model": "glm-4v-plus-0111",
+                "prompt": "Describe.",
+                "mode": mode,
+            }
+        ],
     }
     path = tmp_path / "config.yaml"
     path.write_bytes(orjson.dumps(data))
@@ -98,15 +119,26 @@ class SimBox:
 
 async def start_sim(clock: FakeClock | None = None, **settings: Any) -> SimBox:
     clock = clock or FakeClock()
-    fields = {"latency_mean_s": 0.0, "batch_validating_s": 0.0, "batch_in_progress_s": 0.0, "batch_finalizing_s": 0.0}
+    fields = {
+        "latency_mean_s": 0.0,
+        "batch_validating_s": 0.0,
+        "batch_in_progress_s": 0.0,
+        "batch_finalizing_s": 0.0,
+    }
     fields.update(settings)
     sim = Simulator(SimSettings(**fields), clock=lambda: clock.now)
     await sim.start()
     return SimBox(sim, clock)
 
 
-async def run_batch(config_path: Path, box: SimBox, *, wrap: Callable[[GlmClient], Any] | None = None,
-                    no_wait: bool = False, stop: asyncio.Event | None = None) -> JobStats:
+async def run_batch(
+    config_path: Path,
+    box: SimBox,
+    *,
+    wrap: Callable[[GlmClient], Any] | None = None,
+    no_wait: bool = False,
+    stop: asyncio.Event | None = None,
+) -> JobStats:
     """One batch run of the config's job against ``box`` (the caller's run, lock held)."""
     config = load_config(config_path)
     job = config.jobs[0]
@@ -116,8 +148,16 @@ async def run_batch(config_path: Path, box: SimBox, *, wrap: Callable[[GlmClient
     async with GlmClient(box.sim.base_url, Secret("")) as client:
         use = wrap(client) if wrap else client
         with RunLock(job.output_path):
-            return await run_batch_job(plan, pending, config, use, stats, stop or asyncio.Event(),
-                                       RunOptions(no_wait=no_wait), clock=box.clock)
+            return await run_batch_job(
+                plan,
+                pending,
+                config,
+                use,
+                stats,
+                stop or asyncio.Event(),
+                RunOptions(no_wait=no_wait),
+                clock=box.clock,
+            )
 
 
 def load(config_path: Path) -> Config:

@@ -10,17 +10,17 @@ from typing import Any
 
 import pytest
 
-from runner.client import GlmClient
+from runner.api.glm import GlmClient
 from runner.clock import FakeClock
 from runner.config import Config, load_config
+from runner.core.plan import PendingCounts, iter_pending
+from runner.core.stats import JobStats
+from runner.engine.realtime import RealtimeDeps, RealtimeEngine
+from runner.engine.throttle import Throttle
 from runner.errors import ApiStopped
-from runner.inputs import read_items
-from runner.limits import Throttle
-from runner.plan import PendingCounts, iter_pending
-from runner.realtime import RealtimeDeps, RealtimeEngine
+from runner.io.inputs import read_items
+from runner.io.store import ResultWriter, load_resume_index
 from runner.simulator import Simulator
-from runner.stats import JobStats
-from runner.store import ResultWriter, load_resume_index
 from tests.conftest import ENV, read_jsonl, write_config
 
 
@@ -67,7 +67,9 @@ class EngineRunner:
         config = load_config(path, environ=ENV)
         job = config.jobs[0]
         counts = PendingCounts()
-        pending = iter_pending(read_items(job.input_path), load_resume_index(job.output_path), counts)
+        pending = iter_pending(
+            read_items(job.input_path), load_resume_index(job.output_path), counts
+        )
         clock = FakeClock()
         stats = JobStats(job.name)
         stopped = None

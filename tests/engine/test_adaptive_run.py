@@ -7,13 +7,15 @@ from pathlib import Path
 
 import orjson
 
-from runner.app import RunOptions, run
+from runner.app.orchestrate import RunOptions, run
 from runner.config import load_config
 from runner.simulator import SimSettings, Simulator
 
 
 def write_config(tmp_path: Path, base_url: str, n: int, limits: str) -> Path:
-    (tmp_path / "urls.txt").write_text("".join(f"https://img.example.com/{i}.jpg\n" for i in range(n)))
+    (tmp_path / "urls.txt").write_text(
+        "".join(f"https://img.example.com/{i}.jpg\n" for i in range(n))
+    )
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         f"api: {{base_url: '{base_url}'}}\n"
@@ -35,7 +37,9 @@ async def test_auto_concurrency_finds_a_hidden_limit_and_loses_nothing(tmp_path:
     finally:
         await sim.close()
     records = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
-    assert sorted(r["url"] for r in records) == sorted(f"https://img.example.com/{i}.jpg" for i in range(300))
+    assert sorted(r["url"] for r in records) == sorted(
+        f"https://img.example.com/{i}.jpg" for i in range(300)
+    )
     assert all(r["status"] == "ok" for r in records)
     stats = result.stats[0]
     assert sim.stats.throttled > 0  # it did probe past the limit

@@ -10,11 +10,11 @@ import orjson
 import pytest
 from aiohttp import web
 
-from runner.auth import REFRESH_MARGIN_S, JwtAuth, quiet_jwt
-from runner.client import GlmClient
+from runner.api.auth import REFRESH_MARGIN_S, JwtAuth, quiet_jwt
+from runner.api.glm import GlmClient
 from runner.config import Secret, load_config
+from runner.core.payloads import batch_line
 from runner.errors import ApiStopped, ConfigError
-from runner.payloads import batch_line
 from runner.simulator import SimSettings, Simulator, expected_content
 from tests.surface_helpers import by_key, read_records, run_config, write_config
 
@@ -33,7 +33,9 @@ async def test_bearer_key_is_sent_as_is(tmp_path: Path) -> None:
 async def test_jwt_auth_signs_tokens_the_way_the_api_checks_them(tmp_path: Path) -> None:
     """auth: jwt sends an HS256 token (ms times, sign_type SIGN) that the simulator verifies."""
     (tmp_path / "in.txt").write_text("\n".join(URLS) + "\n")
-    cfg = write_config(tmp_path, api={"auth": "jwt"}, simulator={"require_jwt": KEY, "keep_bodies": True})
+    cfg = write_config(
+        tmp_path, api={"auth": "jwt"}, simulator={"require_jwt": KEY, "keep_bodies": True}
+    )
     result, _ = await run_config(cfg, environ={"ZHIPUAI_API_KEY": KEY})
     recs = by_key(read_records(tmp_path / "out.jsonl"))
     assert all(recs[u]["content"] == expected_content(u) for u in URLS)
@@ -43,21 +45,31 @@ async def test_jwt_auth_signs_tokens_the_way_the_api_checks_them(tmp_path: Path)
 async def test_jwt_1003_mints_a_new_token_and_retries_once(tmp_path: Path) -> None:
     """An expired-token answer (1003) costs no attempt: a fresh token is minted and the request resent."""
     (tmp_path / "in.txt").write_text(URLS[0] + "\n")
-    cfg = write_config(tmp_path, api={"auth": "jwt"}, simulator={"require_jwt": KEY, "expire_tokens": 1})
+    cfg = write_config(
+        tmp_path, api={"auth": "jwt"}, simulator={"require_jwt": KEY, "expire_tokens": 1}
+    )
     await run_config(cfg, environ={"ZHIPUAI_API_KEY": KEY})
     (rec,) = read_records(tmp_path / "out.jsonl")
     assert rec["status"] == "ok" and rec["attempts"] == 1
 
 
-async def test_jwt_1003_twice_stops_the_run_without_showing_the_key(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_jwt_1003_twice_stops_the_run_without_showing_the_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """If the new token is refused too, the run stops (exit 3) and no message carries the key or secret."""
     (tmp_path / "in.txt").write_text(URLS[0] + "\n")
-    cfg = write_config(tmp_path, api={"auth": "jwt"}, simulator={"require_jwt": KEY, "expire_tokens": 5})
+    cfg = write_config(
+        tmp_path, api={"auth": "jwt"}, simulator={"require_jwt": KEY, "expire_tokens": 5}
+    )
     caplog.set_level(logging.DEBUG)
     with pytest.raises(ApiStopped) as info:
         await run_config(cfg, environ={"ZHIPUAI_API_KEY": KEY})
     assert info.value.exit_code == 3 and info.value.code == "1003"
-    text = str(info.value) + caplog.text + (tmp_path / "out.jsonl").read_text() if (tmp_path / "out.jsonl").exists() else str(info.value) + caplog.text
+    text = (
+        str(info.value) + caplog.text + (tmp_path / "out.jsonl").read_text()
+        if (tmp_path / "out.jsonl").exists()
+        else str(info.value) + caplog.text
+    )
     assert "s3cr3t" not in text and "my-key-id" not in text
 
 
@@ -67,13 +79,17 @@ async def test_jwt_claims_and_header_match_the_doc() -> None:
     base = await sim.start()
     try:
         async with GlmClient(base, Secret(KEY), auth="jwt", jwt_ttl_s=120) as client:
-            await client.chat(orjson.dumps({"model": "glm-4v", "messages": [{"role": "user", "content": "hi"}]}))
+            await client.chat(
+                orjson.dumps({"model": "glm-4v", "messages": [{"role": "user", "content": "hi"}]})
+            )
     finally:
         await sim.close()
     token = sim.stats.bodies[0]["authorization"].removeprefix("Bearer ")
     assert jwt.get_unverified_header(token)["sign_type"] == "SIGN"
     with quiet_jwt():
-        claims = jwt.decode(token, "s3cr3t-part", algorithms=["HS256"], options={"verify_exp": False})
+        claims = jwt.decode(
+            token, "s3cr3t-part", algorithms=["HS256"], options={"verify_exp": False}
+        )
     assert claims["api_key"] == "my-key-id" and claims["exp"] - claims["timestamp"] == 120_000
     assert claims["timestamp"] > 1e12  # milliseconds
 
@@ -106,8 +122,14 @@ async def test_openai_style_proxy_base_url_and_model_name_untouched() -> None:
     seen: list[tuple[str, dict[str, object], str]] = []
 
     async def handler(request: web.Request) -> web.Response:
-        seen.append((request.path, orjson.loads(await request.read()), request.headers["Authorization"]))
-        answer = {"id": "1", "choices": [{"index": 0, "finish_reason": "stop", "message": {"content": "ok"}}], "usage": {}}
+        seen.append(
+            (request.path, orjson.loads(await request.read()), request.headers["Authorization"])
+        )
+        answer = {
+            "id": "1",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"content": "ok"}}],
+            "usage": {},
+        }
         return web.json_response(answer)
 
     app = web.Application()
@@ -123,7 +145,13 @@ async def test_openai_style_proxy_base_url_and_model_name_untouched() -> None:
             assert (await client.chat(body))["choices"][0]["message"]["content"] == "ok"
     finally:
         await runner.cleanup()
-    assert seen == [("/v1/chat/completions", {"model": "GLM-4V-Plus", "messages": [{"role": "user", "content": "x"}]}, "Bearer sk-proxy")]
+    assert seen == [
+        (
+            "/v1/chat/completions",
+            {"model": "GLM-4V-Plus", "messages": [{"role": "user", "content": "x"}]},
+            "Bearer sk-proxy",
+        )
+    ]
 
 
 def test_batch_endpoint_is_configurable_for_gateways(tmp_path: Path) -> None:

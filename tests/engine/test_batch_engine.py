@@ -44,7 +44,9 @@ async def test_error_file_lines_go_to_realtime_fallback(tmp_path: Path) -> None:
     records = read_records(load(cfg))
     recs = latest(records)
     assert len(records) == 20 and stats.ok == 19 and stats.errors == 1
-    assert recs[items[1]]["via"] == "realtime" and recs[items[1]]["content"] == expected_content(items[1])
+    assert recs[items[1]]["via"] == "realtime" and recs[items[1]]["content"] == expected_content(
+        items[1]
+    )
     assert recs[items[2]]["via"] == "realtime" and recs[items[2]]["status"] == "ok"
     assert recs[items[3]]["status"] == "error" and recs[items[3]]["error"]["code"] == "1301"
     assert recs[items[3]]["error"]["retryable"] is False and items[3] not in per_url
@@ -56,14 +58,21 @@ async def test_openai_envelope_and_flat_counts(tmp_path: Path) -> None:
     """Error lines in the OpenAI envelope and flat request_counts are understood."""
     items = urls(10)
     cfg = write_config(tmp_path, items, on_failure="record")
-    box = await start_sim(batch_line_faults={items[0]: "1301", items[1]: "500"}, error_envelope="openai",
-                          request_counts_shape="flat")
+    box = await start_sim(
+        batch_line_faults={items[0]: "1301", items[1]: "500"},
+        error_envelope="openai",
+        request_counts_shape="flat",
+    )
     try:
         await run_batch(cfg, box)
     finally:
         await box.sim.close()
     recs = latest(read_records(load(cfg)))
-    assert recs[items[0]]["error"] == {"code": "1301", "message": recs[items[0]]["error"]["message"], "retryable": False}
+    assert recs[items[0]]["error"] == {
+        "code": "1301",
+        "message": recs[items[0]]["error"]["message"],
+        "retryable": False,
+    }
     assert recs[items[1]]["error"]["code"] == "500" and recs[items[1]]["error"]["retryable"] is True
     assert sum(r["status"] == "ok" for r in recs.values()) == 8
 
@@ -130,8 +139,11 @@ async def test_max_queued_pipelines_chunks(tmp_path: Path) -> None:
                 return attr
 
             async def create(body: dict) -> dict:
-                running = [b for b in (await self._client.list_batches(limit=100))["data"]
-                           if b["status"] not in ("completed", "failed", "expired", "cancelled")]
+                running = [
+                    b
+                    for b in (await self._client.list_batches(limit=100))["data"]
+                    if b["status"] not in ("completed", "failed", "expired", "cancelled")
+                ]
                 seen_in_flight.append(len(running))
                 return await attr(body)
 
@@ -146,14 +158,27 @@ async def test_max_queued_pipelines_chunks(tmp_path: Path) -> None:
     assert len(latest(read_records(load(cfg)))) == 50
 
 
-async def test_jsonl_items_keep_meta_prompt_and_images_through_batch_and_fallback(tmp_path: Path) -> None:
+async def test_jsonl_items_keep_meta_prompt_and_images_through_batch_and_fallback(
+    tmp_path: Path,
+) -> None:
     """JSONL items (id, meta, several images) come back with their key and meta, via batch or fallback."""
     lines = [
-        {"id": "a", "url": "https://img.example/a.jpg", "meta": {"shelf": 3}, "prompt": "Count the books."},
-        {"id": "b", "images": ["https://img.example/b1.jpg", "https://img.example/b2.jpg"], "meta": {"pair": True}},
+        {
+            "id": "a",
+            "url": "https://img.example/a.jpg",
+            "meta": {"shelf": 3},
+            "prompt": "Count the books.",
+        },
+        {
+            "id": "b",
+            "images": ["https://img.example/b1.jpg", "https://img.example/b2.jpg"],
+            "meta": {"pair": True},
+        },
         {"url": "https://img.example/c.jpg"},
     ]
-    cfg = write_config(tmp_path, [orjson.dumps(x).decode() for x in lines], input_name="items.jsonl")
+    cfg = write_config(
+        tmp_path, [orjson.dumps(x).decode() for x in lines], input_name="items.jsonl"
+    )
     box = await start_sim(batch_line_faults={"https://img.example/a.jpg": "500"})
     try:
         await run_batch(cfg, box)
@@ -161,11 +186,20 @@ async def test_jsonl_items_keep_meta_prompt_and_images_through_batch_and_fallbac
         await box.sim.close()
     recs = latest(read_records(load(cfg)))
     assert set(recs) == {"a", "b", "https://img.example/c.jpg"}
-    assert recs["a"]["via"] == "realtime" and recs["a"]["meta"] == {"shelf": 3} and recs["a"]["key"] == "a"
+    assert (
+        recs["a"]["via"] == "realtime"
+        and recs["a"]["meta"] == {"shelf": 3}
+        and recs["a"]["key"] == "a"
+    )
     assert recs["a"]["content"] == expected_content("https://img.example/a.jpg")
     assert recs["b"]["via"] == "batch" and recs["b"]["meta"] == {"pair": True}
-    assert recs["b"]["content"] == expected_content(["https://img.example/b1.jpg", "https://img.example/b2.jpg"])
-    assert recs["https://img.example/c.jpg"]["via"] == "batch" and "meta" not in recs["https://img.example/c.jpg"]
+    assert recs["b"]["content"] == expected_content(
+        ["https://img.example/b1.jpg", "https://img.example/b2.jpg"]
+    )
+    assert (
+        recs["https://img.example/c.jpg"]["via"] == "batch"
+        and "meta" not in recs["https://img.example/c.jpg"]
+    )
 
 
 async def test_delete_remote_files_cleans_up(tmp_path: Path) -> None:

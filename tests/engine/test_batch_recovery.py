@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from runner.batch import load_state, state_path
+from runner.engine.batch import load_state, state_path
 from runner.errors import ComeBackLater
 from runner.simulator import expected_content
 
@@ -30,7 +30,9 @@ def assert_all_ok_once(cfg: Path, items: list[str]) -> None:
     records = read_records(load(cfg))
     recs = latest(records)
     assert len(records) == len(items), "each URL is written exactly once"
-    assert all(recs[u]["status"] == "ok" and recs[u]["content"] == expected_content(u) for u in items)
+    assert all(
+        recs[u]["status"] == "ok" and recs[u]["content"] == expected_content(u) for u in items
+    )
 
 
 @pytest.mark.parametrize(
@@ -44,16 +46,28 @@ def assert_all_ok_once(cfg: Path, items: list[str]) -> None:
         ("get_batch", 2, False),  # during polling
         ("file_content", 1, True),  # before collecting
     ],
-    ids=["upload-lost", "upload-2nd", "before-create", "create-lost", "create-2nd-lost", "polling", "before-collect"],
+    ids=[
+        "upload-lost",
+        "upload-2nd",
+        "before-create",
+        "create-lost",
+        "create-2nd-lost",
+        "polling",
+        "before-collect",
+    ],
 )
-async def test_crash_between_steps_then_rerun(tmp_path: Path, method: str, after: int, before: bool) -> None:
+async def test_crash_between_steps_then_rerun(
+    tmp_path: Path, method: str, after: int, before: bool
+) -> None:
     """Killed at a step boundary, the next run finishes with one upload and one batch per chunk."""
     items = urls(30)
     cfg = write_config(tmp_path, items, max_requests_per_file=20, poll_interval_s=1)
     box = await start_sim(**SLOW)
     try:
         with pytest.raises(Crash):
-            await run_batch(cfg, box, wrap=lambda c: CrashingClient(c, method, after, before=before))
+            await run_batch(
+                cfg, box, wrap=lambda c: CrashingClient(c, method, after, before=before)
+            )
         await run_batch(cfg, box)
         s = box.sim.stats
         assert (s.files_uploaded, s.batches_created, s.batch_lines_received) == (2, 2, 30)

@@ -12,14 +12,16 @@ from typing import Any
 import orjson
 import pytest
 
-from runner.bench import LevelResult, bench, format_table, parse_levels, recommend
+from runner.app.bench import LevelResult, bench, format_table, parse_levels, recommend
 from runner.config import load_config
 from runner.errors import ConfigError
 from runner.simulator import SimSettings, Simulator
 
 
 def make_config(tmp_path: Path, base_url: str, n: int = 100) -> Any:
-    (tmp_path / "urls.txt").write_text("".join(f"https://img.example.com/{i}.jpg\n" for i in range(n)))
+    (tmp_path / "urls.txt").write_text(
+        "".join(f"https://img.example.com/{i}.jpg\n" for i in range(n))
+    )
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
         f"api: {{base_url: '{base_url}'}}\n"
@@ -66,10 +68,15 @@ async def test_bench_continues_with_the_next_pending_urls(tmp_path: Path) -> Non
     assert sim.stats.chat_requests == 25
 
 
-def test_recommendation_prefers_lower_levels_within_five_percent_and_rejects_429_heavy_ones() -> None:
+def test_recommendation_prefers_lower_levels_within_five_percent_and_rejects_429_heavy_ones() -> (
+    None
+):
     """Best throughput at an acceptable 429 share, the lower level when within 5%."""
+
     def level(c: int, rate: float, share: float) -> LevelResult:
-        lv = LevelResult(c, results=100, attempts=100, throttled=int(share * 100), wall_s=100 / rate)
+        lv = LevelResult(
+            c, results=100, attempts=100, throttled=int(share * 100), wall_s=100 / rate
+        )
         return lv
 
     levels = [level(4, 40, 0), level(8, 78, 0), level(16, 80, 0.01), level(32, 120, 0.3)]
@@ -88,7 +95,9 @@ def test_levels_are_parsed_and_checked() -> None:
         parse_levels("0")
 
 
-async def test_plot_without_matplotlib_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_plot_without_matplotlib_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """--plot with matplotlib missing fails before sending anything, naming the extra."""
     real_import = builtins.__import__
 
@@ -106,7 +115,12 @@ async def test_plot_without_matplotlib_is_a_clear_error(tmp_path: Path, monkeypa
 
 def test_bench_command_is_registered() -> None:
     """`glmrun bench --help` lists its options."""
-    proc = subprocess.run([sys.executable, "-m", "runner", "bench", "--help"], capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "runner", "bench", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0
     for option in ("--job", "--sample", "--concurrency", "--plot"):
         assert option in proc.stdout

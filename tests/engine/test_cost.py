@@ -6,13 +6,18 @@ from pathlib import Path
 
 import orjson
 
+from runner.app.status import collect, format_status
 from runner.config import load_config
-from runner.cost import usage_from_output
-from runner.stats import JobStats
-from runner.status import collect, format_status
+from runner.core.cost import usage_from_output
+from runner.core.stats import JobStats
 from tests.surface_helpers import read_records, run_config, write_config
 
-PRICES = {"currency": "CNY", "prices": {"glm-4v-plus-0111": {"input_per_1k": 0.004, "output_per_1k": 0.01, "batch_discount": 0.5}}}
+PRICES = {
+    "currency": "CNY",
+    "prices": {
+        "glm-4v-plus-0111": {"input_per_1k": 0.004, "output_per_1k": 0.01, "batch_discount": 0.5}
+    },
+}
 URLS = [f"https://e.org/{i}.jpg" for i in range(10)]
 
 
@@ -25,13 +30,19 @@ async def test_summary_shows_tokens_and_cost_per_route(tmp_path: Path) -> None:
     assert result.stats[0].usage_by_route == {"realtime": [10 * 1001, 10 * 20]}
     cost = 10010 / 1000 * 0.004 + 200 / 1000 * 0.01
     assert f"t: tokens by route: realtime 10010 in / 200 out ({cost:.4f} CNY)" in out
-    assert result.stats[0].summary()["tokens_by_route"] == {"realtime": {"prompt": 10010, "completion": 200}}
+    assert result.stats[0].summary()["tokens_by_route"] == {
+        "realtime": {"prompt": 10010, "completion": 200}
+    }
 
 
 async def test_dry_run_estimates_from_a_per_image_guess_when_no_records(tmp_path: Path) -> None:
     """With no records the dry run uses cost.prompt_tokens_per_image and shows realtime vs batch."""
     (tmp_path / "in.txt").write_text("\n".join(URLS) + "\n")
-    cfg = write_config(tmp_path, {"prompt": ""}, cost={**PRICES, "prompt_tokens_per_image": 1000, "completion_tokens": 100})
+    cfg = write_config(
+        tmp_path,
+        {"prompt": ""},
+        cost={**PRICES, "prompt_tokens_per_image": 1000, "completion_tokens": 100},
+    )
     _, out = await run_config(cfg, dry_run=True)
     rt = 10 * (1000 / 1000 * 0.004 + 100 / 1000 * 0.01)
     assert f"realtime {rt:.4f} CNY vs batch {rt / 2:.4f} CNY" in out
@@ -62,10 +73,25 @@ async def test_status_sums_usage_per_route_from_the_output(tmp_path: Path) -> No
     cfg = write_config(tmp_path, {"prompt": ""}, cost=PRICES)
     await run_config(cfg)
     with (tmp_path / "out.jsonl").open("ab") as f:
-        f.write(orjson.dumps({"url": "x", "status": "ok", "via": "batch", "usage": {"prompt_tokens": 500, "completion_tokens": 50}}) + b"\n")
+        f.write(
+            orjson.dumps(
+                {
+                    "url": "x",
+                    "status": "ok",
+                    "via": "batch",
+                    "usage": {"prompt_tokens": 500, "completion_tokens": 50},
+                }
+            )
+            + b"\n"
+        )
     (status,) = collect(load_config(cfg, environ={}))
-    assert status.usage == {"realtime": {"prompt": 2000, "completion": 40}, "batch": {"prompt": 500, "completion": 50}}
-    assert "tokens: realtime 2000 in / 40 out" in format_status(status) and "batch 500 in / 50 out" in format_status(status)
+    assert status.usage == {
+        "realtime": {"prompt": 2000, "completion": 40},
+        "batch": {"prompt": 500, "completion": 50},
+    }
+    assert "tokens: realtime 2000 in / 40 out" in format_status(
+        status
+    ) and "batch 500 in / 50 out" in format_status(status)
     totals = usage_from_output(tmp_path / "out.jsonl")
     assert totals.by_route["batch"].records == 1 and len(read_records(tmp_path / "out.jsonl")) == 3
 
@@ -84,5 +110,7 @@ async def test_dry_run_guess_counts_the_images_of_each_item(tmp_path: Path) -> N
     rows = [{"images": [f"https://e.org/{i}-{j}.jpg" for j in range(3)]} for i in range(4)]
     (tmp_path / "in.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     cost = {**PRICES, "prompt_tokens_per_image": 1000, "completion_tokens": 100}
-    _, out = await run_config(write_config(tmp_path, {"input": "in.jsonl", "prompt": ""}, cost=cost), dry_run=True)
+    _, out = await run_config(
+        write_config(tmp_path, {"input": "in.jsonl", "prompt": ""}, cost=cost), dry_run=True
+    )
     assert "~12,000 in / 400 out tokens" in out and "3 images x 1000" in out

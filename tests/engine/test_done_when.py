@@ -6,13 +6,15 @@ import io
 from pathlib import Path
 from typing import Any
 
-from runner import app
+from runner.app import orchestrate as app
 from runner.config import load_config
 from runner.simulator import Simulator, expected_content
 from tests.conftest import ENV, latest, make_urls, read_jsonl, write_config
 
 
-async def run_app(tmp_path: Path, sim: Simulator, urls: list[str] | None, **over: Any) -> tuple[app.RunResult, str]:
+async def run_app(
+    tmp_path: Path, sim: Simulator, urls: list[str] | None, **over: Any
+) -> tuple[app.RunResult, str]:
     """One whole glmrun run (lock, plan, engine, summary) in-process; returns the result and stdout."""
     path = tmp_path / "config.yaml"
     if urls is not None:
@@ -66,7 +68,9 @@ async def test_2000_urls_with_500s_and_429s(tmp_path: Path, start_sim: Any) -> N
     assert sim.stats.max_in_flight_seen <= 16
 
 
-async def test_appended_urls_are_exactly_what_the_next_run_requests(tmp_path: Path, sim: Simulator) -> None:
+async def test_appended_urls_are_exactly_what_the_next_run_requests(
+    tmp_path: Path, sim: Simulator
+) -> None:
     """Appending 10 URLs to a finished input makes the next run request exactly those 10."""
     urls = make_urls(200)
     await run_app(tmp_path, sim, urls)

@@ -13,8 +13,8 @@ import orjson
 import pytest
 import yaml
 
-from runner.app import RunOptions, RunResult
-from runner.app import run as run_app
+from runner.app.orchestrate import RunOptions, RunResult
+from runner.app.orchestrate import run as run_app
 from runner.config import load_config
 from runner.errors import ApiStopped, Unreachable
 from runner.simulator import SimSettings, Simulator, expected_content
@@ -28,7 +28,15 @@ def _config(tmp_path: Path, base_url: str, urls: list[str], **sections: Any) -> 
         "api": {"base_url": base_url, "timeout_s": 0.5},
         "limits": {"concurrency": 8},
         "retry": {"max_attempts": 4, "base_delay_s": 0.001, "max_delay_s": 0.01},
-        "jobs": [{"name": "f", "input": "urls.txt", "output": "out.jsonl", "model": "glm-4v-flash", "prompt": "p"}],
+        "jobs": [
+            {
+                "name": "f",
+                "input": "urls.txt",
+                "output": "out.jsonl",
+                "model": "glm-4v-flash",
+                "prompt": "p",
+            }
+        ],
     }
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value}
@@ -45,7 +53,9 @@ def _latest(path: Path) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]
 
 
 @pytest.fixture
-async def sim_and_run(tmp_path: Path) -> AsyncIterator[tuple[Callable[..., Awaitable[Simulator]], RunJob]]:
+async def sim_and_run(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Callable[..., Awaitable[Simulator]], RunJob]]:
     """Start a simulator with given knobs and run the app on a URL list against it."""
     sims: list[Simulator] = []
 
@@ -55,7 +65,9 @@ async def sim_and_run(tmp_path: Path) -> AsyncIterator[tuple[Callable[..., Await
         sims.append(sim)
         return sim
 
-    async def run_job(sim: Simulator, urls: list[str], **sections: Any) -> tuple[RunResult, dict[str, dict[str, Any]]]:
+    async def run_job(
+        sim: Simulator, urls: list[str], **sections: Any
+    ) -> tuple[RunResult, dict[str, dict[str, Any]]]:
         path = _config(tmp_path, sim.base_url, urls, **sections)
         config = load_config(path, environ={"ZHIPUAI_API_KEY": "k"})
         result = await run_app(config, RunOptions(tty=False), out=io.StringIO())
@@ -93,13 +105,23 @@ SCRIPTS = [
 IDS = ["+".join(sorted(set(s))) + f"x{len(s)}" for s, *_ in SCRIPTS]
 
 
-async def test_each_scripted_fault_ends_in_a_retry_or_a_clear_error_record(sim_and_run: Any) -> None:
+async def test_each_scripted_fault_ends_in_a_retry_or_a_clear_error_record(
+    sim_and_run: Any,
+) -> None:
     """One run with a URL per fault script (and clean URLs around them): every URL has a
     final record, ok ones carry their own content, errors carry the documented code."""
     start, run_job = sim_and_run
-    faulty = {f"https://img.example.com/fault/{i}-{IDS[i]}.jpg": script for i, (script, *_rest) in enumerate(SCRIPTS)}
+    faulty = {
+        f"https://img.example.com/fault/{i}-{IDS[i]}.jpg": script
+        for i, (script, *_rest) in enumerate(SCRIPTS)
+    }
     clean = [f"https://img.example.com/clean/{i}.jpg" for i in range(60)]
-    sim = await start(url_faults={u: list(s) for u, s in faulty.items()}, retry_after_s=0.01, hang_s=5, trickle_s=0.1)
+    sim = await start(
+        url_faults={u: list(s) for u, s in faulty.items()},
+        retry_after_s=0.01,
+        hang_s=5,
+        trickle_s=0.1,
+    )
     result, latest = await run_job(sim, [*faulty, *clean])
     assert set(latest) == set(faulty) | set(clean)
     for i, (url, _script) in enumerate(faulty.items()):
@@ -144,8 +166,14 @@ async def test_random_fault_storm_loses_no_url(sim_and_run: Any) -> None:
     start, run_job = sim_and_run
     urls = [f"https://img.example.com/storm/{i}.jpg" for i in range(300)]
     sim = await start(
-        error_500_rate=0.08, error_429_rate=0.08, drop_rate=0.04, hang_rate=0.02, hang_s=5,
-        bad_json_rate=0.04, no_choices_rate=0.04, seed=7,
+        error_500_rate=0.08,
+        error_429_rate=0.08,
+        drop_rate=0.04,
+        hang_rate=0.02,
+        hang_s=5,
+        bad_json_rate=0.04,
+        no_choices_rate=0.04,
+        seed=7,
     )
     result, latest = await run_job(sim, urls, api={"timeout_s": 0.3}, retry={"max_attempts": 6})
     assert set(latest) == set(urls)
@@ -175,7 +203,9 @@ async def test_a_refused_connection_at_start_ends_early_with_exit_75(tmp_path: P
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    path = _config(tmp_path, f"http://127.0.0.1:{port}/api/paas/v4", ["https://img.example.com/x.jpg"])
+    path = _config(
+        tmp_path, f"http://127.0.0.1:{port}/api/paas/v4", ["https://img.example.com/x.jpg"]
+    )
     config = load_config(path, environ={"ZHIPUAI_API_KEY": "k"})
     with pytest.raises(Unreachable) as info:
         await run_app(config, RunOptions(tty=False), out=io.StringIO())
@@ -190,7 +220,9 @@ async def test_url_counts_match_simulator_requests(sim_and_run: Any) -> None:
     urls = [f"https://img.example.com/count/{i}.jpg" for i in range(50)]
     sim = await start(url_faults={u: ["502"] for u in urls[:10]})
     _, latest = await run_job(sim, urls)
-    assert Counter({u: r["attempts"] for u, r in latest.items()}) == Counter(dict(sim.stats.per_url))
+    assert Counter({u: r["attempts"] for u, r in latest.items()}) == Counter(
+        dict(sim.stats.per_url)
+    )
 
 
 async def test_new_simulator_faults_answer_as_documented() -> None:
@@ -202,16 +234,33 @@ async def test_new_simulator_faults_answer_as_documented() -> None:
 
     url = "https://img.example.com/shape.jpg"
     faults = ["502", "503", "504", "error200", "429noretry", "trickle"]
-    sim = Simulator(SimSettings(latency_mean_s=0.0, url_faults={url: list(faults)}, retry_after_s=5, trickle_s=0.1))
+    sim = Simulator(
+        SimSettings(
+            latency_mean_s=0.0, url_faults={url: list(faults)}, retry_after_s=5, trickle_s=0.1
+        )
+    )
     await sim.start()
-    body = {"model": "glm-4v-flash", "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}]}
+    body = {
+        "model": "glm-4v-flash",
+        "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": url}}]}
+        ],
+    }
     seen = []
     try:
         async with aiohttp.ClientSession() as session:
             for _ in faults:
                 t0 = time.monotonic()
                 async with session.post(sim.base_url + "/chat/completions", json=body) as resp:
-                    seen.append((resp.status, resp.content_type, resp.headers.get("Retry-After"), await resp.read(), time.monotonic() - t0))
+                    seen.append(
+                        (
+                            resp.status,
+                            resp.content_type,
+                            resp.headers.get("Retry-After"),
+                            await resp.read(),
+                            time.monotonic() - t0,
+                        )
+                    )
     finally:
         await sim.close()
     assert [s[0] for s in seen] == [502, 503, 504, 200, 429, 200]
@@ -219,4 +268,6 @@ async def test_new_simulator_faults_answer_as_documented() -> None:
     assert orjson.loads(seen[3][3])["error"]["code"] == "1234"
     assert seen[4][2] is None
     answer = orjson.loads(seen[5][3])
-    assert answer["choices"][0]["message"]["content"] == expected_content(url) and seen[5][4] >= 0.09
+    assert (
+        answer["choices"][0]["message"]["content"] == expected_content(url) and seen[5][4] >= 0.09
+    )

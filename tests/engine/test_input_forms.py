@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from runner.config import load_config
+from runner.core.payloads import BodyBuilder
 from runner.errors import ConfigError
-from runner.inputs import Item
-from runner.payloads import BodyBuilder
+from runner.io.inputs import Item
 from runner.simulator import expected_content
 from tests.surface_helpers import (
     PNG,
@@ -37,27 +37,53 @@ async def test_plain_text_urls_still_work_and_take_the_fast_path(tmp_path: Path)
 
 async def test_jsonl_items_with_id_prompt_params_meta(tmp_path: Path) -> None:
     """JSONL: id is the key, meta is copied, a per-item prompt and params are used."""
-    write_jsonl(tmp_path / "in.jsonl", [
-        {"id": "a1", "url": "https://e.org/a.jpg", "prompt": "What is {meta.kind}?", "meta": {"kind": "cat", "n": 1},
-         "params": {"temperature": 0}},
-        {"url": "https://e.org/b.jpg"},
-    ])
+    write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {
+                "id": "a1",
+                "url": "https://e.org/a.jpg",
+                "prompt": "What is {meta.kind}?",
+                "meta": {"kind": "cat", "n": 1},
+                "params": {"temperature": 0},
+            },
+            {"url": "https://e.org/b.jpg"},
+        ],
+    )
     cfg = write_config(tmp_path, {"input": "in.jsonl"})
     await run_config(cfg)
     recs = by_key(read_records(tmp_path / "out.jsonl"))
-    assert recs["a1"]["url"] == "https://e.org/a.jpg" and recs["a1"]["meta"] == {"kind": "cat", "n": 1}
-    assert recs["https://e.org/b.jpg"]["status"] == "ok" and "meta" not in recs["https://e.org/b.jpg"]
+    assert recs["a1"]["url"] == "https://e.org/a.jpg" and recs["a1"]["meta"] == {
+        "kind": "cat",
+        "n": 1,
+    }
+    assert (
+        recs["https://e.org/b.jpg"]["status"] == "ok" and "meta" not in recs["https://e.org/b.jpg"]
+    )
     job = load_config(cfg, environ={}).jobs[0]
-    body = BodyBuilder(job).build(Item("a1", "https://e.org/a.jpg", 1, prompt="What is {meta.kind}?", images=["https://e.org/a.jpg"],
-                                       meta={"kind": "cat"}, params={"temperature": 0.01, "do_sample": False}))
+    body = BodyBuilder(job).build(
+        Item(
+            "a1",
+            "https://e.org/a.jpg",
+            1,
+            prompt="What is {meta.kind}?",
+            images=["https://e.org/a.jpg"],
+            meta={"kind": "cat"},
+            params={"temperature": 0.01, "do_sample": False},
+        )
+    )
     assert body["messages"][0]["content"][-1] == {"type": "text", "text": "What is cat?"}
     assert body["do_sample"] is False
 
 
-async def test_several_images_key_is_first_url_plus_hash_and_limit_is_checked(tmp_path: Path) -> None:
+async def test_several_images_key_is_first_url_plus_hash_and_limit_is_checked(
+    tmp_path: Path,
+) -> None:
     """Several images go in one request keyed by first URL + hash; too many is an invalid record, not a request."""
     urls = [f"https://e.org/{i}.jpg" for i in range(6)]
-    write_jsonl(tmp_path / "in.jsonl", [{"images": urls[:3]}, {"images": urls}, {"images": urls[:3]}])
+    write_jsonl(
+        tmp_path / "in.jsonl", [{"images": urls[:3]}, {"images": urls}, {"images": urls[:3]}]
+    )
     cfg = write_config(tmp_path, {"input": "in.jsonl"})
     await run_config(cfg)
     recs = read_records(tmp_path / "out.jsonl")
@@ -71,30 +97,52 @@ async def test_several_images_key_is_first_url_plus_hash_and_limit_is_checked(tm
 
 async def test_video_only_for_video_models_and_never_mixed(tmp_path: Path) -> None:
     """video_url is sent for glm-4v-plus, refused at plan time for glm-4v-flash, and never mixed with images."""
-    rows = [{"id": "v", "video": "https://e.org/v.mp4"}, {"id": "mix", "video": "https://e.org/v.mp4", "images": ["https://e.org/a.jpg"]}]
+    rows = [
+        {"id": "v", "video": "https://e.org/v.mp4"},
+        {"id": "mix", "video": "https://e.org/v.mp4", "images": ["https://e.org/a.jpg"]},
+    ]
     write_jsonl(tmp_path / "in.jsonl", rows)
     cfg = write_config(tmp_path, {"input": "in.jsonl", "model": "glm-4v-plus"})
     await run_config(cfg)
     recs = by_key(read_records(tmp_path / "out.jsonl"))
     assert recs["v"]["content"] == expected_content("https://e.org/v.mp4")
     assert "cannot be mixed" in recs["mix"]["error"]["message"]
-    body = BodyBuilder(load_config(cfg, environ={}).jobs[0]).build(Item("v", "https://e.org/v.mp4", 1, video="https://e.org/v.mp4"))
-    assert body["messages"][0]["content"][0] == {"type": "video_url", "video_url": {"url": "https://e.org/v.mp4"}}
+    body = BodyBuilder(load_config(cfg, environ={}).jobs[0]).build(
+        Item("v", "https://e.org/v.mp4", 1, video="https://e.org/v.mp4")
+    )
+    assert body["messages"][0]["content"][0] == {
+        "type": "video_url",
+        "video_url": {"url": "https://e.org/v.mp4"},
+    }
     (tmp_path / "out.jsonl").unlink()
     cfg = write_config(tmp_path, {"input": "in.jsonl", "model": "glm-4v-flash"})
     await run_config(cfg)
-    assert "does not take video" in by_key(read_records(tmp_path / "out.jsonl"))["v"]["error"]["message"]
+    assert (
+        "does not take video"
+        in by_key(read_records(tmp_path / "out.jsonl"))["v"]["error"]["message"]
+    )
 
 
 async def test_csv_with_a_named_url_column_and_column_fields(tmp_path: Path) -> None:
     """CSV: the named column is the URL, other columns fill {field}s in the prompt."""
-    (tmp_path / "in.csv").write_text("sku,image,title\n1,https://e.org/a.jpg,Red shoe\n2,https://e.org/b.jpg,\"Blue, hat\"\n")
-    cfg = write_config(tmp_path, {"input": "in.csv", "csv_url_column": "image", "prompt": "Is this a {title}? sku {sku}"})
+    (tmp_path / "in.csv").write_text(
+        'sku,image,title\n1,https://e.org/a.jpg,Red shoe\n2,https://e.org/b.jpg,"Blue, hat"\n'
+    )
+    cfg = write_config(
+        tmp_path,
+        {"input": "in.csv", "csv_url_column": "image", "prompt": "Is this a {title}? sku {sku}"},
+    )
     await run_config(cfg)
     recs = by_key(read_records(tmp_path / "out.jsonl"))
     assert set(recs) == {"https://e.org/a.jpg", "https://e.org/b.jpg"}
     body = BodyBuilder(load_config(cfg, environ={}).jobs[0]).build(
-        Item("https://e.org/b.jpg", "https://e.org/b.jpg", 3, fields={"sku": "2", "title": "Blue, hat", "image": "x"}))
+        Item(
+            "https://e.org/b.jpg",
+            "https://e.org/b.jpg",
+            3,
+            fields={"sku": "2", "title": "Blue, hat", "image": "x"},
+        )
+    )
     assert body["messages"][0]["content"][-1]["text"] == "Is this a Blue, hat? sku 2"
 
 
@@ -102,7 +150,7 @@ def test_csv_without_the_column_is_a_config_error(tmp_path: Path) -> None:
     """A CSV whose header lacks csv_url_column stops with a message naming the column."""
     (tmp_path / "in.csv").write_text("a,b\n1,2\n")
     cfg = write_config(tmp_path, {"input": "in.csv"})
-    from runner.prepare import read_job_items
+    from runner.io.prepare import read_job_items
 
     config = load_config(cfg, environ={})
     with pytest.raises(ConfigError, match="no column 'url'"):
@@ -119,7 +167,9 @@ async def test_input_format_key_overrides_the_extension(tmp_path: Path) -> None:
 
 async def test_bad_jsonl_lines_become_invalid_records(tmp_path: Path) -> None:
     """Broken JSON, unknown fields and missing media are invalid_input records; the run goes on."""
-    (tmp_path / "in.jsonl").write_text('{"url": "https://e.org/a.jpg"}\n{not json\n{"id": "u", "urll": "x"}\n{"id": "e"}\n')
+    (tmp_path / "in.jsonl").write_text(
+        '{"url": "https://e.org/a.jpg"}\n{not json\n{"id": "u", "urll": "x"}\n{"id": "e"}\n'
+    )
     cfg = write_config(tmp_path, {"input": "in.jsonl"})
     await run_config(cfg)
     recs = read_records(tmp_path / "out.jsonl")
@@ -136,8 +186,17 @@ async def test_local_files_as_base64_only_under_allowed_dirs(tmp_path: Path) -> 
     (pics / "notes.txt").write_text("x")
     (tmp_path / "secret.png").write_bytes(PNG)
     (pics / "link.png").symlink_to(tmp_path / "secret.png")
-    lines = [f"file://{pics}/a.png", "/etc/passwd", f"{pics}/missing.png", str(tmp_path / "secret.png"),
-             f"{pics}/big.png", f"{pics}/notes.txt", "./pics/../secret.png", f"{pics}/link.png", "./pics/a.png"]
+    lines = [
+        f"file://{pics}/a.png",
+        "/etc/passwd",
+        f"{pics}/missing.png",
+        str(tmp_path / "secret.png"),
+        f"{pics}/big.png",
+        f"{pics}/notes.txt",
+        "./pics/../secret.png",
+        f"{pics}/link.png",
+        "./pics/a.png",
+    ]
     (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
     cfg = write_config(tmp_path, local_files={"allowed_dirs": ["pics"]})
     await run_config(cfg)
@@ -147,9 +206,15 @@ async def test_local_files_as_base64_only_under_allowed_dirs(tmp_path: Path) -> 
     msgs = {k: r["error"]["message"] for k, r in recs.items() if r["status"] == "error"}
     assert "not under local_files.allowed_dirs" in msgs["/etc/passwd"]
     assert "no such file" in msgs[f"{pics}/missing.png"]
-    assert "not under" in msgs[str(tmp_path / "secret.png")] and "not under" in msgs["./pics/../secret.png"]
+    assert (
+        "not under" in msgs[str(tmp_path / "secret.png")]
+        and "not under" in msgs["./pics/../secret.png"]
+    )
     assert "not under" in msgs[f"{pics}/link.png"]
-    assert "at most 5 MB" in msgs[f"{pics}/big.png"] and "jpg, jpeg or png" in msgs[f"{pics}/notes.txt"]
+    assert (
+        "at most 5 MB" in msgs[f"{pics}/big.png"]
+        and "jpg, jpeg or png" in msgs[f"{pics}/notes.txt"]
+    )
 
 
 async def test_local_files_refused_when_no_folder_is_allowed(tmp_path: Path) -> None:
@@ -179,11 +244,29 @@ async def test_batch_style_jsonl_sent_as_given_with_file_images_as_base64(tmp_pa
     (tmp_path / "img" / "1.png").write_bytes(PNG)
     img = f"file://{tmp_path}/img/1.png"
     rows = [
-        {"messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": img}}, {"type": "text", "text": "Describe"}]}], "image": img},
-        {"messages": [{"role": "user", "content": "What is this?"}], "image": "https://e.org/z.jpg"},
+        {
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "image_url", "image_url": {"url": img}},
+                        {"type": "text", "text": "Describe"},
+                    ],
+                }
+            ],
+            "image": img,
+        },
+        {
+            "messages": [{"role": "user", "content": "What is this?"}],
+            "image": "https://e.org/z.jpg",
+        },
     ]
     write_jsonl(tmp_path / "in.jsonl", rows)
-    cfg = write_config(tmp_path, {"input": "in.jsonl", "model": "glm-4.5v", "prompt": ""}, local_files={"allowed_dirs": ["img"]})
+    cfg = write_config(
+        tmp_path,
+        {"input": "in.jsonl", "model": "glm-4.5v", "prompt": ""},
+        local_files={"allowed_dirs": ["img"]},
+    )
     await run_config(cfg)
     recs = by_key(read_records(tmp_path / "out.jsonl"))
     assert recs[img]["content"] == expected_content(b64(PNG))
@@ -203,19 +286,39 @@ async def test_shipped_example_configs_run_end_to_end(tmp_path: Path, name: str)
 def test_multi_image_turns_carry_the_local_image_as_base64() -> None:
     """The multi-image example: system, an earlier turn with a local image, then the item's images and prompt."""
     job = load_config(REPO / "config" / "multi-image.yaml", environ={}).jobs[0]
-    body = BodyBuilder(job).build(Item("pair-1", "https://e.org/x.jpg", 1, id="pair-1", images=["https://e.org/x.jpg"], meta={"topic": "t"}))
+    body = BodyBuilder(job).build(
+        Item(
+            "pair-1",
+            "https://e.org/x.jpg",
+            1,
+            id="pair-1",
+            images=["https://e.org/x.jpg"],
+            meta={"topic": "t"},
+        )
+    )
     roles = [m["role"] for m in body["messages"]]
     assert roles == ["system", "user", "assistant", "user"]
     red = (REPO / "config" / "images" / "red.png").read_bytes()
     assert body["messages"][1]["content"][0]["image_url"]["url"] == b64(red)
-    assert body["messages"][3]["content"][-1]["text"] == "Item pair-1 (t): how do these pictures differ from the red one?"
+    assert (
+        body["messages"][3]["content"][-1]["text"]
+        == "Item pair-1 (t): how do these pictures differ from the red one?"
+    )
 
 
 def test_turn_images_outside_allowed_dirs_fail_at_config_load(tmp_path: Path) -> None:
     """A local image in the job's messages outside local_files.allowed_dirs is a ConfigError."""
     (tmp_path / "a.png").write_bytes(PNG)
-    turns = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "a.png"}}, {"type": "text", "text": "x"}]},
-             {"role": "assistant", "content": "y"}]
+    turns = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": "a.png"}},
+                {"type": "text", "text": "x"},
+            ],
+        },
+        {"role": "assistant", "content": "y"},
+    ]
     cfg = write_config(tmp_path, {"messages": turns})
     with pytest.raises(ConfigError, match="local_files.allowed_dirs"):
         load_config(cfg, environ={})
@@ -233,7 +336,10 @@ def test_braces_that_are_not_fields_are_left_alone(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, {"prompt": 'Answer as {"objects": [...]} for {url}'})
     job = load_config(cfg, environ={}).jobs[0]
     body = BodyBuilder(job).build(Item("https://e.org/a.jpg", "https://e.org/a.jpg", 1))
-    assert body["messages"][0]["content"][-1]["text"] == 'Answer as {"objects": [...]} for https://e.org/a.jpg'
+    assert (
+        body["messages"][0]["content"][-1]["text"]
+        == 'Answer as {"objects": [...]} for https://e.org/a.jpg'
+    )
 
 
 def test_fast_path_bytes_equal_the_dict_path(tmp_path: Path) -> None:
@@ -246,7 +352,9 @@ def test_fast_path_bytes_equal_the_dict_path(tmp_path: Path) -> None:
     assert orjson.loads(builder.render(item, "rid")) == builder.build(item, "rid")
 
 
-def test_unknown_params_are_warned_about_at_load_and_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_params_are_warned_about_at_load_and_kept(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """An unknown job param is logged as a warning naming it and still sent; a bad known one is a ConfigError."""
     cfg = write_config(tmp_path, {"params": {"frequency_penalty": 0.2, "temperature": 0}})
     with caplog.at_level("WARNING"):
@@ -259,11 +367,18 @@ def test_unknown_params_are_warned_about_at_load_and_kept(tmp_path: Path, caplog
 
 async def test_item_params_are_checked_per_item(tmp_path: Path) -> None:
     """A JSONL item's params are merged over the job's and validated; a bad one is an invalid record."""
-    write_jsonl(tmp_path / "in.jsonl", [
-        {"id": "good", "url": "https://e.org/a.jpg", "params": {"max_tokens": 100}},
-        {"id": "bad", "url": "https://e.org/b.jpg", "params": {"request_id": "mine"}},
-        {"id": "think", "url": "https://e.org/c.jpg", "params": {"thinking": {"type": "enabled"}}},
-    ])
+    write_jsonl(
+        tmp_path / "in.jsonl",
+        [
+            {"id": "good", "url": "https://e.org/a.jpg", "params": {"max_tokens": 100}},
+            {"id": "bad", "url": "https://e.org/b.jpg", "params": {"request_id": "mine"}},
+            {
+                "id": "think",
+                "url": "https://e.org/c.jpg",
+                "params": {"thinking": {"type": "enabled"}},
+            },
+        ],
+    )
     await run_config(write_config(tmp_path, {"input": "in.jsonl"}))
     recs = by_key(read_records(tmp_path / "out.jsonl"))
     assert recs["good"]["status"] == "ok"
@@ -273,20 +388,41 @@ async def test_item_params_are_checked_per_item(tmp_path: Path) -> None:
 
 def test_turn_images_that_leave_no_room_for_the_item_fail_at_load(tmp_path: Path) -> None:
     """glm-4v-flash takes one image: a turn image plus the item's image is a ConfigError, not N invalid records."""
-    turns = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://e.org/t.jpg"}}, {"type": "text", "text": "x"}]},
-             {"role": "assistant", "content": "y"}]
+    turns = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": "https://e.org/t.jpg"}},
+                {"type": "text", "text": "x"},
+            ],
+        },
+        {"role": "assistant", "content": "y"},
+    ]
     with pytest.raises(ConfigError, match="no room for the item's own image"):
-        load_config(write_config(tmp_path, {"model": "glm-4v-flash", "messages": turns}), environ={})
+        load_config(
+            write_config(tmp_path, {"model": "glm-4v-flash", "messages": turns}), environ={}
+        )
 
 
 async def test_plain_urls_are_counted_with_turn_images(tmp_path: Path) -> None:
     """Plain URL lines are checked against the limit together with the turns' images (5 for glm-4v-plus-0111)."""
-    turns = [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"https://e.org/t{i}.jpg"}} for i in range(4)]
-              + [{"type": "text", "text": "x"}]}, {"role": "assistant", "content": "y"}]
+    turns = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "image_url", "image_url": {"url": f"https://e.org/t{i}.jpg"}}
+                for i in range(4)
+            ]
+            + [{"type": "text", "text": "x"}],
+        },
+        {"role": "assistant", "content": "y"},
+    ]
     (tmp_path / "in.txt").write_text("https://e.org/a.jpg\n")
     await run_config(write_config(tmp_path, {"messages": turns}))
     (rec,) = read_records(tmp_path / "out.jsonl")
-    assert rec["status"] == "ok" and rec["content"] == expected_content([f"https://e.org/t{i}.jpg" for i in range(4)] + ["https://e.org/a.jpg"])
+    assert rec["status"] == "ok" and rec["content"] == expected_content(
+        [f"https://e.org/t{i}.jpg" for i in range(4)] + ["https://e.org/a.jpg"]
+    )
 
 
 def _mp4(seconds: int) -> bytes:
@@ -302,17 +438,29 @@ def _mp4(seconds: int) -> bytes:
 
 async def test_local_video_checked_for_length_on_glm_4v_plus(tmp_path: Path) -> None:
     """glm-4v-plus takes local mp4 up to 30 s: a 12 s clip is sent (as base64), a 45 s one is refused at plan time."""
-    from runner.prepare import mp4_duration_s
+    from runner.io.prepare import mp4_duration_s
 
     (tmp_path / "v").mkdir()
     (tmp_path / "v" / "short.mp4").write_bytes(_mp4(12))
     (tmp_path / "v" / "long.mp4").write_bytes(_mp4(45))
     assert mp4_duration_s(tmp_path / "v" / "short.mp4") == 12.0
-    write_jsonl(tmp_path / "in.jsonl", [{"id": "short", "video": "./v/short.mp4"}, {"id": "long", "video": "./v/long.mp4"}])
-    await run_config(write_config(tmp_path, {"input": "in.jsonl", "model": "glm-4v-plus"}, local_files={"allowed_dirs": ["v"]}))
+    write_jsonl(
+        tmp_path / "in.jsonl",
+        [{"id": "short", "video": "./v/short.mp4"}, {"id": "long", "video": "./v/long.mp4"}],
+    )
+    await run_config(
+        write_config(
+            tmp_path,
+            {"input": "in.jsonl", "model": "glm-4v-plus"},
+            local_files={"allowed_dirs": ["v"]},
+        )
+    )
     recs = by_key(read_records(tmp_path / "out.jsonl"))
     assert recs["short"]["content"] == expected_content(b64(_mp4(12)))
-    assert "45.0 s long" in recs["long"]["error"]["message"] and "at most 30 s" in recs["long"]["error"]["message"]
+    assert (
+        "45.0 s long" in recs["long"]["error"]["message"]
+        and "at most 30 s" in recs["long"]["error"]["message"]
+    )
 
 
 def test_image_size_reads_png_and_jpeg_headers(tmp_path: Path) -> None:
@@ -320,12 +468,18 @@ def test_image_size_reads_png_and_jpeg_headers(tmp_path: Path) -> None:
     import struct
     import zlib
 
-    from runner.prepare import image_size
+    from runner.io.prepare import image_size
 
     assert image_size(REPO / "config" / "images" / "red.png") == (8, 8)
     assert image_size(REPO / "config" / "images" / "grey.jpg") == (1, 1)
     ihdr = struct.pack(">IIBBBBB", 7000, 10, 8, 2, 0, 0, 0)
-    big = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    big = (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", 13)
+        + b"IHDR"
+        + ihdr
+        + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    )
     (tmp_path / "wide.png").write_bytes(big)
     assert image_size(tmp_path / "wide.png") == (7000, 10)
 
@@ -335,7 +489,9 @@ async def test_images_over_6000_px_are_refused(tmp_path: Path) -> None:
     import struct
 
     ihdr = struct.pack(">IIBBBBB", 6001, 10, 8, 2, 0, 0, 0)
-    (tmp_path / "wide.png").write_bytes(b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + bytes(4))
+    (tmp_path / "wide.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + bytes(4)
+    )
     (tmp_path / "in.txt").write_text("./wide.png\n")
     await run_config(write_config(tmp_path, local_files={"allowed_dirs": ["."]}))
     (rec,) = read_records(tmp_path / "out.jsonl")

@@ -10,8 +10,8 @@ import orjson
 import pytest
 import yaml
 
-from runner.app import RunOptions
-from runner.app import run as run_app
+from runner.app.orchestrate import RunOptions
+from runner.app.orchestrate import run as run_app
 from runner.config import load_config
 from runner.simulator import SimSettings, Simulator
 
@@ -50,17 +50,32 @@ async def test_only_files_under_allowed_dirs_are_read_and_sent(tmp_path: Path) -
     await sim.start()
     try:
         config_path = tmp_path / "config.yaml"
-        config_path.write_text(yaml.safe_dump({
-            "api": {"base_url": sim.base_url},
-            "local_files": {"allowed_dirs": ["images"]},
-            "jobs": [{"name": "l", "input": "in/urls.txt", "output": "out.jsonl", "model": "glm-4v-plus", "prompt": "p"}],
-        }))
+        config_path.write_text(
+            yaml.safe_dump(
+                {
+                    "api": {"base_url": sim.base_url},
+                    "local_files": {"allowed_dirs": ["images"]},
+                    "jobs": [
+                        {
+                            "name": "l",
+                            "input": "in/urls.txt",
+                            "output": "out.jsonl",
+                            "model": "glm-4v-plus",
+                            "prompt": "p",
+                        }
+                    ],
+                }
+            )
+        )
         config = load_config(config_path, environ={"ZHIPUAI_API_KEY": "k"})
         await run_app(config, RunOptions(tty=False), out=io.StringIO())
         sent = set(sim.stats.per_url)
     finally:
         await sim.close()
-    records = {r.get("key", r["url"]): r for r in map(orjson.loads, (tmp_path / "out.jsonl").read_bytes().splitlines())}
+    records = {
+        r.get("key", r["url"]): r
+        for r in map(orjson.loads, (tmp_path / "out.jsonl").read_bytes().splitlines())
+    }
     assert records[lines["allowed"]]["status"] == "ok"
     for name, line in lines.items():
         if name == "allowed":
@@ -78,22 +93,40 @@ async def test_only_files_under_allowed_dirs_are_read_and_sent(tmp_path: Path) -
 async def test_without_allowed_dirs_no_local_file_is_read(tmp_path: Path) -> None:
     """With no local_files.allowed_dirs (the default), every local reference is refused."""
     (tmp_path / "ok.png").write_bytes(ALLOWED)
-    (tmp_path / "urls.txt").write_text(f"{tmp_path / 'ok.png'}\nfile://{tmp_path / 'ok.png'}\n./ok.png\n")
+    (tmp_path / "urls.txt").write_text(
+        f"{tmp_path / 'ok.png'}\nfile://{tmp_path / 'ok.png'}\n./ok.png\n"
+    )
     config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "api": {"base_url": "simulator"},
-        "jobs": [{"name": "l", "input": "urls.txt", "output": "out.jsonl", "model": "glm-4v-plus", "prompt": "p"}],
-    }))
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "api": {"base_url": "simulator"},
+                "jobs": [
+                    {
+                        "name": "l",
+                        "input": "urls.txt",
+                        "output": "out.jsonl",
+                        "model": "glm-4v-plus",
+                        "prompt": "p",
+                    }
+                ],
+            }
+        )
+    )
     config = load_config(config_path, environ={})
     await run_app(config, RunOptions(tty=False), out=io.StringIO())
     records = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
     assert len(records) == 3
-    assert all(r["error"]["code"] == "invalid_input" and "local files are not allowed" in r["error"]["message"] for r in records)
+    assert all(
+        r["error"]["code"] == "invalid_input"
+        and "local files are not allowed" in r["error"]["message"]
+        for r in records
+    )
 
 
 def _vanish_after_plan(monkeypatch, victim: Path, *, swap_to: Path | None = None) -> None:  # type: ignore[no-untyped-def]
     """Between the plan's check and the send, delete ``victim`` (or replace it by a link to ``swap_to``)."""
-    from runner import app
+    from runner.app import orchestrate as app
 
     original = app.pending_items
 
@@ -112,15 +145,30 @@ def _local_job(tmp_path: Path, mode: str) -> tuple[Path, Path]:
     allowed.mkdir()
     (allowed / "a.png").write_bytes(ALLOWED)
     (allowed / "b.png").write_bytes(ALLOWED + b"b")
-    (tmp_path / "urls.txt").write_text(f"{allowed / 'a.png'}\n{allowed / 'b.png'}\nhttps://e.org/c.jpg\n")
+    (tmp_path / "urls.txt").write_text(
+        f"{allowed / 'a.png'}\n{allowed / 'b.png'}\nhttps://e.org/c.jpg\n"
+    )
     config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump({
-        "api": {"base_url": "simulator"},
-        "simulator": {"latency_mean_s": 0.0},
-        "batch": {"poll_interval_s": 0},
-        "local_files": {"allowed_dirs": ["images"]},
-        "jobs": [{"name": "v", "input": "urls.txt", "output": "out.jsonl", "model": "glm-4v-plus", "prompt": "p", "mode": mode}],
-    }))
+    config_path.write_text(
+        yaml.safe_dump(
+            {
+                "api": {"base_url": "simulator"},
+                "simulator": {"latency_mean_s": 0.0},
+                "batch": {"poll_interval_s": 0},
+                "local_files": {"allowed_dirs": ["images"]},
+                "jobs": [
+                    {
+                        "name": "v",
+                        "input": "urls.txt",
+                        "output": "out.jsonl",
+                        "model": "glm-4v-plus",
+                        "prompt": "p",
+                        "mode": mode,
+                    }
+                ],
+            }
+        )
+    )
     return config_path, allowed
 
 
@@ -133,18 +181,26 @@ async def _run_and_read(config_path: Path) -> dict[str, dict]:  # type: ignore[t
 
 
 @pytest.mark.parametrize("mode", ["realtime", "batch"])
-async def test_a_local_file_deleted_after_the_plan_is_an_error_record_not_a_crash(tmp_path: Path, monkeypatch, mode: str) -> None:  # type: ignore[no-untyped-def]
+async def test_a_local_file_deleted_after_the_plan_is_an_error_record_not_a_crash(
+    tmp_path: Path, monkeypatch, mode: str
+) -> None:  # type: ignore[no-untyped-def]
     """A file that vanishes between plan and send gets a retryable local_file record; the rest still run."""
     config_path, allowed = _local_job(tmp_path, mode)
     _vanish_after_plan(monkeypatch, allowed / "a.png")
     records = await _run_and_read(config_path)
     bad = records[str(allowed / "a.png")]
-    assert bad["status"] == "error" and bad["error"]["code"] == "local_file" and bad["error"]["retryable"] is True
+    assert (
+        bad["status"] == "error"
+        and bad["error"]["code"] == "local_file"
+        and bad["error"]["retryable"] is True
+    )
     assert records[str(allowed / "b.png")]["status"] == "ok"
     assert records["https://e.org/c.jpg"]["status"] == "ok"
 
 
-async def test_a_file_swapped_for_a_link_after_the_plan_is_refused(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+async def test_a_file_swapped_for_a_link_after_the_plan_is_refused(
+    tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     """A checked file replaced by a symlink to a secret before the send is refused, never uploaded."""
     config_path, allowed = _local_job(tmp_path, "realtime")
     secret = tmp_path / "secret.png"

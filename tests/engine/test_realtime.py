@@ -21,16 +21,33 @@ def assert_ok_and_matching(records: list[dict], urls: list[str]) -> None:
         assert record["via"] == "realtime"
 
 
-async def test_all_ok_records_have_the_documented_shape(run_engine: EngineRunner, sim: Simulator) -> None:
+async def test_all_ok_records_have_the_documented_shape(
+    run_engine: EngineRunner, sim: Simulator
+) -> None:
     """Every URL gets one ok record with content, usage, model, attempts, latency, id and finished_at."""
     urls = make_urls(30)
     run = await run_engine(urls)
     assert len(run.records) == 30
     assert_ok_and_matching(run.records, urls)
     record = run.records[0]
-    assert set(record) >= {"url", "status", "content", "finish_reason", "usage", "model", "via", "attempts",
-                           "latency_ms", "id", "finished_at"}
-    assert record["finish_reason"] == "stop" and record["model"] == "glm-4v-flash" and record["attempts"] == 1
+    assert set(record) >= {
+        "url",
+        "status",
+        "content",
+        "finish_reason",
+        "usage",
+        "model",
+        "via",
+        "attempts",
+        "latency_ms",
+        "id",
+        "finished_at",
+    }
+    assert (
+        record["finish_reason"] == "stop"
+        and record["model"] == "glm-4v-flash"
+        and record["attempts"] == 1
+    )
     assert run.stats.ok == 30 and run.stats.requests == 30 and run.stats.retries == 0
     assert run.stats.prompt_tokens > 0 and run.stats.completion_tokens == 30 * 20
     assert sim.stats.chat_requests == 30 and run.sleeps == []
@@ -76,7 +93,11 @@ async def test_permanent_failure_is_recorded_not_retried(
     run = await run_engine(urls)
     bad = run.by_url()[urls[1]]
     assert bad["status"] == "error"
-    assert bad["error"]["code"] == code and bad["error"]["retryable"] is False and bad["error"]["message"]
+    assert (
+        bad["error"]["code"] == code
+        and bad["error"]["retryable"] is False
+        and bad["error"]["message"]
+    )
     assert bad["attempts"] == 1 and "content" not in bad
     assert sim.stats.per_url[urls[1]] == 1 and run.sleeps == []
     assert run.stats.errors == 1 and run.stats.ok == 4
@@ -85,7 +106,9 @@ async def test_permanent_failure_is_recorded_not_retried(
     assert again.counts.done == 5 and again.counts.failed == 1 and again.stats.requests == 0
 
 
-@pytest.mark.parametrize(("fault", "code"), [("1113", "1113"), ("401", "1000")], ids=["arrears-429", "auth-401"])
+@pytest.mark.parametrize(
+    ("fault", "code"), [("1113", "1113"), ("401", "1000")], ids=["arrears-429", "auth-401"]
+)
 async def test_fatal_stops_the_run_after_in_flight_finish(
     run_engine: EngineRunner, sim: Simulator, fault: str, code: str
 ) -> None:
@@ -116,14 +139,20 @@ async def test_retry_after_is_honoured(run_engine: EngineRunner, sim: Simulator)
     assert_ok_and_matching(run.records, urls)
 
 
-async def test_attempts_exhausted_is_retryable_and_retried_next_run(run_engine: EngineRunner, sim: Simulator) -> None:
+async def test_attempts_exhausted_is_retryable_and_retried_next_run(
+    run_engine: EngineRunner, sim: Simulator
+) -> None:
     """When attempts run out the error record says retryable: true and the next run sends that URL again."""
     urls = make_urls(4)
     sim.settings.url_faults = {urls[3]: ["500", "500", "500"]}
     run = await run_engine(urls, max_attempts=3)
     bad = run.by_url()[urls[3]]
     assert bad["status"] == "error" and bad["attempts"] == 3
-    assert bad["error"] == {"code": "500", "message": "HTTP 500: Internal error (simulated)", "retryable": True}
+    assert bad["error"] == {
+        "code": "500",
+        "message": "HTTP 500: Internal error (simulated)",
+        "retryable": True,
+    }
     assert len(run.sleeps) == 2
     sim.reset_stats()
     again = await run_engine(urls, max_attempts=3)
@@ -142,7 +171,9 @@ async def test_in_flight_never_above_concurrency(run_engine: EngineRunner, sim: 
     assert 4 <= sim.stats.max_in_flight_seen <= 8
 
 
-async def test_in_flight_limit_holds_under_retries(run_engine: EngineRunner, sim: Simulator) -> None:
+async def test_in_flight_limit_holds_under_retries(
+    run_engine: EngineRunner, sim: Simulator
+) -> None:
     """Retries and throttling do not let more than limits.concurrency requests out at once."""
     sim.settings.error_500_rate = 0.2
     sim.settings.error_429_rate = 0.1
@@ -164,7 +195,9 @@ async def test_rpm_paces_request_starts(run_engine: EngineRunner, sim: Simulator
     assert elapsed >= 29 * 0.005 * 0.9
 
 
-async def test_invalid_lines_become_records(run_engine: EngineRunner, sim: Simulator, tmp_path: Path) -> None:
+async def test_invalid_lines_become_records(
+    run_engine: EngineRunner, sim: Simulator, tmp_path: Path
+) -> None:
     """Invalid input lines get invalid_input error records (permanent) and the run goes on."""
     urls = make_urls(3)
     run = await run_engine([urls[0], "ftp://x/y.jpg", urls[1], "not a url", urls[2], urls[0]])
@@ -177,7 +210,9 @@ async def test_invalid_lines_become_records(run_engine: EngineRunner, sim: Simul
     assert sim.stats.chat_requests == 3 and run.counts.duplicates == 1
 
 
-async def test_server_concurrency_limit_is_throttled_and_recovered(run_engine: EngineRunner, sim: Simulator) -> None:
+async def test_server_concurrency_limit_is_throttled_and_recovered(
+    run_engine: EngineRunner, sim: Simulator
+) -> None:
     """Above the account's concurrency the API answers 429/1302; the engine backs off and every URL ends ok."""
     sim.settings.max_in_flight = 3
     urls = make_urls(60)

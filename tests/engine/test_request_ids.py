@@ -9,16 +9,16 @@ from typing import Any
 import orjson
 from yarl import URL
 
-from runner.client import GlmClient
+from runner.api.glm import GlmClient
 from runner.clock import FakeClock
 from runner.config import load_config
+from runner.core.plan import iter_pending
+from runner.core.stats import JobStats
+from runner.engine.realtime import RealtimeDeps, RealtimeEngine
+from runner.engine.throttle import Throttle
 from runner.errors import ApiStopped
-from runner.inputs import read_items
-from runner.limits import Throttle
-from runner.plan import iter_pending
-from runner.realtime import RealtimeDeps, RealtimeEngine
-from runner.stats import JobStats
-from runner.store import ResultWriter, load_resume_index
+from runner.io.inputs import read_items
+from runner.io.store import ResultWriter, load_resume_index
 from tests.conftest import ENV, read_jsonl, write_config
 
 BASE = "https://api.example.test/api/paas/v4"
@@ -27,7 +27,9 @@ IMG = "https://img.example.test/a.jpg"
 ANSWER = {
     "id": "9",
     "model": "glm-4v-flash",
-    "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "a cat"}}],
+    "choices": [
+        {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": "a cat"}}
+    ],
     "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
 }
 
@@ -40,12 +42,19 @@ async def run_one(tmp_path: Path) -> tuple[list[dict[str, Any]], list[float], Ap
     async with GlmClient(BASE, config.api_key) as client:
         writer = ResultWriter(job.output_path)
         deps = RealtimeDeps(
-            client=client, writer=writer, throttle=Throttle(2), retry=config.retry, stats=JobStats("t"),
-            sleep=clock.sleep, rng=random.Random(0),
+            client=client,
+            writer=writer,
+            throttle=Throttle(2),
+            retry=config.retry,
+            stats=JobStats("t"),
+            sleep=clock.sleep,
+            rng=random.Random(0),
         )
         stopped = None
         try:
-            await RealtimeEngine(job, deps).run(iter_pending(read_items(job.input_path), load_resume_index(job.output_path)))
+            await RealtimeEngine(job, deps).run(
+                iter_pending(read_items(job.input_path), load_resume_index(job.output_path))
+            )
         except ApiStopped as exc:
             stopped = exc
         finally:
@@ -55,7 +64,9 @@ async def run_one(tmp_path: Path) -> tuple[list[dict[str, Any]], list[float], Ap
 
 async def test_1231_retried_with_a_fresh_request_id(tmp_path: Path, mock: Any) -> None:
     """A duplicate-request_id answer (1231) is retried, and every attempt carries a new request_id."""
-    mock.post(CHAT, status=400, body=b'{"error":{"code":"1231","message":"You already have a request"}}')
+    mock.post(
+        CHAT, status=400, body=b'{"error":{"code":"1231","message":"You already have a request"}}'
+    )
     mock.post(CHAT, status=500, body=b"")
     mock.post(CHAT, payload=ANSWER)
     records, sleeps, stopped = await run_one(tmp_path)
@@ -67,7 +78,10 @@ async def test_1231_retried_with_a_fresh_request_id(tmp_path: Path, mock: Any) -
     ids = [b["request_id"] for b in bodies]
     assert len(ids) == 3 and len(set(ids)) == 3
     assert all(b["messages"][0]["content"][0]["image_url"]["url"] == IMG for b in bodies)
-    assert all(call.kwargs["headers"]["Authorization"] == f"Bearer {ENV['GLMRUN_TEST_KEY']}" for call in calls)
+    assert all(
+        call.kwargs["headers"]["Authorization"] == f"Bearer {ENV['GLMRUN_TEST_KEY']}"
+        for call in calls
+    )
 
 
 async def test_proxy_429_arrears_without_code_is_not_retried(tmp_path: Path, mock: Any) -> None:
@@ -77,4 +91,3 @@ async def test_proxy_429_arrears_without_code_is_not_retried(tmp_path: Path, moc
     assert stopped is not None and stopped.code == "1113" and stopped.exit_code == 3
     assert records == [] and sleeps == []
     assert len(mock.requests[("POST", URL(CHAT))]) == 1
-

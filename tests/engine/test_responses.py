@@ -9,16 +9,18 @@ from typing import Any
 import pytest
 
 from runner.config import load_config
+from runner.core.records import ok_record, strip_markers
+from runner.core.structured import parse_json_answer
 from runner.errors import ConfigError
-from runner.records import ok_record, strip_markers
 from runner.simulator import expected_content
-from runner.structured import parse_json_answer
 from tests.surface_helpers import by_key, read_records, run_config, write_config
 
 U = [f"https://e.org/{i}.jpg" for i in range(8)]
 
 
-async def _run(tmp_path: Path, sim: dict[str, Any], job: dict[str, Any] | None = None, urls: list[str] = U) -> dict[str, dict[str, Any]]:
+async def _run(
+    tmp_path: Path, sim: dict[str, Any], job: dict[str, Any] | None = None, urls: list[str] = U
+) -> dict[str, dict[str, Any]]:
     (tmp_path / "in.txt").write_text("\n".join(urls) + "\n")
     cfg = write_config(tmp_path, job, simulator=sim)
     await run_config(cfg)
@@ -30,9 +32,17 @@ async def test_finish_reasons_end_as_the_issue_says(tmp_path: Path) -> None:
     answers = {U[4]: {"finish_reason": "stop", "content_filter": [{"role": "user", "level": 3}]}}
     faults = {U[1]: ["length"], U[2]: ["sensitive"], U[3]: ["network_error"]}
     recs = await _run(tmp_path, {"url_faults": faults, "url_answers": answers})
-    assert recs[U[0]]["status"] == "ok" and recs[U[0]]["finish_reason"] == "stop" and "truncated" not in recs[U[0]]
+    assert (
+        recs[U[0]]["status"] == "ok"
+        and recs[U[0]]["finish_reason"] == "stop"
+        and "truncated" not in recs[U[0]]
+    )
     assert recs[U[1]]["status"] == "ok" and recs[U[1]]["truncated"] is True
-    assert recs[U[2]]["error"] == {"code": "sensitive", "message": recs[U[2]]["error"]["message"], "retryable": False}
+    assert recs[U[2]]["error"] == {
+        "code": "sensitive",
+        "message": recs[U[2]]["error"]["message"],
+        "retryable": False,
+    }
     assert recs[U[2]]["attempts"] == 1
     assert recs[U[3]]["status"] == "ok" and recs[U[3]]["attempts"] == 2
     assert recs[U[4]]["content_filter"] == [{"role": "user", "level": 3}]
@@ -40,7 +50,11 @@ async def test_finish_reasons_end_as_the_issue_says(tmp_path: Path) -> None:
 
 async def test_content_as_list_of_text_parts_is_joined(tmp_path: Path) -> None:
     """A content list of {type: text} parts becomes one string."""
-    answers = {U[0]: {"content": [{"type": "text", "text": "a cat"}, {"type": "text", "text": " on a mat"}]}}
+    answers = {
+        U[0]: {
+            "content": [{"type": "text", "text": "a cat"}, {"type": "text", "text": " on a mat"}]
+        }
+    }
     recs = await _run(tmp_path, {"url_answers": answers}, urls=U[:1])
     assert recs[U[0]]["content"] == "a cat on a mat"
 
@@ -49,7 +63,10 @@ async def test_glm_45v_think_and_box_markers_are_stripped(tmp_path: Path) -> Non
     """<think> goes to reasoning_content, box markers are removed; an API reasoning_content wins."""
     answers = {
         U[0]: {"content": "<think>It is round.</think><|begin_of_box|>a ball<|end_of_box|>"},
-        U[1]: {"content": "<|begin_of_box|>a box<|end_of_box|>", "reasoning_content": "from the API"},
+        U[1]: {
+            "content": "<|begin_of_box|>a box<|end_of_box|>",
+            "reasoning_content": "from the API",
+        },
     }
     recs = await _run(tmp_path, {"url_answers": answers}, {"model": "glm-4.5v"}, urls=U[:2])
     assert (recs[U[0]]["content"], recs[U[0]]["reasoning_content"]) == ("a ball", "It is round.")
@@ -74,34 +91,50 @@ def test_strip_markers(raw: str, content: str, reasoning: str | None) -> None:
 
 def test_ok_record_keeps_reasoning_content_from_the_api() -> None:
     """reasoning_content in the message is copied to the record."""
-    answer = {"choices": [{"finish_reason": "stop", "message": {"content": "x", "reasoning_content": "why"}}]}
+    answer = {
+        "choices": [
+            {"finish_reason": "stop", "message": {"content": "x", "reasoning_content": "why"}}
+        ]
+    }
     rec = ok_record("u", answer, via="realtime", attempts=1, latency_ms=1)
     assert rec["reasoning_content"] == "why"
 
 
-SCHEMA = {"type": "object", "properties": {"objects": {"type": "array", "items": {"type": "string"}}}, "required": ["objects"]}
+SCHEMA = {
+    "type": "object",
+    "properties": {"objects": {"type": "array", "items": {"type": "string"}}},
+    "required": ["objects"],
+}
 
 
 async def test_output_parse_json_with_schema(tmp_path: Path) -> None:
     """parse: json fills parsed (fenced blocks stripped); parse errors and schema errors are recorded, not lost."""
     answers = {
         U[0]: {"content": '```json\n{"objects": ["cat", "sofa"]}\n```'},
-        U[1]: {"content": "Sure! {\"objects\": [\"dog\"]} Hope that helps."},
+        U[1]: {"content": 'Sure! {"objects": ["dog"]} Hope that helps.'},
         U[2]: {"content": "no JSON here"},
         U[3]: {"content": '{"objects": [1]}'},
     }
     job = {"output": {"path": "out.jsonl", "parse": "json", "schema": SCHEMA}}
     recs = await _run(tmp_path, {"url_answers": answers}, job, urls=U[:4])
-    assert recs[U[0]]["parsed"] == {"objects": ["cat", "sofa"]} and "schema_errors" not in recs[U[0]]
+    assert (
+        recs[U[0]]["parsed"] == {"objects": ["cat", "sofa"]} and "schema_errors" not in recs[U[0]]
+    )
     assert recs[U[1]]["parsed"] == {"objects": ["dog"]}
-    assert recs[U[2]]["status"] == "ok" and recs[U[2]]["content"] == "no JSON here" and "not JSON" in recs[U[2]]["parse_error"]
+    assert (
+        recs[U[2]]["status"] == "ok"
+        and recs[U[2]]["content"] == "no JSON here"
+        and "not JSON" in recs[U[2]]["parse_error"]
+    )
     assert recs[U[3]]["schema_errors"] == ["objects/0: 1 is not of type 'string'"]
 
 
 async def test_schema_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
     """output.schema_file is loaded at config time; a broken schema is a ConfigError."""
     (tmp_path / "s.json").write_text(json.dumps(SCHEMA))
-    cfg = write_config(tmp_path, {"output": {"path": "out.jsonl", "parse": "json", "schema_file": "s.json"}})
+    cfg = write_config(
+        tmp_path, {"output": {"path": "out.jsonl", "parse": "json", "schema_file": "s.json"}}
+    )
     job = load_config(cfg, environ={}).jobs[0]
     assert job.schema == SCHEMA and job.output.endswith("out.jsonl")
     (tmp_path / "s.json").write_text(json.dumps({"type": "nonsense"}))

@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from runner.app import RunOptions, run
+from runner.app.orchestrate import RunOptions, run
 from runner.config import load_config
 from runner.errors import ComeBackLater
 
@@ -37,12 +37,16 @@ async def test_no_wait_batch_of_one_job_is_collected_by_a_run_of_all_jobs(tmp_pa
         await run(config, RunOptions(job="b", no_wait=True, tty=False), out=io.StringIO())
     result = await run(config, RunOptions(tty=False), out=io.StringIO())
     records = _records(tmp_path / "bt" / "b.jsonl")
-    assert sorted(r["url"] for r in records) == sorted(f"https://img.example/{i}.jpg" for i in range(5))
+    assert sorted(r["url"] for r in records) == sorted(
+        f"https://img.example/{i}.jpg" for i in range(5)
+    )
     assert {r["via"] for r in records} == {"batch"}
     assert result.exit_code == 0
 
 
-async def test_arrears_during_the_batch_fallback_stops_and_the_next_run_finishes(tmp_path: Path) -> None:
+async def test_arrears_during_the_batch_fallback_stops_and_the_next_run_finishes(
+    tmp_path: Path,
+) -> None:
     """A 1113 answer while resending failed batch lines in realtime stops the run; the rerun sends only what is missing."""
     from runner.errors import ApiStopped
 
@@ -50,7 +54,9 @@ async def test_arrears_during_the_batch_fallback_stops_and_the_next_run_finishes
 
     items = urls(6)
     cfg = write_config(tmp_path, items)
-    box = await start_sim(batch_line_faults={items[1]: "500", items[2]: "500"}, url_faults={items[1]: ["1113"]})
+    box = await start_sim(
+        batch_line_faults={items[1]: "500", items[2]: "500"}, url_faults={items[1]: ["1113"]}
+    )
     try:
         with pytest.raises(ApiStopped):
             await run_batch(cfg, box)
@@ -66,7 +72,9 @@ async def test_arrears_during_the_batch_fallback_stops_and_the_next_run_finishes
     assert sorted(r["url"] for r in records if r["via"] == "batch") == sorted(items[:1] + items[3:])
 
 
-async def test_batch_item_whose_prompt_or_meta_holds_a_unicode_line_separator_is_collected(tmp_path: Path) -> None:
+async def test_batch_item_whose_prompt_or_meta_holds_a_unicode_line_separator_is_collected(
+    tmp_path: Path,
+) -> None:
     """A JSONL item whose prompt or meta contains U+2028 or U+0085 goes through the batch path instead of crashing the collect."""
     from .batch_support import latest, load, read_records, run_batch, start_sim, write_config
 
@@ -75,7 +83,9 @@ async def test_batch_item_whose_prompt_or_meta_holds_a_unicode_line_separator_is
         {"id": "b", "url": "https://img.example/b.jpg", "meta": {"note": "x\x85y\u2029z"}},
         {"url": "https://img.example/c.jpg"},
     ]
-    cfg = write_config(tmp_path, [orjson.dumps(x).decode() for x in lines], input_name="items.jsonl")
+    cfg = write_config(
+        tmp_path, [orjson.dumps(x).decode() for x in lines], input_name="items.jsonl"
+    )
     box = await start_sim()
     try:
         await run_batch(cfg, box)
@@ -87,7 +97,9 @@ async def test_batch_item_whose_prompt_or_meta_holds_a_unicode_line_separator_is
     assert recs["b"]["meta"] == {"note": "x\x85y\u2029z"}
 
 
-async def test_sigterm_during_the_batch_realtime_fallback_exits_within_the_grace_period(tmp_path: Path) -> None:
+async def test_sigterm_during_the_batch_realtime_fallback_exits_within_the_grace_period(
+    tmp_path: Path,
+) -> None:
     """SIGTERM while the batch path resends failed lines in realtime and a request hangs: exit 143 after run.grace_s, not after the request timeout."""
     import asyncio
     import os
@@ -99,9 +111,16 @@ async def test_sigterm_during_the_batch_realtime_fallback_exits_within_the_grace
 
     urls = [f"https://img.example/{i}.jpg" for i in range(4)]
     (tmp_path / "urls.txt").write_text("".join(u + "\n" for u in urls))
-    sim = Simulator(SimSettings(latency_mean_s=0.0, batch_validating_s=0.0, batch_in_progress_s=0.0,
-                                batch_finalizing_s=0.0, batch_line_faults={urls[0]: "500"},
-                                url_faults={urls[0]: ["hang"]}))
+    sim = Simulator(
+        SimSettings(
+            latency_mean_s=0.0,
+            batch_validating_s=0.0,
+            batch_in_progress_s=0.0,
+            batch_finalizing_s=0.0,
+            batch_line_faults={urls[0]: "500"},
+            url_faults={urls[0]: ["hang"]},
+        )
+    )
     base_url = await sim.start()
     try:
         cfg = tmp_path / "c.yaml"
@@ -127,7 +146,9 @@ async def test_sigterm_during_the_batch_realtime_fallback_exits_within_the_grace
     assert sorted(r["url"] for r in records) == urls[1:]
 
 
-async def test_batch_work_folder_that_cannot_be_written_is_an_output_error_not_a_traceback(tmp_path: Path) -> None:
+async def test_batch_work_folder_that_cannot_be_written_is_an_output_error_not_a_traceback(
+    tmp_path: Path,
+) -> None:
     """A file in the way of the job's batch work folder (or a full disk) ends the run with a one-line OutputError (exit 1), nothing sent."""
     from runner.errors import OutputError
 
@@ -146,7 +167,9 @@ async def test_batch_work_folder_that_cannot_be_written_is_an_output_error_not_a
         await box.sim.close()
 
 
-async def test_a_failed_download_of_the_error_file_does_not_write_the_output_file_twice(tmp_path: Path) -> None:
+async def test_a_failed_download_of_the_error_file_does_not_write_the_output_file_twice(
+    tmp_path: Path,
+) -> None:
     """A 500 on the error file after the output file was collected: the retry skips what was written, so every URL has one record."""
     from runner.errors import ApiFailure
 
@@ -178,9 +201,11 @@ async def test_a_failed_download_of_the_error_file_does_not_write_the_output_fil
     assert stats.ok == 5 and stats.errors == 1
 
 
-async def test_the_batch_realtime_fallback_keeps_the_tpm_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_batch_realtime_fallback_keeps_the_tpm_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Lines the batch path resends in realtime are paced by limits.tpm like any realtime run."""
-    from runner import realtime
+    from runner.engine import realtime
 
     from .batch_support import run_batch, start_sim, urls, write_config
 
@@ -194,7 +219,9 @@ async def test_the_batch_realtime_fallback_keeps_the_tpm_budget(tmp_path: Path, 
     monkeypatch.setattr(realtime.RealtimeEngine, "run", spy)
     items = urls(4)
     cfg = write_config(tmp_path, items)
-    text = cfg.read_text().replace('"limits":{"concurrency":8}', '"limits":{"concurrency":8,"tpm":6000000}')
+    text = cfg.read_text().replace(
+        '"limits":{"concurrency":8}', '"limits":{"concurrency":8,"tpm":6000000}'
+    )
     assert text != cfg.read_text()
     cfg.write_text(text)
     box = await start_sim(batch_line_faults={items[0]: "500"})
@@ -209,15 +236,17 @@ async def test_requests_waiting_for_a_slot_when_the_stop_comes_are_not_sent(tmp_
     """After a stop, workers queued on the concurrency gate (auto: more workers than slots) start no new request."""
     import asyncio
 
-    from runner.inputs import Item
-    from runner.limits import Throttle
-    from runner.realtime import RealtimeDeps, RealtimeEngine
-    from runner.stats import JobStats
-    from runner.store import ResultWriter
+    from runner.core.stats import JobStats
+    from runner.engine.realtime import RealtimeDeps, RealtimeEngine
+    from runner.engine.throttle import Throttle
+    from runner.io.inputs import Item
+    from runner.io.store import ResultWriter
 
     (tmp_path / "urls.txt").write_text("https://x/0.jpg\n")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("api: {base_url: simulator}\njobs:\n  - {name: j, input: urls.txt, output: out.jsonl, model: glm-4v-flash, prompt: hi}\n")
+    cfg.write_text(
+        "api: {base_url: simulator}\njobs:\n  - {name: j, input: urls.txt, output: out.jsonl, model: glm-4v-flash, prompt: hi}\n"
+    )
     config = load_config(cfg, environ=ENV)
     stop = asyncio.Event()
     sent: list[str] = []
@@ -228,11 +257,21 @@ async def test_requests_waiting_for_a_slot_when_the_stop_comes_are_not_sent(tmp_
             for _ in range(5):
                 await asyncio.sleep(0)  # the other workers take their items and queue on the gate
             stop.set()  # then the signal comes, the first request still in flight
-            return {"choices": [{"message": {"content": "a cat"}, "finish_reason": "stop"}], "usage": {"total_tokens": 5}}
+            return {
+                "choices": [{"message": {"content": "a cat"}, "finish_reason": "stop"}],
+                "usage": {"total_tokens": 5},
+            }
 
     writer = ResultWriter(tmp_path / "out.jsonl")
-    deps = RealtimeDeps(client=Client(), writer=writer, throttle=Throttle(1), retry=config.retry,  # type: ignore[arg-type]
-                        stats=JobStats("j"), stop=stop, workers=4)
+    deps = RealtimeDeps(
+        client=Client(),
+        writer=writer,
+        throttle=Throttle(1),
+        retry=config.retry,  # type: ignore[arg-type]
+        stats=JobStats("j"),
+        stop=stop,
+        workers=4,
+    )
     items = [(i, Item(f"https://x/{i}.jpg", f"https://x/{i}.jpg", i + 1)) for i in range(4)]
     try:
         await RealtimeEngine(config.jobs[0], deps).run(items)
@@ -242,23 +281,29 @@ async def test_requests_waiting_for_a_slot_when_the_stop_comes_are_not_sent(tmp_
     assert [r["url"] for r in _records(tmp_path / "out.jsonl")] == ["https://x/0.jpg"]
 
 
-async def test_sigterm_while_waiting_for_the_lock_exits_143(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_sigterm_while_waiting_for_the_lock_exits_143(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """`--wait-lock` then SIGTERM: the run exits 143 like any interrupted run, not 75."""
     import asyncio
     import os
     import signal
 
     from runner.errors import Interrupted
-    from runner.store import RunLock
+    from runner.io.store import RunLock
 
     (tmp_path / "urls.txt").write_text("https://x/0.jpg\n")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("api: {base_url: simulator}\njobs:\n  - {name: j, input: urls.txt, output: out.jsonl, model: glm-4v-flash, prompt: hi}\n")
+    cfg.write_text(
+        "api: {base_url: simulator}\njobs:\n  - {name: j, input: urls.txt, output: out.jsonl, model: glm-4v-flash, prompt: hi}\n"
+    )
     config = load_config(cfg, environ=ENV)
     before = signal.getsignal(signal.SIGTERM)
     with RunLock(config.jobs[0].output_path):
-        task = asyncio.ensure_future(run(config, RunOptions(wait_lock=True, tty=False), out=io.StringIO()))
-        caplog.set_level("INFO", logger="runner.app")
+        task = asyncio.ensure_future(
+            run(config, RunOptions(wait_lock=True, tty=False), out=io.StringIO())
+        )
+        caplog.set_level("INFO", logger="runner.app.orchestrate")
         for _ in range(2000):
             await asyncio.sleep(0.001)
             if any(r.getMessage() == "waiting for the output lock" for r in caplog.records):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.adaptive import AdaptiveLimit
+from runner.core.adaptive import AdaptiveLimit
 
 
 def grow(ctl: AdaptiveLimit, n: int, latency_s: float = 0.2) -> int:
@@ -60,7 +60,10 @@ def test_throttle_after_the_cool_down_cuts_by_the_share_that_got_through() -> No
     v = ctl.value
     grow(ctl, 2)
     v = ctl.value
-    ctl.ok_since_cut, ctl.throttled_since_cut = 3, 8  # 3 of 12 attempts got through (incl. the next)
+    ctl.ok_since_cut, ctl.throttled_since_cut = (
+        3,
+        8,
+    )  # 3 of 12 attempts got through (incl. the next)
     ctl.on_throttled(now=1.0)
     assert ctl.cuts == 2
     assert ctl.value == pytest.approx(v * ctl.min_beta)  # 3/12 = 0.25 clamps to min_beta 0.5

@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from runner.inputs import InvalidLine, Item, parse_line, read_items
-from runner.plan import PendingCounts, iter_pending
-from runner.store import ResumeIndex, load_resume_index, repair_torn_tail
+from runner.core.plan import PendingCounts, iter_pending
+from runner.io.inputs import InvalidLine, Item, parse_line, read_items
+from runner.io.store import ResumeIndex, load_resume_index, repair_torn_tail
 
 
 def _items(tmp_path: Path, data: bytes) -> list[Item | InvalidLine]:
@@ -31,7 +31,10 @@ def test_only_comments_and_blank_lines_have_no_items(tmp_path: Path) -> None:
 def test_crlf_and_bom_are_stripped(tmp_path: Path) -> None:
     """A Windows file (BOM + CRLF) gives the same URLs as a Unix one."""
     items = _items(tmp_path, b"\xef\xbb\xbfhttps://x.example/a.jpg\r\nhttps://x.example/b.jpg\r\n")
-    assert [i.url for i in items if isinstance(i, Item)] == ["https://x.example/a.jpg", "https://x.example/b.jpg"]
+    assert [i.url for i in items if isinstance(i, Item)] == [
+        "https://x.example/a.jpg",
+        "https://x.example/b.jpg",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -57,7 +60,9 @@ def test_bad_lines_become_invalid_lines_with_a_reason(raw: bytes, reason: str) -
 
 def test_a_10_mb_line_is_one_invalid_line_with_a_short_key(tmp_path: Path) -> None:
     """A 10 MB line is refused by length; its key is cut so records stay small."""
-    items = _items(tmp_path, b"https://x.example/" + b"a" * 10_000_000 + b"\nhttps://x.example/ok.jpg\n")
+    items = _items(
+        tmp_path, b"https://x.example/" + b"a" * 10_000_000 + b"\nhttps://x.example/ok.jpg\n"
+    )
     assert isinstance(items[0], InvalidLine) and "characters long" in items[0].reason
     assert len(items[0].key) <= 2001
     assert isinstance(items[1], Item) and items[1].line_no == 2
@@ -82,7 +87,10 @@ def test_unicode_and_percent_encoded_urls_are_kept_exactly_as_given(url: str) ->
 
 def test_trailing_whitespace_makes_no_second_url(tmp_path: Path) -> None:
     """The same URL with trailing spaces or tabs is a duplicate, sent once."""
-    items = _items(tmp_path, b"https://x.example/a.jpg\nhttps://x.example/a.jpg  \t\n  https://x.example/a.jpg\n")
+    items = _items(
+        tmp_path,
+        b"https://x.example/a.jpg\nhttps://x.example/a.jpg  \t\n  https://x.example/a.jpg\n",
+    )
     counts = PendingCounts()
     pending = list(iter_pending(items, ResumeIndex(), counts))
     assert len(pending) == 1 and counts.duplicates == 2
@@ -102,7 +110,13 @@ def _rec(url: str, status: str = "ok", **extra: object) -> bytes:
 
 def test_a_non_json_middle_line_is_reported_by_line_number_and_skipped(tmp_path: Path) -> None:
     """A corrupt line in the middle is skipped with its line number; the lines after it count."""
-    path = _write(tmp_path / "o.jsonl", _rec("u1"), b"this is not json\n", b'{"url": "u2", "status": \n', _rec("u3"))
+    path = _write(
+        tmp_path / "o.jsonl",
+        _rec("u1"),
+        b"this is not json\n",
+        b'{"url": "u2", "status": \n',
+        _rec("u3"),
+    )
     index = load_resume_index(path)
     assert index.corrupt_lines == [2, 3]
     assert index.records == 2 and len(index.ok) == 2

@@ -8,7 +8,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from runner.batch import (
+from runner.config import JobConfig
+from runner.core.payloads import BodyBuilder, batch_line
+from runner.core.records import ok_record
+from runner.core.retry import Decision, Verdict, classify
+from runner.engine.batch import (
     BatchSeen,
     BatchView,
     Begin,
@@ -37,13 +41,15 @@ from runner.batch import (
     recovered,
     save_state,
 )
-from runner.batchfiles import build_chunks, custom_id, hash_of_custom_id, read_sidecar, sidecar_item
-from runner.config import JobConfig
-from runner.inputs import Item
-from runner.payloads import BodyBuilder, batch_line
-from runner.records import ok_record
-from runner.retry import Decision, Verdict, classify
-from runner.store import key_hash
+from runner.io.batch_files import (
+    build_chunks,
+    custom_id,
+    hash_of_custom_id,
+    read_sidecar,
+    sidecar_item,
+)
+from runner.io.inputs import Item
+from runner.io.store import key_hash
 
 C = Chunk(0, "chunk-00000.jsonl", "chunk-00000.ids", 10, 1000)
 RETRY = CallFailed(Decision(Verdict.RETRY, "http_500", "server error"), "HTTP 500", 2.0)
@@ -52,7 +58,13 @@ GONE = CallFailed(Decision(Verdict.RECORD, "http_404", "not found"), "HTTP 404",
 
 
 def view(status: str, **over: object) -> BatchView:
-    fields = {"id": "batch_1", "status": status, "counts": Counts(10, 4, 1), "output_file_id": None, "error_file_id": None}
+    fields = {
+        "id": "batch_1",
+        "status": status,
+        "counts": Counts(10, 4, 1),
+        "output_file_id": None,
+        "error_file_id": None,
+    }
     fields.update(over)
     return BatchView(**fields)  # type: ignore[arg-type]
 
@@ -65,19 +77,63 @@ CASES = [
     (Uploading(C), FileSeen("f1"), Uploaded(C, "f1")),
     (Uploading(C), RETRY, Uploading(C, checked=False, errors=1, not_before=102.0)),
     (Uploading(C, checked=False), NotFound(), Uploading(C, checked=True)),
-    (Uploading(C), REFUSED, Ended(C, None, None, "rejected", Counts(10), reason="HTTP 400: bad file")),
+    (
+        Uploading(C),
+        REFUSED,
+        Ended(C, None, None, "rejected", Counts(10), reason="HTTP 400: bad file"),
+    ),
     (Uploaded(C, "f1"), Begin(), Creating(C, "f1")),
-    (Creating(C, "f1"), BatchSeen(view("validating")), Running(C, "f1", "batch_1", "validating", Counts(10, 4, 1), not_before=105.0)),
+    (
+        Creating(C, "f1"),
+        BatchSeen(view("validating")),
+        Running(C, "f1", "batch_1", "validating", Counts(10, 4, 1), not_before=105.0),
+    ),
     (Creating(C, "f1"), RETRY, Creating(C, "f1", checked=False, errors=1, not_before=102.0)),
     (Creating(C, "f1", checked=False), NotFound(), Creating(C, "f1")),
-    (Creating(C, "f1", checked=False), BatchSeen(view("completed", output_file_id="o")), Ended(C, "f1", "batch_1", "completed", Counts(10, 4, 1), "o", None)),
-    (RUNNING, BatchSeen(view("in_progress")), Running(C, "f1", "batch_1", "in_progress", Counts(10, 4, 1), not_before=105.0)),
-    (RUNNING, BatchSeen(view("expired", error_file_id="e")), Ended(C, "f1", "batch_1", "expired", Counts(10, 4, 1), None, "e")),
+    (
+        Creating(C, "f1", checked=False),
+        BatchSeen(view("completed", output_file_id="o")),
+        Ended(C, "f1", "batch_1", "completed", Counts(10, 4, 1), "o", None),
+    ),
+    (
+        RUNNING,
+        BatchSeen(view("in_progress")),
+        Running(C, "f1", "batch_1", "in_progress", Counts(10, 4, 1), not_before=105.0),
+    ),
+    (
+        RUNNING,
+        BatchSeen(view("expired", error_file_id="e")),
+        Ended(C, "f1", "batch_1", "expired", Counts(10, 4, 1), None, "e"),
+    ),
     (RUNNING, RETRY, Running(C, "f1", "batch_1", "validating", errors=1, not_before=102.0)),
     (RUNNING, GONE, Ended(C, "f1", "batch_1", "lost", Counts(), reason="HTTP 404")),
     (RUNNING, CancelAsked(), Running(C, "f1", "batch_1", "validating", cancel_requested=True)),
-    (Built(C), CancelAsked(), Ended(C, None, None, "cancelled", Counts(10), cancel_requested=True, reason="cancelled before upload")),
-    (Uploaded(C, "f1"), CancelAsked(), Ended(C, "f1", None, "cancelled", Counts(10), cancel_requested=True, reason="cancelled before create")),
+    (
+        Built(C),
+        CancelAsked(),
+        Ended(
+            C,
+            None,
+            None,
+            "cancelled",
+            Counts(10),
+            cancel_requested=True,
+            reason="cancelled before upload",
+        ),
+    ),
+    (
+        Uploaded(C, "f1"),
+        CancelAsked(),
+        Ended(
+            C,
+            "f1",
+            None,
+            "cancelled",
+            Counts(10),
+            cancel_requested=True,
+            reason="cancelled before create",
+        ),
+    ),
     (ENDED, Begin(), Collecting(ENDED)),
     (Collecting(ENDED), CollectDone(9, 1, 0, 0), Collected(ENDED, 9, 1, 0, 0)),
     (Collecting(ENDED), RETRY, Collecting(ENDED, fresh=False, errors=1, not_before=102.0)),
@@ -87,7 +143,11 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize(("state", "obs", "expected"), CASES, ids=[f"{type(s).__name__}-{type(o).__name__}-{i}" for i, (s, o, _) in enumerate(CASES)])
+@pytest.mark.parametrize(
+    ("state", "obs", "expected"),
+    CASES,
+    ids=[f"{type(s).__name__}-{type(o).__name__}-{i}" for i, (s, o, _) in enumerate(CASES)],
+)
 def test_next_state(state: object, obs: object, expected: object) -> None:
     """Each (state, observation) pair leads to the documented next state."""
     assert next_state(state, obs, 100.0, poll_interval_s=5.0) == expected  # type: ignore[arg-type]
@@ -123,8 +183,19 @@ def test_state_file_round_trip(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "obj",
     [
-        {"id": "b", "status": "in_progress", "request_counts": {"total": 10, "completed": 4, "failed": 1}},
-        {"id": "b", "status": "in_progress", "request_counts": 10, "total": 10, "completed": 4, "failed": 1},
+        {
+            "id": "b",
+            "status": "in_progress",
+            "request_counts": {"total": 10, "completed": 4, "failed": 1},
+        },
+        {
+            "id": "b",
+            "status": "in_progress",
+            "request_counts": 10,
+            "total": 10,
+            "completed": 4,
+            "failed": 1,
+        },
     ],
     ids=["nested", "flat"],
 )
@@ -136,11 +207,29 @@ def test_request_counts_both_shapes(obj: dict) -> None:
 @pytest.mark.parametrize(
     ("line", "code", "kind"),
     [
-        ({"response": {"status_code": 400, "body": {"error": {"code": "1301", "message": "unsafe"}}}}, "1301", None),
+        (
+            {
+                "response": {
+                    "status_code": 400,
+                    "body": {"error": {"code": "1301", "message": "unsafe"}},
+                }
+            },
+            "1301",
+            None,
+        ),
         ({"error": {"code": "1301", "message": "unsafe"}, "response": None}, "1301", None),
         ({"response": {"status_code": 500, "body": {}}}, None, None),
         ({"response": {"status_code": 200, "body": {"id": "x"}}}, None, "no_choices"),
-        ({"response": {"status_code": 200, "body": {"choices": [{"finish_reason": "sensitive", "message": {}}]}}}, None, "finish_sensitive"),
+        (
+            {
+                "response": {
+                    "status_code": 200,
+                    "body": {"choices": [{"finish_reason": "sensitive", "message": {}}]},
+                }
+            },
+            None,
+            "finish_sensitive",
+        ),
     ],
     ids=["zhipu", "openai", "bare-500", "no-choices", "sensitive"],
 )
@@ -153,7 +242,12 @@ def test_line_failure_envelopes(line: dict, code: str | None, kind: str | None) 
 
 def test_line_failure_ok() -> None:
     """A 200 line with choices is a usable answer."""
-    ok = {"response": {"status_code": 200, "body": {"choices": [{"finish_reason": "stop", "message": {"content": "x"}}]}}}
+    ok = {
+        "response": {
+            "status_code": 200,
+            "body": {"choices": [{"finish_reason": "stop", "message": {"content": "x"}}]},
+        }
+    }
     assert line_failure(ok) is None
 
 
@@ -161,7 +255,14 @@ def test_line_failure_ok() -> None:
 
 
 def job() -> JobConfig:
-    return JobConfig(name="j", input="in.txt", output="out.jsonl", model="glm-4v-plus-0111", prompt="Describe.", params={"temperature": 0.2})
+    return JobConfig(
+        name="j",
+        input="in.txt",
+        output="out.jsonl",
+        model="glm-4v-plus-0111",
+        prompt="Describe.",
+        params={"temperature": 0.2},
+    )
 
 
 def items(n: int) -> list[tuple[int, Item]]:
@@ -184,7 +285,16 @@ def test_custom_id_stable_and_valid() -> None:
 def test_split_by_count(tmp_path: Path) -> None:
     """Chunks close at max_lines; every line is the realtime body wrapped by payloads.batch_line."""
     builder = BodyBuilder(job())
-    chunks = list(build_chunks(items(25), tmp_path, builder, endpoint="/v4/chat/completions", max_lines=10, max_bytes=10**9))
+    chunks = list(
+        build_chunks(
+            items(25),
+            tmp_path,
+            builder,
+            endpoint="/v4/chat/completions",
+            max_lines=10,
+            max_bytes=10**9,
+        )
+    )
     assert [c.lines for c in chunks] == [10, 10, 5] and [c.index for c in chunks] == [0, 1, 2]
     lines = (tmp_path / chunks[0].file).read_bytes().splitlines(keepends=True)
     h, item = items(1)[0]
@@ -200,19 +310,45 @@ def test_split_by_bytes(tmp_path: Path) -> None:
     """Chunks close before max_bytes would be exceeded."""
     builder = BodyBuilder(job())
     one = len(batch_line(custom_id(0), builder.render(items(1)[0][1], None)))
-    chunks = list(build_chunks(items(10), tmp_path, builder, endpoint="/v4/chat/completions", max_lines=1000, max_bytes=3 * one + 5))
+    chunks = list(
+        build_chunks(
+            items(10),
+            tmp_path,
+            builder,
+            endpoint="/v4/chat/completions",
+            max_lines=1000,
+            max_bytes=3 * one + 5,
+        )
+    )
     assert [c.lines for c in chunks] == [3, 3, 3, 1]
     assert all(c.bytes <= 3 * one + 5 for c in chunks)
 
 
 def test_sidecar_keeps_the_whole_item(tmp_path: Path) -> None:
     """An item with its own key, prompt, images and meta maps back to an equal Item."""
-    item = Item("id\t7", "https://img.example/7.jpg", 3, prompt="Count {meta.n}", images=["https://img.example/7.jpg", "https://img.example/8.jpg"], meta={"n": 2})
+    item = Item(
+        "id\t7",
+        "https://img.example/7.jpg",
+        3,
+        prompt="Count {meta.n}",
+        images=["https://img.example/7.jpg", "https://img.example/8.jpg"],
+        meta={"n": 2},
+    )
     plain = Item("https://img.example/9.jpg", "https://img.example/9.jpg", 4)
     pairs = [(key_hash(item.key), item), (key_hash(plain.key), plain)]
-    (chunk,) = build_chunks(pairs, tmp_path, BodyBuilder(job()), endpoint="/v4/chat/completions", max_lines=5, max_bytes=10**6)
+    (chunk,) = build_chunks(
+        pairs,
+        tmp_path,
+        BodyBuilder(job()),
+        endpoint="/v4/chat/completions",
+        max_lines=5,
+        max_bytes=10**6,
+    )
     ids = read_sidecar(tmp_path / chunk.ids)
-    assert {cid: sidecar_item(rest) for cid, rest in ids.items()} == {custom_id(key_hash(item.key)): item, custom_id(key_hash(plain.key)): plain}
+    assert {cid: sidecar_item(rest) for cid, rest in ids.items()} == {
+        custom_id(key_hash(item.key)): item,
+        custom_id(key_hash(plain.key)): plain,
+    }
 
 
 @pytest.mark.parametrize(
@@ -222,16 +358,33 @@ def test_sidecar_keeps_the_whole_item(tmp_path: Path) -> None:
         ({"role": "assistant", "content": "<think>hm</think>a cat"}, {}, False),
         ({"role": "assistant", "content": [{"type": "text", "text": "a cat"}]}, {}, False),
         ({"role": "assistant", "content": "a cat", "reasoning_content": "why"}, {}, False),
-        ({"role": "assistant", "content": "a cat"}, {"content_filter": [{"role": "assistant", "level": 3}]}, False),
+        (
+            {"role": "assistant", "content": "a cat"},
+            {"content_filter": [{"role": "assistant", "level": 3}]},
+            False,
+        ),
     ],
     ids=["plain", "markers", "parts", "reasoning", "filter"],
 )
 def test_fast_ok_record_equals_ok_record(message: dict, extra: dict, fast: bool) -> None:
     """The collector's fast path builds exactly what records.ok_record builds, or steps aside."""
-    body = {"id": "87", "model": "glm-4v-plus-0111", "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}, **extra}
+    body = {
+        "id": "87",
+        "model": "glm-4v-plus-0111",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": message}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
+        **extra,
+    }
     got = fast_ok_record("https://a/b.jpg", body, "batch_1", "https://a/b.jpg")
-    want = ok_record("https://a/b.jpg", body, via="batch", attempts=1, latency_ms=0, key="https://a/b.jpg", extra={"batch_id": "batch_1"})
+    want = ok_record(
+        "https://a/b.jpg",
+        body,
+        via="batch",
+        attempts=1,
+        latency_ms=0,
+        key="https://a/b.jpg",
+        extra={"batch_id": "batch_1"},
+    )
     if not fast:
         assert got is None
         return

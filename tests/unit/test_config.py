@@ -16,19 +16,43 @@ JOB = BASE_CONFIG["jobs"][0]
 
 # (id, write_config keyword arguments, substrings the one-line message must contain)
 BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
-    ("unknown-key", {"limits": {"concurency": 4}}, ["limits.concurency", "unknown key", "did you mean concurrency?"]),
+    (
+        "unknown-key",
+        {"limits": {"concurency": 4}},
+        ["limits.concurency", "unknown key", "did you mean concurrency?"],
+    ),
     ("unknown-section", {"limit": {"rpm": 5}}, ["limit: unknown key", "did you mean limits?"]),
     ("unknown-job-key", {"job": {"promt": "x"}}, ["jobs[0].promt", "did you mean prompt?"]),
     ("unknown-key-no-match", {"api": {"zzz": 1}}, ["api.zzz", "known keys:"]),
-    ("wrong-type-int", {"limits": {"concurrency": "many"}}, ["limits.concurrency", "expected", "'many'"]),
-    ("wrong-type-bool-for-int", {"retry": {"max_attempts": True}}, ["retry.max_attempts", "expected an integer", "boolean"]),
-    ("wrong-type-float-for-int", {"retry": {"max_attempts": 2.5}}, ["retry.max_attempts", "expected an integer"]),
+    (
+        "wrong-type-int",
+        {"limits": {"concurrency": "many"}},
+        ["limits.concurrency", "expected", "'many'"],
+    ),
+    (
+        "wrong-type-bool-for-int",
+        {"retry": {"max_attempts": True}},
+        ["retry.max_attempts", "expected an integer", "boolean"],
+    ),
+    (
+        "wrong-type-float-for-int",
+        {"retry": {"max_attempts": 2.5}},
+        ["retry.max_attempts", "expected an integer"],
+    ),
     ("wrong-type-number", {"api": {"timeout_s": "fast"}}, ["api.timeout_s", "expected a number"]),
     ("wrong-type-string", {"job": {"prompt": 42}}, ["jobs[0].prompt", "expected a string"]),
     ("wrong-type-mapping", {"api": ["simulator"]}, ["api", "expected a mapping", "a list"]),
     ("wrong-type-params", {"job": {"params": [1, 2]}}, ["jobs[0].params", "expected a mapping"]),
-    ("wrong-literal-mode", {"job": {"mode": "realtme"}}, ["jobs[0].mode", "realtime", "did you mean realtime?"]),
-    ("wrong-literal-concurrency", {"limits": {"concurrency": "atuo"}}, ["limits.concurrency", "'auto'"]),
+    (
+        "wrong-literal-mode",
+        {"job": {"mode": "realtme"}},
+        ["jobs[0].mode", "realtime", "did you mean realtime?"],
+    ),
+    (
+        "wrong-literal-concurrency",
+        {"limits": {"concurrency": "atuo"}},
+        ["limits.concurrency", "'auto'"],
+    ),
     ("negative-concurrency", {"limits": {"concurrency": -1}}, ["limits.concurrency", ">= 1", "-1"]),
     ("zero-concurrency", {"limits": {"concurrency": 0}}, ["limits.concurrency", ">= 1"]),
     ("negative-rpm", {"limits": {"rpm": -5}}, ["limits.rpm", "> 0", "-5"]),
@@ -43,29 +67,61 @@ BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
     ("missing-name", {"job": {"name": DELETE}}, ["jobs[0].name", "missing required key"]),
     ("empty-model", {"job": {"model": "  "}}, ["jobs[0].model", "must not be empty"]),
     ("bad-job-name", {"job": {"name": "a b"}}, ["jobs[0].name", "'a b'"]),
-    ("duplicate-job-names", {"jobs": [JOB, {**JOB, "output": "out/other.jsonl"}]}, ["jobs[1].name", "duplicate job name 't'"]),
-    ("duplicate-outputs", {"jobs": [JOB, {**JOB, "name": "u"}]}, ["jobs[1].output", "two jobs write to"]),
+    (
+        "duplicate-job-names",
+        {"jobs": [JOB, {**JOB, "output": "out/other.jsonl"}]},
+        ["jobs[1].name", "duplicate job name 't'"],
+    ),
+    (
+        "duplicate-outputs",
+        {"jobs": [JOB, {**JOB, "name": "u"}]},
+        ["jobs[1].output", "two jobs write to"],
+    ),
     ("empty-jobs", {"jobs": []}, ["jobs", "at least one job"]),
     ("no-jobs", {"jobs": DELETE}, ["jobs", "missing required key"]),
     ("jobs-not-a-list", {"jobs": {"name": "t"}}, ["jobs", "expected a list"]),
-    ("params-model", {"job": {"params": {"model": "glm-4v"}}}, ["jobs[0].params.model", "remove it from params"]),
-    ("params-messages", {"job": {"params": {"messages": []}}}, ["jobs[0].params.messages", "remove it from params"]),
-    ("bad-base-url", {"api": {"base_url": "ftp://example.com"}}, ["api.base_url", "http(s) URL", "ftp://"]),
-    ("bad-key-env-name", {"api": {"api_key_env": "NOT A NAME"}}, ["api.api_key_env", "environment variable name"]),
+    (
+        "params-model",
+        {"job": {"params": {"model": "glm-4v"}}},
+        ["jobs[0].params.model", "remove it from params"],
+    ),
+    (
+        "params-messages",
+        {"job": {"params": {"messages": []}}},
+        ["jobs[0].params.messages", "remove it from params"],
+    ),
+    (
+        "bad-base-url",
+        {"api": {"base_url": "ftp://example.com"}},
+        ["api.base_url", "http(s) URL", "ftp://"],
+    ),
+    (
+        "bad-key-env-name",
+        {"api": {"api_key_env": "NOT A NAME"}},
+        ["api.api_key_env", "environment variable name"],
+    ),
     (
         "missing-key-env",
         {"api": {**REAL_URL, "api_key_env": "GLMRUN_TEST_UNSET_KEY"}},
         ["api.api_key_env", "GLMRUN_TEST_UNSET_KEY is not set", "simulator"],
     ),
-    ("invalid-yaml", {"raw": "limits:\n  concurrency: [1, 2\njobs: []\n"}, ["invalid YAML", "(line 3"]),
+    (
+        "invalid-yaml",
+        {"raw": "limits:\n  concurrency: [1, 2\njobs: []\n"},
+        ["invalid YAML", "(line 3"],
+    ),
     ("invalid-yaml-tab", {"raw": "api:\n\tbase_url: simulator\n"}, ["invalid YAML", "line 2"]),
     ("empty-file", {"raw": ""}, ["config is empty", "jobs"]),
     ("top-level-list", {"raw": "- a\n- b\n"}, ["top level", "expected a mapping"]),
 ]
 
 
-@pytest.mark.parametrize(("kwargs", "expected"), [c[1:] for c in BROKEN], ids=[c[0] for c in BROKEN])
-def test_broken_config_names_the_key(tmp_path: Path, kwargs: dict[str, Any], expected: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("kwargs", "expected"), [c[1:] for c in BROKEN], ids=[c[0] for c in BROKEN]
+)
+def test_broken_config_names_the_key(
+    tmp_path: Path, kwargs: dict[str, Any], expected: list[str]
+) -> None:
     """Every broken config raises one ConfigError line naming the file and the key path."""
     path = write_config(tmp_path, **kwargs)
     with pytest.raises(ConfigError) as info:
@@ -80,7 +136,10 @@ def test_broken_config_names_the_key(tmp_path: Path, kwargs: dict[str, Any], exp
 
 def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     """Omitted sections take the documented defaults; input/output resolve against the config folder."""
-    path = write_config(tmp_path, raw="jobs:\n  - {name: j, input: in.txt, output: o/j.jsonl, model: m, prompt: p}\n")
+    path = write_config(
+        tmp_path,
+        raw="jobs:\n  - {name: j, input: in.txt, output: o/j.jsonl, model: m, prompt: p}\n",
+    )
     config = load_config(path, environ={"ZHIPUAI_API_KEY": "k"})
     assert config.api.base_url == DEFAULT_BASE_URL
     assert config.api.api_key_env == "ZHIPUAI_API_KEY"

@@ -11,10 +11,12 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.inputs import InvalidLine, Item, is_local_ref, parse_line, read_items
-from runner.store import key_hash, load_resume_index
+from runner.io.inputs import InvalidLine, Item, is_local_ref, parse_line, read_items
+from runner.io.store import key_hash, load_resume_index
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 _SCRATCH_DIR = tempfile.mkdtemp(prefix="glmrun-fuzz-")
 atexit.register(shutil.rmtree, _SCRATCH_DIR, True)
@@ -49,7 +51,9 @@ def test_parse_line_never_raises_and_items_are_sendable(raw: bytes) -> None:
 
 @FUZZ
 @given(st.lists(url_like, max_size=30), st.sampled_from([b"\n", b"\r\n"]), st.booleans())
-def test_read_items_yields_one_result_per_non_blank_non_comment_line(lines: list[bytes], eol: bytes, bom: bool) -> None:
+def test_read_items_yields_one_result_per_non_blank_non_comment_line(
+    lines: list[bytes], eol: bytes, bom: bool
+) -> None:
     """The reader never raises and never drops or invents a line, whatever the bytes."""
     lines = [line.replace(b"\n", b"").replace(b"\r", b"") for line in lines]
     data = (b"\xef\xbb\xbf" if bom else b"") + b"".join(line + eol for line in lines)
@@ -60,17 +64,27 @@ def test_read_items_yields_one_result_per_non_blank_non_comment_line(lines: list
     if seen and not bom:
         seen[0] = seen[0].removeprefix(b"\xef\xbb\xbf")  # a BOM that starts the file is a BOM
     expected = [
-        n for n, line in enumerate(seen, start=1)
+        n
+        for n, line in enumerate(seen, start=1)
         if line.strip(b" \t\r\n\x0b\x0c") and not line.strip(b" \t\r\n\x0b\x0c").startswith(b"#")
     ]
     assert [r.line_no for r in results] == expected
 
 
 records = st.builds(
-    lambda url, ok, extra: {"url": url, "status": "ok" if ok else "error", **({} if ok else {"error": {"code": "x", "message": "m", "retryable": False}}), **extra},
+    lambda url, ok, extra: {
+        "url": url,
+        "status": "ok" if ok else "error",
+        **({} if ok else {"error": {"code": "x", "message": "m", "retryable": False}}),
+        **extra,
+    },
     st.text(min_size=1, max_size=40),
     st.booleans(),
-    st.dictionaries(st.text(max_size=8).filter(lambda k: k not in ("url", "key", "status", "error")), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5), max_size=3),
+    st.dictionaries(
+        st.text(max_size=8).filter(lambda k: k not in ("url", "key", "status", "error")),
+        st.integers(-(2**63), 2**63 - 1) | st.text(max_size=5),
+        max_size=3,
+    ),
 )
 
 
@@ -82,12 +96,16 @@ def _is_record(line: bytes) -> bool:
     return isinstance(value, dict)
 
 
-garbage = st.binary(max_size=80).map(lambda b: b.replace(b"\n", b"")).filter(lambda b: not _is_record(b))
+garbage = (
+    st.binary(max_size=80).map(lambda b: b.replace(b"\n", b"")).filter(lambda b: not _is_record(b))
+)
 
 
 @FUZZ
 @given(st.lists(st.one_of(records, garbage), max_size=40), st.binary(max_size=40))
-def test_record_parser_never_raises_and_keeps_every_valid_line(entries: list[object], tail: bytes) -> None:
+def test_record_parser_never_raises_and_keeps_every_valid_line(
+    entries: list[object], tail: bytes
+) -> None:
     """Valid records between garbage lines and before a torn tail are all in the index."""
     body = b"".join((orjson.dumps(e) if isinstance(e, dict) else e) + b"\n" for e in entries)
     _SCRATCH.write_bytes(body + tail.replace(b"\n", b""))
@@ -99,5 +117,7 @@ def test_record_parser_never_raises_and_keeps_every_valid_line(entries: list[obj
     assert index.ok == {key_hash(u) for u, s in latest.items() if s == "ok"}
     assert index.failed == {key_hash(u) for u, s in latest.items() if s == "error"}
     assert index.records == sum(isinstance(e, dict) for e in entries)
-    garbage_lines = [n for n, e in enumerate(entries, start=1) if not isinstance(e, dict) and e.strip()]
+    garbage_lines = [
+        n for n, e in enumerate(entries, start=1) if not isinstance(e, dict) and e.strip()
+    ]
     assert index.corrupt_lines == garbage_lines

@@ -7,7 +7,7 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runner.hashset import HashSet
+from runner.core.hashset import HashSet
 
 
 @given(st.lists(st.integers(min_value=2, max_value=2**64 - 1), max_size=300))

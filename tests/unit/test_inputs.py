@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from runner.core.plan import PendingCounts, iter_pending
 from runner.errors import ConfigError
-from runner.inputs import MAX_URL_CHARS, InvalidLine, Item, read_items
-from runner.plan import PendingCounts, iter_pending
-from runner.store import ResumeIndex
+from runner.io.inputs import MAX_URL_CHARS, InvalidLine, Item, read_items
+from runner.io.store import ResumeIndex
 
 A = "https://img.example.test/a.jpg"
 B = "http://img.example.test/b.png?x=1&y=2"
@@ -23,7 +23,9 @@ def read(tmp_path: Path, data: bytes) -> list[Item | InvalidLine]:
 
 def test_blank_comment_and_whitespace_lines(tmp_path: Path) -> None:
     """Blank lines and # comments are skipped; surrounding whitespace is trimmed; line numbers are kept."""
-    items = read(tmp_path, b"# header\n\n   \n\t" + A.encode() + b"  \n  # indented comment\n" + B.encode())
+    items = read(
+        tmp_path, b"# header\n\n   \n\t" + A.encode() + b"  \n  # indented comment\n" + B.encode()
+    )
     assert items == [Item(A, A, 4), Item(B, B, 6)]
 
 
@@ -53,7 +55,9 @@ BAD_LINES = [
 ]
 
 
-@pytest.mark.parametrize(("raw", "reason"), [c[1:] for c in BAD_LINES], ids=[c[0] for c in BAD_LINES])
+@pytest.mark.parametrize(
+    ("raw", "reason"), [c[1:] for c in BAD_LINES], ids=[c[0] for c in BAD_LINES]
+)
 def test_bad_line_becomes_invalid_line(tmp_path: Path, raw: bytes, reason: str) -> None:
     """A bad line becomes an InvalidLine with a reason, and the lines around it still read."""
     items = read(tmp_path, A.encode() + b"\n" + raw + b"\n" + B.encode() + b"\n")
@@ -88,6 +92,9 @@ def test_finished_keys_are_skipped(tmp_path: Path) -> None:
     index.add(B, "error", True)
     index.add(c, "error", False)
     counts = PendingCounts()
-    pending = [item.key for _, item in iter_pending(read(tmp_path, f"{A}\n{B}\n{c}\n".encode()), index, counts)]
+    pending = [
+        item.key
+        for _, item in iter_pending(read(tmp_path, f"{A}\n{B}\n{c}\n".encode()), index, counts)
+    ]
     assert pending == [c]
     assert (counts.done, counts.failed, counts.pending) == (2, 1, 1)

@@ -6,21 +6,32 @@ from typing import Any
 
 import pytest
 
-from runner.models import MODELS, PERMISSIVE, caps_for
-from runner.params import ParamError, validate_params
+from runner.core.models import MODELS, PERMISSIVE, caps_for
+from runner.core.params import ParamError, validate_params
 
 
 def test_every_documented_model_has_a_row() -> None:
     """The current and the older vision models are all in the one table."""
-    for name in ("glm-4.5v", "glm-4.1v-thinking-flash", "glm-4.1v-thinking-flashx", "glm-4v-plus-0111",
-                 "glm-4v-plus", "glm-4v", "glm-4v-flash"):
+    for name in (
+        "glm-4.5v",
+        "glm-4.1v-thinking-flash",
+        "glm-4.1v-thinking-flashx",
+        "glm-4v-plus-0111",
+        "glm-4v-plus",
+        "glm-4v",
+        "glm-4v-flash",
+    ):
         assert name in MODELS
 
 
 @pytest.mark.parametrize(
     ("model", "images", "base64", "video"),
-    [("glm-4.5v", 50, True, True), ("glm-4v-plus-0111", 5, True, True), ("glm-4v-plus", 5, True, True),
-     ("glm-4v-flash", 1, False, False)],
+    [
+        ("glm-4.5v", 50, True, True),
+        ("glm-4v-plus-0111", 5, True, True),
+        ("glm-4v-plus", 5, True, True),
+        ("glm-4v-flash", 1, False, False),
+    ],
     ids=["4.5v", "plus-0111", "plus", "flash"],
 )
 def test_caps_match_glm_api_doc(model: str, images: int, base64: bool, video: bool) -> None:
@@ -33,7 +44,9 @@ def test_unknown_and_proxy_spelled_models_get_permissive_defaults() -> None:
     """A proxy's own spelling is looked up case-insensitively; an unknown name is not an error."""
     assert caps_for("GLM-4V-Flash").max_images == 1
     assert caps_for("my-gateway-vision") is PERMISSIVE
-    params, warnings = validate_params("my-gateway-vision", {"max_tokens": 60000, "thinking": {"type": "enabled"}})
+    params, warnings = validate_params(
+        "my-gateway-vision", {"max_tokens": 60000, "thinking": {"type": "enabled"}}
+    )
     assert params["max_tokens"] == 60000 and not warnings
 
 
@@ -50,12 +63,22 @@ GOOD: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
     ("glm-4v", {"stop": ["END"]}, {"stop": ["END"]}),
     ("glm-4v", {"user_id": "abcdef"}, {"user_id": "abcdef"}),
     ("glm-4.5v", {"thinking": {"type": "disabled"}}, {"thinking": {"type": "disabled"}}),
-    ("glm-4.1v-thinking-flash", {"thinking": {"type": "enabled"}}, {"thinking": {"type": "enabled"}}),
+    (
+        "glm-4.1v-thinking-flash",
+        {"thinking": {"type": "enabled"}},
+        {"thinking": {"type": "enabled"}},
+    ),
 ]
 
 
-@pytest.mark.parametrize(("model", "given", "sent"), GOOD, ids=[f"{m}-{next(iter(g))}-{i}" for i, (m, g, _) in enumerate(GOOD)])
-def test_valid_params_are_normalised_as_the_sdk_does(model: str, given: dict[str, Any], sent: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("model", "given", "sent"),
+    GOOD,
+    ids=[f"{m}-{next(iter(g))}-{i}" for i, (m, g, _) in enumerate(GOOD)],
+)
+def test_valid_params_are_normalised_as_the_sdk_does(
+    model: str, given: dict[str, Any], sent: dict[str, Any]
+) -> None:
     """Valid values pass; temperature 0 becomes do_sample false, 1 becomes 0.99, stop a list."""
     params, warnings = validate_params(model, given)
     assert params == sent and warnings == []
@@ -84,8 +107,12 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("model", "given", "key", "words"), BAD, ids=[f"{k}-{i}" for i, (_, _, k, _) in enumerate(BAD)])
-def test_out_of_range_params_are_refused_with_the_key(model: str, given: dict[str, Any], key: str, words: str) -> None:
+@pytest.mark.parametrize(
+    ("model", "given", "key", "words"), BAD, ids=[f"{k}-{i}" for i, (_, _, k, _) in enumerate(BAD)]
+)
+def test_out_of_range_params_are_refused_with_the_key(
+    model: str, given: dict[str, Any], key: str, words: str
+) -> None:
     """Each out-of-range value raises a ParamError naming the parameter and what was expected."""
     with pytest.raises(ParamError) as info:
         validate_params(model, given)

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from runner.payloads import ChatBodyTemplate, batch_line, build_chat_body, request_id
+from runner.core.payloads import ChatBodyTemplate, batch_line, build_chat_body, request_id
 
 URLS = [
     "https://img.example.test/a.jpg",
@@ -18,17 +18,27 @@ URLS = [
 BODIES: list[tuple[str, str, dict[str, Any]]] = [
     ("no-params", "describe", {}),
     ("params", "请描述这张图片中的主要内容和场景", {"temperature": 0.5, "max_tokens": 1024}),
-    ("nested-params", 'say "hi"\n', {"thinking": {"type": "enabled"}, "stop": ["x"], "do_sample": False}),
+    (
+        "nested-params",
+        'say "hi"\n',
+        {"thinking": {"type": "enabled"}, "stop": ["x"], "do_sample": False},
+    ),
 ]
 
 
 @pytest.mark.parametrize(("prompt", "params"), [b[1:] for b in BODIES], ids=[b[0] for b in BODIES])
-@pytest.mark.parametrize("rid", [None, "glmrun-00ff-abc123-a1"], ids=["no-request-id", "request-id"])
-def test_template_bytes_equal_orjson_of_dict(prompt: str, params: dict[str, Any], rid: str | None) -> None:
+@pytest.mark.parametrize(
+    "rid", [None, "glmrun-00ff-abc123-a1"], ids=["no-request-id", "request-id"]
+)
+def test_template_bytes_equal_orjson_of_dict(
+    prompt: str, params: dict[str, Any], rid: str | None
+) -> None:
     """render() gives byte for byte what orjson.dumps of the dict body gives."""
     template = ChatBodyTemplate("glm-4v-flash", prompt, params)
     for url in URLS:
-        assert template.render(url, rid) == orjson.dumps(build_chat_body("glm-4v-flash", prompt, params, url, rid))
+        assert template.render(url, rid) == orjson.dumps(
+            build_chat_body("glm-4v-flash", prompt, params, url, rid)
+        )
 
 
 def test_body_shape() -> None:
@@ -39,7 +49,10 @@ def test_body_shape() -> None:
         "messages": [
             {
                 "role": "user",
-                "content": [{"type": "image_url", "image_url": {"url": URLS[0]}}, {"type": "text", "text": "p"}],
+                "content": [
+                    {"type": "image_url", "image_url": {"url": URLS[0]}},
+                    {"type": "text", "text": "p"},
+                ],
             }
         ],
         "temperature": 0.1,

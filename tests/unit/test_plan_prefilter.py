@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from runner.inputs import read_items
-from runner.plan import PendingCounts, count_pending, done_line_filter, iter_pending
-from runner.store import ResumeIndex
+from runner.core.plan import PendingCounts, count_pending, done_line_filter, iter_pending
+from runner.io.inputs import read_items
+from runner.io.store import ResumeIndex
 
 
 def test_prefiltered_counts_and_pending_equal_the_plain_path(tmp_path: Path) -> None:
     """Done (ok and failed), duplicate, invalid and over-long lines count the same with the pre-filter."""
     long_bad = "x" * 2500
     lines = [
-        "https://a/1.jpg", "https://a/2.jpg", "https://a/3.jpg", "https://a/3.jpg", "ftp://bad",
-        long_bad, "https://a/4.jpg", "# comment", "", "https://a/é.jpg",
+        "https://a/1.jpg",
+        "https://a/2.jpg",
+        "https://a/3.jpg",
+        "https://a/3.jpg",
+        "ftp://bad",
+        long_bad,
+        "https://a/4.jpg",
+        "# comment",
+        "",
+        "https://a/é.jpg",
     ]
     path = tmp_path / "urls.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -33,7 +41,12 @@ def test_prefiltered_counts_and_pending_equal_the_plain_path(tmp_path: Path) -> 
     assert skipped.done == 3  # the two ok URLs and ftp://bad; the long line takes the normal path
     for name in ("pending", "done", "failed", "invalid", "duplicates"):
         assert getattr(fast, name) == getattr(plain, name), name
-    pending = [item.key for _, item in iter_pending(read_items(path, skip=done_line_filter(index, PendingCounts())), index)]
+    pending = [
+        item.key
+        for _, item in iter_pending(
+            read_items(path, skip=done_line_filter(index, PendingCounts())), index
+        )
+    ]
     assert pending == ["https://a/2.jpg", "https://a/3.jpg", "https://a/4.jpg"]
 
 
@@ -42,7 +55,9 @@ def test_kept_pending_list_only_when_small(tmp_path: Path) -> None:
     path = tmp_path / "urls.txt"
     path.write_text("".join(f"https://a/{i}.jpg\n" for i in range(5)))
     small = count_pending(read_items(path), ResumeIndex(), keep=5)
-    assert small.kept is not None and [item.key for _, item in small.kept] == [f"https://a/{i}.jpg" for i in range(5)]
+    assert small.kept is not None and [item.key for _, item in small.kept] == [
+        f"https://a/{i}.jpg" for i in range(5)
+    ]
     assert count_pending(read_items(path), ResumeIndex(), keep=4).kept is None
     assert count_pending(read_items(path), ResumeIndex()).kept is None
 

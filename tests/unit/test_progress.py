@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import io
 
-from runner.progress import Progress, format_summary, progress_line
-from runner.stats import JobStats
+from runner.app.progress import Progress, format_summary, progress_line
+from runner.core.stats import JobStats
 
 
 def stats() -> JobStats:
-    s = JobStats("describe", total=400, ok=150, errors=2, skipped=7, duplicates=1, requests=170, retries=18,
-                 throttled=5, in_flight=16, concurrency=16, prompt_tokens=1200, completion_tokens=300)
+    s = JobStats(
+        "describe",
+        total=400,
+        ok=150,
+        errors=2,
+        skipped=7,
+        duplicates=1,
+        requests=170,
+        retries=18,
+        throttled=5,
+        in_flight=16,
+        concurrency=16,
+        prompt_tokens=1200,
+        completion_tokens=300,
+    )
     s.started = 100.0
     s.finished = 110.0
     return s
@@ -34,6 +47,8 @@ def test_progress_line_when_everything_was_done_before() -> None:
 def test_summary_has_every_figure() -> None:
     """The summary names ok, errors, skipped, requests, retries, tokens, wall time and requests/s."""
     line = format_summary(stats())
-    assert line.startswith("describe: ok 150, errors 2 (invalid input 0), skipped as done 7, duplicates 1; ")
+    assert line.startswith(
+        "describe: ok 150, errors 2 (invalid input 0), skipped as done 7, duplicates 1; "
+    )
     assert "requests 170, retries 18 (throttled 5); tokens 1200 in / 300 out;" in line
     assert line.endswith("10.0s, 17.0 req/s")

@@ -8,10 +8,15 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.records import error_record, ok_record
-from runner.store import ResumeIndex, iter_records, load_resume_index
+from runner.core.records import error_record, ok_record
+from runner.io.store import ResumeIndex, iter_records, load_resume_index
 
-RESPONSE = {"choices": [{"message": {"content": "x"}, "finish_reason": "stop"}], "usage": {"total_tokens": 3}, "model": "m", "id": "1"}
+RESPONSE = {
+    "choices": [{"message": {"content": "x"}, "finish_reason": "stop"}],
+    "usage": {"total_tokens": 3},
+    "model": "m",
+    "id": "1",
+}
 
 
 def reference(path: Path) -> ResumeIndex:
@@ -22,7 +27,9 @@ def reference(path: Path) -> ResumeIndex:
             continue
         status = record.get("status")
         error = record.get("error")
-        final = status == "ok" or (status == "error" and isinstance(error, dict) and error.get("retryable", True) is False)
+        final = status == "ok" or (
+            status == "error" and isinstance(error, dict) and error.get("retryable", True) is False
+        )
         index.add(key, status, final)
         index.records += 1
     return index
@@ -30,9 +37,16 @@ def reference(path: Path) -> ResumeIndex:
 
 def line_for(kind: str, url: str, key: str | None) -> bytes:
     if kind == "ok":
-        return orjson.dumps(ok_record(url, RESPONSE, via="realtime", attempts=1, latency_ms=5, key=key)) + b"\n"
+        return (
+            orjson.dumps(
+                ok_record(url, RESPONSE, via="realtime", attempts=1, latency_ms=5, key=key)
+            )
+            + b"\n"
+        )
     if kind in ("final", "retryable"):
-        rec = error_record(url, "1301", "no", retryable=kind == "retryable", via="realtime", key=key)
+        rec = error_record(
+            url, "1301", "no", retryable=kind == "retryable", via="realtime", key=key
+        )
         return orjson.dumps(rec) + b"\n"
     if kind == "foreign":  # status before url: not glmrun's field order
         return orjson.dumps({"status": "ok", "url": url}) + b"\n"
@@ -41,14 +55,27 @@ def line_for(kind: str, url: str, key: str | None) -> bytes:
     return b"\n"
 
 
-urls = st.sampled_from(["https://a/1.jpg", "https://a/2.jpg", 'https://a/"q".jpg', "https://a/\\b.jpg", "https://a/é.jpg", "https://a/\u2028.jpg"])
+urls = st.sampled_from(
+    [
+        "https://a/1.jpg",
+        "https://a/2.jpg",
+        'https://a/"q".jpg',
+        "https://a/\\b.jpg",
+        "https://a/é.jpg",
+        "https://a/\u2028.jpg",
+    ]
+)
 kinds = st.sampled_from(["ok", "final", "retryable", "foreign", "corrupt", "blank"])
-keys = st.one_of(st.none(), st.sampled_from(["k1", "k\"2", "https://a/1.jpg"]))
+keys = st.one_of(st.none(), st.sampled_from(["k1", 'k"2', "https://a/1.jpg"]))
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.lists(st.tuples(kinds, urls, keys), max_size=30), st.booleans())
-def test_fast_loader_matches_a_full_parse(tmp_path: Path, lines: list[tuple[str, str, str | None]], torn: bool) -> None:
+def test_fast_loader_matches_a_full_parse(
+    tmp_path: Path, lines: list[tuple[str, str, str | None]], torn: bool
+) -> None:
     """Any mix of ok/error/foreign/corrupt/blank lines (and a torn tail) gives the same index."""
     path = tmp_path / "out.jsonl"
     data = b"".join(line_for(*spec) for spec in lines)
@@ -63,11 +90,15 @@ def test_fast_loader_matches_a_full_parse(tmp_path: Path, lines: list[tuple[str,
 
 def test_blocks_split_mid_line_lose_nothing(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Records that straddle the read-block boundary are still read whole."""
-    from runner import store
+    from runner.io import store
 
     monkeypatch.setattr(store, "_BLOCK", 97)
     path = tmp_path / "out.jsonl"
-    path.write_bytes(b"".join(line_for("ok" if i % 7 else "final", f"https://a/{i}.jpg", None) for i in range(200)))
+    path.write_bytes(
+        b"".join(
+            line_for("ok" if i % 7 else "final", f"https://a/{i}.jpg", None) for i in range(200)
+        )
+    )
     fast, ref = load_resume_index(path), reference(path)
     assert (fast.ok, fast.failed, fast.records) == (ref.ok, ref.failed, ref.records)
     assert len(fast.ok) + len(fast.failed) == 200

@@ -6,8 +6,7 @@ import random
 
 import pytest
 
-from runner.errors import ApiFailure
-from runner.retry import (
+from runner.core.retry import (
     RECORD_CODES,
     RETRY_CODES,
     STOP_CODES,
@@ -16,11 +15,14 @@ from runner.retry import (
     backoff_s,
     classify,
 )
+from runner.errors import ApiFailure
 
 T, R, I, S = Verdict.THROTTLE, Verdict.RETRY, Verdict.RECORD, Verdict.STOP
 
 
-def f(status: int | None, code: str | None = None, message: str = "x", kind: str | None = None) -> ApiFailure:
+def f(
+    status: int | None, code: str | None = None, message: str = "x", kind: str | None = None
+) -> ApiFailure:
     return ApiFailure(status, code, message, kind=kind)
 
 
@@ -93,7 +95,9 @@ TABLE: list[tuple[str, ApiFailure, Verdict, str]] = [
 ]
 
 
-@pytest.mark.parametrize(("failure", "verdict", "code"), [c[1:] for c in TABLE], ids=[c[0] for c in TABLE])
+@pytest.mark.parametrize(
+    ("failure", "verdict", "code"), [c[1:] for c in TABLE], ids=[c[0] for c in TABLE]
+)
 def test_classify_table(failure: ApiFailure, verdict: Verdict, code: str) -> None:
     """Each known failure maps to its verdict and a non-empty record code."""
     decision = classify(failure)
@@ -125,8 +129,17 @@ def test_issue_lists_are_covered() -> None:
         T: ["1302", "1303", "1305", "1312"],
         R: ["1200", "1230", "1234", "1231"],
         I: ["1301", "1261", "1210", "1213", "1214"],
-        S: [*map(str, range(1000, 1006)), *map(str, range(1110, 1122)), "1211", "1212", "1220", "1221", "1222",
-            "1304", *(str(c) for c in range(1308, 1322) if c != 1312)],  # 1312 is listed as back-off
+        S: [
+            *map(str, range(1000, 1006)),
+            *map(str, range(1110, 1122)),
+            "1211",
+            "1212",
+            "1220",
+            "1221",
+            "1222",
+            "1304",
+            *(str(c) for c in range(1308, 1322) if c != 1312),
+        ],  # 1312 is listed as back-off
     }
     for verdict, codes in expected.items():
         for code in codes:
@@ -161,4 +174,7 @@ def test_retry_after_overrides_backoff(retry_after: float, expected: float) -> N
     """Retry-After replaces the jittered delay (bounded by retry.max_delay_s)."""
     rng = random.Random(0)
     assert backoff_s(1, base_s=1.0, cap_s=60.0, rng=rng, retry_after_s=retry_after) == expected
-    assert backoff_s(5, base_s=1.0, cap_s=60.0, rng=rng, retry_after_s=retry_after, throttled=True) == expected
+    assert (
+        backoff_s(5, base_s=1.0, cap_s=60.0, rng=rng, retry_after_s=retry_after, throttled=True)
+        == expected
+    )

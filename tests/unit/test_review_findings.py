@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from runner.retry import backoff_s
+from runner.core.retry import backoff_s
 
 
 def test_backoff_after_a_thousand_attempts_is_capped_not_an_overflow() -> None:
@@ -20,11 +20,13 @@ def test_export_while_a_new_run_repairs_the_torn_tail_and_appends(tmp_path, monk
 
     import orjson
 
-    from runner import export
-    from runner.store import repair_torn_tail
+    from runner.io import export
+    from runner.io.store import repair_torn_tail
 
     out = tmp_path / "out.jsonl"
-    whole = b"".join(orjson.dumps({"url": f"https://x/{i}", "status": "ok"}) + b"\n" for i in range(3))
+    whole = b"".join(
+        orjson.dumps({"url": f"https://x/{i}", "status": "ok"}) + b"\n" for i in range(3)
+    )
     out.write_bytes(whole + b'{"url":"https://x/torn","status":"ok","content":"' + b"z" * 200)
     first_pass = export.latest_lines
 
@@ -38,7 +40,9 @@ def test_export_while_a_new_run_repairs_the_torn_tail_and_appends(tmp_path, monk
     monkeypatch.setattr(export, "latest_lines", then_a_run_starts)
     sink = io.BytesIO()
     assert export.export_records(out, sink) == 3
-    assert [orjson.loads(line)["url"] for line in sink.getvalue().splitlines()] == [f"https://x/{i}" for i in range(3)]
+    assert [orjson.loads(line)["url"] for line in sink.getvalue().splitlines()] == [
+        f"https://x/{i}" for i in range(3)
+    ]
 
 
 def test_two_jobs_whose_outputs_are_the_same_file_spelled_differently_are_refused(tmp_path) -> None:
@@ -62,8 +66,8 @@ def test_two_jobs_whose_outputs_are_the_same_file_spelled_differently_are_refuse
 def test_a_jsonl_local_path_with_a_nul_byte_is_an_invalid_line_not_a_crash(tmp_path) -> None:
     """`{"url": "./imgs/a\\u0000.png"}` with local files allowed becomes an invalid line instead of a ValueError traceback."""
     from runner.config import load_config
-    from runner.inputs import InvalidLine
-    from runner.prepare import read_job_items
+    from runner.io.inputs import InvalidLine
+    from runner.io.prepare import read_job_items
 
     (tmp_path / "imgs").mkdir()
     (tmp_path / "in.jsonl").write_text(
@@ -82,7 +86,7 @@ def test_a_jsonl_local_path_with_a_nul_byte_is_an_invalid_line_not_a_crash(tmp_p
 
 def test_a_png_cut_inside_its_header_is_sent_unchecked_not_a_crash(tmp_path) -> None:
     """A local .png cut off after its IHDR tag (fewer than 24 bytes) leaves its size unchecked instead of raising struct.error."""
-    from runner.prepare import image_size
+    from runner.io.prepare import image_size
 
     png = tmp_path / "cut.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00")
@@ -96,7 +100,7 @@ def test_export_to_a_file_in_a_missing_folder_is_a_clear_error(tmp_path) -> None
     import pytest
 
     from runner.errors import OutputError
-    from runner.export import export_to
+    from runner.io.export import export_to
 
     source = tmp_path / "out.jsonl"
     source.write_bytes(b'{"url":"https://x/1","status":"ok"}\n')
@@ -110,7 +114,7 @@ def test_an_output_that_is_a_folder_is_a_clear_error_for_run_and_status(tmp_path
     import pytest
 
     from runner.errors import OutputError
-    from runner.store import load_resume_index
+    from runner.io.store import load_resume_index
 
     (tmp_path / "results").mkdir()
     with pytest.raises(OutputError, match="results"):
@@ -121,7 +125,7 @@ def test_a_batch_state_path_blocked_by_a_file_is_a_clear_error_for_status(tmp_pa
     """A file where the job's batch work folder should be gives `glmrun status` a one-line OutputError, not a traceback."""
     import pytest
 
-    from runner.batch import load_state
+    from runner.engine.batch import load_state
     from runner.errors import OutputError
 
     (tmp_path / "j").write_text("in the way")
@@ -133,7 +137,7 @@ def test_a_whole_last_record_without_its_newline_is_kept_not_cut(tmp_path) -> No
     """A last line that is a complete record missing only its newline (an editor, a kill between record and newline) counts as done and survives the next append."""
     import orjson
 
-    from runner.store import ResultWriter, key_hash, load_resume_index
+    from runner.io.store import ResultWriter, key_hash, load_resume_index
 
     out = tmp_path / "out.jsonl"
     out.write_bytes(b'{"url":"https://x/1","status":"ok"}\n{"url":"https://x/2","status":"ok"}')
@@ -141,4 +145,6 @@ def test_a_whole_last_record_without_its_newline_is_kept_not_cut(tmp_path) -> No
     writer = ResultWriter(out)
     writer.append({"url": "https://x/3", "status": "ok"})
     writer.close()
-    assert [orjson.loads(line)["url"] for line in out.read_bytes().splitlines()] == [f"https://x/{i}" for i in (1, 2, 3)]
+    assert [orjson.loads(line)["url"] for line in out.read_bytes().splitlines()] == [
+        f"https://x/{i}" for i in (1, 2, 3)
+    ]

@@ -9,13 +9,18 @@ from pathlib import Path
 import orjson
 import pytest
 
+from runner.core.records import dumps, error_record, ok_record
 from runner.errors import RunLocked
-from runner.records import dumps, error_record, ok_record
-from runner.store import ResultWriter, RunLock, key_hash, load_resume_index
+from runner.io.store import ResultWriter, RunLock, key_hash, load_resume_index
 from tests.conftest import read_jsonl
 
 A, B, C, D = (f"https://img.example.test/{n}.jpg" for n in "abcd")
-ANSWER = {"id": "1", "model": "m", "choices": [{"finish_reason": "stop", "message": {"content": "hi"}}], "usage": {}}
+ANSWER = {
+    "id": "1",
+    "model": "m",
+    "choices": [{"finish_reason": "stop", "message": {"content": "hi"}}],
+    "usage": {},
+}
 
 
 def ok(url: str) -> bytes:
@@ -80,7 +85,13 @@ def test_corrupt_middle_line_reported_and_skipped(tmp_path: Path) -> None:
 def test_newer_records_with_extra_fields_are_accepted(tmp_path: Path) -> None:
     """Records from a newer glmrun with unknown fields, and keyed records, still count."""
     out = tmp_path / "o.jsonl"
-    newer = {"url": A, "status": "ok", "content": "x", "shiny_new_field": {"a": [1]}, "via": "batch"}
+    newer = {
+        "url": A,
+        "status": "ok",
+        "content": "x",
+        "shiny_new_field": {"a": [1]},
+        "via": "batch",
+    }
     keyed = {"url": B, "key": "item-7", "status": "ok"}
     out.write_bytes(orjson.dumps(newer) + b"\n" + orjson.dumps(keyed) + b"\n")
     index = load_resume_index(out)
@@ -122,7 +133,9 @@ def test_run_lock_second_acquire_names_pid(tmp_path: Path) -> None:
     first = RunLock(out)
     first.acquire()
     try:
-        with pytest.raises(RunLocked, match=rf"o\.jsonl is in use by another glmrun run \(pid {os.getpid()}\)"):
+        with pytest.raises(
+            RunLocked, match=rf"o\.jsonl is in use by another glmrun run \(pid {os.getpid()}\)"
+        ):
             RunLock(out).acquire()
     finally:
         first.release()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.limits import TokenBudget, total_tokens
+from runner.engine.throttle import TokenBudget, total_tokens
 
 
 def test_estimate_fits_at_once_when_the_bucket_is_full() -> None:
@@ -30,7 +30,9 @@ def test_settle_corrects_the_charge_to_real_usage_and_learns_the_estimate() -> N
     budget.settle(charged, 1500)
     assert budget.level == pytest.approx(1000 - 1500)
     assert budget.estimate == pytest.approx(1500)  # first sample replaces the guess
-    assert budget.wait_s(0.0) == pytest.approx(1.5)  # debt of 500 plus a full bucket (the cap) for the next
+    assert budget.wait_s(0.0) == pytest.approx(
+        1.5
+    )  # debt of 500 plus a full bucket (the cap) for the next
 
 
 def test_failed_attempt_is_refunded() -> None:
@@ -53,7 +55,7 @@ def test_total_tokens_reads_usage_shapes() -> None:
 async def test_throttle_waits_for_the_token_budget_on_the_injected_clock() -> None:
     """With limits.tpm the gate sleeps (on the clock) until the estimate fits, then charges it."""
     from runner.clock import FakeClock
-    from runner.limits import Throttle
+    from runner.engine.throttle import Throttle
 
     clock = FakeClock(start=0.0)
     throttle = Throttle(8, tpm=60_000, monotonic=clock.monotonic, sleep=clock.sleep)
@@ -63,12 +65,14 @@ async def test_throttle_waits_for_the_token_budget_on_the_injected_clock() -> No
     assert charges == [400.0, 400.0, 400.0]
     assert clock.sleeps == [pytest.approx(0.2)]  # 200 left, 400 needed at 1000/s
     throttle.settle_tokens(charges[0], {"total_tokens": 1000})
-    assert throttle.tokens.level == pytest.approx(0 + 400 - 1000)  # empty, then 600 more than charged
+    assert throttle.tokens.level == pytest.approx(
+        0 + 400 - 1000
+    )  # empty, then 600 more than charged
 
 
 async def test_without_tpm_charging_is_free() -> None:
     """No limits.tpm: nothing is charged and nothing waits."""
-    from runner.limits import Throttle
+    from runner.engine.throttle import Throttle
 
     throttle = Throttle(8)
     assert throttle.tokens is None

@@ -1,0 +1,307 @@
+"""The only module that knows aiohttp: chat completions, files and batches over HTTP.
+
+Every failure leaves as an ``ApiFailure`` (status, GLM business code, message, Retry-After),
+chained to its cause, so the engines deal only in data and ``retry.classify``.
+The API key is read from the ``Secret`` once, into the Authorization header, and is never
+part of a message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from typing import Any, Self
+
+import aiohttp
+import orjson
+
+from runner.api.auth import SIMULATOR_KEY, JwtAuth
+from runner.config.schema import Secret
+from runner.errors import ApiFailure
+
+JSON_HEADERS = {"Content-Type": "application/json; charset=UTF-8", "Accept": "application/json"}
+
+
+class GlmClient:
+    """One aiohttp session and connection pool for the whole run."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: Secret,
+        *,
+        timeout_s: float = 60.0,
+        connect_timeout_s: float = 10.0,
+        max_connections: int = 256,
+        auth: str = "bearer",
+        jwt_ttl_s: float = 210.0,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self._jwt: JwtAuth | None = None
+        if auth == "jwt":
+            self._jwt = JwtAuth(api_key if api_key else Secret(SIMULATOR_KEY), ttl_s=jwt_ttl_s)
+        self._auth = {"Authorization": f"Bearer {api_key.reveal() or 'simulator'}"}
+        self._chat_headers = {**JSON_HEADERS, **self._auth}
+        if self._jwt is not None:
+            self._fresh_token()
+        self._chat_url = self.base_url + "/chat/completions"
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        self.session  # noqa: B018 - create it inside the running loop
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                json_serialize=lambda o: orjson.dumps(o).decode(),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def probe(self) -> None:
+        """One GET of base_url without the key: any HTTP answer (even 404) means reachable.
+
+        Raises ApiFailure(kind="connection") when the host does not resolve, refuses, or
+        does not accept a connection within the connect timeout."""
+        connect_s = self._timeout.connect or 10.0
+        timeout = aiohttp.ClientTimeout(total=None, connect=connect_s, sock_read=connect_s)
+        try:
+            async with self.session.get(self.base_url + "/", timeout=timeout) as resp:
+                await resp.read()
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise ApiFailure(None, None, f"{type(exc).__name__}: {exc}", kind="connection") from exc
+        except (TimeoutError, aiohttp.ClientError):
+            return  # something answered; per-request retries handle the rest
+
+    # --- chat ----------------------------------------------------------------------------
+
+    def _fresh_token(self) -> None:
+        """JWT auth: swap in a new token when the cached one is close to expiry."""
+        assert self._jwt is not None  # only called with JWT auth
+        header = self._jwt.header()
+        if header != self._auth["Authorization"]:
+            self._auth = {"Authorization": header}
+            self._chat_headers = {**JSON_HEADERS, **self._auth}
+
+    def _token_expired(self, failure: ApiFailure) -> bool:
+        """JWT auth and the API said 1003: mint a new token; the caller retries once."""
+        if self._jwt is None or failure.code != "1003":
+            return False
+        self._jwt.invalidate()
+        self._fresh_token()
+        return True
+
+    async def chat(self, body: bytes) -> dict[str, Any]:
+        """POST one chat completion; return the parsed answer or raise ApiFailure."""
+        if self._jwt is None:
+            return await self._chat(body)
+        self._fresh_token()
+        try:
+            return await self._chat(body)
+        except ApiFailure as failure:
+            if not self._token_expired(failure):
+                raise
+        return await self._chat(body)
+
+    async def _chat(self, body: bytes) -> dict[str, Any]:
+        try:
+            async with self.session.post(
+                self._chat_url, data=body, headers=self._chat_headers
+            ) as resp:
+                raw = await resp.read()
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+        except TimeoutError as exc:
+            raise ApiFailure(None, None, "request timed out", kind="timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise ApiFailure(
+                None, None, f"connection error: {type(exc).__name__}", kind="connection"
+            ) from exc
+        if status != 200:
+            raise failure_from_response(status, raw, retry_after)
+        return parse_chat_response(raw)
+
+    # --- files and batches -----------------------------------------------------------------
+
+    async def request_json(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> Any:
+        """Any JSON endpoint under base_url; non-2xx answers raise ApiFailure."""
+        raw = await self.request_bytes(
+            method, path, headers={"Accept": "application/json", **(headers or {})}, **kwargs
+        )
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ApiFailure(200, None, "answer is not JSON", kind="bad_json") from exc
+
+    async def _request_object(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        """``request_json`` for the endpoints whose answer is a JSON object (not checked here)."""
+        answer: dict[str, Any] = await self.request_json(method, path, **kwargs)
+        return answer
+
+    async def request_bytes(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> bytes:
+        if self._jwt is None:
+            return await self._request_bytes(method, path, headers=headers, **kwargs)
+        self._fresh_token()
+        try:
+            return await self._request_bytes(method, path, headers=headers, **kwargs)
+        except ApiFailure as failure:
+            if isinstance(kwargs.get("data"), aiohttp.FormData) or not self._token_expired(failure):
+                raise  # a multipart form cannot be sent twice; upload_file retries with a new one
+        return await self._request_bytes(method, path, headers=headers, **kwargs)
+
+    async def _request_bytes(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> bytes:
+        url = self.base_url + path
+        try:
+            async with self.session.request(
+                method, url, headers={**self._auth, **(headers or {})}, **kwargs
+            ) as resp:
+                raw = await resp.read()
+                if not 200 <= resp.status < 300:
+                    raise failure_from_response(resp.status, raw, resp.headers.get("Retry-After"))
+                return raw
+        except TimeoutError as exc:
+            raise ApiFailure(None, None, f"{method} {path} timed out", kind="timeout") from exc
+        except aiohttp.ClientError as exc:
+            raise ApiFailure(
+                None,
+                None,
+                f"{method} {path}: connection error: {type(exc).__name__}",
+                kind="connection",
+            ) from exc
+
+    async def upload_file(
+        self, filename: str, content: bytes, purpose: str = "batch"
+    ) -> dict[str, Any]:
+        def form() -> aiohttp.FormData:
+            data = aiohttp.FormData()
+            data.add_field("purpose", purpose)
+            data.add_field("file", content, filename=filename, content_type="application/jsonl")
+            return data
+
+        try:
+            return await self._request_object("POST", "/files", data=form())
+        except ApiFailure as failure:
+            if not self._token_expired(failure):
+                raise
+        return await self._request_object("POST", "/files", data=form())
+
+    async def file_content(self, file_id: str) -> bytes:
+        return await self.request_bytes(
+            "GET", f"/files/{file_id}/content", headers={"Accept": "application/binary"}
+        )
+
+    async def delete_file(self, file_id: str) -> dict[str, Any]:
+        return await self._request_object("DELETE", f"/files/{file_id}")
+
+    async def create_batch(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._request_object(
+            "POST", "/batches", data=orjson.dumps(body), headers=JSON_HEADERS
+        )
+
+    async def get_batch(self, batch_id: str) -> dict[str, Any]:
+        return await self._request_object("GET", f"/batches/{batch_id}")
+
+    async def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        return await self._request_object("POST", f"/batches/{batch_id}/cancel")
+
+    async def list_batches(self, *, after: str | None = None, limit: int = 20) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit}
+        if after:
+            params["after"] = after
+        return await self._request_object("GET", "/batches", params=params)
+
+    def __repr__(self) -> str:
+        return f"<GlmClient {self.base_url}>"
+
+
+def parse_chat_response(raw: bytes) -> dict[str, Any]:
+    """A 200 answer: JSON with choices, else a retryable ApiFailure; finish_reason checked."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ApiFailure(200, None, "answer is not JSON", kind="bad_json") from exc
+    if not isinstance(data, dict):
+        raise ApiFailure(200, None, "answer is not a JSON object", kind="bad_json")
+    choices = data.get("choices")
+    if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
+        error = data.get("error")
+        if isinstance(error, dict):
+            raise ApiFailure(200, _code(error), str(error.get("message") or "error"))
+        raise ApiFailure(200, None, "answer has no choices", kind="no_choices")
+    if not isinstance(choices[0].get("message", {}), dict):
+        raise ApiFailure(200, None, "answer's choices[0].message is not an object", kind="bad_json")
+    finish = choices[0].get("finish_reason")
+    if finish == "network_error":
+        raise ApiFailure(200, None, "finish_reason network_error", kind="finish_network_error")
+    if finish == "sensitive":
+        raise ApiFailure(
+            200,
+            None,
+            "finish_reason sensitive: output blocked by the safety review",
+            kind="finish_sensitive",
+        )
+    return data
+
+
+def failure_from_response(status: int, raw: bytes, retry_after: str | None) -> ApiFailure:
+    """Map a non-2xx answer to ApiFailure, reading {"error": {"code", "message"}} when present."""
+    code: str | None = None
+    message = raw[:300].decode("utf-8", "replace").strip() or f"HTTP {status}"
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        error = data.get("error", data)
+        if isinstance(error, dict):
+            code = _code(error)
+            if error.get("message"):
+                message = str(error["message"])
+    return ApiFailure(
+        status, code, f"HTTP {status}: {message}", retry_after_s=parse_retry_after(retry_after)
+    )
+
+
+def _code(error: dict[str, Any]) -> str | None:
+    code = error.get("code")
+    if code is None:
+        return None
+    return str(code)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Retry-After as seconds (delta-seconds or an HTTP date); None when absent or garbled."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

@@ -1,0 +1,322 @@
+"""``glmrun bench CONFIG``: find the concurrency that suits an account, without wasting work.
+
+The job's next pending URLs go through the configured endpoint (the real API or the simulator)
+at each concurrency level in turn, ``sample`` URLs per level, through the ordinary realtime
+engine: every answer is written to the job's output as usual, so a later run skips them. Per
+level: requests/s, p50/p95 latency, the share of 429-type answers and the error records. The
+recommendation is the level with the best throughput among those with an acceptable 429 share,
+preferring the lower level when a higher one gains less than 5%.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from runner.api.glm import GlmClient
+from runner.app.orchestrate import SignalStop, acquire_lock, api_base_url, pending_items, plan_job
+from runner.config.schema import Config, JobConfig
+from runner.core.stats import JobStats
+from runner.engine.realtime import RealtimeDeps, RealtimeEngine
+from runner.engine.throttle import Throttle
+from runner.errors import ConfigError, Interrupted
+from runner.io.inputs import InvalidLine, Item
+from runner.io.store import ResultWriter, RunLock
+
+ACCEPTABLE_429_SHARE = 0.05
+DEFAULT_LEVELS = (4, 8, 16, 32, 64)
+
+
+@dataclass
+class LevelResult:
+    concurrency: int
+    results: int = 0  # records written (ok + error)
+    ok: int = 0
+    errors: int = 0
+    attempts: int = 0
+    throttled: int = 0
+    wall_s: float = 0.0
+    latencies_s: list[float] = field(default_factory=list, repr=False)
+
+    @property
+    def rate(self) -> float:
+        return self.results / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def throttled_share(self) -> float:
+        return self.throttled / self.attempts if self.attempts else 0.0
+
+    def latency_q(self, q: float) -> float | None:
+        if not self.latencies_s:
+            return None
+        if len(self.latencies_s) == 1:
+            return self.latencies_s[0]
+        return statistics.quantiles(self.latencies_s, n=100, method="inclusive")[int(q * 100) - 1]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "concurrency": self.concurrency,
+            "results": self.results,
+            "ok": self.ok,
+            "errors": self.errors,
+            "requests": self.attempts,
+            "requests_per_s": round(self.rate, 2),
+            "p50_latency_s": _round(self.latency_q(0.5)),
+            "p95_latency_s": _round(self.latency_q(0.95)),
+            "share_429": round(self.throttled_share, 4),
+            "wall_s": round(self.wall_s, 3),
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def parse_levels(text: str) -> list[int]:
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"--concurrency: expected numbers separated by commas, found {text!r}"
+        ) from None
+    if not levels or any(level < 1 for level in levels):
+        raise ConfigError(f"--concurrency: expected numbers >= 1, found {text!r}")
+    return levels
+
+
+def recommend(
+    levels: list[LevelResult], acceptable_share: float = ACCEPTABLE_429_SHARE
+) -> LevelResult | None:
+    """Best throughput with an acceptable 429 share; a lower level wins unless beaten by 5%."""
+    usable = [lv for lv in levels if lv.results and lv.throttled_share <= acceptable_share]
+    if not usable:
+        return None
+    best = max(usable, key=lambda lv: lv.rate)
+    for lv in sorted(usable, key=lambda lv: lv.concurrency):
+        if lv.rate >= 0.95 * best.rate:
+            return lv
+    return best
+
+
+def format_table(levels: list[LevelResult]) -> str:
+    head = f"{'concurrency':>11} {'req/s':>8} {'p50 s':>7} {'p95 s':>7} {'429 share':>9} {'errors':>6} {'results':>7}"
+    rows = [head]
+    for lv in levels:
+        p50, p95 = lv.latency_q(0.5), lv.latency_q(0.95)
+        rows.append(
+            f"{lv.concurrency:>11} {lv.rate:>8.1f} {_fmt(p50):>7} {_fmt(p95):>7} "
+            f"{100 * lv.throttled_share:>8.1f}% {lv.errors:>6} {lv.results:>7}"
+        )
+    return "\n".join(rows)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def format_recommendation(
+    levels: list[LevelResult], acceptable_share: float = ACCEPTABLE_429_SHARE
+) -> str:
+    best = recommend(levels, acceptable_share)
+    if best is None:
+        return (
+            f"no level kept 429 answers under {100 * acceptable_share:.0f}% of requests: try lower levels "
+            "(--concurrency 1,2,4) or limits.concurrency: auto"
+        )
+    top = max(lv.concurrency for lv in levels)
+    hint = (
+        " (the highest level tried: try higher levels too)"
+        if best.concurrency == top and best.throttled_share == 0
+        else ""
+    )
+    return (
+        f"recommended: limits.concurrency: {best.concurrency}  ({best.rate:.1f} req/s, "
+        f"{100 * best.throttled_share:.1f}% 429){hint}"
+    )
+
+
+def check_plot_available() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise ConfigError("--plot needs matplotlib: pip install 'glmrun[plot]'") from None
+
+
+def plot(levels: list[LevelResult], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    xs = [lv.concurrency for lv in levels]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(xs, [lv.rate for lv in levels], "o-", color="tab:blue", label="requests/s")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs, [str(x) for x in xs])
+    ax.set_xlabel("concurrency")
+    ax.set_ylabel("requests/s", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.plot(
+        xs,
+        [lv.latency_q(0.5) or 0 for lv in levels],
+        "s--",
+        color="tab:orange",
+        label="p50 latency",
+    )
+    ax2.plot(
+        xs, [lv.latency_q(0.95) or 0 for lv in levels], "^:", color="tab:red", label="p95 latency"
+    )
+    ax2.set_ylabel("latency (s)", color="tab:red")
+    ax.set_title(title)
+    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
+    ax.legend(handles, [str(h.get_label()) for h in handles], loc="best", fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def take(
+    pending: Iterator[tuple[int, Item | InvalidLine]], n: int
+) -> Iterator[tuple[int, Item | InvalidLine]]:
+    """The next ``n`` sendable items (invalid lines pass through and are recorded as usual)."""
+    taken = 0
+    while taken < n:
+        try:
+            h, item = next(pending)
+        except StopIteration:
+            return
+        if isinstance(item, Item):
+            taken += 1
+        yield h, item
+
+
+def pick_job(config: Config, name: str | None) -> JobConfig:
+    if name:
+        return config.job(name)
+    if len(config.jobs) > 1:
+        names = ", ".join(j.name for j in config.jobs)
+        raise ConfigError(f"{config.path}: several jobs ({names}); choose one with --job")
+    return config.jobs[0]
+
+
+async def bench(
+    config: Config,
+    *,
+    job_name: str | None = None,
+    sample: int = 50,
+    levels: list[int] | None = None,
+    plot_path: Path | None = None,
+    out: IO[str] | None = None,
+) -> list[LevelResult]:
+    out = out or sys.stdout
+    levels = list(levels or DEFAULT_LEVELS)
+    job = pick_job(config, job_name)
+    if plot_path is not None:
+        check_plot_available()
+    stopper = SignalStop(config.run.grace_s)
+    stopper.install()
+    results: list[LevelResult] = []
+    lock = RunLock(job.output_path)
+    try:
+        await acquire_lock(lock, wait=False, stop=stopper.event)
+        try:
+            plan, index = plan_job(job, config, keep=sample * len(levels))
+            print(
+                f"{job.name}: {plan.pending} pending; {sample} per level at concurrency {','.join(map(str, levels))}",
+                file=out,
+            )
+            pending = pending_items(job, config, plan, index)
+            state_dir = job.output_path.parent / ".glmrun" / "simulator"
+            async with api_base_url(config, state_dir) as base_url:
+                client = GlmClient(
+                    base_url,
+                    config.api_key,
+                    timeout_s=config.api.timeout_s,
+                    connect_timeout_s=config.api.connect_timeout_s,
+                    max_connections=max(levels),
+                )
+                writer = ResultWriter(job.output_path, flush_interval_s=config.run.flush_interval_s)
+                stopper.writers.append(writer)
+                try:
+                    async with client:
+                        for level in levels:
+                            if stopper.event.is_set():
+                                break
+                            result = await _run_level(
+                                job,
+                                config,
+                                client,
+                                writer,
+                                stopper.event,
+                                level,
+                                take(pending, sample),
+                            )
+                            if result.results == 0:
+                                print(f"no pending URLs left for concurrency {level}", file=out)
+                                break
+                            results.append(result)
+                            print(
+                                f"  concurrency {level}: {result.rate:.1f} req/s",
+                                file=out,
+                                flush=True,
+                            )
+                finally:
+                    writer.close()
+                    stopper.writers.remove(writer)
+        finally:
+            lock.release()
+    finally:
+        stopper.uninstall()
+    if stopper.signame is not None:
+        raise Interrupted(stopper.signame)
+    if results:
+        print(format_table(results), file=out)
+        print(format_recommendation(results), file=out)
+        if plot_path is not None:
+            plot(results, plot_path, f"glmrun bench: {job.name}")
+            print(f"plot written to {plot_path}", file=out)
+    return results
+
+
+async def _run_level(
+    job: JobConfig,
+    config: Config,
+    client: GlmClient,
+    writer: ResultWriter,
+    stop: asyncio.Event,
+    level: int,
+    items: Iterator[tuple[int, Item | InvalidLine]],
+) -> LevelResult:
+    result = LevelResult(level)
+    stats = JobStats(job.name)
+
+    def on_result(verdict: str, latency_s: float) -> None:
+        result.attempts += 1
+        if verdict == "ok":
+            result.latencies_s.append(latency_s)
+        elif verdict == "throttle":
+            result.throttled += 1
+
+    deps = RealtimeDeps(
+        client=client,
+        writer=writer,
+        throttle=Throttle(level, rpm=config.limits.rpm, tpm=config.limits.tpm),
+        retry=config.retry,
+        stats=stats,
+        stop=stop,
+        flush_interval_s=config.run.flush_interval_s,
+        workers=level,
+        on_result=on_result,
+    )
+    started = time.monotonic()
+    await RealtimeEngine(job, deps).run(items)
+    result.wall_s = time.monotonic() - started
+    result.ok, result.errors = stats.ok, stats.errors
+    result.results = stats.ok + stats.errors
+    return result

@@ -1,0 +1,1 @@
+"""The ``glmrun`` command line: one module per command and a shared helpers module."""

@@ -1,0 +1,252 @@
+"""YAML config -> frozen dataclasses, validated at load.
+
+Every mistake is a ``ConfigError`` whose message names the file, the key path, what was
+expected and what was found (``config.yaml: limits.concurency: unknown key (did you mean
+concurrency?)``). ``build`` is generic over the dataclasses of ``runner.config.schema``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import os
+import types
+import typing
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
+
+import orjson
+import yaml
+
+from runner.config.schema import Config, Invalid, JobConfig, Secret
+from runner.core.params import validate_params
+from runner.errors import ConfigError
+from runner.io.prepare import resolve_turn_media
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+log = logging.getLogger(__name__)
+
+
+_T = TypeVar("_T", bound="DataclassInstance")
+
+
+def load_config(
+    path: str | os.PathLike[str], environ: typing.Mapping[str, str] | None = None
+) -> Config:
+    """Read, validate and resolve a config file; every problem is one ConfigError line."""
+    path = Path(path)
+    environ = os.environ if environ is None else environ
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+    if data is None:
+        raise ConfigError(f"{path}: the config is empty; it needs at least a 'jobs' list")
+    config = build(Config, data, str(path))
+    base = path.resolve().parent
+    jobs = [
+        dataclasses.replace(job, input=str(base / job.input), output=str(base / job.output_file))
+        for job in config.jobs
+    ]
+    outputs: dict[Path, str] = {}
+    for i, job in enumerate(jobs):  # the same file spelled two ways (./x, a/../x, a link)
+        real = job.output_path.resolve()
+        if real in outputs:
+            raise ConfigError(
+                f"{path}: jobs[{i}].output: two jobs write to {real} ({outputs[real]} and {job.name}); give each its own output"
+            )
+        outputs[real] = job.name
+    jobs = [_load_schema(job, base, str(path), i) for i, job in enumerate(jobs)]
+    _warn_params(jobs, str(path))
+    local = dataclasses.replace(
+        config.local_files,
+        allowed_dirs=[
+            str((base / os.path.expanduser(d)).resolve()) for d in config.local_files.allowed_dirs
+        ],
+    )
+    jobs = [
+        resolve_turn_media(job, local.allowed_dirs, base, str(path), i)
+        for i, job in enumerate(jobs)
+    ]
+    config = dataclasses.replace(config, local_files=local)
+    key = Secret(environ.get(config.api.api_key_env, ""))
+    if not key and not config.api.is_simulator:
+        raise ConfigError(
+            f"{path}: api.api_key_env: environment variable {config.api.api_key_env} is not set "
+            "(export it, or use base_url: simulator to try glmrun without a key)"
+        )
+    return dataclasses.replace(config, jobs=jobs, path=path, api_key=key)
+
+
+def _load_schema(job: JobConfig, base: Path, file: str, i: int) -> JobConfig:
+    """Read ``output.schema_file`` (relative to the config folder) and check the schema itself."""
+    schema = job.schema
+    where = f"jobs[{i}].output.schema"
+    if job.schema_file is not None:
+        where = f"jobs[{i}].output.schema_file"
+        schema_path = base / job.schema_file
+        try:
+            schema = orjson_loads(schema_path.read_bytes())
+        except OSError as exc:
+            raise ConfigError(
+                f"{file}: {where}: cannot read {schema_path}: {exc.strerror}"
+            ) from None
+        except ValueError as exc:
+            raise ConfigError(f"{file}: {where}: {schema_path} is not JSON: {exc}") from None
+    if schema is None:
+        return job
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        raise ConfigError(f"{file}: {where}: not a valid JSON Schema: {exc.message}") from None
+    return dataclasses.replace(job, schema=schema, schema_file=None)
+
+
+def _warn_params(jobs: list[JobConfig], file: str) -> None:
+    for job in jobs:
+        for warning in validate_params(job.model, job.params)[1]:
+            log.warning(f"{file}: jobs.{job.name}.{warning}")
+
+
+def orjson_loads(raw: bytes) -> Any:
+    return orjson.loads(raw)
+
+
+def build(cls: type[_T], data: Any, file: str, keypath: str = "") -> _T:
+    """Build dataclass ``cls`` from parsed YAML, with errors naming ``file`` and ``keypath``."""
+    where = keypath or "top level"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{file}: {where}: expected a mapping, found {_describe(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    hints = typing.get_type_hints(cls)
+    for key in data:
+        if key not in fields:
+            raise ConfigError(
+                f"{file}: {_join(keypath, str(key))}: unknown key{_did_you_mean(str(key), fields)}"
+            )
+    kwargs = {}
+    for name, f in fields.items():
+        sub = _join(keypath, name)
+        if name in data:
+            kwargs[name] = _convert(hints[name], data[name], file, sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{file}: {sub}: missing required key")
+    try:
+        return cls(**kwargs)
+    except Invalid as exc:
+        raise ConfigError(f"{file}: {_join(keypath, exc.key)}: {exc}") from None
+
+
+def _convert(tp: Any, value: Any, file: str, keypath: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return build(tp, value, file, keypath)
+    if origin in (Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        if isinstance(value, dict):
+            classes = [o for o in options if isinstance(o, type) and dataclasses.is_dataclass(o)]
+            if len(classes) == 1:
+                return build(classes[0], value, file, keypath)
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(option, value, file, keypath)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise ConfigError(f"{file}: {keypath}: expected {_expected(tp)}, found {_describe(value)}")
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value in allowed:
+            return value
+        close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ConfigError(
+            f"{file}: {keypath}: expected one of {', '.join(map(str, allowed))}, found {_describe(value)}{hint}"
+        )
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise ConfigError(f"{file}: {keypath}: expected a list, found {_describe(value)}")
+        return [_convert(inner, v, file, f"{keypath}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{file}: {keypath}: expected a mapping, found {_describe(value)}")
+        args = typing.get_args(tp)
+        if len(args) == 2 and isinstance(args[1], type) and dataclasses.is_dataclass(args[1]):
+            return {k: build(args[1], v, file, f"{keypath}.{k}") for k, v in value.items()}
+        return dict(value)
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{file}: {keypath}: expected {_expected(tp)}, found {_describe(value)}")
+
+
+def _expected(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_expected(t) for t in typing.get_args(tp))
+    if origin is Literal:
+        return " or ".join(repr(a) for a in typing.get_args(tp))
+    names = {
+        bool: "true/false",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        type(None): "null",
+    }
+    if tp in names:
+        return names[tp]
+    if origin is list:
+        return "a list"
+    if origin is dict or dataclasses.is_dataclass(tp):
+        return "a mapping"
+    return str(tp)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, bool):
+        return f"{str(value).lower()} (a boolean)"
+    if isinstance(value, (dict, list)):
+        return f"a {'mapping' if isinstance(value, dict) else 'list'}"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _did_you_mean(key: str, options: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(key, list(options), n=1, cutoff=0.6)
+    return (
+        f" (did you mean {close[0]}?)" if close else f" (known keys: {', '.join(sorted(options))})"
+    )
+
+
+def _join(prefix: str, key: str) -> str:
+    if not prefix:
+        return key
+    return f"{prefix}{key}" if key.startswith("[") else f"{prefix}.{key}"

@@ -1,0 +1,315 @@
+"""The config's shape: frozen dataclasses with the documented defaults, checked as they are built.
+
+A field added here is parsed, type-checked and documented by its default with no further
+code: ``runner.config.load`` is generic over these classes. A ``__post_init__`` raises
+``Invalid(key, message)``; the loader turns it into one ``ConfigError`` line naming the key path.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from runner.core.params import ParamError, validate_params
+from runner.core.templates import TemplateError, check_turns
+from runner.errors import ConfigError
+
+if TYPE_CHECKING:
+    pass
+
+SIMULATOR = "simulator"
+DEFAULT_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
+
+Mode = Literal["realtime", "batch", "auto"]
+OnFailure = Literal["realtime", "rebatch", "record"]
+
+
+class Invalid(ValueError):
+    """Raised by a dataclass's ``__post_init__``: ``key`` is relative to that section."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+class Secret:
+    """Holds the API key; its repr and str never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('****')"
+
+    __str__ = __repr__
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    base_url: str = DEFAULT_BASE_URL
+    api_key_env: str = "ZHIPUAI_API_KEY"
+    timeout_s: float = 60.0
+    connect_timeout_s: float = 10.0
+    auth: Literal["bearer", "jwt"] = "bearer"
+    jwt_ttl_s: float = 210.0
+
+    def __post_init__(self) -> None:
+        if self.jwt_ttl_s < 60:
+            raise Invalid(
+                "jwt_ttl_s",
+                f"expected at least 60 seconds (tokens are refreshed 30 s before expiry), found {self.jwt_ttl_s}",
+            )
+        if self.base_url != SIMULATOR and not re.match(r"^https?://[^/\s]+", self.base_url):
+            raise Invalid(
+                "base_url", f"expected 'simulator' or an http(s) URL, found {self.base_url!r}"
+            )
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
+            raise Invalid(
+                "api_key_env", f"expected an environment variable name, found {self.api_key_env!r}"
+            )
+        _positive(self, "timeout_s", "connect_timeout_s")
+
+    @property
+    def is_simulator(self) -> bool:
+        return self.base_url == SIMULATOR
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    concurrency: int | Literal["auto"] = 16
+    max_concurrency: int = 256
+    rpm: int | None = None
+    tpm: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.concurrency != "auto" and self.concurrency < 1:
+            raise Invalid(
+                "concurrency", f"expected an integer >= 1 or 'auto', found {self.concurrency}"
+            )
+        _positive(self, "max_concurrency", "rpm", "tpm")
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    max_attempts: int = 5
+    base_delay_s: float = 1.0
+    max_delay_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "max_attempts", "base_delay_s", "max_delay_s")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    threshold: int = 1000
+    max_requests_per_file: int = 50_000
+    max_bytes_per_file: int = 100 * 1024 * 1024 - 1024 * 1024
+    max_queued: int = 10_000
+    poll_interval_s: float = 30.0
+    max_wait_s: float | None = None
+    on_failure: OnFailure = "realtime"
+    delete_remote_files: bool = False
+    endpoint: str = "/v4/chat/completions"
+    completion_window: str = "24h"
+
+    def __post_init__(self) -> None:
+        _positive(self, "threshold", "max_requests_per_file", "max_bytes_per_file", "max_queued")
+        if self.max_requests_per_file > 50_000:
+            raise Invalid(
+                "max_requests_per_file",
+                f"the API allows at most 50000, found {self.max_requests_per_file}",
+            )
+        if self.poll_interval_s < 0:
+            raise Invalid(
+                "poll_interval_s", f"expected a number >= 0, found {self.poll_interval_s}"
+            )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    grace_s: float = 10.0
+    flush_interval_s: float = 0.5
+    progress_interval_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        _positive(self, "grace_s", "flush_interval_s", "progress_interval_s")
+        if self.grace_s > 10:
+            raise Invalid("grace_s", f"expected at most 10 seconds, found {self.grace_s}")
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """``output:`` as a mapping: the path plus optional structured-output parsing."""
+
+    path: str
+    parse: Literal["none", "json"] = "none"
+    schema: dict[str, Any] | None = None
+    schema_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.schema is not None and self.schema_file is not None:
+            raise Invalid("schema", "give schema or schema_file, not both")
+        if (self.schema is not None or self.schema_file is not None) and self.parse != "json":
+            raise Invalid("parse", "a schema needs parse: json")
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    name: str
+    input: str
+    output: str | OutputSpec
+    model: str
+    prompt: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    mode: Mode = "realtime"
+    input_format: Literal["auto", "text", "jsonl", "csv"] = "auto"
+    csv_url_column: str = "url"
+    system: str | None = None
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    # set from ``output`` when it is a mapping (OutputSpec); never read from YAML directly
+    parse: str = field(default="none", metadata={"internal": True})
+    schema: dict[str, Any] | None = field(default=None, metadata={"internal": True})
+    schema_file: str | None = field(default=None, metadata={"internal": True})
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", self.name):
+            raise Invalid(
+                "name",
+                f"expected letters, digits, '_', '-' or '.' (at most 64), found {self.name!r}",
+            )
+        if not self.model.strip():
+            raise Invalid("model", "must not be empty")
+        if isinstance(self.output, OutputSpec):
+            spec = self.output
+            object.__setattr__(self, "output", spec.path)
+            object.__setattr__(self, "parse", spec.parse)
+            object.__setattr__(self, "schema", spec.schema)
+            object.__setattr__(self, "schema_file", spec.schema_file)
+        try:
+            params, _ = validate_params(self.model, self.params)
+        except ParamError as exc:
+            raise Invalid(f"params.{exc.key}", str(exc)) from None
+        object.__setattr__(self, "params", params)
+        try:
+            check_turns(self.model, self.system, self.messages)
+        except TemplateError as exc:
+            raise Invalid(exc.key, str(exc)) from None
+
+    @property
+    def input_path(self) -> Path:
+        return Path(self.input)
+
+    @property
+    def output_file(self) -> str:
+        """``output`` as a path string (``__post_init__`` has already unpacked an OutputSpec)."""
+        return self.output.path if isinstance(self.output, OutputSpec) else self.output
+
+    @property
+    def output_path(self) -> Path:
+        return Path(self.output_file)
+
+    @property
+    def work_dir(self) -> Path:
+        """Where batch files and state for this job live: beside the output."""
+        return self.output_path.parent / ".glmrun" / self.name
+
+
+@dataclass(frozen=True)
+class LocalFilesConfig:
+    """Folders local images may be read from (file:// or plain paths); empty = none."""
+
+    allowed_dirs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PriceConfig:
+    """Price per 1000 tokens; ``batch_discount`` multiplies both for the batch route."""
+
+    input_per_1k: float
+    output_per_1k: float
+    batch_discount: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("input_per_1k", "output_per_1k"):
+            if getattr(self, name) < 0:
+                raise Invalid(name, f"expected a number >= 0, found {getattr(self, name)}")
+        if not 0 < self.batch_discount <= 1:
+            raise Invalid(
+                "batch_discount", f"expected a factor in (0, 1], found {self.batch_discount}"
+            )
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    currency: str = "CNY"
+    prices: dict[str, PriceConfig] = field(default_factory=dict)
+    prompt_tokens_per_image: int = 1100  # dry-run estimate when no records exist yet
+    completion_tokens: int = 300  # likewise, per answer
+
+    def __post_init__(self) -> None:
+        _positive(self, "prompt_tokens_per_image", "completion_tokens")
+
+    def price(self, model: str) -> PriceConfig | None:
+        """The model's row; names match case-insensitively (proxies spell them their own way)."""
+        found = self.prices.get(model)
+        if found is None:
+            lower = model.lower()
+            found = next((p for name, p in self.prices.items() if name.lower() == lower), None)
+        return found
+
+
+@dataclass(frozen=True)
+class Config:
+    jobs: list[JobConfig]
+    api: ApiConfig = field(default_factory=ApiConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    simulator: dict[str, Any] = field(default_factory=dict)
+    local_files: LocalFilesConfig = field(default_factory=LocalFilesConfig)
+    cost: CostConfig = field(default_factory=CostConfig)
+    path: Path = field(default=Path("config.yaml"), metadata={"internal": True})
+    api_key: Secret = field(
+        default_factory=lambda: Secret(""), metadata={"internal": True}, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        if not self.jobs:
+            raise Invalid("jobs", "expected at least one job")
+        seen: set[str] = set()
+        outputs: set[str] = set()
+        for i, job in enumerate(self.jobs):
+            if job.name in seen:
+                raise Invalid(f"jobs[{i}].name", f"duplicate job name {job.name!r}")
+            if job.output_file in outputs:
+                raise Invalid(
+                    f"jobs[{i}].output",
+                    f"two jobs write to {job.output_file}; give each its own output",
+                )
+            seen.add(job.name)
+            outputs.add(job.output_file)
+
+    def job(self, name: str) -> JobConfig:
+        for job in self.jobs:
+            if job.name == name:
+                return job
+        names = ", ".join(j.name for j in self.jobs)
+        raise ConfigError(f"{self.path}: no job named {name!r} (jobs: {names})")
+
+
+def _positive(obj: object, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if value is not None and value <= 0:
+            raise Invalid(name, f"expected a number > 0, found {value}")

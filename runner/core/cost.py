@@ -1,0 +1,190 @@
+"""Token usage per route and cost estimates from the config's price table.
+
+Spent money is summed over every record line that carries ``usage`` (a key retried three
+times was billed three times). The dry-run estimate of pending work uses the average usage
+of up to ``SAMPLE`` ok records of the job so far, or, when there are none, a per-image
+guess (``cost.prompt_tokens_per_image`` per image plus the prompt text, and
+``cost.completion_tokens`` per answer). Batch cost is realtime cost times the model's
+``batch_discount``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from runner.config.schema import CostConfig, JobConfig, PriceConfig
+from runner.core.templates import media_parts
+from runner.io.inputs import Item
+
+SAMPLE = 10_000
+ROUTES = ("realtime", "batch")
+
+
+@dataclass
+class Tokens:
+    prompt: int = 0
+    completion: int = 0
+    records: int = 0  # records that carried usage
+
+    def add(self, usage: Any) -> None:
+        if isinstance(usage, dict):
+            self.prompt += _int(usage.get("prompt_tokens"))
+            self.completion += _int(usage.get("completion_tokens"))
+            self.records += 1
+
+
+@dataclass
+class UsageTotals:
+    by_route: dict[str, Tokens] = field(default_factory=dict)
+
+    def route(self, name: str) -> Tokens:
+        tokens = self.by_route.get(name)
+        if tokens is None:
+            tokens = self.by_route[name] = Tokens()
+        return tokens
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def usage_from_output(path: Path) -> UsageTotals:
+    """Sum usage per route (the record's ``via``) over every line of an output file, streamed."""
+    totals = UsageTotals()
+    try:
+        handle = open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        return totals
+    with handle:
+        for line in handle:
+            if b'"usage"' not in line:
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("usage"), dict):
+                totals.route(str(rec.get("via") or "realtime")).add(rec["usage"])
+    return totals
+
+
+def cost_of(tokens_in: float, tokens_out: float, price: PriceConfig, route: str) -> float:
+    cost = tokens_in / 1000 * price.input_per_1k + tokens_out / 1000 * price.output_per_1k
+    return cost * price.batch_discount if route == "batch" else cost
+
+
+def format_usage(usage: dict[str, tuple[int, int]], job: JobConfig, cost: CostConfig) -> str:
+    """``realtime 1000 in / 20 out (0.01 CNY), batch ...``; cost only when the model has a price."""
+    price = cost.price(job.model)
+    parts = []
+    total = 0.0
+    for route, (p, c) in usage.items():
+        text = f"{route} {p} in / {c} out"
+        if price is not None:
+            amount = cost_of(p, c, price, route)
+            total += amount
+            text += f" ({_money(amount, cost.currency)})"
+        parts.append(text)
+    line = ", ".join(parts) if parts else "none"
+    if price is not None and len(parts) > 1:
+        line += f"; total {_money(total, cost.currency)}"
+    return line
+
+
+def _money(amount: float, currency: str) -> str:
+    return f"{amount:.4f} {currency}" if amount < 1 else f"{amount:,.2f} {currency}"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    pending: int
+    prompt_tokens: float  # per item
+    completion_tokens: float
+    basis: str  # where the averages come from
+    realtime: float | None  # money; None without a price
+    batch: float | None
+
+
+def average_usage(path: Path, sample: int = SAMPLE) -> tuple[float, float, int] | None:
+    """(avg prompt, avg completion, n) over the first ``sample`` ok records with usage."""
+    n = p = c = 0
+    try:
+        handle = open(path, "rb")  # noqa: SIM115
+    except FileNotFoundError:
+        return None
+    with handle:
+        for line in handle:
+            if b'"ok"' not in line:
+                continue
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            usage = (
+                rec.get("usage") if isinstance(rec, dict) and rec.get("status") == "ok" else None
+            )
+            if isinstance(usage, dict):
+                n += 1
+                p += _int(usage.get("prompt_tokens"))
+                c += _int(usage.get("completion_tokens"))
+                if n >= sample:
+                    break
+    return (p / n, c / n, n) if n else None
+
+
+def images_per_item(items: Iterable[Any], sample: int = SAMPLE) -> float:
+    """Average media count of the first ``sample`` items (1 for a plain URL line)."""
+    n = total = 0
+    for item in items:
+        if not isinstance(item, Item):
+            continue
+        n += 1
+        total += len(item.images) if item.images else 1
+        if n >= sample:
+            break
+    return total / n if n else 1.0
+
+
+def estimate(
+    job: JobConfig, pending: int, cost: CostConfig, items: Iterable[Any] | None = None
+) -> Estimate:
+    """``items`` (the job's input) refines the no-records guess with the real images per item."""
+    avg = average_usage(job.output_path)
+    if avg is not None:
+        p, c, n = avg
+        basis = f"average of {n} records so far"
+    else:
+        per_item = images_per_item(items) if items is not None else 1.0
+        images = per_item + sum(1 for kind, _ in media_parts(job.messages) if kind == "image_url")
+        text = (
+            len(job.prompt)
+            + len(job.system or "")
+            + sum(len(t["content"]) if isinstance(t["content"], str) else 0 for t in job.messages)
+        )
+        p = images * cost.prompt_tokens_per_image + text / 2
+        c = float(
+            min(cost.completion_tokens, job.params.get("max_tokens") or cost.completion_tokens)
+        )
+        basis = (
+            f"no records yet: {images:.2g} images x {cost.prompt_tokens_per_image} tokens per item, "
+            f"{int(c)} tokens per answer"
+        )
+    price = cost.price(job.model)
+    rt = bt = None
+    if price is not None:
+        rt = cost_of(pending * p, pending * c, price, "realtime")
+        bt = cost_of(pending * p, pending * c, price, "batch")
+    return Estimate(pending, p, c, basis, rt, bt)
+
+
+def format_estimate(job: JobConfig, est: Estimate, cost: CostConfig) -> str:
+    tokens = f"~{est.pending * est.prompt_tokens:,.0f} in / {est.pending * est.completion_tokens:,.0f} out tokens"
+    head = f"{job.name}: estimate for {est.pending} pending: {tokens} ({est.basis})"
+    if est.realtime is None or est.batch is None:
+        return f"{head}; no price for {job.model} in cost.prices"
+    return f"{head}; realtime {_money(est.realtime, cost.currency)} vs batch {_money(est.batch, cost.currency)}"

@@ -1,0 +1,129 @@
+"""Pure: input items + resume index + config -> what to do for each job.
+
+``iter_pending`` is the one place that decides whether an input line is work: finished keys
+(per the resume index) and keys already seen earlier in the same file are skipped, so a URL
+listed twice is sent once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from runner.config.schema import BatchConfig, JobConfig
+from runner.core.hashset import HashSet
+from runner.io.inputs import InvalidLine, Item
+from runner.io.store import ResumeIndex, key_hash
+
+Route = Literal["realtime", "batch"]
+
+
+@dataclass
+class PendingCounts:
+    pending: int = 0
+    done: int = 0
+    failed: int = 0  # of done: finished with a permanent error record
+    invalid: int = 0
+    duplicates: int = 0
+    kept: list[tuple[int, Item | InvalidLine]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    job: JobConfig
+    route: Route
+    why: str
+    counts: PendingCounts
+
+    @property
+    def pending(self) -> int:
+        return self.counts.pending
+
+
+def iter_pending(
+    items: Iterable[Item | InvalidLine], index: ResumeIndex, counts: PendingCounts | None = None
+) -> Iterator[tuple[int, Item | InvalidLine]]:
+    """Yield (key hash, item) for every line that still needs work, each key once."""
+    counts = counts if counts is not None else PendingCounts()
+    seen = HashSet()  # 16-32 bytes per pending key, not a Python set's ~70
+    for item in items:
+        h = key_hash(item.key)
+        if index.is_done(h):
+            counts.done += 1
+            if h in index.failed:
+                counts.failed += 1
+            continue
+        if not seen.add(h):
+            counts.duplicates += 1
+            continue
+        if isinstance(item, InvalidLine):
+            counts.invalid += 1
+        else:
+            counts.pending += 1
+        yield h, item
+
+
+def count_pending(
+    items: Iterable[Item | InvalidLine], index: ResumeIndex, *, keep: int = 0
+) -> PendingCounts:
+    """Count what is pending; with ``keep``, also hold on to the pending pairs when there are
+    at most that many, so a resume with little left to do reads its input once, not twice."""
+    counts = PendingCounts()
+    kept: list[tuple[int, Item | InvalidLine]] | None = [] if keep > 0 else None
+    for pair in iter_pending(items, index, counts):
+        if kept is not None:
+            if len(kept) < keep:
+                kept.append(pair)
+            else:
+                kept = None
+    counts.kept = kept
+    return counts
+
+
+def done_line_filter(index: ResumeIndex, counts: PendingCounts) -> Callable[[bytes], bool] | None:
+    """A pre-filter for text inputs: a line whose bytes hash to a finished key is counted as
+    done and never parsed. A text line's key is its own text, so its UTF-8 bytes hash exactly
+    like ``key_hash(item.key)``; longer lines (whose invalid_input key is shortened) and lines
+    not yet finished take the normal path."""
+    ok, failed = index.ok, index.failed
+    if not ok and not failed:
+        return None
+    blake2b = hashlib.blake2b
+    from_bytes = int.from_bytes
+
+    def skip(line: bytes) -> bool:
+        if len(line) > MAX_KEY_BYTES:
+            return False
+        h = from_bytes(blake2b(line, digest_size=8).digest(), "little")
+        if h in ok:
+            counts.done += 1
+            return True
+        if h in failed:
+            counts.done += 1
+            counts.failed += 1
+            return True
+        return False
+
+    return skip
+
+
+MAX_KEY_BYTES = 2000  # inputs._KEY_CHARS: longer invalid lines are keyed by a shortened text
+
+
+def choose_route(job: JobConfig, pending: int, batch: BatchConfig) -> tuple[Route, str]:
+    if job.mode == "realtime":
+        return "realtime", "mode: realtime"
+    if job.mode == "batch":
+        return "batch", "mode: batch"
+    if pending > batch.threshold:
+        return "batch", f"mode: auto, {pending} pending > batch.threshold {batch.threshold}"
+    return "realtime", f"mode: auto, {pending} pending <= batch.threshold {batch.threshold}"
+
+
+def make_plan(job: JobConfig, counts: PendingCounts, batch: BatchConfig) -> JobPlan:
+    route, why = choose_route(job, counts.pending, batch)
+    return JobPlan(job, route, why, counts)

@@ -1,0 +1,80 @@
+"""Live counters of one job, shared by the engine (writes) and progress/summary (reads)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class JobStats:
+    name: str
+    route: str = "realtime"
+    total: int = 0  # pending at start (what this run intends to finish)
+    ok: int = 0
+    errors: int = 0  # error records written this run (invalid input included)
+    invalid: int = 0
+    skipped: int = 0  # already finished before this run
+    duplicates: int = 0
+    failed_before: int = 0  # skipped because an earlier run recorded a permanent error
+    left_pending: int = 0  # items this run deliberately left for a later run (a cancelled batch)
+    requests: int = 0  # HTTP chat requests sent (attempts)
+    retries: int = 0
+    throttled: int = 0
+    in_flight: int = 0
+    concurrency: int = 0
+    prompt_tokens: int = 0
+    usage_by_route: dict[str, list[int]] = field(
+        default_factory=dict
+    )  # route -> [prompt, completion]
+    completion_tokens: int = 0
+    batches_submitted: int = 0
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+
+    @property
+    def done(self) -> int:
+        return self.ok + self.errors
+
+    @property
+    def elapsed_s(self) -> float:
+        return (self.finished or time.monotonic()) - self.started
+
+    @property
+    def rate(self) -> float:
+        elapsed = self.elapsed_s
+        return self.done / elapsed if elapsed > 0 else 0.0
+
+    def add_usage(self, usage: Any, route: str | None = None) -> None:
+        """Sum tokens, per job and per route (default: the job's route)."""
+        if isinstance(usage, dict):
+            p = int(usage.get("prompt_tokens") or 0)
+            c = int(usage.get("completion_tokens") or 0)
+            self.prompt_tokens += p
+            self.completion_tokens += c
+            totals = self.usage_by_route.setdefault(route or self.route, [0, 0])
+            totals[0] += p
+            totals[1] += c
+
+    def summary(self) -> dict[str, Any]:
+        elapsed = self.elapsed_s
+        return {
+            "job": self.name,
+            "route": self.route,
+            "ok": self.ok,
+            "errors": self.errors,
+            "invalid": self.invalid,
+            "skipped": self.skipped,
+            "duplicates": self.duplicates,
+            "requests": self.requests,
+            "retries": self.retries,
+            "throttled": self.throttled,
+            "prompt_tokens": self.prompt_tokens,
+            "tokens_by_route": {
+                r: {"prompt": t[0], "completion": t[1]} for r, t in self.usage_by_route.items()
+            },
+            "completion_tokens": self.completion_tokens,
+            "wall_s": round(elapsed, 3),
+            "requests_per_s": round(self.requests / elapsed, 2) if elapsed > 0 else 0.0,
+        }

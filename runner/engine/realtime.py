@@ -1,0 +1,263 @@
+"""The realtime engine: a pipeline, not rounds.
+
+One feeder reads pending items into a bounded queue; N workers each take the next item as
+soon as they are free (a slow request never holds up the others); every record goes through
+the job's single ``ResultWriter``. Memory is bounded by the queue, requests in flight by the
+throttle. A fatal answer (auth, arrears, quota) or a stop signal stops the feeder; requests
+already in flight finish and are written, then the engine returns or raises.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runner.api.glm import GlmClient
+from runner.config.schema import JobConfig, RetryConfig
+from runner.core.payloads import BodyBuilder, MediaUnavailable, new_run_id, request_id
+from runner.core.records import INVALID_INPUT, LOCAL_FILE, error_record, ok_record
+from runner.core.retry import Verdict, backoff_s, classify
+from runner.core.stats import JobStats
+from runner.engine.throttle import Throttle
+from runner.errors import ApiFailure, ApiStopped
+from runner.io.inputs import InvalidLine, Item
+from runner.io.store import ResultWriter
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class RealtimeDeps:
+    client: GlmClient
+    writer: ResultWriter
+    throttle: Throttle
+    retry: RetryConfig
+    stats: JobStats
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    sleep: Sleep | None = None  # injected in tests; default sleeps but wakes on stop
+    rng: random.Random = field(default_factory=random.Random)
+    flush_interval_s: float = 0.5
+    workers: int | None = None  # default: the throttle's limit
+    on_result: Callable[[str, float], None] | None = None  # (verdict, latency_s) for controllers
+
+
+class RealtimeEngine:
+    def __init__(self, job: JobConfig, deps: RealtimeDeps):
+        self.job = job
+        self.deps = deps
+        self.builder = BodyBuilder(job)
+        self.run_id = new_run_id()
+        self.fatal: ApiStopped | None = None
+
+    async def run(self, items: Iterable[tuple[int, Item | InvalidLine]]) -> JobStats:
+        deps = self.deps
+        n_workers = deps.workers or deps.throttle.limit
+        queue: asyncio.Queue[tuple[int, Item] | None] = asyncio.Queue(maxsize=2 * n_workers)
+        flusher = asyncio.create_task(self._flush_periodically())
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._feed(items, queue, n_workers))
+                for _ in range(n_workers):
+                    tg.create_task(self._work(queue))
+        finally:
+            flusher.cancel()
+            try:
+                await flusher
+            except asyncio.CancelledError:
+                pass
+            deps.writer.flush()
+        if self.fatal is not None:
+            raise self.fatal
+        return deps.stats
+
+    async def _feed(
+        self,
+        items: Iterable[tuple[int, Item | InvalidLine]],
+        queue: asyncio.Queue[Any],
+        n_workers: int,
+    ) -> None:
+        stop = self.deps.stop
+        writer = self.deps.writer
+        stats = self.deps.stats
+        for h, item in items:
+            if stop.is_set():
+                break
+            if isinstance(item, InvalidLine):
+                writer.append(
+                    error_record(
+                        item.key,
+                        INVALID_INPUT,
+                        f"line {item.line_no}: {item.reason}",
+                        retryable=False,
+                        via="input",
+                    )
+                )
+                stats.errors += 1
+                stats.invalid += 1
+                continue
+            await queue.put((h, item))
+        # Not in a finally: when the group is cancelled nobody drains the queue, and a put
+        # on a full queue would block the cancellation forever.
+        for _ in range(n_workers):
+            await queue.put(None)
+
+    async def _work(self, queue: asyncio.Queue[tuple[int, Item] | None]) -> None:
+        stop = self.deps.stop
+        while True:
+            entry = await queue.get()
+            if entry is None:
+                return
+            if stop.is_set():
+                continue  # drain without starting new work
+            await self._process(*entry)
+
+    async def _process(self, h: int, item: Item) -> None:
+        deps = self.deps
+        stats = deps.stats
+        throttle = deps.throttle
+        client = deps.client
+        max_attempts = deps.retry.max_attempts
+        url = item.url
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                body = self.builder.render(item, request_id(h, self.run_id, attempt))
+            except MediaUnavailable as exc:
+                self._record_unavailable(item, exc, attempt - 1, started)
+                return
+            charged = await throttle.charge_tokens() if throttle.tokens is not None else 0.0
+            async with throttle:
+                if (
+                    deps.stop.is_set()
+                ):  # stopped while this one waited for a slot: start nothing new
+                    if throttle.tokens is not None:
+                        throttle.settle_tokens(charged, None)
+                    return
+                stats.requests += 1
+                stats.in_flight += 1
+                t0 = time.monotonic()
+                try:
+                    response = await client.chat(body)
+                    failure = None
+                except ApiFailure as exc:
+                    failure = exc
+                finally:
+                    stats.in_flight -= 1
+                latency = time.monotonic() - t0
+                decision = None if failure is None else classify(failure)
+                if deps.on_result is not None:
+                    # before the slot is released: a cut must land before a waiter takes the slot
+                    deps.on_result("ok" if decision is None else decision.verdict.value, latency)
+            if throttle.tokens is not None:
+                throttle.settle_tokens(charged, response.get("usage") if failure is None else None)
+            if failure is None:
+                record = ok_record(
+                    url,
+                    response,
+                    via="realtime",
+                    attempts=attempt,
+                    latency_ms=int((time.monotonic() - started) * 1000),
+                    key=item.key,
+                )
+                deps.writer.append(self.builder.finish_record(record, item))
+                stats.ok += 1
+                stats.add_usage(response.get("usage"), "realtime")
+                return
+            assert decision is not None
+            if decision.verdict is Verdict.STOP:
+                self._stop_run(failure, decision.code, decision.reason)
+                return
+            if decision.verdict is Verdict.RECORD or attempt >= max_attempts:
+                deps.writer.append(
+                    self.builder.finish_record(
+                        error_record(
+                            url,
+                            decision.code,
+                            failure.message,
+                            retryable=decision.retryable,
+                            via="realtime",
+                            attempts=attempt,
+                            latency_ms=int((time.monotonic() - started) * 1000),
+                            key=item.key,
+                        ),
+                        item,
+                    )
+                )
+                stats.errors += 1
+                return
+            if decision.verdict is Verdict.THROTTLE:
+                stats.throttled += 1
+            stats.retries += 1
+            delay = backoff_s(
+                attempt,
+                base_s=deps.retry.base_delay_s,
+                cap_s=deps.retry.max_delay_s,
+                rng=deps.rng,
+                retry_after_s=failure.retry_after_s,
+                throttled=decision.verdict is Verdict.THROTTLE,
+            )
+            log.debug(
+                "retry",
+                extra={
+                    "url": url,
+                    "attempt": attempt,
+                    "code": decision.code,
+                    "delay_s": round(delay, 3),
+                },
+            )
+            await self._sleep(delay)
+            if deps.stop.is_set():
+                return  # no record: the next run tries this URL again
+
+    def _record_unavailable(
+        self, item: Item, exc: MediaUnavailable, attempts: int, started: float
+    ) -> None:
+        """A local file vanished or changed since the plan: an error record (retried next run), not a crash."""
+        self.deps.writer.append(
+            error_record(
+                item.url,
+                LOCAL_FILE,
+                str(exc),
+                retryable=True,
+                via="realtime",
+                attempts=attempts,
+                latency_ms=int((time.monotonic() - started) * 1000),
+                key=item.key,
+            )
+        )
+        self.deps.stats.errors += 1
+
+    async def _sleep(self, delay: float) -> None:
+        if self.deps.sleep is not None:
+            await self.deps.sleep(delay)
+            return
+        try:
+            await asyncio.wait_for(self.deps.stop.wait(), timeout=delay)
+        except TimeoutError:
+            pass
+
+    def _stop_run(self, failure: ApiFailure, code: str, reason: str) -> None:
+        if self.fatal is None:
+            self.fatal = ApiStopped(
+                f"the API refused the run (code {code}: {reason}); {failure.message}",
+                code=code,
+                status=failure.status,
+            )
+            log.error("api stopped the run", extra={"job": self.job.name, "code": code})
+        self.deps.stop.set()
+
+    async def _flush_periodically(self) -> None:
+        writer = self.deps.writer
+        interval = self.deps.flush_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            writer.flush()

@@ -1,0 +1,252 @@
+"""Batch input files: the pending stream cut into JSONL chunk files, each with a small sidecar.
+
+A chunk ``chunk-00007.jsonl`` holds one request per line (``payloads.batch_line`` with the
+body the realtime path sends); ``chunk-00007.ids`` maps each custom_id back to its item, one line per
+request: ``custom_id TAB line_no TAB url`` for a plain URL line, plus ``TAB {json}`` with
+the key and the item's other fields (prompt, images, meta, ...) when it has any. Collecting a chunk reads only its own sidecar,
+so matching results never needs the whole job in memory.
+
+custom_id is ``g`` + the 16 hex digits of the item's 64-bit key hash: stable across runs,
+17 characters of ``[0-9a-g]`` (inside the safe 6-64 chars of ``[A-Za-z0-9_-]``), and it maps
+back to the key hash without a lookup.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+
+from runner.core.payloads import BodyBuilder, MediaUnavailable
+from runner.io.inputs import Item
+
+CUSTOM_ID_PREFIX = "g"
+_WRITE_EVERY = 2048  # lines buffered before one write()
+
+
+_EXTRA_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Item) if f.name not in ("key", "url", "line_no")
+)
+
+
+def custom_id(h: int) -> str:
+    """The custom_id of the item whose key hashes to ``h``."""
+    return f"g{h:016x}"
+
+
+def hash_of_custom_id(cid: str) -> int | None:
+    """The key hash a custom_id was made from, or None for an id glmrun did not make."""
+    if len(cid) != 17 or not cid.startswith(CUSTOM_ID_PREFIX):
+        return None
+    try:
+        return int(cid[1:], 16)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkFile:
+    """One built chunk: its files (names inside the work folder) and size."""
+
+    index: int
+    file: str
+    ids: str
+    lines: int
+    bytes: int
+
+
+def chunk_names(index: int) -> tuple[str, str]:
+    return f"chunk-{index:05d}.jsonl", f"chunk-{index:05d}.ids"
+
+
+def fsync_replace(tmp: Path, final: Path) -> None:
+    """Rename ``tmp`` over ``final`` and fsync the folder, so the new name survives a power cut."""
+    os.replace(tmp, final)
+    fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ChunkWriter:
+    """Streams items into chunk files, closing a chunk at ``max_lines`` or ``max_bytes``.
+
+    Files are written under a ``.part`` name, fsynced and renamed when the chunk closes, so a
+    chunk file that exists is complete.
+    """
+
+    def __init__(
+        self,
+        work_dir: Path,
+        builder: BodyBuilder,
+        *,
+        endpoint: str,
+        max_lines: int,
+        max_bytes: int,
+        first_index: int = 0,
+    ):
+        self.work_dir = work_dir
+        self.builder = builder
+        self.max_lines = max_lines
+        self.max_bytes = max_bytes
+        self.next_index = first_index
+        self._mid = b'","method":"POST","url":' + orjson.dumps(endpoint) + b',"body":'
+        self._open = False
+        self._lines: list[bytes] = []
+        self._ids: list[bytes] = []
+        self._count = 0
+        self._bytes = 0
+        self._handle: BinaryIO | None = None
+        self._ids_handle: BinaryIO | None = None
+        work_dir.mkdir(parents=True, exist_ok=True)
+
+    def _start(self) -> None:
+        jsonl, ids = chunk_names(self.next_index)
+        self._handle = open(self.work_dir / (jsonl + ".part"), "wb")  # noqa: SIM115
+        self._ids_handle = open(self.work_dir / (ids + ".part"), "wb")  # noqa: SIM115
+        self._open = True
+        self._count = 0
+        self._bytes = 0
+
+    def add(self, h: int, item: Item) -> ChunkFile | None:
+        """Add one item; returns the chunk it closed, if adding it had to close one."""
+        cid = custom_id(h).encode()
+        body = self.builder.render(item, None)
+        line = b'{"custom_id":"' + cid + self._mid + body + b"}\n"
+        closed = None
+        if self._open and (
+            self._count >= self.max_lines or self._bytes + len(line) > self.max_bytes
+        ):
+            closed = self._close()
+        if not self._open:
+            self._start()
+        self._lines.append(line)
+        head = cid + b"\t" + str(item.line_no).encode() + b"\t" + item.url.encode()
+        if item.key == item.url and item.meta is None and item.plain:
+            self._ids.append(head + b"\n")
+        else:
+            self._ids.append(head + b"\t" + orjson.dumps(item_extras(item)) + b"\n")
+        self._count += 1
+        self._bytes += len(line)
+        if len(self._lines) >= _WRITE_EVERY:
+            self._write()
+        return closed
+
+    def _write(self) -> None:
+        assert self._handle is not None and self._ids_handle is not None
+        self._handle.write(b"".join(self._lines))
+        self._ids_handle.write(b"".join(self._ids))
+        self._lines.clear()
+        self._ids.clear()
+
+    def _close(self) -> ChunkFile:
+        self._write()
+        assert self._handle is not None and self._ids_handle is not None
+        for handle in (self._handle, self._ids_handle):
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+        jsonl, ids = chunk_names(self.next_index)
+        os.replace(self.work_dir / (ids + ".part"), self.work_dir / ids)
+        fsync_replace(self.work_dir / (jsonl + ".part"), self.work_dir / jsonl)
+        chunk = ChunkFile(self.next_index, jsonl, ids, self._count, self._bytes)
+        self.next_index += 1
+        self._open = False
+        self._handle = self._ids_handle = None
+        return chunk
+
+    def finish(self) -> ChunkFile | None:
+        """Close the last chunk (None when nothing was added since the last close)."""
+        return self._close() if self._open else None
+
+    def abort(self) -> None:
+        for handle in (self._handle, self._ids_handle):
+            if handle is not None:
+                handle.close()
+        self._open = False
+
+
+def build_chunks(
+    items: Iterable[tuple[int, Item]],
+    work_dir: Path,
+    builder: BodyBuilder,
+    *,
+    endpoint: str,
+    max_lines: int,
+    max_bytes: int,
+    first_index: int = 0,
+    on_unavailable: Callable[[Item, MediaUnavailable], None] | None = None,
+) -> Iterator[ChunkFile]:
+    """Stream ``items`` into chunk files; yields each chunk as it is closed.
+
+    An item whose local file cannot be read any more goes to ``on_unavailable`` (an error
+    record) instead of ending the build.
+    """
+    writer = ChunkWriter(
+        work_dir,
+        builder,
+        endpoint=endpoint,
+        max_lines=max_lines,
+        max_bytes=max_bytes,
+        first_index=first_index,
+    )
+    try:
+        for h, item in items:
+            try:
+                closed = writer.add(h, item)
+            except MediaUnavailable as exc:
+                if on_unavailable is None:
+                    raise
+                on_unavailable(item, exc)
+                continue
+            if closed is not None:
+                yield closed
+        last = writer.finish()
+        if last is not None:
+            yield last
+    finally:
+        writer.abort()
+
+
+def item_extras(item: Item) -> dict[str, Any]:
+    """The fields of a non-plain item beyond url and line_no (None fields left out)."""
+    out: dict[str, Any] = {"key": item.key}
+    for name in _EXTRA_FIELDS:
+        value = getattr(item, name)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def read_sidecar(path: Path) -> dict[str, str]:
+    """custom_id -> the rest of its sidecar line (``line_no TAB url [TAB json]``) for one chunk.
+
+    Kept as text (one split per line, in C): collecting needs only the URL of a plain line;
+    ``sidecar_item`` makes the Item when one is needed (extras, fallback).
+    """
+    text = path.read_bytes().decode("utf-8")
+    # split("\n"), not splitlines(): a prompt or meta may hold U+2028 or U+0085, which orjson
+    # writes unescaped and splitlines() would treat as line ends
+    return dict(line.split("\t", 1) for line in text.split("\n") if line)
+
+
+def sidecar_item(rest: str) -> Item:
+    """The Item a sidecar line (as kept by ``read_sidecar``) stands for."""
+    parts = rest.split("\t", 2)
+    if len(parts) == 3:
+        fields = orjson.loads(parts[2])
+        return Item(url=parts[1], line_no=int(parts[0]), **fields)
+    return Item(parts[1], parts[1], int(parts[0]))
+
+
+def iter_sidecar_hashes(path: Path) -> Iterator[int]:
+    """The key hashes of one chunk, read from its sidecar without decoding URLs."""
+    with open(path, "rb") as handle:
+        for raw in handle:
+            yield int(raw[1:17], 16)

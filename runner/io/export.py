@@ -1,0 +1,177 @@
+"""``glmrun export``: a job's records as CSV or JSONL, the latest record per key, streamed.
+
+Memory does not grow with the records, only with the number of lines and keys:
+
+1. First pass: each whole line's 8-byte key hash goes into an ``array('Q')`` (8 bytes/line).
+2. Walking that array backwards with a set of seen hashes marks the last line of each key in
+   a ``bytearray`` (1 byte/line); the array and the set are dropped before step 3.
+3. Second pass: the marked lines are written out in file order; JSONL without ``--columns``
+   copies the line bytes as they are (no re-encoding).
+
+Both passes stop at the file size seen at the start, so a run appending meanwhile cannot
+make them disagree; a torn last line is skipped. ``-o FILE`` is written to a temp file and
+renamed, so a failed export never leaves half a file under the final name.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from array import array
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import orjson
+
+from runner.errors import ConfigError, OutputError
+from runner.io.store import key_hash
+
+Format = Literal["csv", "jsonl"]
+DEFAULT_COLUMNS = (
+    "key",
+    "url",
+    "status",
+    "content",
+    "finish_reason",
+    "error.code",
+    "error.message",
+    "usage.prompt_tokens",
+    "usage.completion_tokens",
+    "model",
+    "via",
+    "attempts",
+    "finished_at",
+)
+_NO_KEY = 0  # marker hash for lines that are not records (never exported)
+
+
+def _lines(path: Path, size: int) -> Iterator[bytes]:
+    """Whole lines of the first ``size`` bytes (a trailing partial line is dropped)."""
+    with open(path, "rb") as handle:
+        remaining = size
+        for line in handle:
+            if remaining <= 0:
+                return
+            if len(line) > remaining:
+                return  # appended after the snapshot
+            remaining -= len(line)
+            if line.endswith(b"\n"):
+                yield line
+
+
+def record_key_of(record: Any) -> str | None:
+    if not isinstance(record, dict):
+        return None
+    key = record.get("key", record.get("url"))
+    return key if isinstance(key, str) else None
+
+
+def latest_lines(path: Path, size: int) -> bytearray:
+    """A flag per whole line: 1 where the line is the latest record of its key."""
+    hashes = array("Q")
+    for line in _lines(path, size):
+        try:
+            key = record_key_of(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            key = None
+        hashes.append(_NO_KEY if key is None else key_hash(key) or 1)
+    winners = bytearray(len(hashes))
+    seen: set[int] = set()
+    for i in range(len(hashes) - 1, -1, -1):
+        h = hashes[i]
+        if h != _NO_KEY and h not in seen:
+            seen.add(h)
+            winners[i] = 1
+    return winners
+
+
+def column_value(record: dict[str, Any], column: str) -> Any:
+    """``key`` (key or url), a top-level field, or a dotted path (usage.prompt_tokens, meta.x)."""
+    if column == "key":
+        return record_key_of(record)
+    value: Any = record
+    for part in column.split("."):
+        if not isinstance(value, dict):
+            return None
+        value = value.get(part)
+    return value
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return orjson.dumps(value).decode()
+
+
+def export_records(
+    source: Path,
+    out: IO[bytes],
+    *,
+    fmt: Format = "jsonl",
+    latest_only: bool = True,
+    columns: list[str] | None = None,
+) -> int:
+    """Write the records of ``source`` to ``out``; returns how many were written."""
+    try:
+        size = source.stat().st_size
+    except FileNotFoundError:
+        raise ConfigError(f"{source}: no output file yet (nothing to export)") from None
+    winners = latest_lines(source, size) if latest_only else None
+    cols = columns or (list(DEFAULT_COLUMNS) if fmt == "csv" else None)
+    text = (
+        io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=True)
+        if fmt == "csv"
+        else None
+    )
+    writer = csv.writer(text) if text is not None else None
+    if writer is not None and cols is not None:
+        writer.writerow(cols)
+    written = 0
+    for i, line in enumerate(_lines(source, size)):
+        if winners is not None and (i >= len(winners) or not winners[i]):
+            # i past the first pass: a run cut the torn tail and appended since; not in the snapshot
+            continue
+        if winners is None or cols is not None:
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                continue
+            if record_key_of(record) is None:
+                continue
+        if writer is not None:
+            writer.writerow([_cell(column_value(record, c)) for c in cols or ()])
+        elif cols is not None:
+            out.write(orjson.dumps({c: column_value(record, c) for c in cols}) + b"\n")
+        else:
+            out.write(line)
+        written += 1
+    if text is not None:
+        text.flush()
+        text.detach()
+    out.flush()
+    return written
+
+
+def export_to(source: Path, target: Path | None, stdout: IO[bytes], **options: Any) -> int:
+    """Export to ``target`` (temp file + rename) or to ``stdout`` when target is None."""
+    if target is None:
+        return export_records(source, stdout, **options)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            n = export_records(source, handle, **options)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write the export: {exc.strerror or exc}") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return n

@@ -1,0 +1,357 @@
+"""Stream items from an input file, never the whole file in memory.
+
+Formats (``input_format``, else by extension): text (one URL or local path per line), JSONL
+(``{url, prompt, id, images, video, params, meta}`` per line, or the batch-style
+``{messages, image}``), CSV (a named URL column; every column is a template field).
+
+Undecodable bytes, NUL bytes, a BOM, CRLF line ends, non-http schemes and absurdly long lines
+never stop the reader: each bad line becomes an ``InvalidLine`` that the engine records as an
+``invalid_input`` error, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from runner.errors import ConfigError
+
+MAX_URL_CHARS = 16_384
+_KEY_CHARS = 2_000
+_STRIP = b" \t\r\n\x0b\x0c"
+
+
+@dataclass(slots=True)
+class Item:
+    """One unit of work; ``key`` is what the output is keyed by (the URL for plain lists).
+
+    The optional fields stay None for a plain URL line, which is what keeps the render fast
+    path (``BodyBuilder``) to one template splice.
+    """
+
+    key: str
+    url: str
+    line_no: int
+    prompt: str | None = None
+    images: list[str] | None = None  # every image of the item (url first, when given)
+    video: str | None = None
+    params: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
+    messages: list[dict[str, Any]] | None = None  # batch-style: the conversation as given
+    fields: dict[str, Any] | None = None  # extra {field} values (CSV columns)
+    id: str | None = None
+
+    @property
+    def plain(self) -> bool:
+        return (
+            self.prompt is None
+            and self.images is None
+            and self.video is None
+            and self.params is None
+            and self.messages is None
+            and self.fields is None
+            and self.id is None
+        )
+
+
+@dataclass(slots=True)
+class InvalidLine:
+    key: str
+    line_no: int
+    reason: str
+
+
+def detect_format(path: Path, input_format: str = "auto") -> str:
+    if input_format != "auto":
+        return input_format
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if suffix == ".csv":
+        return "csv"
+    return "text"
+
+
+SkipLine = Callable[[bytes], bool]
+
+
+def read_items(
+    path: Path,
+    input_format: str = "auto",
+    csv_url_column: str = "url",
+    skip: SkipLine | None = None,
+) -> Iterator[Item | InvalidLine]:
+    """Yield an Item or an InvalidLine per item of ``path`` in the given (or detected) format.
+
+    ``skip`` (text inputs only) sees each stripped line first; a line it accepts is not parsed
+    at all (the resume pre-filter: a finished URL costs one hash instead of an Item).
+    """
+    fmt = detect_format(path, input_format)
+    if fmt == "jsonl":
+        return _read_jsonl(path)
+    if fmt == "csv":
+        return _read_csv(path, csv_url_column)
+    return _read_text(path, skip)
+
+
+def _open(path: Path) -> Any:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: input file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read input: {exc.strerror}") from None
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, stripped bytes) of every line that is not blank or a # comment; BOM dropped."""
+    handle = _open(path)
+    try:
+        for line_no, raw in enumerate(handle, start=1):
+            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            line = raw.strip(_STRIP)
+            if line and not line.startswith(b"#"):
+                yield line_no, line
+    finally:
+        handle.close()
+
+
+def _read_text(path: Path, skip: SkipLine | None = None) -> Iterator[Item | InvalidLine]:
+    for line_no, line in _lines(path):
+        if skip is not None and skip(line):
+            continue
+        yield parse_line(line, line_no)
+
+
+def parse_line(line: bytes, line_no: int) -> Item | InvalidLine:
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        return InvalidLine(
+            _key(line.decode("utf-8", "replace")), line_no, "line is not valid UTF-8"
+        )
+    reason = url_problem(text)
+    if reason:
+        if is_local_ref(text):
+            return Item(text, text, line_no)  # checked against local_files at plan time
+        return InvalidLine(_key(text), line_no, reason)
+    return Item(text, text, line_no)
+
+
+def is_local_ref(text: str) -> bool:
+    """file:// URLs and plain paths that start with /, ./ or ../ (a bare name stays 'not a URL')."""
+    if "\x00" in text or len(text) > 4096:
+        return False
+    return text.startswith(("file://", "/", "./", "../"))
+
+
+def media_key(media: list[str]) -> str:
+    """The first URL, plus a stable hash of the others when there are several."""
+    if len(media) == 1:
+        return media[0]
+    rest = hashlib.sha256("\n".join(media[1:]).encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    return f"{media[0]} +{len(media) - 1}:{rest}"
+
+
+def _read_jsonl(path: Path) -> Iterator[Item | InvalidLine]:
+    for line_no, line in _lines(path):
+        yield parse_json_line(line, line_no)
+
+
+def parse_json_line(line: bytes, line_no: int) -> Item | InvalidLine:
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        return InvalidLine(_key(line.decode("utf-8", "replace")), line_no, f"not valid JSON: {exc}")
+    if not isinstance(obj, dict):
+        return InvalidLine(_key(line.decode("utf-8", "replace")), line_no, "expected a JSON object")
+    try:
+        return item_from_obj(obj, line_no)
+    except ValueError as exc:
+        raw_id = obj.get("id")
+        key = (
+            str(raw_id)
+            if isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool)
+            else _key(line.decode("utf-8", "replace"))
+        )
+        return InvalidLine(key, line_no, str(exc))
+
+
+_JSONL_KEYS = {
+    "url",
+    "prompt",
+    "id",
+    "images",
+    "video",
+    "params",
+    "meta",
+    "messages",
+    "image",
+    "custom_id",
+}
+
+
+def item_from_obj(obj: dict[str, Any], line_no: int) -> Item:
+    """One JSONL object -> Item; a ValueError names what is wrong with it."""
+    unknown = set(obj) - _JSONL_KEYS
+    if unknown:
+        raise ValueError(
+            f"unknown field(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_JSONL_KEYS))}"
+        )
+    raw_id = obj.get("id", obj.get("custom_id"))
+    if raw_id is not None and (
+        isinstance(raw_id, bool) or not isinstance(raw_id, (str, int)) or str(raw_id) == ""
+    ):
+        raise ValueError(f"id: expected a non-empty string or integer, found {raw_id!r}")
+    item_id = None if raw_id is None else str(raw_id)
+    prompt = _opt_str(obj, "prompt")
+    params = obj.get("params")
+    if params is not None and not isinstance(params, dict):
+        raise ValueError("params: expected an object")
+    meta = obj.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise ValueError("meta: expected an object")
+    if "messages" in obj:
+        return _batch_style(obj, item_id, line_no, params, meta)
+    if "image" in obj:
+        raise ValueError("image: only with messages (batch-style lines); use url or images")
+    media: list[str] = []
+    url = _opt_str(obj, "url")
+    if url is not None:
+        media.append(url)
+    images = obj.get("images")
+    if images is not None:
+        if not isinstance(images, list) or not all(isinstance(i, str) and i for i in images):
+            raise ValueError("images: expected a list of URLs or paths")
+        media.extend(images)
+    video = _opt_str(obj, "video")
+    if video is not None and media:
+        raise ValueError("images and video cannot be mixed in one request")
+    if not media and video is None:
+        raise ValueError("no url, images, video or messages")
+    key = item_id if item_id is not None else (video if video is not None else media_key(media))
+    return Item(
+        key,
+        video if video is not None else media[0],
+        line_no,
+        prompt=prompt,
+        images=media or None,
+        video=video,
+        params=params,
+        meta=meta,
+        id=item_id,
+    )
+
+
+def _batch_style(
+    obj: dict[str, Any], item_id: str | None, line_no: int, params: Any, meta: Any
+) -> Item:
+    messages = obj["messages"]
+    if (
+        not isinstance(messages, list)
+        or not messages
+        or not all(isinstance(m, dict) for m in messages)
+    ):
+        raise ValueError("messages: expected a non-empty list of {role, content}")
+    if not any(m.get("role") == "user" for m in messages):
+        raise ValueError("messages: needs at least one user message")
+    image = _opt_str(obj, "image")
+    if item_id is not None:
+        key = item_id
+    elif image is not None:
+        key = image
+    else:
+        key = (
+            "messages:"
+            + hashlib.sha256(orjson.dumps(messages, option=orjson.OPT_SORT_KEYS)).hexdigest()[:24]
+        )
+    return Item(
+        key,
+        image or "",
+        line_no,
+        images=[image] if image is not None else None,
+        params=params,
+        meta=meta,
+        messages=messages,
+        id=item_id,
+    )
+
+
+def _opt_str(obj: dict[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name}: expected a non-empty string, found {value!r}")
+    return value
+
+
+def _read_csv(path: Path, url_column: str) -> Iterator[Item | InvalidLine]:
+    handle = _open(path)
+    try:
+        text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="replace", newline="")
+        reader = csv.DictReader(text)
+        header = reader.fieldnames or []
+        if url_column not in header:
+            raise ConfigError(
+                f"{path}: no column {url_column!r} in the CSV header ({', '.join(header) or 'empty'}); "
+                "set csv_url_column"
+            )
+        for row in reader:
+            line_no = reader.line_num
+            value = (row.get(url_column) or "").strip()
+            if not value:
+                continue
+            fields = {k: v for k, v in row.items() if isinstance(k, str)}
+            parsed = parse_line(value.encode("utf-8"), line_no)
+            if isinstance(parsed, Item):
+                parsed.fields = fields
+            yield parsed
+    finally:
+        handle.close()
+
+
+def url_problem(text: str) -> str | None:
+    """Why ``text`` is not an http(s) URL we can send, or None when it is."""
+    if len(text) > MAX_URL_CHARS:
+        return f"line is {len(text)} characters long; a URL may have at most {MAX_URL_CHARS}"
+    if "\x00" in text:
+        return "line contains a NUL byte"
+    lower = text[:8].lower()
+    if lower.startswith("http://"):
+        rest = text[7:]
+    elif lower.startswith("https://"):
+        rest = text[8:]
+    else:
+        scheme = text.split(":", 1)[0] if ":" in text else ""
+        if (
+            scheme
+            and scheme.isascii()
+            and scheme.replace("+", "").replace("-", "").isalnum()
+            and len(scheme) < 16
+        ):
+            return f"scheme {scheme}: is not allowed; expected an http:// or https:// URL"
+        return "not a URL; expected an http:// or https:// URL"
+    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    if not host or host.startswith((":", "@")):
+        return "URL has no host"
+    if _SPACE.search(text):  # same set as str.isspace, without a Python loop per character
+        return "URL contains whitespace; percent-encode it (%20)"
+    return None
+
+
+_SPACE = re.compile(r"\s")
+
+
+def _key(text: str) -> str:
+    """Invalid lines are keyed by their (shortened) text, so the next run skips them too."""
+    return text if len(text) <= _KEY_CHARS else text[:_KEY_CHARS] + "…"

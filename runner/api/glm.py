@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 
 from runner.api.auth import SIMULATOR_KEY, JwtAuth
+from runner.clock import SYSTEM_CLOCK, Clock
 from runner.config.schema import Secret
 from runner.errors import ApiFailure
 
@@ -35,11 +36,14 @@ class GlmClient:
         max_connections: int = 256,
         auth: str = "bearer",
         jwt_ttl_s: float = 210.0,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         self.base_url = base_url.rstrip("/")
         self._jwt: JwtAuth | None = None
         if auth == "jwt":
-            self._jwt = JwtAuth(api_key if api_key else Secret(SIMULATOR_KEY), ttl_s=jwt_ttl_s)
+            self._jwt = JwtAuth(
+                api_key if api_key else Secret(SIMULATOR_KEY), ttl_s=jwt_ttl_s, clock=clock.time
+            )
         self._auth = {"Authorization": f"Bearer {api_key.reveal() or 'simulator'}"}
         self._chat_headers = {**JSON_HEADERS, **self._auth}
         if self._jwt is not None:

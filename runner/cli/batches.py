@@ -31,19 +31,10 @@ def _run(make: Any) -> Any:
 async def _with_client(config: Any, fn: Any) -> Any:
     """Call ``fn(client)`` against the config's API (the embedded simulator keeps its state
     in the same folder as ``glmrun run`` uses, so it shows the same batches)."""
-    from runner.api.glm import GlmClient
-    from runner.app.orchestrate import api_base_url
+    from runner.app.wiring import connect
 
-    state_dir = config.jobs[0].output_path.parent / ".glmrun" / "simulator"
-    async with api_base_url(config, state_dir) as base_url:
-        client = GlmClient(
-            base_url,
-            config.api_key,
-            timeout_s=config.api.timeout_s,
-            connect_timeout_s=config.api.connect_timeout_s,
-        )
-        async with client:
-            return await fn(client)
+    async with connect(config) as client:
+        return await fn(client)
 
 
 def _api_error(what: str, failure: ApiFailure) -> GlmrunError:
@@ -91,7 +82,6 @@ def list_cmd(
     as_json: bool,
 ) -> None:
     """Show the tracked batches of CONFIG's jobs (default ./config.yaml) with status and counts."""
-    from runner.app.orchestrate import select_jobs
     from runner.engine.batch import describe, load_state, state_path
 
     config = _config(config_path, key_needed=remote)
@@ -116,7 +106,7 @@ def list_cmd(
         return
     rows = []
     try:
-        jobs = select_jobs(config, job_name)
+        jobs = config.select(job_name)
     except GlmrunError as exc:
         from runner.cli.main import fail
 
@@ -179,7 +169,6 @@ def cancel_cmd(config_path: str, job_name: str | None) -> None:
     Results of lines that already ran are collected by the next run; lines that never ran stay
     pending and are sent again by a later run. Exits 75 if a run of the job holds its lock.
     """
-    from runner.app.orchestrate import select_jobs
     from runner.engine.batch import (
         CancelAsked,
         Running,
@@ -194,7 +183,7 @@ def cancel_cmd(config_path: str, job_name: str | None) -> None:
 
     async def cancel_all(client: Any) -> list[str]:
         lines = []
-        for job in select_jobs(config, job_name):
+        for job in config.select(job_name):
             path = state_path(job)
             state = load_state(path)
             if state is None:

@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 
 from runner.config.schema import CostConfig, JobConfig, PriceConfig
+from runner.core.items import Item
 from runner.core.templates import media_parts
-from runner.io.inputs import Item
 
 SAMPLE = 10_000
 ROUTES = ("realtime", "batch")
@@ -53,23 +53,19 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def usage_from_output(path: Path) -> UsageTotals:
-    """Sum usage per route (the record's ``via``) over every line of an output file, streamed."""
+def usage_from_lines(lines: Iterable[bytes]) -> UsageTotals:
+    """Sum usage per route (the record's ``via``) over record lines; lines without usage are
+    skipped unparsed."""
     totals = UsageTotals()
-    try:
-        handle = open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        return totals
-    with handle:
-        for line in handle:
-            if b'"usage"' not in line:
-                continue
-            try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and isinstance(rec.get("usage"), dict):
-                totals.route(str(rec.get("via") or "realtime")).add(rec["usage"])
+    for line in lines:
+        if b'"usage"' not in line:
+            continue
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("usage"), dict):
+            totals.route(str(rec.get("via") or "realtime")).add(rec["usage"])
     return totals
 
 

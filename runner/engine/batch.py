@@ -34,6 +34,8 @@ import orjson
 
 from runner.clock import Clock, SystemClock
 from runner.config.schema import BatchConfig, Config, JobConfig
+from runner.core.items import InvalidLine, Item
+from runner.core.keys import key_hash
 from runner.core.payloads import BodyBuilder, MediaUnavailable
 from runner.core.records import INVALID_INPUT, LOCAL_FILE, Record, error_record, now_iso, ok_record
 from runner.core.retry import Decision, Verdict, backoff_s, classify
@@ -47,8 +49,8 @@ from runner.io.batch_files import (
     read_sidecar,
     sidecar_item,
 )
-from runner.io.inputs import InvalidLine, Item
-from runner.io.store import ResultWriter, key_hash, load_resume_index
+from runner.io.media import read_media
+from runner.io.store import ResultWriter, load_resume_index
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -788,7 +790,7 @@ class BatchDriver:
         self.path = state_path(job)
         self.work_dir = job.work_dir
         self.chash = state.config_hash
-        self.builder = BodyBuilder(job)
+        self.builder = BodyBuilder(job, read_media)
         self.started = deps.clock.monotonic()
         self._last_progress = self.started
 
@@ -1203,7 +1205,7 @@ def _build(
         build_chunks(
             items,
             job.work_dir,
-            BodyBuilder(job),
+            BodyBuilder(job, read_media),
             endpoint=batch.endpoint,
             max_lines=min(batch.max_requests_per_file, batch.max_queued),
             max_bytes=batch.max_bytes_per_file,

@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 
 from runner.api.glm import GlmClient
-from runner.app.orchestrate import RunOptions, plan_job
+from runner.app.orchestrate import RunOptions
+from runner.app.planning import plan_job
 from runner.clock import FakeClock
 from runner.config import Config, Secret, load_config
 from runner.core.plan import iter_pending

@@ -66,7 +66,7 @@ def test_two_jobs_whose_outputs_are_the_same_file_spelled_differently_are_refuse
 def test_a_jsonl_local_path_with_a_nul_byte_is_an_invalid_line_not_a_crash(tmp_path) -> None:
     """`{"url": "./imgs/a\\u0000.png"}` with local files allowed becomes an invalid line instead of a ValueError traceback."""
     from runner.config import load_config
-    from runner.io.inputs import InvalidLine
+    from runner.core.items import InvalidLine
     from runner.io.prepare import read_job_items
 
     (tmp_path / "imgs").mkdir()
@@ -137,7 +137,8 @@ def test_a_whole_last_record_without_its_newline_is_kept_not_cut(tmp_path) -> No
     """A last line that is a complete record missing only its newline (an editor, a kill between record and newline) counts as done and survives the next append."""
     import orjson
 
-    from runner.io.store import ResultWriter, key_hash, load_resume_index
+    from runner.core.keys import key_hash
+    from runner.io.store import ResultWriter, load_resume_index
 
     out = tmp_path / "out.jsonl"
     out.write_bytes(b'{"url":"https://x/1","status":"ok"}\n{"url":"https://x/2","status":"ok"}')

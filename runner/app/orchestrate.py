@@ -46,6 +46,7 @@ from runner.errors import (
     Interrupted,
     RunLocked,
 )
+from runner.io.jsonl import iter_lines
 from runner.io.prepare import read_job_items
 from runner.io.store import ResultWriter, RunLock
 
@@ -79,7 +80,9 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
             plan = with_limit(plan, options.limit, config)
             result.plans.append(plan)
             print(describe_plan(plan), file=out)
-            est = estimate(job, plan.pending, config.cost, read_job_items(job, config))
+            items = read_job_items(job, config)
+            records = iter_lines(job.output_path)
+            est = estimate(job, plan.pending, config.cost, items, records)
             print(format_estimate(job, est, config.cost), file=out)
         return result
 

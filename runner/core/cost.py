@@ -106,30 +106,23 @@ class Estimate:
     batch: float | None
 
 
-def average_usage(path: Path, sample: int = SAMPLE) -> tuple[float, float, int] | None:
+def average_usage(lines: Iterable[bytes], sample: int = SAMPLE) -> tuple[float, float, int] | None:
     """(avg prompt, avg completion, n) over the first ``sample`` ok records with usage."""
     n = p = c = 0
-    try:
-        handle = open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        return None
-    with handle:
-        for line in handle:
-            if b'"ok"' not in line:
-                continue
-            try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            usage = (
-                rec.get("usage") if isinstance(rec, dict) and rec.get("status") == "ok" else None
-            )
-            if isinstance(usage, dict):
-                n += 1
-                p += _int(usage.get("prompt_tokens"))
-                c += _int(usage.get("completion_tokens"))
-                if n >= sample:
-                    break
+    for line in lines:
+        if b'"ok"' not in line:
+            continue
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        usage = rec.get("usage") if isinstance(rec, dict) and rec.get("status") == "ok" else None
+        if isinstance(usage, dict):
+            n += 1
+            p += _int(usage.get("prompt_tokens"))
+            c += _int(usage.get("completion_tokens"))
+            if n >= sample:
+                break
     return (p / n, c / n, n) if n else None
 
 
@@ -147,10 +140,15 @@ def images_per_item(items: Iterable[Any], sample: int = SAMPLE) -> float:
 
 
 def estimate(
-    job: JobConfig, pending: int, cost: CostConfig, items: Iterable[Any] | None = None
+    job: JobConfig,
+    pending: int,
+    cost: CostConfig,
+    items: Iterable[Any] | None = None,
+    records: Iterable[bytes] = (),
 ) -> Estimate:
-    """``items`` (the job's input) refines the no-records guess with the real images per item."""
-    avg = average_usage(job.output_path)
+    """``records`` (the output's lines) give the averages so far; ``items`` (the job's input)
+    refine the no-records guess with the real images per item."""
+    avg = average_usage(records)
     if avg is not None:
         p, c, n = avg
         basis = f"average of {n} records so far"

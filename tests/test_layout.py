@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "core": BASE | {"core", "config.schema"},
     "config": BASE | {"config", "core", "io"},
     "io": BASE | {"io", "core", "config"},
-    "api": BASE | {"api", "config"},
+    "api": BASE | {"api", "config", "core"},
     "engine": BASE | {"engine", "core", "config", "io", "api"},
     "app": BASE | {"app", "core", "config", "io", "api", "engine", "simulator"},
     "cli": BASE | {"cli", "app", "core", "config", "io", "api", "engine", "simulator"},

@@ -10,15 +10,15 @@ guess (``cost.prompt_tokens_per_image`` per image plus the prompt text, and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from runner.config.schema import CostConfig, JobConfig, PriceConfig
 from runner.core.items import Item
+from runner.core.records import Record
 from runner.core.templates import media_parts
 
 SAMPLE = 10_000
@@ -53,19 +53,25 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def usage_from_lines(lines: Iterable[bytes]) -> UsageTotals:
-    """Sum usage per route (the record's ``via``) over record lines; lines without usage are
-    skipped unparsed."""
-    totals = UsageTotals()
+def _records_with_usage(lines: Iterable[bytes], marker: bytes) -> Iterator[Record]:
+    """Records on ``lines`` that carry a ``usage`` object; a line without ``marker`` is
+    skipped unparsed (most lines of a big output, cheaply)."""
     for line in lines:
-        if b'"usage"' not in line:
+        if marker not in line:
             continue
         try:
             rec = orjson.loads(line)
         except orjson.JSONDecodeError:
             continue
         if isinstance(rec, dict) and isinstance(rec.get("usage"), dict):
-            totals.route(str(rec.get("via") or "realtime")).add(rec["usage"])
+            yield rec
+
+
+def usage_from_lines(lines: Iterable[bytes]) -> UsageTotals:
+    """Sum usage per route (the record's ``via``) over record lines."""
+    totals = UsageTotals()
+    for rec in _records_with_usage(lines, b'"usage"'):
+        totals.route(str(rec.get("via") or "realtime")).add(rec["usage"])
     return totals
 
 
@@ -109,20 +115,14 @@ class Estimate:
 def average_usage(lines: Iterable[bytes], sample: int = SAMPLE) -> tuple[float, float, int] | None:
     """(avg prompt, avg completion, n) over the first ``sample`` ok records with usage."""
     n = p = c = 0
-    for line in lines:
-        if b'"ok"' not in line:
+    for rec in _records_with_usage(lines, b'"ok"'):
+        if rec.get("status") != "ok":
             continue
-        try:
-            rec = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        usage = rec.get("usage") if isinstance(rec, dict) and rec.get("status") == "ok" else None
-        if isinstance(usage, dict):
-            n += 1
-            p += _int(usage.get("prompt_tokens"))
-            c += _int(usage.get("completion_tokens"))
-            if n >= sample:
-                break
+        n += 1
+        p += _int(rec["usage"].get("prompt_tokens"))
+        c += _int(rec["usage"].get("completion_tokens"))
+        if n >= sample:
+            break
     return (p / n, c / n, n) if n else None
 
 

@@ -92,7 +92,8 @@ def list_cmd(
 ) -> None:
     """Show the tracked batches of CONFIG's jobs (default ./config.yaml) with status and counts."""
     from runner.app.orchestrate import select_jobs
-    from runner.engine.batch import describe, load_state, state_path
+    from runner.core.batch_states import describe
+    from runner.io.batch_state import load_state, state_path
 
     config = _config(config_path, key_needed=remote)
     if remote:
@@ -180,14 +181,8 @@ def cancel_cmd(config_path: str, job_name: str | None) -> None:
     pending and are sent again by a later run. Exits 75 if a run of the job holds its lock.
     """
     from runner.app.orchestrate import select_jobs
-    from runner.engine.batch import (
-        CancelAsked,
-        Running,
-        load_state,
-        next_state,
-        save_state,
-        state_path,
-    )
+    from runner.core.batch_states import CancelAsked, Running, next_state
+    from runner.io.batch_state import load_state, save_state, state_path
     from runner.io.store import RunLock
 
     config = _config(config_path)
@@ -247,7 +242,8 @@ def cancel_cmd(config_path: str, job_name: str | None) -> None:
 )
 def show_cmd(batch_id: str, config_path: str) -> None:
     """Print one batch as the API returns it, and which job and chunk track it."""
-    from runner.engine.batch import describe, load_state, state_path
+    from runner.core.batch_states import describe
+    from runner.io.batch_state import load_state, state_path
 
     config = _config(config_path)
 

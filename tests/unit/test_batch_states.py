@@ -9,10 +9,8 @@ import orjson
 import pytest
 
 from runner.config import JobConfig
-from runner.core.payloads import BodyBuilder, batch_line
-from runner.core.records import ok_record
-from runner.core.retry import Decision, Verdict, classify
-from runner.engine.batch import (
+from runner.core.batch_results import fast_ok_record, line_failure
+from runner.core.batch_states import (
     BatchSeen,
     BatchView,
     Begin,
@@ -28,19 +26,17 @@ from runner.engine.batch import (
     Creating,
     Ended,
     FileSeen,
-    JobState,
     NotFound,
     Running,
     Uploaded,
     Uploading,
-    fast_ok_record,
     is_done,
-    line_failure,
-    load_state,
     next_state,
     recovered,
-    save_state,
 )
+from runner.core.payloads import BodyBuilder, batch_line
+from runner.core.records import ok_record
+from runner.core.retry import Decision, Verdict, classify
 from runner.io.batch_files import (
     build_chunks,
     custom_id,
@@ -48,6 +44,7 @@ from runner.io.batch_files import (
     read_sidecar,
     sidecar_item,
 )
+from runner.io.batch_state import JobState, load_state, save_state
 from runner.io.inputs import Item
 from runner.io.store import key_hash
 

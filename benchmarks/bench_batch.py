@@ -6,10 +6,10 @@
 
 Figures:
 - build: (key hash, Item) pairs already in memory -> chunk files + sidecars on disk
-  (``batchfiles.build_chunks``, what ``run_batch_job`` does with the pending stream).
+  (``runner.io.batch_files.build_chunks``, what ``run_batch_job`` does with the pending stream).
 - build incl. input: the same, starting from the input file (read_items + iter_pending).
 - collect: one downloaded output file (simulator-shaped lines, shuffled) -> records appended
-  through a ResultWriter, sidecar read included (``batch.collect_lines``).
+  through a ResultWriter, sidecar read included (``runner.engine.batch.collect_lines``).
 """
 
 from __future__ import annotations

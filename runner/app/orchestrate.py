@@ -31,12 +31,19 @@ from runner.app.planning import (
 )
 from runner.app.progress import Progress, format_summary
 from runner.app.signals import SignalStop, acquire_lock
-from runner.app.wiring import api_base_url, make_client, make_realtime_engine, make_writer
+from runner.app.wiring import (
+    api_base_url,
+    make_client,
+    make_fallback,
+    make_realtime_engine,
+    make_writer,
+)
 from runner.config.schema import Config, JobConfig
 from runner.core.cost import estimate, format_estimate, format_usage
 from runner.core.items import InvalidLine, Item
 from runner.core.plan import JobPlan
 from runner.core.stats import JobStats
+from runner.engine.batch import run_batch_job
 from runner.errors import (
     EXIT_OK,
     EXIT_SOME_ERRORS,
@@ -215,12 +222,21 @@ async def _run_job(
             return stats
         pending = limited(pending_items(job, config, plan, index, stopper.flag), options.limit)
         if plan.route == "batch":
-            from runner.engine.batch import run_batch_job  # the batch path (issue: Batch API)
-
             # stopper.current: the grace period also ends a hung call or fallback request here
             # (cancelling is as safe as a kill: each chunk state is saved before its call)
             task = asyncio.ensure_future(
-                run_batch_job(plan, pending, config, client, stats, stopper.event, options)
+                run_batch_job(
+                    plan,
+                    pending,
+                    config,
+                    client,
+                    stats,
+                    stopper.event,
+                    no_wait=options.no_wait,
+                    fallback=lambda writer: make_fallback(
+                        job, config, client, writer, stats, stopper.event
+                    ),
+                )
             )
             stopper.current = task
             try:

@@ -81,7 +81,7 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
 def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
     """The batch path's chunks for ``job`` (from its state file): each with ``batch_id``,
     ``state`` and ``finished`` once its results are collected into the output."""
-    from runner.engine.batch import tracked_batches as from_state_file
+    from runner.io.batch_state import tracked_batches as from_state_file
 
     return list(from_state_file(job))
 

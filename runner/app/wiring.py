@@ -11,20 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from runner.api.glm import GlmClient
+from runner.api.protocol import ChatClient
 from runner.clock import SYSTEM_CLOCK, Clock
 from runner.config.schema import Config, JobConfig
 from runner.core.adaptive import AdaptiveLimit
+from runner.core.items import Item
 from runner.core.stats import JobStats
+from runner.engine.batch.driver import Fallback
 from runner.engine.realtime import RealtimeDeps, RealtimeEngine
 from runner.engine.throttle import Throttle
 from runner.errors import ConfigError
 from runner.io.store import ResultWriter
 
+log = logging.getLogger(__name__)
+
 OnResult = Callable[[str, float], None]
+FALLBACK_AUTO_CONCURRENCY = 4  # with concurrency: auto, the fallback's fixed gate
 
 
 def simulator_state_dir(config: Config) -> Path:
@@ -140,7 +147,7 @@ def make_throttle(
 def make_realtime_engine(
     job: JobConfig,
     config: Config,
-    client: GlmClient,
+    client: ChatClient,
     writer: ResultWriter,
     stats: JobStats,
     stop: asyncio.Event,
@@ -173,3 +180,27 @@ def make_realtime_engine(
         clock=clock,
     )
     return RealtimeEngine(job, deps)
+
+
+def make_fallback(
+    job: JobConfig,
+    config: Config,
+    client: ChatClient,
+    writer: ResultWriter,
+    stats: JobStats,
+    stop: asyncio.Event,
+) -> Fallback:
+    """``batch.on_failure: realtime``: lines that did not run in a batch go through a realtime
+    engine with the batch job's client, writer, stats and stop event (so ``limits.rpm`` and
+    ``limits.tpm`` hold there too)."""
+    c = config.limits.concurrency
+    concurrency = FALLBACK_AUTO_CONCURRENCY if c == "auto" else c
+
+    async def send(items: list[tuple[int, Item]]) -> None:
+        engine = make_realtime_engine(
+            job, config, client, writer, stats, stop, concurrency=concurrency
+        )
+        log.info("batch fallback to realtime", extra={"job": job.name, "items": len(items)})
+        await engine.run(items)
+
+    return send

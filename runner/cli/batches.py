@@ -82,7 +82,8 @@ def list_cmd(
     as_json: bool,
 ) -> None:
     """Show the tracked batches of CONFIG's jobs (default ./config.yaml) with status and counts."""
-    from runner.engine.batch import describe, load_state, state_path
+    from runner.core.batch_states import describe
+    from runner.io.batch_state import load_state, state_path
 
     config = _config(config_path, key_needed=remote)
     if remote:
@@ -169,14 +170,8 @@ def cancel_cmd(config_path: str, job_name: str | None) -> None:
     Results of lines that already ran are collected by the next run; lines that never ran stay
     pending and are sent again by a later run. Exits 75 if a run of the job holds its lock.
     """
-    from runner.engine.batch import (
-        CancelAsked,
-        Running,
-        load_state,
-        next_state,
-        save_state,
-        state_path,
-    )
+    from runner.core.batch_states import CancelAsked, Running, next_state
+    from runner.io.batch_state import load_state, save_state, state_path
     from runner.io.store import RunLock
 
     config = _config(config_path)
@@ -236,7 +231,8 @@ def cancel_cmd(config_path: str, job_name: str | None) -> None:
 )
 def show_cmd(batch_id: str, config_path: str) -> None:
     """Print one batch as the API returns it, and which job and chunk track it."""
-    from runner.engine.batch import describe, load_state, state_path
+    from runner.core.batch_states import describe
+    from runner.io.batch_state import load_state, state_path
 
     config = _config(config_path)
 

@@ -145,6 +145,9 @@ def backoff_s(
     return delay
 
 
+NOT_ANSWERS = frozenset({"network_error", "sensitive"})  # finish_reasons that carry no answer
+
+
 def finish_failure(finish_reason: object) -> ApiFailure | None:
     """A 200 answer whose ``finish_reason`` says it is not an answer (glm-api.md §2.2):
     ``network_error`` (retry) or ``sensitive`` (blocked by the safety review). The one mapping

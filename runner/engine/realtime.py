@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.api.glm import GlmClient
+from runner.api.protocol import ChatClient
 from runner.clock import SYSTEM_CLOCK, Clock, sleep_or_stop
 from runner.config.schema import JobConfig, RetryConfig
 from runner.core.items import InvalidLine, Item
@@ -36,7 +36,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 @dataclass
 class RealtimeDeps:
-    client: GlmClient
+    client: ChatClient
     writer: ResultWriter
     throttle: Throttle
     retry: RetryConfig

@@ -9,12 +9,8 @@ import orjson
 import pytest
 
 from runner.config import JobConfig
-from runner.core.items import Item
-from runner.core.keys import key_hash
-from runner.core.payloads import BodyBuilder, batch_line
-from runner.core.records import ok_record
-from runner.core.retry import Decision, Verdict, classify
-from runner.engine.batch import (
+from runner.core.batch_results import fast_ok_record, line_failure
+from runner.core.batch_states import (
     BatchSeen,
     BatchView,
     Begin,
@@ -30,19 +26,19 @@ from runner.engine.batch import (
     Creating,
     Ended,
     FileSeen,
-    JobState,
     NotFound,
     Running,
     Uploaded,
     Uploading,
-    fast_ok_record,
     is_done,
-    line_failure,
-    load_state,
     next_state,
     recovered,
-    save_state,
 )
+from runner.core.items import Item
+from runner.core.keys import key_hash
+from runner.core.payloads import BodyBuilder, batch_line
+from runner.core.records import ok_record
+from runner.core.retry import Decision, Verdict, classify
 from runner.io.batch_files import (
     build_chunks,
     custom_id,
@@ -50,6 +46,7 @@ from runner.io.batch_files import (
     read_sidecar,
     sidecar_item,
 )
+from runner.io.batch_state import JobState, load_state, save_state
 from runner.io.media import read_media
 
 C = Chunk(0, "chunk-00000.jsonl", "chunk-00000.ids", 10, 1000)

@@ -125,8 +125,8 @@ def test_a_batch_state_path_blocked_by_a_file_is_a_clear_error_for_status(tmp_pa
     """A file where the job's batch work folder should be gives `glmrun status` a one-line OutputError, not a traceback."""
     import pytest
 
-    from runner.engine.batch import load_state
     from runner.errors import OutputError
+    from runner.io.batch_state import load_state
 
     (tmp_path / "j").write_text("in the way")
     with pytest.raises(OutputError, match="state"):

@@ -85,7 +85,6 @@ def room(module: str) -> str:
     return parts[0] if parts else ""
 
 
-@pytest.mark.xfail(strict=True, reason="cli <-> cli.batches: split in progress (step 4)")
 def test_no_import_cycles() -> None:
     """The runner module graph (function-level imports included) has no cycle."""
     edges = graph()
@@ -156,7 +155,6 @@ def test_the_core_is_pure() -> None:
     assert not bad, "\n".join(bad)
 
 
-@pytest.mark.xfail(strict=True, reason="engine.batch, simulator.server: split in progress (step 4)")
 def test_modules_stay_small_and_say_their_job() -> None:
     """Every module is under about 500 lines and opens with a docstring."""
     bad = []

@@ -53,7 +53,7 @@ from runner.errors import (
     Interrupted,
     RunLocked,
 )
-from runner.io.jsonl import iter_lines
+from runner.io.job_files import iter_job_lines
 from runner.io.prepare import read_job_items
 from runner.io.store import ResultWriter, RunLock
 
@@ -88,7 +88,7 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
             result.plans.append(plan)
             print(describe_plan(plan), file=out)
             items = read_job_items(job, config)
-            records = iter_lines(job.output_path)
+            records = iter_job_lines(job)  # token averages from every output file of the job
             est = estimate(job, plan.pending, config.cost, items, records)
             print(format_estimate(job, est, config.cost), file=out)
         return result

@@ -26,8 +26,8 @@ from runner.core.plan import (
     make_plan,
 )
 from runner.core.resume import ResumeIndex
+from runner.io.job_files import load_job_index
 from runner.io.prepare import read_job_items
-from runner.io.store import load_resume_index
 
 _T = TypeVar("_T")
 
@@ -42,12 +42,17 @@ KEEP_PENDING = 10_000  # a resume with at most this many left reads its input on
 def plan_job(
     job: JobConfig, config: Config, stop: threading.Event | None = None, *, keep: int = 0
 ) -> tuple[JobPlan, ResumeIndex]:
-    index = load_resume_index(job.output_path)
+    """The job's index (every output file of the job, merged) and what this process does:
+    with ``job.shard``, only the items its shard owns."""
+    index = load_job_index(job)
     skipped = PendingCounts()  # finished lines the text pre-filter counts without parsing
-    items = read_job_items(job, config, done_line_filter(index, skipped))
-    counts = count_pending(items if stop is None else _until(items, stop), index, keep=keep)
+    items = read_job_items(job, config, done_line_filter(index, skipped, job.shard))
+    counts = count_pending(
+        items if stop is None else _until(items, stop), index, keep=keep, shard=job.shard
+    )
     counts.done += skipped.done
     counts.failed += skipped.failed
+    counts.other_shards += skipped.other_shards
     return make_plan(job, counts, config.batch), index
 
 
@@ -62,9 +67,12 @@ def pending_items(
     if plan.counts.kept is not None:
         kept, plan.counts.kept = plan.counts.kept, None
         return iter(kept)
-    items = read_job_items(job, config, done_line_filter(index, PendingCounts()))
+    items = read_job_items(job, config, done_line_filter(index, PendingCounts(), job.shard))
     return iter_pending(
-        items if stop is None else _until(items, stop, quiet=True), index, PendingCounts()
+        items if stop is None else _until(items, stop, quiet=True),
+        index,
+        PendingCounts(),
+        job.shard,
     )
 
 
@@ -127,9 +135,12 @@ def with_limit(plan: JobPlan, limit: int | None, config: Config) -> JobPlan:
 
 def describe_plan(plan: JobPlan) -> str:
     c = plan.counts
+    job = plan.job
+    name = job.name if job.shard is None else f"{job.name} shard {job.shard}"
+    others = f", {c.other_shards} lines for other shards" if job.shard is not None else ""
     return (
-        f"{plan.job.name}: {c.pending} pending, {c.done} done ({c.failed} as errors), {c.invalid} invalid, "
-        f"{c.duplicates} duplicate lines -> {plan.route} ({plan.why})"
+        f"{name}: {c.pending} pending, {c.done} done ({c.failed} as errors), {c.invalid} invalid, "
+        f"{c.duplicates} duplicate lines{others} -> {plan.route} ({plan.why})"
     )
 
 

@@ -11,6 +11,23 @@ import sys
 import click
 
 from runner.cli.common import job_option, load, run_async, setup, verbosity_options
+from runner.core.shard import Shard, parse_shard
+
+
+class ShardType(click.ParamType):
+    """``I/N``: an index out of range or a malformed value is a usage error (exit 2)."""
+
+    name = "I/N"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> object:
+        if value is None or isinstance(value, Shard):
+            return value
+        try:
+            return parse_shard(str(value))  # 0/1 -> None: the whole job
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
 
 
 @click.command()
@@ -30,6 +47,14 @@ from runner.cli.common import job_option, load, run_async, setup, verbosity_opti
     is_flag=True,
     help="Wait for another run of the same output to finish instead of exiting 75.",
 )
+@click.option(
+    "--shard",
+    type=ShardType(),
+    envvar="GLMRUN_SHARD",
+    show_envvar=True,
+    help="Run shard I of N (0 <= I < N): only the items whose key hash mod N is I, "
+    "into OUTPUT.shard-I-of-N.jsonl with its own lock; 0/1 is the whole job.",
+)
 @verbosity_options
 def run(
     config_path: str,
@@ -38,6 +63,7 @@ def run(
     dry_run: bool,
     no_wait: bool,
     wait_lock: bool,
+    shard: Shard | None,
     quiet: bool,
     verbose: bool,
     log_format: str,
@@ -47,7 +73,7 @@ def run(
     from runner.app.orchestrate import run as run_app
 
     setup(quiet, verbose, log_format)
-    config = load(config_path)
+    config = load(config_path).sharded(shard)
     options = RunOptions(
         job=job_name, limit=limit, dry_run=dry_run, no_wait=no_wait, wait_lock=wait_lock
     )

@@ -2,7 +2,8 @@
 
 ``iter_pending`` is the one place that decides whether an input line is work: finished keys
 (per the resume index) and keys already seen earlier in the same file are skipped, so a URL
-listed twice is sent once.
+listed twice is sent once. With ``--shard I/N`` it also skips the items another shard owns
+(``runner.core.shard``), before anything else, so they count nowhere but in ``other_shards``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from runner.core.hashset import HashSet
 from runner.core.items import InvalidLine, Item
 from runner.core.keys import key_hash, key_hash_bytes
 from runner.core.resume import ResumeIndex
+from runner.core.shard import Shard
 
 Route = Literal["realtime", "batch"]
 
@@ -27,6 +29,7 @@ class PendingCounts:
     failed: int = 0  # of done: finished with a permanent error record
     invalid: int = 0
     duplicates: int = 0
+    other_shards: int = 0  # lines owned by another shard (``--shard I/N``)
     kept: list[tuple[int, Item | InvalidLine]] | None = field(
         default=None, repr=False, compare=False
     )
@@ -45,13 +48,19 @@ class JobPlan:
 
 
 def iter_pending(
-    items: Iterable[Item | InvalidLine], index: ResumeIndex, counts: PendingCounts | None = None
+    items: Iterable[Item | InvalidLine],
+    index: ResumeIndex,
+    counts: PendingCounts | None = None,
+    shard: Shard | None = None,
 ) -> Iterator[tuple[int, Item | InvalidLine]]:
     """Yield (key hash, item) for every line that still needs work, each key once."""
     counts = counts if counts is not None else PendingCounts()
     seen = HashSet()  # 16-32 bytes per pending key, not a Python set's ~70
     for item in items:
         h = key_hash(item.key)
+        if shard is not None and not shard.owns(h):
+            counts.other_shards += 1
+            continue
         if index.is_done(h):
             counts.done += 1
             if h in index.failed:
@@ -68,13 +77,17 @@ def iter_pending(
 
 
 def count_pending(
-    items: Iterable[Item | InvalidLine], index: ResumeIndex, *, keep: int = 0
+    items: Iterable[Item | InvalidLine],
+    index: ResumeIndex,
+    *,
+    keep: int = 0,
+    shard: Shard | None = None,
 ) -> PendingCounts:
     """Count what is pending; with ``keep``, also hold on to the pending pairs when there are
     at most that many, so a resume with little left to do reads its input once, not twice."""
     counts = PendingCounts()
     kept: list[tuple[int, Item | InvalidLine]] | None = [] if keep > 0 else None
-    for pair in iter_pending(items, index, counts):
+    for pair in iter_pending(items, index, counts, shard):
         if kept is not None:
             if len(kept) < keep:
                 kept.append(pair)
@@ -84,13 +97,15 @@ def count_pending(
     return counts
 
 
-def done_line_filter(index: ResumeIndex, counts: PendingCounts) -> Callable[[bytes], bool] | None:
-    """A pre-filter for text inputs: a line whose bytes hash to a finished key is counted as
-    done and never parsed. A text line's key is its own text, so its UTF-8 bytes hash exactly
-    like ``key_hash(item.key)``; longer lines (whose invalid_input key is shortened) and lines
-    not yet finished take the normal path."""
+def done_line_filter(
+    index: ResumeIndex, counts: PendingCounts, shard: Shard | None = None
+) -> Callable[[bytes], bool] | None:
+    """A pre-filter for text inputs: a line whose bytes hash to a finished key (or to another
+    shard's key) is counted and never parsed. A text line's key is its own text, so its UTF-8
+    bytes hash exactly like ``key_hash(item.key)``; longer lines (whose invalid_input key is
+    shortened) and lines not yet finished take the normal path."""
     ok, failed = index.ok, index.failed
-    if not ok and not failed:
+    if not ok and not failed and shard is None:
         return None
     hash_bytes = key_hash_bytes
 
@@ -98,6 +113,9 @@ def done_line_filter(index: ResumeIndex, counts: PendingCounts) -> Callable[[byt
         if len(line) > MAX_KEY_BYTES:
             return False
         h = hash_bytes(line)
+        if shard is not None and not shard.owns(h):
+            counts.other_shards += 1
+            return True
         if h in ok:
             counts.done += 1
             return True

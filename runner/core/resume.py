@@ -1,4 +1,8 @@
-"""Pure: which keys are finished, per the latest record of each (8-byte key hashes, no records)."""
+"""Pure: which keys are finished, per the latest record of each (8-byte key hashes, no records).
+
+A job's records may be spread over several files (its main output and one per shard, see
+``runner.core.shard``); the job's index is the merge of the per-file indexes (``merge``).
+"""
 
 from __future__ import annotations
 
@@ -36,6 +40,19 @@ class ResumeIndex:
             self.retryable.add(h)
             self.ok.discard(h)
             self.failed.discard(h)
+
+    def merge(self, other: ResumeIndex) -> None:
+        """Fold another file's index into this one. Files have no order between them, so a
+        finished state wins: ok over a permanent error over a retryable one (a key finished in
+        any file is never sent again)."""
+        self.ok |= other.ok
+        self.failed |= other.failed
+        self.failed -= self.ok
+        self.retryable |= other.retryable
+        self.retryable -= self.ok
+        self.retryable -= self.failed
+        self.records += other.records
+        self.corrupt_lines.extend(other.corrupt_lines)
 
     def __repr__(self) -> str:
         return f"<ResumeIndex ok={len(self.ok)} failed={len(self.failed)} retryable={len(self.retryable)}>"

@@ -14,20 +14,14 @@ from runner.cli.common import job_option, load, run_async, setup, verbosity_opti
 from runner.core.shard import Shard, parse_shard
 
 
-class ShardType(click.ParamType):
-    """``I/N``: an index out of range or a malformed value is a usage error (exit 2)."""
-
-    name = "I/N"
-
-    def convert(
-        self, value: object, param: click.Parameter | None, ctx: click.Context | None
-    ) -> object:
-        if value is None or isinstance(value, Shard):
-            return value
-        try:
-            return parse_shard(str(value))  # 0/1 -> None: the whole job
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Shard | None:
+    """``I/N``: a malformed value or an index out of range is a usage error (exit 2)."""
+    if value is None:
+        return None
+    try:
+        return parse_shard(value)  # 0/1 -> None: the whole job
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
 
 
 @click.command()
@@ -49,7 +43,8 @@ class ShardType(click.ParamType):
 )
 @click.option(
     "--shard",
-    type=ShardType(),
+    metavar="I/N",
+    callback=_shard,
     envvar="GLMRUN_SHARD",
     show_envvar=True,
     help="Run shard I of N (0 <= I < N): only the items whose key hash mod N is I, "

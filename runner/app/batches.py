@@ -1,7 +1,9 @@
 """The work behind ``glmrun batches``: list, cancel and look up the batches glmrun tracks.
 
 State comes from ``io.batch_state``, transitions from ``core.batch_states.next_state``, the
-client from ``app.wiring``; the command line only parses and prints.
+client from ``app.wiring``; the command line only parses and prints. A job run as shards has
+a state file per shard (``runner.io.job_files.job_parts``); each is listed and cancelled under
+that shard's lock, its rows named ``job shard I/N``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from runner.core.batch_states import CancelAsked, Running, describe, next_state
 from runner.core.retry import Verdict, classify
 from runner.errors import ApiFailure, ApiStopped, GlmrunError
 from runner.io.batch_state import load_state, save_state, state_path
+from runner.io.job_files import job_parts
 from runner.io.store import RunLock
 
 T = TypeVar("T")
@@ -52,13 +55,17 @@ async def list_remote(config: Config, *, after: str | None, limit: int) -> dict[
 def tracked_rows(jobs: list[JobConfig]) -> list[dict[str, Any]]:
     """One row per chunk in the jobs' state files: the job's name and the chunk's fields."""
     rows = []
-    for job in jobs:
+    for job in (part for j in jobs for part in job_parts(j)):
         state = load_state(state_path(job))
         if state is None:
             continue
         for chunk in state.chunks:
-            rows.append({"job": job.name, **describe(chunk)})
+            rows.append({"job": _label(job), **describe(chunk)})
     return rows
+
+
+def _label(job: JobConfig) -> str:
+    return job.name if job.shard is None else f"{job.name} shard {job.shard}"
 
 
 async def cancel(config: Config, job_name: str | None) -> list[str]:
@@ -67,42 +74,48 @@ async def cancel(config: Config, job_name: str | None) -> list[str]:
 
     async def cancel_all(client: GlmClient) -> list[str]:
         lines = []
-        for job in config.select(job_name):
-            path = state_path(job)
-            state = load_state(path)
-            if state is None:
-                lines.append(f"{job.name}: no tracked batches")
-                continue
-            lock = RunLock(job.output_path)
-            lock.acquire()
-            try:
-                remote = local = 0
-                failed: list[str] = []
-                for i, chunk in enumerate(state.chunks):
-                    new = next_state(chunk, CancelAsked(), time.monotonic())
-                    if new == chunk:
-                        continue
-                    if isinstance(chunk, Running):
-                        try:
-                            await client.cancel_batch(chunk.batch_id)
-                        except ApiFailure as failure:
-                            failed.append(f"{chunk.batch_id} ({failure.message[:120]})")
-                            continue
-                        remote += 1
-                    else:
-                        local += 1
-                    state.chunks[i] = new
-                state.cancelled = True
-                save_state(path, state)
-            finally:
-                lock.release()
-            lines.append(
-                f"{job.name}: cancel requested for {remote} running batch(es); "
-                f"{local} chunk(s) not submitted dropped"
-            )
-            if failed:
-                raise GlmrunError(f"{job.name}: could not cancel {', '.join(failed)}")
+        for whole in config.select(job_name):
+            parts = [p for p in job_parts(whole) if state_path(p).exists()]
+            if not parts:
+                lines.append(f"{whole.name}: no tracked batches")
+            for job in parts:
+                lines.append(await cancel_part(client, job))
         return lines
+
+    async def cancel_part(client: GlmClient, job: JobConfig) -> str:
+        path = state_path(job)
+        state = load_state(path)
+        if state is None:
+            return f"{_label(job)}: no tracked batches"
+        lock = RunLock(job.output_path)
+        lock.acquire()
+        try:
+            remote = local = 0
+            failed: list[str] = []
+            for i, chunk in enumerate(state.chunks):
+                new = next_state(chunk, CancelAsked(), time.monotonic())
+                if new == chunk:
+                    continue
+                if isinstance(chunk, Running):
+                    try:
+                        await client.cancel_batch(chunk.batch_id)
+                    except ApiFailure as failure:
+                        failed.append(f"{chunk.batch_id} ({failure.message[:120]})")
+                        continue
+                    remote += 1
+                else:
+                    local += 1
+                state.chunks[i] = new
+            state.cancelled = True
+            save_state(path, state)
+        finally:
+            lock.release()
+        if failed:
+            raise GlmrunError(f"{_label(job)}: could not cancel {', '.join(failed)}")
+        return (
+            f"{_label(job)}: cancel requested for {remote} running batch(es); "
+            f"{local} chunk(s) not submitted dropped"
+        )
 
     return await with_client(config, cancel_all)
 
@@ -121,9 +134,9 @@ async def get_batch(config: Config, batch_id: str) -> dict[str, Any]:
 
 def chunks_tracking(config: Config, batch_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """(job name, chunk fields) for each chunk of the config's jobs that tracks ``batch_id``."""
-    for job in config.jobs:
+    for job in (part for j in config.jobs for part in job_parts(j)):
         state = load_state(state_path(job))
         for chunk in state.chunks if state else []:
             d = describe(chunk)
             if d["batch_id"] == batch_id:
-                yield job.name, d
+                yield _label(job), d

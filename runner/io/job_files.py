@@ -9,6 +9,7 @@ sends a finished item again. The job's resume index is the merge of the per-file
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,3 +77,9 @@ def job_work_dirs(job: JobConfig) -> list[tuple[Shard | None, Path]]:
             if d.exists():
                 found.append((f.shard, d))
     return found
+
+
+def job_parts(job: JobConfig) -> list[JobConfig]:
+    """The job as each of its batch work folders knows it: the whole job, then each shard that
+    has a work folder (its state file, lock and output follow from ``JobConfig.shard``)."""
+    return [dataclasses.replace(job, shard=shard) for shard, _ in job_work_dirs(job)]

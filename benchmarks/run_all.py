@@ -28,6 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_shards import measure as measure_shards
 from common import (
     PY,
     REPO,
@@ -315,6 +316,50 @@ def bench_adaptive_schedule(ctx: Ctx) -> None:
     )
 
 
+def bench_shards(ctx: Ctx) -> None:
+    """4 processes (--shard i/4), each with concurrency: auto, on one account (hidden 16 @
+    200 ms, 80/s): combined >= 0.85 of capacity, each within 0.6x-1.6x of the mean, 429 <= 5%."""
+    r = measure_shards(
+        ctx.dir("shards"), n=ctx.size(3200, 400), shards=4, warmup_s=ctx.size(3.0, 0.5)
+    )
+    note = "4 shards x auto, hidden 16 @ 200 ms"
+    detail = {k: r[k] for k in ("rates_per_s", "shares", "window_s", "requests", "wall_s")}
+    ctx.add(
+        Figure(
+            f"{note}: combined",
+            r["combined_per_s"],
+            "results/s",
+            ">= 0.85 of cap 80/s",
+            r["combined_fraction"],
+            r["combined_fraction"] >= 0.85 and r["ok"] == r["n"],
+            detail,
+        )
+    )
+    low, high = min(r["shares"]), max(r["shares"])
+    ctx.add(
+        Figure(
+            f"{note}: shares (max; min {low:.2f})",
+            high,
+            "x mean",
+            "each in 0.6x - 1.6x of the mean",
+            None,
+            low >= 0.6 and high <= 1.6,
+            detail,
+        )
+    )
+    ctx.add(
+        Figure(
+            f"{note}: throttled",
+            r["throttled_share"],
+            "share",
+            "<= 0.05 of requests",
+            None,
+            r["throttled_share"] <= 0.05,
+            detail,
+        )
+    )
+
+
 def ideal_time(schedule: list[list[float]], n: int, latency_s: float) -> float:
     """Seconds a perfect client needs for n results when capacity is limit/latency per phase."""
     done, t = 0.0, 0.0
@@ -365,7 +410,7 @@ def bench_memory(ctx: Ctx) -> None:
 
 
 def bench_resume(ctx: Ctx) -> None:
-    """1,000,000 finished records + the same URLs and 200 new: first request <= 5 s, done <= 10 s."""
+    """1,000,000 finished records + same URLs + 200 new: first request <= 5 s, done <= 10 s."""
     n, new = ctx.size(1_000_000, 10_000), 200
     d = ctx.dir("resume")
     inp, out = make_resume_fixture(d, n, new)
@@ -438,9 +483,11 @@ def bench_index_bytes(ctx: Ctx) -> None:
     if not out.exists():
         make_resume_fixture(d, n, 200)
     code = (
-        "import sys, resource, time; from pathlib import Path; from runner.io.store import load_resume_index\n"
+        "import sys, resource, time; from pathlib import Path\n"
+        "from runner.io.store import load_resume_index\n"
         "def rss():\n    return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
-        "before = rss(); t = time.perf_counter(); index = load_resume_index(Path(sys.argv[1])); s = time.perf_counter() - t\n"
+        "before = rss(); t = time.perf_counter()\n"
+        "index = load_resume_index(Path(sys.argv[1])); s = time.perf_counter() - t\n"
         "n = len(index.ok) + len(index.failed) + len(index.retryable)\n"
         "print((rss() - before) / n, s, n)\n"
     )
@@ -503,6 +550,7 @@ BENCHMARKS: dict[str, Callable[[Ctx], None]] = {
     "adaptive16": bench_adaptive16,
     "adaptive64": bench_adaptive64,
     "adaptive-schedule": bench_adaptive_schedule,
+    "shards": bench_shards,
     "memory": bench_memory,
     "resume": bench_resume,
     "index-bytes": bench_index_bytes,

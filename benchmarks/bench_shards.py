@@ -8,7 +8,8 @@ record until the first one finishes), so the start-up and the tail of a lone sha
 
 - combined: results/s of all shards together, as a fraction of capacity (cap / latency);
 - share: each shard's results/s relative to the mean of the shards (1.0 = a fair share);
-- throttled: 429 answers / requests over the whole run (from the simulator).
+- throttled: 429 answers / requests over the whole run (from the simulator), and within the
+  window alone (the steady state, without the four slow starts).
 
     python benchmarks/bench_shards.py [--n 2400] [--shards 4]     # alone, prints JSON
 """
@@ -74,10 +75,13 @@ def measure(
             for i in range(shards)
         ]
         samples: list[tuple[float, list[int], list[bool]]] = []
+        throttles: list[tuple[int, int]] = []  # (throttled, requests) at each sample
         t0 = time.monotonic()
         while True:
             running = [p.poll() is None for p in procs]
             samples.append((time.monotonic() - t0, [_lines(f) for f in files], running))
+            st = sim.stats()
+            throttles.append((st["throttled"], st["chat_requests"]))
             if not any(running):
                 break
             if time.monotonic() - t0 > 600:
@@ -93,10 +97,11 @@ def measure(
     all_started = next(t for t, counts, _ in samples if all(counts))
     first_done = next(t for t, _, running in samples if not all(running))
     start = all_started + warmup_s
-    window = [s for s in samples if start <= s[0] <= first_done]
+    window = [i for i, s in enumerate(samples) if start <= s[0] <= first_done]
     if len(window) < 2:
         raise RuntimeError(f"no window with every shard sending ({all_started=}, {first_done=})")
-    (t_a, c_a, _), (t_b, c_b, _) = window[0], window[-1]
+    (t_a, c_a, _), (t_b, c_b, _) = samples[window[0]], samples[window[-1]]
+    (th_a, rq_a), (th_b, rq_b) = throttles[window[0]], throttles[window[-1]]
     rates = [(b - a) / (t_b - t_a) for a, b in zip(c_a, c_b, strict=True)]
     mean = sum(rates) / len(rates)
     outputs = [count_output(f) for f in files]
@@ -110,6 +115,7 @@ def measure(
         "rates_per_s": rates,
         "shares": [r / mean for r in rates] if mean else [0.0] * len(rates),
         "throttled_share": stats["throttled"] / max(1, stats["chat_requests"]),
+        "throttled_share_in_window": (th_b - th_a) / max(1, rq_b - rq_a),
         "requests": stats["chat_requests"],
         "ok": sum(o["ok"] for o in outputs),
         "wall_s": samples[-1][0],

@@ -323,7 +323,8 @@ def bench_shards(ctx: Ctx) -> None:
         ctx.dir("shards"), n=ctx.size(3200, 400), shards=4, warmup_s=ctx.size(3.0, 0.5)
     )
     note = "4 shards x auto, hidden 16 @ 200 ms"
-    detail = {k: r[k] for k in ("rates_per_s", "shares", "window_s", "requests", "wall_s")}
+    keys = ("rates_per_s", "shares", "window_s", "throttled_share_in_window", "requests", "wall_s")
+    detail = {k: r[k] for k in keys}
     ctx.add(
         Figure(
             f"{note}: combined",
@@ -338,10 +339,10 @@ def bench_shards(ctx: Ctx) -> None:
     low, high = min(r["shares"]), max(r["shares"])
     ctx.add(
         Figure(
-            f"{note}: shares (max; min {low:.2f})",
+            f"{note}: largest share",
             high,
             "x mean",
-            "each in 0.6x - 1.6x of the mean",
+            f"all in 0.6x-1.6x of mean (min {low:.2f})",
             None,
             low >= 0.6 and high <= 1.6,
             detail,
@@ -352,7 +353,7 @@ def bench_shards(ctx: Ctx) -> None:
             f"{note}: throttled",
             r["throttled_share"],
             "share",
-            "<= 0.05 of requests",
+            f"<= 0.05 (in window {r['throttled_share_in_window']:.3f})",
             None,
             r["throttled_share"] <= 0.05,
             detail,

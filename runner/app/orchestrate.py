@@ -97,7 +97,12 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
     stopper.install()
     log.info(
         "run started",
-        extra={"config": str(config.path), "jobs": [j.name for j in jobs], "pid": os.getpid()},
+        extra={
+            "config": str(config.path),
+            "jobs": [j.name for j in jobs],
+            "pid": os.getpid(),
+            **({"shard": str(jobs[0].shard)} if jobs and jobs[0].shard else {}),
+        },
     )
     try:
         await _run_jobs(config, options, jobs, stopper, result, out)

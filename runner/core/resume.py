@@ -55,4 +55,5 @@ class ResumeIndex:
         self.corrupt_lines.extend(other.corrupt_lines)
 
     def __repr__(self) -> str:
-        return f"<ResumeIndex ok={len(self.ok)} failed={len(self.failed)} retryable={len(self.retryable)}>"
+        sizes = f"ok={len(self.ok)} failed={len(self.failed)} retryable={len(self.retryable)}"
+        return f"<ResumeIndex {sizes}>"

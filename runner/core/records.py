@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from runner.core.items import InvalidLine
+
 Record = dict[str, Any]
 
 INVALID_INPUT = "invalid_input"
@@ -165,3 +167,14 @@ def text_of(content: Any) -> str:
 def dumps(record: Record) -> bytes:
     """One whole line: a crash can tear at most the last line of the file."""
     return orjson.dumps(record) + b"\n"
+
+
+def invalid_input_record(line: InvalidLine) -> Record:
+    """The permanent error record of an input line that cannot become a request."""
+    return error_record(
+        line.key,
+        INVALID_INPUT,
+        f"line {line.line_no}: {line.reason}",
+        retryable=False,
+        via="input",
+    )

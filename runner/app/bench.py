@@ -224,7 +224,7 @@ async def bench(
             )
             pending = pending_items(job, config, plan, index)
             async with connect(config, connections=max(levels)) as client:
-                writer = make_writer(job, config)
+                writer = make_writer(job)
                 stopper.writers.append(writer)
                 try:
                     for level in levels:

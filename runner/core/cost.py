@@ -22,7 +22,6 @@ from runner.core.records import Record
 from runner.core.templates import media_parts
 
 SAMPLE = 10_000
-ROUTES = ("realtime", "batch")
 
 
 @dataclass

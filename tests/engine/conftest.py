@@ -74,7 +74,7 @@ class EngineRunner:
         stats = JobStats(job.name)
         stopped = None
         async with GlmClient(self.sim.base_url, config.api_key, timeout_s=timeout_s) as client:
-            writer = ResultWriter(job.output_path, flush_interval_s=0.05)
+            writer = ResultWriter(job.output_path)
             deps = RealtimeDeps(
                 client=client,
                 writer=writer,

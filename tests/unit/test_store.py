@@ -103,7 +103,7 @@ def test_newer_records_with_extra_fields_are_accepted(tmp_path: Path) -> None:
 async def test_writer_hands_records_to_the_os_each_loop_turn(tmp_path: Path) -> None:
     """Inside a loop, appended records reach the file by the next loop turn (a kill -9 then loses none)."""
     out = tmp_path / "o.jsonl"
-    writer = ResultWriter(out, flush_interval_s=3600)
+    writer = ResultWriter(out)
     try:
         writer.append(orjson.loads(ok(A)))
         writer.append(orjson.loads(ok(B)))

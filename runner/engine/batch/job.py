@@ -110,9 +110,7 @@ async def _run_batch_job(
                 extra={"job": job.name},
             )
     clock = clock or SystemClock()
-    writer = ResultWriter(
-        job.output_path, flush_interval_s=config.run.flush_interval_s, clock=clock.monotonic
-    )
+    writer = ResultWriter(job.output_path)
     deps = BatchDeps(
         client=client,
         writer=writer,

@@ -15,7 +15,7 @@ from click.testing import CliRunner, Result
 from runner.cli.main import main
 from runner.simulator import expected_content
 from tests.conftest import ENV, KEY_ENV, latest, make_urls, output_of, read_jsonl, write_config
-from tests.unit.test_config import BROKEN
+from tests.core.test_config import BROKEN
 
 REPO = Path(__file__).resolve().parents[2]
 

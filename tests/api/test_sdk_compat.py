@@ -8,13 +8,13 @@ models cannot read an answer, the simulator (and glmrun's parsing of it) has dri
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 
-from runner.simulator import SimSettings, Simulator, expected_content
+from runner.simulator import Simulator, expected_content
+from tests.support.sim import INSTANT_BATCHES, MakeSim
 
 URL = "https://e.org/sdk.jpg"
 MESSAGES: list[dict[str, Any]] = [
@@ -40,19 +40,9 @@ def batch_file() -> bytes:
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
+async def sim(start_sim: MakeSim) -> Simulator:
     """A simulator with quick batch phases, closed after the test."""
-    s = Simulator(
-        SimSettings(
-            latency_mean_s=0.0,
-            batch_validating_s=0.0,
-            batch_in_progress_s=0.0,
-            batch_finalizing_s=0.0,
-        )
-    )
-    await s.start()
-    yield s
-    await s.close()
+    return await start_sim(**INSTANT_BATCHES)
 
 
 async def _wait_batch(get: Any, batch_id: str) -> Any:

@@ -9,7 +9,7 @@ import pytest
 
 from runner.config import DEFAULT_BASE_URL, Secret, load_config
 from runner.errors import ConfigError
-from tests.conftest import BASE_CONFIG, DELETE, ENV, KEY_ENV, write_config
+from tests.support.configs import BASE_CONFIG, DELETE, ENV, KEY_ENV, write_config
 
 REAL_URL = {"base_url": "https://open.bigmodel.cn/api/paas/v4"}
 JOB = BASE_CONFIG["jobs"][0]

@@ -8,8 +8,9 @@ from pathlib import Path
 import orjson
 
 from runner.engine.batch import Chunk, JobState, Running, save_state
+from tests.support.records import read_records
 
-from .procs import read_records, run, simulator, write_job
+from .procs import run, simulator, write_job
 
 
 def _status(config: Path) -> tuple[int, dict]:

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from runner.simulator import Simulator, expected_content
-from tests.conftest import latest, make_urls
 from tests.engine.conftest import EngineRunner
+from tests.support.configs import make_urls
+from tests.support.records import latest
 
 
 def assert_ok_and_matching(records: list[dict], urls: list[str]) -> None:

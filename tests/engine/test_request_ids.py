@@ -19,7 +19,8 @@ from runner.engine.throttle import Throttle
 from runner.errors import ApiStopped
 from runner.io.inputs import read_items
 from runner.io.store import ResultWriter, load_resume_index
-from tests.conftest import ENV, read_jsonl, write_config
+from tests.support.configs import ENV, write_config
+from tests.support.records import read_records
 
 BASE = "https://api.example.test/api/paas/v4"
 CHAT = BASE + "/chat/completions"
@@ -59,7 +60,7 @@ async def run_one(tmp_path: Path) -> tuple[list[dict[str, Any]], list[float], Ap
             stopped = exc
         finally:
             writer.close()
-    return read_jsonl(job.output_path), clock.sleeps, stopped
+    return read_records(job.output_path), clock.sleeps, stopped
 
 
 async def test_1231_retried_with_a_fresh_request_id(tmp_path: Path, mock: Any) -> None:

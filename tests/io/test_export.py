@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from runner.io.export import export_records, latest_lines
-from tests.surface_helpers import write_config
+from tests.support.configs import write_surface_config
 
 RECORDS = [
     {
@@ -123,7 +123,7 @@ def test_lines_appended_after_the_snapshot_are_ignored(tmp_path: Path) -> None:
 
 def test_cli_export_to_file_and_stdout(tmp_path: Path) -> None:
     """glmrun export CONFIG --format csv -o FILE writes atomically; without -o it writes to stdout."""
-    cfg = write_config(tmp_path)
+    cfg = write_surface_config(tmp_path)
     write_output(tmp_path / "out.jsonl")
     done = cli(str(cfg), "--format", "csv", "--latest-only", "-o", "x.csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -143,6 +143,6 @@ def test_cli_export_to_file_and_stdout(tmp_path: Path) -> None:
 )
 def test_cli_export_errors_exit_2(tmp_path: Path, args: list[str], words: str) -> None:
     """An unknown job or a missing output file is one line on stderr and exit 2."""
-    cfg = write_config(tmp_path)
+    cfg = write_surface_config(tmp_path)
     done = cli(str(cfg), *args, cwd=tmp_path)
     assert done.returncode == 2 and words in done.stderr.decode()

@@ -135,9 +135,8 @@ def test_a_batch_state_path_blocked_by_a_file_is_a_clear_error_for_status(tmp_pa
 
 def test_a_whole_last_record_without_its_newline_is_kept_not_cut(tmp_path) -> None:
     """A last line that is a complete record missing only its newline (an editor, a kill between record and newline) counts as done and survives the next append."""
-    import orjson
-
     from runner.io.store import ResultWriter, key_hash, load_resume_index
+    from tests.support.records import read_records
 
     out = tmp_path / "out.jsonl"
     out.write_bytes(b'{"url":"https://x/1","status":"ok"}\n{"url":"https://x/2","status":"ok"}')
@@ -145,6 +144,4 @@ def test_a_whole_last_record_without_its_newline_is_kept_not_cut(tmp_path) -> No
     writer = ResultWriter(out)
     writer.append({"url": "https://x/3", "status": "ok"})
     writer.close()
-    assert [orjson.loads(line)["url"] for line in out.read_bytes().splitlines()] == [
-        f"https://x/{i}" for i in (1, 2, 3)
-    ]
+    assert [r["url"] for r in read_records(out)] == [f"https://x/{i}" for i in (1, 2, 3)]

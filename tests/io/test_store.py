@@ -12,7 +12,7 @@ import pytest
 from runner.core.records import dumps, error_record, ok_record
 from runner.errors import RunLocked
 from runner.io.store import ResultWriter, RunLock, key_hash, load_resume_index
-from tests.conftest import read_jsonl
+from tests.support.records import read_records
 
 A, B, C, D = (f"https://img.example.test/{n}.jpg" for n in "abcd")
 ANSWER = {
@@ -58,7 +58,7 @@ def test_torn_last_line_tolerated_and_repaired(tmp_path: Path) -> None:
     writer = ResultWriter(out)
     writer.append(orjson.loads(ok(C)))
     writer.close()
-    assert [r["url"] for r in read_jsonl(out)] == [A, B, C]
+    assert [r["url"] for r in read_records(out)] == [A, B, C]
     assert out.read_bytes().endswith(b"\n")
 
 
@@ -108,7 +108,7 @@ async def test_writer_hands_records_to_the_os_each_loop_turn(tmp_path: Path) -> 
         writer.append(orjson.loads(ok(B)))
         await asyncio.sleep(0)
         await asyncio.sleep(0)
-        assert [r["url"] for r in read_jsonl(out)] == [A, B]
+        assert [r["url"] for r in read_records(out)] == [A, B]
     finally:
         writer.close()
 
@@ -124,7 +124,7 @@ def test_writer_close_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     writer.close()
     writer.close()
     assert len(synced) == 1
-    assert read_jsonl(out)[0]["url"] == A
+    assert read_records(out)[0]["url"] == A
 
 
 def test_run_lock_second_acquire_names_pid(tmp_path: Path) -> None:

@@ -56,7 +56,8 @@ def _reset_runner_logging() -> Iterable[None]:
 
 
 class _MockResponse(ClientResponse):
-    """aioresponses 0.7.9 builds responses without ``stream_writer``, which newer aiohttp requires."""
+    """aioresponses 0.7.9 builds responses without ``stream_writer``, which newer aiohttp
+    requires."""
 
     def __init__(self, method: str, url: Any, **kwargs: Any) -> None:
         kwargs.setdefault("stream_writer", SimpleNamespace(output_size=0))

@@ -1,4 +1,5 @@
-"""Auth paths against the simulator (bearer, signed JWT with refresh and 1003) and an OpenAI-style proxy URL."""
+"""Auth paths against the simulator (bearer, signed JWT with refresh and 1003) and an OpenAI-style
+proxy URL."""
 
 from __future__ import annotations
 
@@ -44,7 +45,8 @@ async def test_jwt_auth_signs_tokens_the_way_the_api_checks_them(tmp_path: Path)
 
 
 async def test_jwt_1003_mints_a_new_token_and_retries_once(tmp_path: Path) -> None:
-    """An expired-token answer (1003) costs no attempt: a fresh token is minted and the request resent."""
+    """An expired-token answer (1003) costs no attempt: a fresh token is minted and the request
+    resent."""
     cfg = write_surface_config(
         tmp_path, [URLS[0]], api={"auth": "jwt"}, simulator={"require_jwt": KEY, "expire_tokens": 1}
     )
@@ -56,7 +58,8 @@ async def test_jwt_1003_mints_a_new_token_and_retries_once(tmp_path: Path) -> No
 async def test_jwt_1003_twice_stops_the_run_without_showing_the_key(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """If the new token is refused too, the run stops (exit 3) and no message carries the key or secret."""
+    """If the new token is refused too, the run stops (exit 3) and no message carries the key or
+    secret."""
     cfg = write_surface_config(
         tmp_path, [URLS[0]], api={"auth": "jwt"}, simulator={"require_jwt": KEY, "expire_tokens": 5}
     )
@@ -73,7 +76,8 @@ async def test_jwt_1003_twice_stops_the_run_without_showing_the_key(
 
 
 async def test_jwt_claims_and_header_match_the_doc(start_sim: MakeSim) -> None:
-    """The token's header has sign_type SIGN; payload api_key is the id, exp - timestamp is the ttl in ms."""
+    """The token's header has sign_type SIGN; payload api_key is the id, exp - timestamp is the ttl
+    in ms."""
     sim = await start_sim(latency_mean_s=0, require_jwt=KEY, keep_bodies=True)
     async with GlmClient(sim.base_url, Secret(KEY), auth="jwt", jwt_ttl_s=120) as client:
         await client.chat(
@@ -104,7 +108,8 @@ def test_jwt_is_cached_and_refreshed_before_expiry() -> None:
 
 
 async def test_jwt_needs_an_id_dot_secret_key(tmp_path: Path) -> None:
-    """auth: jwt with a key that has no '.' stops the run with a ConfigError that does not print the key."""
+    """auth: jwt with a key that has no '.' stops the run with a ConfigError that does not print the
+    key."""
     cfg = write_surface_config(tmp_path, [URLS[0]], api={"auth": "jwt"})
     with pytest.raises(ConfigError, match="<id>.<secret>") as info:
         await run_config(cfg, environ={"ZHIPUAI_API_KEY": "plainkey123"})
@@ -112,7 +117,8 @@ async def test_jwt_needs_an_id_dot_secret_key(tmp_path: Path) -> None:
 
 
 async def test_openai_style_proxy_base_url_and_model_name_untouched() -> None:
-    """base_url https://proxy/v1: chat goes to /v1/chat/completions with the model as the user spelled it."""
+    """base_url https://proxy/v1: chat goes to /v1/chat/completions with the model as the user
+    spelled it."""
     seen: list[tuple[str, dict[str, object], str]] = []
 
     async def handler(request: web.Request) -> web.Response:
@@ -149,7 +155,8 @@ async def test_openai_style_proxy_base_url_and_model_name_untouched() -> None:
 
 
 def test_batch_endpoint_is_configurable_for_gateways(tmp_path: Path) -> None:
-    """batch.endpoint sets the url of every batch line (/v1/chat/completions for OpenAI-style gateways)."""
+    """batch.endpoint sets the url of every batch line (/v1/chat/completions for OpenAI-style
+    gateways)."""
     cfg = write_surface_config(tmp_path, batch={"endpoint": "/v1/chat/completions"})
     config = load_config(cfg, environ={})
     line = orjson.loads(batch_line("c1", b'{"model":"GLM-4V-Plus"}', config.batch.endpoint))

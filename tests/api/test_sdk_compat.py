@@ -55,7 +55,8 @@ async def _wait_batch(get: Any, batch_id: str) -> Any:
 
 
 async def test_openai_sdk_parses_chat_file_and_batch_answers(sim: Simulator) -> None:
-    """openai.OpenAI against the simulator: a chat completion, an uploaded file, a batch and its output."""
+    """openai.OpenAI against the simulator: a chat completion, an uploaded file, a batch and its
+    output."""
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=sim.base_url + "/", api_key="sk-test", max_retries=0)
     try:
@@ -97,7 +98,8 @@ async def test_openai_sdk_parses_chat_file_and_batch_answers(sim: Simulator) -> 
 async def test_zhipuai_sdk_parses_chat_file_and_batch_answers_with_its_own_jwt(
     sim: Simulator,
 ) -> None:
-    """zhipuai.ZhipuAI (signing its own JWT) against the simulator: chat, file upload, batch, output file."""
+    """zhipuai.ZhipuAI (signing its own JWT) against the simulator: chat, file upload, batch, output
+    file."""
     zhipuai = pytest.importorskip("zhipuai")
     sim.settings.require_jwt = (
         KEY  # the simulator checks the SDK's token exactly as it checks glmrun's

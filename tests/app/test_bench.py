@@ -29,7 +29,8 @@ def make_config(tmp_path: Path, base_url: str, n: int = 100) -> Config:
 async def test_bench_runs_each_level_and_writes_every_answer(
     tmp_path: Path, start_sim: MakeSim
 ) -> None:
-    """Three levels of 10 URLs: 30 distinct records in the output, a row per level, a recommendation."""
+    """Three levels of 10 URLs: 30 distinct records in the output, a row per level, a
+    recommendation."""
     sim = await start_sim(latency_mean_s=0.005, max_in_flight=3)
     out = io.StringIO()
     config = make_config(tmp_path, sim.base_url)

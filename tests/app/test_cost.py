@@ -95,7 +95,8 @@ async def test_status_sums_usage_per_route_from_the_output(tmp_path: Path) -> No
 
 
 def test_add_usage_defaults_to_the_jobs_route() -> None:
-    """A batch job's usage without an explicit route counts as batch; realtime fallback passes its route."""
+    """A batch job's usage without an explicit route counts as batch; realtime fallback passes its
+    route."""
     stats = JobStats("j", route="batch")
     stats.add_usage({"prompt_tokens": 10, "completion_tokens": 1})
     stats.add_usage({"prompt_tokens": 5, "completion_tokens": 2}, "realtime")
@@ -104,7 +105,8 @@ def test_add_usage_defaults_to_the_jobs_route() -> None:
 
 
 async def test_dry_run_guess_counts_the_images_of_each_item(tmp_path: Path) -> None:
-    """With no records, items with three images are estimated at three images' worth of prompt tokens."""
+    """With no records, items with three images are estimated at three images' worth of prompt
+    tokens."""
     rows = [{"images": [f"https://e.org/{i}-{j}.jpg" for j in range(3)]} for i in range(4)]
     (tmp_path / "in.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     cost = {**PRICES, "prompt_tokens_per_image": 1000, "completion_tokens": 100}

@@ -36,7 +36,8 @@ def sim_batches(tmp: Path) -> int:
 
 
 def test_auto_routing_both_sides_of_threshold(tmp_path: Path) -> None:
-    """mode auto with threshold 100: 50 URLs go realtime, 400 go batch; --dry-run says which and why."""
+    """mode auto with threshold 100: 50 URLs go realtime, 400 go batch; --dry-run says which and
+    why."""
     small, big = tmp_path / "small", tmp_path / "big"
     small.mkdir()
     big.mkdir()
@@ -83,7 +84,8 @@ def test_no_wait_exits_75_then_second_run_collects(tmp_path: Path) -> None:
 
 
 def test_batches_list_show_cancel(tmp_path: Path) -> None:
-    """list shows the tracked batch, show prints it, cancel stops it; later runs collect and resend the rest."""
+    """list shows the tracked batch, show prints it, cancel stops it; later runs collect and resend
+    the rest."""
     cfg = write_config(
         tmp_path, URLS[:10], simulator={"batch_in_progress_s": 600, "batch_finalizing_s": 0.1}
     )
@@ -119,7 +121,8 @@ def test_batches_list_show_cancel(tmp_path: Path) -> None:
 
 
 def test_kill_9_after_first_batch_created_then_rerun(tmp_path: Path) -> None:
-    """SIGKILL once a batch is tracked as created; the rerun creates no extra batch and delivers all."""
+    """SIGKILL once a batch is tracked as created; the rerun creates no extra batch and delivers
+    all."""
     cfg = write_config(
         tmp_path,
         URLS[:30],

@@ -42,7 +42,8 @@ class EngineRun:
 
 
 class EngineRunner:
-    """``await run(urls, concurrency=, max_attempts=, rpm=, ...)``: one engine run on ``tmp_path``."""
+    """``await run(urls, concurrency=, max_attempts=, rpm=, ...)``: one engine run on
+    ``tmp_path``."""
 
     def __init__(self, tmp_path: Path, sim: Simulator):
         self.tmp_path = tmp_path

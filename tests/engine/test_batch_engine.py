@@ -16,7 +16,8 @@ from .batch_support import StartBatchSim, output_path, run_batch, urls
 async def test_done_when_2500_urls_three_files(
     tmp_path: Path, start_batch_sim: StartBatchSim
 ) -> None:
-    """2,500 URLs at 1,000 per file: 3 uploads, 3 batches, 2,500 ok batch records with the right content."""
+    """2,500 URLs at 1,000 per file: 3 uploads, 3 batches, 2,500 ok batch records with the right
+    content."""
     items = urls(2500)
     cfg = write_batch_config(tmp_path, items, batch={"max_requests_per_file": 1000})
     box = await start_batch_sim()
@@ -77,7 +78,8 @@ async def test_openai_envelope_and_flat_counts(
 
 
 async def test_rebatch_once_then_record(tmp_path: Path, start_batch_sim: StartBatchSim) -> None:
-    """on_failure: rebatch puts failed lines in a new batch once; failing again they are recorded."""
+    """on_failure: rebatch puts failed lines in a new batch once; failing again they are
+    recorded."""
     items = urls(10)
     cfg = write_batch_config(tmp_path, items, batch={"on_failure": "rebatch"})
     box = await start_batch_sim(batch_line_faults={items[0]: "500"})
@@ -157,7 +159,8 @@ async def test_jsonl_items_keep_meta_prompt_and_images_through_batch_and_fallbac
     tmp_path: Path,
     start_batch_sim: StartBatchSim,
 ) -> None:
-    """JSONL items (id, meta, several images) come back with their key and meta, via batch or fallback."""
+    """JSONL items (id, meta, several images) come back with their key and meta, via batch or
+    fallback."""
     lines = [
         {
             "id": "a",

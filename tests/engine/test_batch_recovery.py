@@ -76,7 +76,8 @@ async def test_crash_between_steps_then_rerun(
 async def test_crash_during_collection_writes_no_duplicates(
     tmp_path: Path, start_batch_sim: StartBatchSim
 ) -> None:
-    """A crash between the output and the error file download re-collects without duplicate records."""
+    """A crash between the output and the error file download re-collects without duplicate
+    records."""
     items = urls(12)
     cfg = write_batch_config(tmp_path, items, batch={"poll_interval_s": 1})
     box = await start_batch_sim(batch_line_faults={items[0]: "1301"}, **SLOW)
@@ -94,7 +95,8 @@ async def test_crash_during_collection_writes_no_duplicates(
 async def test_no_wait_exits_then_next_run_collects(
     tmp_path: Path, start_batch_sim: StartBatchSim
 ) -> None:
-    """--no-wait submits and raises ComeBackLater (75); the next run collects and creates nothing new."""
+    """--no-wait submits and raises ComeBackLater (75); the next run collects and creates nothing
+    new."""
     items = urls(25)
     cfg = write_batch_config(
         tmp_path, items, batch={"max_requests_per_file": 10, "poll_interval_s": 1}
@@ -134,7 +136,8 @@ async def test_max_wait_s_gives_up_waiting(tmp_path: Path, start_batch_sim: Star
 async def test_new_input_lines_get_a_new_chunk_tracked_ones_do_not(
     tmp_path: Path, start_batch_sim: StartBatchSim
 ) -> None:
-    """URLs added to the input while batches run go into a new chunk; tracked URLs are not rebuilt."""
+    """URLs added to the input while batches run go into a new chunk; tracked URLs are not
+    rebuilt."""
     items = urls(10)
     cfg = write_batch_config(tmp_path, items, batch={"poll_interval_s": 1})
     box = await start_batch_sim(**SLOW)

@@ -16,7 +16,8 @@ from tests.support.records import latest, read_records
 async def run_app(
     tmp_path: Path, sim: Simulator, urls: list[str] | None, **over: Any
 ) -> tuple[app.RunResult, str]:
-    """One whole glmrun run (lock, plan, engine, summary) in-process; returns the result and stdout."""
+    """One whole glmrun run (lock, plan, engine, summary) in-process; returns the result and
+    stdout."""
     path = tmp_path / "config.yaml"
     if urls is not None:
         over = {
@@ -39,7 +40,8 @@ def assert_all_ok(output: Path, urls: list[str]) -> None:
 
 
 async def test_2000_urls_faults_off(tmp_path: Path, sim: Simulator) -> None:
-    """2,000 URLs at concurrency 16 end with 2,000 matching ok records and exactly 2,000 chat requests."""
+    """2,000 URLs at concurrency 16 end with 2,000 matching ok records and exactly 2,000 chat
+    requests."""
     urls = make_urls(2000)
     result, stdout = await run_app(tmp_path, sim, urls)
     records = read_records(tmp_path / "out" / "t.jsonl")

@@ -1,4 +1,5 @@
-"""Engine behaviour the simulator cannot script: 1231 and per-attempt request_ids (via aioresponses)."""
+"""Engine behaviour the simulator cannot script: 1231 and per-attempt request_ids (via
+aioresponses)."""
 
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ async def run_one(tmp_path: Path) -> tuple[list[dict[str, Any]], list[float], Ap
 
 
 async def test_1231_retried_with_a_fresh_request_id(tmp_path: Path, mock: Any) -> None:
-    """A duplicate-request_id answer (1231) is retried, and every attempt carries a new request_id."""
+    """A duplicate-request_id answer (1231) is retried, and every attempt carries a new
+    request_id."""
     mock.post(
         CHAT, status=400, body=b'{"error":{"code":"1231","message":"You already have a request"}}'
     )
@@ -86,7 +88,8 @@ async def test_1231_retried_with_a_fresh_request_id(tmp_path: Path, mock: Any) -
 
 
 async def test_proxy_429_arrears_without_code_is_not_retried(tmp_path: Path, mock: Any) -> None:
-    """A proxy's 429 that dropped the code but says arrears stops at once, with no record and no retry."""
+    """A proxy's 429 that dropped the code but says arrears stops at once, with no record and no
+    retry."""
     mock.post(CHAT, status=429, body=b'{"error":{"message":"account in arrears","type":"x"}}')
     records, sleeps, stopped = await run_one(tmp_path)
     assert stopped is not None and stopped.code == "1113" and stopped.exit_code == 3

@@ -1,4 +1,5 @@
-"""Answers as the API gives them: content shapes, think/box markers, finish_reason, content_filter, JSON output."""
+"""Answers as the API gives them: content shapes, think/box markers, finish_reason, content_filter,
+JSON output."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ async def _run(
 
 
 async def test_finish_reasons_end_as_the_issue_says(tmp_path: Path) -> None:
-    """stop ok; length ok+truncated; sensitive an unretried 'sensitive' error; network_error retried; content_filter kept."""
+    """stop ok; length ok+truncated; sensitive an unretried 'sensitive' error; network_error
+    retried; content_filter kept."""
     answers = {U[4]: {"finish_reason": "stop", "content_filter": [{"role": "user", "level": 3}]}}
     faults = {U[1]: ["length"], U[2]: ["sensitive"], U[3]: ["network_error"]}
     recs = await _run(tmp_path, {"url_faults": faults, "url_answers": answers})
@@ -109,7 +111,8 @@ SCHEMA = {
 
 
 async def test_output_parse_json_with_schema(tmp_path: Path) -> None:
-    """parse: json fills parsed (fenced blocks stripped); parse errors and schema errors are recorded, not lost."""
+    """parse: json fills parsed (fenced blocks stripped); parse errors and schema errors are
+    recorded, not lost."""
     answers = {
         U[0]: {"content": '```json\n{"objects": ["cat", "sofa"]}\n```'},
         U[1]: {"content": 'Sure! {"objects": ["dog"]} Hope that helps.'},

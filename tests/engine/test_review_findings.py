@@ -26,7 +26,8 @@ ENV = {"ZHIPUAI_API_KEY": "k"}
 
 
 async def test_no_wait_batch_of_one_job_is_collected_by_a_run_of_all_jobs(tmp_path: Path) -> None:
-    """A batch left running by `--job b --no-wait` is collected (not lost and paid again) by a later run without --job."""
+    """A batch left running by `--job b --no-wait` is collected (not lost and paid again) by a later
+    run without --job."""
     job = MINIMAL_CONFIG["jobs"][0]
     cfg = write_minimal_config(
         tmp_path,
@@ -55,7 +56,8 @@ async def test_arrears_during_the_batch_fallback_stops_and_the_next_run_finishes
     tmp_path: Path,
     start_batch_sim: StartBatchSim,
 ) -> None:
-    """A 1113 answer while resending failed batch lines in realtime stops the run; the rerun sends only what is missing."""
+    """A 1113 answer while resending failed batch lines in realtime stops the run; the rerun sends
+    only what is missing."""
     from runner.errors import ApiStopped
 
     items = urls(6)
@@ -79,7 +81,8 @@ async def test_batch_item_whose_prompt_or_meta_holds_a_unicode_line_separator_is
     tmp_path: Path,
     start_batch_sim: StartBatchSim,
 ) -> None:
-    """A JSONL item whose prompt or meta contains U+2028 or U+0085 goes through the batch path instead of crashing the collect."""
+    """A JSONL item whose prompt or meta contains U+2028 or U+0085 goes through the batch path
+    instead of crashing the collect."""
     lines = [
         {"id": "a", "url": "https://img.example/a.jpg", "prompt": "First line\u2028second line"},
         {"id": "b", "url": "https://img.example/b.jpg", "meta": {"note": "x\x85y\u2029z"}},
@@ -100,7 +103,8 @@ async def test_sigterm_during_the_batch_realtime_fallback_exits_within_the_grace
     tmp_path: Path,
     start_sim: MakeSim,
 ) -> None:
-    """SIGTERM while the batch path resends failed lines in realtime and a request hangs: exit 143 after run.grace_s, not after the request timeout."""
+    """SIGTERM while the batch path resends failed lines in realtime and a request hangs: exit 143
+    after run.grace_s, not after the request timeout."""
     import asyncio
     import os
     import signal
@@ -140,7 +144,8 @@ async def test_batch_work_folder_that_cannot_be_written_is_an_output_error_not_a
     tmp_path: Path,
     start_batch_sim: StartBatchSim,
 ) -> None:
-    """A file in the way of the job's batch work folder (or a full disk) ends the run with a one-line OutputError (exit 1), nothing sent."""
+    """A file in the way of the job's batch work folder (or a full disk) ends the run with a
+    one-line OutputError (exit 1), nothing sent."""
     from runner.errors import OutputError
 
     cfg = write_batch_config(tmp_path, urls(3))
@@ -157,7 +162,8 @@ async def test_a_failed_download_of_the_error_file_does_not_write_the_output_fil
     tmp_path: Path,
     start_batch_sim: StartBatchSim,
 ) -> None:
-    """A 500 on the error file after the output file was collected: the retry skips what was written, so every URL has one record."""
+    """A 500 on the error file after the output file was collected: the retry skips what was
+    written, so every URL has one record."""
     from runner.errors import ApiFailure
 
     items = urls(6)
@@ -210,7 +216,8 @@ async def test_the_batch_realtime_fallback_keeps_the_tpm_budget(
 
 
 async def test_requests_waiting_for_a_slot_when_the_stop_comes_are_not_sent(tmp_path: Path) -> None:
-    """After a stop, workers queued on the concurrency gate (auto: more workers than slots) start no new request."""
+    """After a stop, workers queued on the concurrency gate (auto: more workers than slots) start no
+    new request."""
     import asyncio
 
     from runner.core.stats import JobStats
@@ -286,7 +293,8 @@ async def test_sigterm_while_waiting_for_the_lock_exits_143(
 
 
 async def test_auto_mode_with_limit_routes_on_what_this_run_sends(tmp_path: Path) -> None:
-    """mode auto, 50 pending over a threshold of 10, `--limit 5`: the 5 URLs go realtime at once instead of into a batch."""
+    """mode auto, 50 pending over a threshold of 10, `--limit 5`: the 5 URLs go realtime at once
+    instead of into a batch."""
     cfg = write_minimal_config(
         tmp_path,
         make_urls(50, prefix="https://x", digits=0),

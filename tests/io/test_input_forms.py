@@ -82,7 +82,8 @@ async def test_jsonl_items_with_id_prompt_params_meta(tmp_path: Path) -> None:
 async def test_several_images_key_is_first_url_plus_hash_and_limit_is_checked(
     tmp_path: Path,
 ) -> None:
-    """Several images go in one request keyed by first URL + hash; too many is an invalid record, not a request."""
+    """Several images go in one request keyed by first URL + hash; too many is an invalid record,
+    not a request."""
     urls = [f"https://e.org/{i}.jpg" for i in range(6)]
     write_jsonl(
         tmp_path / "in.jsonl", [{"images": urls[:3]}, {"images": urls}, {"images": urls[:3]}]
@@ -99,7 +100,8 @@ async def test_several_images_key_is_first_url_plus_hash_and_limit_is_checked(
 
 
 async def test_video_only_for_video_models_and_never_mixed(tmp_path: Path) -> None:
-    """video_url is sent for glm-4v-plus, refused at plan time for glm-4v-flash, and never mixed with images."""
+    """video_url is sent for glm-4v-plus, refused at plan time for glm-4v-flash, and never mixed
+    with images."""
     rows = [
         {"id": "v", "video": "https://e.org/v.mp4"},
         {"id": "mix", "video": "https://e.org/v.mp4", "images": ["https://e.org/a.jpg"]},
@@ -185,7 +187,8 @@ async def test_bad_jsonl_lines_become_invalid_records(tmp_path: Path) -> None:
 
 
 async def test_local_files_as_base64_only_under_allowed_dirs(tmp_path: Path) -> None:
-    """Allowed local images go as raw base64; /etc/passwd, missing, outside and oversized files are refused."""
+    """Allowed local images go as raw base64; /etc/passwd, missing, outside and oversized files are
+    refused."""
     pics = tmp_path / "pics"
     pics.mkdir()
     (pics / "a.png").write_bytes(PNG)
@@ -224,7 +227,8 @@ async def test_local_files_as_base64_only_under_allowed_dirs(tmp_path: Path) -> 
 
 
 async def test_local_files_refused_when_no_folder_is_allowed(tmp_path: Path) -> None:
-    """Without local_files.allowed_dirs every local path is an error record naming the key to set."""
+    """Without local_files.allowed_dirs every local path is an error record naming the key to
+    set."""
     (tmp_path / "a.png").write_bytes(PNG)
     (tmp_path / "in.txt").write_text(f"{tmp_path}/a.png\n")
     await run_config(write_surface_config(tmp_path))
@@ -233,7 +237,8 @@ async def test_local_files_refused_when_no_folder_is_allowed(tmp_path: Path) -> 
 
 
 async def test_base64_refused_for_glm_4v_flash_at_plan_time(tmp_path: Path) -> None:
-    """glm-4v-flash takes no base64: a local file is a plan-time error naming the model and the alternative."""
+    """glm-4v-flash takes no base64: a local file is a plan-time error naming the model and the
+    alternative."""
     (tmp_path / "a.png").write_bytes(PNG)
     (tmp_path / "in.txt").write_text("./a.png\n")
     cfg = write_surface_config(
@@ -247,7 +252,8 @@ async def test_base64_refused_for_glm_4v_flash_at_plan_time(tmp_path: Path) -> N
 
 
 async def test_batch_style_jsonl_sent_as_given_with_file_images_as_base64(tmp_path: Path) -> None:
-    """{messages, image: file://...}: the messages are sent as given, the file as base64, image is the key."""
+    """{messages, image: file://...}: the messages are sent as given, the file as base64, image is
+    the key."""
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "1.png").write_bytes(PNG)
     img = f"file://{tmp_path}/img/1.png"
@@ -283,7 +289,8 @@ async def test_batch_style_jsonl_sent_as_given_with_file_images_as_base64(tmp_pa
 
 @pytest.mark.parametrize("name", ["multi-image", "batch-style"], ids=["multi-image", "batch-style"])
 async def test_shipped_example_configs_run_end_to_end(tmp_path: Path, name: str) -> None:
-    """config/multi-image.yaml and config/batch-style.yaml run on the simulator with every item ok."""
+    """config/multi-image.yaml and config/batch-style.yaml run on the simulator with every item
+    ok."""
     shutil.copytree(REPO / "config", tmp_path / "config")
     result, _ = await run_config(tmp_path / "config" / f"{name}.yaml")
     recs = read_records(tmp_path / "out" / f"{name}.jsonl")
@@ -292,7 +299,8 @@ async def test_shipped_example_configs_run_end_to_end(tmp_path: Path, name: str)
 
 
 def test_multi_image_turns_carry_the_local_image_as_base64() -> None:
-    """The multi-image example: system, an earlier turn with a local image, then the item's images and prompt."""
+    """The multi-image example: system, an earlier turn with a local image, then the item's images
+    and prompt."""
     job = load_config(REPO / "config" / "multi-image.yaml", environ={}).jobs[0]
     body = BodyBuilder(job).build(
         Item(
@@ -365,7 +373,8 @@ def test_fast_path_bytes_equal_the_dict_path(tmp_path: Path) -> None:
 def test_unknown_params_are_warned_about_at_load_and_kept(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An unknown job param is logged as a warning naming it and still sent; a bad known one is a ConfigError."""
+    """An unknown job param is logged as a warning naming it and still sent; a bad known one is a
+    ConfigError."""
     cfg = write_surface_config(
         tmp_path, job={"params": {"frequency_penalty": 0.2, "temperature": 0}}
     )
@@ -378,7 +387,8 @@ def test_unknown_params_are_warned_about_at_load_and_kept(
 
 
 async def test_item_params_are_checked_per_item(tmp_path: Path) -> None:
-    """A JSONL item's params are merged over the job's and validated; a bad one is an invalid record."""
+    """A JSONL item's params are merged over the job's and validated; a bad one is an invalid
+    record."""
     write_jsonl(
         tmp_path / "in.jsonl",
         [
@@ -399,7 +409,8 @@ async def test_item_params_are_checked_per_item(tmp_path: Path) -> None:
 
 
 def test_turn_images_that_leave_no_room_for_the_item_fail_at_load(tmp_path: Path) -> None:
-    """glm-4v-flash takes one image: a turn image plus the item's image is a ConfigError, not N invalid records."""
+    """glm-4v-flash takes one image: a turn image plus the item's image is a ConfigError, not N
+    invalid records."""
     turns = [
         {
             "role": "user",
@@ -418,7 +429,8 @@ def test_turn_images_that_leave_no_room_for_the_item_fail_at_load(tmp_path: Path
 
 
 async def test_plain_urls_are_counted_with_turn_images(tmp_path: Path) -> None:
-    """Plain URL lines are checked against the limit together with the turns' images (5 for glm-4v-plus-0111)."""
+    """Plain URL lines are checked against the limit together with the turns' images (5 for
+    glm-4v-plus-0111)."""
     turns = [
         {
             "role": "user",
@@ -450,7 +462,8 @@ def _mp4(seconds: int) -> bytes:
 
 
 async def test_local_video_checked_for_length_on_glm_4v_plus(tmp_path: Path) -> None:
-    """glm-4v-plus takes local mp4 up to 30 s: a 12 s clip is sent (as base64), a 45 s one is refused at plan time."""
+    """glm-4v-plus takes local mp4 up to 30 s: a 12 s clip is sent (as base64), a 45 s one is
+    refused at plan time."""
     from runner.io.prepare import mp4_duration_s
 
     (tmp_path / "v").mkdir()
@@ -477,7 +490,8 @@ async def test_local_video_checked_for_length_on_glm_4v_plus(tmp_path: Path) -> 
 
 
 def test_image_size_reads_png_and_jpeg_headers(tmp_path: Path) -> None:
-    """Pixel sizes come from the PNG IHDR and the JPEG SOF marker; the shipped examples are small."""
+    """Pixel sizes come from the PNG IHDR and the JPEG SOF marker; the shipped examples are
+    small."""
     import struct
     import zlib
 

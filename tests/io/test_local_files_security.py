@@ -91,7 +91,8 @@ async def test_without_allowed_dirs_no_local_file_is_read(tmp_path: Path) -> Non
 
 
 def _vanish_after_plan(monkeypatch, victim: Path, *, swap_to: Path | None = None) -> None:  # type: ignore[no-untyped-def]
-    """Between the plan's check and the send, delete ``victim`` (or replace it by a link to ``swap_to``)."""
+    """Between the plan's check and the send, delete ``victim`` (or replace it by a link to
+    ``swap_to``)."""
     from runner.app import orchestrate as app
 
     original = app.pending_items
@@ -133,7 +134,8 @@ async def _run_and_read(config_path: Path) -> dict[str, dict]:  # type: ignore[t
 async def test_a_local_file_deleted_after_the_plan_is_an_error_record_not_a_crash(
     tmp_path: Path, monkeypatch, mode: str
 ) -> None:  # type: ignore[no-untyped-def]
-    """A file that vanishes between plan and send gets a retryable local_file record; the rest still run."""
+    """A file that vanishes between plan and send gets a retryable local_file record; the rest still
+    run."""
     config_path, allowed = _local_job(tmp_path, mode)
     _vanish_after_plan(monkeypatch, allowed / "a.png")
     records = await _run_and_read(config_path)
@@ -150,7 +152,8 @@ async def test_a_local_file_deleted_after_the_plan_is_an_error_record_not_a_cras
 async def test_a_file_swapped_for_a_link_after_the_plan_is_refused(
     tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    """A checked file replaced by a symlink to a secret before the send is refused, never uploaded."""
+    """A checked file replaced by a symlink to a secret before the send is refused, never
+    uploaded."""
     config_path, allowed = _local_job(tmp_path, "realtime")
     secret = tmp_path / "secret.png"
     secret.write_bytes(SECRET)

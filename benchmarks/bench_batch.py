@@ -6,10 +6,10 @@
 
 Figures:
 - build: (key hash, Item) pairs already in memory -> chunk files + sidecars on disk
-  (``batchfiles.build_chunks``, what ``run_batch_job`` does with the pending stream).
+  (``runner.io.batch_files.build_chunks``, what ``run_batch_job`` does with the pending stream).
 - build incl. input: the same, starting from the input file (read_items + iter_pending).
 - collect: one downloaded output file (simulator-shaped lines, shuffled) -> records appended
-  through a ResultWriter, sidecar read included (``batch.collect_lines``).
+  through a ResultWriter, sidecar read included (``runner.engine.batch.collect_lines``).
 """
 
 from __future__ import annotations
@@ -26,13 +26,17 @@ from pathlib import Path
 import orjson
 
 from runner.config import JobConfig
+from runner.core.items import Item
+from runner.core.keys import key_hash
 from runner.core.payloads import BodyBuilder
 from runner.core.plan import iter_pending
+from runner.core.resume import ResumeIndex
 from runner.core.stats import JobStats
 from runner.engine.batch import CollectResult, collect_lines
 from runner.io.batch_files import build_chunks, read_sidecar, sidecar_item
-from runner.io.inputs import Item, read_items
-from runner.io.store import ResultWriter, ResumeIndex, key_hash
+from runner.io.inputs import read_items
+from runner.io.media import read_media
+from runner.io.store import ResultWriter
 from runner.simulator import expected_content
 
 TARGET = 100_000.0
@@ -60,7 +64,7 @@ def bench_build(job: JobConfig, n: int, work: Path) -> tuple[float, list]:
         build_chunks(
             items,
             work,
-            BodyBuilder(job),
+            BodyBuilder(job, read_media),
             endpoint="/v4/chat/completions",
             max_lines=50_000,
             max_bytes=99 * 1024 * 1024,
@@ -87,7 +91,7 @@ def bench_build_from_input(job: JobConfig, n: int, work: Path) -> float:
         build_chunks(
             pending,
             work,
-            BodyBuilder(job),
+            BodyBuilder(job, read_media),
             endpoint="/v4/chat/completions",
             max_lines=50_000,
             max_bytes=99 * 1024 * 1024,
@@ -133,7 +137,7 @@ def bench_collect(job: JobConfig, chunks: list, work: Path) -> float:
     n = sum(c.lines for c in chunks)
     stats = JobStats("bench")
     writer = ResultWriter(job.output_path)
-    builder = BodyBuilder(job)
+    builder = BodyBuilder(job, read_media)
     t0 = time.perf_counter()
     for (ids_path, data), c in zip(files, chunks):
         ids = read_sidecar(ids_path)

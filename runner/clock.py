@@ -1,4 +1,8 @@
-"""Time as a seam: engines take a Clock so tests advance time instead of sleeping."""
+"""The one time source: engines, the throttle, the writer and JWT take a ``Clock``.
+
+Tests pass a ``FakeClock`` and advance time instead of sleeping; ``sleep_or_stop`` is the
+one way anything in glmrun waits while a stop signal may cut the wait short.
+"""
 
 from __future__ import annotations
 
@@ -29,6 +33,9 @@ class SystemClock:
         return "<SystemClock>"
 
 
+SYSTEM_CLOCK = SystemClock()
+
+
 class FakeClock:
     """``sleep(s)`` records ``s``, advances ``now`` and yields once: waits are asserted, not waited."""
 
@@ -49,3 +56,28 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"<FakeClock now={self.now:.3f} sleeps={len(self.sleeps)}>"
+
+
+async def sleep_or_stop(
+    seconds: float, stop: asyncio.Event | None, clock: Clock = SYSTEM_CLOCK
+) -> bool:
+    """Wait ``seconds`` on ``clock``, or less if ``stop`` is set first; True when stopped."""
+    if stop is None:
+        await clock.sleep(seconds)
+        return False
+    if stop.is_set():
+        return True
+    if clock is SYSTEM_CLOCK:  # the common case, without a second task
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
+    sleeper = asyncio.ensure_future(clock.sleep(seconds))
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({sleeper, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeper.cancel()
+        waiter.cancel()
+    return stop.is_set()

@@ -16,7 +16,9 @@ import aiohttp
 import orjson
 
 from runner.api.auth import SIMULATOR_KEY, JwtAuth
+from runner.clock import SYSTEM_CLOCK, Clock
 from runner.config.schema import Secret
+from runner.core.retry import finish_failure
 from runner.errors import ApiFailure
 
 JSON_HEADERS = {"Content-Type": "application/json; charset=UTF-8", "Accept": "application/json"}
@@ -35,11 +37,14 @@ class GlmClient:
         max_connections: int = 256,
         auth: str = "bearer",
         jwt_ttl_s: float = 210.0,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         self.base_url = base_url.rstrip("/")
         self._jwt: JwtAuth | None = None
         if auth == "jwt":
-            self._jwt = JwtAuth(api_key if api_key else Secret(SIMULATOR_KEY), ttl_s=jwt_ttl_s)
+            self._jwt = JwtAuth(
+                api_key if api_key else Secret(SIMULATOR_KEY), ttl_s=jwt_ttl_s, clock=clock.time
+            )
         self._auth = {"Authorization": f"Bearer {api_key.reveal() or 'simulator'}"}
         self._chat_headers = {**JSON_HEADERS, **self._auth}
         if self._jwt is not None:
@@ -252,16 +257,9 @@ def parse_chat_response(raw: bytes) -> dict[str, Any]:
         raise ApiFailure(200, None, "answer has no choices", kind="no_choices")
     if not isinstance(choices[0].get("message", {}), dict):
         raise ApiFailure(200, None, "answer's choices[0].message is not an object", kind="bad_json")
-    finish = choices[0].get("finish_reason")
-    if finish == "network_error":
-        raise ApiFailure(200, None, "finish_reason network_error", kind="finish_network_error")
-    if finish == "sensitive":
-        raise ApiFailure(
-            200,
-            None,
-            "finish_reason sensitive: output blocked by the safety review",
-            kind="finish_sensitive",
-        )
+    failure = finish_failure(choices[0].get("finish_reason"))
+    if failure is not None:
+        raise failure
     return data
 
 

@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from runner.api.glm import GlmClient
-from runner.app.orchestrate import SignalStop, acquire_lock, api_base_url, pending_items, plan_job
+from runner.app.planning import pending_items, plan_job
+from runner.app.signals import SignalStop, acquire_lock
+from runner.app.wiring import connect, make_realtime_engine, make_writer
 from runner.config.schema import Config, JobConfig
+from runner.core.items import InvalidLine, Item
 from runner.core.stats import JobStats
-from runner.engine.realtime import RealtimeDeps, RealtimeEngine
-from runner.engine.throttle import Throttle
 from runner.errors import ConfigError, Interrupted
-from runner.io.inputs import InvalidLine, Item
 from runner.io.store import ResultWriter, RunLock
 
 ACCEPTABLE_429_SHARE = 0.05
@@ -196,15 +196,6 @@ def take(
         yield h, item
 
 
-def pick_job(config: Config, name: str | None) -> JobConfig:
-    if name:
-        return config.job(name)
-    if len(config.jobs) > 1:
-        names = ", ".join(j.name for j in config.jobs)
-        raise ConfigError(f"{config.path}: several jobs ({names}); choose one with --job")
-    return config.jobs[0]
-
-
 async def bench(
     config: Config,
     *,
@@ -216,7 +207,7 @@ async def bench(
 ) -> list[LevelResult]:
     out = out or sys.stdout
     levels = list(levels or DEFAULT_LEVELS)
-    job = pick_job(config, job_name)
+    job = config.one_job(job_name)
     if plot_path is not None:
         check_plot_available()
     stopper = SignalStop(config.run.grace_s)
@@ -232,40 +223,31 @@ async def bench(
                 file=out,
             )
             pending = pending_items(job, config, plan, index)
-            state_dir = job.output_path.parent / ".glmrun" / "simulator"
-            async with api_base_url(config, state_dir) as base_url:
-                client = GlmClient(
-                    base_url,
-                    config.api_key,
-                    timeout_s=config.api.timeout_s,
-                    connect_timeout_s=config.api.connect_timeout_s,
-                    max_connections=max(levels),
-                )
-                writer = ResultWriter(job.output_path, flush_interval_s=config.run.flush_interval_s)
+            async with connect(config, connections=max(levels)) as client:
+                writer = make_writer(job, config)
                 stopper.writers.append(writer)
                 try:
-                    async with client:
-                        for level in levels:
-                            if stopper.event.is_set():
-                                break
-                            result = await _run_level(
-                                job,
-                                config,
-                                client,
-                                writer,
-                                stopper.event,
-                                level,
-                                take(pending, sample),
-                            )
-                            if result.results == 0:
-                                print(f"no pending URLs left for concurrency {level}", file=out)
-                                break
-                            results.append(result)
-                            print(
-                                f"  concurrency {level}: {result.rate:.1f} req/s",
-                                file=out,
-                                flush=True,
-                            )
+                    for level in levels:
+                        if stopper.event.is_set():
+                            break
+                        result = await _run_level(
+                            job,
+                            config,
+                            client,
+                            writer,
+                            stopper.event,
+                            level,
+                            take(pending, sample),
+                        )
+                        if result.results == 0:
+                            print(f"no pending URLs left for concurrency {level}", file=out)
+                            break
+                        results.append(result)
+                        print(
+                            f"  concurrency {level}: {result.rate:.1f} req/s",
+                            file=out,
+                            flush=True,
+                        )
                 finally:
                     writer.close()
                     stopper.writers.remove(writer)
@@ -303,19 +285,11 @@ async def _run_level(
         elif verdict == "throttle":
             result.throttled += 1
 
-    deps = RealtimeDeps(
-        client=client,
-        writer=writer,
-        throttle=Throttle(level, rpm=config.limits.rpm, tpm=config.limits.tpm),
-        retry=config.retry,
-        stats=stats,
-        stop=stop,
-        flush_interval_s=config.run.flush_interval_s,
-        workers=level,
-        on_result=on_result,
+    engine = make_realtime_engine(
+        job, config, client, writer, stats, stop, concurrency=level, on_result=on_result
     )
     started = time.monotonic()
-    await RealtimeEngine(job, deps).run(items)
+    await engine.run(items)
     result.wall_s = time.monotonic() - started
     result.ok, result.errors = stats.ok, stats.errors
     result.results = stats.ok + stats.errors

@@ -13,10 +13,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from runner.config.schema import Config, JobConfig
+from runner.core.cost import format_usage, usage_from_lines
+from runner.core.items import InvalidLine
+from runner.core.keys import key_hash
 from runner.errors import EXIT_OK, EXIT_TEMPFAIL
-from runner.io.inputs import InvalidLine
+from runner.io.jsonl import iter_lines
 from runner.io.prepare import read_job_items
-from runner.io.store import key_hash, load_resume_index
+from runner.io.store import load_resume_index
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +81,7 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
 def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
     """The batch path's chunks for ``job`` (from its state file): each with ``batch_id``,
     ``state`` and ``finished`` once its results are collected into the output."""
-    from runner.engine.batch import tracked_batches as from_state_file
+    from runner.io.batch_state import tracked_batches as from_state_file
 
     return list(from_state_file(job))
 
@@ -93,9 +96,8 @@ def collect(config: Config, job_name: str | None = None) -> list[JobStatus]:
 
 def add_usage(status: JobStatus, job: JobConfig, config: Config) -> None:
     """Tokens spent per route (every record line with usage), with cost when priced."""
-    from runner.core.cost import format_usage, usage_from_output
 
-    totals = usage_from_output(job.output_path)
+    totals = usage_from_lines(iter_lines(job.output_path))
     status.usage = {
         r: {"prompt": t.prompt, "completion": t.completion} for r, t in totals.by_route.items()
     }

@@ -1,7 +1,7 @@
 """``glmrun batches list|cancel|show``: look at and cancel the batches glmrun tracks.
 
-No logic of its own beyond printing: state comes from ``batch.load_state``, transitions from
-``batch.next_state``, the API from ``GlmClient``.
+Parsing and printing only; the work is in ``runner.app.batches``, imported when a subcommand
+runs because it pulls in aiohttp (``glmrun --help`` stays quick).
 """
 
 from __future__ import annotations
@@ -13,47 +13,8 @@ from typing import Any
 import click
 import orjson
 
-from runner.errors import ApiFailure, GlmrunError
-
-
-def _config(path: str, *, key_needed: bool = True) -> Any:
-    from runner.cli.main import load, load_without_key
-
-    return load(path) if key_needed else load_without_key(path)
-
-
-def _run(make: Any) -> Any:
-    from runner.cli.main import run_async
-
-    return run_async(make)
-
-
-async def _with_client(config: Any, fn: Any) -> Any:
-    """Call ``fn(client)`` against the config's API (the embedded simulator keeps its state
-    in the same folder as ``glmrun run`` uses, so it shows the same batches)."""
-    from runner.api.glm import GlmClient
-    from runner.app.orchestrate import api_base_url
-
-    state_dir = config.jobs[0].output_path.parent / ".glmrun" / "simulator"
-    async with api_base_url(config, state_dir) as base_url:
-        client = GlmClient(
-            base_url,
-            config.api_key,
-            timeout_s=config.api.timeout_s,
-            connect_timeout_s=config.api.connect_timeout_s,
-        )
-        async with client:
-            return await fn(client)
-
-
-def _api_error(what: str, failure: ApiFailure) -> GlmrunError:
-    from runner.core.retry import Verdict, classify
-    from runner.errors import ApiStopped
-
-    decision = classify(failure)
-    if decision.verdict is Verdict.STOP and failure.status != 404:
-        return ApiStopped(f"{what}: {failure.message}", code=decision.code, status=failure.status)
-    return GlmrunError(f"{what}: {failure.message}")
+from runner.cli.common import fail, job_option, load, load_without_key, run_async
+from runner.errors import GlmrunError
 
 
 @click.group("batches")
@@ -63,7 +24,7 @@ def batches() -> None:
 
 @batches.command("list")
 @click.argument("config_path", metavar="[CONFIG]", default="config.yaml", required=False)
-@click.option("--job", "job_name", metavar="NAME", help="Only this job's batches.")
+@job_option("Only this job's batches.")
 @click.option(
     "--remote", is_flag=True, help="List the account's batches from the API instead (paged)."
 )
@@ -91,19 +52,11 @@ def list_cmd(
     as_json: bool,
 ) -> None:
     """Show the tracked batches of CONFIG's jobs (default ./config.yaml) with status and counts."""
-    from runner.app.orchestrate import select_jobs
-    from runner.engine.batch import describe, load_state, state_path
+    from runner.app.batches import list_remote, tracked_rows
 
-    config = _config(config_path, key_needed=remote)
+    config = load(config_path) if remote else load_without_key(config_path)
     if remote:
-
-        async def fetch(client: Any) -> Any:
-            try:
-                return await client.list_batches(after=after, limit=limit)
-            except ApiFailure as failure:
-                raise _api_error("cannot list batches", failure) from None
-
-        page = _run(lambda: _with_client(config, fetch))
+        page = run_async(lambda: list_remote(config, after=after, limit=limit))
         rows = [_remote_row(b) for b in page.get("data") or []]
         _print_rows(
             rows, ["id", "status", "completed", "failed", "total", "created", "job"], as_json
@@ -114,19 +67,11 @@ def list_cmd(
                 err=as_json,
             )
         return
-    rows = []
     try:
-        jobs = select_jobs(config, job_name)
+        jobs = config.select(job_name)
     except GlmrunError as exc:
-        from runner.cli.main import fail
-
         fail(exc)
-    for job in jobs:
-        state = load_state(state_path(job))
-        if state is None:
-            continue
-        for chunk in state.chunks:
-            rows.append({"job": job.name, **describe(chunk)})
+    rows = tracked_rows(jobs)
     if not rows and not as_json:
         click.echo("no tracked batches")
         return
@@ -163,74 +108,24 @@ def _print_rows(rows: list[dict[str, Any]], columns: list[str], as_json: bool) -
         return
     cells = [[("" if row.get(c) is None else str(row.get(c))) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for r in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+        click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
 
 
 @batches.command("cancel")
 @click.argument("config_path", metavar="CONFIG")
-@click.option(
-    "--job", "job_name", metavar="NAME", help="Only this job (default: every job of CONFIG)."
-)
+@job_option("Only this job (default: every job of CONFIG).")
 def cancel_cmd(config_path: str, job_name: str | None) -> None:
     """Cancel the in-flight batches of CONFIG's jobs and record it in their state.
 
     Results of lines that already ran are collected by the next run; lines that never ran stay
     pending and are sent again by a later run. Exits 75 if a run of the job holds its lock.
     """
-    from runner.app.orchestrate import select_jobs
-    from runner.engine.batch import (
-        CancelAsked,
-        Running,
-        load_state,
-        next_state,
-        save_state,
-        state_path,
-    )
-    from runner.io.store import RunLock
+    from runner.app.batches import cancel
 
-    config = _config(config_path)
-
-    async def cancel_all(client: Any) -> list[str]:
-        lines = []
-        for job in select_jobs(config, job_name):
-            path = state_path(job)
-            state = load_state(path)
-            if state is None:
-                lines.append(f"{job.name}: no tracked batches")
-                continue
-            lock = RunLock(job.output_path)
-            lock.acquire()
-            try:
-                remote = local = 0
-                failed: list[str] = []
-                for i, chunk in enumerate(state.chunks):
-                    new = next_state(chunk, CancelAsked(), time.monotonic())
-                    if new == chunk:
-                        continue
-                    if isinstance(chunk, Running):
-                        try:
-                            await client.cancel_batch(chunk.batch_id)
-                        except ApiFailure as failure:
-                            failed.append(f"{chunk.batch_id} ({failure.message[:120]})")
-                            continue
-                        remote += 1
-                    else:
-                        local += 1
-                    state.chunks[i] = new
-                state.cancelled = True
-                save_state(path, state)
-            finally:
-                lock.release()
-            lines.append(
-                f"{job.name}: cancel requested for {remote} running batch(es); {local} chunk(s) not submitted dropped"
-            )
-            if failed:
-                raise GlmrunError(f"{job.name}: could not cancel {', '.join(failed)}")
-        return lines
-
-    for line in _run(lambda: _with_client(config, cancel_all)):
+    config = load(config_path)
+    for line in run_async(lambda: cancel(config, job_name)):
         click.echo(line)
 
 
@@ -247,27 +142,13 @@ def cancel_cmd(config_path: str, job_name: str | None) -> None:
 )
 def show_cmd(batch_id: str, config_path: str) -> None:
     """Print one batch as the API returns it, and which job and chunk track it."""
-    from runner.engine.batch import describe, load_state, state_path
+    from runner.app.batches import chunks_tracking, get_batch
 
-    config = _config(config_path)
-
-    async def fetch(client: Any) -> Any:
-        try:
-            return await client.get_batch(batch_id)
-        except ApiFailure as failure:
-            raise _api_error(f"batch {batch_id}", failure) from None
-
-    obj = _run(lambda: _with_client(config, fetch))
+    config = load(config_path)
+    obj = run_async(lambda: get_batch(config, batch_id))
     click.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
-    for job in config.jobs:
-        state = load_state(state_path(job))
-        for chunk in state.chunks if state else []:
-            d = describe(chunk)
-            if d["batch_id"] == batch_id:
-                click.echo(
-                    f"tracked by job {job.name}, chunk {d['chunk']} ({d['lines']} lines), local state {d['state']}"
-                )
-
-
-def register(main: click.Group) -> None:
-    main.add_command(batches)
+    for job_name, d in chunks_tracking(config, batch_id):
+        click.echo(
+            f"tracked by job {job_name}, chunk {d['chunk']} ({d['lines']} lines), "
+            f"local state {d['state']}"
+        )

@@ -300,6 +300,17 @@ class Config:
             seen.add(job.name)
             outputs.add(job.output_file)
 
+    def select(self, name: str | None) -> list[JobConfig]:
+        """The jobs a command works on: the one named (``--job``), else all of them."""
+        return [self.job(name)] if name else list(self.jobs)
+
+    def one_job(self, name: str | None) -> JobConfig:
+        """The one job a single-job command (``bench``) works on: named, or the only one."""
+        if name or len(self.jobs) == 1:
+            return self.job(name) if name else self.jobs[0]
+        names = ", ".join(j.name for j in self.jobs)
+        raise ConfigError(f"{self.path}: several jobs ({names}); choose one with --job")
+
     def job(self, name: str) -> JobConfig:
         for job in self.jobs:
             if job.name == name:

@@ -10,16 +10,16 @@ guess (``cost.prompt_tokens_per_image`` per image plus the prompt text, and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from runner.config.schema import CostConfig, JobConfig, PriceConfig
+from runner.core.items import Item
+from runner.core.records import Record
 from runner.core.templates import media_parts
-from runner.io.inputs import Item
 
 SAMPLE = 10_000
 ROUTES = ("realtime", "batch")
@@ -53,23 +53,25 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def usage_from_output(path: Path) -> UsageTotals:
-    """Sum usage per route (the record's ``via``) over every line of an output file, streamed."""
+def _records_with_usage(lines: Iterable[bytes], marker: bytes) -> Iterator[Record]:
+    """Records on ``lines`` that carry a ``usage`` object; a line without ``marker`` is
+    skipped unparsed (most lines of a big output, cheaply)."""
+    for line in lines:
+        if marker not in line:
+            continue
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("usage"), dict):
+            yield rec
+
+
+def usage_from_lines(lines: Iterable[bytes]) -> UsageTotals:
+    """Sum usage per route (the record's ``via``) over record lines."""
     totals = UsageTotals()
-    try:
-        handle = open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        return totals
-    with handle:
-        for line in handle:
-            if b'"usage"' not in line:
-                continue
-            try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and isinstance(rec.get("usage"), dict):
-                totals.route(str(rec.get("via") or "realtime")).add(rec["usage"])
+    for rec in _records_with_usage(lines, b'"usage"'):
+        totals.route(str(rec.get("via") or "realtime")).add(rec["usage"])
     return totals
 
 
@@ -110,30 +112,17 @@ class Estimate:
     batch: float | None
 
 
-def average_usage(path: Path, sample: int = SAMPLE) -> tuple[float, float, int] | None:
+def average_usage(lines: Iterable[bytes], sample: int = SAMPLE) -> tuple[float, float, int] | None:
     """(avg prompt, avg completion, n) over the first ``sample`` ok records with usage."""
     n = p = c = 0
-    try:
-        handle = open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        return None
-    with handle:
-        for line in handle:
-            if b'"ok"' not in line:
-                continue
-            try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            usage = (
-                rec.get("usage") if isinstance(rec, dict) and rec.get("status") == "ok" else None
-            )
-            if isinstance(usage, dict):
-                n += 1
-                p += _int(usage.get("prompt_tokens"))
-                c += _int(usage.get("completion_tokens"))
-                if n >= sample:
-                    break
+    for rec in _records_with_usage(lines, b'"ok"'):
+        if rec.get("status") != "ok":
+            continue
+        n += 1
+        p += _int(rec["usage"].get("prompt_tokens"))
+        c += _int(rec["usage"].get("completion_tokens"))
+        if n >= sample:
+            break
     return (p / n, c / n, n) if n else None
 
 
@@ -151,10 +140,15 @@ def images_per_item(items: Iterable[Any], sample: int = SAMPLE) -> float:
 
 
 def estimate(
-    job: JobConfig, pending: int, cost: CostConfig, items: Iterable[Any] | None = None
+    job: JobConfig,
+    pending: int,
+    cost: CostConfig,
+    items: Iterable[Any] | None = None,
+    records: Iterable[bytes] = (),
 ) -> Estimate:
-    """``items`` (the job's input) refines the no-records guess with the real images per item."""
-    avg = average_usage(job.output_path)
+    """``records`` (the output's lines) give the averages so far; ``items`` (the job's input)
+    refine the no-records guess with the real images per item."""
+    avg = average_usage(records)
     if avg is not None:
         p, c, n = avg
         basis = f"average of {n} records so far"

@@ -7,17 +7,17 @@ byte-for-byte what ``orjson.dumps`` of the full dict gives, at a fraction of the
 
 from __future__ import annotations
 
-import base64
 import os
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import orjson
 
 from runner.config.schema import JobConfig
+from runner.core.items import Item
 from runner.core.records import Record
 from runner.core.structured import StructuredOutput
 from runner.core.templates import fill_turns, has_fields, media_parts, substitute
-from runner.io.inputs import Item
 
 
 def build_chat_body(
@@ -75,10 +75,14 @@ class BodyBuilder:
     engines call it on every record they write for an item.
     """
 
-    __slots__ = ("_fast", "_structured", "_templated", "_turns", "job", "template")
+    __slots__ = ("_fast", "_read", "_structured", "_templated", "_turns", "job", "template")
 
-    def __init__(self, job: JobConfig):
+    def __init__(self, job: JobConfig, read_media: ReadMedia | None = None):
+        """``read_media`` reads ``file://`` refs (``runner.io.media.read_media``); the job's own
+        turns are read with it once, here. Items' files are read by the caller and passed to
+        ``render`` (the realtime engine reads them off the event loop), else with it."""
         self.job = job
+        self._read = read_media
         self.template = ChatBodyTemplate.for_job(job)
         self._templated = (
             has_fields(job.prompt)
@@ -92,10 +96,30 @@ class BodyBuilder:
             )
         )
         self._fast = job.system is None and not job.messages and not self._templated
-        self._turns = encode_media(job.messages) if job.messages else []
+        self._turns = encode_media(job.messages, self._media(message_refs(job.messages)))
         self._structured = StructuredOutput.for_job(job)
 
-    def render(self, item: Item, request_id: str | None = None) -> bytes:
+    def item_refs(self, item: Item) -> list[str]:
+        """The local files the item's body needs (read them, then pass them to ``render``)."""
+        if item.messages is not None:
+            refs = message_refs(item.messages) + (item.images or [])[:1]
+        elif item.video is not None:
+            refs = [item.video]
+        else:
+            refs = item.images if item.images is not None else [item.url]
+        return local_refs(refs)
+
+    def _media(self, refs: list[str]) -> Media:
+        wanted = local_refs(refs)
+        if not wanted:
+            return {}
+        if self._read is None:
+            raise MediaUnavailable(f"{wanted[0]}: no reader for local files was given")
+        return self._read(wanted)
+
+    def render(
+        self, item: Item, request_id: str | None = None, media: Media | None = None
+    ) -> bytes:
         if self._fast and (
             item.images is None
             and item.video is None
@@ -103,18 +127,23 @@ class BodyBuilder:
             and item.prompt is None
             and item.params is None
         ):
-            return self.template.render(item.url, request_id)
-        return orjson.dumps(self.build(item, request_id))
+            if not item.url.startswith("file://"):
+                return self.template.render(item.url, request_id)
+        return orjson.dumps(self.build(item, request_id, media))
 
-    def build(self, item: Item, request_id: str | None = None) -> dict[str, Any]:
+    def build(
+        self, item: Item, request_id: str | None = None, media: Media | None = None
+    ) -> dict[str, Any]:
         """The body as a dict (slow path; also the reference for tests)."""
         job = self.job
+        if media is None:
+            media = self._media(self.item_refs(item))
         if item.messages is not None:
-            messages = encode_media(item.messages)
+            messages = encode_media(item.messages, media)
             if item.images and not any(True for _ in media_parts(messages)):
-                _prepend_image(messages, item.images[0])
+                _prepend_image(messages, item.images[0], media)
         else:
-            messages = self._messages(item)
+            messages = self._messages(item, media)
         body: dict[str, Any] = {"model": job.model, "messages": messages}
         body.update(job.params)
         if item.params:
@@ -123,7 +152,7 @@ class BodyBuilder:
             body["request_id"] = request_id
         return body
 
-    def _messages(self, item: Item) -> list[dict[str, Any]]:
+    def _messages(self, item: Item, media: Media) -> list[dict[str, Any]]:
         job = self.job
         fields = (
             item_fields(item) if self._templated or (item.prompt and "{" in item.prompt) else {}
@@ -135,10 +164,12 @@ class BodyBuilder:
             messages.extend(fill_turns(self._turns, fields) if self._templated else self._turns)
         content: list[dict[str, Any]] = []
         if item.video is not None:
-            content.append({"type": "video_url", "video_url": {"url": media_url(item.video)}})
+            content.append(
+                {"type": "video_url", "video_url": {"url": media_url(item.video, media)}}
+            )
         else:
             for ref in item.images if item.images is not None else [item.url]:
-                content.append({"type": "image_url", "image_url": {"url": media_url(ref)}})
+                content.append({"type": "image_url", "image_url": {"url": media_url(ref, media)}})
         prompt = item.prompt if item.prompt is not None else job.prompt
         if prompt:
             content.append({"type": "text", "text": substitute(prompt, fields)})
@@ -181,53 +212,46 @@ class MediaUnavailable(Exception):
     """A local file checked at plan time cannot be read as checked when its request is built."""
 
 
-def read_local_media(path: str) -> bytes:
-    """Read a file the plan resolved and allowed, refusing it if it changed into a link since.
-
-    The plan checked ``path`` with every symlink resolved; between that check and this read a
-    component could be swapped for a link. ``O_NOFOLLOW`` refuses a link as the last component,
-    and the opened descriptor's real path must still be ``path``, so a swap anywhere is refused.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError as exc:
-        raise MediaUnavailable(f"{path}: cannot read the local file: {exc.strerror}") from None
-    try:
-        proc = f"/proc/self/fd/{fd}"
-        real = os.readlink(proc) if os.path.exists(proc) else os.path.realpath(path)
-        if real != path:
-            raise MediaUnavailable(
-                f"{path}: the file changed into a link after it was checked; refused"
-            )
-        with os.fdopen(os.dup(fd), "rb") as handle:
-            return handle.read()
-    except OSError as exc:
-        raise MediaUnavailable(f"{path}: cannot read the local file: {exc.strerror}") from None
-    finally:
-        os.close(fd)
+Media = Mapping[str, str]  # file:// ref -> raw base64 of the file (read by runner.io.media)
+ReadMedia = Callable[[Iterable[str]], dict[str, str]]
 
 
-def media_url(ref: str) -> str:
-    """file:///abs -> raw base64 of the file (checked at plan time); data: URL -> raw base64."""
+def local_refs(refs: Iterable[str]) -> list[str]:
+    """The ``file://`` refs among ``refs`` (what must be read before a body is built)."""
+    return [ref for ref in refs if isinstance(ref, str) and ref.startswith("file://")]
+
+
+def media_url(ref: str, media: Media) -> str:
+    """file:///abs -> raw base64 of the file (read beforehand); data: URL -> raw base64."""
     if ref.startswith("file://"):
-        return base64.b64encode(read_local_media(ref[len("file://") :])).decode("ascii")
+        try:
+            return media[ref]
+        except KeyError:
+            raise MediaUnavailable(
+                f"{ref}: the local file was not read before the request"
+            ) from None
     if ref.startswith("data:") and "base64," in ref[:100]:
         return ref.split("base64,", 1)[1]
     return ref
 
 
-def encode_media(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def message_refs(messages: list[dict[str, Any]]) -> list[str]:
+    """Every media URL in ``messages`` (image_url and video_url parts)."""
+    return [inner["url"] for _, inner in media_parts(messages) if isinstance(inner.get("url"), str)]
+
+
+def encode_media(messages: list[dict[str, Any]], media: Media) -> list[dict[str, Any]]:
     """A copy of ``messages`` with local media as base64 (raw, as the SDKs send it)."""
     out: list[dict[str, Any]] = orjson.loads(orjson.dumps(messages))
     for _, inner in media_parts(out):
         if isinstance(inner.get("url"), str):
-            inner["url"] = media_url(inner["url"])
+            inner["url"] = media_url(inner["url"], media)
     return out
 
 
-def _prepend_image(messages: list[dict[str, Any]], ref: str) -> None:
+def _prepend_image(messages: list[dict[str, Any]], ref: str, media: Media) -> None:
     """Batch-style line whose messages carry no image: put ``image`` into the last user turn."""
-    part = {"type": "image_url", "image_url": {"url": media_url(ref)}}
+    part = {"type": "image_url", "image_url": {"url": media_url(ref, media)}}
     for msg in reversed(messages):
         if msg.get("role") == "user":
             content = msg.get("content")

@@ -7,15 +7,15 @@ listed twice is sent once.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 from runner.config.schema import BatchConfig, JobConfig
 from runner.core.hashset import HashSet
-from runner.io.inputs import InvalidLine, Item
-from runner.io.store import ResumeIndex, key_hash
+from runner.core.items import InvalidLine, Item
+from runner.core.keys import key_hash, key_hash_bytes
+from runner.core.resume import ResumeIndex
 
 Route = Literal["realtime", "batch"]
 
@@ -92,13 +92,12 @@ def done_line_filter(index: ResumeIndex, counts: PendingCounts) -> Callable[[byt
     ok, failed = index.ok, index.failed
     if not ok and not failed:
         return None
-    blake2b = hashlib.blake2b
-    from_bytes = int.from_bytes
+    hash_bytes = key_hash_bytes
 
     def skip(line: bytes) -> bool:
         if len(line) > MAX_KEY_BYTES:
             return False
-        h = from_bytes(blake2b(line, digest_size=8).digest(), "little")
+        h = hash_bytes(line)
         if h in ok:
             counts.done += 1
             return True

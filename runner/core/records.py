@@ -44,14 +44,15 @@ def record_key(record: Record) -> str | None:
 
 
 def is_final(record: Record) -> bool:
-    """ok, or an error that retrying cannot fix: the next run skips this key."""
+    """ok, or an error that says retrying cannot fix it: the next run skips this key.
+
+    An error record whose ``error`` is not an object (a foreign or hand-edited line) says
+    nothing of the kind, so it is retryable: better to pay once more than to skip a URL."""
     status = record.get("status")
     if status == "ok":
         return True
-    if status == "error":
-        error = record.get("error")
-        return not (isinstance(error, dict) and error.get("retryable", True))
-    return False
+    error = record.get("error")
+    return status == "error" and isinstance(error, dict) and error.get("retryable", True) is False
 
 
 def ok_record(

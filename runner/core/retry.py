@@ -143,3 +143,22 @@ def backoff_s(
     if throttled:
         delay = max(delay, min(ceiling, base_s / 2))
     return delay
+
+
+NOT_ANSWERS = frozenset({"network_error", "sensitive"})  # finish_reasons that carry no answer
+
+
+def finish_failure(finish_reason: object) -> ApiFailure | None:
+    """A 200 answer whose ``finish_reason`` says it is not an answer (glm-api.md §2.2):
+    ``network_error`` (retry) or ``sensitive`` (blocked by the safety review). The one mapping
+    for realtime answers and batch result lines alike."""
+    if finish_reason == "network_error":
+        return ApiFailure(200, None, "finish_reason network_error", kind="finish_network_error")
+    if finish_reason == "sensitive":
+        return ApiFailure(
+            200,
+            None,
+            "finish_reason sensitive: output blocked by the safety review",
+            kind="finish_sensitive",
+        )
+    return None

@@ -12,20 +12,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.api.glm import GlmClient
+from runner.api.protocol import ChatClient
+from runner.clock import SYSTEM_CLOCK, Clock, sleep_or_stop
 from runner.config.schema import JobConfig, RetryConfig
+from runner.core.items import InvalidLine, Item
 from runner.core.payloads import BodyBuilder, MediaUnavailable, new_run_id, request_id
 from runner.core.records import INVALID_INPUT, LOCAL_FILE, error_record, ok_record
 from runner.core.retry import Verdict, backoff_s, classify
 from runner.core.stats import JobStats
 from runner.engine.throttle import Throttle
 from runner.errors import ApiFailure, ApiStopped
-from runner.io.inputs import InvalidLine, Item
+from runner.io.media import load_media, read_media
 from runner.io.store import ResultWriter
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ Sleep = Callable[[float], Awaitable[None]]
 
 @dataclass
 class RealtimeDeps:
-    client: GlmClient
+    client: ChatClient
     writer: ResultWriter
     throttle: Throttle
     retry: RetryConfig
@@ -46,13 +47,14 @@ class RealtimeDeps:
     flush_interval_s: float = 0.5
     workers: int | None = None  # default: the throttle's limit
     on_result: Callable[[str, float], None] | None = None  # (verdict, latency_s) for controllers
+    clock: Clock = SYSTEM_CLOCK
 
 
 class RealtimeEngine:
     def __init__(self, job: JobConfig, deps: RealtimeDeps):
         self.job = job
         self.deps = deps
-        self.builder = BodyBuilder(job)
+        self.builder = BodyBuilder(job, read_media)
         self.run_id = new_run_id()
         self.fatal: ApiStopped | None = None
 
@@ -125,12 +127,20 @@ class RealtimeEngine:
         client = deps.client
         max_attempts = deps.retry.max_attempts
         url = item.url
-        started = time.monotonic()
+        started = self.deps.clock.monotonic()
         attempt = 0
+        media = None
+        refs = self.builder.item_refs(item)
+        if refs:  # local files: read off the event loop, once for every attempt
+            try:
+                media = await load_media(refs)
+            except MediaUnavailable as exc:
+                self._record_unavailable(item, exc, 0, started)
+                return
         while True:
             attempt += 1
             try:
-                body = self.builder.render(item, request_id(h, self.run_id, attempt))
+                body = self.builder.render(item, request_id(h, self.run_id, attempt), media)
             except MediaUnavailable as exc:
                 self._record_unavailable(item, exc, attempt - 1, started)
                 return
@@ -144,7 +154,7 @@ class RealtimeEngine:
                     return
                 stats.requests += 1
                 stats.in_flight += 1
-                t0 = time.monotonic()
+                t0 = self.deps.clock.monotonic()
                 try:
                     response = await client.chat(body)
                     failure = None
@@ -152,7 +162,7 @@ class RealtimeEngine:
                     failure = exc
                 finally:
                     stats.in_flight -= 1
-                latency = time.monotonic() - t0
+                latency = self.deps.clock.monotonic() - t0
                 decision = None if failure is None else classify(failure)
                 if deps.on_result is not None:
                     # before the slot is released: a cut must land before a waiter takes the slot
@@ -165,7 +175,7 @@ class RealtimeEngine:
                     response,
                     via="realtime",
                     attempts=attempt,
-                    latency_ms=int((time.monotonic() - started) * 1000),
+                    latency_ms=int((self.deps.clock.monotonic() - started) * 1000),
                     key=item.key,
                 )
                 deps.writer.append(self.builder.finish_record(record, item))
@@ -186,7 +196,7 @@ class RealtimeEngine:
                             retryable=decision.retryable,
                             via="realtime",
                             attempts=attempt,
-                            latency_ms=int((time.monotonic() - started) * 1000),
+                            latency_ms=int((self.deps.clock.monotonic() - started) * 1000),
                             key=item.key,
                         ),
                         item,
@@ -230,7 +240,7 @@ class RealtimeEngine:
                 retryable=True,
                 via="realtime",
                 attempts=attempts,
-                latency_ms=int((time.monotonic() - started) * 1000),
+                latency_ms=int((self.deps.clock.monotonic() - started) * 1000),
                 key=item.key,
             )
         )
@@ -240,10 +250,7 @@ class RealtimeEngine:
         if self.deps.sleep is not None:
             await self.deps.sleep(delay)
             return
-        try:
-            await asyncio.wait_for(self.deps.stop.wait(), timeout=delay)
-        except TimeoutError:
-            pass
+        await sleep_or_stop(delay, self.deps.stop, self.deps.clock)
 
     def _stop_run(self, failure: ApiFailure, code: str, reason: str) -> None:
         if self.fatal is None:
@@ -259,5 +266,5 @@ class RealtimeEngine:
         writer = self.deps.writer
         interval = self.deps.flush_interval_s
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(interval)  # real time: flushing guards against a real crash
             writer.flush()

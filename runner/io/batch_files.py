@@ -22,8 +22,8 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from runner.core.items import Item
 from runner.core.payloads import BodyBuilder, MediaUnavailable
-from runner.io.inputs import Item
 
 CUSTOM_ID_PREFIX = "g"
 _WRITE_EVERY = 2048  # lines buffered before one write()

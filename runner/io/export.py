@@ -19,14 +19,15 @@ import csv
 import io
 import os
 from array import array
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any, Literal
 
 import orjson
 
+from runner.core.keys import key_hash
+from runner.core.records import record_key
 from runner.errors import ConfigError, OutputError
-from runner.io.store import key_hash
+from runner.io.jsonl import iter_lines, parse_record
 
 Format = Literal["csv", "jsonl"]
 DEFAULT_COLUMNS = (
@@ -47,35 +48,12 @@ DEFAULT_COLUMNS = (
 _NO_KEY = 0  # marker hash for lines that are not records (never exported)
 
 
-def _lines(path: Path, size: int) -> Iterator[bytes]:
-    """Whole lines of the first ``size`` bytes (a trailing partial line is dropped)."""
-    with open(path, "rb") as handle:
-        remaining = size
-        for line in handle:
-            if remaining <= 0:
-                return
-            if len(line) > remaining:
-                return  # appended after the snapshot
-            remaining -= len(line)
-            if line.endswith(b"\n"):
-                yield line
-
-
-def record_key_of(record: Any) -> str | None:
-    if not isinstance(record, dict):
-        return None
-    key = record.get("key", record.get("url"))
-    return key if isinstance(key, str) else None
-
-
 def latest_lines(path: Path, size: int) -> bytearray:
     """A flag per whole line: 1 where the line is the latest record of its key."""
     hashes = array("Q")
-    for line in _lines(path, size):
-        try:
-            key = record_key_of(orjson.loads(line))
-        except orjson.JSONDecodeError:
-            key = None
+    for line in iter_lines(path, size):
+        record = parse_record(line)
+        key = None if record is None else record_key(record)
         hashes.append(_NO_KEY if key is None else key_hash(key) or 1)
     winners = bytearray(len(hashes))
     seen: set[int] = set()
@@ -90,7 +68,7 @@ def latest_lines(path: Path, size: int) -> bytearray:
 def column_value(record: dict[str, Any], column: str) -> Any:
     """``key`` (key or url), a top-level field, or a dotted path (usage.prompt_tokens, meta.x)."""
     if column == "key":
-        return record_key_of(record)
+        return record_key(record)
     value: Any = record
     for part in column.split("."):
         if not isinstance(value, dict):
@@ -135,17 +113,17 @@ def export_records(
     if writer is not None and cols is not None:
         writer.writerow(cols)
     written = 0
-    for i, line in enumerate(_lines(source, size)):
+    for i, line in enumerate(iter_lines(source, size)):
         if winners is not None and (i >= len(winners) or not winners[i]):
             # i past the first pass: a run cut the torn tail and appended since; not in the snapshot
             continue
-        if winners is None or cols is not None:
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                continue
-            if record_key_of(record) is None:
-                continue
+        if winners is not None and cols is None:
+            out.write(line)  # a winner is a record with a key: copied as it is
+            written += 1
+            continue
+        record = parse_record(line)
+        if record is None or record_key(record) is None:
+            continue
         if writer is not None:
             writer.writerow([_cell(column_value(record, c)) for c in cols or ()])
         elif cols is not None:

@@ -16,57 +16,17 @@ import hashlib
 import io
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from runner.core.items import InvalidLine, Item
 from runner.errors import ConfigError
 
 MAX_URL_CHARS = 16_384
 _KEY_CHARS = 2_000
 _STRIP = b" \t\r\n\x0b\x0c"
-
-
-@dataclass(slots=True)
-class Item:
-    """One unit of work; ``key`` is what the output is keyed by (the URL for plain lists).
-
-    The optional fields stay None for a plain URL line, which is what keeps the render fast
-    path (``BodyBuilder``) to one template splice.
-    """
-
-    key: str
-    url: str
-    line_no: int
-    prompt: str | None = None
-    images: list[str] | None = None  # every image of the item (url first, when given)
-    video: str | None = None
-    params: dict[str, Any] | None = None
-    meta: dict[str, Any] | None = None
-    messages: list[dict[str, Any]] | None = None  # batch-style: the conversation as given
-    fields: dict[str, Any] | None = None  # extra {field} values (CSV columns)
-    id: str | None = None
-
-    @property
-    def plain(self) -> bool:
-        return (
-            self.prompt is None
-            and self.images is None
-            and self.video is None
-            and self.params is None
-            and self.messages is None
-            and self.fields is None
-            and self.id is None
-        )
-
-
-@dataclass(slots=True)
-class InvalidLine:
-    key: str
-    line_no: int
-    reason: str
 
 
 def detect_format(path: Path, input_format: str = "auto") -> str:

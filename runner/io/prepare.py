@@ -18,11 +18,12 @@ from urllib.parse import unquote
 import orjson
 
 from runner.config.schema import Config, JobConfig
+from runner.core.items import InvalidLine, Item
 from runner.core.models import ModelCaps, base64_alternative, caps_for
 from runner.core.params import ParamError, validate_params
 from runner.core.templates import media_parts
 from runner.errors import ConfigError
-from runner.io.inputs import InvalidLine, Item, SkipLine, read_items
+from runner.io.inputs import SkipLine, read_items
 
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 MAX_IMAGE_SIDE = 6000  # px per side (glm-api.md §3)

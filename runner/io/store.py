@@ -1,4 +1,4 @@
-"""The output JSONL: resume index, the single appender, and the run lock.
+"""The output JSONL: loading the resume index, the single appender, and the run lock.
 
 The file is append-only and the latest record for a key wins. At start it is scanned once
 into a ``ResumeIndex`` of 8-byte key hashes (about 60-70 bytes of memory per key in a Python
@@ -16,94 +16,20 @@ import asyncio
 import contextlib
 import errno
 import fcntl
-import hashlib
 import logging
 import os
 import re
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Self
 
-import orjson
-
-from runner.core.records import Record, dumps
+from runner.core.keys import key_hash_bytes
+from runner.core.records import Record, dumps, is_final, record_key
+from runner.core.resume import ResumeIndex
 from runner.errors import ConfigError, OutputError, RunLocked
+from runner.io.jsonl import BLOCK, iter_blocks, parse_record, skipped_line
 
 log = logging.getLogger(__name__)
-
-
-def key_hash(key: str) -> int:
-    """64-bit digest of a key; collisions are ~1e-8 likely even at a million keys."""
-    return int.from_bytes(
-        hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little"
-    )
-
-
-@dataclass
-class ResumeIndex:
-    """Which keys are finished (ok, or a permanent error) per the latest record of each."""
-
-    ok: set[int] = field(default_factory=set)
-    failed: set[int] = field(default_factory=set)
-    retryable: set[int] = field(default_factory=set)
-    records: int = 0
-    corrupt_lines: list[int] = field(default_factory=list)
-
-    def is_done(self, h: int) -> bool:
-        return h in self.ok or h in self.failed
-
-    def add(self, key: str, status: str | None, final: bool) -> None:
-        self.add_hash(key_hash(key), status, final)
-
-    def add_hash(self, h: int, status: str | None, final: bool) -> None:
-        if status == "ok":
-            self.ok.add(h)
-            self.failed.discard(h)
-            self.retryable.discard(h)
-        elif final:
-            self.failed.add(h)
-            self.ok.discard(h)
-            self.retryable.discard(h)
-        else:
-            self.retryable.add(h)
-            self.ok.discard(h)
-            self.failed.discard(h)
-
-    def __repr__(self) -> str:
-        return f"<ResumeIndex ok={len(self.ok)} failed={len(self.failed)} retryable={len(self.retryable)}>"
-
-
-def iter_records(path: Path, corrupt: list[int] | None = None) -> Iterator[Record]:
-    """Parse every whole line of ``path``; a line that is not a JSON object is reported and skipped."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise OutputError(f"{path}: cannot read the output: {exc.strerror}") from None
-    with handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.endswith(b"\n"):
-                log.info(
-                    "torn last line", extra={"file": str(path), "line": line_no, "bytes": len(line)}
-                )
-                return
-            try:
-                record = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                record = None
-            if not isinstance(record, dict):
-                if line.strip():
-                    log.warning(
-                        "skipped a line that is not a JSON record",
-                        extra={"file": str(path), "line": line_no},
-                    )
-                    if corrupt is not None:
-                        corrupt.append(line_no)
-                continue
-            yield record
 
 
 def load_resume_index(path: Path) -> ResumeIndex:
@@ -113,55 +39,29 @@ def load_resume_index(path: Path) -> ResumeIndex:
     one regex over 8 MB blocks finds the key bytes of most lines without parsing the JSON, and
     the hash is taken of those bytes (a string without escapes is its own UTF-8). Every other
     line (errors, escaped keys, foreign records, garbage) takes the full ``orjson`` path, with
-    the same semantics as ``iter_records``. A 1,000,000-record output loads in about 2 s.
+    the same semantics as ``runner.io.jsonl.iter_records``. A 1,000,000-record output loads in about 2 s.
     """
     index = ResumeIndex()
     ok, failed, retryable = index.ok, index.failed, index.retryable
-    blake2b = hashlib.blake2b
-    from_bytes = int.from_bytes
+    hash_bytes = key_hash_bytes
     records = 0
     line_no = 0
-    try:
-        handle = open(path, "rb")  # noqa: SIM115
-    except FileNotFoundError:
-        return index
-    except OSError as exc:  # a folder, no permission
-        raise OutputError(f"{path}: cannot read the output: {exc.strerror}") from None
-    with handle:
-        rest = b""
-        while True:
-            block = handle.read(_BLOCK)
-            if not block:
-                break
-            block = rest + block
-            cut = block.rfind(b"\n") + 1
-            if cut == 0:
-                rest = block
-                continue
-            rest = block[cut:]
-            lines = _FAST_LINE.findall(b"\n" + block[: cut - 1])  # one tuple per line of the block
-            for url, key, other in lines:
-                line_no += 1
-                if url:
-                    h = from_bytes(blake2b(key or url, digest_size=8).digest(), "little")
-                    ok.add(h)
-                    if failed or retryable:
-                        failed.discard(h)
-                        retryable.discard(h)
-                    records += 1
-                elif other.strip():
-                    records += _slow_line(index, other, line_no, path)
-        if rest and _whole_record(rest):  # only its newline is missing: the writer adds it back
-            records += _slow_line(index, rest, line_no + 1, path)
-        elif rest:
-            log.info(
-                "torn last line", extra={"file": str(path), "line": line_no + 1, "bytes": len(rest)}
-            )
+    for block in iter_blocks(path):
+        for url, key, other in _FAST_LINE.findall(b"\n" + block[:-1]):  # a tuple per line
+            line_no += 1
+            if url:
+                h = hash_bytes(key or url)
+                ok.add(h)
+                if failed or retryable:
+                    failed.discard(h)
+                    retryable.discard(h)
+                records += 1
+            elif other.strip():
+                records += _slow_line(index, other, line_no, path)
     index.records = records
     return index
 
 
-_BLOCK = 8 << 20
 # Per line (each preceded by a newline, which the regex engine finds faster than ``^``): either
 # glmrun's ok-record prefix with an escape-free url (and key), or the whole line.
 _FAST_LINE = re.compile(
@@ -170,34 +70,15 @@ _FAST_LINE = re.compile(
 
 
 def _slow_line(index: ResumeIndex, line: bytes, line_no: int, path: Path) -> int:
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        record = None
-    if not isinstance(record, dict):
-        log.warning(
-            "skipped a line that is not a JSON record", extra={"file": str(path), "line": line_no}
-        )
-        index.corrupt_lines.append(line_no)
+    record = parse_record(line)
+    if record is None:
+        skipped_line(path, line_no, index.corrupt_lines)
         return 0
-    key = record.get("key", record.get("url"))
-    if not isinstance(key, str):
+    key = record_key(record)
+    if key is None:
         return 0
-    status = record.get("status")
-    error = record.get("error")
-    final = status == "ok" or (
-        status == "error" and isinstance(error, dict) and error.get("retryable", True) is False
-    )
-    index.add(key, status, final)
+    index.add(key, record.get("status"), is_final(record))
     return 1
-
-
-def _whole_record(line: bytes) -> bool:
-    """A last line without a newline that is still a complete JSON object (not torn)."""
-    try:
-        return isinstance(orjson.loads(line), dict)
-    except orjson.JSONDecodeError:
-        return False
 
 
 def repair_torn_tail(path: Path) -> int:
@@ -224,7 +105,7 @@ def repair_torn_tail(path: Path) -> int:
             else:
                 cut = 0
             handle.seek(cut)
-            if size - cut < _BLOCK and _whole_record(handle.read(size - cut)):
+            if size - cut < BLOCK and parse_record(handle.read(size - cut)) is not None:
                 handle.seek(size)
                 handle.write(b"\n")  # a whole record that only lacks its newline: keep it
                 return 0

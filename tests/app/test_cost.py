@@ -8,8 +8,9 @@ import orjson
 
 from runner.app.status import collect, format_status
 from runner.config import load_config
-from runner.core.cost import usage_from_output
+from runner.core.cost import usage_from_lines
 from runner.core.stats import JobStats
+from runner.io.jsonl import iter_lines
 from tests.support.configs import write_surface_config
 from tests.support.records import read_records
 from tests.support.runs import run_config
@@ -90,7 +91,7 @@ async def test_status_sums_usage_per_route_from_the_output(tmp_path: Path) -> No
     assert "tokens: realtime 2000 in / 40 out" in format_status(
         status
     ) and "batch 500 in / 50 out" in format_status(status)
-    totals = usage_from_output(tmp_path / "out.jsonl")
+    totals = usage_from_lines(iter_lines(tmp_path / "out.jsonl"))
     assert totals.by_route["batch"].records == 1 and len(read_records(tmp_path / "out.jsonl")) == 3
 
 

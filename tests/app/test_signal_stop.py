@@ -7,7 +7,7 @@ import os
 import signal
 import time
 
-from runner.app.orchestrate import SignalStop
+from runner.app.signals import SignalStop
 
 
 async def test_a_signal_sets_the_flag_while_the_loop_is_busy_and_the_event_after() -> None:

@@ -158,7 +158,8 @@ def test_kill_9_after_first_batch_created_then_rerun(tmp_path: Path) -> None:
 
 def test_batches_list_needs_no_key_or_network(tmp_path: Path) -> None:
     """Listing tracked batches reads the state file only: no API key, no network."""
-    from runner.engine.batch import Chunk, JobState, Running, save_state
+    from runner.core.batch_states import Chunk, Running
+    from runner.io.batch_state import JobState, save_state
 
     cfg = write_config(
         tmp_path,

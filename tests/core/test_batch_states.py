@@ -9,10 +9,8 @@ import orjson
 import pytest
 
 from runner.config import JobConfig
-from runner.core.payloads import BodyBuilder, batch_line
-from runner.core.records import ok_record
-from runner.core.retry import Decision, Verdict, classify
-from runner.engine.batch import (
+from runner.core.batch_results import fast_ok_record, line_failure
+from runner.core.batch_states import (
     BatchSeen,
     BatchView,
     Begin,
@@ -28,19 +26,19 @@ from runner.engine.batch import (
     Creating,
     Ended,
     FileSeen,
-    JobState,
     NotFound,
     Running,
     Uploaded,
     Uploading,
-    fast_ok_record,
     is_done,
-    line_failure,
-    load_state,
     next_state,
     recovered,
-    save_state,
 )
+from runner.core.items import Item
+from runner.core.keys import key_hash
+from runner.core.payloads import BodyBuilder, batch_line
+from runner.core.records import ok_record
+from runner.core.retry import Decision, Verdict, classify
 from runner.io.batch_files import (
     build_chunks,
     custom_id,
@@ -48,8 +46,8 @@ from runner.io.batch_files import (
     read_sidecar,
     sidecar_item,
 )
-from runner.io.inputs import Item
-from runner.io.store import key_hash
+from runner.io.batch_state import JobState, load_state, save_state
+from runner.io.media import read_media
 
 C = Chunk(0, "chunk-00000.jsonl", "chunk-00000.ids", 10, 1000)
 RETRY = CallFailed(Decision(Verdict.RETRY, "http_500", "server error"), "HTTP 500", 2.0)
@@ -284,7 +282,7 @@ def test_custom_id_stable_and_valid() -> None:
 
 def test_split_by_count(tmp_path: Path) -> None:
     """Chunks close at max_lines; every line is the realtime body wrapped by payloads.batch_line."""
-    builder = BodyBuilder(job())
+    builder = BodyBuilder(job(), read_media)
     chunks = list(
         build_chunks(
             items(25),
@@ -308,7 +306,7 @@ def test_split_by_count(tmp_path: Path) -> None:
 
 def test_split_by_bytes(tmp_path: Path) -> None:
     """Chunks close before max_bytes would be exceeded."""
-    builder = BodyBuilder(job())
+    builder = BodyBuilder(job(), read_media)
     one = len(batch_line(custom_id(0), builder.render(items(1)[0][1], None)))
     chunks = list(
         build_chunks(
@@ -339,7 +337,7 @@ def test_sidecar_keeps_the_whole_item(tmp_path: Path) -> None:
     (chunk,) = build_chunks(
         pairs,
         tmp_path,
-        BodyBuilder(job()),
+        BodyBuilder(job(), read_media),
         endpoint="/v4/chat/completions",
         max_lines=5,
         max_bytes=10**6,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from runner.core.plan import PendingCounts, count_pending, done_line_filter, iter_pending
+from runner.core.resume import ResumeIndex
 from runner.io.inputs import read_items
-from runner.io.store import ResumeIndex
 
 
 def test_prefiltered_counts_and_pending_equal_the_plain_path(tmp_path: Path) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import orjson
 
-from runner.engine.batch import Chunk, JobState, Running, save_state
+from runner.core.batch_states import Chunk, Running
+from runner.io.batch_state import JobState, save_state
 from tests.support.records import read_records
 
 from .procs import run, simulator, write_job

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from runner.api.glm import GlmClient
-from runner.app.orchestrate import RunOptions, plan_job
+from runner.app.planning import plan_job
+from runner.app.wiring import make_fallback
 from runner.clock import FakeClock
 from runner.config import Config, Secret, load_config
 from runner.core.plan import iter_pending
@@ -84,14 +85,16 @@ async def run_batch(
     async with GlmClient(box.sim.base_url, Secret("")) as client:
         use = wrap(client) if wrap else client
         with RunLock(job.output_path):
+            stop = stop or asyncio.Event()
             return await run_batch_job(
                 plan,
                 pending,
                 config,
                 use,
                 stats,
-                stop or asyncio.Event(),
-                RunOptions(no_wait=no_wait),
+                stop,
+                no_wait=no_wait,
+                fallback=lambda writer: make_fallback(job, config, use, writer, stats, stop),
                 clock=box.clock,
             )
 

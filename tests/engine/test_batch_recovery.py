@@ -7,8 +7,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from runner.engine.batch import load_state, state_path
 from runner.errors import ComeBackLater
+from runner.io.batch_state import load_state, state_path
 from runner.simulator import expected_content
 from tests.support.configs import write_batch_config
 from tests.support.records import latest, read_records

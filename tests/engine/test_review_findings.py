@@ -220,10 +220,10 @@ async def test_requests_waiting_for_a_slot_when_the_stop_comes_are_not_sent(tmp_
     new request."""
     import asyncio
 
+    from runner.core.items import Item
     from runner.core.stats import JobStats
     from runner.engine.realtime import RealtimeDeps, RealtimeEngine
     from runner.engine.throttle import Throttle
-    from runner.io.inputs import Item
     from runner.io.store import ResultWriter
 
     cfg = write_minimal_config(tmp_path, ["https://x/0.jpg"])
@@ -279,7 +279,7 @@ async def test_sigterm_while_waiting_for_the_lock_exits_143(
         task = asyncio.ensure_future(
             run(config, RunOptions(wait_lock=True, tty=False), out=io.StringIO())
         )
-        caplog.set_level("INFO", logger="runner.app.orchestrate")
+        caplog.set_level("INFO", logger="runner.app")
         for _ in range(2000):
             await asyncio.sleep(0.001)
             if any(r.getMessage() == "waiting for the output lock" for r in caplog.records):

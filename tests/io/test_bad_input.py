@@ -7,9 +7,11 @@ from pathlib import Path
 import orjson
 import pytest
 
+from runner.core.items import InvalidLine, Item
 from runner.core.plan import PendingCounts, iter_pending
-from runner.io.inputs import InvalidLine, Item, parse_line, read_items
-from runner.io.store import ResumeIndex, load_resume_index, repair_torn_tail
+from runner.core.resume import ResumeIndex
+from runner.io.inputs import parse_line, read_items
+from runner.io.store import load_resume_index, repair_torn_tail
 
 
 def _items(tmp_path: Path, data: bytes) -> list[Item | InvalidLine]:

@@ -11,8 +11,10 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from runner.io.inputs import InvalidLine, Item, is_local_ref, parse_line, read_items
-from runner.io.store import key_hash, load_resume_index
+from runner.core.items import InvalidLine, Item
+from runner.core.keys import key_hash
+from runner.io.inputs import is_local_ref, parse_line, read_items
+from runner.io.store import load_resume_index
 
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from runner.config import load_config
+from runner.core.items import Item
 from runner.core.payloads import BodyBuilder
 from runner.errors import ConfigError
-from runner.io.inputs import Item
+from runner.io.media import read_media
 from runner.simulator import expected_content
 from tests.support.configs import write_surface_config
 from tests.support.records import latest, read_records, write_jsonl
@@ -64,7 +65,7 @@ async def test_jsonl_items_with_id_prompt_params_meta(tmp_path: Path) -> None:
         recs["https://e.org/b.jpg"]["status"] == "ok" and "meta" not in recs["https://e.org/b.jpg"]
     )
     job = load_config(cfg, environ={}).jobs[0]
-    body = BodyBuilder(job).build(
+    body = BodyBuilder(job, read_media).build(
         Item(
             "a1",
             "https://e.org/a.jpg",
@@ -112,7 +113,7 @@ async def test_video_only_for_video_models_and_never_mixed(tmp_path: Path) -> No
     recs = latest(read_records(tmp_path / "out.jsonl"))
     assert recs["v"]["content"] == expected_content("https://e.org/v.mp4")
     assert "cannot be mixed" in recs["mix"]["error"]["message"]
-    body = BodyBuilder(load_config(cfg, environ={}).jobs[0]).build(
+    body = BodyBuilder(load_config(cfg, environ={}).jobs[0], read_media).build(
         Item("v", "https://e.org/v.mp4", 1, video="https://e.org/v.mp4")
     )
     assert body["messages"][0]["content"][0] == {
@@ -144,7 +145,7 @@ async def test_csv_with_a_named_url_column_and_column_fields(tmp_path: Path) -> 
     await run_config(cfg)
     recs = latest(read_records(tmp_path / "out.jsonl"))
     assert set(recs) == {"https://e.org/a.jpg", "https://e.org/b.jpg"}
-    body = BodyBuilder(load_config(cfg, environ={}).jobs[0]).build(
+    body = BodyBuilder(load_config(cfg, environ={}).jobs[0], read_media).build(
         Item(
             "https://e.org/b.jpg",
             "https://e.org/b.jpg",
@@ -302,7 +303,7 @@ def test_multi_image_turns_carry_the_local_image_as_base64() -> None:
     """The multi-image example: system, an earlier turn with a local image, then the item's images
     and prompt."""
     job = load_config(REPO / "config" / "multi-image.yaml", environ={}).jobs[0]
-    body = BodyBuilder(job).build(
+    body = BodyBuilder(job, read_media).build(
         Item(
             "pair-1",
             "https://e.org/x.jpg",
@@ -351,7 +352,7 @@ def test_braces_that_are_not_fields_are_left_alone(tmp_path: Path) -> None:
     """A JSON example in the prompt is not mangled by {field} substitution."""
     cfg = write_surface_config(tmp_path, job={"prompt": 'Answer as {"objects": [...]} for {url}'})
     job = load_config(cfg, environ={}).jobs[0]
-    body = BodyBuilder(job).build(Item("https://e.org/a.jpg", "https://e.org/a.jpg", 1))
+    body = BodyBuilder(job, read_media).build(Item("https://e.org/a.jpg", "https://e.org/a.jpg", 1))
     assert (
         body["messages"][0]["content"][-1]["text"]
         == 'Answer as {"objects": [...]} for https://e.org/a.jpg'
@@ -365,7 +366,7 @@ def test_fast_path_bytes_equal_the_dict_path(tmp_path: Path) -> None:
     job = load_config(
         write_surface_config(tmp_path, job={"params": {"temperature": 0.3}}), environ={}
     ).jobs[0]
-    builder = BodyBuilder(job)
+    builder = BodyBuilder(job, read_media)
     item = Item("https://e.org/a.jpg", "https://e.org/a.jpg", 1)
     assert orjson.loads(builder.render(item, "rid")) == builder.build(item, "rid")
 

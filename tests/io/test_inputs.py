@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from runner.core.items import InvalidLine, Item
 from runner.core.plan import PendingCounts, iter_pending
+from runner.core.resume import ResumeIndex
 from runner.errors import ConfigError
-from runner.io.inputs import MAX_URL_CHARS, InvalidLine, Item, read_items
-from runner.io.store import ResumeIndex
+from runner.io.inputs import MAX_URL_CHARS, read_items
 
 A = "https://img.example.test/a.jpg"
 B = "http://img.example.test/b.png?x=1&y=2"

@@ -9,7 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.core.records import error_record, ok_record
-from runner.io.store import ResumeIndex, iter_records, load_resume_index
+from runner.core.resume import ResumeIndex
+from runner.io.jsonl import iter_records
+from runner.io.store import load_resume_index
 
 RESPONSE = {
     "choices": [{"message": {"content": "x"}, "finish_reason": "stop"}],
@@ -90,9 +92,9 @@ def test_fast_loader_matches_a_full_parse(
 
 def test_blocks_split_mid_line_lose_nothing(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Records that straddle the read-block boundary are still read whole."""
-    from runner.io import store
+    from runner.io import jsonl
 
-    monkeypatch.setattr(store, "_BLOCK", 97)
+    monkeypatch.setattr(jsonl, "BLOCK", 97)
     path = tmp_path / "out.jsonl"
     path.write_bytes(
         b"".join(

@@ -71,7 +71,7 @@ def test_a_jsonl_local_path_with_a_nul_byte_is_an_invalid_line_not_a_crash(tmp_p
     """`{"url": "./imgs/a\\u0000.png"}` with local files allowed becomes an invalid line instead of
     a ValueError traceback."""
     from runner.config import load_config
-    from runner.io.inputs import InvalidLine
+    from runner.core.items import InvalidLine
     from runner.io.prepare import read_job_items
 
     (tmp_path / "imgs").mkdir()
@@ -134,8 +134,8 @@ def test_a_batch_state_path_blocked_by_a_file_is_a_clear_error_for_status(tmp_pa
     OutputError, not a traceback."""
     import pytest
 
-    from runner.engine.batch import load_state
     from runner.errors import OutputError
+    from runner.io.batch_state import load_state
 
     (tmp_path / "j").write_text("in the way")
     with pytest.raises(OutputError, match="state"):
@@ -145,7 +145,8 @@ def test_a_batch_state_path_blocked_by_a_file_is_a_clear_error_for_status(tmp_pa
 def test_a_whole_last_record_without_its_newline_is_kept_not_cut(tmp_path) -> None:
     """A last line that is a complete record missing only its newline (an editor, a kill between
     record and newline) counts as done and survives the next append."""
-    from runner.io.store import ResultWriter, key_hash, load_resume_index
+    from runner.core.keys import key_hash
+    from runner.io.store import ResultWriter, load_resume_index
     from tests.support.records import read_records
 
     out = tmp_path / "out.jsonl"

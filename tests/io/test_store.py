@@ -9,9 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from runner.core.keys import key_hash
 from runner.core.records import dumps, error_record, ok_record
 from runner.errors import RunLocked
-from runner.io.store import ResultWriter, RunLock, key_hash, load_resume_index
+from runner.io.store import ResultWriter, RunLock, load_resume_index
 from tests.support.records import read_records
 
 A, B, C, D = (f"https://img.example.test/{n}.jpg" for n in "abcd")

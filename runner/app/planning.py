@@ -1,0 +1,148 @@
+"""Planning a job before anything is sent: resume index + input -> plan, off the event loop.
+
+Counting millions of input lines runs in a thread so that a signal is answered at once;
+``pending_items`` then hands the engine what the plan kept, or reads the input a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+from runner.app.signals import SignalStop
+from runner.config.schema import Config, JobConfig
+from runner.core.items import InvalidLine, Item
+from runner.core.plan import (
+    JobPlan,
+    PendingCounts,
+    choose_route,
+    count_pending,
+    done_line_filter,
+    iter_pending,
+    make_plan,
+)
+from runner.core.resume import ResumeIndex
+from runner.io.prepare import read_job_items
+from runner.io.store import load_resume_index
+
+_T = TypeVar("_T")
+
+
+class PlanStopped(Exception):
+    """A signal came while planning (counting a big input runs in a thread)."""
+
+
+KEEP_PENDING = 10_000  # a resume with at most this many left reads its input once
+
+
+def plan_job(
+    job: JobConfig, config: Config, stop: threading.Event | None = None, *, keep: int = 0
+) -> tuple[JobPlan, ResumeIndex]:
+    index = load_resume_index(job.output_path)
+    skipped = PendingCounts()  # finished lines the text pre-filter counts without parsing
+    items = read_job_items(job, config, done_line_filter(index, skipped))
+    counts = count_pending(items if stop is None else _until(items, stop), index, keep=keep)
+    counts.done += skipped.done
+    counts.failed += skipped.failed
+    return make_plan(job, counts, config.batch), index
+
+
+def pending_items(
+    job: JobConfig,
+    config: Config,
+    plan: JobPlan,
+    index: ResumeIndex,
+    stop: threading.Event | None = None,
+) -> Iterator[tuple[int, Item | InvalidLine]]:
+    """The pending (hash, item) pairs: those the plan kept, else a second pass over the input."""
+    if plan.counts.kept is not None:
+        kept, plan.counts.kept = plan.counts.kept, None
+        return iter(kept)
+    items = read_job_items(job, config, done_line_filter(index, PendingCounts()))
+    return iter_pending(
+        items if stop is None else _until(items, stop, quiet=True), index, PendingCounts()
+    )
+
+
+async def _planned(stopper: SignalStop, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``fn(*args)`` in a daemon thread; a signal returns at once (PlanStopped), leaving the
+    thread to finish reading on its own (it writes nothing, and exit does not wait for it)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[_T] = loop.create_future()
+
+    def settle(value: Any, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(value)
+
+    def target() -> None:
+        try:
+            value, error = fn(*args, **kwargs), None
+        except BaseException as exc:
+            value, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
+            loop.call_soon_threadsafe(settle, value, error)
+
+    threading.Thread(target=target, name="glmrun-plan", daemon=True).start()
+    stop = asyncio.ensure_future(stopper.event.wait())
+    try:
+        waiters: set[asyncio.Future[Any]] = {done, stop}
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+    if not done.done():
+        raise PlanStopped
+    return done.result()
+
+
+def _until(
+    items: Iterator[Item | InvalidLine], stop: threading.Event, *, quiet: bool = False
+) -> Iterator[Item | InvalidLine]:
+    """Stop reading the input soon after a signal: raise PlanStopped, or (``quiet``) end it,
+    so the engine drains what is in flight as at the end of the input."""
+    for n, item in enumerate(items):
+        if not n & 1023 and stop.is_set():
+            if quiet:
+                return
+            raise PlanStopped
+        yield item
+
+
+def with_limit(plan: JobPlan, limit: int | None, config: Config) -> JobPlan:
+    """``--limit N`` in mode auto: route on the N items this run sends, not on all pending."""
+    if limit is None or plan.job.mode != "auto" or plan.pending <= limit:
+        return plan
+    route, why = choose_route(plan.job, limit, config.batch)
+    return dataclasses.replace(
+        plan, route=route, why=f"{why.replace(f'{limit} pending', f'--limit {limit}')}"
+    )
+
+
+def describe_plan(plan: JobPlan) -> str:
+    c = plan.counts
+    return (
+        f"{plan.job.name}: {c.pending} pending, {c.done} done ({c.failed} as errors), {c.invalid} invalid, "
+        f"{c.duplicates} duplicate lines -> {plan.route} ({plan.why})"
+    )
+
+
+def limited(
+    pending: Iterator[tuple[int, Item | InvalidLine]], limit: int | None
+) -> Iterator[tuple[int, Item | InvalidLine]]:
+    if limit is None:
+        yield from pending
+        return
+    taken = 0
+    for h, item in pending:
+        if isinstance(item, Item):
+            if taken >= limit:
+                return
+            taken += 1
+        yield h, item

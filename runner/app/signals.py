@@ -1,0 +1,106 @@
+"""Stopping well: the first SIGINT/SIGTERM stops new work, a second one exits at once.
+
+Also the wait for another run's output lock, which a signal cuts short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import threading
+from typing import Any
+
+from runner.clock import sleep_or_stop
+from runner.errors import Interrupted, RunLocked
+from runner.io.store import ResultWriter, RunLock
+
+log = logging.getLogger(__name__)
+
+
+class SignalStop:
+    """First signal: stop starting work, cancel what is left after the grace period.
+    Second signal: flush every writer and exit at once.
+
+    The handlers are plain ``signal.signal`` ones, not ``loop.add_signal_handler``: Python
+    runs them between bytecodes even while the loop is busy in synchronous code (skipping a
+    million finished lines), so ``flag`` stops the input at once and a second signal exits
+    at once; the rest of the first signal's work is handed to the loop."""
+
+    def __init__(self, grace_s: float):
+        self.grace_s = grace_s
+        self.event = asyncio.Event()
+        self.flag = threading.Event()  # the same, readable from sync code and threads
+        self.signame: str | None = None
+        self.writers: list[ResultWriter] = []
+        self.current: asyncio.Task[Any] | None = None
+        self._first: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._on_os_signal)
+            except (ValueError, OSError):  # not the main thread
+                pass
+
+    def uninstall(self) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous.clear()
+
+    def _on_os_signal(self, sig: int, frame: Any) -> None:
+        name = signal.Signals(sig).name
+        if self._first is not None:
+            os.write(2, f"glmrun: second {name}: exiting at once\n".encode())
+            for writer in self.writers:
+                with contextlib.suppress(Exception):
+                    writer.close()
+            os._exit(Interrupted(self._first).exit_code)
+        self._first = name
+        self.flag.set()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        name = signal.Signals(sig).name
+        self.signame = name
+        self.event.set()
+        log.warning(
+            "stopping: no new requests; in-flight ones get the grace period",
+            extra={"signal": name, "grace_s": self.grace_s},
+        )
+        asyncio.get_running_loop().call_later(self.grace_s, self._cancel_current)
+
+    def _cancel_current(self) -> None:
+        if self.current is not None and not self.current.done():
+            self.current.cancel()
+
+
+async def acquire_lock(
+    lock: RunLock, *, wait: bool, stop: asyncio.Event, poll_s: float = 0.2
+) -> None:
+    """Take the output lock; with ``wait`` poll for it (a signal still stops the wait)."""
+    try:
+        lock.acquire()
+        return
+    except RunLocked:
+        if not wait:
+            raise
+    log.info(
+        "waiting for the output lock", extra={"lock": str(lock.path), "holder_pid": lock.holder()}
+    )
+    while True:
+        if await sleep_or_stop(poll_s, stop):
+            raise RunLocked(
+                f"{lock.path.name}: stopped while waiting for the lock (held by pid {lock.holder()})"
+            )
+        try:
+            lock.acquire()
+            return
+        except RunLocked:
+            continue

@@ -1,0 +1,105 @@
+"""What every ``glmrun`` command shares: loading the config, running a coroutine, the ``--job``
+and logging options, and turning a ``GlmrunError`` into ``glmrun: <message>`` on stderr and its
+exit code.
+
+A ``GlmrunError`` ends the command as one line; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, NoReturn
+
+import click
+import orjson
+
+from runner.app.loop import run
+from runner.config.load import load_config
+from runner.config.schema import Config
+from runner.errors import GlmrunError, Interrupted
+from runner.logs import setup_logging
+
+_JSON_ERRORS = False  # --log-format json: the final error line is a JSON event too
+
+
+def fail(exc: GlmrunError) -> NoReturn:
+    message = " ".join(str(exc).splitlines())  # one line, even when an API message had several
+    if _JSON_ERRORS:
+        line = orjson.dumps(
+            {"level": "error", "event": "error", "message": message, "exit_code": exc.exit_code}
+        ).decode()
+        click.echo(line, err=True)
+    else:
+        click.echo(f"glmrun: {message}", err=True)
+    sys.exit(exc.exit_code)
+
+
+def run_async(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run a coroutine, turning a GlmrunError (alone or in an ExceptionGroup) into its exit code."""
+    try:
+        return run(make())
+    except KeyboardInterrupt:  # SIGINT before the run installed its handler (or after it)
+        fail(Interrupted("SIGINT"))
+    except GlmrunError as exc:
+        fail(exc)
+    except BaseExceptionGroup as group:
+        leaves = _leaves(group)
+        errors = [e for e in leaves if isinstance(e, GlmrunError)]
+        if leaves and len(errors) == len(leaves):
+            fail(errors[0])
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+def load(config_path: str) -> Config:
+    try:
+        return load_config(config_path)
+    except GlmrunError as exc:
+        fail(exc)
+
+
+class _NoKeyNeeded(dict[str, str]):
+    """An environment in which every variable is set, so an unset key variable is no error."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return os.environ.get(key) or "unused"
+
+
+def load_without_key(config_path: str) -> Config:
+    """Load a config for commands that send nothing: an unset key variable is no error."""
+    try:
+        return load_config(config_path, environ=_NoKeyNeeded())
+    except GlmrunError as exc:
+        fail(exc)
+
+
+def job_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--job NAME`` (passed as ``job_name``); each command says what choosing a job means."""
+    return click.option("--job", "job_name", metavar="NAME", help=help)
+
+
+def verbosity_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    f = click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")(f)
+    f = click.option("-v", "--verbose", is_flag=True, help="Debug logging (one line per retry).")(f)
+    f = click.option(
+        "--log-format",
+        type=click.Choice(["text", "json"]),
+        default="text",
+        show_default=True,
+        help="stderr log lines as text or as one JSON object per event.",
+    )(f)
+    return f
+
+
+def setup(quiet: bool, verbose: bool, log_format: str) -> None:
+    global _JSON_ERRORS
+    _JSON_ERRORS = log_format == "json"
+    setup_logging(verbosity=-1 if quiet else (1 if verbose else 0), fmt=log_format)

@@ -1,0 +1,64 @@
+"""``glmrun export CONFIG``: write one job's results as CSV or JSONL; reads files, sends nothing."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from runner.cli.common import fail, job_option, load_without_key, setup
+from runner.errors import GlmrunError
+from runner.io.export import export_to
+
+
+@click.command()
+@click.argument("config_path", metavar="CONFIG")
+@job_option("The job to export (needed when CONFIG has several).")
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True
+)
+@click.option(
+    "--latest-only/--all-records",
+    default=True,
+    show_default=True,
+    help="One record per key (the latest), or every line as written.",
+)
+@click.option(
+    "--columns",
+    metavar="A,B,...",
+    help="Fields to write; dotted paths reach inside (usage.prompt_tokens, meta.x, parsed.y).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "target",
+    type=click.Path(dir_okay=False),
+    help="Write here (atomically) instead of stdout.",
+)
+def export(
+    config_path: str,
+    job_name: str | None,
+    fmt: str,
+    latest_only: bool,
+    columns: str | None,
+    target: str | None,
+) -> None:
+    """Write a job's results as CSV or JSONL, streamed, the latest record per key; no network."""
+    setup(False, False, "text")
+    config = load_without_key(config_path)
+    try:
+        job = config.one_job(job_name)
+        cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
+        n = export_to(
+            job.output_path,
+            Path(target) if target else None,
+            sys.stdout.buffer,
+            fmt=fmt,
+            latest_only=latest_only,
+            columns=cols,
+        )
+    except GlmrunError as exc:
+        fail(exc)
+    if target:
+        click.echo(f"{job.name}: {n} records -> {target}", err=True)

@@ -1,0 +1,55 @@
+"""``glmrun run CONFIG``: run the jobs of a config, resuming where the last run stopped.
+
+``runner.app.orchestrate`` is imported when the command runs: it pulls in aiohttp, which
+``glmrun --help`` and the commands that send nothing do not need.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from runner.cli.common import job_option, load, run_async, setup, verbosity_options
+
+
+@click.command()
+@click.argument("config_path", metavar="CONFIG")
+@job_option("Run only this job.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), metavar="N", help="Send at most N new URLs per job."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Show the plan (pending / done / invalid, route); send nothing."
+)
+@click.option(
+    "--no-wait", is_flag=True, help="Batch jobs: submit and exit 75; the next run collects."
+)
+@click.option(
+    "--wait-lock",
+    is_flag=True,
+    help="Wait for another run of the same output to finish instead of exiting 75.",
+)
+@verbosity_options
+def run(
+    config_path: str,
+    job_name: str | None,
+    limit: int | None,
+    dry_run: bool,
+    no_wait: bool,
+    wait_lock: bool,
+    quiet: bool,
+    verbose: bool,
+    log_format: str,
+) -> None:
+    """Run the jobs of CONFIG (resumes where the last run stopped)."""
+    from runner.app.orchestrate import RunOptions
+    from runner.app.orchestrate import run as run_app
+
+    setup(quiet, verbose, log_format)
+    config = load(config_path)
+    options = RunOptions(
+        job=job_name, limit=limit, dry_run=dry_run, no_wait=no_wait, wait_lock=wait_lock
+    )
+    result = run_async(lambda: run_app(config, options))
+    sys.exit(result.exit_code)

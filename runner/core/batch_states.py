@@ -1,0 +1,402 @@
+"""Batch chunk states and the pure ``next_state``: where a chunk goes after each observation.
+
+Each chunk of a job walks::
+
+    Built -> Uploading -> Uploaded -> Creating -> Running -> Ended -> Collecting -> Collected
+
+States and observations are frozen dataclasses; ``next_state(state, observation, now)`` takes
+the time as an argument and does no I/O, so every crash-between-steps case is a plain function
+test. ``Uploading`` and ``Creating`` carry ``checked=False`` after a lost answer (look the file
+or batch up before sending again); ``Collecting`` carries ``fresh=False`` after a crash (skip
+keys the output already has). The driver that acts on them is ``runner.engine.batch.driver``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, assert_never
+
+from runner.core.retry import Decision
+
+TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
+
+
+# --- states ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A built chunk file (names inside the job's work folder)."""
+
+    index: int
+    file: str
+    ids: str
+    lines: int
+    bytes: int
+    rebatch_of: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    chunk: Chunk
+
+
+@dataclass(frozen=True, slots=True)
+class Uploading:
+    """The upload may have been sent; ``checked=False`` means look for it before sending again."""
+
+    chunk: Chunk
+    checked: bool = True
+    errors: int = 0
+    not_before: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Uploaded:
+    chunk: Chunk
+    file_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Creating:
+    """The create may have been sent; ``checked=False`` means list batches before creating."""
+
+    chunk: Chunk
+    file_id: str
+    checked: bool = True
+    errors: int = 0
+    not_before: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Running:
+    chunk: Chunk
+    file_id: str
+    batch_id: str
+    status: str
+    counts: Counts = Counts()
+    cancel_requested: bool = False
+    errors: int = 0
+    not_before: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The batch reached a final status (or never ran: ``rejected``, ``lost``, ``cancelled``)."""
+
+    chunk: Chunk
+    file_id: str | None
+    batch_id: str | None
+    status: str
+    counts: Counts = Counts()
+    output_file_id: str | None = None
+    error_file_id: str | None = None
+    cancel_requested: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Collecting:
+    """Results are being appended; ``fresh=False`` (after a crash) skips keys already written."""
+
+    ended: Ended
+    fresh: bool = True
+    errors: int = 0
+    not_before: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    ended: Ended
+    ok: int = 0
+    failed: int = 0
+    resent: int = 0
+    left: int = 0
+    cleaned: bool = False
+
+
+ChunkState = Built | Uploading | Uploaded | Creating | Running | Ended | Collecting | Collected
+STATE_TYPES: dict[str, type[ChunkState]] = {
+    cls.__name__: cls
+    for cls in (Built, Uploading, Uploaded, Creating, Running, Ended, Collecting, Collected)
+}
+IN_FLIGHT = (Uploading, Uploaded, Creating, Running)
+
+
+# --- observations -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Begin:
+    """The driver is about to act on the chunk (recorded before a call that costs money)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileSeen:
+    file_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    """A lookup after a lost answer found nothing: it is safe to send."""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchView:
+    """What glmrun needs from a batch object (either request_counts shape)."""
+
+    id: str
+    status: str
+    counts: Counts
+    output_file_id: str | None
+    error_file_id: str | None
+    input_file_id: str | None = None
+    metadata: dict[str, Any] | None = None
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any]) -> BatchView:
+        rc = obj.get("request_counts")
+        src = rc if isinstance(rc, dict) else obj
+        counts = Counts(*(int(src.get(k) or 0) for k in ("total", "completed", "failed")))
+        meta = obj.get("metadata")
+        return cls(
+            id=str(obj.get("id")),
+            status=str(obj.get("status")),
+            counts=counts,
+            output_file_id=obj.get("output_file_id") or None,
+            error_file_id=obj.get("error_file_id") or None,
+            input_file_id=obj.get("input_file_id") or None,
+            metadata=meta if isinstance(meta, dict) else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchSeen:
+    view: BatchView
+
+
+@dataclass(frozen=True, slots=True)
+class CallFailed:
+    decision: Decision
+    message: str
+    backoff_s: float
+    gone: bool = False  # 404: the remote object no longer exists
+
+
+@dataclass(frozen=True, slots=True)
+class CancelAsked:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class CollectDone:
+    ok: int
+    failed: int
+    resent: int
+    left: int
+
+
+@dataclass(frozen=True, slots=True)
+class Cleaned:
+    pass
+
+
+Observation = (
+    Begin | FileSeen | NotFound | BatchSeen | CallFailed | CancelAsked | CollectDone | Cleaned
+)
+
+
+# --- the pure transition function -------------------------------------------------------------
+
+
+def next_state(
+    state: ChunkState, obs: Observation, now: float, *, poll_interval_s: float = 30.0
+) -> ChunkState:
+    """Where a chunk goes after ``obs``; unknown pairs leave it unchanged."""
+    replace = dataclasses.replace
+    if isinstance(obs, CancelAsked):
+        return _cancelled(state)
+    match state:
+        case Built(chunk=c):
+            if isinstance(obs, Begin):
+                return Uploading(c)
+        case Uploading(chunk=c):
+            if isinstance(obs, FileSeen):
+                return Uploaded(c, obs.file_id)
+            if isinstance(obs, NotFound):
+                return replace(state, checked=True)
+            if isinstance(obs, CallFailed):
+                if obs.decision.retryable:
+                    return replace(
+                        state,
+                        checked=False,
+                        errors=state.errors + 1,
+                        not_before=now + obs.backoff_s,
+                    )
+                return Ended(c, None, None, "rejected", Counts(c.lines), reason=obs.message)
+        case Uploaded(chunk=c, file_id=f):
+            if isinstance(obs, Begin):
+                return Creating(c, f)
+        case Creating(chunk=c, file_id=f):
+            if isinstance(obs, BatchSeen):
+                return _from_view(
+                    Running(c, f, obs.view.id, "validating"), obs.view, now, poll_interval_s
+                )
+            if isinstance(obs, NotFound):
+                return replace(state, checked=True)
+            if isinstance(obs, CallFailed):
+                if obs.decision.retryable:
+                    return replace(
+                        state,
+                        checked=False,
+                        errors=state.errors + 1,
+                        not_before=now + obs.backoff_s,
+                    )
+                return Ended(c, f, None, "rejected", Counts(c.lines), reason=obs.message)
+        case Running():
+            if isinstance(obs, BatchSeen):
+                return _from_view(state, obs.view, now, poll_interval_s)
+            if isinstance(obs, CallFailed):
+                if obs.gone or not obs.decision.retryable:
+                    return Ended(
+                        state.chunk,
+                        state.file_id,
+                        state.batch_id,
+                        "lost",
+                        state.counts,
+                        cancel_requested=state.cancel_requested,
+                        reason=obs.message,
+                    )
+                return replace(state, errors=state.errors + 1, not_before=now + obs.backoff_s)
+        case Ended():
+            if isinstance(obs, Begin):
+                return Collecting(state)
+        case Collecting():
+            if isinstance(obs, CollectDone):
+                return Collected(state.ended, obs.ok, obs.failed, obs.resent, obs.left)
+            if isinstance(
+                obs, CallFailed
+            ):  # the output file may be written already: skip it next time
+                return replace(
+                    state, fresh=False, errors=state.errors + 1, not_before=now + obs.backoff_s
+                )
+        case Collected():
+            if isinstance(obs, Cleaned):
+                return replace(state, cleaned=True)
+        case _:
+            assert_never(state)
+    return state
+
+
+def _from_view(state: Running, view: BatchView, now: float, poll_interval_s: float) -> ChunkState:
+    if view.status in TERMINAL_STATUSES:
+        return Ended(
+            state.chunk,
+            state.file_id,
+            view.id,
+            view.status,
+            view.counts,
+            view.output_file_id,
+            view.error_file_id,
+            state.cancel_requested,
+        )
+    return dataclasses.replace(
+        state,
+        batch_id=view.id,
+        status=view.status,
+        counts=view.counts,
+        errors=0,
+        not_before=now + poll_interval_s,
+    )
+
+
+def _cancelled(state: ChunkState) -> ChunkState:
+    """Cancel: nothing submitted ends at once; a running batch is flagged (the driver asked)."""
+    match state:
+        case Built(chunk=c) | Uploading(chunk=c):
+            return Ended(
+                c,
+                None,
+                None,
+                "cancelled",
+                Counts(c.lines),
+                cancel_requested=True,
+                reason="cancelled before upload",
+            )
+        case Uploaded(chunk=c, file_id=f) | Creating(chunk=c, file_id=f):
+            return Ended(
+                c,
+                f,
+                None,
+                "cancelled",
+                Counts(c.lines),
+                cancel_requested=True,
+                reason="cancelled before create",
+            )
+        case Running():
+            return dataclasses.replace(state, cancel_requested=True)
+        case Ended() | Collecting() | Collected():
+            return state
+        case _:
+            assert_never(state)
+
+
+def recovered(state: ChunkState) -> ChunkState:
+    """A state read back from disk: answers may have been lost and old deadlines mean nothing."""
+    match state:
+        case Uploading() | Creating():
+            return dataclasses.replace(state, checked=False, not_before=0.0)
+        case Running():
+            return dataclasses.replace(state, not_before=0.0)
+        case Collecting():
+            return dataclasses.replace(state, fresh=False, not_before=0.0)
+        case Built() | Uploaded() | Ended() | Collected():
+            return state
+        case _:
+            assert_never(state)
+
+
+def is_done(state: ChunkState, delete_remote_files: bool) -> bool:
+    return isinstance(state, Collected) and (state.cleaned or not delete_remote_files)
+
+
+def ready_at(state: ChunkState) -> float:
+    return getattr(state, "not_before", 0.0)
+
+
+def describe(state: ChunkState) -> dict[str, Any]:
+    """Flat fields for listings and logs."""
+    if isinstance(state, (Collecting, Collected)):
+        ended: Ended | None = state.ended
+        chunk = state.ended.chunk
+    else:
+        ended = None
+        chunk = state.chunk
+    src: Any = ended or state
+    counts = getattr(src, "counts", None)
+    return {
+        "chunk": chunk.index,
+        "state": type(state).__name__,
+        "lines": chunk.lines,
+        "file_id": getattr(src, "file_id", None),
+        "batch_id": getattr(src, "batch_id", None),
+        "status": getattr(src, "status", None),
+        "completed": counts.completed if counts else None,
+        "failed": counts.failed if counts else None,
+        "total": counts.total if counts else None,
+    }
+
+
+def chunk_of(state: ChunkState) -> Chunk:
+    """The chunk a state is about (Collecting and Collected hold it inside ``ended``)."""
+    if isinstance(state, (Collecting, Collected)):
+        return state.ended.chunk
+    return state.chunk

@@ -1,0 +1,155 @@
+"""One job's whole batch path: recover or start its state, build chunks, drive them to the end.
+
+``run_batch_job`` is what ``runner.app.orchestrate`` calls (the caller holds the job's output
+lock). Lines already in a tracked chunk are not built again; invalid input lines become error
+records here, as on the realtime path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Callable, Iterator
+
+from runner.api.protocol import BatchClient
+from runner.clock import Clock, SystemClock
+from runner.config.schema import Config, JobConfig
+from runner.core.batch_names import config_hash
+from runner.core.batch_states import recovered
+from runner.core.items import InvalidLine, Item
+from runner.core.plan import JobPlan
+from runner.core.records import INVALID_INPUT, error_record
+from runner.core.stats import JobStats
+from runner.engine.batch.driver import BatchDeps, BatchDriver, Fallback
+from runner.errors import ComeBackLater, OutputError
+from runner.io.batch_state import JobState, load_state, state_path, tracked_hashes
+from runner.io.store import ResultWriter
+
+log = logging.getLogger(__name__)
+
+
+def _new_items(
+    pending: Iterator[tuple[int, Item | InvalidLine]],
+    tracked: set[int],
+    writer: ResultWriter,
+    stats: JobStats,
+) -> Iterator[tuple[int, Item]]:
+    for h, item in pending:
+        if isinstance(item, InvalidLine):
+            writer.append(
+                error_record(
+                    item.key,
+                    INVALID_INPUT,
+                    f"line {item.line_no}: {item.reason}",
+                    retryable=False,
+                    via="input",
+                )
+            )
+            stats.errors += 1
+            stats.invalid += 1
+            continue
+        if h in tracked:
+            continue
+        yield h, item
+
+
+FallbackFactory = Callable[[ResultWriter], Fallback]
+"""Builds the realtime fallback around the job's writer (``runner.app.wiring.make_fallback``)."""
+
+
+async def run_batch_job(
+    plan: JobPlan,
+    pending: Iterator[tuple[int, Item | InvalidLine]],
+    config: Config,
+    client: BatchClient,
+    stats: JobStats,
+    stop_event: asyncio.Event,
+    *,
+    no_wait: bool = False,
+    fallback: FallbackFactory | None = None,
+    clock: Clock | None = None,
+    rng: random.Random | None = None,
+) -> JobStats:
+    """Build, submit, track, collect: one job's whole batch path (the caller holds its lock).
+
+    ``no_wait`` submits and returns (ComeBackLater, exit 75); ``fallback`` is how lines that
+    did not run in a batch are sent when ``batch.on_failure`` is ``realtime``."""
+    job = plan.job
+    stats.route = "batch"
+    try:
+        return await _run_batch_job(
+            job, pending, config, client, stats, stop_event, no_wait, fallback, clock, rng
+        )
+    except OSError as exc:
+        if isinstance(exc, (TimeoutError, ConnectionError)):
+            raise
+        where = exc.filename or job.work_dir
+        raise OutputError(
+            f"{where}: cannot read or write the batch files or state: {exc.strerror or exc}; "
+            "what was collected is kept, the next run goes on from the saved state"
+        ) from None
+
+
+async def _run_batch_job(
+    job: JobConfig,
+    pending: Iterator[tuple[int, Item | InvalidLine]],
+    config: Config,
+    client: BatchClient,
+    stats: JobStats,
+    stop_event: asyncio.Event,
+    no_wait: bool,
+    fallback: FallbackFactory | None,
+    clock: Clock | None,
+    rng: random.Random | None,
+) -> JobStats:
+    path = state_path(job)
+    chash = config_hash(job, config.batch)
+    state = load_state(path)
+    if state is None:
+        state = JobState(job.name, os.urandom(4).hex(), chash)
+    else:
+        state.chunks = [recovered(c) for c in state.chunks]
+        if state.config_hash != chash:
+            log.warning(
+                "the job's prompt, model or params changed since its batches were built; "
+                "tracked ones finish as built",
+                extra={"job": job.name},
+            )
+    clock = clock or SystemClock()
+    writer = ResultWriter(
+        job.output_path, flush_interval_s=config.run.flush_interval_s, clock=clock.monotonic
+    )
+    deps = BatchDeps(
+        client=client,
+        writer=writer,
+        stats=stats,
+        stop=stop_event,
+        clock=clock,
+        rng=rng or random.Random(),
+        no_wait=no_wait,
+        fallback=None if fallback is None else fallback(writer),
+    )
+    driver = BatchDriver(job, config, state, deps)
+    try:
+        tracked = tracked_hashes(job, state)
+        before = len(state.chunks)
+        built = driver.add_chunks(_new_items(pending, tracked, writer, stats))
+        writer.flush()
+        if built or before == 0:
+            driver.save()
+        if built:
+            log.info(
+                "batch files built",
+                extra={"job": job.name, "chunks": len(built), "lines": sum(c.lines for c in built)},
+            )
+        try:
+            await driver.run()
+        except ComeBackLater as exc:
+            exc.stats = stats
+            raise
+    finally:
+        writer.close()
+        stats.finished = clock.monotonic()
+    return stats

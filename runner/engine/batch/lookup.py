@@ -1,0 +1,59 @@
+"""Finding a file or batch whose creating call's answer was lost (a crash, a timeout).
+
+The state file says ``Uploading``/``Creating`` with ``checked=False``: the call may have reached
+the API. Before sending it again the driver lists files (by the upload's unique name) or batches
+(by input file id or glmrun's metadata); ``NotFound`` means it is safe to send.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from runner.api.protocol import BatchClient
+from runner.core.batch_states import BatchSeen, BatchView, FileSeen, NotFound, Observation
+
+log = logging.getLogger(__name__)
+
+LOOKUP_PAGES = 10  # list pages (of 100) scanned to find a batch whose create answer was lost
+
+
+async def find_upload(client: BatchClient, name: str, job_name: str) -> Observation:
+    after = None
+    for _ in range(LOOKUP_PAGES):
+        params = {"purpose": "batch", "limit": 100, **({"after": after} if after else {})}
+        page = await client.request_json("GET", "/files", params=params)
+        data = page.get("data") or []
+        for f in data:
+            if f.get("filename") == name:
+                log.info(
+                    "found an upload whose answer was lost",
+                    extra={"job": job_name, "file_id": f.get("id")},
+                )
+                return FileSeen(str(f["id"]))
+        if not data or not page.get("has_more"):
+            break
+        after = data[-1].get("id")
+    return NotFound()
+
+
+async def find_batch(
+    client: BatchClient, file_id: str, meta: dict[str, str], job_name: str
+) -> Observation:
+    after = None
+    for _ in range(LOOKUP_PAGES):
+        page = await client.list_batches(after=after, limit=100)
+        data = page.get("data") or []
+        for b in data:
+            view = BatchView.parse(b)
+            if view.input_file_id == file_id or (
+                view.metadata and all(view.metadata.get(k) == v for k, v in meta.items())
+            ):
+                log.info(
+                    "found a batch whose create answer was lost",
+                    extra={"job": job_name, "batch_id": view.id},
+                )
+                return BatchSeen(view)
+        if not data or not page.get("has_more"):
+            break
+        after = page.get("last_id") or data[-1].get("id")
+    return NotFound()

@@ -67,7 +67,8 @@ class ApiConfig:
         if self.jwt_ttl_s < 60:
             raise Invalid(
                 "jwt_ttl_s",
-                f"expected at least 60 seconds (tokens are refreshed 30 s before expiry), found {self.jwt_ttl_s}",
+                "expected at least 60 seconds (tokens are refreshed 30 s before expiry), "
+                f"found {self.jwt_ttl_s}",
             )
         if self.base_url != SIMULATOR and not re.match(r"^https?://[^/\s]+", self.base_url):
             raise Invalid(

@@ -38,4 +38,5 @@ class ResumeIndex:
             self.failed.discard(h)
 
     def __repr__(self) -> str:
-        return f"<ResumeIndex ok={len(self.ok)} failed={len(self.failed)} retryable={len(self.retryable)}>"
+        sizes = f"ok={len(self.ok)} failed={len(self.failed)} retryable={len(self.retryable)}"
+        return f"<ResumeIndex {sizes}>"

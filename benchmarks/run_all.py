@@ -365,7 +365,10 @@ def bench_memory(ctx: Ctx) -> None:
 
 
 def bench_resume(ctx: Ctx) -> None:
-    """1,000,000 finished records + the same URLs and 200 new: first request <= 5 s, done <= 10 s."""
+    """Resume over 1,000,000 finished records: first request <= 5 s, done <= 10 s.
+
+    The input is the same URLs as the finished records plus 200 new ones.
+    """
     n, new = ctx.size(1_000_000, 10_000), 200
     d = ctx.dir("resume")
     inp, out = make_resume_fixture(d, n, new)
@@ -438,9 +441,11 @@ def bench_index_bytes(ctx: Ctx) -> None:
     if not out.exists():
         make_resume_fixture(d, n, 200)
     code = (
-        "import sys, resource, time; from pathlib import Path; from runner.io.store import load_resume_index\n"
+        "import sys, resource, time; from pathlib import Path; "
+        "from runner.io.store import load_resume_index\n"
         "def rss():\n    return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
-        "before = rss(); t = time.perf_counter(); index = load_resume_index(Path(sys.argv[1])); s = time.perf_counter() - t\n"
+        "before = rss(); t = time.perf_counter(); "
+        "index = load_resume_index(Path(sys.argv[1])); s = time.perf_counter() - t\n"
         "n = len(index.ok) + len(index.failed) + len(index.retryable)\n"
         "print((rss() - before) / n, s, n)\n"
     )

@@ -105,7 +105,10 @@ def recommend(
 
 
 def format_table(levels: list[LevelResult]) -> str:
-    head = f"{'concurrency':>11} {'req/s':>8} {'p50 s':>7} {'p95 s':>7} {'429 share':>9} {'errors':>6} {'results':>7}"
+    head = (
+        f"{'concurrency':>11} {'req/s':>8} {'p50 s':>7} {'p95 s':>7} {'429 share':>9}"
+        f" {'errors':>6} {'results':>7}"
+    )
     rows = [head]
     for lv in levels:
         p50, p95 = lv.latency_q(0.5), lv.latency_q(0.95)
@@ -126,8 +129,8 @@ def format_recommendation(
     best = recommend(levels, acceptable_share)
     if best is None:
         return (
-            f"no level kept 429 answers under {100 * acceptable_share:.0f}% of requests: try lower levels "
-            "(--concurrency 1,2,4) or limits.concurrency: auto"
+            f"no level kept 429 answers under {100 * acceptable_share:.0f}% of requests: "
+            "try lower levels (--concurrency 1,2,4) or limits.concurrency: auto"
         )
     top = max(lv.concurrency for lv in levels)
     hint = (
@@ -219,12 +222,13 @@ async def bench(
         try:
             plan, index = plan_job(job, config, keep=sample * len(levels))
             print(
-                f"{job.name}: {plan.pending} pending; {sample} per level at concurrency {','.join(map(str, levels))}",
+                f"{job.name}: {plan.pending} pending; {sample} per level at concurrency "
+                f"{','.join(map(str, levels))}",
                 file=out,
             )
             pending = pending_items(job, config, plan, index)
             async with connect(config, connections=max(levels)) as client:
-                writer = make_writer(job, config)
+                writer = make_writer(job)
                 stopper.writers.append(writer)
                 try:
                     for level in levels:

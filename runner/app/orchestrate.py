@@ -256,7 +256,7 @@ async def _run_job(
                 return stats
             finally:
                 stopper.current = None
-        writer = make_writer(job, config)
+        writer = make_writer(job)
         stopper.writers.append(writer)
         try:
             return await _run_realtime(

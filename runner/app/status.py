@@ -181,7 +181,8 @@ def format_status(s: JobStatus) -> str:
     line = (
         f"{s.job}: ok {s.ok}, errors {s.errors}, pending {s.pending}"
         f" (retryable errors {s.retryable_errors}),"
-        f" invalid not yet recorded {s.invalid_unrecorded}, duplicate lines {s.duplicates};"
+        f" invalid not yet recorded {s.invalid_unrecorded},"
+        f" duplicate lines {s.duplicates};"
         f" batches {len(s.open_batches)} open / {len(s.batches)} tracked"
         f" -> {'done' if s.finished else 'pending'}"
     )

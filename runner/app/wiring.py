@@ -102,11 +102,9 @@ async def connect(
         yield client
 
 
-def make_writer(job: JobConfig, config: Config, *, clock: Clock = SYSTEM_CLOCK) -> ResultWriter:
+def make_writer(job: JobConfig) -> ResultWriter:
     """The job's single appender (one writer owns the output file)."""
-    return ResultWriter(
-        job.output_path, flush_interval_s=config.run.flush_interval_s, clock=clock.monotonic
-    )
+    return ResultWriter(job.output_path)
 
 
 def make_throttle(

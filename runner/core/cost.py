@@ -22,7 +22,6 @@ from runner.core.records import Record
 from runner.core.templates import media_parts
 
 SAMPLE = 10_000
-ROUTES = ("realtime", "batch")
 
 
 @dataclass
@@ -165,8 +164,8 @@ def estimate(
             min(cost.completion_tokens, job.params.get("max_tokens") or cost.completion_tokens)
         )
         basis = (
-            f"no records yet: {images:.2g} images x {cost.prompt_tokens_per_image} tokens per item, "
-            f"{int(c)} tokens per answer"
+            f"no records yet: {images:.2g} images x {cost.prompt_tokens_per_image} tokens "
+            f"per item, {int(c)} tokens per answer"
         )
     price = cost.price(job.model)
     rt = bt = None
@@ -177,8 +176,10 @@ def estimate(
 
 
 def format_estimate(job: JobConfig, est: Estimate, cost: CostConfig) -> str:
-    tokens = f"~{est.pending * est.prompt_tokens:,.0f} in / {est.pending * est.completion_tokens:,.0f} out tokens"
+    tokens_in = est.pending * est.prompt_tokens
+    tokens = f"~{tokens_in:,.0f} in / {est.pending * est.completion_tokens:,.0f} out tokens"
     head = f"{job.name}: estimate for {est.pending} pending: {tokens} ({est.basis})"
     if est.realtime is None or est.batch is None:
         return f"{head}; no price for {job.model} in cost.prices"
-    return f"{head}; realtime {_money(est.realtime, cost.currency)} vs batch {_money(est.batch, cost.currency)}"
+    realtime, batch = _money(est.realtime, cost.currency), _money(est.batch, cost.currency)
+    return f"{head}; realtime {realtime} vs batch {batch}"

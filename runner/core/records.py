@@ -20,6 +20,8 @@ from typing import Any
 
 import orjson
 
+from runner.core.items import InvalidLine
+
 Record = dict[str, Any]
 
 INVALID_INPUT = "invalid_input"
@@ -129,7 +131,8 @@ _BOX_MARKERS = ("<|begin_of_box|>", "<|end_of_box|>")
 
 
 def strip_markers(content: str) -> tuple[str, str | None]:
-    """GLM-4.5V answers: ``<think>…</think>`` -> reasoning; box markers removed (glm-api.md §2.2)."""
+    """GLM-4.5V answers: ``<think>…</think>`` -> reasoning; box markers removed
+    (glm-api.md §2.2)."""
     thought = None
     start = content.find(_THINK_OPEN)
     if start != -1:
@@ -165,3 +168,14 @@ def text_of(content: Any) -> str:
 def dumps(record: Record) -> bytes:
     """One whole line: a crash can tear at most the last line of the file."""
     return orjson.dumps(record) + b"\n"
+
+
+def invalid_input_record(line: InvalidLine) -> Record:
+    """The permanent error record of an input line that cannot become a request."""
+    return error_record(
+        line.key,
+        INVALID_INPUT,
+        f"line {line.line_no}: {line.reason}",
+        retryable=False,
+        via="input",
+    )

@@ -19,9 +19,8 @@ import fcntl
 import logging
 import os
 import re
-import time
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import IO, Self
 
 from runner.core.keys import key_hash_bytes
 from runner.core.records import Record, dumps, is_final, record_key
@@ -39,7 +38,8 @@ def load_resume_index(path: Path) -> ResumeIndex:
     one regex over 8 MB blocks finds the key bytes of most lines without parsing the JSON, and
     the hash is taken of those bytes (a string without escapes is its own UTF-8). Every other
     line (errors, escaped keys, foreign records, garbage) takes the full ``orjson`` path, with
-    the same semantics as ``runner.io.jsonl.iter_records``. A 1,000,000-record output loads in about 2 s.
+    the same semantics as ``runner.io.jsonl.iter_records``. A 1,000,000-record output loads
+    in about 2 s.
     """
     index = ResumeIndex()
     ok, failed, retryable = index.ok, index.failed, index.retryable
@@ -122,14 +122,13 @@ class ResultWriter:
     """The single appender of one output file.
 
     ``append`` is synchronous: in one event loop nobody can interleave with a ``write()``, so
-    there is no queue or writer task on the hot path. A buffered file absorbs the writes; the
-    engine calls ``maybe_flush`` often and ``close`` fsyncs.
+    there is no queue or writer task on the hot path. A buffered file absorbs the writes; in
+    an event loop they reach the OS at the end of the loop turn that made them, and ``close``
+    fsyncs. (No clock: when to flush is decided by the loop, not by time.)
     """
 
-    def __init__(self, path: Path, *, flush_interval_s: float = 0.5, clock: Any = time.monotonic):
+    def __init__(self, path: Path):
         self.path = path
-        self.flush_interval_s = flush_interval_s
-        self._clock = clock
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             repair_torn_tail(path)
@@ -138,7 +137,6 @@ class ResultWriter:
             raise OutputError(
                 f"{path}: cannot open the output for appending: {exc.strerror}"
             ) from None
-        self._last_flush = clock()
         self._flush_scheduled = False
         self._error: OSError | None = None
         self.written = 0
@@ -155,7 +153,7 @@ class ResultWriter:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
-                return  # no loop: maybe_flush / close do it
+                return  # no loop: the caller's flush() or close() does it
             self._flush_scheduled = True
             loop.call_soon(self._flush_turn)
 
@@ -168,14 +166,9 @@ class ResultWriter:
     def _failed(self, exc: OSError) -> OutputError:
         self._error = exc
         return OutputError(
-            f"{self.path}: cannot write the output: {exc.strerror}; what was written before is kept, "
-            "the rest is sent again by the next run"
+            f"{self.path}: cannot write the output: {exc.strerror}; what was written before "
+            "is kept, the rest is sent again by the next run"
         )
-
-    def maybe_flush(self) -> None:
-        now = self._clock()
-        if now - self._last_flush >= self.flush_interval_s:
-            self.flush()
 
     def flush(self) -> None:
         if not self._file.closed:
@@ -183,7 +176,6 @@ class ResultWriter:
                 self._file.flush()
             except OSError as exc:
                 raise self._failed(exc) from exc
-            self._last_flush = self._clock()
 
     def fsync(self) -> None:
         if not self._file.closed:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .procs import read_records, run, simulator
+from tests.support.records import read_records
+
+from .procs import run, simulator
 from .test_batch_kill import CHUNK, _batch_job
 
 

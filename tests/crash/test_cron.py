@@ -9,8 +9,9 @@ import orjson
 
 from runner.core.batch_states import Chunk, Running
 from runner.io.batch_state import JobState, save_state
+from tests.support.records import read_records
 
-from .procs import read_records, run, simulator, write_job
+from .procs import run, simulator, write_job
 
 
 def _status(config: Path) -> tuple[int, dict]:

@@ -7,7 +7,9 @@ import re
 import time
 from pathlib import Path
 
-from .procs import latest, read_records, run, simulator, start_run, wait_for_lines, write_job
+from tests.support.records import latest, read_records
+
+from .procs import run, simulator, start_run, wait_for_lines, write_job
 
 
 def _holds_for(url: str, seconds: float) -> tuple[str, str]:

@@ -9,39 +9,33 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from runner.app.bench import LevelResult, bench, format_table, parse_levels, recommend
-from runner.config import load_config
+from runner.config import Config, load_config
 from runner.errors import ConfigError
-from runner.simulator import SimSettings, Simulator
+from tests.support.configs import make_urls, write_minimal_config
+from tests.support.records import read_records
+from tests.support.sim import MakeSim
 
 
-def make_config(tmp_path: Path, base_url: str, n: int = 100) -> Any:
-    (tmp_path / "urls.txt").write_text(
-        "".join(f"https://img.example.com/{i}.jpg\n" for i in range(n))
-    )
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        f"api: {{base_url: '{base_url}'}}\n"
-        "retry: {max_attempts: 30, base_delay_s: 0.01, max_delay_s: 0.05}\n"
-        "jobs:\n  - {name: j, input: urls.txt, output: out.jsonl, model: glm-4v-flash, prompt: hi}\n"
-    )
+def make_config(tmp_path: Path, base_url: str, n: int = 100) -> Config:
+    urls = make_urls(n, prefix="https://img.example.com", digits=0)
+    retry = {"max_attempts": 30, "base_delay_s": 0.01, "max_delay_s": 0.05}
+    cfg = write_minimal_config(tmp_path, urls, api={"base_url": base_url}, retry=retry)
     return load_config(cfg, environ={"ZHIPUAI_API_KEY": "k"})
 
 
-async def test_bench_runs_each_level_and_writes_every_answer(tmp_path: Path) -> None:
-    """Three levels of 10 URLs: 30 distinct records in the output, a row per level, a recommendation."""
-    sim = Simulator(SimSettings(latency_mean_s=0.005, max_in_flight=3))
-    base_url = await sim.start()
+async def test_bench_runs_each_level_and_writes_every_answer(
+    tmp_path: Path, start_sim: MakeSim
+) -> None:
+    """Three levels of 10 URLs: 30 distinct records in the output, a row per level, a
+    recommendation."""
+    sim = await start_sim(latency_mean_s=0.005, max_in_flight=3)
     out = io.StringIO()
-    try:
-        config = make_config(tmp_path, base_url)
-        levels = await bench(config, sample=10, levels=[1, 2, 6], out=out)
-    finally:
-        await sim.close()
-    records = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    config = make_config(tmp_path, sim.base_url)
+    levels = await bench(config, sample=10, levels=[1, 2, 6], out=out)
+    records = read_records(tmp_path / "out.jsonl")
     assert len(records) == 30
     assert len({r["url"] for r in records}) == 30
     assert all(r["status"] == "ok" for r in records)
@@ -54,16 +48,14 @@ async def test_bench_runs_each_level_and_writes_every_answer(tmp_path: Path) -> 
     assert text.count("\n") >= 5
 
 
-async def test_bench_continues_with_the_next_pending_urls(tmp_path: Path) -> None:
+async def test_bench_continues_with_the_next_pending_urls(
+    tmp_path: Path, start_sim: MakeSim
+) -> None:
     """A second bench skips what the first one finished, so nothing is sent twice."""
-    sim = Simulator(SimSettings(latency_mean_s=0.0))
-    base_url = await sim.start()
-    try:
-        config = make_config(tmp_path, base_url, n=25)
-        await bench(config, sample=10, levels=[2], out=io.StringIO())
-        second = await bench(config, sample=10, levels=[2, 4], out=io.StringIO())
-    finally:
-        await sim.close()
+    sim = await start_sim(latency_mean_s=0.0)
+    config = make_config(tmp_path, sim.base_url, n=25)
+    await bench(config, sample=10, levels=[2], out=io.StringIO())
+    second = await bench(config, sample=10, levels=[2, 4], out=io.StringIO())
     assert [lv.results for lv in second] == [10, 5]
     assert sim.stats.chat_requests == 25
 

@@ -8,13 +8,13 @@ models cannot read an answer, the simulator (and glmrun's parsing of it) has dri
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
 import pytest
 
-from runner.simulator import SimSettings, Simulator, expected_content
+from runner.simulator import Simulator, expected_content
+from tests.support.sim import INSTANT_BATCHES, MakeSim
 
 URL = "https://e.org/sdk.jpg"
 MESSAGES: list[dict[str, Any]] = [
@@ -40,19 +40,9 @@ def batch_file() -> bytes:
 
 
 @pytest.fixture
-async def sim() -> AsyncIterator[Simulator]:
+async def sim(start_sim: MakeSim) -> Simulator:
     """A simulator with quick batch phases, closed after the test."""
-    s = Simulator(
-        SimSettings(
-            latency_mean_s=0.0,
-            batch_validating_s=0.0,
-            batch_in_progress_s=0.0,
-            batch_finalizing_s=0.0,
-        )
-    )
-    await s.start()
-    yield s
-    await s.close()
+    return await start_sim(**INSTANT_BATCHES)
 
 
 async def _wait_batch(get: Any, batch_id: str) -> Any:
@@ -65,7 +55,8 @@ async def _wait_batch(get: Any, batch_id: str) -> Any:
 
 
 async def test_openai_sdk_parses_chat_file_and_batch_answers(sim: Simulator) -> None:
-    """openai.OpenAI against the simulator: a chat completion, an uploaded file, a batch and its output."""
+    """openai.OpenAI against the simulator: a chat completion, an uploaded file, a batch and its
+    output."""
     openai = pytest.importorskip("openai")
     client = openai.OpenAI(base_url=sim.base_url + "/", api_key="sk-test", max_retries=0)
     try:
@@ -107,7 +98,8 @@ async def test_openai_sdk_parses_chat_file_and_batch_answers(sim: Simulator) -> 
 async def test_zhipuai_sdk_parses_chat_file_and_batch_answers_with_its_own_jwt(
     sim: Simulator,
 ) -> None:
-    """zhipuai.ZhipuAI (signing its own JWT) against the simulator: chat, file upload, batch, output file."""
+    """zhipuai.ZhipuAI (signing its own JWT) against the simulator: chat, file upload, batch, output
+    file."""
     zhipuai = pytest.importorskip("zhipuai")
     sim.settings.require_jwt = (
         KEY  # the simulator checks the SDK's token exactly as it checks glmrun's

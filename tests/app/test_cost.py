@@ -11,7 +11,9 @@ from runner.config import load_config
 from runner.core.cost import usage_from_lines
 from runner.core.stats import JobStats
 from runner.io.jsonl import iter_lines
-from tests.surface_helpers import read_records, run_config, write_config
+from tests.support.configs import write_surface_config
+from tests.support.records import read_records
+from tests.support.runs import run_config
 
 PRICES = {
     "currency": "CNY",
@@ -24,8 +26,7 @@ URLS = [f"https://e.org/{i}.jpg" for i in range(10)]
 
 async def test_summary_shows_tokens_and_cost_per_route(tmp_path: Path) -> None:
     """After a run the summary has realtime tokens and their cost from the price table."""
-    (tmp_path / "in.txt").write_text("\n".join(URLS) + "\n")
-    cfg = write_config(tmp_path, {"prompt": "ab"}, cost=PRICES)
+    cfg = write_surface_config(tmp_path, URLS, job={"prompt": "ab"}, cost=PRICES)
     result, out = await run_config(cfg)
     # simulator: 1000 prompt tokens per image + len(text)//2; 20 completion tokens
     assert result.stats[0].usage_by_route == {"realtime": [10 * 1001, 10 * 20]}
@@ -38,10 +39,10 @@ async def test_summary_shows_tokens_and_cost_per_route(tmp_path: Path) -> None:
 
 async def test_dry_run_estimates_from_a_per_image_guess_when_no_records(tmp_path: Path) -> None:
     """With no records the dry run uses cost.prompt_tokens_per_image and shows realtime vs batch."""
-    (tmp_path / "in.txt").write_text("\n".join(URLS) + "\n")
-    cfg = write_config(
+    cfg = write_surface_config(
         tmp_path,
-        {"prompt": ""},
+        URLS,
+        job={"prompt": ""},
         cost={**PRICES, "prompt_tokens_per_image": 1000, "completion_tokens": 100},
     )
     _, out = await run_config(cfg, dry_run=True)
@@ -52,8 +53,7 @@ async def test_dry_run_estimates_from_a_per_image_guess_when_no_records(tmp_path
 
 async def test_dry_run_estimates_from_the_average_of_records_so_far(tmp_path: Path) -> None:
     """After a partial run the estimate for the rest uses the records' average usage."""
-    (tmp_path / "in.txt").write_text("\n".join(URLS) + "\n")
-    cfg = write_config(tmp_path, {"prompt": ""}, cost=PRICES)
+    cfg = write_surface_config(tmp_path, URLS, job={"prompt": ""}, cost=PRICES)
     await run_config(cfg, limit=4)
     _, out = await run_config(cfg, dry_run=True)
     rt = 6 * (1000 / 1000 * 0.004 + 20 / 1000 * 0.01)
@@ -63,15 +63,13 @@ async def test_dry_run_estimates_from_the_average_of_records_so_far(tmp_path: Pa
 
 async def test_dry_run_without_a_price_says_so(tmp_path: Path) -> None:
     """A model missing from cost.prices gets a token estimate and a note, not an error."""
-    (tmp_path / "in.txt").write_text(URLS[0] + "\n")
-    _, out = await run_config(write_config(tmp_path), dry_run=True)
+    _, out = await run_config(write_surface_config(tmp_path, [URLS[0]]), dry_run=True)
     assert "no price for glm-4v-plus-0111 in cost.prices" in out
 
 
 async def test_status_sums_usage_per_route_from_the_output(tmp_path: Path) -> None:
     """glmrun status shows tokens spent per route (every billed line) with cost."""
-    (tmp_path / "in.txt").write_text("\n".join(URLS[:2]) + "\n")
-    cfg = write_config(tmp_path, {"prompt": ""}, cost=PRICES)
+    cfg = write_surface_config(tmp_path, URLS[:2], job={"prompt": ""}, cost=PRICES)
     await run_config(cfg)
     with (tmp_path / "out.jsonl").open("ab") as f:
         f.write(
@@ -98,7 +96,8 @@ async def test_status_sums_usage_per_route_from_the_output(tmp_path: Path) -> No
 
 
 def test_add_usage_defaults_to_the_jobs_route() -> None:
-    """A batch job's usage without an explicit route counts as batch; realtime fallback passes its route."""
+    """A batch job's usage without an explicit route counts as batch; realtime fallback passes its
+    route."""
     stats = JobStats("j", route="batch")
     stats.add_usage({"prompt_tokens": 10, "completion_tokens": 1})
     stats.add_usage({"prompt_tokens": 5, "completion_tokens": 2}, "realtime")
@@ -107,11 +106,13 @@ def test_add_usage_defaults_to_the_jobs_route() -> None:
 
 
 async def test_dry_run_guess_counts_the_images_of_each_item(tmp_path: Path) -> None:
-    """With no records, items with three images are estimated at three images' worth of prompt tokens."""
+    """With no records, items with three images are estimated at three images' worth of prompt
+    tokens."""
     rows = [{"images": [f"https://e.org/{i}-{j}.jpg" for j in range(3)]} for i in range(4)]
     (tmp_path / "in.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     cost = {**PRICES, "prompt_tokens_per_image": 1000, "completion_tokens": 100}
     _, out = await run_config(
-        write_config(tmp_path, {"input": "in.jsonl", "prompt": ""}, cost=cost), dry_run=True
+        write_surface_config(tmp_path, job={"input": "in.jsonl", "prompt": ""}, cost=cost),
+        dry_run=True,
     )
     assert "~12,000 in / 400 out tokens" in out and "3 images x 1000" in out

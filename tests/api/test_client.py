@@ -1,4 +1,4 @@
-"""GlmClient.chat over aioresponses: URL, auth header, body bytes, and every failure -> ApiFailure."""
+"""GlmClient.chat over aioresponses: URL, auth header, body bytes, every failure -> ApiFailure."""
 
 from __future__ import annotations
 
@@ -48,7 +48,10 @@ async def fail_with(client: GlmClient) -> ApiFailure:
 
 
 async def test_chat_sends_exact_url_auth_and_body(client: GlmClient, mock: Any) -> None:
-    """chat() POSTs the given bytes to {base_url}/chat/completions with Bearer auth and returns the answer."""
+    """chat() POSTs the given bytes with Bearer auth and returns the answer.
+
+    The URL is exactly {base_url}/chat/completions.
+    """
     mock.post(CHAT, payload=ANSWER)
     assert await client.chat(BODY) == ANSWER
     (call,) = mock.requests[("POST", URL(CHAT))]
@@ -137,7 +140,7 @@ async def test_error_statuses_map_to_api_failure(
 async def test_bad_200_answers(
     client: GlmClient, mock: Any, payload: bytes, code: str | None, kind: str | None
 ) -> None:
-    """A 200 that is not a usable completion is an ApiFailure with status 200 and its kind or code."""
+    """A 200 that is not a usable completion is an ApiFailure: status 200 and its kind or code."""
     mock.post(CHAT, status=200, body=payload)
     failure = await fail_with(client)
     assert (failure.status, failure.code, failure.kind) == (200, code, kind)
@@ -201,7 +204,10 @@ async def test_transport_errors(
 
 
 def test_a_choice_whose_message_is_not_an_object_is_a_retryable_bad_answer() -> None:
-    """choices[0].message as a string must not crash the record builder: it is a bad answer, retried."""
+    """choices[0].message as a string must not crash the record builder.
+
+    It is a bad answer, and retried.
+    """
     from runner.api.glm import parse_chat_response
     from runner.errors import ApiFailure
 

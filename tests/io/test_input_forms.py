@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import shutil
 from pathlib import Path
 
@@ -13,25 +14,27 @@ from runner.core.payloads import BodyBuilder
 from runner.errors import ConfigError
 from runner.io.media import read_media
 from runner.simulator import expected_content
-from tests.surface_helpers import (
-    PNG,
-    b64,
-    by_key,
-    read_records,
-    run_config,
-    write_config,
-    write_jsonl,
-)
+from tests.support.configs import write_surface_config
+from tests.support.records import latest, read_records, write_jsonl
+from tests.support.runs import run_config
 
 REPO = Path(__file__).resolve().parents[2]
+PNG = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c49444154789c6338c1c50500027a00dd"
+    "6727427d0000000049454e44ae426082"
+)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 async def test_plain_text_urls_still_work_and_take_the_fast_path(tmp_path: Path) -> None:
     """A text file of URLs gives one ok record per URL with the simulator's answer for it."""
     (tmp_path / "in.txt").write_text("https://e.org/a.jpg\nhttps://e.org/b.jpg\n")
-    cfg = write_config(tmp_path)
+    cfg = write_surface_config(tmp_path)
     await run_config(cfg)
-    recs = by_key(read_records(tmp_path / "out.jsonl"))
+    recs = latest(read_records(tmp_path / "out.jsonl"))
     assert recs["https://e.org/a.jpg"]["content"] == expected_content("https://e.org/a.jpg")
     assert len(recs) == 2
 
@@ -51,9 +54,9 @@ async def test_jsonl_items_with_id_prompt_params_meta(tmp_path: Path) -> None:
             {"url": "https://e.org/b.jpg"},
         ],
     )
-    cfg = write_config(tmp_path, {"input": "in.jsonl"})
+    cfg = write_surface_config(tmp_path, job={"input": "in.jsonl"})
     await run_config(cfg)
-    recs = by_key(read_records(tmp_path / "out.jsonl"))
+    recs = latest(read_records(tmp_path / "out.jsonl"))
     assert recs["a1"]["url"] == "https://e.org/a.jpg" and recs["a1"]["meta"] == {
         "kind": "cat",
         "n": 1,
@@ -80,12 +83,13 @@ async def test_jsonl_items_with_id_prompt_params_meta(tmp_path: Path) -> None:
 async def test_several_images_key_is_first_url_plus_hash_and_limit_is_checked(
     tmp_path: Path,
 ) -> None:
-    """Several images go in one request keyed by first URL + hash; too many is an invalid record, not a request."""
+    """Several images go in one request keyed by first URL + hash; too many is an invalid record,
+    not a request."""
     urls = [f"https://e.org/{i}.jpg" for i in range(6)]
     write_jsonl(
         tmp_path / "in.jsonl", [{"images": urls[:3]}, {"images": urls}, {"images": urls[:3]}]
     )
-    cfg = write_config(tmp_path, {"input": "in.jsonl"})
+    cfg = write_surface_config(tmp_path, job={"input": "in.jsonl"})
     await run_config(cfg)
     recs = read_records(tmp_path / "out.jsonl")
     ok = [r for r in recs if r["status"] == "ok"]
@@ -97,15 +101,16 @@ async def test_several_images_key_is_first_url_plus_hash_and_limit_is_checked(
 
 
 async def test_video_only_for_video_models_and_never_mixed(tmp_path: Path) -> None:
-    """video_url is sent for glm-4v-plus, refused at plan time for glm-4v-flash, and never mixed with images."""
+    """video_url is sent for glm-4v-plus, refused at plan time for glm-4v-flash, and never mixed
+    with images."""
     rows = [
         {"id": "v", "video": "https://e.org/v.mp4"},
         {"id": "mix", "video": "https://e.org/v.mp4", "images": ["https://e.org/a.jpg"]},
     ]
     write_jsonl(tmp_path / "in.jsonl", rows)
-    cfg = write_config(tmp_path, {"input": "in.jsonl", "model": "glm-4v-plus"})
+    cfg = write_surface_config(tmp_path, job={"input": "in.jsonl", "model": "glm-4v-plus"})
     await run_config(cfg)
-    recs = by_key(read_records(tmp_path / "out.jsonl"))
+    recs = latest(read_records(tmp_path / "out.jsonl"))
     assert recs["v"]["content"] == expected_content("https://e.org/v.mp4")
     assert "cannot be mixed" in recs["mix"]["error"]["message"]
     body = BodyBuilder(load_config(cfg, environ={}).jobs[0], read_media).build(
@@ -116,11 +121,11 @@ async def test_video_only_for_video_models_and_never_mixed(tmp_path: Path) -> No
         "video_url": {"url": "https://e.org/v.mp4"},
     }
     (tmp_path / "out.jsonl").unlink()
-    cfg = write_config(tmp_path, {"input": "in.jsonl", "model": "glm-4v-flash"})
+    cfg = write_surface_config(tmp_path, job={"input": "in.jsonl", "model": "glm-4v-flash"})
     await run_config(cfg)
     assert (
         "does not take video"
-        in by_key(read_records(tmp_path / "out.jsonl"))["v"]["error"]["message"]
+        in latest(read_records(tmp_path / "out.jsonl"))["v"]["error"]["message"]
     )
 
 
@@ -129,12 +134,16 @@ async def test_csv_with_a_named_url_column_and_column_fields(tmp_path: Path) -> 
     (tmp_path / "in.csv").write_text(
         'sku,image,title\n1,https://e.org/a.jpg,Red shoe\n2,https://e.org/b.jpg,"Blue, hat"\n'
     )
-    cfg = write_config(
+    cfg = write_surface_config(
         tmp_path,
-        {"input": "in.csv", "csv_url_column": "image", "prompt": "Is this a {title}? sku {sku}"},
+        job={
+            "input": "in.csv",
+            "csv_url_column": "image",
+            "prompt": "Is this a {title}? sku {sku}",
+        },
     )
     await run_config(cfg)
-    recs = by_key(read_records(tmp_path / "out.jsonl"))
+    recs = latest(read_records(tmp_path / "out.jsonl"))
     assert set(recs) == {"https://e.org/a.jpg", "https://e.org/b.jpg"}
     body = BodyBuilder(load_config(cfg, environ={}).jobs[0], read_media).build(
         Item(
@@ -150,7 +159,7 @@ async def test_csv_with_a_named_url_column_and_column_fields(tmp_path: Path) -> 
 def test_csv_without_the_column_is_a_config_error(tmp_path: Path) -> None:
     """A CSV whose header lacks csv_url_column stops with a message naming the column."""
     (tmp_path / "in.csv").write_text("a,b\n1,2\n")
-    cfg = write_config(tmp_path, {"input": "in.csv"})
+    cfg = write_surface_config(tmp_path, job={"input": "in.csv"})
     from runner.io.prepare import read_job_items
 
     config = load_config(cfg, environ={})
@@ -161,9 +170,9 @@ def test_csv_without_the_column_is_a_config_error(tmp_path: Path) -> None:
 async def test_input_format_key_overrides_the_extension(tmp_path: Path) -> None:
     """input_format: jsonl reads a .txt file as JSONL."""
     write_jsonl(tmp_path / "in.txt", [{"id": "x", "url": "https://e.org/a.jpg"}])
-    cfg = write_config(tmp_path, {"input_format": "jsonl"})
+    cfg = write_surface_config(tmp_path, job={"input_format": "jsonl"})
     await run_config(cfg)
-    assert by_key(read_records(tmp_path / "out.jsonl"))["x"]["status"] == "ok"
+    assert latest(read_records(tmp_path / "out.jsonl"))["x"]["status"] == "ok"
 
 
 async def test_bad_jsonl_lines_become_invalid_records(tmp_path: Path) -> None:
@@ -171,7 +180,7 @@ async def test_bad_jsonl_lines_become_invalid_records(tmp_path: Path) -> None:
     (tmp_path / "in.jsonl").write_text(
         '{"url": "https://e.org/a.jpg"}\n{not json\n{"id": "u", "urll": "x"}\n{"id": "e"}\n'
     )
-    cfg = write_config(tmp_path, {"input": "in.jsonl"})
+    cfg = write_surface_config(tmp_path, job={"input": "in.jsonl"})
     await run_config(cfg)
     recs = read_records(tmp_path / "out.jsonl")
     errors = {r.get("key", r["url"]): r["error"]["message"] for r in recs if r["status"] == "error"}
@@ -179,7 +188,8 @@ async def test_bad_jsonl_lines_become_invalid_records(tmp_path: Path) -> None:
 
 
 async def test_local_files_as_base64_only_under_allowed_dirs(tmp_path: Path) -> None:
-    """Allowed local images go as raw base64; /etc/passwd, missing, outside and oversized files are refused."""
+    """Allowed local images go as raw base64; /etc/passwd, missing, outside and oversized files are
+    refused."""
     pics = tmp_path / "pics"
     pics.mkdir()
     (pics / "a.png").write_bytes(PNG)
@@ -198,10 +208,9 @@ async def test_local_files_as_base64_only_under_allowed_dirs(tmp_path: Path) -> 
         f"{pics}/link.png",
         "./pics/a.png",
     ]
-    (tmp_path / "in.txt").write_text("\n".join(lines) + "\n")
-    cfg = write_config(tmp_path, local_files={"allowed_dirs": ["pics"]})
+    cfg = write_surface_config(tmp_path, lines, local_files={"allowed_dirs": ["pics"]})
     await run_config(cfg)
-    recs = by_key(read_records(tmp_path / "out.jsonl"))
+    recs = latest(read_records(tmp_path / "out.jsonl"))
     assert recs[f"file://{pics}/a.png"]["content"] == expected_content(b64(PNG))
     assert recs["./pics/a.png"]["status"] == "ok"
     msgs = {k: r["error"]["message"] for k, r in recs.items() if r["status"] == "error"}
@@ -219,19 +228,23 @@ async def test_local_files_as_base64_only_under_allowed_dirs(tmp_path: Path) -> 
 
 
 async def test_local_files_refused_when_no_folder_is_allowed(tmp_path: Path) -> None:
-    """Without local_files.allowed_dirs every local path is an error record naming the key to set."""
+    """Without local_files.allowed_dirs every local path is an error record naming the key to
+    set."""
     (tmp_path / "a.png").write_bytes(PNG)
     (tmp_path / "in.txt").write_text(f"{tmp_path}/a.png\n")
-    await run_config(write_config(tmp_path))
+    await run_config(write_surface_config(tmp_path))
     (rec,) = read_records(tmp_path / "out.jsonl")
     assert rec["status"] == "error" and "local_files.allowed_dirs" in rec["error"]["message"]
 
 
 async def test_base64_refused_for_glm_4v_flash_at_plan_time(tmp_path: Path) -> None:
-    """glm-4v-flash takes no base64: a local file is a plan-time error naming the model and the alternative."""
+    """glm-4v-flash takes no base64: a local file is a plan-time error naming the model and the
+    alternative."""
     (tmp_path / "a.png").write_bytes(PNG)
     (tmp_path / "in.txt").write_text("./a.png\n")
-    cfg = write_config(tmp_path, {"model": "glm-4v-flash"}, local_files={"allowed_dirs": ["."]})
+    cfg = write_surface_config(
+        tmp_path, job={"model": "glm-4v-flash"}, local_files={"allowed_dirs": ["."]}
+    )
     result, _ = await run_config(cfg)
     (rec,) = read_records(tmp_path / "out.jsonl")
     msg = rec["error"]["message"]
@@ -240,7 +253,8 @@ async def test_base64_refused_for_glm_4v_flash_at_plan_time(tmp_path: Path) -> N
 
 
 async def test_batch_style_jsonl_sent_as_given_with_file_images_as_base64(tmp_path: Path) -> None:
-    """{messages, image: file://...}: the messages are sent as given, the file as base64, image is the key."""
+    """{messages, image: file://...}: the messages are sent as given, the file as base64, image is
+    the key."""
     (tmp_path / "img").mkdir()
     (tmp_path / "img" / "1.png").write_bytes(PNG)
     img = f"file://{tmp_path}/img/1.png"
@@ -263,20 +277,21 @@ async def test_batch_style_jsonl_sent_as_given_with_file_images_as_base64(tmp_pa
         },
     ]
     write_jsonl(tmp_path / "in.jsonl", rows)
-    cfg = write_config(
+    cfg = write_surface_config(
         tmp_path,
-        {"input": "in.jsonl", "model": "glm-4.5v", "prompt": ""},
+        job={"input": "in.jsonl", "model": "glm-4.5v", "prompt": ""},
         local_files={"allowed_dirs": ["img"]},
     )
     await run_config(cfg)
-    recs = by_key(read_records(tmp_path / "out.jsonl"))
+    recs = latest(read_records(tmp_path / "out.jsonl"))
     assert recs[img]["content"] == expected_content(b64(PNG))
     assert recs["https://e.org/z.jpg"]["content"] == expected_content("https://e.org/z.jpg")
 
 
 @pytest.mark.parametrize("name", ["multi-image", "batch-style"], ids=["multi-image", "batch-style"])
 async def test_shipped_example_configs_run_end_to_end(tmp_path: Path, name: str) -> None:
-    """config/multi-image.yaml and config/batch-style.yaml run on the simulator with every item ok."""
+    """config/multi-image.yaml and config/batch-style.yaml run on the simulator with every item
+    ok."""
     shutil.copytree(REPO / "config", tmp_path / "config")
     result, _ = await run_config(tmp_path / "config" / f"{name}.yaml")
     recs = read_records(tmp_path / "out" / f"{name}.jsonl")
@@ -285,7 +300,8 @@ async def test_shipped_example_configs_run_end_to_end(tmp_path: Path, name: str)
 
 
 def test_multi_image_turns_carry_the_local_image_as_base64() -> None:
-    """The multi-image example: system, an earlier turn with a local image, then the item's images and prompt."""
+    """The multi-image example: system, an earlier turn with a local image, then the item's images
+    and prompt."""
     job = load_config(REPO / "config" / "multi-image.yaml", environ={}).jobs[0]
     body = BodyBuilder(job, read_media).build(
         Item(
@@ -320,21 +336,21 @@ def test_turn_images_outside_allowed_dirs_fail_at_config_load(tmp_path: Path) ->
         },
         {"role": "assistant", "content": "y"},
     ]
-    cfg = write_config(tmp_path, {"messages": turns})
+    cfg = write_surface_config(tmp_path, job={"messages": turns})
     with pytest.raises(ConfigError, match="local_files.allowed_dirs"):
         load_config(cfg, environ={})
 
 
 def test_system_message_refused_for_models_without_one(tmp_path: Path) -> None:
     """system: on glm-4v (no system role) is a ConfigError at load."""
-    cfg = write_config(tmp_path, {"model": "glm-4v", "system": "Be brief."})
+    cfg = write_surface_config(tmp_path, job={"model": "glm-4v", "system": "Be brief."})
     with pytest.raises(ConfigError, match="takes no system message"):
         load_config(cfg, environ={})
 
 
 def test_braces_that_are_not_fields_are_left_alone(tmp_path: Path) -> None:
     """A JSON example in the prompt is not mangled by {field} substitution."""
-    cfg = write_config(tmp_path, {"prompt": 'Answer as {"objects": [...]} for {url}'})
+    cfg = write_surface_config(tmp_path, job={"prompt": 'Answer as {"objects": [...]} for {url}'})
     job = load_config(cfg, environ={}).jobs[0]
     body = BodyBuilder(job, read_media).build(Item("https://e.org/a.jpg", "https://e.org/a.jpg", 1))
     assert (
@@ -347,7 +363,9 @@ def test_fast_path_bytes_equal_the_dict_path(tmp_path: Path) -> None:
     """For a plain URL item the template splice and the dict path give the same JSON."""
     import orjson
 
-    job = load_config(write_config(tmp_path, {"params": {"temperature": 0.3}}), environ={}).jobs[0]
+    job = load_config(
+        write_surface_config(tmp_path, job={"params": {"temperature": 0.3}}), environ={}
+    ).jobs[0]
     builder = BodyBuilder(job, read_media)
     item = Item("https://e.org/a.jpg", "https://e.org/a.jpg", 1)
     assert orjson.loads(builder.render(item, "rid")) == builder.build(item, "rid")
@@ -356,18 +374,22 @@ def test_fast_path_bytes_equal_the_dict_path(tmp_path: Path) -> None:
 def test_unknown_params_are_warned_about_at_load_and_kept(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """An unknown job param is logged as a warning naming it and still sent; a bad known one is a ConfigError."""
-    cfg = write_config(tmp_path, {"params": {"frequency_penalty": 0.2, "temperature": 0}})
+    """An unknown job param is logged as a warning naming it and still sent; a bad known one is a
+    ConfigError."""
+    cfg = write_surface_config(
+        tmp_path, job={"params": {"frequency_penalty": 0.2, "temperature": 0}}
+    )
     with caplog.at_level("WARNING"):
         job = load_config(cfg, environ={}).jobs[0]
     assert "params.frequency_penalty" in caplog.text
     assert job.params == {"frequency_penalty": 0.2, "temperature": 0.01, "do_sample": False}
     with pytest.raises(ConfigError, match=r"jobs\[0\].params.top_p: .*two decimals"):
-        load_config(write_config(tmp_path, {"params": {"top_p": 0.555}}), environ={})
+        load_config(write_surface_config(tmp_path, job={"params": {"top_p": 0.555}}), environ={})
 
 
 async def test_item_params_are_checked_per_item(tmp_path: Path) -> None:
-    """A JSONL item's params are merged over the job's and validated; a bad one is an invalid record."""
+    """A JSONL item's params are merged over the job's and validated; a bad one is an invalid
+    record."""
     write_jsonl(
         tmp_path / "in.jsonl",
         [
@@ -380,15 +402,16 @@ async def test_item_params_are_checked_per_item(tmp_path: Path) -> None:
             },
         ],
     )
-    await run_config(write_config(tmp_path, {"input": "in.jsonl"}))
-    recs = by_key(read_records(tmp_path / "out.jsonl"))
+    await run_config(write_surface_config(tmp_path, job={"input": "in.jsonl"}))
+    recs = latest(read_records(tmp_path / "out.jsonl"))
     assert recs["good"]["status"] == "ok"
     assert "params.request_id" in recs["bad"]["error"]["message"]
     assert "no thinking mode" in recs["think"]["error"]["message"]
 
 
 def test_turn_images_that_leave_no_room_for_the_item_fail_at_load(tmp_path: Path) -> None:
-    """glm-4v-flash takes one image: a turn image plus the item's image is a ConfigError, not N invalid records."""
+    """glm-4v-flash takes one image: a turn image plus the item's image is a ConfigError, not N
+    invalid records."""
     turns = [
         {
             "role": "user",
@@ -401,12 +424,14 @@ def test_turn_images_that_leave_no_room_for_the_item_fail_at_load(tmp_path: Path
     ]
     with pytest.raises(ConfigError, match="no room for the item's own image"):
         load_config(
-            write_config(tmp_path, {"model": "glm-4v-flash", "messages": turns}), environ={}
+            write_surface_config(tmp_path, job={"model": "glm-4v-flash", "messages": turns}),
+            environ={},
         )
 
 
 async def test_plain_urls_are_counted_with_turn_images(tmp_path: Path) -> None:
-    """Plain URL lines are checked against the limit together with the turns' images (5 for glm-4v-plus-0111)."""
+    """Plain URL lines are checked against the limit together with the turns' images (5 for
+    glm-4v-plus-0111)."""
     turns = [
         {
             "role": "user",
@@ -419,7 +444,7 @@ async def test_plain_urls_are_counted_with_turn_images(tmp_path: Path) -> None:
         {"role": "assistant", "content": "y"},
     ]
     (tmp_path / "in.txt").write_text("https://e.org/a.jpg\n")
-    await run_config(write_config(tmp_path, {"messages": turns}))
+    await run_config(write_surface_config(tmp_path, job={"messages": turns}))
     (rec,) = read_records(tmp_path / "out.jsonl")
     assert rec["status"] == "ok" and rec["content"] == expected_content(
         [f"https://e.org/t{i}.jpg" for i in range(4)] + ["https://e.org/a.jpg"]
@@ -438,7 +463,8 @@ def _mp4(seconds: int) -> bytes:
 
 
 async def test_local_video_checked_for_length_on_glm_4v_plus(tmp_path: Path) -> None:
-    """glm-4v-plus takes local mp4 up to 30 s: a 12 s clip is sent (as base64), a 45 s one is refused at plan time."""
+    """glm-4v-plus takes local mp4 up to 30 s: a 12 s clip is sent (as base64), a 45 s one is
+    refused at plan time."""
     from runner.io.prepare import mp4_duration_s
 
     (tmp_path / "v").mkdir()
@@ -450,13 +476,13 @@ async def test_local_video_checked_for_length_on_glm_4v_plus(tmp_path: Path) -> 
         [{"id": "short", "video": "./v/short.mp4"}, {"id": "long", "video": "./v/long.mp4"}],
     )
     await run_config(
-        write_config(
+        write_surface_config(
             tmp_path,
-            {"input": "in.jsonl", "model": "glm-4v-plus"},
+            job={"input": "in.jsonl", "model": "glm-4v-plus"},
             local_files={"allowed_dirs": ["v"]},
         )
     )
-    recs = by_key(read_records(tmp_path / "out.jsonl"))
+    recs = latest(read_records(tmp_path / "out.jsonl"))
     assert recs["short"]["content"] == expected_content(b64(_mp4(12)))
     assert (
         "45.0 s long" in recs["long"]["error"]["message"]
@@ -465,7 +491,8 @@ async def test_local_video_checked_for_length_on_glm_4v_plus(tmp_path: Path) -> 
 
 
 def test_image_size_reads_png_and_jpeg_headers(tmp_path: Path) -> None:
-    """Pixel sizes come from the PNG IHDR and the JPEG SOF marker; the shipped examples are small."""
+    """Pixel sizes come from the PNG IHDR and the JPEG SOF marker; the shipped examples are
+    small."""
     import struct
     import zlib
 
@@ -494,6 +521,6 @@ async def test_images_over_6000_px_are_refused(tmp_path: Path) -> None:
         b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + bytes(4)
     )
     (tmp_path / "in.txt").write_text("./wide.png\n")
-    await run_config(write_config(tmp_path, local_files={"allowed_dirs": ["."]}))
+    await run_config(write_surface_config(tmp_path, local_files={"allowed_dirs": ["."]}))
     (rec,) = read_records(tmp_path / "out.jsonl")
     assert "6001x10 px" in rec["error"]["message"]

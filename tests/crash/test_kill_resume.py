@@ -1,4 +1,5 @@
-"""Kill -9 half-way through a real run, run again: the rest finishes, re-requests bounded by in-flight."""
+"""Kill -9 half-way through a real run, run again: the rest finishes, re-requests bounded by
+in-flight."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import orjson
 import pytest
 
 from runner.simulator import expected_content
-from tests.conftest import ENV, make_urls, output_of, read_jsonl, write_config
+from tests.support.configs import ENV, make_urls, output_of, write_config
+from tests.support.records import read_records
+
+from .procs import SimProcess, simulator
 
 CONCURRENCY = 16
 
@@ -29,50 +30,13 @@ def env() -> dict[str, str]:
 
 
 @pytest.fixture
-def standalone_sim() -> Iterator[str]:
-    """`python -m runner simulate --port 0` in its own process; yields the base URL it prints."""
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runner",
-            "simulate",
-            "--port",
-            "0",
-            "--set",
-            "latency_mean_s=0.005",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env(),
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        match = re.fullmatch(
-            r"simulator listening on (http://127\.0\.0\.1:(\d+)/api/paas/v4)\n", line
-        )
-        assert match, (line, proc.stderr.read() if proc.poll() is not None else "")
-        assert int(match.group(2)) != 0
-        yield match.group(1)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            for stream in (proc.stdout, proc.stderr):
-                if stream is not None:
-                    stream.close()
-
-
-def sim_stats(base_url: str) -> dict[str, Any]:
-    root = base_url.split("/api/", 1)[0]
-    with urllib.request.urlopen(f"{root}/_sim/stats", timeout=5) as resp:
-        return orjson.loads(resp.read())  # type: ignore[no-any-return]
+def standalone_sim() -> Iterator[SimProcess]:
+    """`python -m runner simulate --port 0` in its own process, on the port the OS chose."""
+    with simulator("latency_mean_s=0.005") as sim:
+        match = re.fullmatch(r"http://127\.0\.0\.1:(\d+)/api/paas/v4", sim.base_url)
+        assert match, sim.base_url
+        assert int(match.group(1)) != 0
+        yield sim
 
 
 def count_lines(path: Path) -> int:
@@ -82,11 +46,15 @@ def count_lines(path: Path) -> int:
         return 0
 
 
-def test_kill_half_way_then_resume(tmp_path: Path, standalone_sim: str) -> None:
-    """SIGKILL at ~half of 2,000 URLs; the rerun finishes with one ok record per URL and few re-requests."""
+def test_kill_half_way_then_resume(tmp_path: Path, standalone_sim: SimProcess) -> None:
+    """SIGKILL at ~half of 2,000 URLs; the rerun finishes with one ok record per URL and few
+    re-requests."""
     urls = make_urls(2000)
     cfg = write_config(
-        tmp_path, urls, api={"base_url": standalone_sim}, limits={"concurrency": CONCURRENCY}
+        tmp_path,
+        urls,
+        api={"base_url": standalone_sim.base_url},
+        limits={"concurrency": CONCURRENCY},
     )
     out = output_of(tmp_path)
     cmd = [sys.executable, "-m", "runner", str(cfg), "-q"]
@@ -108,12 +76,12 @@ def test_kill_half_way_then_resume(tmp_path: Path, standalone_sim: str) -> None:
     assert proc.returncode == -signal.SIGKILL, stderr
     kept = count_lines(out)
     assert 900 <= kept < 2000, kept
-    first = sim_stats(standalone_sim)["chat_requests"]
+    first = standalone_sim.stats()["chat_requests"]
 
     again = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env(), timeout=60)
     assert again.returncode == 0, again.stderr
-    stats = sim_stats(standalone_sim)
-    records = read_jsonl(out)
+    stats = standalone_sim.stats()
+    records = read_records(out)
     ok = [r["url"] for r in records if r["status"] == "ok"]
     assert sorted(ok) == urls  # every URL exactly one ok record
     assert all(r["content"] == expected_content(r["url"]) for r in records)

@@ -17,7 +17,7 @@ from runner.core.retry import (
 )
 from runner.errors import ApiFailure
 
-T, R, I, S = Verdict.THROTTLE, Verdict.RETRY, Verdict.RECORD, Verdict.STOP
+T, R, REC, S = Verdict.THROTTLE, Verdict.RETRY, Verdict.RECORD, Verdict.STOP
 
 
 def f(
@@ -53,16 +53,16 @@ TABLE: list[tuple[str, ApiFailure, Verdict, str]] = [
     ("finish-network-error", f(200, kind="finish_network_error"), R, "network_error"),
     ("408", f(408), R, "http_408"),
     # permanent: an error record, never resent
-    ("1301-unsafe", f(400, "1301"), I, "1301"),
-    ("1301-in-200", f(200, "1301"), I, "1301"),
-    ("1300-policy", f(400, "1300"), I, "1300"),
-    ("1261-prompt-too-long", f(400, "1261"), I, "1261"),
-    ("1210-invalid", f(400, "1210"), I, "1210"),
-    ("1213-missing-field", f(400, "1213"), I, "1213"),
-    ("1214-bad-field", f(400, "1214"), I, "1214"),
-    ("finish-sensitive", f(200, kind="finish_sensitive"), I, "sensitive"),
-    ("400-no-code", f(400), I, "http_400"),
-    ("413-no-code", f(413), I, "http_413"),
+    ("1301-unsafe", f(400, "1301"), REC, "1301"),
+    ("1301-in-200", f(200, "1301"), REC, "1301"),
+    ("1300-policy", f(400, "1300"), REC, "1300"),
+    ("1261-prompt-too-long", f(400, "1261"), REC, "1261"),
+    ("1210-invalid", f(400, "1210"), REC, "1210"),
+    ("1213-missing-field", f(400, "1213"), REC, "1213"),
+    ("1214-bad-field", f(400, "1214"), REC, "1214"),
+    ("finish-sensitive", f(200, kind="finish_sensitive"), REC, "sensitive"),
+    ("400-no-code", f(400), REC, "http_400"),
+    ("413-no-code", f(413), REC, "http_413"),
     # stop the run
     ("401-no-code", f(401), S, "http_401"),
     ("403-no-code", f(403), S, "http_403"),
@@ -90,7 +90,7 @@ TABLE: list[tuple[str, ApiFailure, Verdict, str]] = [
     ("proxy-400-concurrency", f(400, None, "High concurrency usage of this API"), T, "http_400"),
     ("proxy-400-arrears", f(400, None, "arrears"), S, "1113"),
     ("proxy-unknown-code-500", f(500, "9999"), R, "http_500"),
-    ("proxy-unknown-code-400", f(400, "9999"), I, "http_400"),
+    ("proxy-unknown-code-400", f(400, "9999"), REC, "http_400"),
     ("odd-3xx", f(302), R, "http_302"),
 ]
 
@@ -108,7 +108,7 @@ def test_classify_table(failure: ApiFailure, verdict: Verdict, code: str) -> Non
 
 def test_every_known_code_is_classified_as_itself() -> None:
     """Every business code in the retry tables yields its own record code, so none falls through."""
-    groups = {T: THROTTLE_CODES, R: RETRY_CODES, I: RECORD_CODES, S: STOP_CODES}
+    groups = {T: THROTTLE_CODES, R: RETRY_CODES, REC: RECORD_CODES, S: STOP_CODES}
     for verdict, codes in groups.items():
         for code in codes:
             decision = classify(f(400, code))
@@ -128,7 +128,7 @@ def test_issue_lists_are_covered() -> None:
     expected = {
         T: ["1302", "1303", "1305", "1312"],
         R: ["1200", "1230", "1234", "1231"],
-        I: ["1301", "1261", "1210", "1213", "1214"],
+        REC: ["1301", "1261", "1210", "1213", "1214"],
         S: [
             *map(str, range(1000, 1006)),
             *map(str, range(1110, 1122)),

@@ -10,7 +10,10 @@ from runner.io.inputs import read_items
 
 
 def test_prefiltered_counts_and_pending_equal_the_plain_path(tmp_path: Path) -> None:
-    """Done (ok and failed), duplicate, invalid and over-long lines count the same with the pre-filter."""
+    """The pre-filter counts every kind of line the same as the plain path.
+
+    The kinds: done (ok and failed), duplicate, invalid and over-long lines.
+    """
     long_bad = "x" * 2500
     lines = [
         "https://a/1.jpg",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,11 @@ import pytest
 
 from runner.simulator import (
     API_PREFIX,
-    SimSettings,
     Simulator,
     expected_content,
     settings_from_dict,
 )
+from tests.support.sim import MakeSim
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -39,24 +40,10 @@ class FakeClock:
         self.now += seconds
 
 
-MakeSim = Callable[..., Awaitable[Simulator]]
-
-
 @pytest.fixture
-async def make_sim() -> AsyncIterator[MakeSim]:
-    """Start simulators with fast defaults and close them all at the end."""
-    started: list[Simulator] = []
-
-    async def make(clock: Any = None, state_dir: Path | None = None, **over: Any) -> Simulator:
-        settings = SimSettings(**{"latency_mean_s": 0.0, **over})
-        sim = Simulator(settings, clock=clock, state_dir=state_dir)
-        await sim.start()
-        started.append(sim)
-        return sim
-
-    yield make
-    for sim in started:
-        await sim.close()
+def make_sim(start_sim: MakeSim) -> MakeSim:
+    """Start simulators with no latency (``clock=``, ``state_dir=`` pass); closed after the test."""
+    return functools.partial(start_sim, latency_mean_s=0.0)
 
 
 @pytest.fixture

@@ -23,7 +23,10 @@ def read(tmp_path: Path, data: bytes) -> list[Item | InvalidLine]:
 
 
 def test_blank_comment_and_whitespace_lines(tmp_path: Path) -> None:
-    """Blank lines and # comments are skipped; surrounding whitespace is trimmed; line numbers are kept."""
+    """Blank lines and # comments are skipped; surrounding whitespace is trimmed.
+
+    Line numbers are kept.
+    """
     items = read(
         tmp_path, b"# header\n\n   \n\t" + A.encode() + b"  \n  # indented comment\n" + B.encode()
     )
@@ -86,7 +89,10 @@ def test_duplicates_are_sent_once(tmp_path: Path) -> None:
 
 
 def test_finished_keys_are_skipped(tmp_path: Path) -> None:
-    """Keys the resume index holds as ok or permanently failed are skipped; retryable ones are pending."""
+    """Keys the resume index holds as ok or permanently failed are skipped.
+
+    Retryable ones are pending.
+    """
     c = "https://img.example.test/c.jpg"
     index = ResumeIndex()
     index.add(A, "ok", True)

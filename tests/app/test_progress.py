@@ -45,7 +45,7 @@ def test_progress_line_when_everything_was_done_before() -> None:
 
 
 def test_summary_has_every_figure() -> None:
-    """The summary names ok, errors, skipped, requests, retries, tokens, wall time and requests/s."""
+    """The summary names ok, errors, skipped, requests, retries, tokens, wall time, requests/s."""
     line = format_summary(stats())
     assert line.startswith(
         "describe: ok 150, errors 2 (invalid input 0), skipped as done 7, duplicates 1; "

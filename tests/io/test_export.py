@@ -1,4 +1,5 @@
-"""glmrun export: latest record per key, CSV and JSONL, columns, streamed from a snapshot of the file."""
+"""glmrun export: latest record per key, CSV and JSONL, columns, streamed from a snapshot of the
+file."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import orjson
 import pytest
 
 from runner.io.export import export_records, latest_lines
-from tests.surface_helpers import write_config
+from tests.support.configs import write_surface_config
 
 RECORDS = [
     {
@@ -60,7 +61,8 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
 
 
 def test_latest_only_keeps_the_last_line_per_key_in_file_order(tmp_path: Path) -> None:
-    """The superseded error for a.jpg is dropped; corrupt and torn lines are skipped; lines are copied as written."""
+    """The superseded error for a.jpg is dropped; corrupt and torn lines are skipped; lines are
+    copied as written."""
     src = tmp_path / "out.jsonl"
     write_output(src)
     buf = io.BytesIO()
@@ -83,7 +85,8 @@ def test_all_records_keeps_every_record_line(tmp_path: Path) -> None:
 
 
 def test_csv_with_default_and_dotted_columns(tmp_path: Path) -> None:
-    """CSV quotes commas and newlines; dotted columns reach into usage, meta and parsed; key falls back to url."""
+    """CSV quotes commas and newlines; dotted columns reach into usage, meta and parsed; key falls
+    back to url."""
     src = tmp_path / "out.jsonl"
     write_output(src)
     buf = io.BytesIO()
@@ -112,7 +115,8 @@ def test_jsonl_with_columns_projects_fields(tmp_path: Path) -> None:
 
 
 def test_lines_appended_after_the_snapshot_are_ignored(tmp_path: Path) -> None:
-    """Both passes read only the bytes present at the start, so a concurrent appender cannot confuse them."""
+    """Both passes read only the bytes present at the start, so a concurrent appender cannot confuse
+    them."""
     src = tmp_path / "out.jsonl"
     write_output(src, torn=False)
     size = src.stat().st_size
@@ -122,8 +126,9 @@ def test_lines_appended_after_the_snapshot_are_ignored(tmp_path: Path) -> None:
 
 
 def test_cli_export_to_file_and_stdout(tmp_path: Path) -> None:
-    """glmrun export CONFIG --format csv -o FILE writes atomically; without -o it writes to stdout."""
-    cfg = write_config(tmp_path)
+    """glmrun export CONFIG --format csv -o FILE writes atomically; without -o it writes to
+    stdout."""
+    cfg = write_surface_config(tmp_path)
     write_output(tmp_path / "out.jsonl")
     done = cli(str(cfg), "--format", "csv", "--latest-only", "-o", "x.csv", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -143,6 +148,6 @@ def test_cli_export_to_file_and_stdout(tmp_path: Path) -> None:
 )
 def test_cli_export_errors_exit_2(tmp_path: Path, args: list[str], words: str) -> None:
     """An unknown job or a missing output file is one line on stderr and exit 2."""
-    cfg = write_config(tmp_path)
+    cfg = write_surface_config(tmp_path)
     done = cli(str(cfg), *args, cwd=tmp_path)
     assert done.returncode == 2 and words in done.stderr.decode()

@@ -6,20 +6,24 @@ import base64
 import io
 from pathlib import Path
 
-import orjson
 import pytest
-import yaml
 
 from runner.app.orchestrate import RunOptions
 from runner.app.orchestrate import run as run_app
 from runner.config import load_config
-from runner.simulator import SimSettings, Simulator
+from tests.support.configs import write_minimal_config
+from tests.support.records import latest, read_records
+from tests.support.sim import MakeSim
 
 SECRET = b"\x89PNG TOP-SECRET-canary-bytes"
 ALLOWED = b"\x89PNG allowed image bytes"
+# Job l on glm-4v-plus (it takes base64) reads urls.txt into out.jsonl; no folder is allowed.
+write_config = write_minimal_config.derive(job={"name": "l", "model": "glm-4v-plus", "prompt": "p"})
 
 
-async def test_only_files_under_allowed_dirs_are_read_and_sent(tmp_path: Path) -> None:
+async def test_only_files_under_allowed_dirs_are_read_and_sent(
+    tmp_path: Path, start_sim: MakeSim
+) -> None:
     """/etc/passwd, traversal, symlinks out of the folder, file:// tricks and a bare path
     are refused with invalid_input records; only the allowed image reaches the API."""
     allowed = tmp_path / "images"
@@ -45,37 +49,18 @@ async def test_only_files_under_allowed_dirs_are_read_and_sent(tmp_path: Path) -
         "missing-outside": "/nonexistent/x.png",
     }
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "urls.txt").write_text("".join(v + "\n" for v in lines.values()))
-    sim = Simulator(SimSettings(latency_mean_s=0.0))
-    await sim.start()
-    try:
-        config_path = tmp_path / "config.yaml"
-        config_path.write_text(
-            yaml.safe_dump(
-                {
-                    "api": {"base_url": sim.base_url},
-                    "local_files": {"allowed_dirs": ["images"]},
-                    "jobs": [
-                        {
-                            "name": "l",
-                            "input": "in/urls.txt",
-                            "output": "out.jsonl",
-                            "model": "glm-4v-plus",
-                            "prompt": "p",
-                        }
-                    ],
-                }
-            )
-        )
-        config = load_config(config_path, environ={"ZHIPUAI_API_KEY": "k"})
-        await run_app(config, RunOptions(tty=False), out=io.StringIO())
-        sent = set(sim.stats.per_url)
-    finally:
-        await sim.close()
-    records = {
-        r.get("key", r["url"]): r
-        for r in map(orjson.loads, (tmp_path / "out.jsonl").read_bytes().splitlines())
-    }
+    sim = await start_sim(latency_mean_s=0.0)
+    config_path = write_config(
+        tmp_path,
+        lines.values(),
+        input_name="in/urls.txt",
+        api={"base_url": sim.base_url},
+        local_files={"allowed_dirs": ["images"]},
+    )
+    config = load_config(config_path, environ={"ZHIPUAI_API_KEY": "k"})
+    await run_app(config, RunOptions(tty=False), out=io.StringIO())
+    sent = set(sim.stats.per_url)
+    records = latest(read_records(tmp_path / "out.jsonl"))
     assert records[lines["allowed"]]["status"] == "ok"
     for name, line in lines.items():
         if name == "allowed":
@@ -93,29 +78,10 @@ async def test_only_files_under_allowed_dirs_are_read_and_sent(tmp_path: Path) -
 async def test_without_allowed_dirs_no_local_file_is_read(tmp_path: Path) -> None:
     """With no local_files.allowed_dirs (the default), every local reference is refused."""
     (tmp_path / "ok.png").write_bytes(ALLOWED)
-    (tmp_path / "urls.txt").write_text(
-        f"{tmp_path / 'ok.png'}\nfile://{tmp_path / 'ok.png'}\n./ok.png\n"
-    )
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(
-        yaml.safe_dump(
-            {
-                "api": {"base_url": "simulator"},
-                "jobs": [
-                    {
-                        "name": "l",
-                        "input": "urls.txt",
-                        "output": "out.jsonl",
-                        "model": "glm-4v-plus",
-                        "prompt": "p",
-                    }
-                ],
-            }
-        )
-    )
-    config = load_config(config_path, environ={})
+    urls = [str(tmp_path / "ok.png"), f"file://{tmp_path / 'ok.png'}", "./ok.png"]
+    config = load_config(write_config(tmp_path, urls), environ={})
     await run_app(config, RunOptions(tty=False), out=io.StringIO())
-    records = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    records = read_records(tmp_path / "out.jsonl")
     assert len(records) == 3
     assert all(
         r["error"]["code"] == "invalid_input"
@@ -125,7 +91,8 @@ async def test_without_allowed_dirs_no_local_file_is_read(tmp_path: Path) -> Non
 
 
 def _vanish_after_plan(monkeypatch, victim: Path, *, swap_to: Path | None = None) -> None:  # type: ignore[no-untyped-def]
-    """Between the plan's check and the send, delete ``victim`` (or replace it by a link to ``swap_to``)."""
+    """Between the plan's check and the send, delete ``victim`` (or replace it by a link to
+    ``swap_to``)."""
     from runner.app import orchestrate as app
 
     original = app.pending_items
@@ -145,29 +112,13 @@ def _local_job(tmp_path: Path, mode: str) -> tuple[Path, Path]:
     allowed.mkdir()
     (allowed / "a.png").write_bytes(ALLOWED)
     (allowed / "b.png").write_bytes(ALLOWED + b"b")
-    (tmp_path / "urls.txt").write_text(
-        f"{allowed / 'a.png'}\n{allowed / 'b.png'}\nhttps://e.org/c.jpg\n"
-    )
-    config_path = tmp_path / "config.yaml"
-    config_path.write_text(
-        yaml.safe_dump(
-            {
-                "api": {"base_url": "simulator"},
-                "simulator": {"latency_mean_s": 0.0},
-                "batch": {"poll_interval_s": 0},
-                "local_files": {"allowed_dirs": ["images"]},
-                "jobs": [
-                    {
-                        "name": "v",
-                        "input": "urls.txt",
-                        "output": "out.jsonl",
-                        "model": "glm-4v-plus",
-                        "prompt": "p",
-                        "mode": mode,
-                    }
-                ],
-            }
-        )
+    config_path = write_config(
+        tmp_path,
+        [str(allowed / "a.png"), str(allowed / "b.png"), "https://e.org/c.jpg"],
+        simulator={"latency_mean_s": 0.0},
+        batch={"poll_interval_s": 0},
+        local_files={"allowed_dirs": ["images"]},
+        job={"name": "v", "mode": mode},
     )
     return config_path, allowed
 
@@ -176,15 +127,15 @@ async def _run_and_read(config_path: Path) -> dict[str, dict]:  # type: ignore[t
     config = load_config(config_path, environ={})
     result = await run_app(config, RunOptions(tty=False), out=io.StringIO())
     assert result.exit_code == 1
-    lines = (config_path.parent / "out.jsonl").read_bytes().splitlines()
-    return {orjson.loads(line)["url"]: orjson.loads(line) for line in lines}
+    return latest(read_records(config_path.parent / "out.jsonl"))
 
 
 @pytest.mark.parametrize("mode", ["realtime", "batch"])
 async def test_a_local_file_deleted_after_the_plan_is_an_error_record_not_a_crash(
     tmp_path: Path, monkeypatch, mode: str
 ) -> None:  # type: ignore[no-untyped-def]
-    """A file that vanishes between plan and send gets a retryable local_file record; the rest still run."""
+    """A file that vanishes between plan and send gets a retryable local_file record; the rest still
+    run."""
     config_path, allowed = _local_job(tmp_path, mode)
     _vanish_after_plan(monkeypatch, allowed / "a.png")
     records = await _run_and_read(config_path)
@@ -201,7 +152,8 @@ async def test_a_local_file_deleted_after_the_plan_is_an_error_record_not_a_cras
 async def test_a_file_swapped_for_a_link_after_the_plan_is_refused(
     tmp_path: Path, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    """A checked file replaced by a symlink to a secret before the send is refused, never uploaded."""
+    """A checked file replaced by a symlink to a secret before the send is refused, never
+    uploaded."""
     config_path, allowed = _local_job(tmp_path, "realtime")
     secret = tmp_path / "secret.png"
     secret.write_bytes(SECRET)

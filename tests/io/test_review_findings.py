@@ -8,14 +8,16 @@ from runner.core.retry import backoff_s
 
 
 def test_backoff_after_a_thousand_attempts_is_capped_not_an_overflow() -> None:
-    """A retry count past 1024 (a big max_attempts, or batch call errors piling up across runs) waits at most max_delay_s instead of crashing."""
+    """A retry count past 1024 (a big max_attempts, or batch call errors piling up across runs)
+    waits at most max_delay_s instead of crashing."""
     delay = backoff_s(5000, base_s=1.0, cap_s=60.0, rng=random.Random(1))
     assert 0.0 <= delay <= 60.0
     assert backoff_s(5000, base_s=1.0, cap_s=60.0, rng=random.Random(1), throttled=True) >= 0.5
 
 
 def test_export_while_a_new_run_repairs_the_torn_tail_and_appends(tmp_path, monkeypatch) -> None:
-    """A run that cuts the torn last line and appends short records between export's two passes does not crash the export."""
+    """A run that cuts the torn last line and appends short records between export's two passes does
+    not crash the export."""
     import io
 
     import orjson
@@ -46,7 +48,8 @@ def test_export_while_a_new_run_repairs_the_torn_tail_and_appends(tmp_path, monk
 
 
 def test_two_jobs_whose_outputs_are_the_same_file_spelled_differently_are_refused(tmp_path) -> None:
-    """`out.jsonl` and `./sub/../out.jsonl` are one file: the second job would skip everything the first wrote, so the config is refused."""
+    """`out.jsonl` and `./sub/../out.jsonl` are one file: the second job would skip everything the
+    first wrote, so the config is refused."""
     import pytest
 
     from runner.config import load_config
@@ -57,14 +60,16 @@ def test_two_jobs_whose_outputs_are_the_same_file_spelled_differently_are_refuse
     cfg.write_text(
         "api: {base_url: simulator}\njobs:\n"
         "  - {name: a, input: urls.txt, output: out.jsonl, model: glm-4v-flash, prompt: one}\n"
-        "  - {name: b, input: urls.txt, output: ./sub/../out.jsonl, model: glm-4v-flash, prompt: two}\n"
+        "  - {name: b, input: urls.txt, output: ./sub/../out.jsonl,"
+        " model: glm-4v-flash, prompt: two}\n"
     )
     with pytest.raises(ConfigError, match=r"jobs\[1\]\.output.*two jobs write to"):
         load_config(cfg, environ={})
 
 
 def test_a_jsonl_local_path_with_a_nul_byte_is_an_invalid_line_not_a_crash(tmp_path) -> None:
-    """`{"url": "./imgs/a\\u0000.png"}` with local files allowed becomes an invalid line instead of a ValueError traceback."""
+    """`{"url": "./imgs/a\\u0000.png"}` with local files allowed becomes an invalid line instead of
+    a ValueError traceback."""
     from runner.config import load_config
     from runner.core.items import InvalidLine
     from runner.io.prepare import read_job_items
@@ -85,7 +90,8 @@ def test_a_jsonl_local_path_with_a_nul_byte_is_an_invalid_line_not_a_crash(tmp_p
 
 
 def test_a_png_cut_inside_its_header_is_sent_unchecked_not_a_crash(tmp_path) -> None:
-    """A local .png cut off after its IHDR tag (fewer than 24 bytes) leaves its size unchecked instead of raising struct.error."""
+    """A local .png cut off after its IHDR tag (fewer than 24 bytes) leaves its size unchecked
+    instead of raising struct.error."""
     from runner.io.prepare import image_size
 
     png = tmp_path / "cut.png"
@@ -94,7 +100,8 @@ def test_a_png_cut_inside_its_header_is_sent_unchecked_not_a_crash(tmp_path) -> 
 
 
 def test_export_to_a_file_in_a_missing_folder_is_a_clear_error(tmp_path) -> None:
-    """`glmrun export -o nodir/x.csv` ends with a one-line OutputError naming the path, not a FileNotFoundError traceback."""
+    """`glmrun export -o nodir/x.csv` ends with a one-line OutputError naming the path, not a
+    FileNotFoundError traceback."""
     import io
 
     import pytest
@@ -110,7 +117,8 @@ def test_export_to_a_file_in_a_missing_folder_is_a_clear_error(tmp_path) -> None
 
 
 def test_an_output_that_is_a_folder_is_a_clear_error_for_run_and_status(tmp_path) -> None:
-    """`output: results` naming an existing folder gives a one-line OutputError, not an IsADirectoryError traceback."""
+    """`output: results` naming an existing folder gives a one-line OutputError, not an
+    IsADirectoryError traceback."""
     import pytest
 
     from runner.errors import OutputError
@@ -122,7 +130,8 @@ def test_an_output_that_is_a_folder_is_a_clear_error_for_run_and_status(tmp_path
 
 
 def test_a_batch_state_path_blocked_by_a_file_is_a_clear_error_for_status(tmp_path) -> None:
-    """A file where the job's batch work folder should be gives `glmrun status` a one-line OutputError, not a traceback."""
+    """A file where the job's batch work folder should be gives `glmrun status` a one-line
+    OutputError, not a traceback."""
     import pytest
 
     from runner.errors import OutputError
@@ -134,11 +143,11 @@ def test_a_batch_state_path_blocked_by_a_file_is_a_clear_error_for_status(tmp_pa
 
 
 def test_a_whole_last_record_without_its_newline_is_kept_not_cut(tmp_path) -> None:
-    """A last line that is a complete record missing only its newline (an editor, a kill between record and newline) counts as done and survives the next append."""
-    import orjson
-
+    """A last line that is a complete record missing only its newline (an editor, a kill between
+    record and newline) counts as done and survives the next append."""
     from runner.core.keys import key_hash
     from runner.io.store import ResultWriter, load_resume_index
+    from tests.support.records import read_records
 
     out = tmp_path / "out.jsonl"
     out.write_bytes(b'{"url":"https://x/1","status":"ok"}\n{"url":"https://x/2","status":"ok"}')
@@ -146,6 +155,4 @@ def test_a_whole_last_record_without_its_newline_is_kept_not_cut(tmp_path) -> No
     writer = ResultWriter(out)
     writer.append({"url": "https://x/3", "status": "ok"})
     writer.close()
-    assert [orjson.loads(line)["url"] for line in out.read_bytes().splitlines()] == [
-        f"https://x/{i}" for i in (1, 2, 3)
-    ]
+    assert [r["url"] for r in read_records(out)] == [f"https://x/{i}" for i in (1, 2, 3)]

@@ -10,15 +10,15 @@ from click.testing import CliRunner
 from runner.app.bench import bench
 from runner.cli.main import main
 from runner.config import load_config
-from tests.surface_helpers import read_records, write_config
+from tests.support.configs import write_surface_config
+from tests.support.records import read_records
 
 KEY = "my-key-id.s3cr3t-part"
 URLS = [f"https://e.org/{i}.jpg" for i in range(6)]
 
 
 def jwt_config(tmp_path: Path) -> Path:
-    (tmp_path / "in.txt").write_text("\n".join(URLS) + "\n")
-    return write_config(tmp_path, api={"auth": "jwt"}, simulator={"require_jwt": KEY})
+    return write_surface_config(tmp_path, URLS, api={"auth": "jwt"}, simulator={"require_jwt": KEY})
 
 
 async def test_bench_signs_its_requests_with_jwt(tmp_path: Path) -> None:

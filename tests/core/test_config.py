@@ -9,7 +9,7 @@ import pytest
 
 from runner.config import DEFAULT_BASE_URL, Secret, load_config
 from runner.errors import ConfigError
-from tests.conftest import BASE_CONFIG, DELETE, ENV, KEY_ENV, write_config
+from tests.support.configs import BASE_CONFIG, DELETE, ENV, KEY_ENV, write_config
 
 REAL_URL = {"base_url": "https://open.bigmodel.cn/api/paas/v4"}
 JOB = BASE_CONFIG["jobs"][0]
@@ -135,7 +135,8 @@ def test_broken_config_names_the_key(
 
 
 def test_defaults_and_relative_paths(tmp_path: Path) -> None:
-    """Omitted sections take the documented defaults; input/output resolve against the config folder."""
+    """Omitted sections take the documented defaults; input/output resolve against the config
+    folder."""
     path = write_config(
         tmp_path,
         raw="jobs:\n  - {name: j, input: in.txt, output: o/j.jsonl, model: m, prompt: p}\n",

@@ -10,8 +10,9 @@ from collections import Counter
 from pathlib import Path
 
 from runner.core.keys import key_hash
+from tests.support.records import read_records
 
-from .procs import env, read_records, run, simulator, start_run, wait_for_lines, write_job
+from .procs import env, run, simulator, start_run, wait_for_lines, write_job
 
 CONCURRENCY = 8
 

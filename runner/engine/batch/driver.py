@@ -9,13 +9,20 @@ skips keys the output already has.
 
 Per-line failures are data: permanent ones become error records; the rest, and custom_ids in
 neither result file, follow ``batch.on_failure`` (rebatch, the realtime fallback, or records).
+Lines are sent again only when the API has confirmed that they will not run (see
+``core.batch_states``): a failed control-plane call is retried with backoff, and after
+``MAX_CALL_ERRORS`` failures in a row on one chunk the run ends with exit 75 (ComeBackLater),
+the chunk still tracked. The realtime fallback runs as a task, so other chunks keep being
+polled meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, assert_never
@@ -40,6 +47,7 @@ from runner.core.batch_states import (
     Creating,
     Ended,
     FileSeen,
+    NotFound,
     Observation,
     Running,
     Uploaded,
@@ -65,6 +73,10 @@ from runner.io.media import read_media
 from runner.io.store import ResultWriter, load_resume_index
 
 log = logging.getLogger(__name__)
+
+MAX_CALL_ERRORS = 20
+"""Failed control-plane calls in a row on one chunk before the run gives up (exit 75): with
+backoff capped at ``retry.max_delay_s`` (60 s by default) that is a ~15-minute outage."""
 
 Fallback = Callable[[list[tuple[int, Item]]], Awaitable[None]]
 """Sends (key hash, item) pairs another way; ``batch.on_failure: realtime`` uses one."""
@@ -97,6 +109,8 @@ class BatchDriver:
         self.builder = BodyBuilder(job, read_media)
         self.started = deps.clock.monotonic()
         self._last_progress = self.started
+        self._tasks: dict[int, asyncio.Task[Observation]] = {}  # collects with a fallback
+        self._fallback_lock = asyncio.Lock()  # one fallback engine at a time (limits hold)
 
     def __repr__(self) -> str:
         kinds: dict[str, int] = {}
@@ -112,6 +126,8 @@ class BatchDriver:
         new = next_state(
             old, obs, self.deps.clock.monotonic(), poll_interval_s=self.batch.poll_interval_s
         )
+        if isinstance(new, Running) and not new.submitted_at:
+            new = dataclasses.replace(new, submitted_at=self.deps.clock.time())
         if new != old:
             self.state.chunks[i] = new
             self.save()
@@ -143,6 +159,14 @@ class BatchDriver:
                         "total": new.counts.total,
                     },
                 )
+        errors = getattr(new, "errors", 0)
+        if isinstance(obs, CallFailed) and errors >= MAX_CALL_ERRORS:
+            raise ComeBackLater(
+                f"{self.job.name}: chunk {chunk_of(new).index} ({type(new).__name__}"
+                f"{' ' + new.batch_id if isinstance(new, Running) else ''}): {errors} API "
+                f"calls in a row failed ({obs.message[:120]}); its state cannot be established, "
+                "it stays tracked: run the same command again later"
+            )
         return new
 
     def in_flight_lines(self) -> int:
@@ -156,7 +180,14 @@ class BatchDriver:
         """Step every ready chunk until all are collected.
 
         Raises ComeBackLater when waiting is not allowed (``--no-wait``, ``batch.max_wait_s``).
+        A collect whose lines go to the realtime fallback runs as a task meanwhile.
         """
+        try:
+            await self._run()
+        finally:
+            await self._settle()
+
+    async def _run(self) -> None:
         clock = self.deps.clock
         stop = self.deps.stop
         delete = self.batch.delete_remote_files
@@ -164,9 +195,19 @@ class BatchDriver:
             moved = False
             for i in range(len(self.state.chunks)):
                 st = self.state.chunks[i]
+                task = self._tasks.get(i)
+                if task is not None:
+                    if task.done():
+                        del self._tasks[i]
+                        self.advance(i, task.result())
+                        moved = True
+                    continue
                 if is_done(st, delete) or ready_at(st) > clock.monotonic():
                     continue
                 if isinstance(st, Built) and not self.has_room(st.chunk):
+                    continue
+                if isinstance(st, Collecting) and self._fallback_runs_aside():
+                    self._tasks[i] = asyncio.create_task(self._collect(i, st))
                     continue
                 new = await self.step(i)
                 if type(new) is not type(st) or (
@@ -178,37 +219,70 @@ class BatchDriver:
                 if stop.is_set():
                     return
             self._progress()
-            if all(is_done(c, delete) for c in self.state.chunks):
+            if not self._tasks and all(is_done(c, delete) for c in self.state.chunks):
                 return
             if moved:
                 continue
             await self._wait()
 
+    def _fallback_runs_aside(self) -> bool:
+        return self.batch.on_failure == "realtime" and self.deps.fallback is not None
+
+    async def _settle(self) -> None:
+        """Leaving run(): a collect still running is awaited when the run stopped (the fallback
+        ends within the grace period), cancelled when the run failed; finished ones count."""
+        if not self._tasks:
+            return
+        failing = sys.exc_info()[0] is not None
+        for task in self._tasks.values():
+            if failing:
+                task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        for i, task in sorted(self._tasks.items()):
+            if not task.cancelled() and task.exception() is None:
+                self.advance(i, task.result())
+        self._tasks.clear()
+
     async def _wait(self) -> None:
         clock = self.deps.clock
         now = clock.monotonic()
         waiting = self.waiting()
-        if self.deps.no_wait:
-            raise ComeBackLater(
-                f"{self.job.name}: {waiting} batch(es) still running; "
-                "run the same command again to collect"
-            )
+        busy = [t for t in self._tasks.values() if not t.done()]
         max_wait = self.batch.max_wait_s
-        if max_wait is not None and now - self.started >= max_wait:
+        if self.deps.no_wait or (max_wait is not None and now - self.started >= max_wait):
+            if busy:  # a fallback is sending: let it finish before giving up the wait
+                await asyncio.wait(busy)
+                return
+            if self.deps.no_wait:
+                raise ComeBackLater(
+                    f"{self.job.name}: {waiting} batch(es) still running; "
+                    "run the same command again to collect"
+                )
             raise ComeBackLater(
                 f"{self.job.name}: batch.max_wait_s ({max_wait:g}s) reached with {waiting} "
                 "batch(es) still running; run the same command again to collect"
             )
         pending = [
             ready_at(c)
-            for c in self.state.chunks
+            for i, c in enumerate(self.state.chunks)
             if not is_done(c, self.batch.delete_remote_files)
             and not isinstance(c, Built)  # Built waits for room
+            and i not in self._tasks
         ]
+        if busy and not pending:
+            await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
+            return
         delay = max(0.0, min(pending, default=now + self.batch.poll_interval_s) - now)
         if max_wait is not None:
             delay = min(delay, max(0.0, self.started + max_wait - now))
-        await self._sleep(delay)
+        if not busy:
+            await self._sleep(delay)
+            return
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        await asyncio.wait([sleeper, *busy], return_when=asyncio.FIRST_COMPLETED)
+        if not sleeper.done():
+            sleeper.cancel()
+            await asyncio.gather(sleeper, return_exceptions=True)
 
     async def _sleep(self, delay: float) -> None:
         if not isinstance(self.deps.clock, SystemClock):
@@ -267,6 +341,8 @@ class BatchDriver:
                 if isinstance(new, Running):
                     self.deps.stats.batches_submitted += 1
                 return new
+            case Running(checked=False):  # a poll answered 404: is it really gone?
+                return self.advance(i, await self._call(self._confirm_batch(st), st))
             case Running():
                 return self.advance(
                     i, await self._call(_seen_batch(client.get_batch(st.batch_id)), st)
@@ -324,6 +400,10 @@ class BatchDriver:
         meta = batch_metadata(self.job, self.state.tag, self.chash, st.chunk)
         return find_batch(self.deps.client, st.file_id, meta, self.job.name)
 
+    def _confirm_batch(self, st: Running) -> Awaitable[Observation]:
+        meta = batch_metadata(self.job, self.state.tag, self.chash, st.chunk)
+        return find_batch(self.deps.client, None, meta, self.job.name, batch_id=st.batch_id)
+
     async def _collect(self, i: int, st: Collecting) -> Observation:
         e = st.ended
         deps = self.deps
@@ -343,7 +423,17 @@ class BatchDriver:
                     continue
                 return await self._call(_raise(failure), st)
             collect_lines(
-                data, ids, seen, deps.writer, deps.stats, e.batch_id, result, done, self.builder
+                data,
+                ids,
+                seen,
+                deps.writer,
+                deps.stats,
+                e.batch_id,
+                result,
+                done,
+                self.builder,
+                attempts=1 if e.chunk.rebatch_of is None else 2,
+                latency_ms=self._latency_ms(e),
             )
         if result.duplicates or result.unknown:
             log.info(
@@ -387,6 +477,12 @@ class BatchDriver:
         )
         return CollectDone(result.ok, result.failed, resent, left)
 
+    def _latency_ms(self, e: Ended) -> int:
+        """From the batch's submission to its collection (0 when the state predates it)."""
+        if not e.submitted_at:
+            return 0
+        return max(0, round((self.deps.clock.time() - e.submitted_at) * 1000))
+
     async def _on_failure(
         self, e: Ended, again: list[tuple[str, Item, str, str]], result: CollectResult
     ) -> tuple[int, int]:
@@ -397,13 +493,25 @@ class BatchDriver:
             self.deps.stats.left_pending += len(again)
             return 0, len(again)  # the user cancelled: a later run sends them again
         mode = self.batch.on_failure
+        log.warning(
+            "batch lines did not run",
+            extra={
+                "job": self.job.name,
+                "batch_id": e.batch_id,
+                "status": e.status,
+                "lines": len(again),
+                "on_failure": mode,
+                "reason": e.reason or f"no result in the {e.status} batch",
+            },
+        )
         if mode == "rebatch" and e.chunk.rebatch_of is None:
             self.add_chunks(
                 ((key_hash(item.key), item) for _, item, _, _ in again), rebatch_of=e.chunk.index
             )
             return len(again), 0
         if mode == "realtime" and self.deps.fallback is not None:
-            await self.deps.fallback([(key_hash(item.key), item) for _, item, _, _ in again])
+            async with self._fallback_lock:
+                await self.deps.fallback([(key_hash(item.key), item) for _, item, _, _ in again])
             return len(again), 0
         extra = {"batch_id": e.batch_id}
         for _, item, code, message in again:
@@ -413,7 +521,7 @@ class BatchDriver:
                 message,
                 retryable=True,
                 via="batch",
-                attempts=1,
+                attempts=1 if e.chunk.rebatch_of is None else 2,
                 key=item.key,
                 extra=extra,
             )

@@ -47,7 +47,6 @@ from runner.core.batch_states import (
     Creating,
     Ended,
     FileSeen,
-    NotFound,
     Observation,
     Running,
     Uploaded,

@@ -8,7 +8,6 @@ money counters: ``batch_custom_ids`` (custom_id -> batches created with it), ``b
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 

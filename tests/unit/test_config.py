@@ -135,7 +135,8 @@ def test_broken_config_names_the_key(
 
 
 def test_defaults_and_relative_paths(tmp_path: Path) -> None:
-    """Omitted sections take the documented defaults; input/output resolve against the config folder."""
+    """Omitted sections take the documented defaults; input/output resolve against the config
+    folder."""
     path = write_config(
         tmp_path,
         raw="jobs:\n  - {name: j, input: in.txt, output: o/j.jsonl, model: m, prompt: p}\n",

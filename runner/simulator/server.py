@@ -145,7 +145,7 @@ class Simulator(SimState):
                 if count_first is not None:
                     await count_first(request)
                 self._authenticate(request)
-            kind = self._kinds.get(route)  # type: ignore[call-overload]
+            kind = self._kinds.get(route)
             if kind is not None:
                 return await self._control_call(request, handler, kind)
             return await handler(request)

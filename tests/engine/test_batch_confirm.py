@@ -8,6 +8,7 @@ money counters: ``batch_custom_ids`` (custom_id -> batches created with it), ``b
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -349,3 +350,81 @@ async def test_cancel_when_the_listing_keeps_failing_keeps_the_chunk_and_exits_7
         assert box.sim.stats.calls["list"] == 3  # retry.max_attempts
     finally:
         await box.sim.close()
+
+
+# --- open points: honest batch records, a fallback that does not stop the polling ------------
+
+
+async def test_batch_records_carry_latency_from_submission_and_attempts(tmp_path: Path) -> None:
+    """latency_ms runs from the batch's submission to its collection (5 s of simulated batch
+    life here); attempts counts the batches a line was in (2 after a rebatch)."""
+    items = urls(6)
+    cfg = write_config(tmp_path, items, poll_interval_s=1, on_failure="rebatch")
+    box = await start_sim(batch_line_faults={items[0]: "500"}, **SLOW)
+    try:
+        await run_batch(cfg, box)
+    finally:
+        await box.sim.close()
+    recs = latest(read_records(load(cfg)))
+    first = [recs[u] for u in items[1:]]
+    assert all(r["via"] == "batch" and r["attempts"] == 1 for r in first)
+    assert all(5000 <= r["latency_ms"] <= 8000 for r in first), [r["latency_ms"] for r in first]
+    again = recs[items[0]]  # its line failed (500) in the first batch, then was rebatched
+    assert again["attempts"] == 2 and again["status"] == "error"
+
+
+class _Timeline:
+    """Records when polls and realtime requests happen; the second batch runs for a while."""
+
+    def __init__(self, client: Any, box: SimBox):
+        self._client = client
+        self._box = box
+        self.events: list[tuple[str, float]] = []
+        self.creates = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    async def create_batch(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.creates += 1
+        if self.creates == 2:
+            self._box.sim.settings.batch_in_progress_s = 30.0
+        answer: dict[str, Any] = await self._client.create_batch(body)
+        return answer
+
+    async def get_batch(self, batch_id: str) -> dict[str, Any]:
+        self.events.append(("poll", time.monotonic()))
+        answer: dict[str, Any] = await self._client.get_batch(batch_id)
+        return answer
+
+    async def chat(self, body: bytes) -> dict[str, Any]:
+        self.events.append(("chat", time.monotonic()))
+        answer: dict[str, Any] = await self._client.chat(body)
+        self.events.append(("chat-done", time.monotonic()))
+        return answer
+
+
+async def test_the_realtime_fallback_does_not_stop_polling_other_chunks(tmp_path: Path) -> None:
+    """Chunk 0's lines all fail and go to the realtime fallback (slow answers) while chunk 1
+    still runs: chunk 1 keeps being polled during the fallback."""
+    items = urls(16)
+    cfg = write_config(tmp_path, items, poll_interval_s=1, max_requests_per_file=8)
+    faults = {u: "500" for u in items[:8]}
+    box = await start_sim(batch_line_faults=faults, latency_mean_s=0.1)
+    timeline: list[_Timeline] = []
+
+    def wrap(client: Any) -> Any:
+        timeline.append(_Timeline(client, box))
+        return timeline[0]
+
+    try:
+        await run_batch(cfg, box, wrap=wrap)
+    finally:
+        await box.sim.close()
+    events = timeline[0].events
+    chats = [t for kind, t in events if kind.startswith("chat")]
+    during = [t for kind, t in events if kind == "poll" and chats[0] < t < chats[-1]]
+    assert len(chats) >= 16 and during, "no poll while the fallback was sending"
+    recs = latest(read_records(load(cfg)))
+    assert {recs[u]["via"] for u in items[:8]} == {"realtime"}
+    assert {recs[u]["via"] for u in items[8:]} == {"batch"}

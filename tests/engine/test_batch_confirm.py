@@ -428,3 +428,45 @@ async def test_the_realtime_fallback_does_not_stop_polling_other_chunks(tmp_path
     recs = latest(read_records(load(cfg)))
     assert {recs[u]["via"] for u in items[:8]} == {"realtime"}
     assert {recs[u]["via"] for u in items[8:]} == {"batch"}
+
+
+async def test_the_batch_writer_is_on_the_second_signal_close_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a batch job runs (its fallback request hanging here), the job's writer is among
+    the writers a second signal flushes and closes before exiting; it leaves the list after."""
+    import asyncio
+    import io
+
+    import runner.app.orchestrate as orchestrate
+    from runner.app.signals import SignalStop
+    from runner.config import load_config
+
+    stoppers: list[SignalStop] = []
+
+    class Recorded(SignalStop):
+        def __init__(self, grace_s: float):
+            super().__init__(grace_s)
+            stoppers.append(self)
+
+    monkeypatch.setattr(orchestrate, "SignalStop", Recorded)
+    items = urls(4)
+    box = await start_sim(batch_line_faults={items[0]: "500"}, url_faults={items[0]: ["hang"]})
+    cfg = write_config(tmp_path, items, base_url=box.sim.base_url, poll_interval_s=0.01)
+    try:
+        config = load_config(cfg, environ={"ZHIPUAI_API_KEY": "sk-test"})
+        task = asyncio.ensure_future(
+            orchestrate.run(config, orchestrate.RunOptions(tty=False), out=io.StringIO())
+        )
+        for _ in range(1000):
+            if box.sim.stats.chat_requests or task.done():
+                break
+            await asyncio.sleep(0.005)
+        assert box.sim.stats.chat_requests == 1 and not task.done()
+        paths = [w.path for w in stoppers[0].writers]
+        assert paths == [config.jobs[0].output_path]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert stoppers[0].writers == []
+    finally:
+        await box.sim.close()

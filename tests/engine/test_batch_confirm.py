@@ -470,3 +470,21 @@ async def test_the_batch_writer_is_on_the_second_signal_close_list(
         assert stoppers[0].writers == []
     finally:
         await box.sim.close()
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        {"call": "retrive", "nth": 1},
+        {"call": "create", "status": 500},
+        {"call": "list", "nth": 1, "stauts": 500},
+        "create",
+    ],
+    ids=["unknown-call", "no-nth-or-rate", "unknown-field", "not-a-mapping"],
+)
+def test_a_misspelled_control_fault_fails_at_start(rule: Any) -> None:
+    """A control fault that would be silently ignored makes a test lie: it is refused."""
+    from runner.simulator.settings import settings_from_dict
+
+    with pytest.raises(ValueError, match="control_faults"):
+        settings_from_dict({"control_faults": [rule]})

@@ -19,9 +19,9 @@ polled meanwhile.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
-import sys
 from collections.abc import Awaitable
 from typing import Any, assert_never
 
@@ -160,8 +160,10 @@ class BatchDriver(ResultSteps):
         """
         try:
             await self._run()
-        finally:
-            await self._settle()
+        except BaseException:
+            await self._settle(failing=True)
+            raise
+        await self._settle(failing=False)
 
     async def _run(self) -> None:
         clock = self.deps.clock
@@ -204,23 +206,23 @@ class BatchDriver(ResultSteps):
     def _fallback_runs_aside(self) -> bool:
         return self.batch.on_failure == "realtime" and self.deps.fallback is not None
 
-    async def _settle(self) -> None:
+    async def _settle(self, *, failing: bool) -> None:
         """Leaving run(): a collect still running is awaited when the run stopped (the fallback
         ends within the grace period), cancelled when the run failed; finished ones count."""
         if not self._tasks:
             return
-        failing = sys.exc_info()[0] is not None
-        for task in self._tasks.values():
+        tasks, self._tasks = self._tasks, {}
+        for task in tasks.values():
             if failing:
                 task.cancel()
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
-        tasks, self._tasks = self._tasks, {}
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
         for i, task in sorted(tasks.items()):
             if task.cancelled():
                 continue
             exc = task.exception()
             if exc is None:
-                self.advance(i, task.result())
+                with contextlib.suppress(ComeBackLater) if failing else contextlib.nullcontext():
+                    self.advance(i, task.result())
             elif not failing:
                 raise exc  # e.g. ApiStopped from the fallback: it ends the run
 

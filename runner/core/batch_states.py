@@ -432,14 +432,15 @@ def _cancelled(state: ChunkState) -> ChunkState:
 
 
 def recovered(state: ChunkState) -> ChunkState:
-    """A state read back from disk: answers may have been lost and old deadlines mean nothing."""
+    """A state read back from disk: answers may have been lost, and old deadlines and error
+    counts (a run that gave up after an outage) mean nothing to this run."""
     match state:
         case Uploading() | Creating():
-            return dataclasses.replace(state, checked=False, not_before=0.0)
+            return dataclasses.replace(state, checked=False, errors=0, not_before=0.0)
         case Running():
-            return dataclasses.replace(state, not_before=0.0)
+            return dataclasses.replace(state, errors=0, not_before=0.0)
         case Collecting():
-            return dataclasses.replace(state, fresh=False, not_before=0.0)
+            return dataclasses.replace(state, fresh=False, errors=0, not_before=0.0)
         case Built() | Uploaded() | Ended() | Collected():
             return state
         case _:

@@ -246,6 +246,11 @@ def test_recovered_marks_lost_answers() -> None:
     assert recovered(Collecting(ENDED)) == Collecting(ENDED, fresh=False)
     assert recovered(Running(C, "f", "b", "in_progress", not_before=9.0)).not_before == 0.0  # type: ignore[union-attr]
     assert recovered(Built(C)) == Built(C)
+    # a run that gave up after an outage (exit 75): the next run starts counting again
+    assert recovered(Running(C, "f", "b", "in_progress", errors=20)).errors == 0  # type: ignore[union-attr]
+    assert recovered(Creating(C, "f1", errors=20, refused="x")) == Creating(
+        C, "f1", checked=False, refused="x"
+    )
 
 
 def test_is_done_waits_for_cleanup_when_asked() -> None:

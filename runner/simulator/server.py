@@ -1,6 +1,7 @@
 """The simulator as a server: builds the aiohttp app and its routes, starts and stops it, and
 runs the one middleware every API request passes through (count it, check its credentials,
-turn a raised `ApiError` into the GLM error answer). Also the `/_sim/*` control endpoints and
+apply the `control_faults` of a files/batches call (simulator/faults.py), turn a raised
+`ApiError` into the GLM error answer). Also the `/_sim/*` control endpoints and
 `serve()` for `glmrun simulate`.
 
 It backs `base_url: simulator`, the engine tests and the benchmarks, so it must be both

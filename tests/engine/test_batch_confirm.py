@@ -488,3 +488,22 @@ def test_a_misspelled_control_fault_fails_at_start(rule: Any) -> None:
 
     with pytest.raises(ValueError, match="control_faults"):
         settings_from_dict({"control_faults": [rule]})
+
+
+async def test_a_result_file_404_is_asked_again_before_its_lines_are_resent(
+    tmp_path: Path,
+) -> None:
+    """One 404 on the output file's download is retried: the answers are collected from it and
+    nothing is sent through realtime."""
+    items = urls(10)
+    cfg = write_config(tmp_path, items, poll_interval_s=1)
+    rule = {"call": "file_content", "status": 404, "code": "1214", "nth": 1}
+    box = await start_sim(control_faults=[rule], **SLOW)
+    try:
+        await run_batch(cfg, box)
+        s = box.sim.stats
+        assert (s.faults_injected, s.calls["file_content"], s.chat_requests) == (1, 2, 0)
+        assert_paid_once(box.sim, items)
+    finally:
+        await box.sim.close()
+    assert_all_ok_once(cfg, items)

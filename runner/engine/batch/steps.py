@@ -87,7 +87,9 @@ class ResultSteps:
             try:
                 data = await deps.client.file_content(fid)
             except ApiFailure as failure:
-                if failure.status == 404:
+                if failure.status == 404 and st.errors > 0:
+                    # asked again after a failure and still 404: the file is gone (its lines
+                    # follow on_failure); a first 404 is retried like any failed call
                     log.warning("result file is gone", extra={"job": self.job.name, "file_id": fid})
                     continue
                 return await self._call(_raise(failure), st)

@@ -44,6 +44,7 @@ from runner.core.items import InvalidLine, Item
 from runner.core.plan import JobPlan
 from runner.core.stats import JobStats
 from runner.engine.batch import run_batch_job
+from runner.engine.batch.driver import Fallback
 from runner.errors import (
     EXIT_OK,
     EXIT_SOME_ERRORS,
@@ -229,6 +230,14 @@ async def _run_job(
         if plan.route == "batch":
             # stopper.current: the grace period also ends a hung call or fallback request here
             # (cancelling is as safe as a kill: each chunk state is saved before its call)
+            batch_writers: list[ResultWriter] = []
+
+            def fallback(writer: ResultWriter) -> Fallback:
+                # the batch path's writer: a second signal flushes it too before exiting
+                batch_writers.append(writer)
+                stopper.writers.append(writer)
+                return make_fallback(job, config, client, writer, stats, stopper.event)
+
             task = asyncio.ensure_future(
                 run_batch_job(
                     plan,
@@ -238,9 +247,7 @@ async def _run_job(
                     stats,
                     stopper.event,
                     no_wait=options.no_wait,
-                    fallback=lambda writer: make_fallback(
-                        job, config, client, writer, stats, stopper.event
-                    ),
+                    fallback=fallback,
                 )
             )
             stopper.current = task
@@ -256,6 +263,8 @@ async def _run_job(
                 return stats
             finally:
                 stopper.current = None
+                for w in batch_writers:
+                    stopper.writers.remove(w)
         writer = make_writer(job)
         stopper.writers.append(writer)
         try:

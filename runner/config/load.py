@@ -57,7 +57,11 @@ def load_config(
     config = build(Config, data, str(path))
     base = path.resolve().parent
     jobs = [
-        dataclasses.replace(job, input=str(base / job.input), output=str(base / job.output_file))
+        dataclasses.replace(
+            job,
+            input=str(base / os.path.expanduser(job.input)),
+            output=str(base / os.path.expanduser(job.output_file)),
+        )
         for job in config.jobs
     ]
     outputs: dict[Path, str] = {}

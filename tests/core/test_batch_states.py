@@ -17,6 +17,7 @@ from runner.core.batch_states import (
     Built,
     CallFailed,
     CancelAsked,
+    CancelChecked,
     Chunk,
     Cleaned,
     CollectDone,
@@ -53,6 +54,8 @@ C = Chunk(0, "chunk-00000.jsonl", "chunk-00000.ids", 10, 1000)
 RETRY = CallFailed(Decision(Verdict.RETRY, "http_500", "server error"), "HTTP 500", 2.0)
 REFUSED = CallFailed(Decision(Verdict.RECORD, "1210", "refused"), "HTTP 400: bad file", 0.0)
 GONE = CallFailed(Decision(Verdict.RECORD, "http_404", "not found"), "HTTP 404", 0.0, gone=True)
+# a 500 that carries a 12xx business code: classify() looks at the code first (not retryable)
+CODED_500 = CallFailed(Decision(Verdict.RECORD, "1214", "bad params"), "HTTP 500 (1214)", 1.0)
 
 
 def view(status: str, **over: object) -> BatchView:
@@ -104,7 +107,66 @@ CASES = [
         Ended(C, "f1", "batch_1", "expired", Counts(10, 4, 1), None, "e"),
     ),
     (RUNNING, RETRY, Running(C, "f1", "batch_1", "validating", errors=1, not_before=102.0)),
-    (RUNNING, GONE, Ended(C, "f1", "batch_1", "lost", Counts(), reason="HTTP 404")),
+    # issue 11, path 1: a failed poll never ends a running batch; a 404 is confirmed by listing
+    (
+        RUNNING,
+        GONE,
+        Running(C, "f1", "batch_1", "validating", errors=1, not_before=100.0, checked=False),
+    ),
+    (RUNNING, REFUSED, Running(C, "f1", "batch_1", "validating", errors=1, not_before=100.0)),
+    (RUNNING, CODED_500, Running(C, "f1", "batch_1", "validating", errors=1, not_before=101.0)),
+    (
+        Running(C, "f1", "batch_1", "validating", errors=1, checked=False),
+        RETRY,
+        Running(C, "f1", "batch_1", "validating", errors=2, not_before=102.0, checked=False),
+    ),
+    (
+        Running(C, "f1", "batch_1", "validating", errors=1, checked=False),
+        BatchSeen(view("in_progress")),
+        Running(C, "f1", "batch_1", "in_progress", Counts(10, 4, 1), not_before=105.0),
+    ),
+    (
+        Running(C, "f1", "batch_1", "validating", checked=False),
+        NotFound(),
+        Ended(
+            C,
+            "f1",
+            "batch_1",
+            "lost",
+            Counts(),
+            reason="batch batch_1 answered 404 and is not in the account's batch list",
+        ),
+    ),
+    (RUNNING, NotFound(), RUNNING),  # only a 404 followed by a listing ends a batch
+    # issue 11, path 2: a refused create is confirmed by a listing; a failed listing is retried
+    (
+        Creating(C, "f1"),
+        REFUSED,
+        Creating(C, "f1", checked=False, errors=1, not_before=100.0, refused="HTTP 400: bad file"),
+    ),
+    (
+        Creating(C, "f1", checked=False),
+        REFUSED,
+        Creating(C, "f1", checked=False, errors=1, not_before=100.0),
+    ),
+    (
+        Creating(C, "f1", checked=False, refused="HTTP 400: bad file"),
+        NotFound(),
+        Ended(
+            C,
+            "f1",
+            None,
+            "rejected",
+            Counts(10),
+            reason="HTTP 400: bad file (confirmed: no batch carries this chunk)",
+        ),
+    ),
+    (
+        Creating(C, "f1", checked=False, refused="HTTP 400: bad file"),
+        BatchSeen(view("validating")),
+        Running(C, "f1", "batch_1", "validating", Counts(10, 4, 1), not_before=105.0),
+    ),
+    (Uploading(C, checked=False), REFUSED, Uploading(C, checked=False, errors=1, not_before=100.0)),
     (RUNNING, CancelAsked(), Running(C, "f1", "batch_1", "validating", cancel_requested=True)),
     (
         Built(C),
@@ -119,9 +181,35 @@ CASES = [
             reason="cancelled before upload",
         ),
     ),
+    # issue 11, path 3: a chunk that may have a batch waits for a listing before it is dropped
+    (Uploaded(C, "f1"), CancelAsked(), Uploaded(C, "f1")),
+    (Creating(C, "f1"), CancelAsked(), Creating(C, "f1")),
     (
-        Uploaded(C, "f1"),
-        CancelAsked(),
+        Creating(C, "f1", checked=False),
+        CancelChecked(view("in_progress")),
+        Running(C, "f1", "batch_1", "in_progress", Counts(10, 4, 1), True, not_before=105.0),
+    ),
+    (
+        Creating(C, "f1"),
+        CancelChecked(view("cancelled", output_file_id="o")),
+        Ended(C, "f1", "batch_1", "cancelled", Counts(10, 4, 1), "o", None, True),
+    ),
+    (
+        Uploading(C, checked=False),
+        CancelChecked(None),
+        Ended(
+            C,
+            None,
+            None,
+            "cancelled",
+            Counts(10),
+            cancel_requested=True,
+            reason="cancelled before upload",
+        ),
+    ),
+    (
+        Creating(C, "f1"),
+        CancelChecked(None),
         Ended(
             C,
             "f1",
@@ -158,6 +246,11 @@ def test_recovered_marks_lost_answers() -> None:
     assert recovered(Collecting(ENDED)) == Collecting(ENDED, fresh=False)
     assert recovered(Running(C, "f", "b", "in_progress", not_before=9.0)).not_before == 0.0  # type: ignore[union-attr]
     assert recovered(Built(C)) == Built(C)
+    # a run that gave up after an outage (exit 75): the next run starts counting again
+    assert recovered(Running(C, "f", "b", "in_progress", errors=20)).errors == 0  # type: ignore[union-attr]
+    assert recovered(Creating(C, "f1", errors=20, refused="x")) == Creating(
+        C, "f1", checked=False, refused="x"
+    )
 
 
 def test_is_done_waits_for_cleanup_when_asked() -> None:

@@ -154,6 +154,21 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert job.output_path == tmp_path.resolve() / "o" / "j.jsonl"
 
 
+def test_tilde_in_input_and_output_is_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``~/in.txt`` and ``~/o/j.jsonl`` mean the home folder, not a folder named ``~``."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    path = write_config(
+        tmp_path,
+        raw="jobs:\n  - {name: j, input: ~/in.txt, output: ~/o/j.jsonl, model: m, prompt: p}\n",
+    )
+    job = load_config(path, environ={"ZHIPUAI_API_KEY": "k"}).jobs[0]
+    assert job.input_path == home / "in.txt"
+    assert job.output_path == home / "o" / "j.jsonl"
+
+
 def test_key_is_a_secret(tmp_path: Path) -> None:
     """The key is read from the named variable and never shows in repr or str of the config."""
     path = write_config(tmp_path, api=REAL_URL)

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.simulator import expected_content
+from tests.support.records import read_records
 
-from .procs import SimProcess, env, read_records, run, simulator, write_job
+from .procs import SimProcess, env, run, simulator, write_job
 
 KNOBS = ("latency_mean_s=0.005", "batch_validating_s=0.1", "batch_in_progress_s=0.4")
 

@@ -19,7 +19,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from .procs import read_records, run, simulator, start_run, write_job
+from tests.support.records import read_records
+
+from .procs import run, simulator, start_run, write_job
 
 SEED = 11
 KILLS = 6

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from .procs import read_records, run, simulator, write_job
+from tests.support.records import read_records
+
+from .procs import run, simulator, write_job
 
 
 @pytest.mark.xfail(strict=True, reason="exit policy lands with issue 10")

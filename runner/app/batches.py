@@ -16,7 +16,7 @@ from runner.config.schema import Config, JobConfig
 from runner.core.batch_states import CancelAsked, Running, describe, next_state
 from runner.core.retry import Verdict, classify
 from runner.errors import ApiFailure, ApiStopped, GlmrunError
-from runner.io.batch_state import load_state, save_state, state_path
+from runner.io.batch_state import chunk_view, load_state, save_state, saved_at, state_path
 from runner.io.store import RunLock
 
 T = TypeVar("T")
@@ -53,11 +53,16 @@ def tracked_rows(jobs: list[JobConfig]) -> list[dict[str, Any]]:
     """One row per chunk in the jobs' state files: the job's name and the chunk's fields."""
     rows = []
     for job in jobs:
-        state = load_state(state_path(job))
+        path = state_path(job)
+        state = load_state(path)
         if state is None:
             continue
+        at = saved_at(path)
         for chunk in state.chunks:
-            rows.append({"job": job.name, **describe(chunk)})
+            d = chunk_view(chunk, at)
+            polled = d.pop("polled_at")
+            d["polled"] = time.strftime("%H:%M:%S", time.localtime(polled)) if polled else None
+            rows.append({"job": job.name, **d})
     return rows
 
 

@@ -9,6 +9,7 @@ job is finished, 75 when work is pending or batches are still tracked.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -17,7 +18,8 @@ from runner.core.cost import format_usage, usage_from_lines
 from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
 from runner.errors import EXIT_OK, EXIT_TEMPFAIL
-from runner.io.jsonl import iter_lines
+from runner.core.records import is_final, record_key
+from runner.io.jsonl import iter_lines, parse_record
 from runner.io.prepare import read_job_items
 from runner.io.store import load_resume_index
 
@@ -106,29 +108,114 @@ def add_usage(status: JobStatus, job: JobConfig, config: Config) -> None:
         status.usage_line = format_usage(pairs, job, config.cost)
 
 
+@dataclass
+class ErrorGroup:
+    """The error records of one code (the latest record per key), with the first examples."""
+
+    code: str
+    count: int = 0
+    retryable: bool = False
+    examples: list[dict[str, Any]] = field(default_factory=list)  # key, line, message
+
+
+def error_groups(job: JobConfig, config: Config, limit: int = 5) -> list[ErrorGroup]:
+    """Keys whose latest record is an error, grouped by code, most frequent first; examples
+    carry the input line number when the key is still in the input."""
+    latest: dict[str, dict[str, Any]] = {}
+    for line in iter_lines(job.output_path):
+        record = parse_record(line)
+        key = None if record is None else record_key(record)
+        if record is None or key is None:
+            continue
+        if record.get("status") == "error":
+            latest[key] = record
+        else:
+            latest.pop(key, None)
+    groups: dict[str, ErrorGroup] = {}
+    for key, record in latest.items():
+        error = record.get("error")
+        error = error if isinstance(error, dict) else {}
+        code = str(error.get("code"))
+        group = groups.setdefault(code, ErrorGroup(code))
+        group.count += 1
+        group.retryable = bool(error.get("retryable")) or not is_final(record)
+        if len(group.examples) < limit:
+            example = {"key": key, "line": None, "message": str(error.get("message") or "")}
+            group.examples.append(example)
+    _add_line_numbers(job, config, groups)
+    return sorted(groups.values(), key=lambda g: (-g.count, g.code))
+
+
+def _add_line_numbers(job: JobConfig, config: Config, groups: dict[str, ErrorGroup]) -> None:
+    wanted = {ex["key"]: ex for g in groups.values() for ex in g.examples}
+    if not wanted:
+        return
+    for item in read_job_items(job, config):
+        ex = wanted.pop(item.key, None)
+        if ex is not None:
+            ex["line"] = item.line_no
+            if not wanted:
+                return
+
+
+def format_errors(job: str, groups: list[ErrorGroup]) -> list[str]:
+    """``describe: 3 keys with errors`` then per code a heading and its examples."""
+    total = sum(g.count for g in groups)
+    if not total:
+        return [f"{job}: no error records"]
+    lines = [f"{job}: {total:,} key{'s' if total != 1 else ''} with errors"]
+    for g in groups:
+        kind = "retried by the next run" if g.retryable else "permanent"
+        lines.append(f"  {g.code} ×{g.count:,} ({kind})")
+        for ex in g.examples:
+            where = f"line {ex['line']}: " if ex["line"] else ""
+            lines.append(f"    {where}{ex['key']} — {ex['message'][:120]}")
+        if g.count > len(g.examples):
+            lines.append(f"    … {g.count - len(g.examples):,} more (--limit N shows more)")
+    return lines
+
+
 def exit_code(statuses: list[JobStatus]) -> int:
     return EXIT_OK if all(s.finished for s in statuses) else EXIT_TEMPFAIL
 
 
 def format_status(s: JobStatus) -> str:
+    done = s.ok + s.errors
+    total = done + s.pending + s.invalid_unrecorded
     line = (
-        f"{s.job}: ok {s.ok}, errors {s.errors}, pending {s.pending}"
-        f" (retryable errors {s.retryable_errors}), invalid not yet recorded {s.invalid_unrecorded},"
-        f" duplicate lines {s.duplicates}; batches {len(s.open_batches)} open / {len(s.batches)} tracked"
-        f" -> {'done' if s.finished else 'pending'}"
+        f"{s.job}: {done:,}/{total:,} done (ok {s.ok:,}, errors {s.errors:,}), pending "
+        f"{s.pending:,}"
     )
+    if s.retryable_errors:
+        line += f" ({s.retryable_errors:,} to retry)"
+    if s.invalid_unrecorded:
+        line += f", invalid lines not yet recorded {s.invalid_unrecorded:,}"
+    if s.duplicates:
+        line += f", duplicate lines {s.duplicates:,}"
+    if s.batches:
+        line += f"; batches {len(s.open_batches)} open / {len(s.batches)} tracked"
+    line += f" -> {'done' if s.finished else 'pending'}"
     if s.corrupt_output_lines:
         shown = ", ".join(map(str, s.corrupt_output_lines[:10]))
         line += f"; skipped corrupt output lines {shown}"
     if s.usage_line:
         line += f"\n  tokens: {s.usage_line}"
     for b in s.open_batches:
-        line += f"\n  batch {b.get('batch_id') or '(not created yet)'}: {b.get('state')}"
-        if b.get("status"):
-            line += f" ({b['status']}"
-            if b.get("total"):
-                line += (
-                    f", {b.get('completed') or 0}/{b['total']} done, {b.get('failed') or 0} failed"
-                )
-            line += ")"
+        line += "\n  " + batch_row(b)
+    if s.errors:
+        line += "\n  errors by code: glmrun status --errors"
     return line
+
+
+def batch_row(b: dict[str, Any], now: float | None = None) -> str:
+    """``batch_abc  in_progress  500/1,000 done, 3 failed  polled 12:03:04 (40s ago)``."""
+    text = f"batch {b.get('batch_id') or '(not created yet)'}: {b.get('state')}"
+    if b.get("total"):
+        text += (
+            f", {b.get('completed') or 0:,}/{b['total']:,} done, {b.get('failed') or 0:,} failed"
+        )
+    polled = b.get("polled_at")
+    if polled:
+        ago = max(0, int((now or time.time()) - polled))
+        text += f"; polled {time.strftime('%H:%M:%S', time.localtime(polled))} ({ago}s ago)"
+    return text

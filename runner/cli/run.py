@@ -10,7 +10,14 @@ import sys
 
 import click
 
-from runner.cli.common import job_option, load, run_async, setup, verbosity_options
+from runner.cli.common import (
+    job_option,
+    load,
+    load_without_key,
+    run_async,
+    setup,
+    verbosity_options,
+)
 
 
 @click.command()
@@ -30,6 +37,11 @@ from runner.cli.common import job_option, load, run_async, setup, verbosity_opti
     is_flag=True,
     help="Wait for another run of the same output to finish instead of exiting 75.",
 )
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 1 while any permanent error record exists, not only new ones.",
+)
 @verbosity_options
 def run(
     config_path: str,
@@ -38,6 +50,7 @@ def run(
     dry_run: bool,
     no_wait: bool,
     wait_lock: bool,
+    strict: bool,
     quiet: bool,
     verbose: bool,
     log_format: str,
@@ -47,9 +60,16 @@ def run(
     from runner.app.orchestrate import run as run_app
 
     setup(quiet, verbose, log_format)
-    config = load(config_path)
+    config = load_without_key(config_path) if dry_run else load(config_path)  # sends nothing
     options = RunOptions(
-        job=job_name, limit=limit, dry_run=dry_run, no_wait=no_wait, wait_lock=wait_lock
+        job=job_name,
+        limit=limit,
+        dry_run=dry_run,
+        no_wait=no_wait,
+        wait_lock=wait_lock,
+        strict=strict,
+        quiet=quiet,
+        display="quiet" if quiet else ("json" if log_format == "json" else None),
     )
     result = run_async(lambda: run_app(config, options))
     sys.exit(result.exit_code)

@@ -25,7 +25,7 @@ from typing import IO, Any, Literal
 import orjson
 
 from runner.core.keys import key_hash
-from runner.core.records import record_key
+from runner.core.records import record_key, unknown_field
 from runner.errors import ConfigError, OutputError
 from runner.io.jsonl import iter_lines, parse_record
 
@@ -96,8 +96,14 @@ def export_records(
     fmt: Format = "jsonl",
     latest_only: bool = True,
     columns: list[str] | None = None,
+    status: str | None = None,
 ) -> int:
-    """Write the records of ``source`` to ``out``; returns how many were written."""
+    """Write the records of ``source`` to ``out``; returns how many were written.
+    ``status`` (ok / error) keeps only records with that status (the latest per key)."""
+    for column in columns or ():
+        problem = unknown_field(column)
+        if problem:
+            raise ConfigError(f"--columns: {problem}")
     try:
         size = source.stat().st_size
     except FileNotFoundError:
@@ -117,12 +123,14 @@ def export_records(
         if winners is not None and (i >= len(winners) or not winners[i]):
             # i past the first pass: a run cut the torn tail and appended since; not in the snapshot
             continue
-        if winners is not None and cols is None:
+        if winners is not None and cols is None and status is None:
             out.write(line)  # a winner is a record with a key: copied as it is
             written += 1
             continue
         record = parse_record(line)
         if record is None or record_key(record) is None:
+            continue
+        if status is not None and record.get("status") != status:
             continue
         if writer is not None:
             writer.writerow([_cell(column_value(record, c)) for c in cols or ()])

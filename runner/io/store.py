@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, Self
 
@@ -126,8 +127,16 @@ class ResultWriter:
     engine calls ``maybe_flush`` often and ``close`` fsyncs.
     """
 
-    def __init__(self, path: Path, *, flush_interval_s: float = 0.5, clock: Any = time.monotonic):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        flush_interval_s: float = 0.5,
+        clock: Any = time.monotonic,
+        on_record: Callable[[Record], None] | None = None,
+    ):
         self.path = path
+        self.on_record = on_record  # told of each record written (the run's error tally)
         self.flush_interval_s = flush_interval_s
         self._clock = clock
         try:
@@ -151,6 +160,8 @@ class ResultWriter:
         except OSError as exc:
             raise self._failed(exc) from exc
         self.written += 1
+        if self.on_record is not None:
+            self.on_record(record)
         if not self._flush_scheduled:
             try:
                 loop = asyncio.get_running_loop()

@@ -119,7 +119,10 @@ async def _run_batch_job(
             )
     clock = clock or SystemClock()
     writer = ResultWriter(
-        job.output_path, flush_interval_s=config.run.flush_interval_s, clock=clock.monotonic
+        job.output_path,
+        flush_interval_s=config.run.flush_interval_s,
+        clock=clock.monotonic,
+        on_record=stats.note_record,
     )
     deps = BatchDeps(
         client=client,

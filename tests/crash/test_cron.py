@@ -77,8 +77,9 @@ def test_status_lists_tracked_batches_and_exits_75_while_one_is_open(tmp_path: P
 
 
 def test_json_logs_are_one_object_per_line_with_the_run_story(tmp_path: Path) -> None:
-    """--log-format json: every stderr line is a JSON object; start, plan, progress, retry
-    summary, job finished and run finished events are there, and stdout keeps the summary."""
+    """--log-format json: every stderr line is a JSON object; start, plan, progress, job
+    finished (with the retry counts) and run finished events are there, and stdout keeps the
+    summary."""
     urls = [f"https://img.example.com/json/{i}.jpg" for i in range(60)]
     with simulator("latency_mean_s=0.02", "error_500_rate=0.2") as sim:
         config = write_job(
@@ -97,15 +98,13 @@ def test_json_logs_are_one_object_per_line_with_the_run_story(tmp_path: Path) ->
         "run started",
         "plan",
         "progress",
-        "retry summary",
         "job finished",
         "run finished",
     ):
         assert name in names, names
     assert names[0] == "run started" and names[-1] == "run finished"
-    retry = next(e for e in events if e["event"] == "retry summary")
-    assert retry["retries"] > 0 and retry["requests"] == 60 + retry["retries"]
     finished = next(e for e in events if e["event"] == "job finished")
+    assert finished["retries"] > 0 and finished["requests"] == 60 + finished["retries"]
     assert finished["ok"] == 60 and finished["job"] == "j"
     assert events[-1]["exit_code"] == 0
     assert "j: ok 60" in result.stdout

@@ -15,21 +15,25 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
-from rich.console import Console
-from rich.highlighter import NullHighlighter
-from rich.logging import RichHandler
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 _CONSOLE: Console | None = None
 
 
 def console() -> Console:
-    """The stderr console shared by the log handler and the live display (one per process)."""
+    """The stderr console shared by the log handler and the live display (one per process).
+    rich is imported here, not at module level: ``glmrun --help`` and a quick Ctrl-C after
+    start must not wait for it."""
     global _CONSOLE
     if _CONSOLE is None:
+        from rich.console import Console
+
         _CONSOLE = Console(stderr=True, highlight=False, soft_wrap=False)
     return _CONSOLE
 
@@ -75,16 +79,24 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(data, default=str).decode()
 
 
-class _ConsoleHandler(RichHandler):
-    """rich's handler without time, level or path columns: the text line as we format it."""
+def console_handler(con: Console) -> logging.Handler:
+    """rich's logging handler on ``con``, printing our text line as it is (no time, level or
+    path columns): while a live display is up, rich prints it above the display, whole."""
+    from rich.highlighter import NullHighlighter
+    from rich.logging import RichHandler
 
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            self.console.print(
-                self.format(record), markup=False, highlight=False, soft_wrap=True, crop=False
-            )
-        except Exception:  # logging must never end the run
-            self.handleError(record)
+    class ConsoleHandler(RichHandler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                self.console.print(
+                    self.format(record), markup=False, highlight=False, soft_wrap=True, crop=False
+                )
+            except Exception:  # logging must never end the run
+                self.handleError(record)
+
+    handler = ConsoleHandler(console=con, highlighter=NullHighlighter())
+    handler.setFormatter(TextFormatter())
+    return handler
 
 
 def level_for(verbosity: int, fmt: str) -> int:
@@ -101,9 +113,8 @@ def setup_logging(*, verbosity: int = 0, fmt: str = "text", stream: IO[str] | No
     if fmt == "json":
         handler = logging.StreamHandler(stream or sys.stderr)
         handler.setFormatter(JsonFormatter())
-    elif stream is None and console().is_terminal:
-        handler = _ConsoleHandler(console=console(), highlighter=NullHighlighter())
-        handler.setFormatter(TextFormatter())
+    elif stream is None and sys.stderr.isatty():
+        handler = console_handler(console())
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
         handler.setFormatter(TextFormatter())

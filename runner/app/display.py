@@ -23,15 +23,15 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import IO, Any, Literal
-
-from rich.console import Console, ConsoleOptions, RenderResult
-from rich.live import Live
-from rich.text import Text
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 from runner.core.cost import cost_of, format_money
 from runner.core.stats import JobStats
 from runner.logs import console
+
+if TYPE_CHECKING:  # rich is imported when the live display starts, not with this module
+    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.live import Live
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +84,10 @@ def fields(stats: JobStats, price: Any = None, currency: str = "CNY") -> list[tu
     first when the line does not fit. ``""`` marks where the bar goes."""
     done, total = overall(stats)
     rate = stats.rate
-    out: list[tuple[int, str]] = [(0, stats.name), (5, "")]
+    out: list[tuple[int, str]] = [(0, stats.name), (6, "")]
     out.append((0, f"{fmt_int(done)}/{fmt_int(total)}"))
     if stats.done_before:
-        out.append((7, f"({fmt_int(stats.done_before)} done before)"))
+        out.append((5, f"({fmt_int(stats.done_before)} done before)"))
     out.append((3, f"{100.0 * done / total:.0f}%" if total else "100%"))
     out.append((1, f"{rate:,.1f}/s"))
     if rate > 0 and total > done:
@@ -99,7 +99,7 @@ def fields(stats: JobStats, price: Any = None, currency: str = "CNY") -> list[tu
             out.append((9, f"({kinds})"))
     if stats.route == "realtime" or stats.in_flight:
         out.append((8, f"in flight {stats.in_flight}"))
-        out.append((6, f"conc {stats.concurrency}"))
+        out.append((7, f"conc {stats.concurrency}"))
     tokens = stats.prompt_tokens + stats.completion_tokens
     if tokens:
         out.append((10, f"{fmt_int(tokens)} tok"))
@@ -192,6 +192,8 @@ class LiveView:
         return self._batch_rows[:5]
 
     def __rich_console__(self, c: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.text import Text
+
         for line in self.lines(options.max_width):
             yield Text(line, no_wrap=True, overflow="crop")
 
@@ -222,7 +224,7 @@ class Display:
         self.interval_s = interval_s
         self.view = LiveView(stats, price, currency, batches)
         self.stream = stream
-        self.console = con or console()
+        self.console = con or (console() if mode == "live" else None)
         self._task: asyncio.Task[None] | None = None
         self._live: Live | None = None
         self._batch_lines: BatchLines | None = None
@@ -232,6 +234,8 @@ class Display:
             self._batch_lines = BatchLines(self.echo)
             self._batch_lines.attach()
         if self.mode == "live":
+            from rich.live import Live
+
             self._live = Live(
                 self.view,
                 console=self.console,
@@ -257,7 +261,7 @@ class Display:
 
     def echo(self, line: str) -> None:
         """A line for the person, above the live display when there is one."""
-        if self.mode == "live":
+        if self.mode == "live" and self.console is not None:
             self.console.print(line, markup=False, highlight=False, crop=True, soft_wrap=False)
         else:
             print(line, file=self.stream or sys.stderr, flush=True)

@@ -56,7 +56,6 @@ from runner.io.batch_state import tracked_batches
 from runner.io.jsonl import iter_lines
 from runner.io.prepare import read_job_items
 from runner.io.store import ResultWriter, RunLock
-from runner.logs import console
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +75,7 @@ class RunOptions:
     def display_mode(self) -> Mode:
         if self.display is not None:
             return self.display
-        tty = console().is_terminal if self.tty is None else self.tty
+        tty = sys.stderr.isatty() if self.tty is None else self.tty
         return "live" if tty else "lines"
 
 

@@ -17,8 +17,8 @@ from runner.config.schema import Config, JobConfig
 from runner.core.cost import format_usage, usage_from_lines
 from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
-from runner.errors import EXIT_OK, EXIT_TEMPFAIL
 from runner.core.records import is_final, record_key
+from runner.errors import EXIT_OK, EXIT_TEMPFAIL
 from runner.io.jsonl import iter_lines, parse_record
 from runner.io.prepare import read_job_items
 from runner.io.store import load_resume_index

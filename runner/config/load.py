@@ -13,9 +13,9 @@ import logging
 import os
 import types
 import typing
-from urllib.parse import urlparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
+from urllib.parse import urlparse
 
 import orjson
 import yaml
@@ -67,7 +67,8 @@ def load_config(
         real = job.output_path.resolve()
         if real in outputs:
             raise ConfigError(
-                f"{path}: jobs[{i}].output: two jobs write to {real} ({outputs[real]} and {job.name}); give each its own output"
+                f"{path}: jobs[{i}].output: two jobs write to {real} ({outputs[real]} and "
+                f"{job.name}); give each its own output"
             )
         outputs[real] = job.name
     jobs = [_load_schema(job, base, str(path), i) for i, job in enumerate(jobs)]
@@ -203,7 +204,8 @@ def _convert(tp: Any, value: Any, file: str, keypath: str) -> Any:
         close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(
-            f"{file}: {keypath}: expected one of {', '.join(map(str, allowed))}, found {_describe(value)}{hint}"
+            f"{file}: {keypath}: expected one of {', '.join(map(str, allowed))}, "
+            f"found {_describe(value)}{hint}"
         )
     if origin is list:
         (inner,) = typing.get_args(tp)

@@ -81,7 +81,8 @@ def cost_of(tokens_in: float, tokens_out: float, price: PriceConfig, route: str)
 
 
 def format_usage(usage: dict[str, tuple[int, int]], job: JobConfig, cost: CostConfig) -> str:
-    """``realtime 1,000 in / 20 out (0.0100 CNY), batch ...``; cost only when the model has a price."""
+    """``realtime 1,000 in / 20 out (0.0100 CNY), batch ...``; cost only when the model has a
+    price."""
     price = cost.price(job.model)
     parts = []
     total = 0.0
@@ -176,7 +177,8 @@ def estimate(
             min(cost.completion_tokens, job.params.get("max_tokens") or cost.completion_tokens)
         )
         basis = (
-            f"no records yet: {images:.2g} images x {cost.prompt_tokens_per_image} tokens per item, "
+            f"no records yet: {images:.2g} images x {cost.prompt_tokens_per_image} tokens "
+            "per item, "
             f"{int(c)} tokens per answer"
         )
     price = cost.price(job.model)
@@ -188,8 +190,10 @@ def estimate(
 
 
 def format_estimate(job: JobConfig, est: Estimate, cost: CostConfig) -> str:
-    tokens = f"~{est.pending * est.prompt_tokens:,.0f} in / {est.pending * est.completion_tokens:,.0f} out tokens"
+    tokens_in, tokens_out = est.pending * est.prompt_tokens, est.pending * est.completion_tokens
+    tokens = f"~{tokens_in:,.0f} in / {tokens_out:,.0f} out tokens"
     head = f"{job.name}: estimate for {est.pending:,} pending: {tokens} ({est.basis})"
     if est.realtime is None or est.batch is None:
         return f"{head}; no price for {job.model} in cost.prices"
-    return f"{head}; realtime {_money(est.realtime, cost.currency)} vs batch {_money(est.batch, cost.currency)}"
+    realtime, batch = _money(est.realtime, cost.currency), _money(est.batch, cost.currency)
+    return f"{head}; realtime {realtime} vs batch {batch}"

@@ -176,7 +176,8 @@ _BOX_MARKERS = ("<|begin_of_box|>", "<|end_of_box|>")
 
 
 def strip_markers(content: str) -> tuple[str, str | None]:
-    """GLM-4.5V answers: ``<think>…</think>`` -> reasoning; box markers removed (glm-api.md §2.2)."""
+    """GLM-4.5V answers: ``<think>…</think>`` -> reasoning; box markers removed
+    (glm-api.md §2.2)."""
     thought = None
     start = content.find(_THINK_OPEN)
     if start != -1:

@@ -40,7 +40,8 @@ def load_resume_index(path: Path) -> ResumeIndex:
     one regex over 8 MB blocks finds the key bytes of most lines without parsing the JSON, and
     the hash is taken of those bytes (a string without escapes is its own UTF-8). Every other
     line (errors, escaped keys, foreign records, garbage) takes the full ``orjson`` path, with
-    the same semantics as ``runner.io.jsonl.iter_records``. A 1,000,000-record output loads in about 2 s.
+    the same semantics as ``runner.io.jsonl.iter_records``. A 1,000,000-record output loads in
+    about 2 s.
     """
     index = ResumeIndex()
     ok, failed, retryable = index.ok, index.failed, index.retryable
@@ -179,7 +180,8 @@ class ResultWriter:
     def _failed(self, exc: OSError) -> OutputError:
         self._error = exc
         return OutputError(
-            f"{self.path}: cannot write the output: {exc.strerror}; what was written before is kept, "
+            f"{self.path}: cannot write the output: {exc.strerror}; "
+            "what was written before is kept, "
             "the rest is sent again by the next run"
         )
 

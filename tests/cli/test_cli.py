@@ -112,7 +112,8 @@ def test_run_is_the_default_command(tmp_path: Path) -> None:
 
 
 def test_dry_run_counts_and_sends_nothing(tmp_path: Path) -> None:
-    """--dry-run prints pending / done / invalid / duplicate counts and touches no network or output."""
+    """--dry-run prints pending / done / invalid / duplicate counts and touches no network or
+    output."""
     urls = make_urls(10)
     cfg = write_config(tmp_path, urls[:3])
     assert invoke(str(cfg), "-q").exit_code == 0
@@ -126,7 +127,8 @@ def test_dry_run_counts_and_sends_nothing(tmp_path: Path) -> None:
     result = invoke(str(cfg), "--dry-run")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[0] == (
-        "t: 7 pending, 3 done (0 as errors), 1 invalid, 1 duplicate lines -> realtime (mode: realtime)"
+        "t: 7 pending, 3 done (0 as errors), 1 invalid, 1 duplicate lines"
+        " -> realtime (mode: realtime)"
     )
     assert result.stdout.splitlines()[1] == (
         "  invalid line 11: scheme ftp: is not allowed; expected an http:// or https:// URL"
@@ -184,7 +186,8 @@ def test_invalid_input_exits_1(tmp_path: Path) -> None:
 
 
 def test_fatal_code_exits_3_with_one_line(tmp_path: Path) -> None:
-    """Arrears (1113 as HTTP 429) stop the run: exit 3, one stderr line naming the code, in-hand results saved."""
+    """Arrears (1113 as HTTP 429) stop the run: exit 3, one stderr line naming the code, in-hand
+    results saved."""
     urls = make_urls(40)
     cfg = write_config(
         tmp_path,
@@ -206,7 +209,8 @@ def test_fatal_code_exits_3_with_one_line(tmp_path: Path) -> None:
 
 
 def test_non_tty_progress_line(tmp_path: Path) -> None:
-    """Without a TTY a plain progress line appears every run.progress_interval_s, then the summary."""
+    """Without a TTY a plain progress line appears every run.progress_interval_s, then the
+    summary."""
     cfg = write_config(
         tmp_path,
         make_urls(120),
@@ -224,7 +228,8 @@ def test_non_tty_progress_line(tmp_path: Path) -> None:
 
 
 def test_example_config_end_to_end(tmp_path: Path) -> None:
-    """`glmrun config/example.yaml` on a temp copy exits 0 with a summary and 400 matching ok records."""
+    """`glmrun config/example.yaml` on a temp copy exits 0 with a summary and 400 matching ok
+    records."""
     shutil.copytree(REPO / "config", tmp_path / "config")
     proc = glmrun("config/example.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from runner.app.display import Display, LiveView, batch_event_line, fit_line, progress_text
 from runner.core.stats import JobStats
-from runner.logs import TextFormatter, _ConsoleHandler
+from runner.logs import console_handler
 from tests.cli.test_cli import invoke
 from tests.conftest import make_urls, write_config
 
@@ -97,8 +97,7 @@ def test_fit_line_drops_the_least_useful_fields_first() -> None:
 def test_log_lines_print_above_the_live_display_whole() -> None:
     """A warning logged while the display is up is printed as a whole line above it."""
     console = Console(record=True, width=60, force_terminal=True, color_system=None)
-    handler = _ConsoleHandler(console=console)
-    handler.setFormatter(TextFormatter())
+    handler = console_handler(console)
     log = logging.getLogger("runner.test_display")
     log.addHandler(handler)
     try:

@@ -1,4 +1,5 @@
-"""Kill -9 half-way through a real run, run again: the rest finishes, re-requests bounded by in-flight."""
+"""Kill -9 half-way through a real run, run again: the rest finishes, re-requests bounded by in-
+flight."""
 
 from __future__ import annotations
 
@@ -83,7 +84,8 @@ def count_lines(path: Path) -> int:
 
 
 def test_kill_half_way_then_resume(tmp_path: Path, standalone_sim: str) -> None:
-    """SIGKILL at ~half of 2,000 URLs; the rerun finishes with one ok record per URL and few re-requests."""
+    """SIGKILL at ~half of 2,000 URLs; the rerun finishes with one ok record per URL and few re-
+    requests."""
     urls = make_urls(2000)
     cfg = write_config(
         tmp_path, urls, api={"base_url": standalone_sim}, limits={"concurrency": CONCURRENCY}

@@ -43,14 +43,14 @@ def test_status_counts_and_exit_codes_follow_the_work(tmp_path: Path) -> None:
             1,
         )
         second = run(config)
-        assert second.returncode == 1  # an earlier permanent error (ftp) still counts
+        assert second.returncode == 1  # this run recorded the ftp line as invalid_input
     code, s = _status(config)  # the simulator is gone: status needs no network
     assert code == 0 and s["finished"] is True
     assert (s["ok"], s["errors"], s["pending"]) == (30, 1, 0)
     text = run(config, "status")
     assert (
         text.returncode == 0
-        and "ok 30, errors 1, pending 0" in text.stdout
+        and "31/31 done (ok 30, errors 1), pending 0" in text.stdout
         and "-> done" in text.stdout
     )
 

@@ -30,7 +30,7 @@ async def test_summary_shows_tokens_and_cost_per_route(tmp_path: Path) -> None:
     # simulator: 1000 prompt tokens per image + len(text)//2; 20 completion tokens
     assert result.stats[0].usage_by_route == {"realtime": [10 * 1001, 10 * 20]}
     cost = 10010 / 1000 * 0.004 + 200 / 1000 * 0.01
-    assert f"t: tokens by route: realtime 10010 in / 200 out ({cost:.4f} CNY)" in out
+    assert f"  tokens 10,010 in / 200 out · {cost:.4f} CNY" in out.splitlines()
     assert result.stats[0].summary()["tokens_by_route"] == {
         "realtime": {"prompt": 10010, "completion": 200}
     }
@@ -90,7 +90,7 @@ async def test_status_sums_usage_per_route_from_the_output(tmp_path: Path) -> No
         "realtime": {"prompt": 2000, "completion": 40},
         "batch": {"prompt": 500, "completion": 50},
     }
-    assert "tokens: realtime 2000 in / 40 out" in format_status(
+    assert "tokens: realtime 2,000 in / 40 out" in format_status(
         status
     ) and "batch 500 in / 50 out" in format_status(status)
     totals = usage_from_lines(iter_lines(tmp_path / "out.jsonl"))
@@ -98,7 +98,8 @@ async def test_status_sums_usage_per_route_from_the_output(tmp_path: Path) -> No
 
 
 def test_add_usage_defaults_to_the_jobs_route() -> None:
-    """A batch job's usage without an explicit route counts as batch; realtime fallback passes its route."""
+    """A batch job's usage without an explicit route counts as batch; realtime fallback passes its
+    route."""
     stats = JobStats("j", route="batch")
     stats.add_usage({"prompt_tokens": 10, "completion_tokens": 1})
     stats.add_usage({"prompt_tokens": 5, "completion_tokens": 2}, "realtime")
@@ -107,7 +108,8 @@ def test_add_usage_defaults_to_the_jobs_route() -> None:
 
 
 async def test_dry_run_guess_counts_the_images_of_each_item(tmp_path: Path) -> None:
-    """With no records, items with three images are estimated at three images' worth of prompt tokens."""
+    """With no records, items with three images are estimated at three images' worth of prompt
+    tokens."""
     rows = [{"images": [f"https://e.org/{i}-{j}.jpg" for j in range(3)]} for i in range(4)]
     (tmp_path / "in.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     cost = {**PRICES, "prompt_tokens_per_image": 1000, "completion_tokens": 100}

@@ -15,7 +15,8 @@ from tests.conftest import ENV, latest, make_urls, read_jsonl, write_config
 async def run_app(
     tmp_path: Path, sim: Simulator, urls: list[str] | None, **over: Any
 ) -> tuple[app.RunResult, str]:
-    """One whole glmrun run (lock, plan, engine, summary) in-process; returns the result and stdout."""
+    """One whole glmrun run (lock, plan, engine, summary) in-process; returns the result and
+    stdout."""
     path = tmp_path / "config.yaml"
     if urls is not None:
         over = {
@@ -38,7 +39,8 @@ def assert_all_ok(output: Path, urls: list[str]) -> None:
 
 
 async def test_2000_urls_faults_off(tmp_path: Path, sim: Simulator) -> None:
-    """2,000 URLs at concurrency 16 end with 2,000 matching ok records and exactly 2,000 chat requests."""
+    """2,000 URLs at concurrency 16 end with 2,000 matching ok records and exactly 2,000 chat
+    requests."""
     urls = make_urls(2000)
     result, stdout = await run_app(tmp_path, sim, urls)
     records = read_jsonl(tmp_path / "out" / "t.jsonl")
@@ -49,8 +51,8 @@ async def test_2000_urls_faults_off(tmp_path: Path, sim: Simulator) -> None:
     assert result.exit_code == 0
     (stats,) = result.stats
     assert (stats.ok, stats.errors, stats.requests, stats.retries) == (2000, 0, 2000, 0)
-    assert "t: ok 2000, errors 0" in stdout and "requests 2000, retries 0" in stdout
-    assert "tokens" in stdout and "req/s" in stdout
+    assert "t: ok 2,000, errors 0 — 2,000/2,000 done" in stdout and "requests 2,000 ·" in stdout
+    assert "tokens" in stdout and "items/s" in stdout
 
 
 async def test_2000_urls_with_500s_and_429s(tmp_path: Path, start_sim: Any) -> None:
@@ -83,7 +85,7 @@ async def test_appended_urls_are_exactly_what_the_next_run_requests(
     assert sim.stats.chat_requests == 10
     assert sorted(sim.stats.per_url) == new and set(sim.stats.per_url.values()) == {1}
     assert_all_ok(tmp_path / "out" / "t.jsonl", urls + new)
-    assert result.stats[0].skipped == 200 and "skipped as done 200" in stdout
+    assert result.stats[0].skipped == 200 and "skipped 200 done before" in stdout
 
 
 async def test_finished_run_again_sends_nothing(tmp_path: Path, sim: Simulator) -> None:

@@ -135,10 +135,12 @@ def test_broken_config_names_the_key(
 
 
 def test_defaults_and_relative_paths(tmp_path: Path) -> None:
-    """Omitted sections take the documented defaults; input/output resolve against the config folder."""
+    """Omitted sections take the documented defaults; input/output resolve against the config
+    folder."""
     path = write_config(
         tmp_path,
-        raw="jobs:\n  - {name: j, input: in.txt, output: o/j.jsonl, model: glm-4v-flash, prompt: p}\n",
+        raw="jobs:\n  - {name: j, input: in.txt, output: o/j.jsonl, model: glm-4v-flash,"
+        " prompt: p}\n",
     )
     config = load_config(path, environ={"ZHIPUAI_API_KEY": "k"})
     assert config.api.base_url == DEFAULT_BASE_URL

@@ -169,7 +169,8 @@ def format_errors(job: str, groups: list[ErrorGroup]) -> list[str]:
         lines.append(f"  {g.code} ×{g.count:,} ({kind})")
         for ex in g.examples:
             where = f"line {ex['line']}: " if ex["line"] else ""
-            lines.append(f"    {where}{ex['key']} — {ex['message'][:120]}")
+            message = ex["message"].removeprefix(where)  # invalid_input messages start so
+            lines.append(f"    {where}{ex['key']} — {message[:120]}")
         if g.count > len(g.examples):
             lines.append(f"    … {g.count - len(g.examples):,} more (--limit N shows more)")
     return lines

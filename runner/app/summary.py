@@ -116,7 +116,9 @@ def traffic(stats: JobStats, price: Any, currency: str) -> list[str]:
     parts.append(f"via {stats.route}")
     elapsed = stats.elapsed_s
     rate = stats.done / elapsed if elapsed > 0 else 0.0
-    parts.append(f"{fmt_duration(elapsed)}, {rate:,.1f} items/s")
+    parts.append(
+        f"{fmt_duration(elapsed)}, {rate:,.1f} items/s" if stats.done else fmt_duration(elapsed)
+    )
     lines = [" · ".join(parts)]
     if stats.prompt_tokens or stats.completion_tokens:
         tokens = (

@@ -177,7 +177,8 @@ def estimate(
             min(cost.completion_tokens, job.params.get("max_tokens") or cost.completion_tokens)
         )
         basis = (
-            f"no records yet: {images:.2g} images x {cost.prompt_tokens_per_image} tokens "
+            f"no records yet: {images:.2g} image{'' if images == 1 else 's'} x "
+            f"{cost.prompt_tokens_per_image:,} tokens "
             "per item, "
             f"{int(c)} tokens per answer"
         )

@@ -116,4 +116,4 @@ async def test_dry_run_guess_counts_the_images_of_each_item(tmp_path: Path) -> N
     _, out = await run_config(
         write_config(tmp_path, {"input": "in.jsonl", "prompt": ""}, cost=cost), dry_run=True
     )
-    assert "~12,000 in / 400 out tokens" in out and "3 images x 1000" in out
+    assert "~12,000 in / 400 out tokens" in out and "3 images x 1,000" in out

@@ -227,3 +227,16 @@ def test_fatal_error_is_exactly_one_line(tmp_path: Path) -> None:
         assert line.startswith("glmrun: ") and "urls.txt" in line
     (line,) = invoke(str(cfg), "--log-format", "json").stderr.splitlines()[-1:]
     assert json.loads(line)["event"] == "error"
+
+
+def test_api_stop_is_exactly_one_line(tmp_path: Path) -> None:
+    """Arrears (1113) stop the run: exit 3 and one stderr line, no 'error: api stopped' event
+    before it (that event is INFO, for machine logs)."""
+    urls = make_urls(12)
+    cfg = write_config(tmp_path, urls, simulator={"url_faults": {urls[5]: ["1113"]}})
+    result = invoke(str(cfg))
+    assert result.exit_code == 3
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("glmrun: the API refused the run (code 1113")
+    events = invoke(str(cfg), "--log-format", "json").stderr.splitlines()
+    assert any(json.loads(e)["event"] == "api stopped the run" for e in events)

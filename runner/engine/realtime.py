@@ -231,7 +231,8 @@ class RealtimeEngine:
     def _record_unavailable(
         self, item: Item, exc: MediaUnavailable, attempts: int, started: float
     ) -> None:
-        """A local file vanished or changed since the plan: an error record (retried next run), not a crash."""
+        """A local file vanished or changed since the plan: an error record (retried next run),
+        not a crash."""
         self.deps.writer.append(
             error_record(
                 item.url,

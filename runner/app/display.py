@@ -55,7 +55,9 @@ def fmt_duration(seconds: float) -> str:
 
 
 def fmt_ago(seconds: float) -> str:
-    return "just now" if seconds < 1 else f"{fmt_duration(seconds).replace('.0s', 's')} ago"
+    if seconds < 1:
+        return "just now"
+    return f"{int(seconds)}s ago" if seconds < 60 else f"{fmt_duration(seconds)} ago"
 
 
 def overall(stats: JobStats) -> tuple[int, int]:

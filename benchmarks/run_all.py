@@ -75,9 +75,8 @@ class Ctx:
 
 
 def glmrun_run(config: Path, env: dict[str, str] | None = None, **kw: Any) -> Any:
-    return run_child(
-        [PY, "-m", "runner", "run", str(config), "-q"], env={**KEY_ENV, **(env or {})}, **kw
-    )
+    # default verbosity, not -q: the summary on stdout carries the engine's own wall time
+    return run_child([PY, "-m", "runner", "run", str(config)], env={**KEY_ENV, **(env or {})}, **kw)
 
 
 def baseline(
@@ -141,7 +140,7 @@ def bench_saturation(ctx: Ctx) -> None:
         )
     )
     engine = re.search(
-        r"; ([\d.]+)s, ([\d.]+) req/s", child.stdout
+        r"· ([\d.]+)s, ([\d,.]+) items/s", child.stdout
     )  # the summary line: the engine's own wall
     if engine:
         erate = n / float(engine.group(1))
@@ -262,7 +261,7 @@ def _adaptive(
     out = count_output(d / "out.jsonl")
     ratio = ideal_s / child.wall_s
     engine = re.search(
-        r"; ([\d.]+)s, ([\d.]+) req/s", child.stdout
+        r"· ([\d.]+)s, ([\d,.]+) items/s", child.stdout
     )  # the summary line: the engine's own wall
     share = stats["throttled"] / max(1, stats["chat_requests"])
     lost = n - out["ok"]
@@ -365,7 +364,8 @@ def bench_memory(ctx: Ctx) -> None:
 
 
 def bench_resume(ctx: Ctx) -> None:
-    """1,000,000 finished records + the same URLs and 200 new: first request <= 5 s, done <= 10 s."""
+    """1,000,000 finished records + the same URLs and 200 new: first request <= 5 s, done <=
+    10 s."""
     n, new = ctx.size(1_000_000, 10_000), 200
     d = ctx.dir("resume")
     inp, out = make_resume_fixture(d, n, new)
@@ -438,9 +438,11 @@ def bench_index_bytes(ctx: Ctx) -> None:
     if not out.exists():
         make_resume_fixture(d, n, 200)
     code = (
-        "import sys, resource, time; from pathlib import Path; from runner.io.store import load_resume_index\n"
+        "import sys, resource, time; from pathlib import Path\n"
+        "from runner.io.store import load_resume_index\n"
         "def rss():\n    return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
-        "before = rss(); t = time.perf_counter(); index = load_resume_index(Path(sys.argv[1])); s = time.perf_counter() - t\n"
+        "before = rss(); t = time.perf_counter()\n"
+        "index = load_resume_index(Path(sys.argv[1])); s = time.perf_counter() - t\n"
         "n = len(index.ok) + len(index.failed) + len(index.retryable)\n"
         "print((rss() - before) / n, s, n)\n"
     )

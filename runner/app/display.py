@@ -232,7 +232,7 @@ class Display:
         self._batch_lines: BatchLines | None = None
 
     async def __aenter__(self) -> Display:
-        if self.mode in ("live", "lines"):
+        if self.mode in ("live", "lines") and not _events_shown():
             self._batch_lines = BatchLines(self.echo)
             self._batch_lines.attach()
         if self.mode == "live":
@@ -294,6 +294,12 @@ class Display:
                     "rate": round(s.rate, 1),
                 },
             )
+
+
+def _events_shown() -> bool:
+    """-v: the INFO events (batch submitted...) are printed already; no second line for them."""
+    handlers = logging.getLogger("runner").handlers
+    return any(h.level <= logging.INFO for h in handlers)
 
 
 class BatchLines(logging.Handler):

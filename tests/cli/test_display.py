@@ -240,3 +240,23 @@ def test_api_stop_is_exactly_one_line(tmp_path: Path) -> None:
     assert line.startswith("glmrun: the API refused the run (code 1113")
     events = invoke(str(cfg), "--log-format", "json").stderr.splitlines()
     assert any(json.loads(e)["event"] == "api stopped the run" for e in events)
+
+
+def test_summary_stays_short_with_many_error_codes() -> None:
+    """Five error codes: three listed with examples, the rest counted on the third line; the
+    summary stays within six lines and cost has the currency's fixed decimals."""
+    from runner.app.summary import summary_lines
+
+    s = busy_stats()
+    s.error_codes = {"1301": 5, "1210": 4, "500": 3, "1214": 2, "local_file": 1}
+    s.error_examples = {
+        code: [f"https://x/{code}/{i}.jpg" for i in range(3)] for code in s.error_codes
+    }
+    lines = summary_lines(s, price=Price(), currency="CNY")
+    assert len(lines) <= 6
+    assert (
+        lines[1]
+        == "  1301 ×5: https://x/1301/0.jpg, https://x/1301/1.jpg, https://x/1301/2.jpg, … 2 more"
+    )
+    assert lines[3].endswith("; 3 more in 2 other codes: glmrun status --errors")
+    assert lines[-1] == "  tokens 123,456 in / 3,456 out · 0.5076 CNY"  # 126,912 x 0.004 / 1k

@@ -20,7 +20,7 @@ from runner.cli.export import export
 from runner.cli.run import run
 from runner.cli.simulate import simulate
 from runner.cli.status import status
-from runner.errors import ConfigError
+from runner.errors import ConfigError, Interrupted
 
 
 class DefaultGroup(click.Group):
@@ -33,6 +33,15 @@ class DefaultGroup(click.Group):
             self.check_typo(args[0])
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Ctrl-C before a command installs its own handler (while it imports aiohttp or
+        loads a big config) is an interrupted run like any other: one line, exit 130, not
+        click's ``Aborted!`` with exit 1, which cron would read as error records written."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            fail(Interrupted("SIGINT"))
 
     def check_typo(self, word: str) -> None:
         """``glmrun stauts cfg.yaml``: a first argument that is no file but close to a command

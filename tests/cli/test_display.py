@@ -260,3 +260,22 @@ def test_summary_stays_short_with_many_error_codes() -> None:
     )
     assert lines[3].endswith("; 3 more in 2 other codes: glmrun status --errors")
     assert lines[-1] == "  tokens 123,456 in / 3,456 out · 0.5076 CNY"  # 126,912 x 0.004 / 1k
+
+
+def test_ctrl_c_before_the_run_starts_is_exit_130_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the command still imports or loads its config: one line and exit 130,
+    not click's 'Aborted!' with exit 1 (which cron would take for new error records)."""
+    import runner.cli.run
+
+    def interrupted(path: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.cli.run, "load", interrupted)
+    cfg = write_config(tmp_path, make_urls(2))
+    result = invoke(str(cfg))
+    assert result.exit_code == 130
+    assert result.stderr == (
+        "glmrun: interrupted by SIGINT; results so far are saved, run again to resume\n"
+    )

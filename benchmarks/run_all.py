@@ -76,9 +76,8 @@ class Ctx:
 
 
 def glmrun_run(config: Path, env: dict[str, str] | None = None, **kw: Any) -> Any:
-    return run_child(
-        [PY, "-m", "runner", "run", str(config), "-q"], env={**KEY_ENV, **(env or {})}, **kw
-    )
+    # default verbosity, not -q: the summary on stdout carries the engine's own wall time
+    return run_child([PY, "-m", "runner", "run", str(config)], env={**KEY_ENV, **(env or {})}, **kw)
 
 
 def baseline(
@@ -142,7 +141,7 @@ def bench_saturation(ctx: Ctx) -> None:
         )
     )
     engine = re.search(
-        r"; ([\d.]+)s, ([\d.]+) req/s", child.stdout
+        r"· ([\d.]+)s, ([\d,.]+) items/s", child.stdout
     )  # the summary line: the engine's own wall
     if engine:
         erate = n / float(engine.group(1))
@@ -263,7 +262,7 @@ def _adaptive(
     out = count_output(d / "out.jsonl")
     ratio = ideal_s / child.wall_s
     engine = re.search(
-        r"; ([\d.]+)s, ([\d.]+) req/s", child.stdout
+        r"· ([\d.]+)s, ([\d,.]+) items/s", child.stdout
     )  # the summary line: the engine's own wall
     share = stats["throttled"] / max(1, stats["chat_requests"])
     lost = n - out["ok"]

@@ -34,7 +34,14 @@ from runner.core.batch_states import (
 from runner.core.retry import Verdict, backoff_s, classify
 from runner.engine.batch.lookup import find_batch
 from runner.errors import ApiFailure, ApiStopped, ComeBackLater, GlmrunError
-from runner.io.batch_state import JobState, load_state, save_state, state_path
+from runner.io.batch_state import (
+    JobState,
+    chunk_view,
+    load_state,
+    save_state,
+    saved_at,
+    state_path,
+)
 from runner.io.job_files import job_parts
 from runner.io.store import RunLock
 
@@ -72,11 +79,16 @@ def tracked_rows(jobs: list[JobConfig]) -> list[dict[str, Any]]:
     """One row per chunk in the jobs' state files: the job's name and the chunk's fields."""
     rows = []
     for job in (part for j in jobs for part in job_parts(j)):
-        state = load_state(state_path(job))
+        path = state_path(job)
+        state = load_state(path)
         if state is None:
             continue
+        at = saved_at(path)
         for chunk in state.chunks:
-            rows.append({"job": _label(job), **describe(chunk)})
+            d = chunk_view(chunk, at)
+            polled = d.pop("polled_at")
+            d["polled"] = time.strftime("%H:%M:%S", time.localtime(polled)) if polled else None
+            rows.append({"job": _label(job), **d})
     return rows
 
 

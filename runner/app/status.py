@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -18,10 +19,12 @@ from runner.config.schema import Config, JobConfig
 from runner.core.cost import format_usage, usage_from_lines
 from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
+from runner.core.records import is_final, record_key
 from runner.core.resume import ResumeIndex
 from runner.core.shard import Shard
 from runner.errors import EXIT_OK, EXIT_TEMPFAIL
 from runner.io.job_files import iter_job_lines, job_output_files, job_work_dirs
+from runner.io.jsonl import parse_record
 from runner.io.prepare import read_job_items
 from runner.io.store import load_resume_index
 
@@ -173,38 +176,123 @@ def add_usage(status: JobStatus, job: JobConfig, config: Config) -> None:
         status.usage_line = format_usage(pairs, job, config.cost)
 
 
+@dataclass
+class ErrorGroup:
+    """The error records of one code (the latest record per key), with the first examples."""
+
+    code: str
+    count: int = 0
+    retryable: bool = False
+    examples: list[dict[str, Any]] = field(default_factory=list)  # key, line, message
+
+
+def error_groups(job: JobConfig, config: Config, limit: int = 5) -> list[ErrorGroup]:
+    """Keys whose latest record is an error, grouped by code, most frequent first; examples
+    carry the input line number when the key is still in the input."""
+    latest: dict[str, dict[str, Any]] = {}
+    for line in iter_job_lines(job):
+        record = parse_record(line)
+        key = None if record is None else record_key(record)
+        if record is None or key is None:
+            continue
+        if record.get("status") == "error":
+            latest[key] = record
+        else:
+            latest.pop(key, None)
+    groups: dict[str, ErrorGroup] = {}
+    for key, record in latest.items():
+        error = record.get("error")
+        error = error if isinstance(error, dict) else {}
+        code = str(error.get("code"))
+        group = groups.setdefault(code, ErrorGroup(code))
+        group.count += 1
+        group.retryable = bool(error.get("retryable")) or not is_final(record)
+        if len(group.examples) < limit:
+            example = {"key": key, "line": None, "message": str(error.get("message") or "")}
+            group.examples.append(example)
+    _add_line_numbers(job, config, groups)
+    return sorted(groups.values(), key=lambda g: (-g.count, g.code))
+
+
+def _add_line_numbers(job: JobConfig, config: Config, groups: dict[str, ErrorGroup]) -> None:
+    wanted = {ex["key"]: ex for g in groups.values() for ex in g.examples}
+    if not wanted:
+        return
+    for item in read_job_items(job, config):
+        ex = wanted.pop(item.key, None)
+        if ex is not None:
+            ex["line"] = item.line_no
+            if not wanted:
+                return
+
+
+def format_errors(job: str, groups: list[ErrorGroup]) -> list[str]:
+    """``describe: 3 keys with errors`` then per code a heading and its examples."""
+    total = sum(g.count for g in groups)
+    if not total:
+        return [f"{job}: no error records"]
+    lines = [f"{job}: {total:,} key{'s' if total != 1 else ''} with errors"]
+    for g in groups:
+        kind = "retried by the next run" if g.retryable else "permanent"
+        lines.append(f"  {g.code} ×{g.count:,} ({kind})")
+        for ex in g.examples:
+            where = f"line {ex['line']}: " if ex["line"] else ""
+            message = ex["message"].removeprefix(where)  # invalid_input messages start so
+            lines.append(f"    {where}{ex['key']} — {message[:120]}")
+        if g.count > len(g.examples):
+            lines.append(f"    … {g.count - len(g.examples):,} more (--limit N shows more)")
+    return lines
+
+
 def exit_code(statuses: list[JobStatus]) -> int:
     return EXIT_OK if all(s.finished for s in statuses) else EXIT_TEMPFAIL
 
 
 def format_status(s: JobStatus) -> str:
+    done = s.ok + s.errors
+    total = done + s.pending + s.invalid_unrecorded
     line = (
-        f"{s.job}: ok {s.ok}, errors {s.errors}, pending {s.pending}"
-        f" (retryable errors {s.retryable_errors}),"
-        f" invalid not yet recorded {s.invalid_unrecorded},"
-        f" duplicate lines {s.duplicates};"
-        f" batches {len(s.open_batches)} open / {len(s.batches)} tracked"
-        f" -> {'done' if s.finished else 'pending'}"
+        f"{s.job}: {done:,}/{total:,} done (ok {s.ok:,}, errors {s.errors:,}), pending "
+        f"{s.pending:,}"
     )
+    if s.retryable_errors:
+        line += f" ({s.retryable_errors:,} to retry)"
+    if s.invalid_unrecorded:
+        line += f", invalid lines not yet recorded {s.invalid_unrecorded:,}"
+    if s.duplicates:
+        line += f", duplicate lines {s.duplicates:,}"
+    if s.batches:
+        line += f"; batches {len(s.open_batches)} open / {len(s.batches)} tracked"
+    line += f" -> {'done' if s.finished else 'pending'}"
     if s.corrupt_output_lines:
         shown = ", ".join(map(str, s.corrupt_output_lines[:10]))
         line += f"; skipped corrupt output lines {shown}"
     if len(s.files) > 1 or any(f.shard for f in s.files):
         line += "".join(f"\n  {format_file(f)}" for f in s.files)
-        line += f"\n  {'total':<12} ok {s.ok}, errors {s.errors}, pending {s.pending}"
+        line += f"\n  {'total':<12} ok {s.ok:,}, errors {s.errors:,}, pending {s.pending:,}"
     if s.usage_line:
         line += f"\n  tokens: {s.usage_line}"
     for b in s.open_batches:
-        where = f" (shard {b['shard']})" if b.get("shard") else ""
-        line += f"\n  batch {b.get('batch_id') or '(not created yet)'}{where}: {b.get('state')}"
-        if b.get("status"):
-            line += f" ({b['status']}"
-            if b.get("total"):
-                line += (
-                    f", {b.get('completed') or 0}/{b['total']} done, {b.get('failed') or 0} failed"
-                )
-            line += ")"
+        line += "\n  " + batch_row(b)
+    if s.errors:
+        line += "\n  errors by code: glmrun status --errors"
     return line
+
+
+def batch_row(b: dict[str, Any], now: float | None = None) -> str:
+    """``batch_abc (shard 1/4): in_progress, 500/1,000 done, 3 failed; polled 12:03:04 (40s
+    ago)``."""
+    where = f" (shard {b['shard']})" if b.get("shard") else ""
+    text = f"batch {b.get('batch_id') or '(not created yet)'}{where}: {b.get('state')}"
+    if b.get("total"):
+        text += (
+            f", {b.get('completed') or 0:,}/{b['total']:,} done, {b.get('failed') or 0:,} failed"
+        )
+    polled = b.get("polled_at")
+    if polled:
+        ago = max(0, int((now or time.time()) - polled))
+        text += f"; polled {time.strftime('%H:%M:%S', time.localtime(polled))} ({ago}s ago)"
+    return text
 
 
 def format_file(f: FileStatus) -> str:
@@ -212,9 +300,9 @@ def format_file(f: FileStatus) -> str:
     errors: input keys whose latest record is in that file; pending: what the shard owns)."""
     name = "main" if f.shard is None else f"shard {f.shard}"
     if not f.exists:
-        return f"{name:<12} no output yet, pending {f.pending}  {f.output}"
-    pending = "" if f.pending is None else f", pending {f.pending}"
-    line = f"{name:<12} ok {f.ok}, errors {f.errors}{pending}  {f.output}"
+        return f"{name:<12} no output yet, pending {f.pending:,}  {f.output}"
+    pending = "" if f.pending is None else f", pending {f.pending:,}"
+    line = f"{name:<12} ok {f.ok:,}, errors {f.errors:,}{pending}  {f.output}"
     if f.corrupt_output_lines:
         line += f" (skipped corrupt lines {', '.join(map(str, f.corrupt_output_lines[:10]))})"
     return line

@@ -31,6 +31,12 @@ from runner.io.job_files import job_output_files
     help="Fields to write; dotted paths reach inside (usage.prompt_tokens, meta.x, parsed.y).",
 )
 @click.option(
+    "--status",
+    "status",
+    type=click.Choice(["ok", "error"]),
+    help="Only records with this status (with --latest-only: keys whose latest record has it).",
+)
+@click.option(
     "-o",
     "--output",
     "target",
@@ -43,6 +49,7 @@ def export(
     fmt: str,
     latest_only: bool,
     columns: str | None,
+    status: str | None,
     target: str | None,
 ) -> None:
     """Write a job's results as CSV or JSONL, streamed, the latest record per key; no network.
@@ -59,8 +66,9 @@ def export(
             fmt=fmt,
             latest_only=latest_only,
             columns=cols,
+            status=status,
         )
     except GlmrunError as exc:
         fail(exc)
     if target:
-        click.echo(f"{job.name}: {n} records -> {target}", err=True)
+        click.echo(f"{job.name}: {n:,} records -> {target}", err=True)

@@ -15,11 +15,13 @@ import types
 import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
+from urllib.parse import urlparse
 
 import orjson
 import yaml
 
 from runner.config.schema import Config, Invalid, JobConfig, Secret
+from runner.core.models import unknown_model
 from runner.core.params import validate_params
 from runner.errors import ConfigError
 from runner.io.prepare import resolve_turn_media
@@ -75,6 +77,7 @@ def load_config(
         outputs[real] = job.name
     jobs = [_load_schema(job, base, str(path), i) for i, job in enumerate(jobs)]
     _warn_params(jobs, str(path))
+    _check_models(config, jobs, str(path))
     local = dataclasses.replace(
         config.local_files,
         allowed_dirs=[
@@ -125,6 +128,25 @@ def _warn_params(jobs: list[JobConfig], file: str) -> None:
     for job in jobs:
         for warning in validate_params(job.model, job.params)[1]:
             log.warning(f"{file}: jobs.{job.name}.{warning}")
+
+
+ZHIPU_HOSTS = {"open.bigmodel.cn"}
+
+
+def _check_models(config: Config, jobs: list[JobConfig], file: str) -> None:
+    """An unknown model with Zhipu's own base_url is an error (each request would fail); with
+    any other base_url (a proxy may have its own names) it is a warning. The simulator takes
+    any name."""
+    if config.api.is_simulator:
+        return
+    zhipu = urlparse(config.api.base_url).hostname in ZHIPU_HOSTS
+    for i, job in enumerate(jobs):
+        problem = unknown_model(job.model)
+        if problem is None:
+            continue
+        if zhipu:
+            raise ConfigError(f"{file}: jobs[{i}].model: {problem}")
+        log.warning(f"{file}: jobs.{job.name}.model: {problem}; sent as given to the proxy")
 
 
 def orjson_loads(raw: bytes) -> Any:

@@ -21,11 +21,57 @@ from typing import Any
 import orjson
 
 from runner.core.items import InvalidLine
+from runner.core.models import did_you_mean
 
 Record = dict[str, Any]
 
 INVALID_INPUT = "invalid_input"
 LOCAL_FILE = "local_file"  # a local file checked at plan time could not be read when sending
+
+
+# Field paths ``glmrun export --columns`` knows: a top-level name, or name.sub. None: any sub
+# field (meta and parsed are the user's own shapes).
+FIELDS: dict[str, frozenset[str] | None] = {
+    "key": frozenset(),
+    "url": frozenset(),
+    "status": frozenset(),
+    "content": frozenset(),
+    "reasoning_content": frozenset(),
+    "finish_reason": frozenset(),
+    "truncated": frozenset(),
+    "usage": frozenset(
+        {"prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details"}
+    ),
+    "model": frozenset(),
+    "via": frozenset(),
+    "attempts": frozenset(),
+    "latency_ms": frozenset(),
+    "id": frozenset(),
+    "finished_at": frozenset(),
+    "error": frozenset({"code", "message", "retryable"}),
+    "content_filter": None,
+    "meta": None,
+    "parsed": None,
+    "parse_error": None,
+    "schema_errors": None,
+    "batch_id": frozenset(),
+}
+
+
+def unknown_field(path: str) -> str | None:
+    """Why ``path`` names no record field (with a did-you-mean), or None when it does."""
+    head, _, rest = path.partition(".")
+    if head not in FIELDS:
+        return f"unknown field {path!r}{did_you_mean(head, FIELDS)}"
+    subs = FIELDS[head]
+    if rest and subs is not None:
+        sub = rest.split(".", 1)[0]
+        if sub not in subs:
+            hint = did_you_mean(sub, subs)
+            if not subs:
+                hint = f" ({head} has no sub-fields)"
+            return f"unknown field {path!r}{hint}"
+    return None
 
 
 _now_cache: tuple[int, str] = (-1, "")

@@ -252,7 +252,8 @@ class RealtimeEngine:
                 code=code,
                 status=failure.status,
             )
-            log.error("api stopped the run", extra={"job": self.job.name, "code": code})
+            # an event for machine logs: the CLI prints the one error line a person sees
+            log.info("api stopped the run", extra={"job": self.job.name, "code": code})
         self.deps.stop.set()
 
     async def _flush_periodically(self) -> None:

@@ -31,7 +31,7 @@ from typing import IO, Any, Literal
 import orjson
 
 from runner.core.keys import key_hash
-from runner.core.records import is_final, record_key
+from runner.core.records import is_final, record_key, unknown_field
 from runner.errors import ConfigError, OutputError
 from runner.io.jsonl import iter_lines, parse_record
 
@@ -140,9 +140,15 @@ def export_records(
     fmt: Format = "jsonl",
     latest_only: bool = True,
     columns: list[str] | None = None,
+    status: str | None = None,
 ) -> int:
     """Write the records of ``source`` (one output file, or every file of a job) to ``out``;
-    returns how many were written."""
+    returns how many were written. ``status`` (ok / error) keeps only records with that status
+    (the latest per key)."""
+    for column in columns or ():
+        problem = unknown_field(column)
+        if problem:
+            raise ConfigError(f"--columns: {problem}")
     paths = [source] if isinstance(source, Path) else source
     sizes = []
     for path in paths:
@@ -171,7 +177,7 @@ def export_records(
         writer.writerow(cols)
     written = 0
     for path, size, flags in zip(paths, sizes, winners, strict=True):
-        written += _write_lines(path, size, flags, out, writer, cols)
+        written += _write_lines(path, size, flags, out, writer, cols, status)
     if text is not None:
         text.flush()
         text.detach()
@@ -186,6 +192,7 @@ def _write_lines(
     out: IO[bytes],
     writer: Any,
     cols: list[str] | None,
+    status: str | None = None,
 ) -> int:
     """The second pass over one file: the flagged lines (or all records) in file order."""
     written = 0
@@ -193,12 +200,14 @@ def _write_lines(
         if winners is not None and (i >= len(winners) or not winners[i]):
             # i past the first pass: a run cut the torn tail and appended since; not in the snapshot
             continue
-        if winners is not None and cols is None:
+        if winners is not None and cols is None and status is None:
             out.write(line)  # a winner is a record with a key: copied as it is
             written += 1
             continue
         record = parse_record(line)
         if record is None or record_key(record) is None:
+            continue
+        if status is not None and record.get("status") != status:
             continue
         if writer is not None:
             writer.writerow([_cell(column_value(record, c)) for c in cols or ()])

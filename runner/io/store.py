@@ -6,7 +6,7 @@ set, never the records themselves). ``ResultWriter`` owns the only write handle:
 ``write()`` per record into a buffered file. Inside an event loop the buffer goes to the OS
 at the end of the loop turn that appended (one syscall for every record of that turn), so a
 kill -9 loses only records appended in the very turn it strikes (never more than the requests
-then in flight); outside a loop it is flushed at least every ``flush_interval_s``. A kill
+then in flight); outside a loop the caller flushes (``flush``, ``close``). A kill
 tears at most the last line, which the next writer cuts off before appending.
 """
 
@@ -19,6 +19,7 @@ import fcntl
 import logging
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Self
 
@@ -127,8 +128,9 @@ class ResultWriter:
     fsyncs. (No clock: when to flush is decided by the loop, not by time.)
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, *, on_record: Callable[[Record], None] | None = None):
         self.path = path
+        self.on_record = on_record  # told of each record written (the run's error tally)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             repair_torn_tail(path)
@@ -149,6 +151,8 @@ class ResultWriter:
         except OSError as exc:
             raise self._failed(exc) from exc
         self.written += 1
+        if self.on_record is not None:
+            self.on_record(record)
         if not self._flush_scheduled:
             try:
                 loop = asyncio.get_running_loop()

@@ -31,7 +31,7 @@ async def test_summary_shows_tokens_and_cost_per_route(tmp_path: Path) -> None:
     # simulator: 1000 prompt tokens per image + len(text)//2; 20 completion tokens
     assert result.stats[0].usage_by_route == {"realtime": [10 * 1001, 10 * 20]}
     cost = 10010 / 1000 * 0.004 + 200 / 1000 * 0.01
-    assert f"t: tokens by route: realtime 10010 in / 200 out ({cost:.4f} CNY)" in out
+    assert f"  tokens 10,010 in / 200 out · {cost:.4f} CNY" in out.splitlines()
     assert result.stats[0].summary()["tokens_by_route"] == {
         "realtime": {"prompt": 10010, "completion": 200}
     }
@@ -88,7 +88,7 @@ async def test_status_sums_usage_per_route_from_the_output(tmp_path: Path) -> No
         "realtime": {"prompt": 2000, "completion": 40},
         "batch": {"prompt": 500, "completion": 50},
     }
-    assert "tokens: realtime 2000 in / 40 out" in format_status(
+    assert "tokens: realtime 2,000 in / 40 out" in format_status(
         status
     ) and "batch 500 in / 50 out" in format_status(status)
     totals = usage_from_lines(iter_lines(tmp_path / "out.jsonl"))
@@ -115,4 +115,4 @@ async def test_dry_run_guess_counts_the_images_of_each_item(tmp_path: Path) -> N
         write_surface_config(tmp_path, job={"input": "in.jsonl", "prompt": ""}, cost=cost),
         dry_run=True,
     )
-    assert "~12,000 in / 400 out tokens" in out and "3 images x 1000" in out
+    assert "~12,000 in / 400 out tokens" in out and "3 images x 1,000" in out

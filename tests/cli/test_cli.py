@@ -93,12 +93,12 @@ def test_run_is_the_default_command(tmp_path: Path) -> None:
     """`glmrun CONFIG` and `glmrun run CONFIG` do the same; a rerun skips everything."""
     urls = make_urls(20)
     cfg = write_config(tmp_path, urls)
-    first = invoke(str(cfg), "-q")
+    first = invoke(str(cfg))
     assert first.exit_code == 0, first.stderr
     assert "t: ok 20, errors 0" in first.stdout
-    second = invoke("run", str(cfg), "-q")
+    second = invoke("run", str(cfg))
     assert second.exit_code == 0
-    assert "t: ok 0, errors 0 (invalid input 0), skipped as done 20" in second.stdout
+    assert second.stdout == "t: nothing to do — 20 done\n"
     assert len(read_records(output_of(tmp_path))) == 20
 
 
@@ -121,6 +121,9 @@ def test_dry_run_counts_and_sends_nothing(tmp_path: Path) -> None:
         "t: 7 pending, 3 done (0 as errors), 1 invalid, 1 duplicate lines"
         " -> realtime (mode: realtime)"
     )
+    assert result.stdout.splitlines()[1] == (
+        "  invalid line 11: scheme ftp: is not allowed; expected an http:// or https:// URL"
+    )
     assert output_of(tmp_path).read_bytes() == before
 
 
@@ -129,7 +132,7 @@ def test_job_option_runs_one_job(tmp_path: Path) -> None:
     job_a = {"name": "a", "input": "urls.txt", "output": "out/a.jsonl", "model": "m", "prompt": "p"}
     job_b = {**job_a, "name": "b", "output": "out/b.jsonl"}
     cfg = write_config(tmp_path, make_urls(5), jobs=[job_a, job_b])
-    result = invoke(str(cfg), "--job", "b", "-q")
+    result = invoke(str(cfg), "--job", "b")
     assert result.exit_code == 0, result.stderr
     assert len(read_records(tmp_path / "out" / "b.jsonl")) == 5
     assert not (tmp_path / "out" / "a.jsonl").exists()
@@ -169,7 +172,8 @@ def test_invalid_input_exits_1(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, [*make_urls(3), "mailto:someone@example.com"])
     result = invoke(str(cfg), "-q")
     assert result.exit_code == 1
-    assert "errors 1 (invalid input 1)" in result.stdout
+    assert "errors 1 (1 invalid line)" in result.stdout
+    assert "  invalid_input ×1: line 4" in result.stdout.splitlines()
 
 
 def test_fatal_code_exits_3_with_one_line(tmp_path: Path) -> None:
@@ -196,7 +200,8 @@ def test_fatal_code_exits_3_with_one_line(tmp_path: Path) -> None:
 
 
 def test_non_tty_progress_line(tmp_path: Path) -> None:
-    """Without a TTY a progress log line appears every run.progress_interval_s, then the summary."""
+    """Without a TTY a plain progress line appears every run.progress_interval_s, then the
+    summary."""
     cfg = write_config(
         tmp_path,
         make_urls(120),
@@ -206,9 +211,9 @@ def test_non_tty_progress_line(tmp_path: Path) -> None:
     )
     proc = glmrun(str(cfg))
     assert proc.returncode == 0, proc.stderr
-    progress = [line for line in proc.stderr.splitlines() if line.startswith("glmrun: progress ")]
-    assert progress, proc.stderr
-    assert "job=t" in progress[0] and "total=120" in progress[0] and "in_flight=" in progress[0]
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("t: ")]
+    assert progress and len(progress) == len(proc.stderr.splitlines()), proc.stderr
+    assert "/120 " in progress[0] and "in flight " in progress[0]
     assert "\r" not in proc.stderr and "\x1b[" not in proc.stderr
     assert proc.stdout.startswith("t: ok 120, errors 0")
 
@@ -219,10 +224,11 @@ def test_example_config_end_to_end(tmp_path: Path) -> None:
     shutil.copytree(REPO / "config", tmp_path / "config")
     proc = glmrun("config/example.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    (summary,) = [line for line in proc.stdout.splitlines() if line.startswith("describe: ok ")]
-    assert summary.startswith("describe: ok 400, errors 0")
-    for part in ("skipped as done 0", "requests ", "retries ", "tokens ", "req/s"):
-        assert part in summary
+    summary = proc.stdout.splitlines()
+    assert summary[0] == "describe: ok 400, errors 0 — 400/400 done"
+    assert summary[1].startswith("  requests ") and "items/s" in summary[1]
+    assert summary[2].startswith("  tokens ") and summary[2].endswith(" CNY")
+    assert len(summary) == 3
     final = latest(read_records(tmp_path / "out" / "example.jsonl"))
     assert len(final) == 400
     assert all(

@@ -139,7 +139,8 @@ def test_defaults_and_relative_paths(tmp_path: Path) -> None:
     folder."""
     path = write_config(
         tmp_path,
-        raw="jobs:\n  - {name: j, input: in.txt, output: o/j.jsonl, model: m, prompt: p}\n",
+        raw="jobs:\n  - {name: j, input: in.txt, output: o/j.jsonl, model: glm-4v-flash,"
+        " prompt: p}\n",
     )
     config = load_config(path, environ={"ZHIPUAI_API_KEY": "k"})
     assert config.api.base_url == DEFAULT_BASE_URL
@@ -162,7 +163,8 @@ def test_tilde_in_input_and_output_is_the_home_folder(
     monkeypatch.setenv("HOME", str(home))
     path = write_config(
         tmp_path,
-        raw="jobs:\n  - {name: j, input: ~/in.txt, output: ~/o/j.jsonl, model: m, prompt: p}\n",
+        raw="jobs:\n  - {name: j, input: ~/in.txt, output: ~/o/j.jsonl, model: glm-4v-flash,"
+        " prompt: p}\n",
     )
     job = load_config(path, environ={"ZHIPUAI_API_KEY": "k"}).jobs[0]
     assert job.input_path == home / "in.txt"

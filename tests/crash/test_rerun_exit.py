@@ -1,23 +1,15 @@
-"""The exit code of a rerun when only older permanent errors remain (issue 11's pin of part 7's
-exit policy: **a run that wrote no new error records exits 0**).
-
-The policy itself lands with issue 10; until then the second assertion fails here and the test
-is marked xfail(strict=True), so it turns into a failure the moment the policy is merged and
-the mark must be removed.
-"""
+"""The exit code of a rerun when only older permanent errors remain (the cron exit policy:
+**a run that wrote no new error records exits 0**; ``--strict`` restores the old rule)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import pytest
 
 from tests.support.records import read_records
 
 from .procs import run, simulator, write_job
 
 
-@pytest.mark.xfail(strict=True, reason="exit policy lands with issue 10")
 def test_a_rerun_with_only_older_permanent_errors_exits_0(tmp_path: Path) -> None:
     """Run 1 writes a permanent error (1301) and exits 1; run 2 has nothing to send and writes
     no new error record: it exits 0, and the old error stays in the output."""

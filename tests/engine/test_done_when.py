@@ -52,8 +52,8 @@ async def test_2000_urls_faults_off(tmp_path: Path, sim: Simulator) -> None:
     assert result.exit_code == 0
     (stats,) = result.stats
     assert (stats.ok, stats.errors, stats.requests, stats.retries) == (2000, 0, 2000, 0)
-    assert "t: ok 2000, errors 0" in stdout and "requests 2000, retries 0" in stdout
-    assert "tokens" in stdout and "req/s" in stdout
+    assert "t: ok 2,000, errors 0 — 2,000/2,000 done" in stdout and "requests 2,000 ·" in stdout
+    assert "tokens" in stdout and "items/s" in stdout
 
 
 async def test_2000_urls_with_500s_and_429s(tmp_path: Path, start_sim: Any) -> None:
@@ -86,7 +86,7 @@ async def test_appended_urls_are_exactly_what_the_next_run_requests(
     assert sim.stats.chat_requests == 10
     assert sorted(sim.stats.per_url) == new and set(sim.stats.per_url.values()) == {1}
     assert_all_ok(tmp_path / "out" / "t.jsonl", urls + new)
-    assert result.stats[0].skipped == 200 and "skipped as done 200" in stdout
+    assert result.stats[0].skipped == 200 and "skipped 200 done before" in stdout
 
 
 async def test_finished_run_again_sends_nothing(tmp_path: Path, sim: Simulator) -> None:

@@ -110,7 +110,7 @@ async def _run_batch_job(
                 extra={"job": job.name},
             )
     clock = clock or SystemClock()
-    writer = ResultWriter(job.output_path)
+    writer = ResultWriter(job.output_path, on_record=stats.note_record)
     deps = BatchDeps(
         client=client,
         writer=writer,

@@ -54,13 +54,21 @@ DEFAULT_COLUMNS = (
 _NO_KEY = 0  # marker hash for lines that are not records (never exported)
 
 
-def latest_lines(path: Path, size: int) -> bytearray:
-    """A flag per whole line: 1 where the line is the latest record of its key."""
+def _scan(path: Path, size: int, ranks: bytearray | None = None) -> array[int]:
+    """The key hash of every whole line (``_NO_KEY`` for a line that is not a record); with
+    ``ranks``, each line's ``_rank`` too."""
     hashes = array("Q")
     for line in iter_lines(path, size):
         record = parse_record(line)
         key = None if record is None else record_key(record)
         hashes.append(_NO_KEY if key is None else key_hash(key) or 1)
+        if ranks is not None:
+            ranks.append(0 if record is None else _rank(record))
+    return hashes
+
+
+def _last_of_each(hashes: array[int]) -> bytearray:
+    """A flag per line: 1 where the line is the last one of its key."""
     winners = bytearray(len(hashes))
     seen: set[int] = set()
     for i in range(len(hashes) - 1, -1, -1):
@@ -71,29 +79,25 @@ def latest_lines(path: Path, size: int) -> bytearray:
     return winners
 
 
+def latest_lines(path: Path, size: int) -> bytearray:
+    """A flag per whole line: 1 where the line is the latest record of its key."""
+    return _last_of_each(_scan(path, size))
+
+
 def merged_winners(paths: list[Path], sizes: list[int]) -> list[bytearray]:
     """Per file, a flag per whole line: 1 where the line is the record exported for its key
     (the latest in its file, and the best across files)."""
     per_file: list[tuple[array[int], bytearray]] = []
     best: dict[int, int] = {}  # key hash -> rank << 16 | file number
     for n, (path, size) in enumerate(zip(paths, sizes, strict=True)):
-        hashes, ranks = array("Q"), bytearray()
-        for line in iter_lines(path, size):
-            record = parse_record(line)
-            key = None if record is None else record_key(record)
-            hashes.append(_NO_KEY if key is None else key_hash(key) or 1)
-            ranks.append(0 if record is None else _rank(record))
-        winners = bytearray(len(hashes))
-        seen: set[int] = set()
-        for i in range(len(hashes) - 1, -1, -1):
-            h = hashes[i]
-            if h != _NO_KEY and h not in seen:
-                seen.add(h)
-                winners[i] = 1
-                score = ranks[i] << 16 | n
+        ranks = bytearray()
+        hashes = _scan(path, size, ranks)
+        winners = _last_of_each(hashes)
+        for i, flag in enumerate(winners):
+            if flag:
+                h, score = hashes[i], ranks[i] << 16 | n
                 if score >= best.get(h, -1):
                     best[h] = score
-        del seen
         per_file.append((hashes, winners))
     out = []
     for n, (hashes, winners) in enumerate(per_file):

@@ -35,7 +35,7 @@ from runner.core.plan import iter_pending
 from runner.core.resume import ResumeIndex
 from runner.core.stats import JobStats
 from runner.engine.batch import CollectResult, collect_lines
-from runner.io.batch_files import build_chunks, read_sidecar, sidecar_item
+from runner.io.batch_files import ChunkWriter, build_chunks, read_sidecar, sidecar_item
 from runner.io.inputs import read_items
 from runner.io.media import read_media
 from runner.io.store import ResultWriter
@@ -65,11 +65,13 @@ def bench_build(job: JobConfig, n: int, work: Path) -> tuple[float, list]:
     chunks = list(
         build_chunks(
             items,
-            work,
-            BodyBuilder(job, read_media),
-            endpoint="/v4/chat/completions",
-            max_lines=50_000,
-            max_bytes=99 * 1024 * 1024,
+            ChunkWriter(
+                work,
+                BodyBuilder(job, read_media),
+                endpoint="/v4/chat/completions",
+                max_lines=50_000,
+                max_bytes=99 * 1024 * 1024,
+            ),
         )
     )
     elapsed = time.perf_counter() - t0
@@ -92,11 +94,13 @@ def bench_build_from_input(job: JobConfig, n: int, work: Path) -> float:
     chunks = list(
         build_chunks(
             pending,
-            work,
-            BodyBuilder(job, read_media),
-            endpoint="/v4/chat/completions",
-            max_lines=50_000,
-            max_bytes=99 * 1024 * 1024,
+            ChunkWriter(
+                work,
+                BodyBuilder(job, read_media),
+                endpoint="/v4/chat/completions",
+                max_lines=50_000,
+                max_bytes=99 * 1024 * 1024,
+            ),
         )
     )
     elapsed = time.perf_counter() - t0

@@ -175,28 +175,15 @@ class ChunkWriter:
 
 def build_chunks(
     items: Iterable[tuple[int, Item]],
-    work_dir: Path,
-    builder: BodyBuilder,
+    writer: ChunkWriter,
     *,
-    endpoint: str,
-    max_lines: int,
-    max_bytes: int,
-    first_index: int = 0,
     on_unavailable: Callable[[Item, MediaUnavailable], None] | None = None,
 ) -> Iterator[ChunkFile]:
-    """Stream ``items`` into chunk files; yields each chunk as it is closed.
+    """Stream ``items`` through ``writer`` into chunk files; yields each chunk as it is closed.
 
     An item whose local file cannot be read any more goes to ``on_unavailable`` (an error
     record) instead of ending the build.
     """
-    writer = ChunkWriter(
-        work_dir,
-        builder,
-        endpoint=endpoint,
-        max_lines=max_lines,
-        max_bytes=max_bytes,
-        first_index=first_index,
-    )
     try:
         for h, item in items:
             try:

@@ -41,6 +41,7 @@ from runner.core.payloads import BodyBuilder, batch_line
 from runner.core.records import ok_record
 from runner.core.retry import Decision, Verdict, classify
 from runner.io.batch_files import (
+    ChunkWriter,
     build_chunks,
     custom_id,
     hash_of_custom_id,
@@ -379,11 +380,9 @@ def test_split_by_count(tmp_path: Path) -> None:
     chunks = list(
         build_chunks(
             items(25),
-            tmp_path,
-            builder,
-            endpoint="/v4/chat/completions",
-            max_lines=10,
-            max_bytes=10**9,
+            ChunkWriter(
+                tmp_path, builder, endpoint="/v4/chat/completions", max_lines=10, max_bytes=10**9
+            ),
         )
     )
     assert [c.lines for c in chunks] == [10, 10, 5] and [c.index for c in chunks] == [0, 1, 2]
@@ -404,11 +403,13 @@ def test_split_by_bytes(tmp_path: Path) -> None:
     chunks = list(
         build_chunks(
             items(10),
-            tmp_path,
-            builder,
-            endpoint="/v4/chat/completions",
-            max_lines=1000,
-            max_bytes=3 * one + 5,
+            ChunkWriter(
+                tmp_path,
+                builder,
+                endpoint="/v4/chat/completions",
+                max_lines=1000,
+                max_bytes=3 * one + 5,
+            ),
         )
     )
     assert [c.lines for c in chunks] == [3, 3, 3, 1]
@@ -429,11 +430,13 @@ def test_sidecar_keeps_the_whole_item(tmp_path: Path) -> None:
     pairs = [(key_hash(item.key), item), (key_hash(plain.key), plain)]
     (chunk,) = build_chunks(
         pairs,
-        tmp_path,
-        BodyBuilder(job(), read_media),
-        endpoint="/v4/chat/completions",
-        max_lines=5,
-        max_bytes=10**6,
+        ChunkWriter(
+            tmp_path,
+            BodyBuilder(job(), read_media),
+            endpoint="/v4/chat/completions",
+            max_lines=5,
+            max_bytes=10**6,
+        ),
     )
     ids = read_sidecar(tmp_path / chunk.ids)
     assert {cid: sidecar_item(rest) for cid, rest in ids.items()} == {

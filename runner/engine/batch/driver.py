@@ -97,6 +97,24 @@ class BatchDriver(ResultSteps):
     def save(self) -> None:
         save_state(self.path, self.state)
 
+    def _log_transition(self, old: ChunkState, new: ChunkState) -> None:
+        """One event per change of state or remote status; submitted and completed besides."""
+        job = self.job.name
+        if type(new) is not type(old) or getattr(new, "status", None) != getattr(
+            old, "status", None
+        ):
+            log.info("batch chunk", extra={"job": job, **describe(new), "was": type(old).__name__})
+        if isinstance(new, Running) and not isinstance(old, Running):
+            event = {"batch_id": new.batch_id, "lines": new.chunk.lines}
+            log.info("batch submitted", extra={"job": job, **event})
+        elif isinstance(new, Ended) and not isinstance(old, Ended):
+            c = new.counts
+            event = {"completed": c.completed, "failed": c.failed, "total": c.total}
+            log.info(
+                "batch completed",
+                extra={"job": job, "batch_id": new.batch_id, "status": new.status, **event},
+            )
+
     def advance(self, i: int, obs: Observation) -> ChunkState:
         old = self.state.chunks[i]
         new = next_state(
@@ -107,34 +125,7 @@ class BatchDriver(ResultSteps):
         if new != old:
             self.state.chunks[i] = new
             self.save()
-            if type(new) is not type(old) or getattr(new, "status", None) != getattr(
-                old, "status", None
-            ):
-                log.info(
-                    "batch chunk",
-                    extra={"job": self.job.name, **describe(new), "was": type(old).__name__},
-                )
-            if isinstance(new, Running) and not isinstance(old, Running):
-                log.info(
-                    "batch submitted",
-                    extra={
-                        "job": self.job.name,
-                        "batch_id": new.batch_id,
-                        "lines": new.chunk.lines,
-                    },
-                )
-            elif isinstance(new, Ended) and not isinstance(old, Ended):
-                log.info(
-                    "batch completed",
-                    extra={
-                        "job": self.job.name,
-                        "batch_id": new.batch_id,
-                        "status": new.status,
-                        "completed": new.counts.completed,
-                        "failed": new.counts.failed,
-                        "total": new.counts.total,
-                    },
-                )
+            self._log_transition(old, new)
         errors = getattr(new, "errors", 0)
         if isinstance(obs, CallFailed) and errors >= MAX_CALL_ERRORS:
             raise ComeBackLater(

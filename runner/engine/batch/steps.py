@@ -35,7 +35,7 @@ from runner.core.records import LOCAL_FILE, error_record
 from runner.core.stats import JobStats
 from runner.engine.batch.collect import CollectResult, collect_lines
 from runner.errors import ApiFailure
-from runner.io.batch_files import ChunkFile, build_chunks, read_sidecar, sidecar_item
+from runner.io.batch_files import ChunkFile, ChunkWriter, build_chunks, read_sidecar, sidecar_item
 from runner.io.batch_state import JobState
 from runner.io.media import read_media
 from runner.io.store import ResultWriter, load_resume_index
@@ -244,12 +244,14 @@ def build_chunk_files(
     files: list[ChunkFile] = list(
         build_chunks(
             items,
-            job.work_dir,
-            BodyBuilder(job, read_media),
-            endpoint=batch.endpoint,
-            max_lines=min(batch.max_requests_per_file, batch.max_queued),
-            max_bytes=batch.max_bytes_per_file,
-            first_index=first,
+            ChunkWriter(
+                job.work_dir,
+                BodyBuilder(job, read_media),
+                endpoint=batch.endpoint,
+                max_lines=min(batch.max_requests_per_file, batch.max_queued),
+                max_bytes=batch.max_bytes_per_file,
+                first_index=first,
+            ),
             on_unavailable=on_unavailable,
         )
     )

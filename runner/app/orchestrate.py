@@ -55,7 +55,7 @@ from runner.errors import (
 )
 from runner.io.jsonl import iter_lines
 from runner.io.prepare import read_job_items
-from runner.io.store import ResultWriter, RunLock
+from runner.io.store import ResultWriter, RunLock, save_resume_index
 
 log = logging.getLogger(__name__)
 
@@ -188,15 +188,17 @@ async def _run_job(
         if stopper.signame is None:
             raise
         return JobStats(job.name)  # a signal ended the wait: exit 130/143 like any interrupted run
+    planned = False
     try:
         try:
             # In a thread: counting millions of lines must not keep signals waiting.
             plan, index = await _planned(
-                stopper, plan_job, job, config, stopper.flag, keep=KEEP_PENDING
+                stopper, plan_job, job, config, stopper.flag, keep=KEEP_PENDING, save=True
             )
         except PlanStopped:
             log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
             return JobStats(job.name)
+        planned = True
         plan = with_limit(plan, options.limit, config)
         log.info(
             "plan",
@@ -261,7 +263,11 @@ async def _run_job(
             writer.close()
             stopper.writers.remove(writer)
     finally:
-        lock.release()
+        try:
+            if planned:
+                save_resume_index(job.output_path)  # the next run scans only what comes after
+        finally:
+            lock.release()
 
 
 async def _run_realtime(

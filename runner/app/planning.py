@@ -40,9 +40,16 @@ KEEP_PENDING = 10_000  # a resume with at most this many left reads its input on
 
 
 def plan_job(
-    job: JobConfig, config: Config, stop: threading.Event | None = None, *, keep: int = 0
+    job: JobConfig,
+    config: Config,
+    stop: threading.Event | None = None,
+    *,
+    keep: int = 0,
+    save: bool = False,
 ) -> tuple[JobPlan, ResumeIndex]:
-    index = load_resume_index(job.output_path)
+    """Plan ``job``; with ``save`` (the caller holds the output's lock) a full scan of the
+    output leaves a persistent resume index for the next run."""
+    index = load_resume_index(job.output_path, save=save)
     skipped = PendingCounts()  # finished lines the text pre-filter counts without parsing
     items = read_job_items(job, config, done_line_filter(index, skipped))
     counts = count_pending(items if stop is None else _until(items, stop), index, keep=keep)

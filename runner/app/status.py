@@ -16,6 +16,7 @@ from runner.config.schema import Config, JobConfig
 from runner.core.cost import format_usage, usage_from_lines
 from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
+from runner.core.resume import FAILED, OK, RETRYABLE
 from runner.errors import EXIT_OK, EXIT_TEMPFAIL
 from runner.io.jsonl import iter_lines
 from runner.io.prepare import read_job_items
@@ -64,15 +65,16 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
             status.duplicates += 1
             continue
         seen.add(h)
-        if h in index.ok:
+        state = index.state(h)
+        if state == OK:
             status.ok += 1
-        elif h in index.failed:
+        elif state == FAILED:
             status.errors += 1
         elif isinstance(item, InvalidLine):
             status.invalid_unrecorded += 1
         else:
             status.pending += 1
-            if h in index.retryable:
+            if state == RETRYABLE:
                 status.retryable_errors += 1
     status.batches = tracked_batches(job)
     return status

@@ -15,7 +15,7 @@ from runner.config.schema import BatchConfig, JobConfig
 from runner.core.hashset import HashSet
 from runner.core.items import InvalidLine, Item
 from runner.core.keys import key_hash, key_hash_bytes
-from runner.core.resume import ResumeIndex
+from runner.core.resume import FAILED, OK, ResumeIndex
 
 Route = Literal["realtime", "batch"]
 
@@ -54,7 +54,7 @@ def iter_pending(
         h = key_hash(item.key)
         if index.is_done(h):
             counts.done += 1
-            if h in index.failed:
+            if index.state(h) == FAILED:
                 counts.failed += 1
             continue
         if not seen.add(h):
@@ -89,10 +89,11 @@ def done_line_filter(index: ResumeIndex, counts: PendingCounts) -> Callable[[byt
     done and never parsed. A text line's key is its own text, so its UTF-8 bytes hash exactly
     like ``key_hash(item.key)``; longer lines (whose invalid_input key is shortened) and lines
     not yet finished take the normal path."""
-    ok, failed = index.ok, index.failed
-    if not ok and not failed:
+    if index.empty:
         return None
     hash_bytes = key_hash_bytes
+    ok, failed, retryable = index.ok, index.failed, index.retryable
+    base = index.base
 
     def skip(line: bytes) -> bool:
         if len(line) > MAX_KEY_BYTES:
@@ -102,6 +103,16 @@ def done_line_filter(index: ResumeIndex, counts: PendingCounts) -> Callable[[byt
             counts.done += 1
             return True
         if h in failed:
+            counts.done += 1
+            counts.failed += 1
+            return True
+        if base is None or h in retryable:
+            return False
+        state = base.state(h)
+        if state == OK:
+            counts.done += 1
+            return True
+        if state == FAILED:
             counts.done += 1
             counts.failed += 1
             return True

@@ -1,10 +1,63 @@
-"""Pure: which keys are finished, per the latest record of each (8-byte key hashes, no records)."""
+"""Pure: which keys are finished, per the latest record of each (8-byte key hashes, no records).
+
+Two layers: ``base`` is a ``KeyTable`` (sorted hashes and one state byte each, usually
+memory-mapped from the persistent index beside the output, so ten million keys cost pages,
+not Python objects), and the sets ``ok``/``failed``/``retryable`` hold what was read after it
+(the output's tail). A key in the sets wins over the base: the later record wins.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
 
 from runner.core.keys import key_hash
+
+NONE, OK, FAILED, RETRYABLE = 0, 1, 2, 3  # a key's state, as stored in the KeyTable
+
+
+@dataclass(frozen=True)
+class KeyTable:
+    """Sorted unique uint64 key hashes with a uint8 state each (OK, FAILED or RETRYABLE)."""
+
+    keys: Any  # np.ndarray[uint64], sorted, unique
+    states: Any  # np.ndarray[uint8], same length
+
+    def __len__(self) -> int:
+        return int(self.keys.shape[0])
+
+    def state(self, h: int) -> int:
+        keys = self.keys
+        q = np.uint64(h)
+        i = int(keys.searchsorted(q))
+        if i < keys.shape[0] and keys[i] == q:
+            return int(self.states[i])
+        return NONE
+
+    def count(self, state: int) -> int:
+        return int(np.count_nonzero(self.states == state))
+
+    @staticmethod
+    def from_sequence(hashes: Any, states: Any) -> KeyTable:
+        """The latest state per hash of a sequence in record order (later entries win)."""
+        h = np.asarray(hashes, dtype=np.uint64)
+        s = np.asarray(states, dtype=np.uint8)
+        if h.shape[0] == 0:
+            return KeyTable(h, s)
+        order = np.argsort(h, kind="stable")  # equal hashes keep record order
+        h, s = h[order], s[order]
+        del order
+        last = np.empty(h.shape[0], dtype=bool)
+        last[-1] = True
+        np.not_equal(h[1:], h[:-1], out=last[:-1])  # the last of each run of equal hashes
+        return KeyTable(h[last], s[last])
+
+    @staticmethod
+    def empty() -> KeyTable:
+        return KeyTable(np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint8))
 
 
 @dataclass
@@ -16,14 +69,46 @@ class ResumeIndex:
     retryable: set[int] = field(default_factory=set)
     records: int = 0
     corrupt_lines: list[int] = field(default_factory=list)
+    base: KeyTable | None = None
+    # the tail changed the state of a key the base had as done (another tool rewrote history)
+    changed_done: bool = False
+    # where it came from: the covered offset of the persistent index used (-1: a full scan),
+    # output bytes read in all (just after the last newline), lines in them, and the index's
+    # stable_from (no record after it changed the state of a key that was done before it)
+    persisted: int = -1
+    scanned: int = 0
+    lines: int = 0
+    stable_from: int = 0
+
+    def state(self, h: int) -> int:
+        if h in self.ok:
+            return OK
+        if h in self.failed:
+            return FAILED
+        if h in self.retryable:
+            return RETRYABLE
+        return self.base.state(h) if self.base is not None else NONE
 
     def is_done(self, h: int) -> bool:
-        return h in self.ok or h in self.failed
+        if h in self.ok or h in self.failed:
+            return True
+        if self.base is None or h in self.retryable:
+            return False
+        return self.base.state(h) in (OK, FAILED)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.ok or self.failed or self.retryable) and not self.base
 
     def add(self, key: str, status: str | None, final: bool) -> None:
         self.add_hash(key_hash(key), status, final)
 
     def add_hash(self, h: int, status: str | None, final: bool) -> None:
+        if self.base is not None and not self.changed_done:
+            before = self.state(h)
+            after = OK if status == "ok" else FAILED if final else RETRYABLE
+            if before in (OK, FAILED) and before != after:
+                self.changed_done = True
         if status == "ok":
             self.ok.add(h)
             self.failed.discard(h)
@@ -37,5 +122,42 @@ class ResumeIndex:
             self.ok.discard(h)
             self.failed.discard(h)
 
+    def overlay(self) -> Iterator[tuple[int, int]]:
+        """(hash, state) of every key read after the base."""
+        yield from ((h, OK) for h in self.ok)
+        yield from ((h, FAILED) for h in self.failed)
+        yield from ((h, RETRYABLE) for h in self.retryable)
+
+    def sets(self) -> tuple[set[int], set[int], set[int]]:
+        """(ok, failed, retryable) as Python sets, base and overlay merged (tests, small outputs)."""
+        merged: dict[int, int] = {}
+        if self.base is not None:
+            merged = dict(zip(self.base.keys.tolist(), self.base.states.tolist(), strict=True))
+        merged.update(self.overlay())
+        out: tuple[set[int], set[int], set[int]] = (set(), set(), set())
+        for h, code in merged.items():
+            out[code - 1].add(h)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Keys per state (base and overlay merged)."""
+        out = {"ok": 0, "failed": 0, "retryable": 0}
+        names = {OK: "ok", FAILED: "failed", RETRYABLE: "retryable"}
+        if self.base is not None:
+            for code, name in names.items():
+                out[name] = self.base.count(code)
+            for h, code in self.overlay():
+                old = self.base.state(h)
+                if old != NONE:
+                    out[names[old]] -= 1
+                out[names[code]] += 1
+        else:
+            out = {"ok": len(self.ok), "failed": len(self.failed), "retryable": len(self.retryable)}
+        return out
+
+    def __len__(self) -> int:
+        return sum(self.counts().values())
+
     def __repr__(self) -> str:
-        return f"<ResumeIndex ok={len(self.ok)} failed={len(self.failed)} retryable={len(self.retryable)}>"
+        c = self.counts()
+        return f"<ResumeIndex ok={c['ok']} failed={c['failed']} retryable={c['retryable']}>"

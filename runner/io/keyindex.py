@@ -1,0 +1,236 @@
+"""The persistent resume index beside one output file: ``<output>.resume-index``.
+
+One index per output file (a job that reads several outputs keeps one per file). Layout: a
+4 KiB header, then the sorted unique uint64 key hashes, then one state byte per hash
+(``runner.core.resume``: OK, FAILED, RETRYABLE). The header says which prefix of the output
+the table covers: its byte offset (always just after a newline), line and record counts, the
+output's inode and mtime when written, and a fingerprint of that prefix. It is written to a
+temporary file and renamed (atomic), and read by memory-mapping, so a run touches only the
+pages its look-ups need.
+
+An index is used only when the output still starts with the prefix it covers:
+- same inode (a file replaced by rename is a different file);
+- size >= the covered offset (shorter: truncated);
+- size == covered requires the same mtime (rewritten in place without growing);
+- the fingerprint matches: BLAKE2b of the whole prefix up to 32 MiB, beyond that of its first
+  and last 64 KiB and 256 blocks of 4 KiB spread evenly. Any edit that changes a length before
+  the covered offset shifts the last 64 KiB and is caught; an in-place edit of the same length
+  in a large output, that misses every sampled block and is followed by an append, is the one
+  change this cannot see.
+Anything else means a full scan of the output (and a new index). Bytes after the covered
+offset (records appended since, by glmrun or another tool) are scanned on every load.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import mmap
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from runner.core.resume import KeyTable
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"GLMRIX01"
+HEADER = 4096
+_FIELDS = struct.Struct("<8sQQQQQqQ32sI")  # magic covered lines records n ino mtime stable fp len
+FULL_HASH_BYTES = 32 << 20
+_SAMPLES = 256
+_EDGE = 64 << 10
+_BLOCK = 4096
+_CHUNK = 1 << 20  # keys per step when merging (8 MB)
+
+
+def index_path(output: Path) -> Path:
+    return output.with_name(output.name + ".resume-index")
+
+
+@dataclass
+class IndexHeader:
+    covered: int  # bytes of the output the table covers (just after a newline)
+    lines: int  # lines in that prefix (for line numbers of the tail)
+    records: int
+    n: int
+    ino: int
+    mtime_ns: int
+    stable_from: int  # no record in [stable_from, covered) changed the state of a done key
+    fingerprint: bytes
+    corrupt_lines: list[int]
+
+
+def fingerprint(path: Path, size: int) -> bytes:
+    """BLAKE2b of the first ``size`` bytes (whole up to 32 MiB, sampled beyond)."""
+    digest = hashlib.blake2b(size.to_bytes(8, "little"), digest_size=32)
+    with open(path, "rb") as handle:
+        if size <= FULL_HASH_BYTES:
+            remaining = size
+            while remaining > 0:
+                chunk = handle.read(min(remaining, 8 << 20))
+                if not chunk:
+                    break
+                digest.update(chunk)
+                remaining -= len(chunk)
+            return digest.digest()
+        spans = [(0, _EDGE), (size - _EDGE, _EDGE)]
+        step = (size - 2 * _EDGE) // _SAMPLES
+        spans += [(_EDGE + i * step, _BLOCK) for i in range(_SAMPLES)]
+        fd = handle.fileno()
+        for offset, length in spans:
+            digest.update(os.pread(fd, length, offset))
+    return digest.digest()
+
+
+def read_header(path: Path) -> IndexHeader | None:
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(HEADER)
+    except OSError:
+        return None
+    if len(raw) < HEADER or not raw.startswith(MAGIC):
+        return None
+    magic, covered, lines, records, n, ino, mtime_ns, stable, fp, jlen = _FIELDS.unpack_from(raw)
+    try:
+        corrupt = json.loads(raw[_FIELDS.size : _FIELDS.size + jlen])
+    except ValueError:
+        return None
+    return IndexHeader(covered, lines, records, n, ino, mtime_ns, stable, fp, corrupt)
+
+
+def valid_header(output: Path, header: IndexHeader) -> str | None:
+    """Why the index does not describe ``output`` any more, or None when it does."""
+    try:
+        st = os.stat(output)
+    except OSError:
+        return "the output is gone"
+    if st.st_ino != header.ino:
+        return "the output was replaced"
+    if st.st_size < header.covered:
+        return "the output was truncated"
+    if st.st_size == header.covered and st.st_mtime_ns != header.mtime_ns:
+        return "the output was rewritten"
+    if fingerprint(output, header.covered) != header.fingerprint:
+        return "the output was edited"
+    return None
+
+
+def open_index(output: Path) -> tuple[IndexHeader, KeyTable] | None:
+    """The valid index of ``output`` (its table memory-mapped), or None (log says why)."""
+    path = index_path(output)
+    header = read_header(path)
+    if header is None:
+        if path.exists():
+            log.warning("resume index unreadable; full scan", extra={"file": str(path)})
+        return None
+    why = valid_header(output, header)
+    if why is None:
+        try:
+            with open(path, "rb") as handle:
+                size = HEADER + 9 * header.n
+                if os.fstat(handle.fileno()).st_size < size:
+                    why = "the index file is short"
+                elif header.n == 0:
+                    return header, KeyTable.empty()
+                else:
+                    mm = mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ)
+                    keys = np.frombuffer(mm, dtype=np.uint64, count=header.n, offset=HEADER)
+                    states = np.frombuffer(
+                        mm, dtype=np.uint8, count=header.n, offset=HEADER + 8 * header.n
+                    )
+                    return header, KeyTable(keys, states)
+        except (OSError, ValueError) as exc:
+            why = f"cannot map the index: {exc}"
+    log.warning("resume index not used; full scan", extra={"file": str(output), "why": why})
+    return None
+
+
+def _header_bytes(output: Path, covered: int, n: int, meta: dict[str, Any]) -> bytes:
+    st = os.stat(output)
+    corrupt = json.dumps(meta["corrupt_lines"][:400]).encode()
+    fp = fingerprint(output, covered)
+    fields = _FIELDS.pack(
+        MAGIC,
+        covered,
+        meta["lines"],
+        meta["records"],
+        n,
+        st.st_ino,
+        st.st_mtime_ns,
+        meta["stable_from"],
+        fp,
+        len(corrupt),
+    )
+    return (fields + corrupt).ljust(HEADER, b"\0")
+
+
+def write_index(
+    output: Path,
+    covered: int,
+    table: KeyTable,
+    meta: dict[str, Any],
+    overlay: list[tuple[int, int]] | None = None,
+    base_file: Path | None = None,
+) -> None:
+    """Write (atomically) the index of ``output``'s first ``covered`` bytes: ``table`` with
+        ``overlay`` (hash, state) pairs merged in. With ``base_file`` (the index ``table`` is mapped
+    from), the table is read from it in 8 MB steps, so the merge never holds it in memory."""
+    if overlay:
+        pairs = sorted(overlay)
+        ov_h = np.fromiter((h for h, _ in pairs), dtype=np.uint64, count=len(pairs))
+        ov_s = np.fromiter((s for _, s in pairs), dtype=np.uint8, count=len(pairs))
+    else:
+        ov_h, ov_s = np.empty(0, np.uint64), np.empty(0, np.uint8)
+    base_n = len(table)
+    pos = table.keys.searchsorted(ov_h) if base_n else np.zeros(len(ov_h), np.int64)
+    hit = np.zeros(len(ov_h), dtype=bool)
+    inside = pos < base_n
+    hit[inside] = table.keys[pos[inside]] == ov_h[inside]
+    n = base_n + int(np.count_nonzero(~hit))
+    path = index_path(output)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(_header_bytes(output, covered, n, meta))
+            states_at = HEADER + 8 * n
+            written = 0
+            for start in range(0, max(base_n, 1), _CHUNK):
+                stop = min(base_n, start + _CHUNK)
+                last = stop >= base_n
+                sel = (pos >= start) & ((pos < stop) | last)
+                if base_file is not None and stop > start:
+                    k = np.fromfile(base_file, np.uint64, stop - start, offset=HEADER + 8 * start)
+                    at = HEADER + 8 * base_n + start
+                    s = np.fromfile(base_file, np.uint8, stop - start, offset=at)
+                else:
+                    k = np.array(table.keys[start:stop])
+                    s = np.array(table.states[start:stop])
+                h_hit = sel & hit
+                s[pos[h_hit] - start] = ov_s[h_hit]
+                h_new = sel & ~hit
+                k = np.insert(k, pos[h_new] - start, ov_h[h_new])
+                s = np.insert(s, pos[h_new] - start, ov_s[h_new])
+                handle.seek(HEADER + 8 * written)
+                handle.write(k.tobytes())
+                handle.seek(states_at + written)
+                handle.write(s.tobytes())
+                written += len(k)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("cannot write the resume index", extra={"file": str(path), "why": str(exc)})
+        with_suppressed_unlink(tmp)
+
+
+def with_suppressed_unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except OSError:
+        pass

@@ -26,6 +26,8 @@ from runner.core.plan import (
     make_plan,
 )
 from runner.core.resume import ResumeIndex
+from runner.io.inputs import TextPrefix, detect_format
+from runner.io.plancache import load_prefix, save_prefix
 from runner.io.prepare import read_job_items
 from runner.io.store import load_resume_index
 
@@ -47,14 +49,22 @@ def plan_job(
     keep: int = 0,
     save: bool = False,
 ) -> tuple[JobPlan, ResumeIndex]:
-    """Plan ``job``; with ``save`` (the caller holds the output's lock) a full scan of the
-    output leaves a persistent resume index for the next run."""
+    """Plan ``job``. A text input starts where the last plan found only finished lines
+    (``runner.io.plancache``). With ``save`` (the caller holds the output's lock) a full scan
+    of the output leaves a persistent resume index, and the input's finished prefix is noted."""
     index = load_resume_index(job.output_path, save=save)
     skipped = PendingCounts()  # finished lines the text pre-filter counts without parsing
-    items = read_job_items(job, config, done_line_filter(index, skipped))
+    skip = done_line_filter(index, skipped)
+    text = skip is not None and detect_format(job.input_path, job.input_format) == "text"
+    prefix = load_prefix(job.output_path, job.input_path, index) if text else TextPrefix()
+    start = dataclasses.replace(prefix)
+    items = read_job_items(job, config, skip, prefix)
     counts = count_pending(items if stop is None else _until(items, stop), index, keep=keep)
-    counts.done += skipped.done
-    counts.failed += skipped.failed
+    counts.done += skipped.done + start.done
+    counts.failed += skipped.failed + start.failed
+    counts.start = (start.offset, start.line_no)
+    if save and text:
+        save_prefix(job.output_path, job.input_path, prefix, index)
     return make_plan(job, counts, config.batch), index
 
 
@@ -65,11 +75,14 @@ def pending_items(
     index: ResumeIndex,
     stop: threading.Event | None = None,
 ) -> Iterator[tuple[int, Item | InvalidLine]]:
-    """The pending (hash, item) pairs: those the plan kept, else a second pass over the input."""
+    """The pending (hash, item) pairs: those the plan kept, else a second pass over the input
+    (from where the plan started: the lines before are finished)."""
     if plan.counts.kept is not None:
         kept, plan.counts.kept = plan.counts.kept, None
         return iter(kept)
-    items = read_job_items(job, config, done_line_filter(index, PendingCounts()))
+    offset, line_no = plan.counts.start
+    prefix = TextPrefix(offset, line_no, growing=False)
+    items = read_job_items(job, config, done_line_filter(index, PendingCounts()), prefix)
     return iter_pending(
         items if stop is None else _until(items, stop, quiet=True), index, PendingCounts()
     )

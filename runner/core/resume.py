@@ -37,6 +37,18 @@ class KeyTable:
             return int(self.states[i])
         return NONE
 
+    def states_of(self, hashes: list[int]) -> list[int]:
+        """The state of each hash (NONE when absent), the whole list searched at once."""
+        keys = self.keys
+        q = np.array(hashes, dtype=np.uint64)
+        order = np.argsort(q)
+        pos = np.empty(len(q), dtype=np.intp)
+        pos[order] = keys.searchsorted(q[order])  # sorted queries walk the table in order
+        np.minimum(pos, keys.shape[0] - 1, out=pos)
+        found = keys[pos] == q
+        codes: list[int] = np.where(found, self.states[pos], NONE).tolist()
+        return codes
+
     def count(self, state: int) -> int:
         return int(np.count_nonzero(self.states == state))
 

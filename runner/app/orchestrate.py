@@ -43,7 +43,6 @@ from runner.core.cost import estimate, format_estimate, format_usage
 from runner.core.items import InvalidLine, Item
 from runner.core.plan import JobPlan
 from runner.core.stats import JobStats
-from runner.engine.batch import run_batch_job
 from runner.errors import (
     EXIT_OK,
     EXIT_SOME_ERRORS,
@@ -224,6 +223,8 @@ async def _run_job(
             return stats
         pending = limited(pending_items(job, config, plan, index, stopper.flag), options.limit)
         if plan.route == "batch":
+            from runner.engine.batch import run_batch_job  # only now: a realtime run skips it
+
             # stopper.current: the grace period also ends a hung call or fallback request here
             # (cancelling is as safe as a kill: each chunk state is saved before its call)
             task = asyncio.ensure_future(

@@ -12,11 +12,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from runner.core.keys import key_hash
 
 NONE, OK, FAILED, RETRYABLE = 0, 1, 2, 3  # a key's state, as stored in the KeyTable
+
+
+def numpy() -> Any:
+    """numpy, imported on first use: a run whose output has no records never loads it."""
+    import numpy as np
+
+    return np
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,7 @@ class KeyTable:
         return int(self.keys.shape[0])
 
     def state(self, h: int) -> int:
+        np = numpy()
         keys = self.keys
         q = np.uint64(h)
         i = int(keys.searchsorted(q))
@@ -39,6 +45,7 @@ class KeyTable:
 
     def states_of(self, hashes: list[int]) -> list[int]:
         """The state of each hash (NONE when absent), the whole list searched at once."""
+        np = numpy()
         keys = self.keys
         q = np.array(hashes, dtype=np.uint64)
         order = np.argsort(q)
@@ -50,11 +57,13 @@ class KeyTable:
         return codes
 
     def count(self, state: int) -> int:
+        np = numpy()
         return int(np.count_nonzero(self.states == state))
 
     @staticmethod
     def from_sequence(hashes: Any, states: Any) -> KeyTable:
         """The latest state per hash of a sequence in record order (later entries win)."""
+        np = numpy()
         h = np.asarray(hashes, dtype=np.uint64)
         s = np.asarray(states, dtype=np.uint8)
         if h.shape[0] == 0:
@@ -69,6 +78,7 @@ class KeyTable:
 
     @staticmethod
     def empty() -> KeyTable:
+        np = numpy()
         return KeyTable(np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint8))
 
 

@@ -33,9 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from runner.core.resume import KeyTable
+from runner.core.resume import KeyTable, numpy
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +137,7 @@ def open_index(output: Path) -> tuple[IndexHeader, KeyTable] | None:
                 elif header.n == 0:
                     return header, KeyTable.empty()
                 else:
+                    np = numpy()
                     mm = mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ)
                     keys = np.frombuffer(mm, dtype=np.uint64, count=header.n, offset=HEADER)
                     states = np.frombuffer(
@@ -181,6 +180,7 @@ def write_index(
     """Write (atomically) the index of ``output``'s first ``covered`` bytes: ``table`` with
         ``overlay`` (hash, state) pairs merged in. With ``base_file`` (the index ``table`` is mapped
     from), the table is read from it in 8 MB steps, so the merge never holds it in memory."""
+    np = numpy()
     if overlay:
         pairs = sorted(overlay)
         ov_h = np.fromiter((h for h, _ in pairs), dtype=np.uint64, count=len(pairs))

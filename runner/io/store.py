@@ -50,7 +50,7 @@ def load_resume_index(path: Path, *, save: bool = False) -> ResumeIndex:
     opened = open_index(path)
     if opened is None:
         index = _full_scan(path)
-        if save and index.scanned:
+        if save and index.base is not None:
             _save(path, index, index.base or KeyTable.empty(), [])
         return index
     return _with_tail(path, *opened)
@@ -127,7 +127,7 @@ def _full_scan(path: Path) -> ResumeIndex:
     index.records = records
     index.lines = line_no
     index.scanned = ends[-1] if ends else 0
-    index.base = KeyTable.from_sequence(hashes, states)
+    index.base = KeyTable.from_sequence(hashes, states) if hashes else None
     return index
 
 

@@ -127,31 +127,55 @@ async def _run_jobs(
 ) -> None:
     try:
         async with api_base_url(config) as base_url, make_client(config, base_url) as client:
+            # The reachability check runs while the first job plans (it is awaited before
+            # anything is sent), so a run pays for the longer of the two, not their sum.
+            reachable: asyncio.Future[None] | None = None
             if not config.api.is_simulator:
-                await check_reachable(
-                    client, base_delay_s=config.retry.base_delay_s, stop=stopper.event
+                reachable = asyncio.ensure_future(
+                    check_reachable(
+                        client, base_delay_s=config.retry.base_delay_s, stop=stopper.event
+                    )
                 )
-            later: ComeBackLater | None = None
-            for job in jobs:
-                if stopper.event.is_set():
-                    break
-                try:
-                    stats = await _run_job(job, config, options, client, stopper, out)
-                except ComeBackLater as exc:  # batches still running: the other jobs go on
-                    later = exc
-                    if exc.stats is None:
-                        raise
-                    stats = exc.stats
-                result.stats.append(stats)
-                log_job_finished(stats)
-                print(format_summary(stats), file=out, flush=True)
-                if stats.usage_by_route:
-                    usage = format_usage(_route_usage(stats), job, config.cost)
-                    print(f"{job.name}: tokens by route: {usage}", file=out, flush=True)
-            if later is not None and not stopper.event.is_set():
-                raise later
+            try:
+                await _each_job(config, options, jobs, stopper, result, out, client, reachable)
+            finally:
+                if reachable is not None and not reachable.done():
+                    reachable.cancel()  # no job got as far as sending
+                    with contextlib.suppress(asyncio.CancelledError, GlmrunError):
+                        await reachable
     finally:
         stopper.uninstall()
+
+
+async def _each_job(
+    config: Config,
+    options: RunOptions,
+    jobs: list[JobConfig],
+    stopper: SignalStop,
+    result: RunResult,
+    out: IO[str],
+    client: GlmClient,
+    reachable: asyncio.Future[None] | None,
+) -> None:
+    later: ComeBackLater | None = None
+    for job in jobs:
+        if stopper.event.is_set():
+            break
+        try:
+            stats = await _run_job(job, config, options, client, stopper, out, reachable)
+        except ComeBackLater as exc:  # batches still running: the other jobs go on
+            later = exc
+            if exc.stats is None:
+                raise
+            stats = exc.stats
+        result.stats.append(stats)
+        log_job_finished(stats)
+        print(format_summary(stats), file=out, flush=True)
+        if stats.usage_by_route:
+            usage = format_usage(_route_usage(stats), job, config.cost)
+            print(f"{job.name}: tokens by route: {usage}", file=out, flush=True)
+    if later is not None and not stopper.event.is_set():
+        raise later
 
 
 def log_job_finished(stats: JobStats) -> None:
@@ -179,6 +203,7 @@ async def _run_job(
     client: GlmClient,
     stopper: SignalStop,
     out: IO[str],
+    reachable: asyncio.Future[None] | None = None,
 ) -> JobStats:
     lock = RunLock(job.output_path)
     try:
@@ -198,6 +223,8 @@ async def _run_job(
             log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
             return JobStats(job.name)
         planned = True
+        if reachable is not None:
+            await reachable  # an unreachable API ends the run here, before anything is sent
         plan = with_limit(plan, options.limit, config)
         log.info(
             "plan",

@@ -539,9 +539,11 @@ def bench_index_bytes(ctx: Ctx) -> None:
     if not out.exists():
         make_resume_fixture(d, n, 200)
     code = (
-        "import sys, resource, time; from pathlib import Path; from runner.io.store import load_resume_index\n"
+        "import sys, resource, time; from pathlib import Path\n"
+        "from runner.io.store import load_resume_index\n"
         "def rss():\n    return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
-        "before = rss(); t = time.perf_counter(); index = load_resume_index(Path(sys.argv[1])); s = time.perf_counter() - t\n"
+        "before = rss(); t = time.perf_counter()\n"
+        "index = load_resume_index(Path(sys.argv[1])); s = time.perf_counter() - t\n"
         "n = len(index)\n"
         "print((rss() - before) / n, s, n)\n"
     )

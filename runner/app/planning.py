@@ -148,7 +148,8 @@ def with_limit(plan: JobPlan, limit: int | None, config: Config) -> JobPlan:
 def describe_plan(plan: JobPlan) -> str:
     c = plan.counts
     return (
-        f"{plan.job.name}: {c.pending} pending, {c.done} done ({c.failed} as errors), {c.invalid} invalid, "
+        f"{plan.job.name}: {c.pending} pending, {c.done} done ({c.failed} as errors), "
+        f"{c.invalid} invalid, "
         f"{c.duplicates} duplicate lines -> {plan.route} ({plan.why})"
     )
 

@@ -115,8 +115,9 @@ def exit_code(statuses: list[JobStatus]) -> int:
 def format_status(s: JobStatus) -> str:
     line = (
         f"{s.job}: ok {s.ok}, errors {s.errors}, pending {s.pending}"
-        f" (retryable errors {s.retryable_errors}), invalid not yet recorded {s.invalid_unrecorded},"
-        f" duplicate lines {s.duplicates}; batches {len(s.open_batches)} open / {len(s.batches)} tracked"
+        f" (retryable errors {s.retryable_errors}), invalid not yet recorded "
+        f"{s.invalid_unrecorded}, duplicate lines {s.duplicates}; batches "
+        f"{len(s.open_batches)} open / {len(s.batches)} tracked"
         f" -> {'done' if s.finished else 'pending'}"
     )
     if s.corrupt_output_lines:

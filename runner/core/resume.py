@@ -151,7 +151,8 @@ class ResumeIndex:
         yield from ((h, RETRYABLE) for h in self.retryable)
 
     def sets(self) -> tuple[set[int], set[int], set[int]]:
-        """(ok, failed, retryable) as Python sets, base and overlay merged (tests, small outputs)."""
+        """(ok, failed, retryable) as Python sets, base and overlay merged (tests, small
+        outputs)."""
         merged: dict[int, int] = {}
         if self.base is not None:
             merged = dict(zip(self.base.keys.tolist(), self.base.states.tolist(), strict=True))

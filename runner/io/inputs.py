@@ -246,7 +246,8 @@ def item_from_obj(obj: dict[str, Any], line_no: int) -> Item:
     unknown = set(obj) - _JSONL_KEYS
     if unknown:
         raise ValueError(
-            f"unknown field(s) {', '.join(sorted(unknown))}; expected {', '.join(sorted(_JSONL_KEYS))}"
+            f"unknown field(s) {', '.join(sorted(unknown))}; "
+            f"expected {', '.join(sorted(_JSONL_KEYS))}"
         )
     raw_id = obj.get("id", obj.get("custom_id"))
     if raw_id is not None and (
@@ -344,7 +345,8 @@ def _read_csv(path: Path, url_column: str) -> Iterator[Item | InvalidLine]:
         header = reader.fieldnames or []
         if url_column not in header:
             raise ConfigError(
-                f"{path}: no column {url_column!r} in the CSV header ({', '.join(header) or 'empty'}); "
+                f"{path}: no column {url_column!r} in the CSV header "
+                f"({', '.join(header) or 'empty'}); "
                 "set csv_url_column"
             )
         for row in reader:

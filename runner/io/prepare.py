@@ -96,7 +96,8 @@ class ItemChecker:
             self._check_video_model()
             if self.turn_images:
                 raise Refused(
-                    "images and video cannot be mixed in one request (the job's messages carry images)"
+                    "images and video cannot be mixed in one request "
+                    "(the job's messages carry images)"
                 )
             item.video = self._media_ref(item.video, "video")
             return
@@ -168,8 +169,9 @@ class ItemChecker:
     def _need_base64(self, kind: str) -> None:
         if not self.caps.base64:
             raise Refused(
-                f"{self.model} does not accept base64 {kind} data, so local files cannot be sent to it; "
-                f"use https URLs with {self.model}, or a model that takes base64 ({base64_alternative(self.model)})"
+                f"{self.model} does not accept base64 {kind} data, so local files cannot be sent "
+                f"to it; use https URLs with {self.model}, or a model that takes base64 "
+                f"({base64_alternative(self.model)})"
             )
 
     def _local_file(self, path: Path, ref: str, kind: str) -> Path:
@@ -180,7 +182,8 @@ class ItemChecker:
         try:
             resolved = path.resolve(strict=True)
         except (OSError, RuntimeError):
-            # say "no such file" only inside the allowed folders: outside, existence is no one's business
+            # say "no such file" only inside the allowed folders: outside, existence is no
+            # one's business
             if any(Path(os.path.abspath(path)).is_relative_to(d) for d in self.allowed):
                 raise Refused(f"{ref}: no such file") from None
             raise Refused(f"{ref}: not under local_files.allowed_dirs; refused") from None
@@ -197,7 +200,8 @@ class ItemChecker:
             dims = image_size(resolved)
             if dims is not None and max(dims) > MAX_IMAGE_SIDE:
                 raise Refused(
-                    f"{ref}: {dims[0]}x{dims[1]} px; images must be at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}"
+                    f"{ref}: {dims[0]}x{dims[1]} px; images must be at most "
+                    f"{MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE}"
                 )
         else:
             if resolved.suffix.lower() not in VIDEO_EXTS:
@@ -212,13 +216,15 @@ class ItemChecker:
                 seconds = mp4_duration_s(resolved)
                 if seconds is not None and seconds > max_s:
                     raise Refused(
-                        f"{ref}: {seconds:.1f} s long; {self.model} takes videos of at most {max_s} s"
+                        f"{ref}: {seconds:.1f} s long; {self.model} takes videos of at most "
+                        f"{max_s} s"
                     )
         return resolved
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
-    """(width, height) from a PNG IHDR or a JPEG SOF marker; None when not found (then unchecked)."""
+    """(width, height) from a PNG IHDR or a JPEG SOF marker; None when not found (then
+    unchecked)."""
     import struct
 
     try:
@@ -296,7 +302,8 @@ def resolve_turn_media(
     turns: list[dict[str, Any]] = orjson.loads(orjson.dumps(job.messages))
     if checker.turn_images and checker.turn_images + 1 > checker.caps.max_images:
         raise ConfigError(
-            f"{file}: jobs[{index}].messages: {checker.turn_images} images leave no room for the item's own "
+            f"{file}: jobs[{index}].messages: {checker.turn_images} images leave no room for the "
+            "item's own "
             f"image; {job.model} takes at most {checker.caps.max_images} per request"
         )
     for kind, inner in media_parts(turns):

@@ -263,7 +263,8 @@ class ResultWriter:
     def _failed(self, exc: OSError) -> OutputError:
         self._error = exc
         return OutputError(
-            f"{self.path}: cannot write the output: {exc.strerror}; what was written before is kept, "
+            f"{self.path}: cannot write the output: {exc.strerror}; "
+            "what was written before is kept, "
             "the rest is sent again by the next run"
         )
 

@@ -129,7 +129,8 @@ def test_a_changed_last_line_then_an_append_is_scanned_in_full(out: Path) -> Non
 
 def test_a_stale_index_never_skips_an_unfinished_url(tmp_path: Path) -> None:
     """An index saved when URLs 0-19 were ok is planted beside an output where 5 and 12 are
-    not done any more (rewritten in place by another tool, same size and mtime): the plan sends exactly those and 20-24."""
+    not done any more (rewritten in place by another tool, same size and mtime): the plan
+    sends exactly those and 20-24."""
     out = tmp_path / "out.jsonl"
     write_output(out, ["ok"] * 20)
     load_resume_index(out, save=True)

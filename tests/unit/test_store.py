@@ -33,7 +33,8 @@ def err(url: str, retryable: bool) -> bytes:
 
 
 def test_latest_record_wins(tmp_path: Path) -> None:
-    """The latest record per URL decides: ok after error is done, retryable error after ok is pending."""
+    """The latest record per URL decides: ok after error is done, retryable error after ok is
+    pending."""
     out = tmp_path / "o.jsonl"
     out.write_bytes(err(A, True) + ok(A) + ok(B) + err(B, True) + err(C, False) + err(D, True))
     index = load_resume_index(out)
@@ -51,7 +52,8 @@ def test_missing_output_is_empty(tmp_path: Path) -> None:
 
 
 def test_torn_last_line_tolerated_and_repaired(tmp_path: Path) -> None:
-    """A torn last line is ignored by the loader and cut by the writer, so the next record starts on its own line."""
+    """A torn last line is ignored by the loader and cut by the writer, so the next record
+    starts on its own line."""
     out = tmp_path / "o.jsonl"
     out.write_bytes(ok(A) + ok(B) + ok(C)[:25])
     index = load_resume_index(out)
@@ -74,7 +76,8 @@ def test_torn_only_line(tmp_path: Path) -> None:
 
 
 def test_corrupt_middle_line_reported_and_skipped(tmp_path: Path) -> None:
-    """A middle line that is not a JSON record is reported by line number and the others still load."""
+    """A middle line that is not a JSON record is reported by line number and the others
+    still load."""
     out = tmp_path / "o.jsonl"
     out.write_bytes(ok(A) + b"this is not json\n" + ok(B) + b"[1, 2]\n" + ok(C))
     index = load_resume_index(out)
@@ -101,7 +104,8 @@ def test_newer_records_with_extra_fields_are_accepted(tmp_path: Path) -> None:
 
 
 async def test_writer_hands_records_to_the_os_each_loop_turn(tmp_path: Path) -> None:
-    """Inside a loop, appended records reach the file by the next loop turn (a kill -9 then loses none)."""
+    """Inside a loop, appended records reach the file by the next loop turn (a kill -9 then
+    loses none)."""
     out = tmp_path / "o.jsonl"
     writer = ResultWriter(out, flush_interval_s=3600)
     try:
@@ -129,7 +133,8 @@ def test_writer_close_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_run_lock_second_acquire_names_pid(tmp_path: Path) -> None:
-    """A second lock on the same output raises RunLocked naming the holder's pid; release frees it."""
+    """A second lock on the same output raises RunLocked naming the holder's pid; release
+    frees it."""
     out = tmp_path / "o.jsonl"
     first = RunLock(out)
     first.acquire()

@@ -164,6 +164,7 @@ def bench_startup(ctx: Ctx) -> None:
     runs = ctx.size(7, 2)
     d = ctx.dir("startup")
     firsts: list[float] = []
+    run_cpus: list[float] = []
     with SimProcess(latency_mean_s=0.0) as sim:
         urls = write_urls(d / "urls.txt", 1)
         for i in range(runs):
@@ -182,12 +183,16 @@ def bench_startup(ctx: Ctx) -> None:
                 if first_s is None and sim.stats()["chat_requests"] > before:
                     first_s = elapsed
 
-            run_child(
+            child = run_child(
                 [PY, "-m", "runner", "run", str(cfg), "-q"], env=KEY_ENV, poll=poll, poll_s=0.005
             )
+            run_cpus.append(child.cpu_s)
             if first_s is not None:
                 firsts.append(first_s)
-    helps = [run_child([PY, "-m", "runner", "--help"]).wall_s for _ in range(runs)]
+    help_children = [run_child([PY, "-m", "runner", "--help"]) for _ in range(runs)]
+    helps = [c.wall_s for c in help_children]
+    help_cpu = sorted(c.cpu_s for c in help_children)[len(helps) // 2]
+    run_cpu = sorted(run_cpus)[len(run_cpus) // 2]
     first = sorted(firsts)[len(firsts) // 2] if firsts else float("nan")
     help_s = sorted(helps)[len(helps) // 2]
     load = os.getloadavg()
@@ -213,6 +218,10 @@ def bench_startup(ctx: Ctx) -> None:
             {"all_s": helps, "loadavg": load},
         )
     )
+    # CPU seconds do not grow with the machine's load as wall time does: the fair comparison
+    # on a shared machine (informational)
+    ctx.add(Figure("start-up: CPU of a whole one-URL run", run_cpu, "s", "informational"))
+    ctx.add(Figure("start-up: CPU of glmrun --help", help_cpu, "s", "informational"))
 
 
 def bench_overhead(ctx: Ctx) -> None:

@@ -8,7 +8,7 @@ not Python objects), and the sets ``ok``/``failed``/``retryable`` hold what was 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,36 +24,95 @@ def numpy() -> Any:
     return np
 
 
-@dataclass(frozen=True)
-class KeyTable:
-    """Sorted unique uint64 key hashes with a uint8 state each (OK, FAILED or RETRYABLE)."""
+BLOCK = 512  # keys per block of a fenced table (one 4 KiB read)
 
-    keys: Any  # np.ndarray[uint64], sorted, unique
-    states: Any  # np.ndarray[uint8], same length
+
+class KeyTable:
+    """Sorted unique uint64 key hashes with a uint8 state each (OK, FAILED or RETRYABLE).
+
+    In memory (``keys``, ``states`` arrays), or fenced: only every BLOCK-th key (``fence``) is
+    in memory and ``read(start, stop)`` (I/O, given by ``runner.io.keyindex``) fetches the
+    keys and states of a range, so a few look-ups in ten million keys read a few blocks. A
+    look-up of many keys at once reads the whole table once instead (then kept).
+    """
+
+    __slots__ = ("_keys", "_read", "_states", "fence", "n")
+
+    def __init__(
+        self,
+        keys: Any = None,
+        states: Any = None,
+        *,
+        n: int = 0,
+        fence: Any = None,
+        read: Callable[[int, int], tuple[Any, Any]] | None = None,
+    ):
+        self._keys, self._states = keys, states
+        self.n = int(keys.shape[0]) if keys is not None else n
+        self.fence, self._read = fence, read
+
+    @property
+    def keys(self) -> Any:
+        if self._keys is None:
+            assert self._read is not None
+            self._keys, self._states = self._read(0, self.n)
+        return self._keys
+
+    @property
+    def states(self) -> Any:
+        if self._states is None:
+            _ = self.keys  # reads keys and states
+        return self._states
 
     def __len__(self) -> int:
-        return int(self.keys.shape[0])
+        return self.n
+
+    def locate(self, q: Any) -> tuple[Any, Any, Any]:
+        """For sorted uint64 queries: (insert positions, found mask, states or NONE)."""
+        np = numpy()
+        if self.n == 0:
+            zeros = np.zeros(len(q), dtype=np.intp)
+            return zeros, zeros.astype(bool), zeros.astype(np.uint8)
+        if self.fence is not None and self._keys is None and len(q) * 8 < len(self.fence):
+            return self._locate_blocks(q)
+        keys = self.keys
+        pos = keys.searchsorted(q)
+        at = np.minimum(pos, self.n - 1)
+        found = keys[at] == q
+        return pos, found, np.where(found, self.states[at], NONE)
+
+    def _locate_blocks(self, q: Any) -> tuple[Any, Any, Any]:
+        np = numpy()
+        assert self._read is not None
+        blocks = np.maximum(self.fence.searchsorted(q, side="right") - 1, 0)
+        pos = np.empty(len(q), dtype=np.intp)
+        found = np.zeros(len(q), dtype=bool)
+        codes = np.zeros(len(q), dtype=np.uint8)
+        for b in np.unique(blocks).tolist():
+            sel = blocks == b
+            start = b * BLOCK
+            keys, states = self._read(start, min(self.n, start + BLOCK))
+            p = keys.searchsorted(q[sel])
+            at = np.minimum(p, len(keys) - 1)
+            hit = keys[at] == q[sel]
+            pos[sel] = start + p
+            found[sel] = hit
+            codes[sel] = np.where(hit, states[at], NONE)
+        return pos, found, codes
 
     def state(self, h: int) -> int:
         np = numpy()
-        keys = self.keys
-        q = np.uint64(h)
-        i = int(keys.searchsorted(q))
-        if i < keys.shape[0] and keys[i] == q:
-            return int(self.states[i])
-        return NONE
+        _, _, codes = self.locate(np.array([h], dtype=np.uint64))
+        return int(codes[0])
 
     def states_of(self, hashes: list[int]) -> list[int]:
         """The state of each hash (NONE when absent), the whole list searched at once."""
         np = numpy()
-        keys = self.keys
         q = np.array(hashes, dtype=np.uint64)
         order = np.argsort(q)
-        pos = np.empty(len(q), dtype=np.intp)
-        pos[order] = keys.searchsorted(q[order])  # sorted queries walk the table in order
-        np.minimum(pos, keys.shape[0] - 1, out=pos)
-        found = keys[pos] == q
-        codes: list[int] = np.where(found, self.states[pos], NONE).tolist()
+        out = np.empty(len(q), dtype=np.uint8)
+        out[order] = self.locate(q[order])[2]  # sorted queries walk the table in order
+        codes: list[int] = out.tolist()
         return codes
 
     def count(self, state: int) -> int:

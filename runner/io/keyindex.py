@@ -2,11 +2,14 @@
 
 One index per output file (a job that reads several outputs keeps one per file). Layout: a
 4 KiB header, then the sorted unique uint64 key hashes, then one state byte per hash
-(``runner.core.resume``: OK, FAILED, RETRYABLE). The header says which prefix of the output
-the table covers: its byte offset (always just after a newline), line and record counts, the
-output's inode and mtime when written, and a fingerprint of that prefix. It is written to a
-temporary file and renamed (atomic), and read by memory-mapping, so a run touches only the
-pages its look-ups need.
+(``runner.core.resume``: OK, FAILED, RETRYABLE), then every 512th hash (the fence). The
+header says which prefix of the output the table covers: its byte offset (always just after
+a newline), line and record counts, the output's inode and mtime when written, and a
+fingerprint of that prefix. It is written to a
+temporary file and renamed (atomic). A run keeps only the fence in memory (160 KB for ten
+million keys) and reads the 4 KiB block a look-up needs with ``pread``: memory-mapping the
+table would map most of it after a few hundred look-ups (the kernel maps neighbouring pages
+on each fault), and the mapped pages count as the run's memory.
 
 An index is used only when the output still starts with the prefix it covers:
 - same inode (a file replaced by rename is a different file);
@@ -26,18 +29,20 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import mmap
 import os
 import struct
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runner.core.resume import KeyTable, numpy
+from runner.core.resume import BLOCK, KeyTable, numpy
+from runner.errors import OutputError
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"GLMRIX01"
+MAGIC = b"GLMRIX02"
 HEADER = 4096
 _FIELDS = struct.Struct("<8sQQQQQqQ32sI")  # magic covered lines records n ino mtime stable fp len
 FULL_HASH_BYTES = 32 << 20
@@ -120,7 +125,8 @@ def valid_header(output: Path, header: IndexHeader) -> str | None:
 
 
 def open_index(output: Path) -> tuple[IndexHeader, KeyTable] | None:
-    """The valid index of ``output`` (its table memory-mapped), or None (log says why)."""
+    """The valid index of ``output`` (its fence in memory, blocks read on demand), or None
+    (the log says why)."""
     path = index_path(output)
     header = read_header(path)
     if header is None:
@@ -130,24 +136,40 @@ def open_index(output: Path) -> tuple[IndexHeader, KeyTable] | None:
     why = valid_header(output, header)
     if why is None:
         try:
+            n = header.n
             with open(path, "rb") as handle:
-                size = HEADER + 9 * header.n
-                if os.fstat(handle.fileno()).st_size < size:
+                fence_n = -(-n // BLOCK)
+                if os.fstat(handle.fileno()).st_size < HEADER + 9 * n + 8 * fence_n:
                     why = "the index file is short"
-                elif header.n == 0:
+                elif n == 0:
                     return header, KeyTable.empty()
                 else:
                     np = numpy()
-                    mm = mmap.mmap(handle.fileno(), size, access=mmap.ACCESS_READ)
-                    keys = np.frombuffer(mm, dtype=np.uint64, count=header.n, offset=HEADER)
-                    states = np.frombuffer(
-                        mm, dtype=np.uint8, count=header.n, offset=HEADER + 8 * header.n
-                    )
-                    return header, KeyTable(keys, states)
+                    raw = os.pread(handle.fileno(), 8 * fence_n, HEADER + 9 * n)
+                    fence = np.frombuffer(raw, dtype=np.uint64)
+                    return header, KeyTable(n=n, fence=fence, read=_reader(path, n))
         except (OSError, ValueError) as exc:
-            why = f"cannot map the index: {exc}"
+            why = f"cannot read the index: {exc}"
     log.warning("resume index not used; full scan", extra={"file": str(output), "why": why})
     return None
+
+
+def _reader(path: Path, n: int) -> Callable[[int, int], tuple[Any, Any]]:
+    """``read(start, stop)``: keys and states of that range, read from the index file (it is
+    replaced by rename, never rewritten, so an open handle keeps reading the same table)."""
+    np = numpy()
+    fd = os.open(path, os.O_RDONLY)
+
+    def read(start: int, stop: int) -> tuple[Any, Any]:
+        count = stop - start
+        keys = np.frombuffer(os.pread(fd, 8 * count, HEADER + 8 * start), dtype=np.uint64)
+        states = np.frombuffer(os.pread(fd, count, HEADER + 8 * n + start), dtype=np.uint8)
+        if len(keys) != count or len(states) != count:
+            raise OutputError(f"{path}: the resume index is short")
+        return keys, states
+
+    weakref.finalize(read, os.close, fd)  # closed with the table that holds it
+    return read
 
 
 def _header_bytes(output: Path, covered: int, n: int, meta: dict[str, Any]) -> bytes:
@@ -178,8 +200,8 @@ def write_index(
     base_file: Path | None = None,
 ) -> None:
     """Write (atomically) the index of ``output``'s first ``covered`` bytes: ``table`` with
-        ``overlay`` (hash, state) pairs merged in. With ``base_file`` (the index ``table`` is mapped
-    from), the table is read from it in 8 MB steps, so the merge never holds it in memory."""
+    ``overlay`` (hash, state) pairs merged in. With ``base_file`` (the index ``table`` was
+    opened from), the table is read from it in 8 MB steps, so the merge never holds it whole."""
     np = numpy()
     if overlay:
         pairs = sorted(overlay)
@@ -188,11 +210,9 @@ def write_index(
     else:
         ov_h, ov_s = np.empty(0, np.uint64), np.empty(0, np.uint8)
     base_n = len(table)
-    pos = table.keys.searchsorted(ov_h) if base_n else np.zeros(len(ov_h), np.int64)
-    hit = np.zeros(len(ov_h), dtype=bool)
-    inside = pos < base_n
-    hit[inside] = table.keys[pos[inside]] == ov_h[inside]
+    pos, hit, _ = table.locate(ov_h)
     n = base_n + int(np.count_nonzero(~hit))
+    fences: list[Any] = []
     path = index_path(output)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
@@ -220,7 +240,10 @@ def write_index(
                 handle.write(k.tobytes())
                 handle.seek(states_at + written)
                 handle.write(s.tobytes())
+                fences.append(k[(-written) % BLOCK :: BLOCK].copy())  # not a view: k is freed
                 written += len(k)
+            handle.seek(states_at + n)
+            handle.write(np.concatenate(fences).tobytes() if fences else b"")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

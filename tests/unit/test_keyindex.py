@@ -181,3 +181,47 @@ def test_large_outputs_are_sampled_and_still_caught(
     out.write_bytes(b"".join(lines) + line_for("ok", URLS[57], None))
     index = load_resume_index(out)
     assert index.persisted == -1 and sets(index) == exact(out)
+
+
+def test_a_fenced_table_reads_blocks_and_agrees_with_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large index is opened with only its fence in memory: single look-ups read blocks,
+    many at once read the table; both, and a merge of new keys (written in steps that are
+    not a multiple of the block), agree with the arrays."""
+    import random
+
+    import numpy as np
+
+    from runner.core.resume import KeyTable
+
+    out = tmp_path / "out.jsonl"
+    out.write_bytes(line_for("ok", URLS[0], None))
+    rng = random.Random(7)
+    keys = sorted(set(rng.getrandbits(64) for _ in range(20_000)))
+    states = [rng.choice([1, 2, 3]) for _ in keys]
+    memory = KeyTable(np.array(keys, dtype=np.uint64), np.array(states, dtype=np.uint8))
+    meta = {"lines": 1, "records": 1, "stable_from": 0, "corrupt_lines": []}
+    keyindex.write_index(out, out.stat().st_size, memory, meta)
+    opened = keyindex.open_index(out)
+    assert opened is not None
+    fenced = opened[1]
+    assert fenced.fence is not None and len(fenced) == len(keys)
+    probes = [keys[0], keys[-1], keys[511], keys[512], keys[9_999], 0, 2**64 - 1, 12345]
+    for h in probes:  # one at a time: the block path
+        assert fenced.state(h) == memory.state(h), h
+    assert fenced._keys is None  # the table itself was never read whole
+    new = [(rng.getrandbits(64), 1) for _ in range(30)] + [(keys[77], 2), (keys[-1], 1)]
+    monkeypatch.setattr(keyindex, "_CHUNK", 1000)
+    keyindex.write_index(out, out.stat().st_size, fenced, meta, new, keyindex.index_path(out))
+    merged = keyindex.open_index(out)
+    assert merged is not None
+    expected = dict(zip(keys, states, strict=True)) | dict(new)
+    table = merged[1]
+    got = dict(zip(table.keys.tolist(), table.states.tolist(), strict=True))  # reads it whole
+    assert got == expected
+    assert table.states_of([h for h, _ in new]) == [s for _, s in new]
+    again = keyindex.open_index(out)
+    assert again is not None
+    for h, s in new[:5] + [(keys[1024], expected[keys[1024]]), (keys[3000], expected[keys[3000]])]:
+        assert again[1].state(h) == s  # block reads through the rewritten fence

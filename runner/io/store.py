@@ -2,8 +2,8 @@
 
 The file is append-only and the latest record for a key wins. At start it becomes a
 ``ResumeIndex`` of 8-byte key hashes: the persistent index beside it (``runner.io.keyindex``,
-memory-mapped) plus a scan of what was appended after it, or a full scan (9 bytes per key,
-never the records themselves). ``ResultWriter`` owns the only write handle: one
+read a block at a time) plus a scan of what was appended after it, or a full scan (about 33
+bytes per key at peak while the table is sorted, never the records themselves). ``ResultWriter`` owns the only write handle: one
 ``write()`` per record into a buffered file. Inside an event loop the buffer goes to the OS
 at the end of the loop turn that appended (one syscall for every record of that turn), so a
 kill -9 loses only records appended in the very turn it strikes (never more than the requests

@@ -1,8 +1,8 @@
 """Pure: which keys are finished, per the latest record of each (8-byte key hashes, no records).
 
-Two layers: ``base`` is a ``KeyTable`` (sorted hashes and one state byte each: numpy arrays,
-or blocks read on demand from the persistent index beside the output, so ten million keys
-cost a 160 KB fence, not Python objects), and the sets ``ok``/``failed``/``retryable`` hold what was read after it
+Two layers: ``base`` is a ``KeyTable`` (sorted hashes and one state byte each: numpy arrays, or
+blocks read on demand from the persistent index beside the output, so ten million keys cost a 160 KB
+fence, not Python objects), and the sets ``ok``/``failed``/``retryable`` hold what was read after it
 (the output's tail). A key in the sets wins over the base: the later record wins.
 """
 

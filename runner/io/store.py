@@ -1,14 +1,14 @@
 """The output JSONL: loading the resume index, the single appender, and the run lock.
 
-The file is append-only and the latest record for a key wins. At start it becomes a
-``ResumeIndex`` of 8-byte key hashes: the persistent index beside it (``runner.io.keyindex``,
-read a block at a time) plus a scan of what was appended after it, or a full scan (about 33
-bytes per key at peak while the table is sorted, never the records themselves). ``ResultWriter`` owns the only write handle: one
-``write()`` per record into a buffered file. Inside an event loop the buffer goes to the OS
-at the end of the loop turn that appended (one syscall for every record of that turn), so a
-kill -9 loses only records appended in the very turn it strikes (never more than the requests
-then in flight); outside a loop it is flushed at least every ``flush_interval_s``. A kill
-tears at most the last line, which the next writer cuts off before appending.
+The file is append-only and the latest record for a key wins. At start it becomes a ``ResumeIndex``
+of 8-byte key hashes: the persistent index beside it (``runner.io.keyindex``, read a block at a
+time) plus a scan of what was appended after it, or a full scan (about 33 bytes per key at peak
+while the table is sorted, never the records themselves). ``ResultWriter`` owns the only write
+handle: one ``write()`` per record into a buffered file. Inside an event loop the buffer goes to the
+OS at the end of the loop turn that appended (one syscall for every record of that turn), so a kill
+-9 loses only records appended in the very turn it strikes (never more than the requests then in
+flight); outside a loop it is flushed at least every ``flush_interval_s``. A kill tears at most the
+last line, which the next writer cuts off before appending.
 """
 
 from __future__ import annotations

@@ -174,7 +174,11 @@ def _reader(path: Path, n: int) -> Callable[[int, int], tuple[Any, Any]]:
 
 def _header_bytes(output: Path, covered: int, n: int, meta: dict[str, Any]) -> bytes:
     st = os.stat(output)
-    corrupt = json.dumps(meta["corrupt_lines"][:400]).encode()
+    shown = list(meta["corrupt_lines"][:400])
+    corrupt = json.dumps(shown).encode()
+    while len(corrupt) > HEADER - _FIELDS.size:  # the first ones that fit in the header
+        shown = shown[: len(shown) // 2]
+        corrupt = json.dumps(shown).encode()
     fp = fingerprint(output, covered)
     fields = _FIELDS.pack(
         MAGIC,

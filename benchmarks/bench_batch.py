@@ -1,7 +1,9 @@
 """Batch path throughput: building batch files and collecting batch output, in lines per second.
 
-    python benchmarks/bench_batch.py            # 200,000 lines, best of 3, targets enforced (exit 1 on a miss)
-    python benchmarks/bench_batch.py --smoke    # 2,000 lines, for CI: checks it runs, not the figures
+    # 200,000 lines, best of 3, targets enforced (exit 1 on a miss)
+    python benchmarks/bench_batch.py
+    # 2,000 lines, for CI: checks it runs, not the figures
+    python benchmarks/bench_batch.py --smoke
     python benchmarks/bench_batch.py --json out.json
 
 Figures:
@@ -139,7 +141,7 @@ def bench_collect(job: JobConfig, chunks: list, work: Path) -> float:
     writer = ResultWriter(job.output_path)
     builder = BodyBuilder(job, read_media)
     t0 = time.perf_counter()
-    for (ids_path, data), c in zip(files, chunks):
+    for (ids_path, data), c in zip(files, chunks, strict=True):
         ids = read_sidecar(ids_path)
         result = CollectResult()
         collect_lines(data, ids, set(), writer, stats, f"batch_{c.index}", result, None, builder)
@@ -181,7 +183,8 @@ def main() -> int:
         ("build incl. reading input (lines/s)", build_input, None),
     ]
     print(
-        f"bench_batch: {n} lines, best of {repeat}, python {sys.version.split()[0]}, load {os.getloadavg()[0]:.2f}"
+        f"bench_batch: {n} lines, best of {repeat}, python {sys.version.split()[0]}, "
+        f"load {os.getloadavg()[0]:.2f}"
     )
     print(f"{'figure':40} {'value':>12} {'target':>10} {'ratio':>7}")
     missed = False

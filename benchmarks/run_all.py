@@ -29,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_shards import measure as measure_shards
 from common import (
     PY,
     REPO,
@@ -76,9 +77,8 @@ class Ctx:
 
 
 def glmrun_run(config: Path, env: dict[str, str] | None = None, **kw: Any) -> Any:
-    return run_child(
-        [PY, "-m", "runner", "run", str(config), "-q"], env={**KEY_ENV, **(env or {})}, **kw
-    )
+    # default verbosity, not -q: the summary on stdout carries the engine's own wall time
+    return run_child([PY, "-m", "runner", "run", str(config)], env={**KEY_ENV, **(env or {})}, **kw)
 
 
 def baseline(
@@ -142,7 +142,7 @@ def bench_saturation(ctx: Ctx) -> None:
         )
     )
     engine = re.search(
-        r"; ([\d.]+)s, ([\d.]+) req/s", child.stdout
+        r"· ([\d.]+)s, ([\d,.]+) items/s", child.stdout
     )  # the summary line: the engine's own wall
     if engine:
         erate = n / float(engine.group(1))
@@ -329,7 +329,7 @@ def _adaptive(
     out = count_output(d / "out.jsonl")
     ratio = ideal_s / child.wall_s
     engine = re.search(
-        r"; ([\d.]+)s, ([\d.]+) req/s", child.stdout
+        r"· ([\d.]+)s, ([\d,.]+) items/s", child.stdout
     )  # the summary line: the engine's own wall
     share = stats["throttled"] / max(1, stats["chat_requests"])
     lost = n - out["ok"]
@@ -379,6 +379,51 @@ def bench_adaptive_schedule(ctx: Ctx) -> None:
         n,
         ideal_time(schedule, n, 0.2),
         f"hidden 16 -> 4 -> 32, every {step} s",
+    )
+
+
+def bench_shards(ctx: Ctx) -> None:
+    """4 processes (--shard i/4), each with concurrency: auto, on one account (hidden 16 @
+    200 ms, 80/s): combined >= 0.85 of capacity, each within 0.6x-1.6x of the mean, 429 <= 5%."""
+    r = measure_shards(
+        ctx.dir("shards"), n=ctx.size(3200, 400), shards=4, warmup_s=ctx.size(3.0, 0.5)
+    )
+    note = "4 shards x auto, hidden 16 @ 200 ms"
+    keys = ("rates_per_s", "shares", "window_s", "throttled_share_in_window", "requests", "wall_s")
+    detail = {k: r[k] for k in keys}
+    ctx.add(
+        Figure(
+            f"{note}: combined",
+            r["combined_per_s"],
+            "results/s",
+            ">= 0.85 of cap 80/s",
+            r["combined_fraction"],
+            r["combined_fraction"] >= 0.85 and r["ok"] == r["n"],
+            detail,
+        )
+    )
+    low, high = min(r["shares"]), max(r["shares"])
+    ctx.add(
+        Figure(
+            f"{note}: largest share",
+            high,
+            "x mean",
+            f"all in 0.6x-1.6x of mean (min {low:.2f})",
+            None,
+            low >= 0.6 and high <= 1.6,
+            detail,
+        )
+    )
+    ctx.add(
+        Figure(
+            f"{note}: throttled",
+            r["throttled_share"],
+            "share",
+            f"<= 0.05 (in window {r['throttled_share_in_window']:.3f})",
+            None,
+            r["throttled_share"] <= 0.05,
+            detail,
+        )
     )
 
 
@@ -617,6 +662,7 @@ BENCHMARKS: dict[str, Callable[[Ctx], None]] = {
     "adaptive16": bench_adaptive16,
     "adaptive64": bench_adaptive64,
     "adaptive-schedule": bench_adaptive_schedule,
+    "shards": bench_shards,
     "memory": bench_memory,
     "resume": bench_resume,
     "resume10m": bench_resume10m,

@@ -37,7 +37,8 @@ SYSTEM_CLOCK = SystemClock()
 
 
 class FakeClock:
-    """``sleep(s)`` records ``s``, advances ``now`` and yields once: waits are asserted, not waited."""
+    """``sleep(s)`` records ``s``, advances ``now`` and yields once: waits are asserted,
+    not waited."""
 
     def __init__(self, start: float = 1_000.0):
         self.now = start

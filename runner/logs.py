@@ -3,6 +3,11 @@
 Modules log ``log.info("batch submitted", extra={"job": ..., "batch_id": ...})``; this module
 renders ``batch submitted job=describe batch_id=batch_1`` or ``{"event": "batch submitted",
 "job": "describe", ...}``. Only this module adds handlers.
+
+Quiet by default: text logs show warnings and errors; INFO events (a run's story) appear with
+``-v`` (with DEBUG) or with ``--log-format json``, because machine logs keep every event. On a
+terminal, text lines go through rich's handler on the shared ``console()``, so a line logged
+while the live display is up is printed above it, whole, instead of into the bar.
 """
 
 from __future__ import annotations
@@ -10,25 +15,52 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_CONSOLE: Console | None = None
+
+
+def console() -> Console:
+    """The stderr console shared by the log handler and the live display (one per process).
+    rich is imported here, not at module level: ``glmrun --help`` and a quick Ctrl-C after
+    start must not wait for it."""
+    global _CONSOLE
+    if _CONSOLE is None:
+        from rich.console import Console
+
+        _CONSOLE = Console(stderr=True, highlight=False, soft_wrap=False)
+    return _CONSOLE
+
+
+def set_console(value: Console | None) -> None:
+    """Tests hand in a recording console of a fixed width (``Console(record=True, width=80)``)."""
+    global _CONSOLE
+    _CONSOLE = value
 
 
 def fields_of(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD and not k.startswith("_")}
 
 
+def _text(value: Any) -> str:
+    if isinstance(value, (dict, list, tuple)):
+        return orjson.dumps(value, default=str).decode()
+    text = str(value)
+    if " " in text or not text:
+        text = orjson.dumps(text).decode()
+    return text
+
+
 class TextFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         parts = [record.getMessage()]
-        for key, value in fields_of(record).items():
-            text = str(value)
-            if " " in text or not text:
-                text = orjson.dumps(text).decode()
-            parts.append(f"{key}={text}")
+        parts.extend(f"{key}={_text(value)}" for key, value in fields_of(record).items())
         prefix = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
         return "glmrun: " + prefix + " ".join(parts)
 
@@ -47,12 +79,50 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(data, default=str).decode()
 
 
+def console_handler(con: Console) -> logging.Handler:
+    """rich's logging handler on ``con``, printing our text line as it is (no time, level or
+    path columns): while a live display is up, rich prints it above the display, whole."""
+    from rich.highlighter import NullHighlighter
+    from rich.logging import RichHandler
+
+    class ConsoleHandler(RichHandler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                self.console.print(
+                    self.format(record), markup=False, highlight=False, soft_wrap=True, crop=False
+                )
+            except Exception:  # logging must never end the run
+                self.handleError(record)
+
+    handler = ConsoleHandler(console=con, highlighter=NullHighlighter())
+    handler.setFormatter(TextFormatter())
+    return handler
+
+
+def level_for(verbosity: int, fmt: str) -> int:
+    """-1 (``-q``): warnings; 0: warnings (text) or info (json); 1 (``-v``): debug."""
+    if verbosity >= 1:
+        return logging.DEBUG
+    if verbosity == 0 and fmt == "json":
+        return logging.INFO
+    return logging.WARNING
+
+
 def setup_logging(*, verbosity: int = 0, fmt: str = "text", stream: IO[str] | None = None) -> None:
-    """verbosity: -1 quiet (warnings), 0 info, 1 debug."""
-    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.DEBUG)
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler: logging.Handler
+    if fmt == "json":
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(JsonFormatter())
+    elif stream is None and sys.stderr.isatty():
+        handler = console_handler(console())
+    else:
+        handler = logging.StreamHandler(stream or sys.stderr)
+        handler.setFormatter(TextFormatter())
+    level = level_for(verbosity, fmt)
+    handler.setLevel(level)
     root = logging.getLogger("runner")
     root.handlers[:] = [handler]
-    root.setLevel(level)
+    # INFO events are still made at default verbosity (a few per job): the display turns the
+    # batch events into lines for people. Per-request DEBUG is only made with -v.
+    root.setLevel(min(level, logging.INFO))
     root.propagate = False

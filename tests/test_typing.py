@@ -1,4 +1,4 @@
-"""The runner package type-checks under ``mypy --strict`` (config: [tool.mypy] in pyproject.toml)."""
+"""The runner package type-checks under ``mypy --strict`` (config: pyproject.toml [tool.mypy])."""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""The API client: a small typed protocol the engines use, and its aiohttp implementation for GLM."""
+"""The API client: a small typed protocol the engines use, and its aiohttp implementation."""

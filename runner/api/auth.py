@@ -61,7 +61,7 @@ class JwtAuth:
         self.minted = 0
 
     def header(self) -> str:
-        """``Bearer <jwt>``, minting a new token when the cached one is within the refresh margin."""
+        """``Bearer <jwt>``; a new token is minted when the cached one is near its expiry."""
         now = self._clock()
         if now >= self._expires_at - REFRESH_MARGIN_S:
             self._mint(now)

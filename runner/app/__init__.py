@@ -1,1 +1,1 @@
-"""The application: the one place that wires real pieces, and run, status, bench and progress on top of it."""
+"""The application: the one place that wires real pieces; run, status, bench and the display."""

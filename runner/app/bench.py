@@ -105,7 +105,10 @@ def recommend(
 
 
 def format_table(levels: list[LevelResult]) -> str:
-    head = f"{'concurrency':>11} {'req/s':>8} {'p50 s':>7} {'p95 s':>7} {'429 share':>9} {'errors':>6} {'results':>7}"
+    head = (
+        f"{'concurrency':>11} {'req/s':>8} {'p50 s':>7} {'p95 s':>7} {'429 share':>9}"
+        f" {'errors':>6} {'results':>7}"
+    )
     rows = [head]
     for lv in levels:
         p50, p95 = lv.latency_q(0.5), lv.latency_q(0.95)
@@ -126,8 +129,8 @@ def format_recommendation(
     best = recommend(levels, acceptable_share)
     if best is None:
         return (
-            f"no level kept 429 answers under {100 * acceptable_share:.0f}% of requests: try lower levels "
-            "(--concurrency 1,2,4) or limits.concurrency: auto"
+            f"no level kept 429 answers under {100 * acceptable_share:.0f}% of requests: "
+            "try lower levels (--concurrency 1,2,4) or limits.concurrency: auto"
         )
     top = max(lv.concurrency for lv in levels)
     hint = (
@@ -148,36 +151,74 @@ def check_plot_available() -> None:
         raise ConfigError("--plot needs matplotlib: pip install 'glmrun[plot]'") from None
 
 
-def plot(levels: list[LevelResult], path: Path, title: str) -> None:
+def plot(
+    levels: list[LevelResult],
+    path: Path,
+    title: str,
+    acceptable_share: float = ACCEPTABLE_429_SHARE,
+) -> None:
+    """Three panels on one concurrency axis: requests/s, the 429 share (which explains a drop
+    in throughput) with the acceptable share, and p50/p95 latency on an axis from zero. The
+    recommended level is a vertical line through all three; legends sit outside the plots so
+    they hide no point."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     xs = [lv.concurrency for lv in levels]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(xs, [lv.rate for lv in levels], "o-", color="tab:blue", label="requests/s")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(xs, [str(x) for x in xs])
-    ax.set_xlabel("concurrency")
-    ax.set_ylabel("requests/s", color="tab:blue")
-    ax2 = ax.twinx()
-    ax2.plot(
-        xs,
-        [lv.latency_q(0.5) or 0 for lv in levels],
-        "s--",
-        color="tab:orange",
-        label="p50 latency",
+    best = recommend(levels, acceptable_share)
+    fig, (top, mid, low) = plt.subplots(
+        3, 1, sharex=True, figsize=(8, 7), gridspec_kw={"height_ratios": [3, 2, 3]}
     )
-    ax2.plot(
-        xs, [lv.latency_q(0.95) or 0 for lv in levels], "^:", color="tab:red", label="p95 latency"
+    top.plot(xs, [lv.rate for lv in levels], "o-", color="tab:blue", label="requests/s")
+    top.set_ylabel("requests/s")
+    top.set_ylim(bottom=0, top=max([lv.rate for lv in levels] + [1]) * 1.15)
+    shares = [100 * lv.throttled_share for lv in levels]
+    mid.bar(xs, shares, width=[x * 0.35 for x in xs], color="tab:orange", label="429 share")
+    mid.axhline(
+        100 * acceptable_share,
+        color="grey",
+        ls=":",
+        label=f"acceptable ({100 * acceptable_share:.0f}%)",
     )
-    ax2.set_ylabel("latency (s)", color="tab:red")
-    ax.set_title(title)
-    handles = ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0]
-    ax.legend(handles, [str(h.get_label()) for h in handles], loc="best", fontsize="small")
+    for x, share in zip(xs, shares, strict=True):  # a 0% bar is invisible: say it
+        mid.annotate(
+            f"{share:.1f}%",
+            (x, share),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize="x-small",
+            bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"},
+        )
+    mid.set_ylabel("429 share (%)")
+    mid.set_ylim(0, max(shares + [100 * acceptable_share]) * 1.25)
+    p50 = [lv.latency_q(0.5) or 0 for lv in levels]
+    p95 = [lv.latency_q(0.95) or 0 for lv in levels]
+    low.plot(xs, p50, "s-", color="tab:green", label="p50 latency")
+    low.plot(xs, p95, "^--", color="tab:red", label="p95 latency")
+    low.set_ylabel("latency (s)")
+    low.set_ylim(bottom=0, top=max(p95 + [0.001]) * 1.15)
+    low.set_xscale("log", base=2)
+    low.set_xticks(xs, [str(x) for x in xs])
+    low.minorticks_off()
+    low.set_xlabel("concurrency")
+    for ax in (top, mid, low):
+        if best is not None:
+            ax.axvline(
+                best.concurrency,
+                color="black",
+                ls="--",
+                lw=1,
+                label=f"recommended: {best.concurrency}",
+            )
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False)
+    top.set_title(title)
     fig.tight_layout()
-    fig.savefig(path)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -219,12 +260,13 @@ async def bench(
         try:
             plan, index = plan_job(job, config, keep=sample * len(levels))
             print(
-                f"{job.name}: {plan.pending} pending; {sample} per level at concurrency {','.join(map(str, levels))}",
+                f"{job.name}: {plan.pending:,} pending; {sample} per level at concurrency "
+                f"{','.join(map(str, levels))}",
                 file=out,
             )
             pending = pending_items(job, config, plan, index)
             async with connect(config, connections=max(levels)) as client:
-                writer = make_writer(job, config)
+                writer = make_writer(job)
                 stopper.writers.append(writer)
                 try:
                     for level in levels:

@@ -15,10 +15,11 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from runner.api.glm import GlmClient
 from runner.api.preflight import check_reachable
+from runner.app.display import Display, Mode
 from runner.app.planning import (
     KEEP_PENDING,
     PlanStopped,
@@ -29,8 +30,8 @@ from runner.app.planning import (
     plan_job,
     with_limit,
 )
-from runner.app.progress import Progress, format_summary
 from runner.app.signals import SignalStop, acquire_lock
+from runner.app.summary import job_exit_code, most_serious, summary_lines
 from runner.app.wiring import (
     api_base_url,
     make_client,
@@ -39,22 +40,25 @@ from runner.app.wiring import (
     make_writer,
 )
 from runner.config.schema import Config, JobConfig
-from runner.core.cost import estimate, format_estimate, format_usage
+from runner.core.cost import estimate, format_estimate
 from runner.core.items import InvalidLine, Item
 from runner.core.plan import JobPlan
 from runner.core.stats import JobStats
 from runner.errors import (
     EXIT_OK,
-    EXIT_SOME_ERRORS,
     EXIT_TEMPFAIL,
     ComeBackLater,
     GlmrunError,
     Interrupted,
     RunLocked,
 )
-from runner.io.jsonl import iter_lines
+from runner.io.batch_state import tracked_batches
+from runner.io.job_files import iter_job_lines
 from runner.io.prepare import read_job_items
 from runner.io.store import ResultWriter, RunLock, save_resume_index
+
+if TYPE_CHECKING:
+    from runner.engine.batch.driver import Fallback
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +70,16 @@ class RunOptions:
     dry_run: bool = False
     no_wait: bool = False
     wait_lock: bool = False
-    tty: bool | None = None
+    tty: bool | None = None  # None: ask the console
+    display: Mode | None = None  # None: live on a TTY, else progress lines
+    strict: bool = False  # exit 1 while any permanent error record exists (the old rule)
+    quiet: bool = False  # -q: no summary on success
+
+    def display_mode(self) -> Mode:
+        if self.display is not None:
+            return self.display
+        tty = sys.stderr.isatty() if self.tty is None else self.tty
+        return "live" if tty else "lines"
 
 
 @dataclass
@@ -74,6 +87,7 @@ class RunResult:
     stats: list[JobStats] = field(default_factory=list)
     plans: list[JobPlan] = field(default_factory=list)
     exit_code: int = EXIT_OK
+    later: ComeBackLater | None = None  # batches still running in some job
 
 
 async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None) -> RunResult:
@@ -82,39 +96,64 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
     result = RunResult()
     if options.dry_run:
         for job in jobs:
-            plan, _ = plan_job(job, config)
-            plan = with_limit(plan, options.limit, config)
-            result.plans.append(plan)
-            print(describe_plan(plan), file=out)
-            items = read_job_items(job, config)
-            records = iter_lines(job.output_path)
-            est = estimate(job, plan.pending, config.cost, items, records)
-            print(format_estimate(job, est, config.cost), file=out)
+            dry_run(job, config, options, result, out)
         return result
 
     stopper = SignalStop(config.run.grace_s)
     stopper.install()
     log.info(
         "run started",
-        extra={"config": str(config.path), "jobs": [j.name for j in jobs], "pid": os.getpid()},
+        extra={
+            "config": str(config.path),
+            "jobs": [j.name for j in jobs],
+            "pid": os.getpid(),
+            **({"shard": str(jobs[0].shard)} if jobs and jobs[0].shard else {}),
+        },
     )
     try:
         await _run_jobs(config, options, jobs, stopper, result, out)
-    except GlmrunError as exc:
-        log.info("run finished", extra={"exit_code": exc.exit_code, "why": str(exc)})
+    except GlmrunError as exc:  # the CLI prints its one line; the event does not repeat it
+        log.info("run finished", extra={"exit_code": exc.exit_code})
         raise
     if stopper.signame is not None:
         interrupted = Interrupted(stopper.signame)
-        log.info(
-            "run finished", extra={"exit_code": interrupted.exit_code, "why": str(interrupted)}
-        )
+        log.info("run finished", extra={"exit_code": interrupted.exit_code})
         raise interrupted
-    if any(s.errors or s.failed_before for s in result.stats):
-        result.exit_code = EXIT_SOME_ERRORS
-    elif any(s.left_pending for s in result.stats):
-        result.exit_code = EXIT_TEMPFAIL  # not every item is done: a later run sends the rest
+    codes = [job_exit_code(s, strict=options.strict) for s in result.stats]
+    if result.later is not None:
+        codes.append(EXIT_TEMPFAIL)
+    result.exit_code = most_serious(codes)
     log.info("run finished", extra={"exit_code": result.exit_code})
+    if result.later is not None:
+        if result.exit_code == EXIT_TEMPFAIL:
+            raise result.later  # its message is the one line that says to come back
+        log.warning(str(result.later))
     return result
+
+
+def dry_run(
+    job: JobConfig, config: Config, options: RunOptions, result: RunResult, out: IO[str]
+) -> None:
+    """The plan, the first invalid input lines with their reasons, and a cost estimate."""
+    plan, _ = plan_job(job, config)
+    plan = with_limit(plan, options.limit, config)
+    result.plans.append(plan)
+    print(describe_plan(plan), file=out)
+    shown = 0
+    for item in read_job_items(job, config):
+        if isinstance(item, InvalidLine):
+            if shown == INVALID_SHOWN:
+                print("  ... (glmrun status --errors lists them once a run records them)", file=out)
+                break
+            print(f"  invalid line {item.line_no}: {item.reason}", file=out)
+            shown += 1
+    items = read_job_items(job, config)
+    records = iter_job_lines(job)  # token averages from every output file of the job
+    est = estimate(job, plan.pending, config.cost, items, records)
+    print(format_estimate(job, est, config.cost), file=out)
+
+
+INVALID_SHOWN = 5  # invalid input lines --dry-run lists
 
 
 async def _run_jobs(
@@ -157,43 +196,28 @@ async def _each_job(
     client: GlmClient,
     reachable: asyncio.Future[None] | None,
 ) -> None:
-    later: ComeBackLater | None = None
     for job in jobs:
         if stopper.event.is_set():
             break
         try:
             stats = await _run_job(job, config, options, client, stopper, out, reachable)
         except ComeBackLater as exc:  # batches still running: the other jobs go on
-            later = exc
+            result.later = exc
             if exc.stats is None:
                 raise
             stats = exc.stats
         result.stats.append(stats)
-        log_job_finished(stats)
-        print(format_summary(stats), file=out, flush=True)
-        if stats.usage_by_route:
-            usage = format_usage(_route_usage(stats), job, config.cost)
-            print(f"{job.name}: tokens by route: {usage}", file=out, flush=True)
-    if later is not None and not stopper.event.is_set():
-        raise later
-
-
-def log_job_finished(stats: JobStats) -> None:
-    """The retry summary and the job's totals as two events (for log collectors)."""
-    log.info(
-        "retry summary",
-        extra={
-            "job": stats.name,
-            "requests": stats.requests,
-            "retries": stats.retries,
-            "throttled": stats.throttled,
-        },
-    )
-    log.info("job finished", extra=stats.summary())
-
-
-def _route_usage(stats: JobStats) -> dict[str, tuple[int, int]]:
-    return {route: (t[0], t[1]) for route, t in stats.usage_by_route.items()}
+        log.info("job finished", extra=stats.summary())
+        if not options.quiet or job_exit_code(stats, strict=options.strict):
+            lines = summary_lines(
+                stats,
+                price=config.cost.price(job.model),
+                currency=config.cost.currency,
+                strict=options.strict,
+            )
+            print("\n".join(lines), file=out, flush=True)
+    if stopper.event.is_set():
+        result.later = None
 
 
 async def _run_job(
@@ -249,11 +273,27 @@ async def _run_job(
         if stopper.event.is_set():
             return stats
         pending = limited(pending_items(job, config, plan, index, stopper.flag), options.limit)
+        display = Display(
+            stats,
+            options.display_mode(),
+            interval_s=config.run.progress_interval_s,
+            price=config.cost.price(job.model),
+            currency=config.cost.currency,
+            batches=(lambda: tracked_batches(job)) if plan.route == "batch" else None,
+        )
         if plan.route == "batch":
             from runner.engine.batch import run_batch_job  # only now: a realtime run skips it
 
             # stopper.current: the grace period also ends a hung call or fallback request here
             # (cancelling is as safe as a kill: each chunk state is saved before its call)
+            batch_writers: list[ResultWriter] = []
+
+            def fallback(writer: ResultWriter) -> Fallback:
+                # the batch path's writer: a second signal flushes it too before exiting
+                batch_writers.append(writer)
+                stopper.writers.append(writer)
+                return make_fallback(job, config, client, writer, stats, stopper.event)
+
             task = asyncio.ensure_future(
                 run_batch_job(
                     plan,
@@ -263,14 +303,13 @@ async def _run_job(
                     stats,
                     stopper.event,
                     no_wait=options.no_wait,
-                    fallback=lambda writer: make_fallback(
-                        job, config, client, writer, stats, stopper.event
-                    ),
+                    fallback=fallback,
                 )
             )
             stopper.current = task
             try:
-                return await task
+                async with display:
+                    return await task
             except asyncio.CancelledError:
                 if stopper.signame is None:
                     raise
@@ -281,12 +320,13 @@ async def _run_job(
                 return stats
             finally:
                 stopper.current = None
-        writer = make_writer(job, config)
+                for w in batch_writers:
+                    stopper.writers.remove(w)
+        writer = make_writer(job, stats=stats)
         stopper.writers.append(writer)
         try:
-            return await _run_realtime(
-                job, config, client, writer, stats, stopper, pending, options
-            )
+            async with display:
+                return await _run_realtime(job, config, client, writer, stats, stopper, pending)
         finally:
             writer.close()
             stopper.writers.remove(writer)
@@ -306,11 +346,8 @@ async def _run_realtime(
     stats: JobStats,
     stopper: SignalStop,
     pending: Iterator[tuple[int, Item | InvalidLine]],
-    options: RunOptions,
 ) -> JobStats:
     engine = make_realtime_engine(job, config, client, writer, stats, stopper.event)
-    progress = Progress(stats, tty=options.tty, interval_s=config.run.progress_interval_s)
-    progress_task = asyncio.create_task(progress.run())
     task = asyncio.ensure_future(engine.run(pending))
     stopper.current = task
     try:
@@ -323,8 +360,5 @@ async def _run_realtime(
         )
     finally:
         stopper.current = None
-        progress_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await progress_task
         stats.finished = time.monotonic()
     return stats

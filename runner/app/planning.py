@@ -27,9 +27,9 @@ from runner.core.plan import (
 )
 from runner.core.resume import ResumeIndex
 from runner.io.inputs import TextPrefix, detect_format
+from runner.io.job_files import load_job_index
 from runner.io.plancache import load_prefix, save_prefix
 from runner.io.prepare import read_job_items
-from runner.io.store import load_resume_index
 
 _T = TypeVar("_T")
 
@@ -49,19 +49,27 @@ def plan_job(
     keep: int = 0,
     save: bool = False,
 ) -> tuple[JobPlan, ResumeIndex]:
-    """Plan ``job``. A text input starts where the last plan found only finished lines
-    (``runner.io.plancache``). With ``save`` (the caller holds the output's lock) a full scan
-    of the output leaves a persistent resume index, and the input's finished prefix is noted."""
-    index = load_resume_index(job.output_path, save=save)
+    """Plan ``job`` from its index (every output file of the job, merged) and what this
+    process does: with ``job.shard``, only the items its shard owns. A text input of an
+    unsharded run starts where the last plan found only finished lines
+    (``runner.io.plancache``; a shard run reads the whole input). With ``save`` (the caller
+    holds the output's lock) a full scan of the output leaves a persistent resume index, and
+    the input's finished prefix is noted."""
+    index = load_job_index(job, save=save)
     skipped = PendingCounts()  # finished lines the text pre-filter counts without parsing
-    skip = done_line_filter(index, skipped)
+    skip = done_line_filter(index, skipped, job.shard)
     text = skip is not None and detect_format(job.input_path, job.input_format) == "text"
+    text = text and job.shard is None
     prefix = load_prefix(job.output_path, job.input_path, index) if text else TextPrefix()
+    prefix.growing = text
     start = dataclasses.replace(prefix)
     items = read_job_items(job, config, skip, prefix)
-    counts = count_pending(items if stop is None else _until(items, stop), index, keep=keep)
+    counts = count_pending(
+        items if stop is None else _until(items, stop), index, keep=keep, shard=job.shard
+    )
     counts.done += skipped.done + start.done
     counts.failed += skipped.failed + start.failed
+    counts.other_shards += skipped.other_shards
     counts.start = (start.offset, start.line_no)
     if save and text:
         save_prefix(job.output_path, job.input_path, prefix, index)
@@ -82,9 +90,13 @@ def pending_items(
         return iter(kept)
     offset, line_no = plan.counts.start
     prefix = TextPrefix(offset, line_no, growing=False)
-    items = read_job_items(job, config, done_line_filter(index, PendingCounts()), prefix)
+    skip = done_line_filter(index, PendingCounts(), job.shard)
+    items = read_job_items(job, config, skip, prefix)
     return iter_pending(
-        items if stop is None else _until(items, stop, quiet=True), index, PendingCounts()
+        items if stop is None else _until(items, stop, quiet=True),
+        index,
+        PendingCounts(),
+        job.shard,
     )
 
 
@@ -147,10 +159,13 @@ def with_limit(plan: JobPlan, limit: int | None, config: Config) -> JobPlan:
 
 def describe_plan(plan: JobPlan) -> str:
     c = plan.counts
+    job = plan.job
+    name = job.name if job.shard is None else f"{job.name} shard {job.shard}"
+    others = f", {c.other_shards} lines for other shards" if job.shard is not None else ""
     return (
-        f"{plan.job.name}: {c.pending} pending, {c.done} done ({c.failed} as errors), "
-        f"{c.invalid} invalid, "
-        f"{c.duplicates} duplicate lines -> {plan.route} ({plan.why})"
+        f"{name}: {c.pending:,} pending, {c.done:,} done ({c.failed:,} as errors), "
+        f"{c.invalid:,} invalid, {c.duplicates:,} duplicate lines{others} -> {plan.route} "
+        f"({plan.why})"
     )
 
 

@@ -97,7 +97,8 @@ async def acquire_lock(
     while True:
         if await sleep_or_stop(poll_s, stop):
             raise RunLocked(
-                f"{lock.path.name}: stopped while waiting for the lock (held by pid {lock.holder()})"
+                f"{lock.path.name}: stopped while waiting for the lock "
+                f"(held by pid {lock.holder()})"
             )
         try:
             lock.acquire()

@@ -1,14 +1,17 @@
 """``glmrun status CONFIG``: what is done, failed and pending per job, without network.
 
-Reads only the input, the output JSONL (latest record per key wins, torn or corrupt lines
-skipped) and the job's batch state files; takes no lock, so it is safe to call while a run
+Reads only the input, every output file of the job (the main output and each shard's, see
+``runner.io.job_files``; latest record per key wins, torn or corrupt lines skipped) and the
+batch state files of the job and its shards; takes no lock, so it is safe to call while a run
 is going on (the counts are then a snapshot). Cron wrappers use the exit code: 0 when every
 job is finished, 75 when work is pending or batches are still tracked.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,13 +19,30 @@ from runner.config.schema import Config, JobConfig
 from runner.core.cost import format_usage, usage_from_lines
 from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
-from runner.core.resume import FAILED, OK, RETRYABLE
+from runner.core.records import is_final, record_key
+from runner.core.resume import FAILED, OK, RETRYABLE, ResumeIndex
+from runner.core.shard import Shard
 from runner.errors import EXIT_OK, EXIT_TEMPFAIL
-from runner.io.jsonl import iter_lines
+from runner.io.job_files import iter_job_lines, job_output_files, job_work_dirs
+from runner.io.jsonl import parse_record
 from runner.io.prepare import read_job_items
 from runner.io.store import load_resume_index
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class FileStatus:
+    """One output file of the job (the main output or a shard's), counted over the input's keys
+    whose latest record is in it; ``pending`` is what that shard still owns (shards only)."""
+
+    output: str
+    shard: str | None = None  # "I/N", None for the main output
+    exists: bool = True
+    ok: int = 0
+    errors: int = 0
+    pending: int | None = None
+    corrupt_output_lines: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -41,6 +61,7 @@ class JobStatus:
         default_factory=dict
     )  # route -> prompt/completion tokens spent
     usage_line: str = ""
+    files: list[FileStatus] = field(default_factory=list)  # per output file: main, then shards
 
     @property
     def open_batches(self) -> list[dict[str, Any]]:
@@ -55,9 +76,18 @@ class JobStatus:
 
 
 def job_status(job: JobConfig, config: Config) -> JobStatus:
-    """Counts per unique key of the input (a duplicate line counts once, as a duplicate)."""
-    index = load_resume_index(job.output_path)
-    status = JobStatus(job.name, str(job.output_path), corrupt_output_lines=index.corrupt_lines)
+    """Counts per unique key of the input (a duplicate line counts once, as a duplicate), over
+    the merge of every output file of the job, with a row per file and per shard."""
+    files = _file_rows(job)
+    if len(files) == 1:
+        index = files[0][2]  # one file: its index as it is (a table base is not copied)
+    else:
+        index = ResumeIndex()
+        for _, _, file_index in files:
+            index.merge(file_index)
+    main_corrupt = files[0][2].corrupt_lines if files and files[0][1] is None else []
+    status = JobStatus(job.name, str(job.main_output_path), corrupt_output_lines=main_corrupt)
+    status.files = [row for row, _, _ in files]
     seen: set[int] = set()
     for item in read_job_items(job, config):  # the same checks as a run (local files, models)
         h = key_hash(item.key)
@@ -76,16 +106,59 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
             status.pending += 1
             if state == RETRYABLE:
                 status.retryable_errors += 1
+        for row, shard, file_index in files:
+            file_state = state if file_index is index else file_index.state(h)
+            if file_state == OK:
+                row.ok += 1
+            elif file_state == FAILED:
+                row.errors += 1
+            elif row.pending is not None and shard is not None and shard.owns(h):
+                row.pending += not index.is_done(h)
     status.batches = tracked_batches(job)
     return status
 
 
+def _file_rows(job: JobConfig) -> list[tuple[FileStatus, Shard | None, ResumeIndex]]:
+    """A row per existing output file, plus one per shard of each N seen that has no file yet
+    (so ``status`` shows the shard that never ran)."""
+    rows: list[tuple[FileStatus, Shard | None, ResumeIndex]] = []
+    present: set[Shard] = set()
+    counts: set[int] = set()
+    for f in job_output_files(job):
+        if not f.path.exists():
+            continue
+        index = load_resume_index(f.path)
+        label = None if f.shard is None else str(f.shard)
+        row = FileStatus(str(f.path), label, corrupt_output_lines=index.corrupt_lines)
+        if f.shard is not None:
+            row.pending = 0
+            present.add(f.shard)
+            counts.add(f.shard.count)
+        rows.append((row, f.shard, index))
+    for n in sorted(counts):
+        for i in range(n):
+            shard = Shard(i, n)
+            if shard not in present:
+                path = dataclasses.replace(job, shard=shard).output_path
+                rows.append(
+                    (FileStatus(str(path), str(shard), False, pending=0), shard, ResumeIndex())
+                )
+    rows.sort(key=lambda r: (0, 0, 0) if r[1] is None else (1, r[1].count, r[1].index))
+    return rows
+
+
 def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
-    """The batch path's chunks for ``job`` (from its state file): each with ``batch_id``,
-    ``state`` and ``finished`` once its results are collected into the output."""
+    """The batch path's chunks for ``job`` and its shards (from their state files): each with
+    ``batch_id``, ``state``, ``finished`` once its results are collected into the output, and
+    ``shard`` ("I/N") when a shard submitted it."""
     from runner.io.batch_state import tracked_batches as from_state_file
 
-    return list(from_state_file(job))
+    out: list[dict[str, Any]] = []
+    for shard, _ in job_work_dirs(job):
+        part = dataclasses.replace(job, shard=shard)
+        for chunk in from_state_file(part):
+            out.append(chunk if shard is None else {**chunk, "shard": str(shard)})
+    return out
 
 
 def collect(config: Config, job_name: str | None = None) -> list[JobStatus]:
@@ -99,7 +172,7 @@ def collect(config: Config, job_name: str | None = None) -> list[JobStatus]:
 def add_usage(status: JobStatus, job: JobConfig, config: Config) -> None:
     """Tokens spent per route (every record line with usage), with cost when priced."""
 
-    totals = usage_from_lines(iter_lines(job.output_path))
+    totals = usage_from_lines(iter_job_lines(job))
     status.usage = {
         r: {"prompt": t.prompt, "completion": t.completion} for r, t in totals.by_route.items()
     }
@@ -108,30 +181,133 @@ def add_usage(status: JobStatus, job: JobConfig, config: Config) -> None:
         status.usage_line = format_usage(pairs, job, config.cost)
 
 
+@dataclass
+class ErrorGroup:
+    """The error records of one code (the latest record per key), with the first examples."""
+
+    code: str
+    count: int = 0
+    retryable: bool = False
+    examples: list[dict[str, Any]] = field(default_factory=list)  # key, line, message
+
+
+def error_groups(job: JobConfig, config: Config, limit: int = 5) -> list[ErrorGroup]:
+    """Keys whose latest record is an error, grouped by code, most frequent first; examples
+    carry the input line number when the key is still in the input."""
+    latest: dict[str, dict[str, Any]] = {}
+    for line in iter_job_lines(job):
+        record = parse_record(line)
+        key = None if record is None else record_key(record)
+        if record is None or key is None:
+            continue
+        if record.get("status") == "error":
+            latest[key] = record
+        else:
+            latest.pop(key, None)
+    groups: dict[str, ErrorGroup] = {}
+    for key, record in latest.items():
+        error = record.get("error")
+        error = error if isinstance(error, dict) else {}
+        code = str(error.get("code"))
+        group = groups.setdefault(code, ErrorGroup(code))
+        group.count += 1
+        group.retryable = bool(error.get("retryable")) or not is_final(record)
+        if len(group.examples) < limit:
+            example = {"key": key, "line": None, "message": str(error.get("message") or "")}
+            group.examples.append(example)
+    _add_line_numbers(job, config, groups)
+    return sorted(groups.values(), key=lambda g: (-g.count, g.code))
+
+
+def _add_line_numbers(job: JobConfig, config: Config, groups: dict[str, ErrorGroup]) -> None:
+    wanted = {ex["key"]: ex for g in groups.values() for ex in g.examples}
+    if not wanted:
+        return
+    for item in read_job_items(job, config):
+        ex = wanted.pop(item.key, None)
+        if ex is not None:
+            ex["line"] = item.line_no
+            if not wanted:
+                return
+
+
+def format_errors(job: str, groups: list[ErrorGroup]) -> list[str]:
+    """``describe: 3 keys with errors`` then per code a heading and its examples."""
+    total = sum(g.count for g in groups)
+    if not total:
+        return [f"{job}: no error records"]
+    lines = [f"{job}: {total:,} key{'s' if total != 1 else ''} with errors"]
+    for g in groups:
+        kind = "retried by the next run" if g.retryable else "permanent"
+        lines.append(f"  {g.code} ×{g.count:,} ({kind})")
+        for ex in g.examples:
+            where = f"line {ex['line']}: " if ex["line"] else ""
+            message = ex["message"].removeprefix(where)  # invalid_input messages start so
+            lines.append(f"    {where}{ex['key']} — {message[:120]}")
+        if g.count > len(g.examples):
+            lines.append(f"    … {g.count - len(g.examples):,} more (--limit N shows more)")
+    return lines
+
+
 def exit_code(statuses: list[JobStatus]) -> int:
     return EXIT_OK if all(s.finished for s in statuses) else EXIT_TEMPFAIL
 
 
 def format_status(s: JobStatus) -> str:
+    done = s.ok + s.errors
+    total = done + s.pending + s.invalid_unrecorded
     line = (
-        f"{s.job}: ok {s.ok}, errors {s.errors}, pending {s.pending}"
-        f" (retryable errors {s.retryable_errors}), invalid not yet recorded "
-        f"{s.invalid_unrecorded}, duplicate lines {s.duplicates}; batches "
-        f"{len(s.open_batches)} open / {len(s.batches)} tracked"
-        f" -> {'done' if s.finished else 'pending'}"
+        f"{s.job}: {done:,}/{total:,} done (ok {s.ok:,}, errors {s.errors:,}), pending "
+        f"{s.pending:,}"
     )
+    if s.retryable_errors:
+        line += f" ({s.retryable_errors:,} to retry)"
+    if s.invalid_unrecorded:
+        line += f", invalid lines not yet recorded {s.invalid_unrecorded:,}"
+    if s.duplicates:
+        line += f", duplicate lines {s.duplicates:,}"
+    if s.batches:
+        line += f"; batches {len(s.open_batches)} open / {len(s.batches)} tracked"
+    line += f" -> {'done' if s.finished else 'pending'}"
     if s.corrupt_output_lines:
         shown = ", ".join(map(str, s.corrupt_output_lines[:10]))
         line += f"; skipped corrupt output lines {shown}"
+    if len(s.files) > 1 or any(f.shard for f in s.files):
+        line += "".join(f"\n  {format_file(f)}" for f in s.files)
+        line += f"\n  {'total':<12} ok {s.ok:,}, errors {s.errors:,}, pending {s.pending:,}"
     if s.usage_line:
         line += f"\n  tokens: {s.usage_line}"
     for b in s.open_batches:
-        line += f"\n  batch {b.get('batch_id') or '(not created yet)'}: {b.get('state')}"
-        if b.get("status"):
-            line += f" ({b['status']}"
-            if b.get("total"):
-                line += (
-                    f", {b.get('completed') or 0}/{b['total']} done, {b.get('failed') or 0} failed"
-                )
-            line += ")"
+        line += "\n  " + batch_row(b)
+    if s.errors:
+        line += "\n  errors by code: glmrun status --errors"
+    return line
+
+
+def batch_row(b: dict[str, Any], now: float | None = None) -> str:
+    """``batch_abc (shard 1/4): in_progress, 500/1,000 done, 3 failed; polled 12:03:04 (40s
+    ago)``."""
+    where = f" (shard {b['shard']})" if b.get("shard") else ""
+    text = f"batch {b.get('batch_id') or '(not created yet)'}{where}: {b.get('state')}"
+    if b.get("total"):
+        text += (
+            f", {b.get('completed') or 0:,}/{b['total']:,} done, {b.get('failed') or 0:,} failed"
+        )
+    polled = b.get("polled_at")
+    if polled:
+        ago = max(0, int((now or time.time()) - polled))
+        text += f"; polled {time.strftime('%H:%M:%S', time.localtime(polled))} ({ago}s ago)"
+    return text
+
+
+def format_file(f: FileStatus) -> str:
+    """A row of the per-file view, e.g. ``shard 2/8  ok 120, errors 1, pending 5  FILE`` (ok and
+    errors: input keys whose latest record is in that file; pending: what the shard owns)."""
+    name = "main" if f.shard is None else f"shard {f.shard}"
+    if not f.exists:
+        return f"{name:<12} no output yet, pending {f.pending:,}  {f.output}"
+    pending = "" if f.pending is None else f", pending {f.pending:,}"
+    line = f"{name:<12} ok {f.ok:,}, errors {f.errors:,}{pending}  {f.output}"
+    if f.corrupt_output_lines:
+        line += f" (skipped corrupt lines {', '.join(map(str, f.corrupt_output_lines[:10]))})"
     return line

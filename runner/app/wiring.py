@@ -105,11 +105,10 @@ async def connect(
         yield client
 
 
-def make_writer(job: JobConfig, config: Config, *, clock: Clock = SYSTEM_CLOCK) -> ResultWriter:
-    """The job's single appender (one writer owns the output file)."""
-    return ResultWriter(
-        job.output_path, flush_interval_s=config.run.flush_interval_s, clock=clock.monotonic
-    )
+def make_writer(job: JobConfig, *, stats: JobStats | None = None) -> ResultWriter:
+    """The job's single appender (one writer owns the output file); ``stats`` tallies its
+    error records by code for the summary."""
+    return ResultWriter(job.output_path, on_record=None if stats is None else stats.note_record)
 
 
 def make_throttle(

@@ -77,7 +77,18 @@ def list_cmd(
         return
     _print_rows(
         rows,
-        ["job", "chunk", "lines", "state", "status", "batch_id", "completed", "failed", "total"],
+        [
+            "job",
+            "chunk",
+            "lines",
+            "state",
+            "status",
+            "batch_id",
+            "completed",
+            "failed",
+            "total",
+            "polled",
+        ],
         as_json,
     )
 

@@ -87,14 +87,21 @@ def job_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 def verbosity_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")(f)
-    f = click.option("-v", "--verbose", is_flag=True, help="Debug logging (one line per retry).")(f)
+    f = click.option(
+        "-q",
+        "--quiet",
+        is_flag=True,
+        help="Nothing on success; warnings, errors, failed summaries.",
+    )(f)
+    f = click.option(
+        "-v", "--verbose", is_flag=True, help="Log every event (INFO), and one line per retry."
+    )(f)
     f = click.option(
         "--log-format",
         type=click.Choice(["text", "json"]),
         default="text",
         show_default=True,
-        help="stderr log lines as text or as one JSON object per event.",
+        help="stderr log lines as text, or one JSON object per event (INFO included).",
     )(f)
     return f
 

@@ -10,6 +10,7 @@ import click
 from runner.cli.common import fail, job_option, load_without_key, setup
 from runner.errors import GlmrunError
 from runner.io.export import export_to
+from runner.io.job_files import job_output_files
 
 
 @click.command()
@@ -30,6 +31,12 @@ from runner.io.export import export_to
     help="Fields to write; dotted paths reach inside (usage.prompt_tokens, meta.x, parsed.y).",
 )
 @click.option(
+    "--status",
+    "status",
+    type=click.Choice(["ok", "error"]),
+    help="Only records with this status (with --latest-only: keys whose latest record has it).",
+)
+@click.option(
     "-o",
     "--output",
     "target",
@@ -42,23 +49,26 @@ def export(
     fmt: str,
     latest_only: bool,
     columns: str | None,
+    status: str | None,
     target: str | None,
 ) -> None:
-    """Write a job's results as CSV or JSONL, streamed, the latest record per key; no network."""
+    """Write a job's results as CSV or JSONL, streamed, the latest record per key; no network.
+    A sharded job's files (OUTPUT.shard-I-of-N.jsonl) are merged: each key once."""
     setup(False, False, "text")
     config = load_without_key(config_path)
     try:
         job = config.one_job(job_name)
         cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
         n = export_to(
-            job.output_path,
+            [f.path for f in job_output_files(job)],  # the main output and every shard's
             Path(target) if target else None,
             sys.stdout.buffer,
             fmt=fmt,
             latest_only=latest_only,
             columns=cols,
+            status=status,
         )
     except GlmrunError as exc:
         fail(exc)
     if target:
-        click.echo(f"{job.name}: {n} records -> {target}", err=True)
+        click.echo(f"{job.name}: {n:,} records -> {target}", err=True)

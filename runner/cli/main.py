@@ -10,6 +10,9 @@ summaries equal to the commands' own), so it loads click and nothing else.
 
 from __future__ import annotations
 
+import difflib
+import os
+
 import click
 
 from runner import __version__
@@ -79,8 +82,33 @@ class DefaultGroup(click.Group):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in SUMMARIES and args[0] not in ("--help", "-h", "--version"):
+            self.check_typo(args[0])
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> object:
+        """Ctrl-C before a command installs its own handler (while it imports aiohttp or
+        loads a big config) is an interrupted run like any other: one line, exit 130, not
+        click's ``Aborted!`` with exit 1, which cron would read as error records written."""
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            from runner.cli.common import fail
+            from runner.errors import Interrupted
+
+            fail(Interrupted("SIGINT"))
+
+    def check_typo(self, word: str) -> None:
+        """``glmrun stauts cfg.yaml``: a first argument that is no file but close to a command
+        name is a typo, not a config path (exit 2)."""
+        if word.startswith("-") or os.path.exists(word):
+            return
+        close = difflib.get_close_matches(word, sorted(SUMMARIES), n=1, cutoff=0.6)
+        if close:
+            from runner.cli.common import fail
+            from runner.errors import ConfigError
+
+            fail(ConfigError(f"No such command {word!r}. Did you mean {close[0]!r}?"))
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import asdict
 
 import click
 import orjson
 
-from runner.app.status import collect, exit_code, format_status
+from runner.app.status import collect, error_groups, exit_code, format_errors, format_status
 from runner.cli.common import fail, job_option, load_without_key, setup
 from runner.errors import GlmrunError
 
@@ -16,7 +17,23 @@ from runner.errors import GlmrunError
 @click.argument("config_path", metavar="CONFIG")
 @job_option("Only this job.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per job on stdout.")
-def status(config_path: str, job_name: str | None, as_json: bool) -> None:
+@click.option(
+    "--errors",
+    "show_errors",
+    is_flag=True,
+    help="List error records grouped by code, with examples.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    metavar="N",
+    help="--errors: examples per code.",
+)
+def status(
+    config_path: str, job_name: str | None, as_json: bool, show_errors: bool, limit: int
+) -> None:
     """Per job: ok / errors / pending and tracked batches; no network. Exit 0 when all done, 75
     when work is pending."""
     setup(False, False, "text")
@@ -27,4 +44,15 @@ def status(config_path: str, job_name: str | None, as_json: bool) -> None:
         fail(exc)
     for s in statuses:
         click.echo(orjson.dumps(s.as_dict()).decode() if as_json else format_status(s))
+    if show_errors:
+        try:
+            for job in config.select(job_name):
+                groups = error_groups(job, config, limit)
+                if as_json:
+                    data = {"job": job.name, "errors": [asdict(g) for g in groups]}
+                    click.echo(orjson.dumps(data).decode())
+                else:
+                    click.echo("\n".join(format_errors(job.name, groups)))
+        except GlmrunError as exc:
+            fail(exc)
     sys.exit(exit_code(statuses))

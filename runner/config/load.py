@@ -15,11 +15,13 @@ import types
 import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union
+from urllib.parse import urlparse
 
 import orjson
 import yaml
 
 from runner.config.schema import Config, Invalid, JobConfig, Secret
+from runner.core.models import unknown_model
 from runner.core.params import validate_params
 from runner.errors import ConfigError
 from runner.io.prepare import resolve_turn_media
@@ -57,7 +59,11 @@ def load_config(
     config = build(Config, data, str(path))
     base = path.resolve().parent
     jobs = [
-        dataclasses.replace(job, input=str(base / job.input), output=str(base / job.output_file))
+        dataclasses.replace(
+            job,
+            input=str(base / os.path.expanduser(job.input)),
+            output=str(base / os.path.expanduser(job.output_file)),
+        )
         for job in config.jobs
     ]
     outputs: dict[Path, str] = {}
@@ -65,11 +71,13 @@ def load_config(
         real = job.output_path.resolve()
         if real in outputs:
             raise ConfigError(
-                f"{path}: jobs[{i}].output: two jobs write to {real} ({outputs[real]} and {job.name}); give each its own output"
+                f"{path}: jobs[{i}].output: two jobs write to {real} "
+                f"({outputs[real]} and {job.name}); give each its own output"
             )
         outputs[real] = job.name
     jobs = [_load_schema(job, base, str(path), i) for i, job in enumerate(jobs)]
     _warn_params(jobs, str(path))
+    _check_models(config, jobs, str(path))
     local = dataclasses.replace(
         config.local_files,
         allowed_dirs=[
@@ -120,6 +128,25 @@ def _warn_params(jobs: list[JobConfig], file: str) -> None:
     for job in jobs:
         for warning in validate_params(job.model, job.params)[1]:
             log.warning(f"{file}: jobs.{job.name}.{warning}")
+
+
+ZHIPU_HOSTS = {"open.bigmodel.cn"}
+
+
+def _check_models(config: Config, jobs: list[JobConfig], file: str) -> None:
+    """An unknown model with Zhipu's own base_url is an error (each request would fail); with
+    any other base_url (a proxy may have its own names) it is a warning. The simulator takes
+    any name."""
+    if config.api.is_simulator:
+        return
+    zhipu = urlparse(config.api.base_url).hostname in ZHIPU_HOSTS
+    for i, job in enumerate(jobs):
+        problem = unknown_model(job.model)
+        if problem is None:
+            continue
+        if zhipu:
+            raise ConfigError(f"{file}: jobs[{i}].model: {problem}")
+        log.warning(f"{file}: jobs.{job.name}.model: {problem}; sent as given to the proxy")
 
 
 def orjson_loads(raw: bytes) -> Any:
@@ -181,7 +208,8 @@ def _convert(tp: Any, value: Any, file: str, keypath: str) -> Any:
         close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(
-            f"{file}: {keypath}: expected one of {', '.join(map(str, allowed))}, found {_describe(value)}{hint}"
+            f"{file}: {keypath}: expected one of {', '.join(map(str, allowed))}, "
+            f"found {_describe(value)}{hint}"
         )
     if origin is list:
         (inner,) = typing.get_args(tp)

@@ -7,12 +7,14 @@ code: ``runner.config.load`` is generic over these classes. A ``__post_init__`` 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from runner.core.params import ParamError, validate_params
+from runner.core.shard import Shard, shard_max_queued, shard_output_name, shard_work_name
 from runner.core.templates import TemplateError, check_turns
 from runner.errors import ConfigError
 
@@ -67,7 +69,8 @@ class ApiConfig:
         if self.jwt_ttl_s < 60:
             raise Invalid(
                 "jwt_ttl_s",
-                f"expected at least 60 seconds (tokens are refreshed 30 s before expiry), found {self.jwt_ttl_s}",
+                "expected at least 60 seconds (tokens are refreshed 30 s before expiry), "
+                f"found {self.jwt_ttl_s}",
             )
         if self.base_url != SIMULATOR and not re.match(r"^https?://[^/\s]+", self.base_url):
             raise Invalid(
@@ -115,6 +118,7 @@ class BatchConfig:
     max_requests_per_file: int = 50_000
     max_bytes_per_file: int = 100 * 1024 * 1024 - 1024 * 1024
     max_queued: int = 10_000
+    shard_max_queued: int | None = None  # with --shard I/N; absent: max_queued // N
     poll_interval_s: float = 30.0
     max_wait_s: float | None = None
     on_failure: OnFailure = "realtime"
@@ -123,7 +127,14 @@ class BatchConfig:
     completion_window: str = "24h"
 
     def __post_init__(self) -> None:
-        _positive(self, "threshold", "max_requests_per_file", "max_bytes_per_file", "max_queued")
+        _positive(
+            self,
+            "threshold",
+            "max_requests_per_file",
+            "max_bytes_per_file",
+            "max_queued",
+            "shard_max_queued",
+        )
         if self.max_requests_per_file > 50_000:
             raise Invalid(
                 "max_requests_per_file",
@@ -180,6 +191,8 @@ class JobConfig:
     parse: str = field(default="none", metadata={"internal": True})
     schema: dict[str, Any] | None = field(default=None, metadata={"internal": True})
     schema_file: str | None = field(default=None, metadata={"internal": True})
+    # set by ``Config.sharded`` (``run --shard I/N``): this process's part of the job
+    shard: Shard | None = field(default=None, metadata={"internal": True})
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}", self.name):
@@ -215,13 +228,22 @@ class JobConfig:
         return self.output.path if isinstance(self.output, OutputSpec) else self.output
 
     @property
-    def output_path(self) -> Path:
+    def main_output_path(self) -> Path:
+        """The output the config names (an unsharded run appends here)."""
         return Path(self.output_file)
 
     @property
+    def output_path(self) -> Path:
+        """The file this process appends to and locks: the main output, or its shard's file."""
+        main = self.main_output_path
+        return (
+            main if self.shard is None else main.with_name(shard_output_name(main.name, self.shard))
+        )
+
+    @property
     def work_dir(self) -> Path:
-        """Where batch files and state for this job live: beside the output."""
-        return self.output_path.parent / ".glmrun" / self.name
+        """Where batch files and state for this job (or shard) live: beside the output."""
+        return self.main_output_path.parent / ".glmrun" / shard_work_name(self.name, self.shard)
 
 
 @dataclass(frozen=True)
@@ -299,6 +321,18 @@ class Config:
                 )
             seen.add(job.name)
             outputs.add(job.output_file)
+
+    def sharded(self, shard: Shard | None) -> Config:
+        """This config as shard ``shard`` runs it: each job writes its shard's file and work
+        folder, and the batch queue limit (per account and model) is split across the shards."""
+        if shard is None:
+            return self
+        queued = self.batch.shard_max_queued or shard_max_queued(self.batch.max_queued, shard)
+        return dataclasses.replace(
+            self,
+            jobs=[dataclasses.replace(job, shard=shard) for job in self.jobs],
+            batch=dataclasses.replace(self.batch, max_queued=queued),
+        )
 
     def select(self, name: str | None) -> list[JobConfig]:
         """The jobs a command works on: the one named (``--job``), else all of them."""

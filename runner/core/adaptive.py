@@ -12,8 +12,8 @@ finds it from the answers alone, like TCP congestion control:
   of attempts that got through since the last cut (``limit * (1 - throttled share)``),
   clamped to ``[min_beta, max_beta] * limit``. Past the old ceiling without a throttle the
   server's limit may have gone up: the excess over the ceiling doubles every round trip, and
-  10% past it the ceiling is forgotten and slow start resumes. A small overshoot costs a 10% cut; a sudden
-  drop of the hidden limit (16 -> 4) a deep one;
+  10% past it the ceiling is forgotten and slow start resumes. A small overshoot costs a
+  10% cut; a sudden drop of the hidden limit (16 -> 4) a deep one;
 - cool-down: after a cut, further throttles within one round trip (the answers to requests
   sent before the cut) do not cut multiplicatively again, so one burst cuts once; each of
   them still takes one off the limit (a throttled slot would be refilled at once and

@@ -42,9 +42,15 @@ def line_failure(obj: dict[str, Any]) -> ApiFailure | None:
 
 
 def fast_ok_record(
-    url: str, body: dict[str, Any], batch_id: str | None, key: str, now: str | None = None
+    url: str,
+    body: dict[str, Any],
+    batch_id: str | None,
+    key: str,
+    now: str | None = None,
+    attempts: int = 1,
+    latency_ms: int = 0,
 ) -> Record | None:
-    """``ok_record(..., via="batch", attempts=1, latency_ms=0, extra={"batch_id"})`` built as one
+    """``ok_record(..., via="batch", attempts, latency_ms, extra={"batch_id"})`` built as one
     dict display for the common answer (plain string content, no markers, reasoning, filter or
     truncation); None otherwise, and the caller uses ok_record. A unit test keeps the two equal.
     """
@@ -70,8 +76,8 @@ def fast_ok_record(
         "usage": body.get("usage"),
         "model": body.get("model"),
         "via": "batch",
-        "attempts": 1,
-        "latency_ms": 0,
+        "attempts": attempts,
+        "latency_ms": latency_ms,
         "id": body.get("id"),
         "batch_id": batch_id,
         "finished_at": now or now_iso(),

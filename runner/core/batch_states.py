@@ -9,6 +9,14 @@ the time as an argument and does no I/O, so every crash-between-steps case is a 
 test. ``Uploading`` and ``Creating`` carry ``checked=False`` after a lost answer (look the file
 or batch up before sending again); ``Collecting`` carries ``fresh=False`` after a crash (skip
 keys the output already has). The driver that acts on them is ``runner.engine.batch.driver``.
+
+The rule every transition keeps: **lines are sent again only when the API has confirmed that
+they will not run**. A batch ends ``lost`` only after a poll answered 404 *and* a listing of the
+account's batches did not show it (``Running(checked=False)`` + ``NotFound``); a chunk ends
+``rejected`` only after the create was refused *and* the listing shows no batch with its
+metadata (``Creating(refused=...)`` + ``NotFound``). Every other failed call, whatever its status
+or code, is retried with backoff (``not_before``); ``errors`` counts the failures in a row, and
+the driver gives up the *run* (exit 75, the chunk still tracked), never the chunk.
 """
 
 from __future__ import annotations
@@ -67,17 +75,25 @@ class Uploaded:
 
 @dataclass(frozen=True, slots=True)
 class Creating:
-    """The create may have been sent; ``checked=False`` means list batches before creating."""
+    """The create may have been sent; ``checked=False`` means list batches before creating.
+
+    ``refused`` is the message of a create the API refused: the chunk ends ``rejected`` only
+    once a listing confirms that no batch carries its metadata."""
 
     chunk: Chunk
     file_id: str
     checked: bool = True
     errors: int = 0
     not_before: float = 0.0
+    refused: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Running:
+    """A created batch. ``checked=False``: a poll answered 404, list batches to confirm it.
+
+    ``submitted_at`` is the wall time the batch was first seen (records' ``latency_ms``)."""
+
     chunk: Chunk
     file_id: str
     batch_id: str
@@ -86,6 +102,8 @@ class Running:
     cancel_requested: bool = False
     errors: int = 0
     not_before: float = 0.0
+    checked: bool = True
+    submitted_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +119,7 @@ class Ended:
     error_file_id: str | None = None
     cancel_requested: bool = False
     reason: str = ""
+    submitted_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +165,8 @@ class FileSeen:
 
 @dataclass(frozen=True, slots=True)
 class NotFound:
-    """A lookup after a lost answer found nothing: it is safe to send."""
+    """A listing (after a lost answer, a refused create or a 404) did not show the object:
+    the API has confirmed that it does not exist."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,12 +208,21 @@ class CallFailed:
     decision: Decision
     message: str
     backoff_s: float
-    gone: bool = False  # 404: the remote object no longer exists
+    gone: bool = False  # 404: the object may be gone (confirmed only by a listing)
 
 
 @dataclass(frozen=True, slots=True)
 class CancelAsked:
-    pass
+    """Cancel asked. A chunk that may already have a batch (Uploading, Uploaded, Creating)
+    does not move on this alone: it needs ``CancelChecked`` with what a listing found."""
+
+
+@dataclass(frozen=True, slots=True)
+class CancelChecked:
+    """Cancel asked, and a listing of the account's batches by this chunk's metadata found
+    ``view`` (the batch exists: cancel it and collect it) or nothing (drop the chunk)."""
+
+    view: BatchView | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,8 +239,18 @@ class Cleaned:
 
 
 Observation = (
-    Begin | FileSeen | NotFound | BatchSeen | CallFailed | CancelAsked | CollectDone | Cleaned
+    Begin
+    | FileSeen
+    | NotFound
+    | BatchSeen
+    | CallFailed
+    | CancelAsked
+    | CancelChecked
+    | CollectDone
+    | Cleaned
 )
+MAY_HAVE_BATCH = (Uploading, Uploaded, Creating)
+"""States whose batch may exist without glmrun knowing its id (a lost or unsent create)."""
 
 
 # --- the pure transition function -------------------------------------------------------------
@@ -223,7 +262,9 @@ def next_state(
     """Where a chunk goes after ``obs``; unknown pairs leave it unchanged."""
     replace = dataclasses.replace
     if isinstance(obs, CancelAsked):
-        return _cancelled(state)
+        return state if isinstance(state, MAY_HAVE_BATCH) else _cancelled(state)
+    if isinstance(obs, CancelChecked):
+        return _cancel_checked(state, obs.view, now, poll_interval_s)
     match state:
         case Built(chunk=c):
             if isinstance(obs, Begin):
@@ -234,7 +275,9 @@ def next_state(
             if isinstance(obs, NotFound):
                 return replace(state, checked=True)
             if isinstance(obs, CallFailed):
-                if obs.decision.retryable:
+                # a failed lookup (checked=False) is retried whatever it says; a refused upload
+                # creates nothing that runs, so its lines may go another way
+                if obs.decision.retryable or not state.checked:
                     return replace(
                         state,
                         checked=False,
@@ -251,31 +294,53 @@ def next_state(
                     Running(c, f, obs.view.id, "validating"), obs.view, now, poll_interval_s
                 )
             if isinstance(obs, NotFound):
+                if state.refused:
+                    return Ended(
+                        c,
+                        f,
+                        None,
+                        "rejected",
+                        Counts(c.lines),
+                        reason=f"{state.refused} (confirmed: no batch carries this chunk)",
+                    )
                 return replace(state, checked=True)
             if isinstance(obs, CallFailed):
-                if obs.decision.retryable:
-                    return replace(
-                        state,
-                        checked=False,
-                        errors=state.errors + 1,
-                        not_before=now + obs.backoff_s,
-                    )
-                return Ended(c, f, None, "rejected", Counts(c.lines), reason=obs.message)
+                # a refused create (checked=True, not retryable) is confirmed by a listing; a
+                # failed listing (checked=False) is retried whatever it says: never "rejected"
+                refused = state.refused
+                if state.checked and not obs.decision.retryable:
+                    refused = obs.message or obs.decision.reason
+                return replace(
+                    state,
+                    checked=False,
+                    refused=refused,
+                    errors=state.errors + 1,
+                    not_before=now + obs.backoff_s,
+                )
         case Running():
             if isinstance(obs, BatchSeen):
                 return _from_view(state, obs.view, now, poll_interval_s)
+            if isinstance(obs, NotFound) and not state.checked:
+                return Ended(
+                    state.chunk,
+                    state.file_id,
+                    state.batch_id,
+                    "lost",
+                    state.counts,
+                    cancel_requested=state.cancel_requested,
+                    reason=f"batch {state.batch_id} answered 404 and is not in the account's "
+                    "batch list",
+                    submitted_at=state.submitted_at,
+                )
             if isinstance(obs, CallFailed):
-                if obs.gone or not obs.decision.retryable:
-                    return Ended(
-                        state.chunk,
-                        state.file_id,
-                        state.batch_id,
-                        "lost",
-                        state.counts,
-                        cancel_requested=state.cancel_requested,
-                        reason=obs.message,
-                    )
-                return replace(state, errors=state.errors + 1, not_before=now + obs.backoff_s)
+                # a failed poll is a failed poll: back off and ask again, whatever the status
+                # or code; a 404 is believed only once a listing confirms it (checked=False)
+                return replace(
+                    state,
+                    checked=state.checked and not obs.gone,
+                    errors=state.errors + 1,
+                    not_before=now + obs.backoff_s,
+                )
         case Ended():
             if isinstance(obs, Begin):
                 return Collecting(state)
@@ -307,6 +372,7 @@ def _from_view(state: Running, view: BatchView, now: float, poll_interval_s: flo
             view.output_file_id,
             view.error_file_id,
             state.cancel_requested,
+            submitted_at=state.submitted_at,
         )
     return dataclasses.replace(
         state,
@@ -314,12 +380,28 @@ def _from_view(state: Running, view: BatchView, now: float, poll_interval_s: flo
         status=view.status,
         counts=view.counts,
         errors=0,
+        checked=True,
         not_before=now + poll_interval_s,
     )
 
 
+def _cancel_checked(
+    state: ChunkState, view: BatchView | None, now: float, poll_interval_s: float
+) -> ChunkState:
+    """Cancel once a listing answered: a found batch is tracked as a cancelled Running one
+    (collected like any cancelled batch, partial results kept); none found drops the chunk."""
+    if not isinstance(state, MAY_HAVE_BATCH):
+        return _cancelled(state)
+    if view is None:
+        return _cancelled(state)
+    file_id = getattr(state, "file_id", None) or view.input_file_id or ""
+    running = Running(state.chunk, file_id, view.id, view.status, cancel_requested=True)
+    return _from_view(running, view, now, poll_interval_s)
+
+
 def _cancelled(state: ChunkState) -> ChunkState:
-    """Cancel: nothing submitted ends at once; a running batch is flagged (the driver asked)."""
+    """Cancel: a chunk confirmed to have no batch ends at once; a running batch is flagged
+    (the caller asked the API to cancel it)."""
     match state:
         case Built(chunk=c) | Uploading(chunk=c):
             return Ended(
@@ -350,14 +432,15 @@ def _cancelled(state: ChunkState) -> ChunkState:
 
 
 def recovered(state: ChunkState) -> ChunkState:
-    """A state read back from disk: answers may have been lost and old deadlines mean nothing."""
+    """A state read back from disk: answers may have been lost, and old deadlines and error
+    counts (a run that gave up after an outage) mean nothing to this run."""
     match state:
         case Uploading() | Creating():
-            return dataclasses.replace(state, checked=False, not_before=0.0)
+            return dataclasses.replace(state, checked=False, errors=0, not_before=0.0)
         case Running():
-            return dataclasses.replace(state, not_before=0.0)
+            return dataclasses.replace(state, errors=0, not_before=0.0)
         case Collecting():
-            return dataclasses.replace(state, fresh=False, not_before=0.0)
+            return dataclasses.replace(state, fresh=False, errors=0, not_before=0.0)
         case Built() | Uploaded() | Ended() | Collected():
             return state
         case _:

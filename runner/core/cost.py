@@ -22,7 +22,6 @@ from runner.core.records import Record
 from runner.core.templates import media_parts
 
 SAMPLE = 10_000
-ROUTES = ("realtime", "batch")
 
 
 @dataclass
@@ -81,12 +80,13 @@ def cost_of(tokens_in: float, tokens_out: float, price: PriceConfig, route: str)
 
 
 def format_usage(usage: dict[str, tuple[int, int]], job: JobConfig, cost: CostConfig) -> str:
-    """``realtime 1000 in / 20 out (0.01 CNY), batch ...``; cost only when the model has a price."""
+    """``realtime 1,000 in / 20 out (0.0100 CNY), batch ...``; cost only when the model has a
+    price."""
     price = cost.price(job.model)
     parts = []
     total = 0.0
     for route, (p, c) in usage.items():
-        text = f"{route} {p} in / {c} out"
+        text = f"{route} {p:,} in / {c:,} out"
         if price is not None:
             amount = cost_of(p, c, price, route)
             total += amount
@@ -98,8 +98,19 @@ def format_usage(usage: dict[str, tuple[int, int]], job: JobConfig, cost: CostCo
     return line
 
 
-def _money(amount: float, currency: str) -> str:
-    return f"{amount:.4f} {currency}" if amount < 1 else f"{amount:,.2f} {currency}"
+# Decimals shown per currency: fixed, so amounts line up and compare; small runs on cheap
+# models cost fractions of a fen or cent, hence 4 (yen and won have no minor unit in use).
+DECIMALS = {"JPY": 0, "KRW": 0}
+DEFAULT_DECIMALS = 4
+
+
+def format_money(amount: float, currency: str) -> str:
+    """``1,234.5678 CNY``: thousands separators, a fixed number of decimals per currency."""
+    decimals = DECIMALS.get(currency.upper(), DEFAULT_DECIMALS)
+    return f"{amount:,.{decimals}f} {currency}"
+
+
+_money = format_money
 
 
 @dataclass(frozen=True)
@@ -165,7 +176,9 @@ def estimate(
             min(cost.completion_tokens, job.params.get("max_tokens") or cost.completion_tokens)
         )
         basis = (
-            f"no records yet: {images:.2g} images x {cost.prompt_tokens_per_image} tokens per item, "
+            f"no records yet: {images:.2g} image{'' if images == 1 else 's'} x "
+            f"{cost.prompt_tokens_per_image:,} tokens "
+            "per item, "
             f"{int(c)} tokens per answer"
         )
     price = cost.price(job.model)
@@ -177,8 +190,10 @@ def estimate(
 
 
 def format_estimate(job: JobConfig, est: Estimate, cost: CostConfig) -> str:
-    tokens = f"~{est.pending * est.prompt_tokens:,.0f} in / {est.pending * est.completion_tokens:,.0f} out tokens"
-    head = f"{job.name}: estimate for {est.pending} pending: {tokens} ({est.basis})"
+    tokens_in, tokens_out = est.pending * est.prompt_tokens, est.pending * est.completion_tokens
+    tokens = f"~{tokens_in:,.0f} in / {tokens_out:,.0f} out tokens"
+    head = f"{job.name}: estimate for {est.pending:,} pending: {tokens} ({est.basis})"
     if est.realtime is None or est.batch is None:
         return f"{head}; no price for {job.model} in cost.prices"
-    return f"{head}; realtime {_money(est.realtime, cost.currency)} vs batch {_money(est.batch, cost.currency)}"
+    realtime, batch = _money(est.realtime, cost.currency), _money(est.batch, cost.currency)
+    return f"{head}; realtime {realtime} vs batch {batch}"

@@ -1,7 +1,8 @@
 """A set of 64-bit key hashes in 8 bytes per slot (open addressing in an ``array('Q')``).
 
 A Python ``set`` of ints costs ~70 bytes per key (a 32-byte int object plus table slots); this
-costs 16-32 (8-byte slots, kept between a quarter and half full). It serves the "seen earlier in this input" check of ``plan.iter_pending``, which
+costs 16-32 (8-byte slots, kept between a quarter and half full). It serves the "seen
+earlier in this input" check of ``plan.iter_pending``, which
 holds every pending key of a run, so memory stays flat as inputs grow. Lookups run in Python,
 about a microsecond each: fine for the pending keys, too slow to replace the resume index's
 million-key sets, which are probed once per input line.

@@ -7,6 +7,8 @@ of an error and the API has the last word.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -59,3 +61,19 @@ def caps_for(model: str) -> ModelCaps:
 def base64_alternative(model: str) -> str:
     """Models that take base64, named in the plan-time error for glm-4v-flash."""
     return ", ".join(name for name, caps in MODELS.items() if caps.base64 and name != model)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the closest choice (case-insensitive), or ''."""
+    names = {str(c).lower(): str(c) for c in choices}
+    close = difflib.get_close_matches(word.lower(), list(names), n=1, cutoff=0.6)
+    return f" (did you mean {names[close[0]]!r}?)" if close else ""
+
+
+def unknown_model(model: str) -> str | None:
+    """Why ``model`` is not a known GLM vision model (with a did-you-mean), or None.
+    Case-insensitive: ``GLM-4V-Plus`` as proxy docs write it is ``glm-4v-plus``."""
+    if model.strip().lower() in MODELS:
+        return None
+    hint = did_you_mean(model.strip(), MODELS) or f" (known: {', '.join(MODELS)})"
+    return f"unknown model {model!r}{hint}"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.core.models import ModelCaps, caps_for
+from runner.core.models import ModelCaps, caps_for, did_you_mean
 
 # Set by glmrun itself, per job or per attempt.
 RESERVED = {
@@ -57,8 +57,9 @@ def validate_params(model: str, params: dict[str, Any]) -> tuple[dict[str, Any],
             raise ParamError(key, f"{RESERVED[key]}; remove it from params")
         if key not in KNOWN:
             if key not in EXTRAS:
+                hint = did_you_mean(key, KNOWN | EXTRAS)
                 warnings.append(
-                    f"params.{key}: not a known GLM vision parameter; passed through as given"
+                    f"params.{key}: not a known GLM vision parameter{hint}; passed through as given"
                 )
             out[key] = value
             continue

@@ -120,15 +120,16 @@ class BodyBuilder:
     def render(
         self, item: Item, request_id: str | None = None, media: Media | None = None
     ) -> bytes:
-        if self._fast and (
-            item.images is None
+        if (
+            self._fast
+            and item.images is None
             and item.video is None
             and item.messages is None
             and item.prompt is None
             and item.params is None
+            and not item.url.startswith("file://")
         ):
-            if not item.url.startswith("file://"):
-                return self.template.render(item.url, request_id)
+            return self.template.render(item.url, request_id)
         return orjson.dumps(self.build(item, request_id, media))
 
     def build(

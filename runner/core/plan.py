@@ -2,7 +2,8 @@
 
 ``iter_pending`` is the one place that decides whether an input line is work: finished keys
 (per the resume index) and keys already seen earlier in the same file are skipped, so a URL
-listed twice is sent once.
+listed twice is sent once. With ``--shard I/N`` it also skips the items another shard owns
+(``runner.core.shard``), before anything else, so they count nowhere but in ``other_shards``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ from runner.core.hashset import HashSet
 from runner.core.items import InvalidLine, Item
 from runner.core.keys import key_hash
 from runner.core.resume import FAILED, NONE, OK, ResumeIndex
+from runner.core.shard import Shard
 
 Route = Literal["realtime", "batch"]
+
+OTHER_SHARD = 3  # done_line_filter's code for a line another shard owns
 
 
 @dataclass
@@ -28,6 +32,7 @@ class PendingCounts:
     failed: int = 0  # of done: finished with a permanent error record
     invalid: int = 0
     duplicates: int = 0
+    other_shards: int = 0  # lines owned by another shard (``--shard I/N``)
     kept: list[tuple[int, Item | InvalidLine]] | None = field(
         default=None, repr=False, compare=False
     )
@@ -49,13 +54,19 @@ class JobPlan:
 
 
 def iter_pending(
-    items: Iterable[Item | InvalidLine], index: ResumeIndex, counts: PendingCounts | None = None
+    items: Iterable[Item | InvalidLine],
+    index: ResumeIndex,
+    counts: PendingCounts | None = None,
+    shard: Shard | None = None,
 ) -> Iterator[tuple[int, Item | InvalidLine]]:
     """Yield (key hash, item) for every line that still needs work, each key once."""
     counts = counts if counts is not None else PendingCounts()
     seen = HashSet()  # 16-32 bytes per pending key, not a Python set's ~70
     for item in items:
         h = key_hash(item.key)
+        if shard is not None and not shard.owns(h):
+            counts.other_shards += 1
+            continue
         if index.is_done(h):
             counts.done += 1
             if index.state(h) == FAILED:
@@ -72,13 +83,17 @@ def iter_pending(
 
 
 def count_pending(
-    items: Iterable[Item | InvalidLine], index: ResumeIndex, *, keep: int = 0
+    items: Iterable[Item | InvalidLine],
+    index: ResumeIndex,
+    *,
+    keep: int = 0,
+    shard: Shard | None = None,
 ) -> PendingCounts:
     """Count what is pending; with ``keep``, also hold on to the pending pairs when there are
     at most that many, so a resume with little left to do reads its input once, not twice."""
     counts = PendingCounts()
     kept: list[tuple[int, Item | InvalidLine]] | None = [] if keep > 0 else None
-    for pair in iter_pending(items, index, counts):
+    for pair in iter_pending(items, index, counts, shard):
         if kept is not None:
             if len(kept) < keep:
                 kept.append(pair)
@@ -89,15 +104,16 @@ def count_pending(
 
 
 def done_line_filter(
-    index: ResumeIndex, counts: PendingCounts
+    index: ResumeIndex, counts: PendingCounts, shard: Shard | None = None
 ) -> Callable[[list[bytes]], list[int]] | None:
     """A pre-filter for text inputs, a batch of lines at a time: 1 for a line whose bytes hash
-    to an ok key, 2 to a permanently failed one (both counted as done and never parsed), 0
-    for the rest. A text line's key is its own text, so its UTF-8 bytes hash exactly like
+    to an ok key, 2 to a permanently failed one (both counted as done and never parsed), 3
+    (``OTHER_SHARD``) to a key another shard owns (counted in ``other_shards``, never parsed),
+    0 for the rest. A text line's key is its own text, so its UTF-8 bytes hash exactly like
     ``key_hash(item.key)``; longer lines (whose invalid_input key is shortened) and lines not
     yet finished take the normal path. The base table is searched for the whole batch at once
     (numpy), the sets read after it per line."""
-    if index.empty:
+    if index.empty and shard is None:
         return None
     blake2b, from_bytes = hashlib.blake2b, int.from_bytes  # key_hash_bytes, inlined
     ok, failed, retryable = index.ok, index.failed, index.retryable
@@ -116,9 +132,14 @@ def done_line_filter(
                 for h, c in zip(hashes, codes, strict=True)
             ]
         out = [c if c in (OK, FAILED) else 0 for c in codes]
+        if shard is not None:  # another shard's line counts only there, whatever its state
+            n, i = shard.count, shard.index
+            out = [OTHER_SHARD if h % n != i else c for h, c in zip(hashes, out, strict=True)]
         if max(map(len, lines)) > MAX_KEY_BYTES:  # keyed by a shortened text: the normal path
             out = [0 if len(x) > MAX_KEY_BYTES else c for c, x in zip(out, lines, strict=True)]
-        counts.done += len(out) - out.count(0)
+        others = out.count(OTHER_SHARD)
+        counts.other_shards += others
+        counts.done += len(out) - out.count(0) - others
         counts.failed += out.count(FAILED)
         return out
 

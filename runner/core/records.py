@@ -20,10 +20,58 @@ from typing import Any
 
 import orjson
 
+from runner.core.items import InvalidLine
+from runner.core.models import did_you_mean
+
 Record = dict[str, Any]
 
 INVALID_INPUT = "invalid_input"
 LOCAL_FILE = "local_file"  # a local file checked at plan time could not be read when sending
+
+
+# Field paths ``glmrun export --columns`` knows: a top-level name, or name.sub. None: any sub
+# field (meta and parsed are the user's own shapes).
+FIELDS: dict[str, frozenset[str] | None] = {
+    "key": frozenset(),
+    "url": frozenset(),
+    "status": frozenset(),
+    "content": frozenset(),
+    "reasoning_content": frozenset(),
+    "finish_reason": frozenset(),
+    "truncated": frozenset(),
+    "usage": frozenset(
+        {"prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details"}
+    ),
+    "model": frozenset(),
+    "via": frozenset(),
+    "attempts": frozenset(),
+    "latency_ms": frozenset(),
+    "id": frozenset(),
+    "finished_at": frozenset(),
+    "error": frozenset({"code", "message", "retryable"}),
+    "content_filter": None,
+    "meta": None,
+    "parsed": None,
+    "parse_error": None,
+    "schema_errors": None,
+    "batch_id": frozenset(),
+}
+
+
+def unknown_field(path: str) -> str | None:
+    """Why ``path`` names no record field (with a did-you-mean), or None when it does."""
+    head, _, rest = path.partition(".")
+    if head not in FIELDS:
+        return f"unknown field {path!r}{did_you_mean(head, FIELDS)}"
+    subs = FIELDS[head]
+    if rest and subs is not None:
+        sub = rest.split(".", 1)[0]
+        if sub not in subs:
+            hint = did_you_mean(sub, subs)
+            if not subs:
+                hint = f" ({head} has no sub-fields)"
+            return f"unknown field {path!r}{hint}"
+    return None
 
 
 _now_cache: tuple[int, str] = (-1, "")
@@ -129,7 +177,8 @@ _BOX_MARKERS = ("<|begin_of_box|>", "<|end_of_box|>")
 
 
 def strip_markers(content: str) -> tuple[str, str | None]:
-    """GLM-4.5V answers: ``<think>…</think>`` -> reasoning; box markers removed (glm-api.md §2.2)."""
+    """GLM-4.5V answers: ``<think>…</think>`` -> reasoning; box markers removed
+    (glm-api.md §2.2)."""
     thought = None
     start = content.find(_THINK_OPEN)
     if start != -1:
@@ -165,3 +214,14 @@ def text_of(content: Any) -> str:
 def dumps(record: Record) -> bytes:
     """One whole line: a crash can tear at most the last line of the file."""
     return orjson.dumps(record) + b"\n"
+
+
+def invalid_input_record(line: InvalidLine) -> Record:
+    """The permanent error record of an input line that cannot become a request."""
+    return error_record(
+        line.key,
+        INVALID_INPUT,
+        f"line {line.line_no}: {line.reason}",
+        retryable=False,
+        via="input",
+    )

@@ -4,6 +4,9 @@ Two layers: ``base`` is a ``KeyTable`` (sorted hashes and one state byte each: n
 blocks read on demand from the persistent index beside the output, so ten million keys cost a 160 KB
 fence, not Python objects), and the sets ``ok``/``failed``/``retryable`` hold what was read after it
 (the output's tail). A key in the sets wins over the base: the later record wins.
+
+A job's records may be spread over several files (its main output and one per shard, see
+``runner.core.shard``); the job's index is the merge of the per-file indexes (``merge``).
 """
 
 from __future__ import annotations
@@ -202,6 +205,25 @@ class ResumeIndex:
             self.retryable.add(h)
             self.ok.discard(h)
             self.failed.discard(h)
+
+    def merge(self, other: ResumeIndex) -> None:
+        """Fold another file's index into this one. Files have no order between them, so a
+        finished state wins: ok over a permanent error over a retryable one (a key finished in
+        any file is never sent again). Only a sharded job merges; an index with a base is
+        materialised into sets first (the merged index is never saved: each file keeps its own
+        persistent index)."""
+        mine, theirs = self.sets(), other.sets()
+        self.base = None
+        self.ok, self.failed, self.retryable = mine
+        self.ok |= theirs[0]
+        self.failed |= theirs[1]
+        self.failed -= self.ok
+        self.retryable |= theirs[2]
+        self.retryable -= self.ok
+        self.retryable -= self.failed
+        self.records += other.records
+        self.corrupt_lines.extend(other.corrupt_lines)
+        self.persisted, self.scanned = -1, 0  # describes no one file (no plan note from it)
 
     def overlay(self) -> Iterator[tuple[int, int]]:
         """(hash, state) of every key read after the base."""

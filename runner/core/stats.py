@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+EXAMPLES = 3  # example keys kept per error code
+
 
 @dataclass
 class JobStats:
@@ -30,12 +32,35 @@ class JobStats:
     )  # route -> [prompt, completion]
     completion_tokens: int = 0
     batches_submitted: int = 0
+    error_codes: dict[str, int] = field(default_factory=dict)  # error records written, by code
+    error_examples: dict[str, list[str]] = field(default_factory=dict)  # code -> first few keys
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 
     @property
     def done(self) -> int:
         return self.ok + self.errors
+
+    @property
+    def done_before(self) -> int:
+        """Finished by earlier runs (ok or permanent error; ``skipped`` counts both): the
+        display counts them as done."""
+        return self.skipped
+
+    def note_record(self, record: Any) -> None:
+        """Called for every record written: error records are tallied by code, with the first
+        ``EXAMPLES`` keys of each code, so the summary can say which URLs failed."""
+        if not isinstance(record, dict) or record.get("status") != "error":
+            return
+        error = record.get("error")
+        code = str(error.get("code") if isinstance(error, dict) else None)
+        self.error_codes[code] = self.error_codes.get(code, 0) + 1
+        examples = self.error_examples.setdefault(code, [])
+        if len(examples) < EXAMPLES:
+            key = record.get("url") or record.get("key")
+            if code == "invalid_input" and isinstance(error, dict):
+                key = str(error.get("message") or key).split(":", 1)[0]  # "line 7"
+            examples.append(str(key))
 
     @property
     def elapsed_s(self) -> float:
@@ -75,6 +100,8 @@ class JobStats:
                 r: {"prompt": t[0], "completion": t[1]} for r, t in self.usage_by_route.items()
             },
             "completion_tokens": self.completion_tokens,
+            "error_codes": dict(self.error_codes),
+            "failed_before": self.failed_before,
             "wall_s": round(elapsed, 3),
             "requests_per_s": round(self.requests / elapsed, 2) if elapsed > 0 else 0.0,
         }

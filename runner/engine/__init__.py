@@ -1,1 +1,1 @@
-"""The engines: the throttle, the realtime pipeline and the batch driver. They get their client, clock and store as arguments."""
+"""The engines: throttle, realtime pipeline, batch driver; given client, clock and writer."""

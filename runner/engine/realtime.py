@@ -21,7 +21,7 @@ from runner.clock import SYSTEM_CLOCK, Clock, sleep_or_stop
 from runner.config.schema import JobConfig, RetryConfig
 from runner.core.items import InvalidLine, Item
 from runner.core.payloads import BodyBuilder, MediaUnavailable, new_run_id, request_id
-from runner.core.records import INVALID_INPUT, LOCAL_FILE, error_record, ok_record
+from runner.core.records import LOCAL_FILE, error_record, invalid_input_record, ok_record
 from runner.core.retry import Verdict, backoff_s, classify
 from runner.core.stats import JobStats
 from runner.engine.throttle import Throttle
@@ -92,15 +92,7 @@ class RealtimeEngine:
             if stop.is_set():
                 break
             if isinstance(item, InvalidLine):
-                writer.append(
-                    error_record(
-                        item.key,
-                        INVALID_INPUT,
-                        f"line {item.line_no}: {item.reason}",
-                        retryable=False,
-                        via="input",
-                    )
-                )
+                writer.append(invalid_input_record(item))
                 stats.errors += 1
                 stats.invalid += 1
                 continue
@@ -231,7 +223,8 @@ class RealtimeEngine:
     def _record_unavailable(
         self, item: Item, exc: MediaUnavailable, attempts: int, started: float
     ) -> None:
-        """A local file vanished or changed since the plan: an error record (retried next run), not a crash."""
+        """A local file vanished or changed since the plan: an error record (retried next
+        run), not a crash."""
         self.deps.writer.append(
             error_record(
                 item.url,
@@ -259,7 +252,8 @@ class RealtimeEngine:
                 code=code,
                 status=failure.status,
             )
-            log.error("api stopped the run", extra={"job": self.job.name, "code": code})
+            # an event for machine logs: the CLI prints the one error line a person sees
+            log.info("api stopped the run", extra={"job": self.job.name, "code": code})
         self.deps.stop.set()
 
     async def _flush_periodically(self) -> None:

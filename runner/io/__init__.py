@@ -1,1 +1,1 @@
-"""I/O at the edges: input readers, local media, the output store and lock, batch work files, export."""
+"""I/O at the edges: inputs, local media, the output store and lock, batch files, export."""

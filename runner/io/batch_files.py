@@ -1,10 +1,11 @@
 """Batch input files: the pending stream cut into JSONL chunk files, each with a small sidecar.
 
 A chunk ``chunk-00007.jsonl`` holds one request per line (``payloads.batch_line`` with the
-body the realtime path sends); ``chunk-00007.ids`` maps each custom_id back to its item, one line per
-request: ``custom_id TAB line_no TAB url`` for a plain URL line, plus ``TAB {json}`` with
-the key and the item's other fields (prompt, images, meta, ...) when it has any. Collecting a chunk reads only its own sidecar,
-so matching results never needs the whole job in memory.
+body the realtime path sends); ``chunk-00007.ids`` maps each custom_id back to its item,
+one line per request: ``custom_id TAB line_no TAB url`` for a plain URL line, plus
+``TAB {json}`` with the key and the item's other fields (prompt, images, meta, ...) when it
+has any. Collecting a chunk reads only its own sidecar, so matching results never needs the
+whole job in memory.
 
 custom_id is ``g`` + the 16 hex digits of the item's 64-bit key hash: stable across runs,
 17 characters of ``[0-9a-g]`` (inside the safe 6-64 chars of ``[A-Za-z0-9_-]``), and it maps

@@ -18,7 +18,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from runner.config.schema import JobConfig
-from runner.core.batch_states import STATE_TYPES, ChunkState, Collected, chunk_of, describe
+from runner.core.batch_states import (
+    STATE_TYPES,
+    ChunkState,
+    Collected,
+    Collecting,
+    Ended,
+    chunk_of,
+    describe,
+)
 from runner.errors import GlmrunError, OutputError
 from runner.io.batch_files import fsync_replace, iter_sidecar_hashes
 
@@ -115,13 +123,34 @@ def save_state(path: Path, state: JobState) -> None:
     fsync_replace(tmp, path)
 
 
+def chunk_view(chunk: ChunkState, saved_at: float | None) -> dict[str, Any]:
+    """describe() plus what a person needs: ``status`` shows ``cancelling`` as soon as a
+    cancel was asked (the remote status says so only at the next poll), and ``polled_at`` is
+    when the state was last saved (the driver saves after every poll of a running batch)."""
+    d = describe(chunk)
+    final = isinstance(chunk, (Ended, Collecting, Collected))
+    if getattr(chunk, "cancel_requested", False) and not final:
+        d["status"] = "cancelling"
+    d["polled_at"] = saved_at if d.get("batch_id") and not final else None
+    return d
+
+
+def saved_at(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
 def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
-    """The job's chunks for ``glmrun status``: describe() plus ``state`` as the remote status
+    """The job's chunks for ``glmrun status``: chunk_view() plus ``state`` as the remote status
     (the local state, lower-cased, before there is one) and ``finished`` once collected."""
-    state = load_state(state_path(job))
+    path = state_path(job)
+    state = load_state(path)
+    at = saved_at(path)
     out = []
     for chunk in state.chunks if state else []:
-        d = describe(chunk)
+        d = chunk_view(chunk, at)
         out.append(
             {
                 **d,

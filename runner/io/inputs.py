@@ -16,7 +16,7 @@ import hashlib
 import io
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,8 @@ def detect_format(path: Path, input_format: str = "auto") -> str:
     return "text"
 
 
-# The resume pre-filter: one code per line of a batch (0 keep, 1 done ok, 2 done as an error).
+# The resume pre-filter: one code per line of a batch (0 keep, 1 done ok, 2 done as an error,
+# 3 another shard's: skipped but not done, so it ends a finished prefix like 0).
 SkipLine = Callable[[list[bytes]], list[int]]
 _BATCH = 4096
 
@@ -58,6 +59,9 @@ class TextPrefix:
     done: int = 0
     failed: int = 0
     growing: bool = True
+    # (offset, hash of the input up to it) as runner.io.plancache checked it: the note it
+    # writes next hashes only the bytes after it
+    hashed: tuple[int, Any] | None = field(default=None, repr=False, compare=False)
 
 
 def read_items(
@@ -136,7 +140,7 @@ def _text_batch(
     wanted = [(n, line, raw) for n, line, raw in batch if line and not line.startswith(b"#")]
     codes = skip([line for _, line, _ in wanted]) if skip is not None and wanted else None
     if prefix.growing and batch:
-        if codes is not None and 0 not in codes and batch[-1][2].endswith(b"\n"):
+        if codes is not None and 0 not in codes and 3 not in codes and batch[-1][2].endswith(b"\n"):
             prefix.offset = end  # the whole batch is finished or blank
             prefix.line_no = batch[-1][0]
             prefix.failed += codes.count(2)
@@ -163,7 +167,7 @@ def _grow(
         if line and not line.startswith(b"#"):
             code = codes[j] if codes is not None else 0
             j += 1
-        if code == 0 or not raw.endswith(b"\n"):
+        if code in (0, 3) or not raw.endswith(b"\n"):
             prefix.growing = False
             return
         prefix.offset += len(raw)
@@ -346,8 +350,7 @@ def _read_csv(path: Path, url_column: str) -> Iterator[Item | InvalidLine]:
         if url_column not in header:
             raise ConfigError(
                 f"{path}: no column {url_column!r} in the CSV header "
-                f"({', '.join(header) or 'empty'}); "
-                "set csv_url_column"
+                f"({', '.join(header) or 'empty'}); set csv_url_column"
             )
         for row in reader:
             line_no = reader.line_num

@@ -169,8 +169,8 @@ class ItemChecker:
     def _need_base64(self, kind: str) -> None:
         if not self.caps.base64:
             raise Refused(
-                f"{self.model} does not accept base64 {kind} data, so local files cannot be sent "
-                f"to it; use https URLs with {self.model}, or a model that takes base64 "
+                f"{self.model} does not accept base64 {kind} data, so local files cannot be "
+                f"sent to it; use https URLs with {self.model}, or a model that takes base64 "
                 f"({base64_alternative(self.model)})"
             )
 
@@ -216,8 +216,8 @@ class ItemChecker:
                 seconds = mp4_duration_s(resolved)
                 if seconds is not None and seconds > max_s:
                     raise Refused(
-                        f"{ref}: {seconds:.1f} s long; {self.model} takes videos of at most "
-                        f"{max_s} s"
+                        f"{ref}: {seconds:.1f} s long; "
+                        f"{self.model} takes videos of at most {max_s} s"
                     )
         return resolved
 
@@ -302,9 +302,9 @@ def resolve_turn_media(
     turns: list[dict[str, Any]] = orjson.loads(orjson.dumps(job.messages))
     if checker.turn_images and checker.turn_images + 1 > checker.caps.max_images:
         raise ConfigError(
-            f"{file}: jobs[{index}].messages: {checker.turn_images} images leave no room for the "
-            "item's own "
-            f"image; {job.model} takes at most {checker.caps.max_images} per request"
+            f"{file}: jobs[{index}].messages: {checker.turn_images} images leave no room for "
+            f"the item's own image; {job.model} takes at most {checker.caps.max_images} "
+            "per request"
         )
     for kind, inner in media_parts(turns):
         try:

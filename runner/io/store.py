@@ -7,8 +7,8 @@ while the table is sorted, never the records themselves). ``ResultWriter`` owns 
 handle: one ``write()`` per record into a buffered file. Inside an event loop the buffer goes to the
 OS at the end of the loop turn that appended (one syscall for every record of that turn), so a kill
 -9 loses only records appended in the very turn it strikes (never more than the requests then in
-flight); outside a loop it is flushed at least every ``flush_interval_s``. A kill tears at most the
-last line, which the next writer cuts off before appending.
+flight); outside a loop the caller flushes (``flush``, ``close``). A kill tears at most the last
+line, which the next writer cuts off before appending.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import fcntl
 import logging
 import os
 import re
-import time
 from array import array
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, Self
+from typing import IO, Self
 
 from runner.core.keys import key_hash, key_hash_bytes
 from runner.core.records import Record, dumps, is_final, record_key
@@ -217,14 +217,14 @@ class ResultWriter:
     """The single appender of one output file.
 
     ``append`` is synchronous: in one event loop nobody can interleave with a ``write()``, so
-    there is no queue or writer task on the hot path. A buffered file absorbs the writes; the
-    engine calls ``maybe_flush`` often and ``close`` fsyncs.
+    there is no queue or writer task on the hot path. A buffered file absorbs the writes; in
+    an event loop they reach the OS at the end of the loop turn that made them, and ``close``
+    fsyncs. (No clock: when to flush is decided by the loop, not by time.)
     """
 
-    def __init__(self, path: Path, *, flush_interval_s: float = 0.5, clock: Any = time.monotonic):
+    def __init__(self, path: Path, *, on_record: Callable[[Record], None] | None = None):
         self.path = path
-        self.flush_interval_s = flush_interval_s
-        self._clock = clock
+        self.on_record = on_record  # told of each record written (the run's error tally)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             repair_torn_tail(path)
@@ -233,7 +233,6 @@ class ResultWriter:
             raise OutputError(
                 f"{path}: cannot open the output for appending: {exc.strerror}"
             ) from None
-        self._last_flush = clock()
         self._flush_scheduled = False
         self._error: OSError | None = None
         self.written = 0
@@ -246,11 +245,13 @@ class ResultWriter:
         except OSError as exc:
             raise self._failed(exc) from exc
         self.written += 1
+        if self.on_record is not None:
+            self.on_record(record)
         if not self._flush_scheduled:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:
-                return  # no loop: maybe_flush / close do it
+                return  # no loop: the caller's flush() or close() does it
             self._flush_scheduled = True
             loop.call_soon(self._flush_turn)
 
@@ -263,15 +264,9 @@ class ResultWriter:
     def _failed(self, exc: OSError) -> OutputError:
         self._error = exc
         return OutputError(
-            f"{self.path}: cannot write the output: {exc.strerror}; "
-            "what was written before is kept, "
-            "the rest is sent again by the next run"
+            f"{self.path}: cannot write the output: {exc.strerror}; what was written before "
+            "is kept, the rest is sent again by the next run"
         )
-
-    def maybe_flush(self) -> None:
-        now = self._clock()
-        if now - self._last_flush >= self.flush_interval_s:
-            self.flush()
 
     def flush(self) -> None:
         if not self._file.closed:
@@ -279,7 +274,6 @@ class ResultWriter:
                 self._file.flush()
             except OSError as exc:
                 raise self._failed(exc) from exc
-            self._last_flush = self._clock()
 
     def fsync(self) -> None:
         if not self._file.closed:

@@ -57,6 +57,7 @@ class BatchesApi:
         except orjson.JSONDecodeError:
             raise ApiError(400, "1214", "Request body is not JSON") from None
         self.state.stats.batches_created += 1
+        self.state.stats.batch_custom_ids.update(line[0] for line in batch["lines"])
         return json_response(self._view(batch))
 
     async def get_batch(self, request: web.Request) -> web.Response:
@@ -238,6 +239,7 @@ class BatchesApi:
         err: list[bytes] = []
         for cid, fate, urls, text_len, rid in self._processed(batch):
             if fate in ("ok", "duplicate"):
+                self.state.stats.batch_paid[urls[0] if urls else cid] += 1
                 body = {"model": batch["model"], "request_id": rid}
                 line = {
                     "response": {

@@ -1,6 +1,7 @@
 """The simulator as a server: builds the aiohttp app and its routes, starts and stops it, and
 runs the one middleware every API request passes through (count it, check its credentials,
-turn a raised `ApiError` into the GLM error answer). Also the `/_sim/*` control endpoints and
+apply the `control_faults` of a files/batches call (simulator/faults.py), turn a raised
+`ApiError` into the GLM error answer). Also the `/_sim/*` control endpoints and
 `serve()` for `glmrun simulate`.
 
 It backs `base_url: simulator`, the engine tests and the benchmarks, so it must be both
@@ -27,6 +28,7 @@ from aiohttp.web_urldispatcher import AbstractResource, AbstractRoute
 
 from runner.simulator.batches import BatchesApi
 from runner.simulator.chat import ChatApi
+from runner.simulator.faults import pick_fault
 from runner.simulator.files import FilesApi, FileStore
 from runner.simulator.replies import JSON, ApiError, error_body, json_response
 from runner.simulator.settings import SimSettings, SimStats, merge_settings
@@ -64,6 +66,7 @@ class Simulator(SimState):
         # Filled by _make_app: which resources are API traffic, and chat's count-before-auth.
         self._api_resources: set[AbstractResource] = set()
         self._count_first: dict[AbstractRoute, Callable[[web.Request], Awaitable[None]]] = {}
+        self._kinds: dict[AbstractRoute, str] = {}  # control-plane call kind per route
         self.app = self._make_app()
 
     def __repr__(self) -> str:
@@ -80,19 +83,19 @@ class Simulator(SimState):
         chat, files, batches = self._chat, self._files_api, self._batches
         chat_route = app.router.add_post(f"{p}/chat/completions", chat.answer)
         self._count_first[chat_route] = chat.count
-        api_routes = app.add_routes(
-            [
-                web.post(f"{p}/files", files.upload),
-                web.get(f"{p}/files", files.list_files),
-                web.get(f"{p}/files/{{file_id}}/content", files.get_content),
-                web.delete(f"{p}/files/{{file_id}}", files.delete_file),
-                web.get(f"{p}/files/{{file_id}}", files.get_file),
-                web.post(f"{p}/batches", batches.create),
-                web.get(f"{p}/batches", batches.list_batches),
-                web.get(f"{p}/batches/{{batch_id}}", batches.get_batch),
-                web.post(f"{p}/batches/{{batch_id}}/cancel", batches.cancel),
-            ]
-        )
+        control = {
+            "upload": web.post(f"{p}/files", files.upload),
+            "list_files": web.get(f"{p}/files", files.list_files),
+            "file_content": web.get(f"{p}/files/{{file_id}}/content", files.get_content),
+            "delete_file": web.delete(f"{p}/files/{{file_id}}", files.delete_file),
+            "get_file": web.get(f"{p}/files/{{file_id}}", files.get_file),
+            "create": web.post(f"{p}/batches", batches.create),
+            "list": web.get(f"{p}/batches", batches.list_batches),
+            "retrieve": web.get(f"{p}/batches/{{batch_id}}", batches.get_batch),
+            "cancel": web.post(f"{p}/batches/{{batch_id}}/cancel", batches.cancel),
+        }
+        api_routes = app.add_routes(list(control.values()))
+        self._kinds = dict(zip(api_routes, control, strict=True))
         for route in (chat_route, *api_routes):
             if route.resource is not None:
                 self._api_resources.add(route.resource)
@@ -143,9 +146,34 @@ class Simulator(SimState):
                 if count_first is not None:
                     await count_first(request)
                 self._authenticate(request)
+            kind = self._kinds.get(route)
+            if kind is not None:
+                return await self._control_call(request, handler, kind)
             return await handler(request)
         except ApiError as exc:
             return self._error_response(exc)
+
+    async def _control_call(
+        self, request: web.Request, handler: Handler, kind: str
+    ) -> web.StreamResponse:
+        """A files/batches call: count it, then apply the first `control_faults` rule it hits."""
+        stats = self.stats
+        stats.calls[kind] += 1
+        stats.call_times.append((kind, self.clock()))
+        fault = None
+        if self.settings.control_faults:
+            fault = pick_fault(self.settings.control_faults, kind, stats.calls[kind], self.rng)
+        if fault is None:
+            return await handler(request)
+        if not fault.lose:
+            stats.faults_injected += 1
+            raise ApiError(fault.status, fault.code, fault.message)
+        await handler(request)  # performed; the answer never reaches the client
+        stats.answers_lost += 1
+        if request.transport is not None:
+            request.transport.close()
+        await asyncio.sleep(0)
+        return web.Response(status=204)
 
     def _error_response(self, exc: ApiError) -> web.Response:
         """`{"error": {"code", "message"}}`; a 429 counts as throttled and gets Retry-After."""

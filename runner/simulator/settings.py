@@ -102,6 +102,8 @@ class SimSettings:
     require_jwt: str | None = None
     expire_tokens: int = 0  # the next N JWT-authenticated requests answer 1003 (token expired)
     keep_bodies: bool = False  # keep every chat body (and its Authorization header) in stats.bodies
+    # files/batches calls answered with an error or with their answer lost (simulator/faults.py)
+    control_faults: list[dict[str, Any]] = field(default_factory=list)
 
     def validate(self) -> None:
         """Reject typos in fault names up front: a silently ignored fault makes a test lie."""
@@ -122,6 +124,10 @@ class SimSettings:
             unknown = set(answer) - ANSWER_FIELDS
             if unknown:
                 raise ValueError(f"url_answers[{url!r}]: unknown field(s) {sorted(unknown)}")
+        from runner.simulator.faults import ControlFault
+
+        for rule in self.control_faults:
+            ControlFault.parse(rule)
         if self.error_envelope not in ("zhipu", "openai"):
             raise ValueError(
                 f"error_envelope: expected zhipu|openai, found {self.error_envelope!r}"
@@ -149,6 +155,10 @@ def _coerce(key: str, value: Any) -> Any:
         return {str(u): [str(f) for f in fs] for u, fs in value.items()}
     if key == "batch_line_faults":
         return {str(u): str(f) for u, f in value.items()}
+    if key == "control_faults":
+        if not isinstance(value, list) or not all(isinstance(r, dict) for r in value):
+            raise TypeError(f"{key}: expected a list of mappings, found {value!r}")
+        return [dict(r) for r in value]
     return value
 
 
@@ -197,9 +207,19 @@ class SimStats:
     batch_lines_received: int = 0
     expired_tokens: int = 0  # 1003 answers given to JWT auth
     bodies: list[dict[str, Any]] = field(default_factory=list)  # chat bodies, with keep_bodies
+    # the control plane (simulator/faults.py): calls per kind, faults answered, answers dropped
+    calls: Counter[str] = field(default_factory=Counter)
+    call_times: list[tuple[str, float]] = field(default_factory=list)  # (kind, sim clock)
+    faults_injected: int = 0
+    answers_lost: int = 0
+    # money: custom_id -> batches created with it; URL -> batch lines that produced an answer
+    batch_custom_ids: Counter[str] = field(default_factory=Counter)
+    batch_paid: Counter[str] = field(default_factory=Counter)
 
     def snapshot(self) -> dict[str, Any]:
-        """JSON-able copy (per_url as a plain dict)."""
+        """JSON-able copy (counters as plain dicts)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["per_url"] = dict(self.per_url)
+        for name, value in out.items():
+            if isinstance(value, Counter):
+                out[name] = dict(value)
         return out

@@ -13,57 +13,22 @@ from typing import Any
 import orjson
 
 from runner.simulator import expected_content
+from tests.support.configs import DELETE, make_urls, write_batch_config
+from tests.support.records import latest, read_records
+from tests.support.runs import glmrun
 
-FAST = {
-    "latency_mean_s": 0.0,
-    "batch_validating_s": 0.0,
-    "batch_in_progress_s": 0.0,
-    "batch_finalizing_s": 0.0,
-}
-
-
-def write_config(
-    tmp: Path, n: int, *, mode: str = "batch", sim: dict[str, Any] | None = None, **batch: Any
-) -> Path:
-    (tmp / "urls.txt").write_text("".join(f"https://img.example/{i}.jpg\n" for i in range(n)))
-    data = {
-        "api": {"base_url": "simulator"},
-        "batch": {"poll_interval_s": 0.05, **batch},
-        "simulator": {**FAST, **(sim or {})},
-        "jobs": [
-            {
-                "name": "j",
-                "input": "urls.txt",
-                "output": "out/r.jsonl",
-                "model": "glm-4v-plus-0111",
-                "prompt": "Describe.",
-                "mode": mode,
-            }
-        ],
-    }
-    cfg = tmp / "config.yaml"
-    cfg.write_bytes(orjson.dumps(data))
-    return cfg
-
-
-def glmrun(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        check=False,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+# The batch config with default limits and retry, writing out/r.jsonl, polled every 50 ms.
+write_config = write_batch_config.derive(
+    limits=DELETE,
+    retry=DELETE,
+    batch={"poll_interval_s": 0.05},
+    job={"output": "out/r.jsonl"},
+)
+URLS = make_urls(400, prefix="https://img.example", digits=0)
 
 
 def records(tmp: Path) -> dict[str, dict[str, Any]]:
-    path = tmp / "out" / "r.jsonl"
-    out: dict[str, dict[str, Any]] = {}
-    for line in path.read_bytes().splitlines() if path.exists() else []:
-        r = orjson.loads(line)
-        out[r["url"]] = r
-    return out
+    return latest(read_records(tmp / "out" / "r.jsonl"))
 
 
 def sim_batches(tmp: Path) -> int:
@@ -71,11 +36,12 @@ def sim_batches(tmp: Path) -> int:
 
 
 def test_auto_routing_both_sides_of_threshold(tmp_path: Path) -> None:
-    """mode auto with threshold 100: 50 URLs go realtime, 400 go batch; --dry-run says which and why."""
+    """mode auto with threshold 100: 50 URLs go realtime, 400 go batch; --dry-run says which and
+    why."""
     small, big = tmp_path / "small", tmp_path / "big"
     small.mkdir()
     big.mkdir()
-    cfg = write_config(small, 50, mode="auto", threshold=100)
+    cfg = write_config(small, URLS[:50], job={"mode": "auto"}, batch={"threshold": 100})
     dry = glmrun(str(cfg), "--dry-run", cwd=small)
     assert (
         dry.returncode == 0
@@ -83,7 +49,7 @@ def test_auto_routing_both_sides_of_threshold(tmp_path: Path) -> None:
     )
     assert glmrun(str(cfg), cwd=small).returncode == 0
     assert {r["via"] for r in records(small).values()} == {"realtime"} and len(records(small)) == 50
-    cfg = write_config(big, 400, mode="auto", threshold=100)
+    cfg = write_config(big, URLS[:400], job={"mode": "auto"}, batch={"threshold": 100})
     assert (
         "-> batch (mode: auto, 400 pending > batch.threshold 100)"
         in glmrun(str(cfg), "--dry-run", cwd=big).stdout
@@ -98,7 +64,12 @@ def test_auto_routing_both_sides_of_threshold(tmp_path: Path) -> None:
 
 def test_no_wait_exits_75_then_second_run_collects(tmp_path: Path) -> None:
     """--no-wait submits and exits 75; the same command again collects and submits nothing twice."""
-    cfg = write_config(tmp_path, 30, sim={"batch_in_progress_s": 0.3}, max_requests_per_file=20)
+    cfg = write_config(
+        tmp_path,
+        URLS[:30],
+        simulator={"batch_in_progress_s": 0.3},
+        batch={"max_requests_per_file": 20},
+    )
     first = glmrun(str(cfg), "--no-wait", cwd=tmp_path)
     assert first.returncode == 75, first.stderr
     assert "run the same command again" in first.stderr
@@ -113,8 +84,11 @@ def test_no_wait_exits_75_then_second_run_collects(tmp_path: Path) -> None:
 
 
 def test_batches_list_show_cancel(tmp_path: Path) -> None:
-    """list shows the tracked batch, show prints it, cancel stops it; later runs collect and resend the rest."""
-    cfg = write_config(tmp_path, 10, sim={"batch_in_progress_s": 600, "batch_finalizing_s": 0.1})
+    """list shows the tracked batch, show prints it, cancel stops it; later runs collect and resend
+    the rest."""
+    cfg = write_config(
+        tmp_path, URLS[:10], simulator={"batch_in_progress_s": 600, "batch_finalizing_s": 0.1}
+    )
     assert glmrun(str(cfg), "--no-wait", cwd=tmp_path).returncode == 75
     listed = glmrun("batches", "list", str(cfg), "--json", cwd=tmp_path)
     assert listed.returncode == 0, listed.stderr
@@ -138,7 +112,7 @@ def test_batches_list_show_cancel(tmp_path: Path) -> None:
     assert (
         len(records(tmp_path)) == 5
     )  # the half that ran (partial fraction 0.5); the rest stays pending
-    write_config(tmp_path, 10)
+    write_config(tmp_path, URLS[:10])
     again = glmrun(str(cfg), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     recs = records(tmp_path)
@@ -147,8 +121,14 @@ def test_batches_list_show_cancel(tmp_path: Path) -> None:
 
 
 def test_kill_9_after_first_batch_created_then_rerun(tmp_path: Path) -> None:
-    """SIGKILL once a batch is tracked as created; the rerun creates no extra batch and delivers all."""
-    cfg = write_config(tmp_path, 30, sim={"batch_in_progress_s": 1.0}, max_requests_per_file=10)
+    """SIGKILL once a batch is tracked as created; the rerun creates no extra batch and delivers
+    all."""
+    cfg = write_config(
+        tmp_path,
+        URLS[:30],
+        simulator={"batch_in_progress_s": 1.0},
+        batch={"max_requests_per_file": 10},
+    )
     state = tmp_path / "out" / ".glmrun" / "j" / "state.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "runner", str(cfg)],
@@ -181,13 +161,14 @@ def test_batches_list_needs_no_key_or_network(tmp_path: Path) -> None:
     from runner.core.batch_states import Chunk, Running
     from runner.io.batch_state import JobState, save_state
 
-    cfg = write_config(tmp_path, 1)
-    data = orjson.loads(cfg.read_bytes())
-    data["api"] = {
-        "base_url": "https://open.bigmodel.cn/api/paas/v4",
-        "api_key_env": "GLMRUN_TEST_UNSET_KEY",
-    }
-    cfg.write_bytes(orjson.dumps(data))
+    cfg = write_config(
+        tmp_path,
+        URLS[:1],
+        api={
+            "base_url": "https://open.bigmodel.cn/api/paas/v4",
+            "api_key_env": "GLMRUN_TEST_UNSET_KEY",
+        },
+    )
     chunk = Chunk(0, "chunk-00000.jsonl", "chunk-00000.ids", 1, 100)
     save_state(
         tmp_path / "out" / ".glmrun" / "j" / "state.json",

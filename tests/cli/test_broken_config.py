@@ -82,8 +82,8 @@ CASES = [
     (
         "no-api-key",
         _text(
-            "api: {base_url: 'https://open.bigmodel.cn/api/paas/v4', api_key_env: GLMRUN_TEST_UNSET_KEY}\n"
-            + GOOD_JOB
+            "api: {base_url: 'https://open.bigmodel.cn/api/paas/v4', "
+            "api_key_env: GLMRUN_TEST_UNSET_KEY}\n" + GOOD_JOB
         ),
         "GLMRUN_TEST_UNSET_KEY is not set",
     ),
@@ -94,7 +94,7 @@ CASES = [
 def test_broken_config_exits_2_with_one_line_and_no_traceback(
     tmp_path: Path, make: Callable[[Path], Path], message: str
 ) -> None:
-    """Each broken config fails before anything is sent, with one glmrun: line naming the problem."""
+    """Each broken config fails before anything is sent, with one glmrun: line naming it."""
     path = make(tmp_path)
     result = CliRunner().invoke(main, [str(path)], env={"GLMRUN_TEST_UNSET_KEY": None})
     assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)

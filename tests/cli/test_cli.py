@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,10 @@ from click.testing import CliRunner, Result
 
 from runner.cli.main import main
 from runner.simulator import expected_content
-from tests.conftest import ENV, KEY_ENV, latest, make_urls, output_of, read_jsonl, write_config
-from tests.unit.test_config import BROKEN
+from tests.core.test_config import BROKEN
+from tests.support.configs import ENV, KEY_ENV, make_urls, output_of, write_config
+from tests.support.records import latest, read_records
+from tests.support.runs import glmrun as run_glmrun
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -25,21 +26,11 @@ def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
     return runner.invoke(main, list(args), catch_exceptions=False)
 
 
-def glmrun(
-    *args: str, cwd: Path | None = None, timeout: float = 60, **kwargs: Any
-) -> subprocess.CompletedProcess[str]:
+def glmrun(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """glmrun in a child process with the test key in its environment and no real key."""
     env = {**os.environ, **ENV}
     env.pop("ZHIPUAI_API_KEY", None)
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
-        check=False,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        **kwargs,
-    )
+    return run_glmrun(*args, cwd=cwd, env=env)
 
 
 def assert_one_error_line(stderr: str, *parts: str) -> None:
@@ -102,17 +93,18 @@ def test_run_is_the_default_command(tmp_path: Path) -> None:
     """`glmrun CONFIG` and `glmrun run CONFIG` do the same; a rerun skips everything."""
     urls = make_urls(20)
     cfg = write_config(tmp_path, urls)
-    first = invoke(str(cfg), "-q")
+    first = invoke(str(cfg))
     assert first.exit_code == 0, first.stderr
     assert "t: ok 20, errors 0" in first.stdout
-    second = invoke("run", str(cfg), "-q")
+    second = invoke("run", str(cfg))
     assert second.exit_code == 0
-    assert "t: ok 0, errors 0 (invalid input 0), skipped as done 20" in second.stdout
-    assert len(read_jsonl(output_of(tmp_path))) == 20
+    assert second.stdout == "t: nothing to do — 20 done\n"
+    assert len(read_records(output_of(tmp_path))) == 20
 
 
 def test_dry_run_counts_and_sends_nothing(tmp_path: Path) -> None:
-    """--dry-run prints pending / done / invalid / duplicate counts and touches no network or output."""
+    """--dry-run prints pending / done / invalid / duplicate counts and touches no network or
+    output."""
     urls = make_urls(10)
     cfg = write_config(tmp_path, urls[:3])
     assert invoke(str(cfg), "-q").exit_code == 0
@@ -126,7 +118,11 @@ def test_dry_run_counts_and_sends_nothing(tmp_path: Path) -> None:
     result = invoke(str(cfg), "--dry-run")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[0] == (
-        "t: 7 pending, 3 done (0 as errors), 1 invalid, 1 duplicate lines -> realtime (mode: realtime)"
+        "t: 7 pending, 3 done (0 as errors), 1 invalid, 1 duplicate lines"
+        " -> realtime (mode: realtime)"
+    )
+    assert result.stdout.splitlines()[1] == (
+        "  invalid line 11: scheme ftp: is not allowed; expected an http:// or https:// URL"
     )
     assert output_of(tmp_path).read_bytes() == before
 
@@ -136,9 +132,9 @@ def test_job_option_runs_one_job(tmp_path: Path) -> None:
     job_a = {"name": "a", "input": "urls.txt", "output": "out/a.jsonl", "model": "m", "prompt": "p"}
     job_b = {**job_a, "name": "b", "output": "out/b.jsonl"}
     cfg = write_config(tmp_path, make_urls(5), jobs=[job_a, job_b])
-    result = invoke(str(cfg), "--job", "b", "-q")
+    result = invoke(str(cfg), "--job", "b")
     assert result.exit_code == 0, result.stderr
-    assert len(read_jsonl(tmp_path / "out" / "b.jsonl")) == 5
+    assert len(read_records(tmp_path / "out" / "b.jsonl")) == 5
     assert not (tmp_path / "out" / "a.jsonl").exists()
     assert "b: ok 5" in result.stdout and "a: " not in result.stdout
 
@@ -149,10 +145,10 @@ def test_limit_sends_at_most_n_new_urls(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, urls)
     result = invoke(str(cfg), "--limit", "5", "-q")
     assert result.exit_code == 0
-    assert {r["url"] for r in read_jsonl(output_of(tmp_path))} == set(urls[:5])
+    assert {r["url"] for r in read_records(output_of(tmp_path))} == set(urls[:5])
     assert invoke(str(cfg), "-q").exit_code == 0
-    final = latest(read_jsonl(output_of(tmp_path)))
-    assert set(final) == set(urls) and len(read_jsonl(output_of(tmp_path))) == 12
+    final = latest(read_records(output_of(tmp_path)))
+    assert set(final) == set(urls) and len(read_records(output_of(tmp_path))) == 12
 
 
 def test_some_errors_exit_1(tmp_path: Path) -> None:
@@ -164,7 +160,7 @@ def test_some_errors_exit_1(tmp_path: Path) -> None:
     result = invoke(str(cfg), "-q")
     assert result.exit_code == 1, result.stderr
     assert "t: ok 7, errors 1" in result.stdout
-    final = latest(read_jsonl(output_of(tmp_path)))
+    final = latest(read_records(output_of(tmp_path)))
     assert (
         final[urls[3]]["error"]["code"] == "1301" and final[urls[3]]["error"]["retryable"] is False
     )
@@ -176,11 +172,13 @@ def test_invalid_input_exits_1(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, [*make_urls(3), "mailto:someone@example.com"])
     result = invoke(str(cfg), "-q")
     assert result.exit_code == 1
-    assert "errors 1 (invalid input 1)" in result.stdout
+    assert "errors 1 (1 invalid line)" in result.stdout
+    assert "  invalid_input ×1: line 4" in result.stdout.splitlines()
 
 
 def test_fatal_code_exits_3_with_one_line(tmp_path: Path) -> None:
-    """Arrears (1113 as HTTP 429) stop the run: exit 3, one stderr line naming the code, in-hand results saved."""
+    """Arrears (1113 as HTTP 429) stop the run: exit 3, one stderr line naming the code, in-hand
+    results saved."""
     urls = make_urls(40)
     cfg = write_config(
         tmp_path,
@@ -195,14 +193,15 @@ def test_fatal_code_exits_3_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert lines[-1].startswith("glmrun: the API refused the run (code 1113")
     assert "arrears" in lines[-1]
-    records = read_jsonl(output_of(tmp_path))
+    records = read_records(output_of(tmp_path))
     assert records and all(r["status"] == "ok" for r in records)
     assert urls[10] not in {r["url"] for r in records}
     assert ENV[KEY_ENV] not in result.stderr
 
 
 def test_non_tty_progress_line(tmp_path: Path) -> None:
-    """Without a TTY a progress log line appears every run.progress_interval_s, then the summary."""
+    """Without a TTY a plain progress line appears every run.progress_interval_s, then the
+    summary."""
     cfg = write_config(
         tmp_path,
         make_urls(120),
@@ -212,23 +211,25 @@ def test_non_tty_progress_line(tmp_path: Path) -> None:
     )
     proc = glmrun(str(cfg))
     assert proc.returncode == 0, proc.stderr
-    progress = [line for line in proc.stderr.splitlines() if line.startswith("glmrun: progress ")]
-    assert progress, proc.stderr
-    assert "job=t" in progress[0] and "total=120" in progress[0] and "in_flight=" in progress[0]
+    progress = [line for line in proc.stderr.splitlines() if line.startswith("t: ")]
+    assert progress and len(progress) == len(proc.stderr.splitlines()), proc.stderr
+    assert "/120 " in progress[0] and "in flight " in progress[0]
     assert "\r" not in proc.stderr and "\x1b[" not in proc.stderr
     assert proc.stdout.startswith("t: ok 120, errors 0")
 
 
 def test_example_config_end_to_end(tmp_path: Path) -> None:
-    """`glmrun config/example.yaml` on a temp copy exits 0 with a summary and 400 matching ok records."""
+    """`glmrun config/example.yaml` on a temp copy exits 0 with a summary and 400 matching ok
+    records."""
     shutil.copytree(REPO / "config", tmp_path / "config")
     proc = glmrun("config/example.yaml", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    (summary,) = [line for line in proc.stdout.splitlines() if line.startswith("describe: ok ")]
-    assert summary.startswith("describe: ok 400, errors 0")
-    for part in ("skipped as done 0", "requests ", "retries ", "tokens ", "req/s"):
-        assert part in summary
-    final = latest(read_jsonl(tmp_path / "out" / "example.jsonl"))
+    summary = proc.stdout.splitlines()
+    assert summary[0] == "describe: ok 400, errors 0 — 400/400 done"
+    assert summary[1].startswith("  requests ") and "items/s" in summary[1]
+    assert summary[2].startswith("  tokens ") and summary[2].endswith(" CNY")
+    assert len(summary) == 3
+    final = latest(read_records(tmp_path / "out" / "example.jsonl"))
     assert len(final) == 400
     assert all(
         r["status"] == "ok" and r["content"] == expected_content(u) for u, r in final.items()

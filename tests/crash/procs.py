@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
+from tests.support.configs import write_minimal_config
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_KEY = "sk-FAKE-glmrun-canary-123"
@@ -75,32 +75,20 @@ def simulator(*knobs: str, state_dir: Path | None = None) -> Iterator[SimProcess
             proc.communicate()
 
 
+# Job j reads urls.txt into out/j.jsonl; quick retries, a short grace period, frequent progress.
+write_config = write_minimal_config.derive(
+    api={"timeout_s": 5},
+    limits={"concurrency": 8},
+    retry={"base_delay_s": 0.01, "max_delay_s": 0.05},
+    run={"grace_s": 2, "flush_interval_s": 0.1, "progress_interval_s": 0.5},
+    job={"output": "out/j.jsonl", "prompt": "describe"},
+)
+
+
 def write_job(tmp: Path, base_url: str, urls: list[str], **sections: Any) -> Path:
-    """A config with one job ``j`` over ``urls``; ``sections`` override top-level sections."""
-    (tmp / "urls.txt").write_text("".join(u + "\n" for u in urls))
-    config: dict[str, Any] = {
-        "api": {"base_url": base_url, "timeout_s": 5},
-        "limits": {"concurrency": 8},
-        "retry": {"base_delay_s": 0.01, "max_delay_s": 0.05},
-        "run": {"grace_s": 2, "flush_interval_s": 0.1, "progress_interval_s": 0.5},
-        "jobs": [
-            {
-                "name": "j",
-                "input": "urls.txt",
-                "output": "out/j.jsonl",
-                "model": "glm-4v-flash",
-                "prompt": "describe",
-            }
-        ],
-    }
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(config.get(key), dict):
-            config[key] = {**config[key], **value}
-        else:
-            config[key] = value
-    path = tmp / "config.yaml"
-    path.write_text(yaml.safe_dump(config, allow_unicode=True))
-    return path
+    """A config with one job ``j`` over ``urls`` on ``base_url``; ``sections`` override."""
+    api = {"base_url": base_url, **sections.pop("api", {})}
+    return write_config(tmp, urls, api=api, **sections)
 
 
 def start_run(config: Path, *args: str, **extra_env: str) -> subprocess.Popen[str]:
@@ -139,17 +127,3 @@ def wait_for_lines(path: Path, n: int, proc: subprocess.Popen[str], timeout: flo
             return count
         time.sleep(0.005)
     raise AssertionError(f"{path} never reached {n} lines")
-
-
-def read_records(path: Path) -> list[dict[str, Any]]:
-    """Every line must parse; a missing final newline fails the test."""
-    data = path.read_bytes()
-    assert data == b"" or data.endswith(b"\n"), "output does not end with a newline"
-    return [json.loads(line) for line in data.splitlines()]
-
-
-def latest(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for r in records:
-        out[r.get("key", r["url"])] = r
-    return out

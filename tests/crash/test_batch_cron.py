@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .procs import read_records, run, simulator
+from tests.support.records import read_records
+
+from .procs import run, simulator
 from .test_batch_kill import CHUNK, _batch_job
 
 
@@ -41,4 +43,4 @@ def test_no_wait_then_status_then_collect(tmp_path: Path) -> None:
         e["status"] == "completed" and e["completed"] == CHUNK for e in completed
     )
     names = [e["event"] for e in later]
-    assert names[0] == "run started" and names[-1] == "run finished" and "retry summary" in names
+    assert names[0] == "run started" and names[-1] == "run finished" and "job finished" in names

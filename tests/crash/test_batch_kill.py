@@ -8,8 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 from runner.simulator import expected_content
+from tests.support.records import read_records
 
-from .procs import read_records, run, simulator, start_run, write_job
+from .procs import run, simulator, start_run, write_job
 
 CHUNK = 100
 

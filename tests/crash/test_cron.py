@@ -9,8 +9,9 @@ import orjson
 
 from runner.core.batch_states import Chunk, Running
 from runner.io.batch_state import JobState, save_state
+from tests.support.records import read_records
 
-from .procs import read_records, run, simulator, write_job
+from .procs import run, simulator, write_job
 
 
 def _status(config: Path) -> tuple[int, dict]:
@@ -43,14 +44,14 @@ def test_status_counts_and_exit_codes_follow_the_work(tmp_path: Path) -> None:
             1,
         )
         second = run(config)
-        assert second.returncode == 1  # an earlier permanent error (ftp) still counts
+        assert second.returncode == 1  # this run recorded the ftp line as invalid_input
     code, s = _status(config)  # the simulator is gone: status needs no network
     assert code == 0 and s["finished"] is True
     assert (s["ok"], s["errors"], s["pending"]) == (30, 1, 0)
     text = run(config, "status")
     assert (
         text.returncode == 0
-        and "ok 30, errors 1, pending 0" in text.stdout
+        and "31/31 done (ok 30, errors 1), pending 0" in text.stdout
         and "-> done" in text.stdout
     )
 
@@ -77,8 +78,9 @@ def test_status_lists_tracked_batches_and_exits_75_while_one_is_open(tmp_path: P
 
 
 def test_json_logs_are_one_object_per_line_with_the_run_story(tmp_path: Path) -> None:
-    """--log-format json: every stderr line is a JSON object; start, plan, progress, retry
-    summary, job finished and run finished events are there, and stdout keeps the summary."""
+    """--log-format json: every stderr line is a JSON object; start, plan, progress, job
+    finished (with the retry counts) and run finished events are there, and stdout keeps the
+    summary."""
     urls = [f"https://img.example.com/json/{i}.jpg" for i in range(60)]
     with simulator("latency_mean_s=0.02", "error_500_rate=0.2") as sim:
         config = write_job(
@@ -97,15 +99,13 @@ def test_json_logs_are_one_object_per_line_with_the_run_story(tmp_path: Path) ->
         "run started",
         "plan",
         "progress",
-        "retry summary",
         "job finished",
         "run finished",
     ):
         assert name in names, names
     assert names[0] == "run started" and names[-1] == "run finished"
-    retry = next(e for e in events if e["event"] == "retry summary")
-    assert retry["retries"] > 0 and retry["requests"] == 60 + retry["retries"]
     finished = next(e for e in events if e["event"] == "job finished")
+    assert finished["retries"] > 0 and finished["requests"] == 60 + finished["retries"]
     assert finished["ok"] == 60 and finished["job"] == "j"
     assert events[-1]["exit_code"] == 0
     assert "j: ok 60" in result.stdout

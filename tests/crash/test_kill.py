@@ -7,8 +7,9 @@ from collections import Counter
 from pathlib import Path
 
 from runner.simulator import expected_content
+from tests.support.records import latest, read_records
 
-from .procs import latest, read_records, run, simulator, start_run, wait_for_lines, write_job
+from .procs import run, simulator, start_run, wait_for_lines, write_job
 
 CONCURRENCY = 8
 LATENCY_S = 0.03
@@ -17,17 +18,7 @@ FLUSH_S = 0.2
 
 def _persisted(out: Path) -> set[str]:
     """URLs with an ok record in the file as a new run would see it (torn tail ignored)."""
-    if not out.exists():
-        return set()
-    data = out.read_bytes()
-    whole = data[: data.rfind(b"\n") + 1]
-    return {r["url"] for r in read_records_bytes(whole) if r["status"] == "ok"}
-
-
-def read_records_bytes(data: bytes) -> list[dict]:
-    import json
-
-    return [json.loads(line) for line in data.splitlines()]
+    return {r["url"] for r in read_records(out, torn_tail_ok=True) if r["status"] == "ok"}
 
 
 def _wait_for_requests(sim, n: int, timeout: float = 20) -> None:
@@ -91,9 +82,7 @@ def test_sigkill_with_constant_flushing_keeps_every_line_parseable(tmp_path: Pat
             time.sleep(0.003 * n % 0.02)
             proc.kill()
             proc.communicate(timeout=10)
-            data = out.read_bytes()
-            whole = data[: data.rfind(b"\n") + 1]
-            read_records_bytes(whole)  # everything but at most the last partial line parses
+            read_records(out, torn_tail_ok=True)  # all but at most a last partial line parses
         done = run(config)
         assert done.returncode == 0, done.stderr
         final = latest(read_records(out))

@@ -7,7 +7,9 @@ import re
 import time
 from pathlib import Path
 
-from .procs import latest, read_records, run, simulator, start_run, wait_for_lines, write_job
+from tests.support.records import latest, read_records
+
+from .procs import run, simulator, start_run, wait_for_lines, write_job
 
 
 def _holds_for(url: str, seconds: float) -> tuple[str, str]:
@@ -41,7 +43,7 @@ def test_wait_lock_waits_for_the_holder_then_finds_nothing_to_do(tmp_path: Path)
         out = tmp_path / "out" / "j.jsonl"
         first = start_run(config)
         wait_for_lines(out, 5, first)
-        second = start_run(config, "--wait-lock")
+        second = start_run(config, "--wait-lock", "-v")  # the wait is an INFO event
         _, err2 = second.communicate(timeout=30)
         first.communicate(timeout=30)
         assert second.returncode == 0, err2

@@ -8,11 +8,10 @@ import time
 from pathlib import Path
 
 from runner.simulator import expected_content
+from tests.support.records import latest, read_records
 
 from .procs import (
     SimProcess,
-    latest,
-    read_records,
     run,
     simulator,
     start_run,

@@ -1,14 +1,12 @@
-"""Helpers for the batch engine tests: a config on disk, a simulator, one batch run."""
+"""Helpers for the batch engine tests: their config, a client that crashes on cue, one batch run."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from runner.api.glm import GlmClient
 from runner.app.planning import plan_job
@@ -20,7 +18,8 @@ from runner.core.stats import JobStats
 from runner.engine.batch import run_batch_job
 from runner.io.prepare import read_job_items
 from runner.io.store import RunLock
-from runner.simulator import SimSettings, Simulator
+from runner.simulator import Simulator
+from tests.support.configs import make_urls
 
 
 class Crash(Exception):
@@ -28,61 +27,7 @@ class Crash(Exception):
 
 
 def urls(n: int, prefix: str = "https://img.example/p") -> list[str]:
-    return [f"{prefix}/{i:06d}.jpg" for i in range(n)]
-
-
-def write_config(
-    tmp_path: Path,
-    items: list[str],
-    *,
-    base_url: str = "simulator",
-    mode: str = "batch",
-    simulator: dict[str, Any] | None = None,
-    input_name: str = "urls.txt",
-    **batch: Any,
-) -> Path:
-    """A config with one job over ``items`` (lines of the input); batch keys default to fast test values."""
-    (tmp_path / input_name).write_text("".join(u + "\n" for u in items))
-    data = {
-        "api": {"base_url": base_url},
-        "limits": {"concurrency": 8},
-        "retry": {"max_attempts": 3, "base_delay_s": 0.01, "max_delay_s": 0.05},
-        "batch": {"poll_interval_s": 0, **batch},
-        "simulator": simulator
-        or {
-            "latency_mean_s": 0.0,
-            "batch_validating_s": 0.0,
-            "batch_in_progress_s": 0.0,
-            "batch_finalizing_s": 0.0,
-        },
-        "jobs": [
-            {
-                "name": "j",
-                "input": input_name,
-                "output": "out/results.jsonl",
-                "model": "glm-4v-plus-0111",
-                "prompt": "Describe.",
-                "mode": mode,
-            }
-        ],
-    }
-    path = tmp_path / "config.yaml"
-    path.write_bytes(orjson.dumps(data))
-    return path
-
-
-def read_records(config: Config) -> list[dict[str, Any]]:
-    path = config.jobs[0].output_path
-    if not path.exists():
-        return []
-    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
-
-
-def latest(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    for r in records:
-        out[r.get("key", r["url"])] = r
-    return out
+    return make_urls(n, prefix=prefix, digits=6)
 
 
 class CrashingClient:
@@ -114,22 +59,13 @@ class CrashingClient:
 
 @dataclass
 class SimBox:
+    """A simulator whose batch phases run on ``clock``: advance ``clock.now`` to move them on."""
+
     sim: Simulator
     clock: FakeClock
 
 
-async def start_sim(clock: FakeClock | None = None, **settings: Any) -> SimBox:
-    clock = clock or FakeClock()
-    fields = {
-        "latency_mean_s": 0.0,
-        "batch_validating_s": 0.0,
-        "batch_in_progress_s": 0.0,
-        "batch_finalizing_s": 0.0,
-    }
-    fields.update(settings)
-    sim = Simulator(SimSettings(**fields), clock=lambda: clock.now)
-    await sim.start()
-    return SimBox(sim, clock)
+StartBatchSim = Callable[..., Awaitable[SimBox]]
 
 
 async def run_batch(
@@ -165,3 +101,8 @@ async def run_batch(
 
 def load(config_path: Path) -> Config:
     return load_config(config_path)
+
+
+def output_path(config_path: Path) -> Path:
+    """Where the config's (only) job writes its records."""
+    return load(config_path).jobs[0].output_path

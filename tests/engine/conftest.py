@@ -1,4 +1,5 @@
-"""Run the realtime engine against a simulator with an injected sleep (no real waiting)."""
+"""Engine fixtures: the realtime engine against a simulator with an injected sleep (no real
+waiting), and simulators whose batches run on a FakeClock."""
 
 from __future__ import annotations
 
@@ -21,7 +22,10 @@ from runner.errors import ApiStopped
 from runner.io.inputs import read_items
 from runner.io.store import ResultWriter, load_resume_index
 from runner.simulator import Simulator
-from tests.conftest import ENV, read_jsonl, write_config
+from tests.engine.batch_support import SimBox, StartBatchSim
+from tests.support.configs import ENV, write_config
+from tests.support.records import read_records
+from tests.support.sim import INSTANT_BATCHES, MakeSim
 
 
 @dataclass
@@ -38,7 +42,8 @@ class EngineRun:
 
 
 class EngineRunner:
-    """``await run(urls, concurrency=, max_attempts=, rpm=, ...)``: one engine run on ``tmp_path``."""
+    """``await run(urls, concurrency=, max_attempts=, rpm=, ...)``: one engine run on
+    ``tmp_path``."""
 
     def __init__(self, tmp_path: Path, sim: Simulator):
         self.tmp_path = tmp_path
@@ -74,7 +79,7 @@ class EngineRunner:
         stats = JobStats(job.name)
         stopped = None
         async with GlmClient(self.sim.base_url, config.api_key, timeout_s=timeout_s) as client:
-            writer = ResultWriter(job.output_path, flush_interval_s=0.05)
+            writer = ResultWriter(job.output_path)
             deps = RealtimeDeps(
                 client=client,
                 writer=writer,
@@ -90,10 +95,25 @@ class EngineRunner:
                 stopped = exc
             finally:
                 writer.close()
-        return EngineRun(config, stats, read_jsonl(job.output_path), clock.sleeps, stopped, counts)
+        return EngineRun(
+            config, stats, read_records(job.output_path), clock.sleeps, stopped, counts
+        )
 
 
 @pytest.fixture
 def run_engine(tmp_path: Path, sim: Simulator) -> EngineRunner:
     """Run the realtime engine on ``tmp_path`` against the ``sim`` fixture."""
     return EngineRunner(tmp_path, sim)
+
+
+@pytest.fixture
+def start_batch_sim(start_sim: MakeSim) -> StartBatchSim:
+    """``await start_batch_sim(clock=None, **settings)``: a simulator with instant batches (unless
+    set) and no latency whose clock is a FakeClock; closed after the test."""
+
+    async def start(clock: FakeClock | None = None, **settings: Any) -> SimBox:
+        clock = clock or FakeClock()
+        sim = await start_sim(clock=lambda: clock.now, **{**INSTANT_BATCHES, **settings})
+        return SimBox(sim, clock)
+
+    return start

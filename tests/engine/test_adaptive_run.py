@@ -4,39 +4,34 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-
-import orjson
+from typing import Any
 
 from runner.app.orchestrate import RunOptions, run
 from runner.config import load_config
-from runner.simulator import SimSettings, Simulator
+from tests.support.configs import make_urls, write_minimal_config
+from tests.support.records import read_records
+from tests.support.sim import MakeSim
+
+PATIENT = {"max_attempts": 30, "base_delay_s": 0.01, "max_delay_s": 0.05}
 
 
-def write_config(tmp_path: Path, base_url: str, n: int, limits: str) -> Path:
-    (tmp_path / "urls.txt").write_text(
-        "".join(f"https://img.example.com/{i}.jpg\n" for i in range(n))
+def write_config(tmp_path: Path, base_url: str, n: int, limits: dict[str, Any]) -> Path:
+    urls = make_urls(n, prefix="https://img.example.com", digits=0)
+    return write_minimal_config(
+        tmp_path, urls, api={"base_url": base_url}, limits=limits, retry=PATIENT
     )
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text(
-        f"api: {{base_url: '{base_url}'}}\n"
-        f"limits: {limits}\n"
-        "retry: {max_attempts: 30, base_delay_s: 0.01, max_delay_s: 0.05}\n"
-        "jobs:\n  - {name: j, input: urls.txt, output: out.jsonl, model: glm-4v-flash, prompt: hi}\n"
-    )
-    return cfg
 
 
-async def test_auto_concurrency_finds_a_hidden_limit_and_loses_nothing(tmp_path: Path) -> None:
+async def test_auto_concurrency_finds_a_hidden_limit_and_loses_nothing(
+    tmp_path: Path, start_sim: MakeSim
+) -> None:
     """Hidden limit 4: every URL ends with one ok record and the final limit sits near 4."""
-    sim = Simulator(SimSettings(latency_mean_s=0.01, max_in_flight=4))
-    base_url = await sim.start()
-    try:
-        cfg = write_config(tmp_path, base_url, 300, "{concurrency: auto, max_concurrency: 32}")
-        config = load_config(cfg, environ={"ZHIPUAI_API_KEY": "k"})
-        result = await run(config, RunOptions(tty=False), out=io.StringIO())
-    finally:
-        await sim.close()
-    records = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    sim = await start_sim(latency_mean_s=0.01, max_in_flight=4)
+    limits = {"concurrency": "auto", "max_concurrency": 32}
+    cfg = write_config(tmp_path, sim.base_url, 300, limits)
+    config = load_config(cfg, environ={"ZHIPUAI_API_KEY": "k"})
+    result = await run(config, RunOptions(tty=False), out=io.StringIO())
+    records = read_records(tmp_path / "out.jsonl")
     assert sorted(r["url"] for r in records) == sorted(
         f"https://img.example.com/{i}.jpg" for i in range(300)
     )
@@ -47,16 +42,12 @@ async def test_auto_concurrency_finds_a_hidden_limit_and_loses_nothing(tmp_path:
     assert stats.throttled == sim.stats.throttled
 
 
-async def test_tpm_run_writes_every_record(tmp_path: Path) -> None:
+async def test_tpm_run_writes_every_record(tmp_path: Path, start_sim: MakeSim) -> None:
     """limits.tpm charges and settles per request without losing or duplicating a URL."""
-    sim = Simulator(SimSettings(latency_mean_s=0.0))
-    base_url = await sim.start()
-    try:
-        cfg = write_config(tmp_path, base_url, 20, "{concurrency: 4, tpm: 100000000}")
-        config = load_config(cfg, environ={"ZHIPUAI_API_KEY": "k"})
-        await run(config, RunOptions(tty=False), out=io.StringIO())
-    finally:
-        await sim.close()
+    sim = await start_sim(latency_mean_s=0.0)
+    cfg = write_config(tmp_path, sim.base_url, 20, {"concurrency": 4, "tpm": 100000000})
+    config = load_config(cfg, environ={"ZHIPUAI_API_KEY": "k"})
+    await run(config, RunOptions(tty=False), out=io.StringIO())
     lines = (tmp_path / "out.jsonl").read_bytes().splitlines()
     assert len(lines) == 20
     assert sim.stats.chat_requests == 20

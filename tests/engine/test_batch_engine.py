@@ -7,22 +7,24 @@ from pathlib import Path
 import orjson
 
 from runner.simulator import expected_content
+from tests.support.configs import write_batch_config
+from tests.support.records import latest, read_records
 
-from .batch_support import latest, load, read_records, run_batch, start_sim, urls, write_config
+from .batch_support import StartBatchSim, output_path, run_batch, urls
 
 
-async def test_done_when_2500_urls_three_files(tmp_path: Path) -> None:
-    """2,500 URLs at 1,000 per file: 3 uploads, 3 batches, 2,500 ok batch records with the right content."""
+async def test_done_when_2500_urls_three_files(
+    tmp_path: Path, start_batch_sim: StartBatchSim
+) -> None:
+    """2,500 URLs at 1,000 per file: 3 uploads, 3 batches, 2,500 ok batch records with the right
+    content."""
     items = urls(2500)
-    cfg = write_config(tmp_path, items, max_requests_per_file=1000)
-    box = await start_sim()
-    try:
-        stats = await run_batch(cfg, box)
-        s = box.sim.stats
-        assert (s.files_uploaded, s.batches_created, s.batch_lines_received) == (3, 3, 2500)
-    finally:
-        await box.sim.close()
-    recs = latest(read_records(load(cfg)))
+    cfg = write_batch_config(tmp_path, items, batch={"max_requests_per_file": 1000})
+    box = await start_batch_sim()
+    stats = await run_batch(cfg, box)
+    s = box.sim.stats
+    assert (s.files_uploaded, s.batches_created, s.batch_lines_received) == (3, 3, 2500)
+    recs = latest(read_records(output_path(cfg)))
     assert len(recs) == 2500 and stats.ok == 2500
     for url in items:
         r = recs[url]
@@ -30,18 +32,17 @@ async def test_done_when_2500_urls_three_files(tmp_path: Path) -> None:
         assert r["content"] == expected_content(url)
 
 
-async def test_error_file_lines_go_to_realtime_fallback(tmp_path: Path) -> None:
+async def test_error_file_lines_go_to_realtime_fallback(
+    tmp_path: Path, start_batch_sim: StartBatchSim
+) -> None:
     """A 500 line and a missing line are resent in realtime; a 1301 line is recorded, not resent."""
     items = urls(20)
     faults = {items[1]: "500", items[2]: "missing", items[3]: "1301", items[4]: "duplicate"}
-    cfg = write_config(tmp_path, items)
-    box = await start_sim(batch_line_faults=faults)
-    try:
-        stats = await run_batch(cfg, box)
-        per_url = dict(box.sim.stats.per_url)
-    finally:
-        await box.sim.close()
-    records = read_records(load(cfg))
+    cfg = write_batch_config(tmp_path, items)
+    box = await start_batch_sim(batch_line_faults=faults)
+    stats = await run_batch(cfg, box)
+    per_url = dict(box.sim.stats.per_url)
+    records = read_records(output_path(cfg))
     recs = latest(records)
     assert len(records) == 20 and stats.ok == 19 and stats.errors == 1
     assert recs[items[1]]["via"] == "realtime" and recs[items[1]]["content"] == expected_content(
@@ -54,20 +55,19 @@ async def test_error_file_lines_go_to_realtime_fallback(tmp_path: Path) -> None:
     assert set(per_url) == {items[1], items[2]}
 
 
-async def test_openai_envelope_and_flat_counts(tmp_path: Path) -> None:
+async def test_openai_envelope_and_flat_counts(
+    tmp_path: Path, start_batch_sim: StartBatchSim
+) -> None:
     """Error lines in the OpenAI envelope and flat request_counts are understood."""
     items = urls(10)
-    cfg = write_config(tmp_path, items, on_failure="record")
-    box = await start_sim(
+    cfg = write_batch_config(tmp_path, items, batch={"on_failure": "record"})
+    box = await start_batch_sim(
         batch_line_faults={items[0]: "1301", items[1]: "500"},
         error_envelope="openai",
         request_counts_shape="flat",
     )
-    try:
-        await run_batch(cfg, box)
-    finally:
-        await box.sim.close()
-    recs = latest(read_records(load(cfg)))
+    await run_batch(cfg, box)
+    recs = latest(read_records(output_path(cfg)))
     assert recs[items[0]]["error"] == {
         "code": "1301",
         "message": recs[items[0]]["error"]["message"],
@@ -77,56 +77,56 @@ async def test_openai_envelope_and_flat_counts(tmp_path: Path) -> None:
     assert sum(r["status"] == "ok" for r in recs.values()) == 8
 
 
-async def test_rebatch_once_then_record(tmp_path: Path) -> None:
-    """on_failure: rebatch puts failed lines in a new batch once; failing again they are recorded."""
+async def test_rebatch_once_then_record(tmp_path: Path, start_batch_sim: StartBatchSim) -> None:
+    """on_failure: rebatch puts failed lines in a new batch once; failing again they are
+    recorded."""
     items = urls(10)
-    cfg = write_config(tmp_path, items, on_failure="rebatch")
-    box = await start_sim(batch_line_faults={items[0]: "500"})
-    try:
-        await run_batch(cfg, box)
-        created = box.sim.stats.batches_created
-    finally:
-        await box.sim.close()
-    recs = latest(read_records(load(cfg)))
+    cfg = write_batch_config(tmp_path, items, batch={"on_failure": "rebatch"})
+    box = await start_batch_sim(batch_line_faults={items[0]: "500"})
+    await run_batch(cfg, box)
+    created = box.sim.stats.batches_created
+    recs = latest(read_records(output_path(cfg)))
     assert created == 2
     assert recs[items[0]]["status"] == "error" and recs[items[0]]["error"]["retryable"] is True
     assert sum(r["status"] == "ok" for r in recs.values()) == 9
 
 
-async def test_expired_batch_partial_results_then_fallback(tmp_path: Path) -> None:
+async def test_expired_batch_partial_results_then_fallback(
+    tmp_path: Path, start_batch_sim: StartBatchSim
+) -> None:
     """An expired batch's finished lines are collected via batch; the rest go realtime."""
     items = urls(40)
-    cfg = write_config(tmp_path, items)
-    box = await start_sim(batch_final_status="expired", batch_partial_fraction=0.5)
-    try:
-        await run_batch(cfg, box)
-    finally:
-        await box.sim.close()
-    recs = latest(read_records(load(cfg)))
+    cfg = write_batch_config(tmp_path, items)
+    box = await start_batch_sim(batch_final_status="expired", batch_partial_fraction=0.5)
+    await run_batch(cfg, box)
+    recs = latest(read_records(output_path(cfg)))
     vias = [r["via"] for r in recs.values()]
     assert len(recs) == 40 and all(r["status"] == "ok" for r in recs.values())
     assert vias.count("batch") == 20 and vias.count("realtime") == 20
     assert all(r["content"] == expected_content(u) for u, r in recs.items())
 
 
-async def test_failed_batch_lines_follow_on_failure(tmp_path: Path) -> None:
+async def test_failed_batch_lines_follow_on_failure(
+    tmp_path: Path, start_batch_sim: StartBatchSim
+) -> None:
     """A batch that failed validation has no result files: every line is resent in realtime."""
     items = urls(5)
-    cfg = write_config(tmp_path, items)
-    box = await start_sim(batch_final_status="failed")
-    try:
-        await run_batch(cfg, box)
-    finally:
-        await box.sim.close()
-    recs = latest(read_records(load(cfg)))
+    cfg = write_batch_config(tmp_path, items)
+    box = await start_batch_sim(batch_final_status="failed")
+    await run_batch(cfg, box)
+    recs = latest(read_records(output_path(cfg)))
     assert {r["via"] for r in recs.values()} == {"realtime"} and len(recs) == 5
 
 
-async def test_max_queued_pipelines_chunks(tmp_path: Path) -> None:
+async def test_max_queued_pipelines_chunks(tmp_path: Path, start_batch_sim: StartBatchSim) -> None:
     """With max_queued equal to one chunk, chunks run one at a time and all are collected."""
     items = urls(50)
-    cfg = write_config(tmp_path, items, max_requests_per_file=20, max_queued=20, poll_interval_s=1)
-    box = await start_sim(batch_validating_s=1.0, batch_in_progress_s=2.0, batch_finalizing_s=1.0)
+    cfg = write_batch_config(
+        tmp_path, items, batch={"max_requests_per_file": 20, "max_queued": 20, "poll_interval_s": 1}
+    )
+    box = await start_batch_sim(
+        batch_validating_s=1.0, batch_in_progress_s=2.0, batch_finalizing_s=1.0
+    )
     seen_in_flight: list[int] = []
 
     class Spy:
@@ -149,19 +149,18 @@ async def test_max_queued_pipelines_chunks(tmp_path: Path) -> None:
 
             return create
 
-    try:
-        await run_batch(cfg, box, wrap=Spy)
-        assert box.sim.stats.batches_created == 3
-    finally:
-        await box.sim.close()
+    await run_batch(cfg, box, wrap=Spy)
+    assert box.sim.stats.batches_created == 3
     assert seen_in_flight == [0, 0, 0]
-    assert len(latest(read_records(load(cfg)))) == 50
+    assert len(latest(read_records(output_path(cfg)))) == 50
 
 
 async def test_jsonl_items_keep_meta_prompt_and_images_through_batch_and_fallback(
     tmp_path: Path,
+    start_batch_sim: StartBatchSim,
 ) -> None:
-    """JSONL items (id, meta, several images) come back with their key and meta, via batch or fallback."""
+    """JSONL items (id, meta, several images) come back with their key and meta, via batch or
+    fallback."""
     lines = [
         {
             "id": "a",
@@ -176,15 +175,12 @@ async def test_jsonl_items_keep_meta_prompt_and_images_through_batch_and_fallbac
         },
         {"url": "https://img.example/c.jpg"},
     ]
-    cfg = write_config(
+    cfg = write_batch_config(
         tmp_path, [orjson.dumps(x).decode() for x in lines], input_name="items.jsonl"
     )
-    box = await start_sim(batch_line_faults={"https://img.example/a.jpg": "500"})
-    try:
-        await run_batch(cfg, box)
-    finally:
-        await box.sim.close()
-    recs = latest(read_records(load(cfg)))
+    box = await start_batch_sim(batch_line_faults={"https://img.example/a.jpg": "500"})
+    await run_batch(cfg, box)
+    recs = latest(read_records(output_path(cfg)))
     assert set(recs) == {"a", "b", "https://img.example/c.jpg"}
     assert (
         recs["a"]["via"] == "realtime"
@@ -202,14 +198,15 @@ async def test_jsonl_items_keep_meta_prompt_and_images_through_batch_and_fallbac
     )
 
 
-async def test_delete_remote_files_cleans_up(tmp_path: Path) -> None:
+async def test_delete_remote_files_cleans_up(
+    tmp_path: Path, start_batch_sim: StartBatchSim
+) -> None:
     """batch.delete_remote_files deletes the input, output and error files once collected."""
     items = urls(6)
-    cfg = write_config(tmp_path, items, delete_remote_files=True, on_failure="record")
-    box = await start_sim(batch_line_faults={items[0]: "1301"})
-    try:
-        await run_batch(cfg, box)
-        assert box.sim.stats.files_deleted == 3
-    finally:
-        await box.sim.close()
-    assert len(latest(read_records(load(cfg)))) == 6
+    cfg = write_batch_config(
+        tmp_path, items, batch={"delete_remote_files": True, "on_failure": "record"}
+    )
+    box = await start_batch_sim(batch_line_faults={items[0]: "1301"})
+    await run_batch(cfg, box)
+    assert box.sim.stats.files_deleted == 3
+    assert len(latest(read_records(output_path(cfg)))) == 6

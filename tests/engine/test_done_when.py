@@ -9,13 +9,15 @@ from typing import Any
 from runner.app import orchestrate as app
 from runner.config import load_config
 from runner.simulator import Simulator, expected_content
-from tests.conftest import ENV, latest, make_urls, read_jsonl, write_config
+from tests.support.configs import ENV, make_urls, write_config
+from tests.support.records import latest, read_records
 
 
 async def run_app(
     tmp_path: Path, sim: Simulator, urls: list[str] | None, **over: Any
 ) -> tuple[app.RunResult, str]:
-    """One whole glmrun run (lock, plan, engine, summary) in-process; returns the result and stdout."""
+    """One whole glmrun run (lock, plan, engine, summary) in-process; returns the result and
+    stdout."""
     path = tmp_path / "config.yaml"
     if urls is not None:
         over = {
@@ -30,7 +32,7 @@ async def run_app(
 
 
 def assert_all_ok(output: Path, urls: list[str]) -> None:
-    final = latest(read_jsonl(output))
+    final = latest(read_records(output))
     assert len(final) == len(urls) and set(final) == set(urls)
     for url, record in final.items():
         assert record["status"] == "ok", record
@@ -38,10 +40,11 @@ def assert_all_ok(output: Path, urls: list[str]) -> None:
 
 
 async def test_2000_urls_faults_off(tmp_path: Path, sim: Simulator) -> None:
-    """2,000 URLs at concurrency 16 end with 2,000 matching ok records and exactly 2,000 chat requests."""
+    """2,000 URLs at concurrency 16 end with 2,000 matching ok records and exactly 2,000 chat
+    requests."""
     urls = make_urls(2000)
     result, stdout = await run_app(tmp_path, sim, urls)
-    records = read_jsonl(tmp_path / "out" / "t.jsonl")
+    records = read_records(tmp_path / "out" / "t.jsonl")
     assert len(records) == 2000
     assert_all_ok(tmp_path / "out" / "t.jsonl", urls)
     assert sim.stats.chat_requests == 2000
@@ -49,8 +52,8 @@ async def test_2000_urls_faults_off(tmp_path: Path, sim: Simulator) -> None:
     assert result.exit_code == 0
     (stats,) = result.stats
     assert (stats.ok, stats.errors, stats.requests, stats.retries) == (2000, 0, 2000, 0)
-    assert "t: ok 2000, errors 0" in stdout and "requests 2000, retries 0" in stdout
-    assert "tokens" in stdout and "req/s" in stdout
+    assert "t: ok 2,000, errors 0 — 2,000/2,000 done" in stdout and "requests 2,000 ·" in stdout
+    assert "tokens" in stdout and "items/s" in stdout
 
 
 async def test_2000_urls_with_500s_and_429s(tmp_path: Path, start_sim: Any) -> None:
@@ -60,7 +63,7 @@ async def test_2000_urls_with_500s_and_429s(tmp_path: Path, start_sim: Any) -> N
     retry = {"max_attempts": 12, "base_delay_s": 0.001, "max_delay_s": 0.004}
     result, _ = await run_app(tmp_path, sim, urls, retry=retry)
     assert_all_ok(tmp_path / "out" / "t.jsonl", urls)
-    assert len(read_jsonl(tmp_path / "out" / "t.jsonl")) == 2000
+    assert len(read_records(tmp_path / "out" / "t.jsonl")) == 2000
     (stats,) = result.stats
     assert stats.ok == 2000 and stats.errors == 0 and result.exit_code == 0
     assert stats.retries == sim.stats.chat_requests - 2000 > 200
@@ -83,7 +86,7 @@ async def test_appended_urls_are_exactly_what_the_next_run_requests(
     assert sim.stats.chat_requests == 10
     assert sorted(sim.stats.per_url) == new and set(sim.stats.per_url.values()) == {1}
     assert_all_ok(tmp_path / "out" / "t.jsonl", urls + new)
-    assert result.stats[0].skipped == 200 and "skipped as done 200" in stdout
+    assert result.stats[0].skipped == 200 and "skipped 200 done before" in stdout
 
 
 async def test_finished_run_again_sends_nothing(tmp_path: Path, sim: Simulator) -> None:

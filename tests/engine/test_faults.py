@@ -3,80 +3,51 @@ a hang or a lost URL. Runs the whole app in-process against a simulator on 127.0
 
 from __future__ import annotations
 
+import functools
 import io
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import yaml
 
 from runner.app.orchestrate import RunOptions, RunResult
 from runner.app.orchestrate import run as run_app
 from runner.config import load_config
 from runner.errors import ApiStopped, Unreachable
-from runner.simulator import SimSettings, Simulator, expected_content
+from runner.simulator import Simulator, expected_content
+from tests.support.configs import write_minimal_config
+from tests.support.records import latest, read_records
+from tests.support.sim import MakeSim
 
 RunJob = Callable[..., Awaitable[tuple[RunResult, dict[str, dict[str, Any]]]]]
 
 
-def _config(tmp_path: Path, base_url: str, urls: list[str], **sections: Any) -> Path:
-    (tmp_path / "urls.txt").write_text("".join(u + "\n" for u in urls))
-    data: dict[str, Any] = {
-        "api": {"base_url": base_url, "timeout_s": 0.5},
-        "limits": {"concurrency": 8},
-        "retry": {"max_attempts": 4, "base_delay_s": 0.001, "max_delay_s": 0.01},
-        "jobs": [
-            {
-                "name": "f",
-                "input": "urls.txt",
-                "output": "out.jsonl",
-                "model": "glm-4v-flash",
-                "prompt": "p",
-            }
-        ],
-    }
-    for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value}
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def _latest(path: Path) -> tuple[dict[str, dict[str, Any]], list[dict[str, Any]]]:
-    data = path.read_bytes() if path.exists() else b""
-    assert not data or data.endswith(b"\n")
-    records = [orjson.loads(line) for line in data.splitlines()]
-    return {r["url"]: r for r in records}, records
+# Job f reads urls.txt into out.jsonl; a 0.5 s timeout and 4 quick attempts per URL.
+write_config = write_minimal_config.derive(
+    api={"timeout_s": 0.5},
+    limits={"concurrency": 8},
+    retry={"max_attempts": 4, "base_delay_s": 0.001, "max_delay_s": 0.01},
+    job={"name": "f", "prompt": "p"},
+)
 
 
 @pytest.fixture
-async def sim_and_run(
-    tmp_path: Path,
-) -> AsyncIterator[tuple[Callable[..., Awaitable[Simulator]], RunJob]]:
+def sim_and_run(tmp_path: Path, start_sim: MakeSim) -> tuple[MakeSim, RunJob]:
     """Start a simulator with given knobs and run the app on a URL list against it."""
-    sims: list[Simulator] = []
-
-    async def start(**knobs: Any) -> Simulator:
-        sim = Simulator(SimSettings(**{"latency_mean_s": 0.0, **knobs}))
-        await sim.start()
-        sims.append(sim)
-        return sim
 
     async def run_job(
         sim: Simulator, urls: list[str], **sections: Any
     ) -> tuple[RunResult, dict[str, dict[str, Any]]]:
-        path = _config(tmp_path, sim.base_url, urls, **sections)
+        api = {"base_url": sim.base_url, **sections.pop("api", {})}
+        path = write_config(tmp_path, urls, api=api, **sections)
         config = load_config(path, environ={"ZHIPUAI_API_KEY": "k"})
         result = await run_app(config, RunOptions(tty=False), out=io.StringIO())
-        latest, _ = _latest(tmp_path / "out.jsonl")
-        return result, latest
+        return result, latest(read_records(tmp_path / "out.jsonl"))
 
-    yield start, run_job
-    for sim in sims:
-        await sim.close()
+    return functools.partial(start_sim, latency_mean_s=0.0), run_job
 
 
 # (fault script for one URL, expected final status, expected error code or None, attempts)
@@ -203,8 +174,10 @@ async def test_a_refused_connection_at_start_ends_early_with_exit_75(tmp_path: P
     with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    path = _config(
-        tmp_path, f"http://127.0.0.1:{port}/api/paas/v4", ["https://img.example.com/x.jpg"]
+    path = write_config(
+        tmp_path,
+        ["https://img.example.com/x.jpg"],
+        api={"base_url": f"http://127.0.0.1:{port}/api/paas/v4"},
     )
     config = load_config(path, environ={"ZHIPUAI_API_KEY": "k"})
     with pytest.raises(Unreachable) as info:
@@ -225,7 +198,7 @@ async def test_url_counts_match_simulator_requests(sim_and_run: Any) -> None:
     )
 
 
-async def test_new_simulator_faults_answer_as_documented() -> None:
+async def test_new_simulator_faults_answer_as_documented(start_sim: MakeSim) -> None:
     """502/503/504 are HTML gateway pages, error200 is a 200 with an error object, 429noretry
     has no Retry-After, trickle sends a whole answer slowly."""
     import time
@@ -234,12 +207,9 @@ async def test_new_simulator_faults_answer_as_documented() -> None:
 
     url = "https://img.example.com/shape.jpg"
     faults = ["502", "503", "504", "error200", "429noretry", "trickle"]
-    sim = Simulator(
-        SimSettings(
-            latency_mean_s=0.0, url_faults={url: list(faults)}, retry_after_s=5, trickle_s=0.1
-        )
+    sim = await start_sim(
+        latency_mean_s=0.0, url_faults={url: list(faults)}, retry_after_s=5, trickle_s=0.1
     )
-    await sim.start()
     body = {
         "model": "glm-4v-flash",
         "messages": [
@@ -247,22 +217,19 @@ async def test_new_simulator_faults_answer_as_documented() -> None:
         ],
     }
     seen = []
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in faults:
-                t0 = time.monotonic()
-                async with session.post(sim.base_url + "/chat/completions", json=body) as resp:
-                    seen.append(
-                        (
-                            resp.status,
-                            resp.content_type,
-                            resp.headers.get("Retry-After"),
-                            await resp.read(),
-                            time.monotonic() - t0,
-                        )
+    async with aiohttp.ClientSession() as session:
+        for _ in faults:
+            t0 = time.monotonic()
+            async with session.post(sim.base_url + "/chat/completions", json=body) as resp:
+                seen.append(
+                    (
+                        resp.status,
+                        resp.content_type,
+                        resp.headers.get("Retry-After"),
+                        await resp.read(),
+                        time.monotonic() - t0,
                     )
-    finally:
-        await sim.close()
+                )
     assert [s[0] for s in seen] == [502, 503, 504, 200, 429, 200]
     assert all(s[1] == "text/html" and b"<html>" in s[3] for s in seen[:3])
     assert orjson.loads(seen[3][3])["error"]["code"] == "1234"

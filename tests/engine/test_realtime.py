@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from runner.simulator import Simulator, expected_content
-from tests.conftest import latest, make_urls
 from tests.engine.conftest import EngineRunner
+from tests.support.configs import make_urls
+from tests.support.records import latest
 
 
 def assert_ok_and_matching(records: list[dict], urls: list[str]) -> None:
@@ -24,7 +25,8 @@ def assert_ok_and_matching(records: list[dict], urls: list[str]) -> None:
 async def test_all_ok_records_have_the_documented_shape(
     run_engine: EngineRunner, sim: Simulator
 ) -> None:
-    """Every URL gets one ok record with content, usage, model, attempts, latency, id and finished_at."""
+    """Every URL gets one ok record with content, usage, model, attempts, latency, id and
+    finished_at."""
     urls = make_urls(30)
     run = await run_engine(urls)
     assert len(run.records) == 30
@@ -87,7 +89,8 @@ async def test_timeout_is_retried(run_engine: EngineRunner, sim: Simulator) -> N
 async def test_permanent_failure_is_recorded_not_retried(
     run_engine: EngineRunner, sim: Simulator, fault: str, code: str
 ) -> None:
-    """A permanent failure writes an error record (retryable false), is sent once, and the next run skips it."""
+    """A permanent failure writes an error record (retryable false), is sent once, and the next run
+    skips it."""
     urls = make_urls(5)
     sim.settings.url_faults = {urls[1]: [fault]}
     run = await run_engine(urls)
@@ -112,7 +115,8 @@ async def test_permanent_failure_is_recorded_not_retried(
 async def test_fatal_stops_the_run_after_in_flight_finish(
     run_engine: EngineRunner, sim: Simulator, fault: str, code: str
 ) -> None:
-    """A fatal code stops the run: never retried, in-flight requests finish and are written, nothing new starts."""
+    """A fatal code stops the run: never retried, in-flight requests finish and are written, nothing
+    new starts."""
     urls = make_urls(200)
     sim.settings.latency_mean_s = 0.02
     fatal = urls[20]
@@ -142,7 +146,8 @@ async def test_retry_after_is_honoured(run_engine: EngineRunner, sim: Simulator)
 async def test_attempts_exhausted_is_retryable_and_retried_next_run(
     run_engine: EngineRunner, sim: Simulator
 ) -> None:
-    """When attempts run out the error record says retryable: true and the next run sends that URL again."""
+    """When attempts run out the error record says retryable: true and the next run sends that URL
+    again."""
     urls = make_urls(4)
     sim.settings.url_faults = {urls[3]: ["500", "500", "500"]}
     run = await run_engine(urls, max_attempts=3)
@@ -213,7 +218,8 @@ async def test_invalid_lines_become_records(
 async def test_server_concurrency_limit_is_throttled_and_recovered(
     run_engine: EngineRunner, sim: Simulator
 ) -> None:
-    """Above the account's concurrency the API answers 429/1302; the engine backs off and every URL ends ok."""
+    """Above the account's concurrency the API answers 429/1302; the engine backs off and every URL
+    ends ok."""
     sim.settings.max_in_flight = 3
     urls = make_urls(60)
     run = await run_engine(urls, concurrency=6, max_attempts=50)

@@ -1,4 +1,5 @@
-"""Engine behaviour the simulator cannot script: 1231 and per-attempt request_ids (via aioresponses)."""
+"""Engine behaviour the simulator cannot script: 1231 and per-attempt request_ids (via
+aioresponses)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ from runner.engine.throttle import Throttle
 from runner.errors import ApiStopped
 from runner.io.inputs import read_items
 from runner.io.store import ResultWriter, load_resume_index
-from tests.conftest import ENV, read_jsonl, write_config
+from tests.support.configs import ENV, write_config
+from tests.support.records import read_records
 
 BASE = "https://api.example.test/api/paas/v4"
 CHAT = BASE + "/chat/completions"
@@ -59,11 +61,12 @@ async def run_one(tmp_path: Path) -> tuple[list[dict[str, Any]], list[float], Ap
             stopped = exc
         finally:
             writer.close()
-    return read_jsonl(job.output_path), clock.sleeps, stopped
+    return read_records(job.output_path), clock.sleeps, stopped
 
 
 async def test_1231_retried_with_a_fresh_request_id(tmp_path: Path, mock: Any) -> None:
-    """A duplicate-request_id answer (1231) is retried, and every attempt carries a new request_id."""
+    """A duplicate-request_id answer (1231) is retried, and every attempt carries a new
+    request_id."""
     mock.post(
         CHAT, status=400, body=b'{"error":{"code":"1231","message":"You already have a request"}}'
     )
@@ -85,7 +88,8 @@ async def test_1231_retried_with_a_fresh_request_id(tmp_path: Path, mock: Any) -
 
 
 async def test_proxy_429_arrears_without_code_is_not_retried(tmp_path: Path, mock: Any) -> None:
-    """A proxy's 429 that dropped the code but says arrears stops at once, with no record and no retry."""
+    """A proxy's 429 that dropped the code but says arrears stops at once, with no record and no
+    retry."""
     mock.post(CHAT, status=429, body=b'{"error":{"message":"account in arrears","type":"x"}}')
     records, sleeps, stopped = await run_one(tmp_path)
     assert stopped is not None and stopped.code == "1113" and stopped.exit_code == 3

@@ -1,4 +1,5 @@
-"""Answers as the API gives them: content shapes, think/box markers, finish_reason, content_filter, JSON output."""
+"""Answers as the API gives them: content shapes, think/box markers, finish_reason, content_filter,
+JSON output."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from runner.core.records import ok_record, strip_markers
 from runner.core.structured import parse_json_answer
 from runner.errors import ConfigError
 from runner.simulator import expected_content
-from tests.surface_helpers import by_key, read_records, run_config, write_config
+from tests.support.configs import write_surface_config
+from tests.support.records import latest, read_records
+from tests.support.runs import run_config
 
 U = [f"https://e.org/{i}.jpg" for i in range(8)]
 
@@ -21,14 +24,14 @@ U = [f"https://e.org/{i}.jpg" for i in range(8)]
 async def _run(
     tmp_path: Path, sim: dict[str, Any], job: dict[str, Any] | None = None, urls: list[str] = U
 ) -> dict[str, dict[str, Any]]:
-    (tmp_path / "in.txt").write_text("\n".join(urls) + "\n")
-    cfg = write_config(tmp_path, job, simulator=sim)
+    cfg = write_surface_config(tmp_path, urls, job=job, simulator=sim)
     await run_config(cfg)
-    return by_key(read_records(tmp_path / "out.jsonl"))
+    return latest(read_records(tmp_path / "out.jsonl"))
 
 
 async def test_finish_reasons_end_as_the_issue_says(tmp_path: Path) -> None:
-    """stop ok; length ok+truncated; sensitive an unretried 'sensitive' error; network_error retried; content_filter kept."""
+    """stop ok; length ok+truncated; sensitive an unretried 'sensitive' error; network_error
+    retried; content_filter kept."""
     answers = {U[4]: {"finish_reason": "stop", "content_filter": [{"role": "user", "level": 3}]}}
     faults = {U[1]: ["length"], U[2]: ["sensitive"], U[3]: ["network_error"]}
     recs = await _run(tmp_path, {"url_faults": faults, "url_answers": answers})
@@ -108,7 +111,8 @@ SCHEMA = {
 
 
 async def test_output_parse_json_with_schema(tmp_path: Path) -> None:
-    """parse: json fills parsed (fenced blocks stripped); parse errors and schema errors are recorded, not lost."""
+    """parse: json fills parsed (fenced blocks stripped); parse errors and schema errors are
+    recorded, not lost."""
     answers = {
         U[0]: {"content": '```json\n{"objects": ["cat", "sofa"]}\n```'},
         U[1]: {"content": 'Sure! {"objects": ["dog"]} Hope that helps.'},
@@ -132,8 +136,8 @@ async def test_output_parse_json_with_schema(tmp_path: Path) -> None:
 async def test_schema_file_is_read_relative_to_the_config(tmp_path: Path) -> None:
     """output.schema_file is loaded at config time; a broken schema is a ConfigError."""
     (tmp_path / "s.json").write_text(json.dumps(SCHEMA))
-    cfg = write_config(
-        tmp_path, {"output": {"path": "out.jsonl", "parse": "json", "schema_file": "s.json"}}
+    cfg = write_surface_config(
+        tmp_path, job={"output": {"path": "out.jsonl", "parse": "json", "schema_file": "s.json"}}
     )
     job = load_config(cfg, environ={}).jobs[0]
     assert job.schema == SCHEMA and job.output.endswith("out.jsonl")
@@ -144,7 +148,7 @@ async def test_schema_file_is_read_relative_to_the_config(tmp_path: Path) -> Non
 
 def test_schema_without_parse_json_is_refused(tmp_path: Path) -> None:
     """A schema needs parse: json."""
-    cfg = write_config(tmp_path, {"output": {"path": "out.jsonl", "schema": SCHEMA}})
+    cfg = write_surface_config(tmp_path, job={"output": {"path": "out.jsonl", "schema": SCHEMA}})
     with pytest.raises(ConfigError, match="needs parse: json"):
         load_config(cfg, environ={})
 

@@ -48,8 +48,14 @@ def collect_lines(
     result: CollectResult,
     done: ResumeIndex | None = None,
     builder: BodyBuilder | None = None,
+    *,
+    attempts: int = 1,
+    latency_ms: int = 0,
 ) -> None:
     """Turn one downloaded result file into records; failures that may be resent go to ``again``.
+
+    ``attempts`` is the number of batches the line was sent in (2 for a rebatched chunk) and
+    ``latency_ms`` the time from the batch's submission to its collection.
 
     Records go through ``builder.finish_record`` (meta, structured output) like the realtime
     path's, skipped only when it would add nothing (no structured output, no meta).
@@ -107,8 +113,16 @@ def collect_lines(
                 and choices[0].__class__ is dict
                 and choices[0].get("finish_reason") not in NOT_ANSWERS
             ):
-                record = fast_ok_record(url, body, batch_id, key, now) or ok_record(
-                    url, body, via="batch", attempts=1, latency_ms=0, key=key, extra=extra
+                record = fast_ok_record(
+                    url, body, batch_id, key, now, attempts, latency_ms
+                ) or ok_record(
+                    url,
+                    body,
+                    via="batch",
+                    attempts=attempts,
+                    latency_ms=latency_ms,
+                    key=key,
+                    extra=extra,
                 )
                 if finish is not None and (always or (item is not None and item.meta is not None)):
                     record = finish(record, item or sidecar_item(rest))
@@ -131,7 +145,8 @@ def collect_lines(
                     failure.message,
                     retryable=False,
                     via="batch",
-                    attempts=1,
+                    attempts=attempts,
+                    latency_ms=latency_ms,
                     key=key,
                     extra=extra,
                 )

@@ -9,20 +9,24 @@ skips keys the output already has.
 
 Per-line failures are data: permanent ones become error records; the rest, and custom_ids in
 neither result file, follow ``batch.on_failure`` (rebatch, the realtime fallback, or records).
+Lines are sent again only when the API has confirmed that they will not run (see
+``core.batch_states``): a failed control-plane call is retried with backoff, and after
+``MAX_CALL_ERRORS`` failures in a row on one chunk the run ends with exit 75 (ComeBackLater),
+the chunk still tracked. The realtime fallback runs as a task, so other chunks keep being
+polled meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import logging
-import random
-from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
 from typing import Any, assert_never
 
-from runner.api.protocol import BatchClient
-from runner.clock import Clock, SystemClock, sleep_or_stop
-from runner.config.schema import BatchConfig, Config, JobConfig
+from runner.clock import SystemClock, sleep_or_stop
+from runner.config.schema import Config, JobConfig
 from runner.core.batch_names import batch_metadata, upload_name
 from runner.core.batch_states import (
     IN_FLIGHT,
@@ -34,7 +38,6 @@ from runner.core.batch_states import (
     Chunk,
     ChunkState,
     Cleaned,
-    CollectDone,
     Collected,
     Collecting,
     Creating,
@@ -50,39 +53,24 @@ from runner.core.batch_states import (
     next_state,
     ready_at,
 )
-from runner.core.items import Item
-from runner.core.keys import key_hash
-from runner.core.payloads import BodyBuilder, MediaUnavailable
-from runner.core.records import LOCAL_FILE, error_record
+from runner.core.payloads import BodyBuilder
 from runner.core.retry import Decision, Verdict, backoff_s, classify
-from runner.core.stats import JobStats
-from runner.engine.batch.collect import CollectResult, collect_lines
 from runner.engine.batch.lookup import find_batch, find_upload
+from runner.engine.batch.steps import BatchDeps, Fallback, ResultSteps
 from runner.errors import ApiFailure, ApiStopped, ComeBackLater
-from runner.io.batch_files import ChunkFile, build_chunks, read_sidecar, sidecar_item
 from runner.io.batch_state import JobState, save_state, state_path
 from runner.io.media import read_media
-from runner.io.store import ResultWriter, load_resume_index
 
 log = logging.getLogger(__name__)
 
-Fallback = Callable[[list[tuple[int, Item]]], Awaitable[None]]
-"""Sends (key hash, item) pairs another way; ``batch.on_failure: realtime`` uses one."""
+MAX_CALL_ERRORS = 20
+"""Failed control-plane calls in a row on one chunk before the run gives up (exit 75): with
+backoff capped at ``retry.max_delay_s`` (60 s by default) that is a ~15-minute outage."""
+
+__all__ = ["BatchDeps", "BatchDriver", "Fallback"]
 
 
-@dataclass
-class BatchDeps:
-    client: BatchClient
-    writer: ResultWriter
-    stats: JobStats
-    stop: asyncio.Event
-    clock: Clock = field(default_factory=SystemClock)
-    rng: random.Random = field(default_factory=random.Random)
-    no_wait: bool = False
-    fallback: Fallback | None = None  # the realtime path for on_failure
-
-
-class BatchDriver:
+class BatchDriver(ResultSteps):
     """Drives every chunk of one job to Collected, one API call per step."""
 
     def __init__(self, job: JobConfig, config: Config, state: JobState, deps: BatchDeps):
@@ -97,6 +85,8 @@ class BatchDriver:
         self.builder = BodyBuilder(job, read_media)
         self.started = deps.clock.monotonic()
         self._last_progress = self.started
+        self._tasks: dict[int, asyncio.Task[Observation]] = {}  # collects with a fallback
+        self._fallback_lock = asyncio.Lock()  # one fallback engine at a time (limits hold)
 
     def __repr__(self) -> str:
         kinds: dict[str, int] = {}
@@ -112,6 +102,8 @@ class BatchDriver:
         new = next_state(
             old, obs, self.deps.clock.monotonic(), poll_interval_s=self.batch.poll_interval_s
         )
+        if isinstance(new, Running) and not new.submitted_at:
+            new = dataclasses.replace(new, submitted_at=self.deps.clock.time())
         if new != old:
             self.state.chunks[i] = new
             self.save()
@@ -143,6 +135,14 @@ class BatchDriver:
                         "total": new.counts.total,
                     },
                 )
+        errors = getattr(new, "errors", 0)
+        if isinstance(obs, CallFailed) and errors >= MAX_CALL_ERRORS:
+            raise ComeBackLater(
+                f"{self.job.name}: chunk {chunk_of(new).index} ({type(new).__name__}"
+                f"{' ' + new.batch_id if isinstance(new, Running) else ''}): {errors} API "
+                f"calls in a row failed ({obs.message[:120]}); its state cannot be established, "
+                "it stays tracked: run the same command again later"
+            )
         return new
 
     def in_flight_lines(self) -> int:
@@ -156,7 +156,16 @@ class BatchDriver:
         """Step every ready chunk until all are collected.
 
         Raises ComeBackLater when waiting is not allowed (``--no-wait``, ``batch.max_wait_s``).
+        A collect whose lines go to the realtime fallback runs as a task meanwhile.
         """
+        try:
+            await self._run()
+        except BaseException:
+            await self._settle(failing=True)
+            raise
+        await self._settle(failing=False)
+
+    async def _run(self) -> None:
         clock = self.deps.clock
         stop = self.deps.stop
         delete = self.batch.delete_remote_files
@@ -164,9 +173,19 @@ class BatchDriver:
             moved = False
             for i in range(len(self.state.chunks)):
                 st = self.state.chunks[i]
+                task = self._tasks.get(i)
+                if task is not None:
+                    if task.done():
+                        del self._tasks[i]
+                        self.advance(i, task.result())
+                        moved = True
+                    continue
                 if is_done(st, delete) or ready_at(st) > clock.monotonic():
                     continue
                 if isinstance(st, Built) and not self.has_room(st.chunk):
+                    continue
+                if isinstance(st, Collecting) and self._fallback_runs_aside():
+                    self._tasks[i] = asyncio.create_task(self._collect(i, st))
                     continue
                 new = await self.step(i)
                 if type(new) is not type(st) or (
@@ -178,37 +197,75 @@ class BatchDriver:
                 if stop.is_set():
                     return
             self._progress()
-            if all(is_done(c, delete) for c in self.state.chunks):
+            if not self._tasks and all(is_done(c, delete) for c in self.state.chunks):
                 return
             if moved:
                 continue
             await self._wait()
 
+    def _fallback_runs_aside(self) -> bool:
+        return self.batch.on_failure == "realtime" and self.deps.fallback is not None
+
+    async def _settle(self, *, failing: bool) -> None:
+        """Leaving run(): a collect still running is awaited when the run stopped (the fallback
+        ends within the grace period), cancelled when the run failed; finished ones count."""
+        if not self._tasks:
+            return
+        tasks, self._tasks = self._tasks, {}
+        for task in tasks.values():
+            if failing:
+                task.cancel()
+        await asyncio.gather(*tasks.values(), return_exceptions=True)
+        for i, task in sorted(tasks.items()):
+            if task.cancelled():
+                continue
+            exc = task.exception()
+            if exc is None:
+                with contextlib.suppress(ComeBackLater) if failing else contextlib.nullcontext():
+                    self.advance(i, task.result())
+            elif not failing:
+                raise exc  # e.g. ApiStopped from the fallback: it ends the run
+
     async def _wait(self) -> None:
         clock = self.deps.clock
         now = clock.monotonic()
         waiting = self.waiting()
-        if self.deps.no_wait:
-            raise ComeBackLater(
-                f"{self.job.name}: {waiting} batch(es) still running; "
-                "run the same command again to collect"
-            )
+        busy = [t for t in self._tasks.values() if not t.done()]
         max_wait = self.batch.max_wait_s
-        if max_wait is not None and now - self.started >= max_wait:
+        if self.deps.no_wait or (max_wait is not None and now - self.started >= max_wait):
+            if busy:  # a fallback is sending: let it finish before giving up the wait
+                await asyncio.wait(busy)
+                return
+            if self.deps.no_wait:
+                raise ComeBackLater(
+                    f"{self.job.name}: {waiting} batch(es) still running; "
+                    "run the same command again to collect"
+                )
             raise ComeBackLater(
                 f"{self.job.name}: batch.max_wait_s ({max_wait:g}s) reached with {waiting} "
                 "batch(es) still running; run the same command again to collect"
             )
         pending = [
             ready_at(c)
-            for c in self.state.chunks
+            for i, c in enumerate(self.state.chunks)
             if not is_done(c, self.batch.delete_remote_files)
             and not isinstance(c, Built)  # Built waits for room
+            and i not in self._tasks
         ]
+        if busy and not pending:
+            await asyncio.wait(busy, return_when=asyncio.FIRST_COMPLETED)
+            return
         delay = max(0.0, min(pending, default=now + self.batch.poll_interval_s) - now)
         if max_wait is not None:
             delay = min(delay, max(0.0, self.started + max_wait - now))
-        await self._sleep(delay)
+        if not busy:
+            await self._sleep(delay)
+            return
+        sleeper = asyncio.ensure_future(self._sleep(delay))
+        await asyncio.wait([sleeper, *busy], return_when=asyncio.FIRST_COMPLETED)
+        if not sleeper.done():
+            sleeper.cancel()
+            await asyncio.gather(sleeper, return_exceptions=True)
 
     async def _sleep(self, delay: float) -> None:
         if not isinstance(self.deps.clock, SystemClock):
@@ -267,6 +324,8 @@ class BatchDriver:
                 if isinstance(new, Running):
                     self.deps.stats.batches_submitted += 1
                 return new
+            case Running(checked=False):  # a poll answered 404: is it really gone?
+                return self.advance(i, await self._call(self._confirm_batch(st), st))
             case Running():
                 return self.advance(
                     i, await self._call(_seen_batch(client.get_batch(st.batch_id)), st)
@@ -324,134 +383,9 @@ class BatchDriver:
         meta = batch_metadata(self.job, self.state.tag, self.chash, st.chunk)
         return find_batch(self.deps.client, st.file_id, meta, self.job.name)
 
-    async def _collect(self, i: int, st: Collecting) -> Observation:
-        e = st.ended
-        deps = self.deps
-        ids_path = self.work_dir / e.chunk.ids
-        ids = read_sidecar(ids_path) if ids_path.exists() else {}
-        done = None if st.fresh else load_resume_index(self.job.output_path)
-        result = CollectResult()
-        seen: set[str] = set()
-        for fid in (e.output_file_id, e.error_file_id):
-            if fid is None:
-                continue
-            try:
-                data = await deps.client.file_content(fid)
-            except ApiFailure as failure:
-                if failure.status == 404:
-                    log.warning("result file is gone", extra={"job": self.job.name, "file_id": fid})
-                    continue
-                return await self._call(_raise(failure), st)
-            collect_lines(
-                data, ids, seen, deps.writer, deps.stats, e.batch_id, result, done, self.builder
-            )
-        if result.duplicates or result.unknown:
-            log.info(
-                "batch result oddities",
-                extra={
-                    "job": self.job.name,
-                    "batch_id": e.batch_id,
-                    "duplicates": result.duplicates,
-                    "unknown": result.unknown,
-                },
-            )
-        again = result.again
-        for cid, rest in ids.items():
-            if cid not in seen:
-                item = sidecar_item(rest)
-                if done is not None and done.is_done(key_hash(item.key)):
-                    continue
-                again.append(
-                    (
-                        cid,
-                        item,
-                        "batch_missing",
-                        f"no result in batch {e.batch_id} (status {e.status}) {e.reason}".strip(),
-                    )
-                )
-        resent, left = await self._on_failure(e, again, result)
-        deps.writer.fsync()
-        for name in (e.chunk.file, e.chunk.ids):
-            (self.work_dir / name).unlink(missing_ok=True)
-        log.info(
-            "batch collected",
-            extra={
-                "job": self.job.name,
-                "batch_id": e.batch_id,
-                "status": e.status,
-                "ok": result.ok,
-                "failed": result.failed,
-                "resent": resent,
-                "left": left,
-            },
-        )
-        return CollectDone(result.ok, result.failed, resent, left)
-
-    async def _on_failure(
-        self, e: Ended, again: list[tuple[str, Item, str, str]], result: CollectResult
-    ) -> tuple[int, int]:
-        """Apply batch.on_failure to lines that may be resent; returns (resent, left pending)."""
-        if not again:
-            return 0, 0
-        if e.cancel_requested:
-            self.deps.stats.left_pending += len(again)
-            return 0, len(again)  # the user cancelled: a later run sends them again
-        mode = self.batch.on_failure
-        if mode == "rebatch" and e.chunk.rebatch_of is None:
-            self.add_chunks(
-                ((key_hash(item.key), item) for _, item, _, _ in again), rebatch_of=e.chunk.index
-            )
-            return len(again), 0
-        if mode == "realtime" and self.deps.fallback is not None:
-            await self.deps.fallback([(key_hash(item.key), item) for _, item, _, _ in again])
-            return len(again), 0
-        extra = {"batch_id": e.batch_id}
-        for _, item, code, message in again:
-            record = error_record(
-                item.url,
-                code,
-                message,
-                retryable=True,
-                via="batch",
-                attempts=1,
-                key=item.key,
-                extra=extra,
-            )
-            self.deps.writer.append(self.builder.finish_record(record, item))
-            self.deps.stats.errors += 1
-        return 0, 0
-
-    def add_chunks(
-        self, items: Iterable[tuple[int, Item]], rebatch_of: int | None = None
-    ) -> list[Chunk]:
-        first = 1 + max((chunk_of(c).index for c in self.state.chunks), default=-1)
-        built = _build(items, self.job, self.batch, first, rebatch_of, self._unavailable)
-        self.state.chunks.extend(Built(c) for c in built)
-        return built
-
-    def _unavailable(self, item: Item, exc: MediaUnavailable) -> None:
-        """A local file vanished or changed since the plan: an error record, retried next run."""
-        self.deps.writer.append(
-            error_record(item.url, LOCAL_FILE, str(exc), retryable=True, via="batch", key=item.key)
-        )
-        self.deps.stats.errors += 1
-
-    async def _cleanup(self, st: Collected) -> None:
-        e = st.ended
-        for fid in (e.file_id, e.output_file_id, e.error_file_id):
-            if fid is None:
-                continue
-            try:
-                await self.deps.client.delete_file(fid)
-            except ApiFailure as failure:
-                log.warning(
-                    "could not delete a remote file",
-                    extra={"job": self.job.name, "file_id": fid, "error": failure.message[:200]},
-                )
-
-
-async def _raise(failure: ApiFailure) -> Observation:
-    raise failure
+    def _confirm_batch(self, st: Running) -> Awaitable[Observation]:
+        meta = batch_metadata(self.job, self.state.tag, self.chash, st.chunk)
+        return find_batch(self.deps.client, None, meta, self.job.name, batch_id=st.batch_id)
 
 
 async def _seen_file(aw: Awaitable[dict[str, Any]]) -> Observation:
@@ -461,26 +395,3 @@ async def _seen_file(aw: Awaitable[dict[str, Any]]) -> Observation:
 
 async def _seen_batch(aw: Awaitable[dict[str, Any]]) -> Observation:
     return BatchSeen(BatchView.parse(await aw))
-
-
-def _build(
-    items: Iterable[tuple[int, Item]],
-    job: JobConfig,
-    batch: BatchConfig,
-    first: int,
-    rebatch_of: int | None = None,
-    on_unavailable: Callable[[Item, MediaUnavailable], None] | None = None,
-) -> list[Chunk]:
-    files: list[ChunkFile] = list(
-        build_chunks(
-            items,
-            job.work_dir,
-            BodyBuilder(job, read_media),
-            endpoint=batch.endpoint,
-            max_lines=min(batch.max_requests_per_file, batch.max_queued),
-            max_bytes=batch.max_bytes_per_file,
-            first_index=first,
-            on_unavailable=on_unavailable,
-        )
-    )
-    return [Chunk(f.index, f.file, f.ids, f.lines, f.bytes, rebatch_of) for f in files]

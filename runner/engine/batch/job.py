@@ -20,7 +20,7 @@ from runner.core.batch_names import config_hash
 from runner.core.batch_states import recovered
 from runner.core.items import InvalidLine, Item
 from runner.core.plan import JobPlan
-from runner.core.records import INVALID_INPUT, error_record
+from runner.core.records import invalid_input_record
 from runner.core.stats import JobStats
 from runner.engine.batch.driver import BatchDeps, BatchDriver, Fallback
 from runner.errors import ComeBackLater, OutputError
@@ -38,15 +38,7 @@ def _new_items(
 ) -> Iterator[tuple[int, Item]]:
     for h, item in pending:
         if isinstance(item, InvalidLine):
-            writer.append(
-                error_record(
-                    item.key,
-                    INVALID_INPUT,
-                    f"line {item.line_no}: {item.reason}",
-                    retryable=False,
-                    via="input",
-                )
-            )
+            writer.append(invalid_input_record(item))
             stats.errors += 1
             stats.invalid += 1
             continue
@@ -118,9 +110,7 @@ async def _run_batch_job(
                 extra={"job": job.name},
             )
     clock = clock or SystemClock()
-    writer = ResultWriter(
-        job.output_path, flush_interval_s=config.run.flush_interval_s, clock=clock.monotonic
-    )
+    writer = ResultWriter(job.output_path, on_record=stats.note_record)
     deps = BatchDeps(
         client=client,
         writer=writer,

@@ -2,7 +2,10 @@
 
 The state file says ``Uploading``/``Creating`` with ``checked=False``: the call may have reached
 the API. Before sending it again the driver lists files (by the upload's unique name) or batches
-(by input file id or glmrun's metadata); ``NotFound`` means it is safe to send.
+(by id, input file id or glmrun's metadata); ``NotFound`` means it is safe to send. The same
+listing confirms a poll's 404 (``Running(checked=False)``) and tells ``glmrun batches cancel``
+whether a chunk caught mid-create has a batch. A failed list call raises ``ApiFailure``: the
+caller retries it like any control-plane call, it never counts as "not found".
 """
 
 from __future__ import annotations
@@ -37,19 +40,26 @@ async def find_upload(client: BatchClient, name: str, job_name: str) -> Observat
 
 
 async def find_batch(
-    client: BatchClient, file_id: str, meta: dict[str, str], job_name: str
+    client: BatchClient,
+    file_id: str | None,
+    meta: dict[str, str],
+    job_name: str,
+    batch_id: str | None = None,
 ) -> Observation:
+    """``BatchSeen`` for the batch with this id, input file or metadata, else ``NotFound``."""
     after = None
     for _ in range(LOOKUP_PAGES):
         page = await client.list_batches(after=after, limit=100)
         data = page.get("data") or []
         for b in data:
             view = BatchView.parse(b)
-            if view.input_file_id == file_id or (
-                view.metadata and all(view.metadata.get(k) == v for k, v in meta.items())
+            if (
+                (batch_id is not None and view.id == batch_id)
+                or (file_id is not None and view.input_file_id == file_id)
+                or (view.metadata and all(view.metadata.get(k) == v for k, v in meta.items()))
             ):
                 log.info(
-                    "found a batch whose create answer was lost",
+                    "found the batch in the account's list",
                     extra={"job": job_name, "batch_id": view.id},
                 )
                 return BatchSeen(view)

@@ -1,0 +1,341 @@
+"""What a person sees while ``glmrun run`` goes on: the live display, or a progress line.
+
+Four modes, chosen by the CLI from the terminal and the options:
+
+- ``live`` (text on a TTY): rich's ``Live`` redraws a few lines in place, transient (the
+  summary replaces it). Each line is built for the console's current width: fields are
+  dropped, least useful first, until it fits, so it never wraps (down to 40 columns). Log
+  lines go through rich's handler on the same console, so they print above it, whole.
+- ``lines`` (text without a TTY: cron, pipes): one plain progress line every
+  ``run.progress_interval_s``.
+- ``json``: a ``progress`` INFO event every ``run.progress_interval_s`` (machine logs).
+- ``quiet`` (``-q``): nothing.
+
+Batch jobs also get one line per batch submitted or collected (``BatchLines``, in ``live`` and
+``lines``), taken from the batch engine's events, so the engine knows nothing of the display.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+from runner.core.cost import cost_of, format_money
+from runner.core.stats import JobStats
+from runner.logs import console
+
+if TYPE_CHECKING:  # rich is imported when the live display starts, not with this module
+    from rich.console import Console, ConsoleOptions, RenderResult
+    from rich.live import Live
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["live", "lines", "json", "quiet"]
+MIN_BAR = 10  # a progress bar narrower than this says nothing: drop it
+Batches = Callable[[], list[dict[str, Any]]]
+
+
+def fmt_int(n: int) -> str:
+    return f"{n:,}"
+
+
+def fmt_duration(seconds: float) -> str:
+    """``8.2s``, ``4m05s``, ``2h03m``."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    s = int(seconds)
+    h, rem = divmod(s, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def fmt_ago(seconds: float) -> str:
+    if seconds < 1:
+        return "just now"
+    return f"{int(seconds)}s ago" if seconds < 60 else f"{fmt_duration(seconds)} ago"
+
+
+def overall(stats: JobStats) -> tuple[int, int]:
+    """(done, total) over the whole job: what earlier runs finished counts as done."""
+    before = stats.done_before
+    done = before + stats.done
+    return done, max(before + stats.total, done)
+
+
+def errors_by_kind(stats: JobStats, limit: int = 3) -> str:
+    """``1301×2 429×1``: the most frequent error codes of this run."""
+    top = sorted(stats.error_codes.items(), key=lambda kv: -kv[1])[:limit]
+    return " ".join(f"{code}×{fmt_int(n)}" for code, n in top)
+
+
+def spent(stats: JobStats, price: Any, currency: str) -> str:
+    """Cost of the tokens counted so far, or '' without a price."""
+    if price is None:
+        return ""
+    amount = sum(cost_of(p, c, price, route) for route, (p, c) in stats.usage_by_route.items())
+    return format_money(amount, currency)
+
+
+def fields(stats: JobStats, price: Any = None, currency: str = "CNY") -> list[tuple[int, str]]:
+    """The live line's fields in display order, each with a rank: higher ranks are dropped
+    first when the line does not fit. ``""`` marks where the bar goes."""
+    done, total = overall(stats)
+    rate = stats.rate
+    out: list[tuple[int, str]] = [(0, stats.name), (6, "")]
+    out.append((0, f"{fmt_int(done)}/{fmt_int(total)}"))
+    if stats.done_before:
+        out.append((5, f"({fmt_int(stats.done_before)} done before)"))
+    out.append((3, f"{100.0 * done / total:.0f}%" if total else "100%"))
+    out.append((1, f"{rate:,.1f}/s"))
+    if rate > 0 and total > done:
+        out.append((2, f"eta {fmt_duration((total - done) / rate)}"))
+    if stats.errors:
+        out.append((1, f"err {fmt_int(stats.errors)}"))
+        kinds = errors_by_kind(stats)
+        if kinds:
+            out.append((9, f"({kinds})"))
+    if stats.route == "realtime" or stats.in_flight:
+        out.append((8, f"in flight {stats.in_flight}"))
+        out.append((7, f"conc {stats.concurrency}"))
+    tokens = stats.prompt_tokens + stats.completion_tokens
+    if tokens:
+        out.append((10, f"{fmt_int(tokens)} tok"))
+    money = spent(stats, price, currency)
+    if money:
+        out.append((4, money))
+    return out
+
+
+def fit_line(parts: list[tuple[int, str]], width: int) -> str:
+    """Join ``parts`` with spaces, dropping the highest ranks until the line fits ``width``;
+    the bar (``""``) counts ``MIN_BAR`` and then takes the room left (up to 30). Rank 0 is
+    never dropped; the result is cropped, so it is never wider than ``width``."""
+    parts = list(parts)
+
+    def length() -> int:
+        return sum(len(t) if t else MIN_BAR for _, t in parts) + len(parts) - 1
+
+    while length() > width:
+        worst = max(range(len(parts)), key=lambda i: (parts[i][0], i))
+        if parts[worst][0] == 0:
+            break
+        parts.pop(worst)
+    words = [t for _, t in parts]
+    for i, (_, t) in enumerate(parts):
+        if not t:
+            words[i] = f"{{BAR:{min(30, MIN_BAR + width - length())}}}"
+    line = " ".join(words)
+    return line if "{BAR:" in line else line[:width]
+
+
+def render_bar(line: str, done: int, total: int) -> str:
+    """Replace the ``{BAR:n}`` placeholder with an n-character bar."""
+    start = line.find("{BAR:")
+    if start < 0:
+        return line
+    end = line.index("}", start)
+    n = int(line[start + 5 : end])
+    filled = n if not total else int(n * done / total)
+    return line[:start] + "█" * filled + "░" * (n - filled) + line[end + 1 :]
+
+
+def batch_line(b: dict[str, Any], width: int, now: float) -> str:
+    """One open batch: id, status, done/total, when it was last polled; fitted to width."""
+    parts: list[tuple[int, str]] = [(0, f"  {b.get('batch_id') or '(not created)'}")]
+    parts.append((0, str(b.get("state") or "")))
+    if b.get("total"):
+        parts.append((1, f"{fmt_int(b.get('completed') or 0)}/{fmt_int(b['total'])}"))
+    if b.get("polled_at"):
+        parts.append((2, f"polled {fmt_ago(max(0.0, now - float(b['polled_at'])))}"))
+    return fit_line(parts, width)
+
+
+class LiveView:
+    """The renderable rich's Live redraws: the job line, then one line per open batch."""
+
+    def __init__(
+        self,
+        stats: JobStats,
+        price: Any = None,
+        currency: str = "CNY",
+        batches: Batches | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
+        self.stats = stats
+        self.price = price
+        self.currency = currency
+        self.batches = batches
+        self.clock = clock
+        self._batch_rows: list[dict[str, Any]] = []
+        self._batch_read = 0.0
+
+    def lines(self, width: int) -> list[str]:
+        done, total = overall(self.stats)
+        line = fit_line(fields(self.stats, self.price, self.currency), width)
+        out = [render_bar(line, done, total)[:width]]
+        now = self.clock()
+        for b in self.open_batches(now):
+            out.append(batch_line(b, width, now))
+        return out
+
+    def open_batches(self, now: float) -> list[dict[str, Any]]:
+        """The state file, read at most once a second (it is small, but redraws are 4/s)."""
+        if self.batches is None:
+            return []
+        if now - self._batch_read >= 1.0:
+            self._batch_read = now
+            with contextlib.suppress(Exception):  # a half-written file: keep the last rows
+                self._batch_rows = [b for b in self.batches() if not b.get("finished")]
+        return self._batch_rows[:5]
+
+    def __rich_console__(self, c: Console, options: ConsoleOptions) -> RenderResult:
+        from rich.text import Text
+
+        for line in self.lines(options.max_width):
+            yield Text(line, no_wrap=True, overflow="crop")
+
+
+def progress_text(stats: JobStats, price: Any = None, currency: str = "CNY") -> str:
+    """The plain progress line without a TTY: every field, no bar (``describe: 120/3,000 ...``)."""
+    words = [t for _, t in fields(stats, price, currency) if t]
+    return f"{words[0]}: " + " ".join(words[1:])
+
+
+class Display:
+    """Shows one job's progress while it runs, in the chosen mode; ``async with`` it."""
+
+    def __init__(
+        self,
+        stats: JobStats,
+        mode: Mode,
+        *,
+        interval_s: float = 10.0,
+        price: Any = None,
+        currency: str = "CNY",
+        batches: Batches | None = None,
+        stream: IO[str] | None = None,
+        con: Console | None = None,
+    ):
+        self.stats = stats
+        self.mode = mode
+        self.interval_s = interval_s
+        self.view = LiveView(stats, price, currency, batches)
+        self.stream = stream
+        self.console = con or (console() if mode == "live" else None)
+        self._task: asyncio.Task[None] | None = None
+        self._live: Live | None = None
+        self._batch_lines: BatchLines | None = None
+
+    async def __aenter__(self) -> Display:
+        if self.mode in ("live", "lines") and not _events_shown():
+            self._batch_lines = BatchLines(self.echo)
+            self._batch_lines.attach()
+        if self.mode == "live":
+            from rich.live import Live
+
+            self._live = Live(
+                self.view,
+                console=self.console,
+                refresh_per_second=4,
+                transient=True,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._live.start()
+        elif self.mode in ("lines", "json"):
+            self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._live is not None:
+            self._live.stop()
+        if self._batch_lines is not None:
+            self._batch_lines.detach()
+
+    def echo(self, line: str) -> None:
+        """A line for the person, above the live display when there is one."""
+        if self.mode == "live" and self.console is not None:
+            self.console.print(line, markup=False, highlight=False, crop=True, soft_wrap=False)
+        else:
+            print(line, file=self.stream or sys.stderr, flush=True)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval_s)
+            self.show()
+
+    def show(self) -> None:
+        s = self.stats
+        if self.mode == "lines":
+            line = progress_text(s, self.view.price, self.view.currency)
+            print(line, file=self.stream or sys.stderr, flush=True)
+        elif self.mode == "json":
+            done, total = overall(s)
+            log.info(
+                "progress",
+                extra={
+                    "job": s.name,
+                    "done": done,
+                    "total": total,
+                    "done_before": s.done_before,
+                    "ok": s.ok,
+                    "errors": s.errors,
+                    "in_flight": s.in_flight,
+                    "concurrency": s.concurrency,
+                    "rate": round(s.rate, 1),
+                },
+            )
+
+
+def _events_shown() -> bool:
+    """-v: the INFO events (batch submitted...) are printed already; no second line for them."""
+    handlers = logging.getLogger("runner").handlers
+    return any(h.level <= logging.INFO for h in handlers)
+
+
+class BatchLines(logging.Handler):
+    """Turns the batch engine's ``batch submitted`` / ``batch collected`` events into one line
+    each for a person (``describe: submitted batch_abc (1,000 lines)``)."""
+
+    LOGGER = "runner.engine.batch"
+
+    def __init__(self, echo: Callable[[str], None]):
+        super().__init__(logging.INFO)
+        self.echo = echo
+
+    def attach(self) -> None:
+        logging.getLogger(self.LOGGER).addHandler(self)
+
+    def detach(self) -> None:
+        logging.getLogger(self.LOGGER).removeHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        line = batch_event_line(record.getMessage(), vars(record))
+        if line:
+            self.echo(line)
+
+
+def batch_event_line(event: str, f: dict[str, Any]) -> str | None:
+    job, batch_id = f.get("job"), f.get("batch_id")
+    if event == "batch submitted":
+        return f"{job}: submitted {batch_id} ({fmt_int(int(f.get('lines') or 0))} lines)"
+    if event == "batch collected":
+        line = (
+            f"{job}: collected {batch_id} ({f.get('status')}): {fmt_int(int(f.get('ok') or 0))} ok"
+            f", {fmt_int(int(f.get('failed') or 0))} failed"
+        )
+        if f.get("resent"):
+            line += f", {fmt_int(int(f['resent']))} sent again"
+        if f.get("left"):
+            line += f", {fmt_int(int(f['left']))} left for a later run"
+        return line
+    return None

@@ -1,0 +1,281 @@
+"""What a person sees: the live display fits the terminal, and the default, -q, -v and JSON
+outputs of a run, a no-op rerun, a failing run and a fatal error, line by line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from runner.app.display import Display, LiveView, batch_event_line, fit_line, progress_text
+from runner.core.stats import JobStats
+from runner.logs import console_handler
+from tests.cli.test_cli import invoke
+from tests.support.configs import make_urls, write_config
+
+
+def busy_stats(name: str = "describe") -> JobStats:
+    s = JobStats(
+        name,
+        total=2151,
+        ok=800,
+        errors=13,
+        skipped=849,
+        requests=900,
+        retries=20,
+        in_flight=16,
+        concurrency=16,
+        prompt_tokens=123456,
+        completion_tokens=3456,
+    )
+    s.error_codes = {"1301": 10, "429": 3}
+    s.usage_by_route = {"realtime": [123456, 3456]}
+    s.started -= 10
+    return s
+
+
+class Price:
+    input_per_1k = 0.004
+    output_per_1k = 0.004
+    batch_discount = 0.5
+
+
+BATCHES = [
+    {
+        "batch_id": "batch_1234567890abcdef",
+        "state": "in_progress",
+        "completed": 500,
+        "total": 1000,
+        "polled_at": 1000.0,
+    },
+    {"batch_id": None, "state": "built"},
+]
+
+
+@pytest.mark.parametrize("width", [40, 60, 80, 120], ids=lambda w: f"{w}cols")
+@pytest.mark.parametrize("name", ["describe", "a-very-long-job-name-that-goes-on-and-on-forever"])
+def test_live_display_never_wider_than_the_terminal(width: int, name: str) -> None:
+    """Rendered by rich at N columns, every line of the display fits in N (fields are dropped,
+    nothing wraps), and the overall done/total with earlier runs is kept while it fits."""
+    view = LiveView(busy_stats(name), Price(), "CNY", batches=lambda: BATCHES, clock=lambda: 1003.0)
+    console = Console(record=True, width=width, force_terminal=True, color_system=None)
+    console.print(view)
+    lines = console.export_text().splitlines()
+    assert len(lines) == 3  # the job, then the two open batches; no wrapped continuation
+    assert all(len(line) <= width for line in lines), lines
+    if name == "describe":
+        assert "1,662/3,000" in lines[0] and "/s" in lines[0]
+        assert "batch_1234567890abcdef in_progress" in lines[1]
+    if name == "describe" and width >= 80:
+        assert "eta " in lines[0] and "err 13" in lines[0] and "CNY" in lines[0]
+        assert "polled 3s ago" in lines[1]
+    if name == "describe" and width >= 120:
+        assert "(849 done before)" in lines[0] and "█" in lines[0]
+
+
+def test_eta_is_blank_until_there_is_a_rate() -> None:
+    """Nothing done yet: no 'eta 00:00', just no ETA."""
+    s = JobStats("describe", total=100)
+    assert "eta" not in fit_line_for(s, 120)
+
+
+def fit_line_for(s: JobStats, width: int) -> str:
+    return LiveView(s).lines(width)[0]
+
+
+def test_fit_line_drops_the_least_useful_fields_first() -> None:
+    """Rank 0 fields stay; higher ranks go first; the bar takes what room is left."""
+    parts = [(0, "job"), (5, ""), (0, "1/2"), (1, "rate"), (9, "extra")]
+    assert fit_line(parts, 12) == "job 1/2 rate"
+    assert fit_line(parts, 30).startswith("job {BAR:")
+
+
+def test_log_lines_print_above_the_live_display_whole() -> None:
+    """A warning logged while the display is up is printed as a whole line above it."""
+    console = Console(record=True, width=60, force_terminal=True, color_system=None)
+    handler = console_handler(console)
+    log = logging.getLogger("runner.test_display")
+    log.addHandler(handler)
+    try:
+
+        async def go() -> None:
+            async with Display(busy_stats(), "live", con=console):
+                log.warning("stopping: SIGINT; in-flight requests get 10s")
+
+        import asyncio
+
+        asyncio.run(go())
+    finally:
+        log.removeHandler(handler)
+    text = console.export_text()
+    assert "glmrun: warning: stopping: SIGINT; in-flight requests get 10s\n" in text
+    assert "conc 16glmrun" not in text
+
+
+def test_progress_line_without_a_tty_is_plain() -> None:
+    """The cron progress line: every field, no bar, no escape codes."""
+    line = progress_text(busy_stats(), Price(), "CNY")
+    assert line.startswith("describe: 1,662/3,000 (849 done before) 55% ")
+    assert "\x1b" not in line and "█" not in line and "err 13 (1301×10 429×3)" in line
+
+
+def test_batch_events_become_one_line_each() -> None:
+    """run --no-wait says per batch what it submitted or collected, not the chunk state."""
+    assert (
+        batch_event_line("batch submitted", {"job": "d", "batch_id": "b1", "lines": 1000})
+        == "d: submitted b1 (1,000 lines)"
+    )
+    line = batch_event_line(
+        "batch collected",
+        {"job": "d", "batch_id": "b1", "status": "completed", "ok": 990, "failed": 10},
+    )
+    assert line == "d: collected b1 (completed): 990 ok, 10 failed"
+    assert batch_event_line("batch chunk", {"job": "d"}) is None
+
+
+# --- a run's outputs, line by line (CliRunner: no TTY, so progress lines, not the live view) ---
+
+TIME = r"\d+\.\ds, [\d,]+\.\d items/s"
+
+
+def test_default_output_is_the_summary_only(tmp_path: Path) -> None:
+    """Default verbosity: nothing on stderr (no INFO events), a short summary on stdout."""
+    cfg = write_config(tmp_path, make_urls(20))
+    result = invoke(str(cfg))
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[0] == "t: ok 20, errors 0 — 20/20 done"
+    assert re.fullmatch(rf"  requests 20 · via realtime · {TIME}", lines[1]), lines[1]
+    assert lines[2] == "  tokens 20,200 in / 400 out"
+    assert len(lines) == 3
+
+
+def test_quiet_prints_nothing_on_success(tmp_path: Path) -> None:
+    """-q: a clean run prints nothing at all."""
+    cfg = write_config(tmp_path, make_urls(5))
+    result = invoke(str(cfg), "-q")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_verbose_shows_the_info_events(tmp_path: Path) -> None:
+    """-v: the run's story as INFO event lines on stderr, then the same summary on stdout."""
+    cfg = write_config(tmp_path, make_urls(5))
+    result = invoke(str(cfg), "-v")
+    assert result.exit_code == 0
+    events = [line.split(" ")[1] for line in result.stderr.splitlines()]
+    assert events[0] == "run" and "plan" in events and "job" in events
+    assert result.stderr.splitlines()[-1].startswith("glmrun: run finished exit_code=0")
+    assert result.stdout.startswith("t: ok 5, errors 0 — 5/5 done\n")
+
+
+def test_json_logs_keep_every_event(tmp_path: Path) -> None:
+    """--log-format json: every stderr line is a JSON event, INFO included."""
+    cfg = write_config(tmp_path, make_urls(5))
+    result = invoke(str(cfg), "--log-format", "json")
+    assert result.exit_code == 0
+    names = [json.loads(line)["event"] for line in result.stderr.splitlines()]
+    assert names == ["run started", "plan", "job finished", "run finished"]
+    finished = json.loads(result.stderr.splitlines()[2])
+    assert finished["ok"] == 5 and finished["error_codes"] == {}
+
+
+def test_noop_rerun_is_one_line_per_job(tmp_path: Path) -> None:
+    """A rerun with nothing to do: one line, naming the permanent errors from before; exit 0."""
+    urls = make_urls(6)
+    cfg = write_config(tmp_path, urls, simulator={"url_faults": {urls[2]: ["1301"]}})
+    assert invoke(str(cfg)).exit_code == 1
+    again = invoke(str(cfg))
+    assert again.exit_code == 0
+    assert again.stdout == "t: nothing to do — 6 done (1 with permanent errors)\n"
+    assert again.stderr == ""
+    assert invoke(str(cfg), "-q").stdout == ""
+
+
+def test_failing_run_lists_errors_by_code_with_urls(tmp_path: Path) -> None:
+    """A run that writes error records: exit 1 and a summary naming each code's URLs."""
+    urls = make_urls(8)
+    faults = {urls[1]: ["1301"], urls[5]: ["1301"], urls[6]: ["1210"]}
+    cfg = write_config(tmp_path, [*urls, "not a url"], simulator={"url_faults": faults})
+    result = invoke(str(cfg))
+    assert result.exit_code == 1
+    assert result.stderr == ""
+    lines = result.stdout.splitlines()
+    assert lines[0] == "t: ok 5, errors 4 (1 invalid line) — 9/9 done"
+    assert lines[1] == f"  1301 ×2: {urls[1]}, {urls[5]}"
+    assert lines[2] in (f"  1210 ×1: {urls[6]}", "  invalid_input ×1: line 9")
+    assert lines[3] in (f"  1210 ×1: {urls[6]}", "  invalid_input ×1: line 9")
+    assert lines[4].startswith("  requests 8 · via realtime")  # 5 ok + 3 errors, no retry
+    assert len(lines) == 6
+    quiet = invoke(str(cfg), "-q")  # nothing new now: the rerun is a no-op, and quiet
+    assert (quiet.exit_code, quiet.stdout) == (0, "")
+
+
+def test_fatal_error_is_exactly_one_line(tmp_path: Path) -> None:
+    """A missing input file: one line on stderr, nothing on stdout, at every verbosity but -v."""
+    cfg = write_config(tmp_path, make_urls(3))
+    (tmp_path / "urls.txt").unlink()
+    for args in ((), ("-q",)):
+        result = invoke(str(cfg), *args)
+        assert result.exit_code != 0
+        assert result.stdout == ""
+        (line,) = result.stderr.splitlines()
+        assert line.startswith("glmrun: ") and "urls.txt" in line
+    (line,) = invoke(str(cfg), "--log-format", "json").stderr.splitlines()[-1:]
+    assert json.loads(line)["event"] == "error"
+
+
+def test_api_stop_is_exactly_one_line(tmp_path: Path) -> None:
+    """Arrears (1113) stop the run: exit 3 and one stderr line, no 'error: api stopped' event
+    before it (that event is INFO, for machine logs)."""
+    urls = make_urls(12)
+    cfg = write_config(tmp_path, urls, simulator={"url_faults": {urls[5]: ["1113"]}})
+    result = invoke(str(cfg))
+    assert result.exit_code == 3
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("glmrun: the API refused the run (code 1113")
+    events = invoke(str(cfg), "--log-format", "json").stderr.splitlines()
+    assert any(json.loads(e)["event"] == "api stopped the run" for e in events)
+
+
+def test_summary_stays_short_with_many_error_codes() -> None:
+    """Five error codes: three listed with examples, the rest counted on the third line; the
+    summary stays within six lines and cost has the currency's fixed decimals."""
+    from runner.app.summary import summary_lines
+
+    s = busy_stats()
+    s.error_codes = {"1301": 5, "1210": 4, "500": 3, "1214": 2, "local_file": 1}
+    s.error_examples = {
+        code: [f"https://x/{code}/{i}.jpg" for i in range(3)] for code in s.error_codes
+    }
+    lines = summary_lines(s, price=Price(), currency="CNY")
+    assert len(lines) <= 6
+    assert (
+        lines[1]
+        == "  1301 ×5: https://x/1301/0.jpg, https://x/1301/1.jpg, https://x/1301/2.jpg, … 2 more"
+    )
+    assert lines[3].endswith("; 3 more in 2 other codes: glmrun status --errors")
+    assert lines[-1] == "  tokens 123,456 in / 3,456 out · 0.5076 CNY"  # 126,912 x 0.004 / 1k
+
+
+def test_ctrl_c_before_the_run_starts_is_exit_130_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the command still imports or loads its config: one line and exit 130,
+    not click's 'Aborted!' with exit 1 (which cron would take for new error records)."""
+    import runner.cli.run
+
+    def interrupted(path: str) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner.cli.run, "load", interrupted)
+    cfg = write_config(tmp_path, make_urls(2))
+    result = invoke(str(cfg))
+    assert result.exit_code == 130
+    assert result.stderr == (
+        "glmrun: interrupted by SIGINT; results so far are saved, run again to resume\n"
+    )

@@ -1,0 +1,199 @@
+"""Config loading: defaults, path resolution, the Secret, and a table of broken configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runner.config import DEFAULT_BASE_URL, Secret, load_config
+from runner.errors import ConfigError
+from tests.support.configs import BASE_CONFIG, DELETE, ENV, KEY_ENV, write_config
+
+REAL_URL = {"base_url": "https://open.bigmodel.cn/api/paas/v4"}
+JOB = BASE_CONFIG["jobs"][0]
+
+# (id, write_config keyword arguments, substrings the one-line message must contain)
+BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
+    (
+        "unknown-key",
+        {"limits": {"concurency": 4}},
+        ["limits.concurency", "unknown key", "did you mean concurrency?"],
+    ),
+    ("unknown-section", {"limit": {"rpm": 5}}, ["limit: unknown key", "did you mean limits?"]),
+    ("unknown-job-key", {"job": {"promt": "x"}}, ["jobs[0].promt", "did you mean prompt?"]),
+    ("unknown-key-no-match", {"api": {"zzz": 1}}, ["api.zzz", "known keys:"]),
+    (
+        "wrong-type-int",
+        {"limits": {"concurrency": "many"}},
+        ["limits.concurrency", "expected", "'many'"],
+    ),
+    (
+        "wrong-type-bool-for-int",
+        {"retry": {"max_attempts": True}},
+        ["retry.max_attempts", "expected an integer", "boolean"],
+    ),
+    (
+        "wrong-type-float-for-int",
+        {"retry": {"max_attempts": 2.5}},
+        ["retry.max_attempts", "expected an integer"],
+    ),
+    ("wrong-type-number", {"api": {"timeout_s": "fast"}}, ["api.timeout_s", "expected a number"]),
+    ("wrong-type-string", {"job": {"prompt": 42}}, ["jobs[0].prompt", "expected a string"]),
+    ("wrong-type-mapping", {"api": ["simulator"]}, ["api", "expected a mapping", "a list"]),
+    ("wrong-type-params", {"job": {"params": [1, 2]}}, ["jobs[0].params", "expected a mapping"]),
+    (
+        "wrong-literal-mode",
+        {"job": {"mode": "realtme"}},
+        ["jobs[0].mode", "realtime", "did you mean realtime?"],
+    ),
+    (
+        "wrong-literal-concurrency",
+        {"limits": {"concurrency": "atuo"}},
+        ["limits.concurrency", "'auto'"],
+    ),
+    ("negative-concurrency", {"limits": {"concurrency": -1}}, ["limits.concurrency", ">= 1", "-1"]),
+    ("zero-concurrency", {"limits": {"concurrency": 0}}, ["limits.concurrency", ">= 1"]),
+    ("negative-rpm", {"limits": {"rpm": -5}}, ["limits.rpm", "> 0", "-5"]),
+    ("zero-max-attempts", {"retry": {"max_attempts": 0}}, ["retry.max_attempts", "> 0"]),
+    ("negative-timeout", {"api": {"timeout_s": -1}}, ["api.timeout_s", "> 0"]),
+    ("negative-base-delay", {"retry": {"base_delay_s": -0.5}}, ["retry.base_delay_s", "> 0"]),
+    ("negative-flush", {"run": {"flush_interval_s": -1}}, ["run.flush_interval_s", "> 0"]),
+    ("grace-too-long", {"run": {"grace_s": 60}}, ["run.grace_s", "at most 10"]),
+    ("missing-model", {"job": {"model": DELETE}}, ["jobs[0].model", "missing required key"]),
+    ("missing-input", {"job": {"input": DELETE}}, ["jobs[0].input", "missing required key"]),
+    ("missing-output", {"job": {"output": DELETE}}, ["jobs[0].output", "missing required key"]),
+    ("missing-name", {"job": {"name": DELETE}}, ["jobs[0].name", "missing required key"]),
+    ("empty-model", {"job": {"model": "  "}}, ["jobs[0].model", "must not be empty"]),
+    ("bad-job-name", {"job": {"name": "a b"}}, ["jobs[0].name", "'a b'"]),
+    (
+        "duplicate-job-names",
+        {"jobs": [JOB, {**JOB, "output": "out/other.jsonl"}]},
+        ["jobs[1].name", "duplicate job name 't'"],
+    ),
+    (
+        "duplicate-outputs",
+        {"jobs": [JOB, {**JOB, "name": "u"}]},
+        ["jobs[1].output", "two jobs write to"],
+    ),
+    ("empty-jobs", {"jobs": []}, ["jobs", "at least one job"]),
+    ("no-jobs", {"jobs": DELETE}, ["jobs", "missing required key"]),
+    ("jobs-not-a-list", {"jobs": {"name": "t"}}, ["jobs", "expected a list"]),
+    (
+        "params-model",
+        {"job": {"params": {"model": "glm-4v"}}},
+        ["jobs[0].params.model", "remove it from params"],
+    ),
+    (
+        "params-messages",
+        {"job": {"params": {"messages": []}}},
+        ["jobs[0].params.messages", "remove it from params"],
+    ),
+    (
+        "bad-base-url",
+        {"api": {"base_url": "ftp://example.com"}},
+        ["api.base_url", "http(s) URL", "ftp://"],
+    ),
+    (
+        "bad-key-env-name",
+        {"api": {"api_key_env": "NOT A NAME"}},
+        ["api.api_key_env", "environment variable name"],
+    ),
+    (
+        "missing-key-env",
+        {"api": {**REAL_URL, "api_key_env": "GLMRUN_TEST_UNSET_KEY"}},
+        ["api.api_key_env", "GLMRUN_TEST_UNSET_KEY is not set", "simulator"],
+    ),
+    (
+        "invalid-yaml",
+        {"raw": "limits:\n  concurrency: [1, 2\njobs: []\n"},
+        ["invalid YAML", "(line 3"],
+    ),
+    ("invalid-yaml-tab", {"raw": "api:\n\tbase_url: simulator\n"}, ["invalid YAML", "line 2"]),
+    ("empty-file", {"raw": ""}, ["config is empty", "jobs"]),
+    ("top-level-list", {"raw": "- a\n- b\n"}, ["top level", "expected a mapping"]),
+]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"), [c[1:] for c in BROKEN], ids=[c[0] for c in BROKEN]
+)
+def test_broken_config_names_the_key(
+    tmp_path: Path, kwargs: dict[str, Any], expected: list[str]
+) -> None:
+    """Every broken config raises one ConfigError line naming the file and the key path."""
+    path = write_config(tmp_path, **kwargs)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=ENV)
+    message = str(info.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}: ")
+    for part in expected:
+        assert part in message
+    assert ENV[KEY_ENV] not in message
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    """Omitted sections take the documented defaults; input/output resolve against the config
+    folder."""
+    path = write_config(
+        tmp_path,
+        raw="jobs:\n  - {name: j, input: in.txt, output: o/j.jsonl, model: glm-4v-flash,"
+        " prompt: p}\n",
+    )
+    config = load_config(path, environ={"ZHIPUAI_API_KEY": "k"})
+    assert config.api.base_url == DEFAULT_BASE_URL
+    assert config.api.api_key_env == "ZHIPUAI_API_KEY"
+    assert config.api.timeout_s == 60.0
+    assert config.limits.concurrency == 16 and config.limits.rpm is None
+    assert config.retry.max_attempts == 5
+    assert config.run.flush_interval_s == 0.5 and config.run.progress_interval_s == 10.0
+    job = config.jobs[0]
+    assert job.mode == "realtime" and job.params == {}
+    assert job.input_path == tmp_path.resolve() / "in.txt"
+    assert job.output_path == tmp_path.resolve() / "o" / "j.jsonl"
+
+
+def test_tilde_in_input_and_output_is_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``~/in.txt`` and ``~/o/j.jsonl`` mean the home folder, not a folder named ``~``."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    path = write_config(
+        tmp_path,
+        raw="jobs:\n  - {name: j, input: ~/in.txt, output: ~/o/j.jsonl, model: glm-4v-flash,"
+        " prompt: p}\n",
+    )
+    job = load_config(path, environ={"ZHIPUAI_API_KEY": "k"}).jobs[0]
+    assert job.input_path == home / "in.txt"
+    assert job.output_path == home / "o" / "j.jsonl"
+
+
+def test_key_is_a_secret(tmp_path: Path) -> None:
+    """The key is read from the named variable and never shows in repr or str of the config."""
+    path = write_config(tmp_path, api=REAL_URL)
+    config = load_config(path, environ=ENV)
+    assert isinstance(config.api_key, Secret)
+    assert config.api_key.reveal() == ENV[KEY_ENV]
+    assert ENV[KEY_ENV] not in repr(config) and ENV[KEY_ENV] not in str(config.api_key)
+
+
+def test_simulator_needs_no_key(tmp_path: Path) -> None:
+    """With base_url: simulator a missing key variable is fine."""
+    config = load_config(write_config(tmp_path), environ={})
+    assert config.api.is_simulator and not config.api_key
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    """A config path that does not exist is a ConfigError naming it."""
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml", environ=ENV)
+
+
+def test_unknown_job_name(tmp_path: Path) -> None:
+    """Config.job() on an unknown name lists the jobs there are."""
+    config = load_config(write_config(tmp_path), environ=ENV)
+    with pytest.raises(ConfigError, match=r"no job named 'x' \(jobs: t\)"):
+        config.job("x")

@@ -1,0 +1,70 @@
+"""The text-input pre-filter and the kept pending list change speed, never the plan."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from runner.core.plan import PendingCounts, count_pending, done_line_filter, iter_pending
+from runner.core.resume import ResumeIndex
+from runner.io.inputs import read_items
+
+
+def test_prefiltered_counts_and_pending_equal_the_plain_path(tmp_path: Path) -> None:
+    """The pre-filter counts every kind of line the same as the plain path.
+
+    The kinds: done (ok and failed), duplicate, invalid and over-long lines.
+    """
+    long_bad = "x" * 2500
+    lines = [
+        "https://a/1.jpg",
+        "https://a/2.jpg",
+        "https://a/3.jpg",
+        "https://a/3.jpg",
+        "ftp://bad",
+        long_bad,
+        "https://a/4.jpg",
+        "# comment",
+        "",
+        "https://a/é.jpg",
+    ]
+    path = tmp_path / "urls.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    index = ResumeIndex()
+    index.add("https://a/1.jpg", "ok", True)
+    index.add("https://a/é.jpg", "ok", True)
+    index.add("ftp://bad", "error", True)
+    index.add(long_bad[:2000] + "…", "error", True)
+    index.add("https://a/4.jpg", "error", False)  # retryable: still pending
+
+    plain = count_pending(read_items(path), index)
+    skipped = PendingCounts()
+    fast = count_pending(read_items(path, skip=done_line_filter(index, skipped)), index)
+    fast.done += skipped.done
+    fast.failed += skipped.failed
+    assert skipped.done == 3  # the two ok URLs and ftp://bad; the long line takes the normal path
+    for name in ("pending", "done", "failed", "invalid", "duplicates"):
+        assert getattr(fast, name) == getattr(plain, name), name
+    pending = [
+        item.key
+        for _, item in iter_pending(
+            read_items(path, skip=done_line_filter(index, PendingCounts())), index
+        )
+    ]
+    assert pending == ["https://a/2.jpg", "https://a/3.jpg", "https://a/4.jpg"]
+
+
+def test_kept_pending_list_only_when_small(tmp_path: Path) -> None:
+    """count_pending keeps the pending pairs up to ``keep`` of them, and none beyond."""
+    path = tmp_path / "urls.txt"
+    path.write_text("".join(f"https://a/{i}.jpg\n" for i in range(5)))
+    small = count_pending(read_items(path), ResumeIndex(), keep=5)
+    assert small.kept is not None and [item.key for _, item in small.kept] == [
+        f"https://a/{i}.jpg" for i in range(5)
+    ]
+    assert count_pending(read_items(path), ResumeIndex(), keep=4).kept is None
+    assert count_pending(read_items(path), ResumeIndex()).kept is None
+
+
+def test_no_filter_without_finished_keys() -> None:
+    """A fresh output needs no pre-filter."""
+    assert done_line_filter(ResumeIndex(), PendingCounts()) is None

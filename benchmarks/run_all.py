@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -155,6 +156,72 @@ def bench_saturation(ctx: Ctx) -> None:
                 erate / ceiling >= 0.95,
             )
         )
+
+
+def bench_startup(ctx: Ctx) -> None:
+    """Launch to first request (a run of one URL against a local simulator) <= 0.3 s, and
+    ``glmrun --help`` <= 0.15 s; the median of several launches (the machine is shared)."""
+    runs = ctx.size(7, 2)
+    d = ctx.dir("startup")
+    firsts: list[float] = []
+    run_cpus: list[float] = []
+    with SimProcess(latency_mean_s=0.0) as sim:
+        urls = write_urls(d / "urls.txt", 1)
+        for i in range(runs):
+            cfg = write_config(
+                d / f"c{i}.yaml",
+                sim.base_url,
+                input=str(urls),
+                output=str(d / f"out{i}.jsonl"),
+                limits={"concurrency": 4},
+            )
+            before = sim.stats()["chat_requests"]
+            first_s: float | None = None
+
+            def poll(elapsed: float, before: int = before) -> None:
+                nonlocal first_s
+                if first_s is None and sim.stats()["chat_requests"] > before:
+                    first_s = elapsed
+
+            child = run_child(
+                [PY, "-m", "runner", "run", str(cfg), "-q"], env=KEY_ENV, poll=poll, poll_s=0.005
+            )
+            run_cpus.append(child.cpu_s)
+            if first_s is not None:
+                firsts.append(first_s)
+    help_children = [run_child([PY, "-m", "runner", "--help"]) for _ in range(runs)]
+    helps = [c.wall_s for c in help_children]
+    help_cpu = sorted(c.cpu_s for c in help_children)[len(helps) // 2]
+    run_cpu = sorted(run_cpus)[len(run_cpus) // 2]
+    first = sorted(firsts)[len(firsts) // 2] if firsts else float("nan")
+    help_s = sorted(helps)[len(helps) // 2]
+    load = os.getloadavg()
+    ctx.add(
+        Figure(
+            "start-up: launch to first request (1 URL)",
+            first,
+            "s",
+            "<= 0.3 s",
+            first / 0.3,
+            first <= 0.3,
+            {"all_s": firsts, "loadavg": load},
+        )
+    )
+    ctx.add(
+        Figure(
+            "start-up: glmrun --help",
+            help_s,
+            "s",
+            "<= 0.15 s",
+            help_s / 0.15,
+            help_s <= 0.15,
+            {"all_s": helps, "loadavg": load},
+        )
+    )
+    # CPU seconds do not grow with the machine's load as wall time does: the fair comparison
+    # on a shared machine (informational)
+    ctx.add(Figure("start-up: CPU of a whole one-URL run", run_cpu, "s", "informational"))
+    ctx.add(Figure("start-up: CPU of glmrun --help", help_cpu, "s", "informational"))
 
 
 def bench_overhead(ctx: Ctx) -> None:
@@ -409,14 +476,8 @@ def bench_memory(ctx: Ctx) -> None:
     )
 
 
-def bench_resume(ctx: Ctx) -> None:
-    """Resume over 1,000,000 finished records: first request <= 5 s, done <= 10 s.
-
-    The input is the same URLs as the finished records plus 200 new ones.
-    """
-    n, new = ctx.size(1_000_000, 10_000), 200
-    d = ctx.dir("resume")
-    inp, out = make_resume_fixture(d, n, new)
+def _resume_run(d: Path, inp: Path, out: Path) -> tuple[Any, float, int]:
+    """One glmrun run against a fresh simulator: (child, first request s, URLs requested)."""
     with SimProcess(latency_mean_s=0.02) as sim:
         cfg = write_config(
             d / "c.yaml", sim.base_url, input=str(inp), output=str(out), limits={"concurrency": 50}
@@ -430,52 +491,99 @@ def bench_resume(ctx: Ctx) -> None:
                 first_s = elapsed
 
         child = run_child(
-            [PY, "-m", "runner", "run", str(cfg), "-q"], env=KEY_ENV, poll=poll, poll_s=0.05
+            [PY, "-m", "runner", "run", str(cfg), "-q"], env=KEY_ENV, poll=poll, poll_s=0.02
         )
-        stats = sim.stats()
-    requested = stats["chat_requests"]
-    first = first_s if first_s is not None else float("nan")
+        requested = sim.stats()["chat_requests"]
+    return child, (first_s if first_s is not None else float("nan")), requested
+
+
+def _resume(ctx: Ctx, n: int, tag: str) -> None:
+    """N finished records + the same URLs and 200 new. The first run sees them all (it
+    upgrades: full scan, writes the index; it may not cost more per record than before: 4.5 s
+    and 155 MB per million, issue 12); then 200 more URLs are appended to the list and the
+    next run must send its first request within 1 s with at most 150 MB."""
+    new = 200
+    d = ctx.dir(f"resume-{tag}")
+    inp, out = make_resume_fixture(d, n, new)
+    child, first, requested = _resume_run(d, inp, out)
+    per_m = n / 1e6
+    first_limit = max(1.0, 4.5 * per_m)  # issue 12: 4.5 s per million before this index
     ctx.add(
         Figure(
-            f"resume: first request ({n:,} done + {new} new)",
+            f"resume {tag}, first run: first request",
             first,
             "s",
-            "<= 5 s",
-            first / 5,
-            first <= 5,
+            f"<= {first_limit:.1f} s (4.5 s/M, >= 1 s)",
+            first / first_limit,
+            first <= first_limit,
+            {"wall_s": child.wall_s, "cpu_s": child.cpu_s, "loadavg": os.getloadavg()},
         )
     )
     ctx.add(
         Figure(
-            "resume: whole run",
-            child.wall_s,
-            "s",
-            "<= 10 s",
-            child.wall_s / 10,
-            child.wall_s <= 10,
-            {"cpu_s": child.cpu_s, "loadavg": os.getloadavg()},
-        )
-    )
-    ctx.add(
-        Figure(
-            "resume: peak RSS",
+            f"resume {tag}, first run: peak RSS",
             child.max_rss_mb,
             "MB",
-            "<= 300 MB",
-            child.max_rss_mb / 300,
-            child.max_rss_mb <= 300,
+            f"<= {max(150, 155 * per_m):.0f} MB",
+            child.max_rss_mb / max(150, 155 * per_m),
+            child.max_rss_mb <= max(150, 155 * per_m),
+        )
+    )
+    with open(inp, "a") as handle:  # the list grows: 200 more URLs
+        handle.writelines(f"https://img.example.com/more/{i:08d}.jpg\n" for i in range(new))
+    child, first, requested2 = _resume_run(d, inp, out)
+    ctx.add(
+        Figure(
+            f"resume {tag} (+{new}), next run: first request",
+            first,
+            "s",
+            "<= 1 s",
+            first / 1,
+            first <= 1,
+            {"wall_s": child.wall_s, "cpu_s": child.cpu_s, "loadavg": os.getloadavg()},
         )
     )
     ctx.add(
         Figure(
-            "resume: URLs requested",
-            requested,
-            "requests",
-            f"exactly {new}",
-            requested / new,
-            requested == new,
+            f"resume {tag}, next run: peak RSS",
+            child.max_rss_mb,
+            "MB",
+            "<= 150 MB",
+            child.max_rss_mb / 150,
+            child.max_rss_mb <= 150,
         )
     )
+    ctx.add(
+        Figure(
+            f"resume {tag}: URLs requested (both runs)",
+            requested + requested2,
+            "requests",
+            f"exactly {2 * new}",
+            (requested + requested2) / (2 * new),
+            requested + requested2 == 2 * new,
+        )
+    )
+    for f in d.iterdir():
+        f.unlink()
+
+
+def bench_resume(ctx: Ctx) -> None:
+    """1,000,000 finished records: first run (upgrade) and the next run of a grown list."""
+    n = ctx.size(1_000_000, 10_000)
+    _resume(ctx, n, f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}M")
+
+
+def bench_resume10m(ctx: Ctx) -> None:
+    """The same at 10,000,000 records (~4.3 GB of fixture under the temp dir), when the disk
+    has room; skipped with --smoke."""
+    if ctx.smoke:
+        print("  (smoke: skipped)")
+        return
+    free_gb = shutil.disk_usage(ctx.tmp).free / 1e9
+    if free_gb < 12:
+        print(f"  (only {free_gb:.0f} GB free under {ctx.tmp}: skipped)")
+        return
+    _resume(ctx, 10_000_000, "10M")
 
 
 def bench_index_bytes(ctx: Ctx) -> None:
@@ -486,12 +594,12 @@ def bench_index_bytes(ctx: Ctx) -> None:
     if not out.exists():
         make_resume_fixture(d, n, 200)
     code = (
-        "import sys, resource, time; from pathlib import Path; "
+        "import sys, resource, time; from pathlib import Path\n"
         "from runner.io.store import load_resume_index\n"
         "def rss():\n    return int(open('/proc/self/statm').read().split()[1]) * 4096\n"
-        "before = rss(); t = time.perf_counter(); "
+        "before = rss(); t = time.perf_counter()\n"
         "index = load_resume_index(Path(sys.argv[1])); s = time.perf_counter() - t\n"
-        "n = len(index.ok) + len(index.failed) + len(index.retryable)\n"
+        "n = len(index)\n"
         "print((rss() - before) / n, s, n)\n"
     )
     child = run_child([PY, "-c", code, str(out)])
@@ -548,6 +656,7 @@ def bench_batch_script(ctx: Ctx) -> None:
 
 
 BENCHMARKS: dict[str, Callable[[Ctx], None]] = {
+    "startup": bench_startup,
     "saturation": bench_saturation,
     "overhead": bench_overhead,
     "adaptive16": bench_adaptive16,
@@ -556,6 +665,7 @@ BENCHMARKS: dict[str, Callable[[Ctx], None]] = {
     "shards": bench_shards,
     "memory": bench_memory,
     "resume": bench_resume,
+    "resume10m": bench_resume10m,
     "index-bytes": bench_index_bytes,
     "batch": bench_batch_script,
 }

@@ -8,13 +8,14 @@ second one flushes and exits at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from runner.api.glm import GlmClient
 from runner.api.preflight import check_reachable
@@ -43,8 +44,6 @@ from runner.core.cost import estimate, format_estimate
 from runner.core.items import InvalidLine, Item
 from runner.core.plan import JobPlan
 from runner.core.stats import JobStats
-from runner.engine.batch import run_batch_job
-from runner.engine.batch.driver import Fallback
 from runner.errors import (
     EXIT_OK,
     EXIT_TEMPFAIL,
@@ -56,7 +55,10 @@ from runner.errors import (
 from runner.io.batch_state import tracked_batches
 from runner.io.job_files import iter_job_lines
 from runner.io.prepare import read_job_items
-from runner.io.store import ResultWriter, RunLock
+from runner.io.store import ResultWriter, RunLock, save_resume_index
+
+if TYPE_CHECKING:
+    from runner.engine.batch.driver import Fallback
 
 log = logging.getLogger(__name__)
 
@@ -164,34 +166,58 @@ async def _run_jobs(
 ) -> None:
     try:
         async with api_base_url(config) as base_url, make_client(config, base_url) as client:
+            # The reachability check runs while the first job plans (it is awaited before
+            # anything is sent), so a run pays for the longer of the two, not their sum.
+            reachable: asyncio.Future[None] | None = None
             if not config.api.is_simulator:
-                await check_reachable(
-                    client, base_delay_s=config.retry.base_delay_s, stop=stopper.event
-                )
-            for job in jobs:
-                if stopper.event.is_set():
-                    break
-                try:
-                    stats = await _run_job(job, config, options, client, stopper, out)
-                except ComeBackLater as exc:  # batches still running: the other jobs go on
-                    result.later = exc
-                    if exc.stats is None:
-                        raise
-                    stats = exc.stats
-                result.stats.append(stats)
-                log.info("job finished", extra=stats.summary())
-                if not options.quiet or job_exit_code(stats, strict=options.strict):
-                    lines = summary_lines(
-                        stats,
-                        price=config.cost.price(job.model),
-                        currency=config.cost.currency,
-                        strict=options.strict,
+                reachable = asyncio.ensure_future(
+                    check_reachable(
+                        client, base_delay_s=config.retry.base_delay_s, stop=stopper.event
                     )
-                    print("\n".join(lines), file=out, flush=True)
-            if stopper.event.is_set():
-                result.later = None
+                )
+            try:
+                await _each_job(config, options, jobs, stopper, result, out, client, reachable)
+            finally:
+                if reachable is not None and not reachable.done():
+                    reachable.cancel()  # no job got as far as sending
+                    with contextlib.suppress(asyncio.CancelledError, GlmrunError):
+                        await reachable
     finally:
         stopper.uninstall()
+
+
+async def _each_job(
+    config: Config,
+    options: RunOptions,
+    jobs: list[JobConfig],
+    stopper: SignalStop,
+    result: RunResult,
+    out: IO[str],
+    client: GlmClient,
+    reachable: asyncio.Future[None] | None,
+) -> None:
+    for job in jobs:
+        if stopper.event.is_set():
+            break
+        try:
+            stats = await _run_job(job, config, options, client, stopper, out, reachable)
+        except ComeBackLater as exc:  # batches still running: the other jobs go on
+            result.later = exc
+            if exc.stats is None:
+                raise
+            stats = exc.stats
+        result.stats.append(stats)
+        log.info("job finished", extra=stats.summary())
+        if not options.quiet or job_exit_code(stats, strict=options.strict):
+            lines = summary_lines(
+                stats,
+                price=config.cost.price(job.model),
+                currency=config.cost.currency,
+                strict=options.strict,
+            )
+            print("\n".join(lines), file=out, flush=True)
+    if stopper.event.is_set():
+        result.later = None
 
 
 async def _run_job(
@@ -201,6 +227,7 @@ async def _run_job(
     client: GlmClient,
     stopper: SignalStop,
     out: IO[str],
+    reachable: asyncio.Future[None] | None = None,
 ) -> JobStats:
     lock = RunLock(job.output_path)
     try:
@@ -209,15 +236,19 @@ async def _run_job(
         if stopper.signame is None:
             raise
         return JobStats(job.name)  # a signal ended the wait: exit 130/143 like any interrupted run
+    planned = False
     try:
         try:
             # In a thread: counting millions of lines must not keep signals waiting.
             plan, index = await _planned(
-                stopper, plan_job, job, config, stopper.flag, keep=KEEP_PENDING
+                stopper, plan_job, job, config, stopper.flag, keep=KEEP_PENDING, save=True
             )
         except PlanStopped:
             log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
             return JobStats(job.name)
+        planned = True
+        if reachable is not None:
+            await reachable  # an unreachable API ends the run here, before anything is sent
         plan = with_limit(plan, options.limit, config)
         log.info(
             "plan",
@@ -251,6 +282,8 @@ async def _run_job(
             batches=(lambda: tracked_batches(job)) if plan.route == "batch" else None,
         )
         if plan.route == "batch":
+            from runner.engine.batch import run_batch_job  # only now: a realtime run skips it
+
             # stopper.current: the grace period also ends a hung call or fallback request here
             # (cancelling is as safe as a kill: each chunk state is saved before its call)
             batch_writers: list[ResultWriter] = []
@@ -298,7 +331,11 @@ async def _run_job(
             writer.close()
             stopper.writers.remove(writer)
     finally:
-        lock.release()
+        try:
+            if planned:
+                save_resume_index(job.output_path)  # the next run scans only what comes after
+        finally:
+            lock.release()
 
 
 async def _run_realtime(

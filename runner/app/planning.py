@@ -26,7 +26,9 @@ from runner.core.plan import (
     make_plan,
 )
 from runner.core.resume import ResumeIndex
+from runner.io.inputs import TextPrefix, detect_format
 from runner.io.job_files import load_job_index
+from runner.io.plancache import load_prefix, save_prefix
 from runner.io.prepare import read_job_items
 
 _T = TypeVar("_T")
@@ -40,19 +42,37 @@ KEEP_PENDING = 10_000  # a resume with at most this many left reads its input on
 
 
 def plan_job(
-    job: JobConfig, config: Config, stop: threading.Event | None = None, *, keep: int = 0
+    job: JobConfig,
+    config: Config,
+    stop: threading.Event | None = None,
+    *,
+    keep: int = 0,
+    save: bool = False,
 ) -> tuple[JobPlan, ResumeIndex]:
-    """The job's index (every output file of the job, merged) and what this process does:
-    with ``job.shard``, only the items its shard owns."""
-    index = load_job_index(job)
+    """Plan ``job`` from its index (every output file of the job, merged) and what this
+    process does: with ``job.shard``, only the items its shard owns. A text input of an
+    unsharded run starts where the last plan found only finished lines
+    (``runner.io.plancache``; a shard run reads the whole input). With ``save`` (the caller
+    holds the output's lock) a full scan of the output leaves a persistent resume index, and
+    the input's finished prefix is noted."""
+    index = load_job_index(job, save=save)
     skipped = PendingCounts()  # finished lines the text pre-filter counts without parsing
-    items = read_job_items(job, config, done_line_filter(index, skipped, job.shard))
+    skip = done_line_filter(index, skipped, job.shard)
+    text = skip is not None and detect_format(job.input_path, job.input_format) == "text"
+    text = text and job.shard is None
+    prefix = load_prefix(job.output_path, job.input_path, index) if text else TextPrefix()
+    prefix.growing = text
+    start = dataclasses.replace(prefix)
+    items = read_job_items(job, config, skip, prefix)
     counts = count_pending(
         items if stop is None else _until(items, stop), index, keep=keep, shard=job.shard
     )
-    counts.done += skipped.done
-    counts.failed += skipped.failed
+    counts.done += skipped.done + start.done
+    counts.failed += skipped.failed + start.failed
     counts.other_shards += skipped.other_shards
+    counts.start = (start.offset, start.line_no)
+    if save and text:
+        save_prefix(job.output_path, job.input_path, prefix, index)
     return make_plan(job, counts, config.batch), index
 
 
@@ -63,11 +83,15 @@ def pending_items(
     index: ResumeIndex,
     stop: threading.Event | None = None,
 ) -> Iterator[tuple[int, Item | InvalidLine]]:
-    """The pending (hash, item) pairs: those the plan kept, else a second pass over the input."""
+    """The pending (hash, item) pairs: those the plan kept, else a second pass over the input
+    (from where the plan started: the lines before are finished)."""
     if plan.counts.kept is not None:
         kept, plan.counts.kept = plan.counts.kept, None
         return iter(kept)
-    items = read_job_items(job, config, done_line_filter(index, PendingCounts(), job.shard))
+    offset, line_no = plan.counts.start
+    prefix = TextPrefix(offset, line_no, growing=False)
+    skip = done_line_filter(index, PendingCounts(), job.shard)
+    items = read_job_items(job, config, skip, prefix)
     return iter_pending(
         items if stop is None else _until(items, stop, quiet=True),
         index,

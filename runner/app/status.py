@@ -20,7 +20,7 @@ from runner.core.cost import format_usage, usage_from_lines
 from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
 from runner.core.records import is_final, record_key
-from runner.core.resume import ResumeIndex
+from runner.core.resume import FAILED, OK, RETRYABLE, ResumeIndex
 from runner.core.shard import Shard
 from runner.errors import EXIT_OK, EXIT_TEMPFAIL
 from runner.io.job_files import iter_job_lines, job_output_files, job_work_dirs
@@ -79,9 +79,12 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
     """Counts per unique key of the input (a duplicate line counts once, as a duplicate), over
     the merge of every output file of the job, with a row per file and per shard."""
     files = _file_rows(job)
-    index = ResumeIndex()
-    for _, _, file_index in files:
-        index.merge(file_index)
+    if len(files) == 1:
+        index = files[0][2]  # one file: its index as it is (a table base is not copied)
+    else:
+        index = ResumeIndex()
+        for _, _, file_index in files:
+            index.merge(file_index)
     main_corrupt = files[0][2].corrupt_lines if files and files[0][1] is None else []
     status = JobStatus(job.name, str(job.main_output_path), corrupt_output_lines=main_corrupt)
     status.files = [row for row, _, _ in files]
@@ -92,20 +95,22 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
             status.duplicates += 1
             continue
         seen.add(h)
-        if h in index.ok:
+        state = index.state(h)
+        if state == OK:
             status.ok += 1
-        elif h in index.failed:
+        elif state == FAILED:
             status.errors += 1
         elif isinstance(item, InvalidLine):
             status.invalid_unrecorded += 1
         else:
             status.pending += 1
-            if h in index.retryable:
+            if state == RETRYABLE:
                 status.retryable_errors += 1
         for row, shard, file_index in files:
-            if h in file_index.ok:
+            file_state = state if file_index is index else file_index.state(h)
+            if file_state == OK:
                 row.ok += 1
-            elif h in file_index.failed:
+            elif file_state == FAILED:
                 row.errors += 1
             elif row.pending is not None and shard is not None and shard.owns(h):
                 row.pending += not index.is_done(h)

@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner.api.glm import GlmClient
 from runner.api.protocol import ChatClient
@@ -22,11 +23,13 @@ from runner.config.schema import Config, JobConfig
 from runner.core.adaptive import AdaptiveLimit
 from runner.core.items import Item
 from runner.core.stats import JobStats
-from runner.engine.batch.driver import Fallback
 from runner.engine.realtime import RealtimeDeps, RealtimeEngine
 from runner.engine.throttle import Throttle
 from runner.errors import ConfigError
 from runner.io.store import ResultWriter
+
+if TYPE_CHECKING:  # the batch engine is imported by a batch run only
+    from runner.engine.batch.driver import Fallback
 
 log = logging.getLogger(__name__)
 

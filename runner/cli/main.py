@@ -1,8 +1,11 @@
-"""The ``glmrun`` click group: registers one command per module and is the console-script entry.
+"""The ``glmrun`` click group: one command per module, imported when it is called; the
+console-script entry.
 
 ``glmrun CONFIG`` is ``glmrun run CONFIG``. Each command lives in its own module
 (``runner.cli.run``, ``status``, ``export``, ``bench``, ``simulate``, ``batches``); what they
-share (config loading, errors -> exit codes) is in ``runner.cli.common``.
+share (config loading, errors -> exit codes) is in ``runner.cli.common``. ``glmrun --help``
+lists the commands from ``SUMMARIES`` without importing any of them (a test keeps the
+summaries equal to the commands' own), so it loads click and nothing else.
 """
 
 from __future__ import annotations
@@ -13,23 +16,72 @@ import os
 import click
 
 from runner import __version__
-from runner.cli.batches import batches
-from runner.cli.bench import bench
-from runner.cli.common import fail
-from runner.cli.export import export
-from runner.cli.run import run
-from runner.cli.simulate import simulate
-from runner.cli.status import status
-from runner.errors import ConfigError, Interrupted
+
+# name -> the one-line help the command's docstring starts with (tests/cli/test_cli_layout.py)
+SUMMARIES = {
+    "batches": "The Batch API side of glmrun: tracked batches, cancel, details.",
+    "bench": "Measure requests/s, latency and 429s at several concurrency levels",
+    "export": "Write a job's results as CSV or JSONL, streamed, the latest record per key",
+    "run": "Run the jobs of CONFIG (resumes where the last run stopped).",
+    "simulate": "Serve the embedded GLM API simulator standalone (for any client, benchmarks)",
+    "status": "Per job: ok / errors / pending and tracked batches; no network.",
+}
+
+
+def load_command(name: str) -> click.Command | None:
+    """The command ``name``, its module imported now."""
+    if name == "run":
+        from runner.cli.run import run
+
+        return run
+    if name == "status":
+        from runner.cli.status import status
+
+        return status
+    if name == "export":
+        from runner.cli.export import export
+
+        return export
+    if name == "bench":
+        from runner.cli.bench import bench
+
+        return bench
+    if name == "simulate":
+        from runner.cli.simulate import simulate
+
+        return simulate
+    if name == "batches":
+        from runner.cli.batches import batches
+
+        return batches
+    return None
+
+
+def summary_of(name: str, limit: int) -> str:
+    """The command's short help as click would cut it, without importing the command."""
+    return click.Command(name, help=SUMMARIES[name]).get_short_help_str(limit)
 
 
 class DefaultGroup(click.Group):
-    """A group where an unknown first argument means ``run <that argument>``."""
+    """A group of lazily imported commands where an unknown first argument means
+    ``run <that argument>``."""
 
     default_command = "run"
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUMMARIES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return load_command(cmd_name) if cmd_name in SUMMARIES else None
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(map(len, SUMMARIES))
+        rows = [(name, summary_of(name, limit)) for name in sorted(SUMMARIES)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("--help", "-h", "--version"):
+        if args and args[0] not in SUMMARIES and args[0] not in ("--help", "-h", "--version"):
             self.check_typo(args[0])
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
@@ -41,6 +93,9 @@ class DefaultGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
+            from runner.cli.common import fail
+            from runner.errors import Interrupted
+
             fail(Interrupted("SIGINT"))
 
     def check_typo(self, word: str) -> None:
@@ -48,8 +103,11 @@ class DefaultGroup(click.Group):
         name is a typo, not a config path (exit 2)."""
         if word.startswith("-") or os.path.exists(word):
             return
-        close = difflib.get_close_matches(word, list(self.commands), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(word, sorted(SUMMARIES), n=1, cutoff=0.6)
         if close:
+            from runner.cli.common import fail
+            from runner.errors import ConfigError
+
             fail(ConfigError(f"No such command {word!r}. Did you mean {close[0]!r}?"))
 
 
@@ -60,10 +118,6 @@ def main() -> None:
 
     glmrun CONFIG is short for glmrun run CONFIG.
     """
-
-
-for _command in (run, status, bench, simulate, export, batches):
-    main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,7 @@ listed twice is sent once. With ``--shard I/N`` it also skips the items another 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -15,11 +16,13 @@ from typing import Literal
 from runner.config.schema import BatchConfig, JobConfig
 from runner.core.hashset import HashSet
 from runner.core.items import InvalidLine, Item
-from runner.core.keys import key_hash, key_hash_bytes
-from runner.core.resume import ResumeIndex
+from runner.core.keys import key_hash
+from runner.core.resume import FAILED, NONE, OK, ResumeIndex
 from runner.core.shard import Shard
 
 Route = Literal["realtime", "batch"]
+
+OTHER_SHARD = 3  # done_line_filter's code for a line another shard owns
 
 
 @dataclass
@@ -33,6 +36,9 @@ class PendingCounts:
     kept: list[tuple[int, Item | InvalidLine]] | None = field(
         default=None, repr=False, compare=False
     )
+    # (byte offset, line number) where the input was read from: the lines before were all
+    # finished at the last plan (runner.io.plancache), so a second pass starts there too
+    start: tuple[int, int] = field(default=(0, 0), repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ def iter_pending(
             continue
         if index.is_done(h):
             counts.done += 1
-            if h in index.failed:
+            if index.state(h) == FAILED:
                 counts.failed += 1
             continue
         if not seen.add(h):
@@ -99,31 +105,43 @@ def count_pending(
 
 def done_line_filter(
     index: ResumeIndex, counts: PendingCounts, shard: Shard | None = None
-) -> Callable[[bytes], bool] | None:
-    """A pre-filter for text inputs: a line whose bytes hash to a finished key (or to another
-    shard's key) is counted and never parsed. A text line's key is its own text, so its UTF-8
-    bytes hash exactly like ``key_hash(item.key)``; longer lines (whose invalid_input key is
-    shortened) and lines not yet finished take the normal path."""
-    ok, failed = index.ok, index.failed
-    if not ok and not failed and shard is None:
+) -> Callable[[list[bytes]], list[int]] | None:
+    """A pre-filter for text inputs, a batch of lines at a time: 1 for a line whose bytes hash
+    to an ok key, 2 to a permanently failed one (both counted as done and never parsed), 3
+    (``OTHER_SHARD``) to a key another shard owns (counted in ``other_shards``, never parsed),
+    0 for the rest. A text line's key is its own text, so its UTF-8 bytes hash exactly like
+    ``key_hash(item.key)``; longer lines (whose invalid_input key is shortened) and lines not
+    yet finished take the normal path. The base table is searched for the whole batch at once
+    (numpy), the sets read after it per line."""
+    if index.empty and shard is None:
         return None
-    hash_bytes = key_hash_bytes
+    blake2b, from_bytes = hashlib.blake2b, int.from_bytes  # key_hash_bytes, inlined
+    ok, failed, retryable = index.ok, index.failed, index.retryable
+    overlay = bool(ok or failed or retryable)
+    base = index.base
 
-    def skip(line: bytes) -> bool:
-        if len(line) > MAX_KEY_BYTES:
-            return False
-        h = hash_bytes(line)
-        if shard is not None and not shard.owns(h):
-            counts.other_shards += 1
-            return True
-        if h in ok:
-            counts.done += 1
-            return True
-        if h in failed:
-            counts.done += 1
-            counts.failed += 1
-            return True
-        return False
+    def skip(lines: list[bytes]) -> list[int]:
+        hashes = [from_bytes(blake2b(line, digest_size=8).digest(), "little") for line in lines]
+        if base is not None and len(base):
+            codes = base.states_of(hashes)
+        else:
+            codes = [NONE] * len(hashes)
+        if overlay:  # the later records win over the base
+            codes = [
+                OK if h in ok else FAILED if h in failed else NONE if h in retryable else c
+                for h, c in zip(hashes, codes, strict=True)
+            ]
+        out = [c if c in (OK, FAILED) else 0 for c in codes]
+        if shard is not None:  # another shard's line counts only there, whatever its state
+            n, i = shard.count, shard.index
+            out = [OTHER_SHARD if h % n != i else c for h, c in zip(hashes, out, strict=True)]
+        if max(map(len, lines)) > MAX_KEY_BYTES:  # keyed by a shortened text: the normal path
+            out = [0 if len(x) > MAX_KEY_BYTES else c for c, x in zip(out, lines, strict=True)]
+        others = out.count(OTHER_SHARD)
+        counts.other_shards += others
+        counts.done += len(out) - out.count(0) - others
+        counts.failed += out.count(FAILED)
+        return out
 
     return skip
 

@@ -1,14 +1,147 @@
 """Pure: which keys are finished, per the latest record of each (8-byte key hashes, no records).
 
+Two layers: ``base`` is a ``KeyTable`` (sorted hashes and one state byte each: numpy arrays, or
+blocks read on demand from the persistent index beside the output, so ten million keys cost a 160 KB
+fence, not Python objects), and the sets ``ok``/``failed``/``retryable`` hold what was read after it
+(the output's tail). A key in the sets wins over the base: the later record wins.
+
 A job's records may be spread over several files (its main output and one per shard, see
 ``runner.core.shard``); the job's index is the merge of the per-file indexes (``merge``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from runner.core.keys import key_hash
+
+NONE, OK, FAILED, RETRYABLE = 0, 1, 2, 3  # a key's state, as stored in the KeyTable
+
+
+def numpy() -> Any:
+    """numpy, imported on first use: a run whose output has no records never loads it."""
+    import numpy as np
+
+    return np
+
+
+BLOCK = 512  # keys per block of a fenced table (one 4 KiB read)
+
+
+class KeyTable:
+    """Sorted unique uint64 key hashes with a uint8 state each (OK, FAILED or RETRYABLE).
+
+    In memory (``keys``, ``states`` arrays), or fenced: only every BLOCK-th key (``fence``) is
+    in memory and ``read(start, stop)`` (I/O, given by ``runner.io.keyindex``) fetches the
+    keys and states of a range, so a few look-ups in ten million keys read a few blocks. A
+    look-up of many keys at once reads the whole table once instead (then kept).
+    """
+
+    __slots__ = ("_keys", "_read", "_states", "fence", "n")
+
+    def __init__(
+        self,
+        keys: Any = None,
+        states: Any = None,
+        *,
+        n: int = 0,
+        fence: Any = None,
+        read: Callable[[int, int], tuple[Any, Any]] | None = None,
+    ):
+        self._keys, self._states = keys, states
+        self.n = int(keys.shape[0]) if keys is not None else n
+        self.fence, self._read = fence, read
+
+    @property
+    def keys(self) -> Any:
+        if self._keys is None:
+            assert self._read is not None
+            self._keys, self._states = self._read(0, self.n)
+        return self._keys
+
+    @property
+    def states(self) -> Any:
+        if self._states is None:
+            _ = self.keys  # reads keys and states
+        return self._states
+
+    def __len__(self) -> int:
+        return self.n
+
+    def locate(self, q: Any) -> tuple[Any, Any, Any]:
+        """For sorted uint64 queries: (insert positions, found mask, states or NONE)."""
+        np = numpy()
+        if self.n == 0:
+            zeros = np.zeros(len(q), dtype=np.intp)
+            return zeros, zeros.astype(bool), zeros.astype(np.uint8)
+        if self.fence is not None and self._keys is None and len(q) * 8 < len(self.fence):
+            return self._locate_blocks(q)
+        keys = self.keys
+        pos = keys.searchsorted(q)
+        at = np.minimum(pos, self.n - 1)
+        found = keys[at] == q
+        return pos, found, np.where(found, self.states[at], NONE)
+
+    def _locate_blocks(self, q: Any) -> tuple[Any, Any, Any]:
+        np = numpy()
+        assert self._read is not None
+        blocks = np.maximum(self.fence.searchsorted(q, side="right") - 1, 0)
+        pos = np.empty(len(q), dtype=np.intp)
+        found = np.zeros(len(q), dtype=bool)
+        codes = np.zeros(len(q), dtype=np.uint8)
+        for b in np.unique(blocks).tolist():
+            sel = blocks == b
+            start = b * BLOCK
+            keys, states = self._read(start, min(self.n, start + BLOCK))
+            p = keys.searchsorted(q[sel])
+            at = np.minimum(p, len(keys) - 1)
+            hit = keys[at] == q[sel]
+            pos[sel] = start + p
+            found[sel] = hit
+            codes[sel] = np.where(hit, states[at], NONE)
+        return pos, found, codes
+
+    def state(self, h: int) -> int:
+        np = numpy()
+        _, _, codes = self.locate(np.array([h], dtype=np.uint64))
+        return int(codes[0])
+
+    def states_of(self, hashes: list[int]) -> list[int]:
+        """The state of each hash (NONE when absent), the whole list searched at once."""
+        np = numpy()
+        q = np.array(hashes, dtype=np.uint64)
+        order = np.argsort(q)
+        out = np.empty(len(q), dtype=np.uint8)
+        out[order] = self.locate(q[order])[2]  # sorted queries walk the table in order
+        codes: list[int] = out.tolist()
+        return codes
+
+    def count(self, state: int) -> int:
+        np = numpy()
+        return int(np.count_nonzero(self.states == state))
+
+    @staticmethod
+    def from_sequence(hashes: Any, states: Any) -> KeyTable:
+        """The latest state per hash of a sequence in record order (later entries win)."""
+        np = numpy()
+        h = np.asarray(hashes, dtype=np.uint64)
+        s = np.asarray(states, dtype=np.uint8)
+        if h.shape[0] == 0:
+            return KeyTable(h, s)
+        order = np.argsort(h, kind="stable")  # equal hashes keep record order
+        h, s = h[order], s[order]
+        del order
+        last = np.empty(h.shape[0], dtype=bool)
+        last[-1] = True
+        np.not_equal(h[1:], h[:-1], out=last[:-1])  # the last of each run of equal hashes
+        return KeyTable(h[last], s[last])
+
+    @staticmethod
+    def empty() -> KeyTable:
+        np = numpy()
+        return KeyTable(np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint8))
 
 
 @dataclass
@@ -20,14 +153,46 @@ class ResumeIndex:
     retryable: set[int] = field(default_factory=set)
     records: int = 0
     corrupt_lines: list[int] = field(default_factory=list)
+    base: KeyTable | None = None
+    # the tail changed the state of a key the base had as done (another tool rewrote history)
+    changed_done: bool = False
+    # where it came from: the covered offset of the persistent index used (-1: a full scan),
+    # output bytes read in all (just after the last newline), lines in them, and the index's
+    # stable_from (no record after it changed the state of a key that was done before it)
+    persisted: int = -1
+    scanned: int = 0
+    lines: int = 0
+    stable_from: int = 0
+
+    def state(self, h: int) -> int:
+        if h in self.ok:
+            return OK
+        if h in self.failed:
+            return FAILED
+        if h in self.retryable:
+            return RETRYABLE
+        return self.base.state(h) if self.base is not None else NONE
 
     def is_done(self, h: int) -> bool:
-        return h in self.ok or h in self.failed
+        if h in self.ok or h in self.failed:
+            return True
+        if self.base is None or h in self.retryable:
+            return False
+        return self.base.state(h) in (OK, FAILED)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.ok or self.failed or self.retryable) and not self.base
 
     def add(self, key: str, status: str | None, final: bool) -> None:
         self.add_hash(key_hash(key), status, final)
 
     def add_hash(self, h: int, status: str | None, final: bool) -> None:
+        if self.base is not None and not self.changed_done:
+            before = self.state(h)
+            after = OK if status == "ok" else FAILED if final else RETRYABLE
+            if before in (OK, FAILED) and before != after:
+                self.changed_done = True
         if status == "ok":
             self.ok.add(h)
             self.failed.discard(h)
@@ -44,16 +209,59 @@ class ResumeIndex:
     def merge(self, other: ResumeIndex) -> None:
         """Fold another file's index into this one. Files have no order between them, so a
         finished state wins: ok over a permanent error over a retryable one (a key finished in
-        any file is never sent again)."""
-        self.ok |= other.ok
-        self.failed |= other.failed
+        any file is never sent again). Only a sharded job merges; an index with a base is
+        materialised into sets first (the merged index is never saved: each file keeps its own
+        persistent index)."""
+        mine, theirs = self.sets(), other.sets()
+        self.base = None
+        self.ok, self.failed, self.retryable = mine
+        self.ok |= theirs[0]
+        self.failed |= theirs[1]
         self.failed -= self.ok
-        self.retryable |= other.retryable
+        self.retryable |= theirs[2]
         self.retryable -= self.ok
         self.retryable -= self.failed
         self.records += other.records
         self.corrupt_lines.extend(other.corrupt_lines)
+        self.persisted, self.scanned = -1, 0  # describes no one file (no plan note from it)
+
+    def overlay(self) -> Iterator[tuple[int, int]]:
+        """(hash, state) of every key read after the base."""
+        yield from ((h, OK) for h in self.ok)
+        yield from ((h, FAILED) for h in self.failed)
+        yield from ((h, RETRYABLE) for h in self.retryable)
+
+    def sets(self) -> tuple[set[int], set[int], set[int]]:
+        """(ok, failed, retryable) as Python sets, base and overlay merged (tests, small
+        outputs)."""
+        merged: dict[int, int] = {}
+        if self.base is not None:
+            merged = dict(zip(self.base.keys.tolist(), self.base.states.tolist(), strict=True))
+        merged.update(self.overlay())
+        out: tuple[set[int], set[int], set[int]] = (set(), set(), set())
+        for h, code in merged.items():
+            out[code - 1].add(h)
+        return out
+
+    def counts(self) -> dict[str, int]:
+        """Keys per state (base and overlay merged)."""
+        out = {"ok": 0, "failed": 0, "retryable": 0}
+        names = {OK: "ok", FAILED: "failed", RETRYABLE: "retryable"}
+        if self.base is not None:
+            for code, name in names.items():
+                out[name] = self.base.count(code)
+            for h, code in self.overlay():
+                old = self.base.state(h)
+                if old != NONE:
+                    out[names[old]] -= 1
+                out[names[code]] += 1
+        else:
+            out = {"ok": len(self.ok), "failed": len(self.failed), "retryable": len(self.retryable)}
+        return out
+
+    def __len__(self) -> int:
+        return sum(self.counts().values())
 
     def __repr__(self) -> str:
-        sizes = f"ok={len(self.ok)} failed={len(self.failed)} retryable={len(self.retryable)}"
-        return f"<ResumeIndex {sizes}>"
+        c = self.counts()
+        return f"<ResumeIndex ok={c['ok']} failed={c['failed']} retryable={c['retryable']}>"

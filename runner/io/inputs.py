@@ -16,6 +16,7 @@ import hashlib
 import io
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,27 @@ def detect_format(path: Path, input_format: str = "auto") -> str:
     return "text"
 
 
-SkipLine = Callable[[bytes], bool]
+# The resume pre-filter: one code per line of a batch (0 keep, 1 done ok, 2 done as an error,
+# 3 another shard's: skipped but not done, so it ends a finished prefix like 0).
+SkipLine = Callable[[list[bytes]], list[int]]
+_BATCH = 4096
+
+
+@dataclass
+class TextPrefix:
+    """How far a text input is made of lines that need nothing: blank, comments and lines the
+    pre-filter skipped as done (``done``, of them ``failed``). Reading starts at ``offset``
+    (just after a newline) as line ``line_no + 1``; the prefix grows until the first line
+    that is read as an item."""
+
+    offset: int = 0
+    line_no: int = 0
+    done: int = 0
+    failed: int = 0
+    growing: bool = True
+    # (offset, hash of the input up to it) as runner.io.plancache checked it: the note it
+    # writes next hashes only the bytes after it
+    hashed: tuple[int, Any] | None = field(default=None, repr=False, compare=False)
 
 
 def read_items(
@@ -48,18 +69,20 @@ def read_items(
     input_format: str = "auto",
     csv_url_column: str = "url",
     skip: SkipLine | None = None,
+    prefix: TextPrefix | None = None,
 ) -> Iterator[Item | InvalidLine]:
     """Yield an Item or an InvalidLine per item of ``path`` in the given (or detected) format.
 
     ``skip`` (text inputs only) sees each stripped line first; a line it accepts is not parsed
     at all (the resume pre-filter: a finished URL costs one hash instead of an Item).
+    ``prefix`` (text inputs only) says where to start and is updated as the reader goes.
     """
     fmt = detect_format(path, input_format)
     if fmt == "jsonl":
         return _read_jsonl(path)
     if fmt == "csv":
         return _read_csv(path, csv_url_column)
-    return _read_text(path, skip)
+    return _read_text(path, skip, prefix)
 
 
 def _open(path: Path) -> Any:
@@ -85,11 +108,73 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
         handle.close()
 
 
-def _read_text(path: Path, skip: SkipLine | None = None) -> Iterator[Item | InvalidLine]:
-    for line_no, line in _lines(path):
-        if skip is not None and skip(line):
-            continue
-        yield parse_line(line, line_no)
+def _read_text(
+    path: Path, skip: SkipLine | None = None, prefix: TextPrefix | None = None
+) -> Iterator[Item | InvalidLine]:
+    prefix = prefix if prefix is not None else TextPrefix()
+    handle = _open(path)
+    try:
+        if prefix.offset:
+            handle.seek(prefix.offset)
+        line_no = prefix.line_no
+        batch: list[tuple[int, bytes, bytes]] = []
+        for raw in handle:
+            line_no += 1
+            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                batch.append((line_no, raw[3:].strip(_STRIP), raw))
+            else:
+                batch.append((line_no, raw.strip(_STRIP), raw))
+            if len(batch) >= _BATCH:
+                yield from _text_batch(batch, skip, prefix, handle.tell())
+                batch = []
+        yield from _text_batch(batch, skip, prefix, handle.tell())
+    finally:
+        handle.close()
+
+
+def _text_batch(
+    batch: list[tuple[int, bytes, bytes]], skip: SkipLine | None, prefix: TextPrefix, end: int
+) -> Iterator[Item | InvalidLine]:
+    """Items of a batch of (line number, stripped line, raw line) that ends at byte ``end``;
+    blank and # lines dropped."""
+    wanted = [(n, line, raw) for n, line, raw in batch if line and not line.startswith(b"#")]
+    codes = skip([line for _, line, _ in wanted]) if skip is not None and wanted else None
+    if prefix.growing and batch:
+        if codes is not None and 0 not in codes and 3 not in codes and batch[-1][2].endswith(b"\n"):
+            prefix.offset = end  # the whole batch is finished or blank
+            prefix.line_no = batch[-1][0]
+            prefix.failed += codes.count(2)
+            prefix.done += len(codes)
+        else:
+            _grow(prefix, batch, codes)
+    if codes is None:
+        for line_no, line, _ in wanted:
+            yield parse_line(line, line_no)
+    else:
+        for (line_no, line, _), code in zip(wanted, codes, strict=True):
+            if not code:
+                yield parse_line(line, line_no)
+
+
+def _grow(
+    prefix: TextPrefix,
+    batch: list[tuple[int, bytes, bytes]],
+    codes: list[int] | None,
+) -> None:
+    j = 0
+    for line_no, line, raw in batch:
+        code = -1  # blank or comment
+        if line and not line.startswith(b"#"):
+            code = codes[j] if codes is not None else 0
+            j += 1
+        if code in (0, 3) or not raw.endswith(b"\n"):
+            prefix.growing = False
+            return
+        prefix.offset += len(raw)
+        prefix.line_no = line_no
+        if code > 0:
+            prefix.done += 1
+            prefix.failed += code == 2
 
 
 def parse_line(line: bytes, line_no: int) -> Item | InvalidLine:

@@ -53,11 +53,19 @@ def job_output_paths(job: JobConfig) -> list[Path]:
     return [f.path for f in job_output_files(job) if f.path.exists()]
 
 
-def load_job_index(job: JobConfig) -> ResumeIndex:
-    """The job's resume index: every output file's index, merged (``ResumeIndex.merge``)."""
+def load_job_index(job: JobConfig, *, save: bool = False) -> ResumeIndex:
+    """The job's resume index: every output file's index (its own persistent one, see
+    ``load_resume_index``), merged (``ResumeIndex.merge``); this process's own file's index
+    as it is when it is the only one.
+    With ``save`` (the caller holds the lock of ``job.output_path``) only that file's
+    persistent index may be written: another file's belongs to the run holding its lock."""
+    paths = job_output_paths(job)
+    indexes = [load_resume_index(p, save=save and p == job.output_path) for p in paths]
+    if paths == [job.output_path]:  # the plan note (runner.io.plancache) may trust its offsets
+        return indexes[0]
     index = ResumeIndex()
-    for path in job_output_paths(job):
-        index.merge(load_resume_index(path))
+    for one in indexes:
+        index.merge(one)
     return index
 
 

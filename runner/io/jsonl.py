@@ -39,8 +39,12 @@ def parse_record(line: bytes) -> Record | None:
     return record if isinstance(record, dict) else None
 
 
-def iter_blocks(path: Path, size: int | None = None) -> Iterator[bytes]:
-    """Blocks of whole lines, each ending in a newline (an untorn last line gets one added).
+def iter_blocks(
+    path: Path, size: int | None = None, *, start: int = 0, ends: list[int] | None = None
+) -> Iterator[bytes]:
+    """Blocks of whole lines, each ending in a newline (an untorn last line gets one added),
+    from byte ``start`` (a line start) to ``size``; ``ends`` gets the offset just after the
+    last newline read (where a later scan can start).
 
     A missing file yields nothing; one that cannot be read is an ``OutputError``."""
     try:
@@ -51,8 +55,11 @@ def iter_blocks(path: Path, size: int | None = None) -> Iterator[bytes]:
         raise OutputError(f"{path}: cannot read the output: {exc.strerror}") from None
     block = BLOCK  # read at call time: tests shrink it to split records across blocks
     with handle:
-        remaining = size
+        if start:
+            handle.seek(start)
+        remaining = None if size is None else size - start
         rest = b""
+        whole = start
         lines = 0
         while remaining is None or remaining > 0:
             chunk = handle.read(block if remaining is None else min(block, remaining))
@@ -67,6 +74,9 @@ def iter_blocks(path: Path, size: int | None = None) -> Iterator[bytes]:
                 continue
             rest = data[cut:]
             lines += data.count(b"\n", 0, cut)
+            whole += cut
+            if ends is not None:
+                ends.append(whole)
             yield data[:cut]
         if rest and parse_record(rest) is not None:
             yield rest + b"\n"  # whole, only its newline is missing

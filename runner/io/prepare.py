@@ -23,7 +23,7 @@ from runner.core.models import ModelCaps, base64_alternative, caps_for
 from runner.core.params import ParamError, validate_params
 from runner.core.templates import media_parts
 from runner.errors import ConfigError
-from runner.io.inputs import SkipLine, read_items
+from runner.io.inputs import SkipLine, TextPrefix, read_items
 
 MAX_IMAGE_BYTES = 5 * 1024 * 1024
 MAX_IMAGE_SIDE = 6000  # px per side (glm-api.md §3)
@@ -36,11 +36,14 @@ class Refused(ValueError):
 
 
 def read_job_items(
-    job: JobConfig, config: Config, skip: SkipLine | None = None
+    job: JobConfig,
+    config: Config,
+    skip: SkipLine | None = None,
+    prefix: TextPrefix | None = None,
 ) -> Iterator[Item | InvalidLine]:
-    """The job's items in its input format, each checked (see ItemChecker); ``skip`` as in
-    read_items."""
-    items = read_items(job.input_path, job.input_format, job.csv_url_column, skip)
+    """The job's items in its input format, each checked (see ItemChecker); ``skip`` and
+    ``prefix`` as in read_items."""
+    items = read_items(job.input_path, job.input_format, job.csv_url_column, skip, prefix)
     checker = ItemChecker(job, config.local_files.allowed_dirs)
     return checker.check_all(items)
 

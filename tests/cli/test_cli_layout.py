@@ -60,3 +60,26 @@ def test_help_does_not_load_aiohttp() -> None:
     code = "import sys, runner.cli.main; print('aiohttp' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_help_lists_each_command_as_its_own_help_starts() -> None:
+    """``glmrun --help`` imports no command; its summaries are the commands' own (at 45 chars)."""
+    from runner.cli.main import SUMMARIES, load_command, summary_of
+
+    for name in SUMMARIES:
+        command = load_command(name)
+        assert command is not None and command.name in (name, f"{name}_cmd", None)
+        assert command.get_short_help_str(45) == summary_of(name, 45), name
+
+
+def test_help_loads_click_and_nothing_heavy() -> None:
+    """No command module, config loader, asyncio, yaml or numpy for ``glmrun --help``."""
+    code = (
+        "import sys; sys.argv = ['glmrun', '--help']\n"
+        "import runner.cli.main as m\n"
+        "try:\n    m.main()\nexcept SystemExit:\n    pass\n"
+        "heavy = ['runner.cli.common', 'runner.cli.run', 'asyncio', 'yaml', 'numpy', 'aiohttp']\n"
+        "print([n for n in heavy if n in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"

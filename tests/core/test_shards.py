@@ -9,8 +9,8 @@ import pytest
 from runner.config import load_config
 from runner.core.items import Item
 from runner.core.keys import key_hash
-from runner.core.plan import PendingCounts, done_line_filter, iter_pending
-from runner.core.resume import ResumeIndex
+from runner.core.plan import OTHER_SHARD, PendingCounts, done_line_filter, iter_pending
+from runner.core.resume import FAILED, OK, KeyTable, ResumeIndex
 from runner.core.shard import Shard, parse_shard, shard_of_name, shard_output_name
 from tests.support.configs import write_config
 
@@ -93,7 +93,42 @@ def test_plan_skips_other_shards_before_anything_else() -> None:
     pre = PendingCounts()
     skip = done_line_filter(ResumeIndex(), pre, shard)
     assert skip is not None
-    assert sum(skip(i.key.encode()) for i in items) == counts.other_shards == pre.other_shards
+    codes = skip([i.key.encode() for i in items])
+    assert codes.count(OTHER_SHARD) == counts.other_shards == pre.other_shards
+    assert codes.count(0) == len(items) - counts.other_shards and pre.done == 0
+
+
+def test_the_batched_pre_filter_with_a_table_base_skips_done_and_other_shards() -> None:
+    """With the index's base a KeyTable (a persistent index) and a tail read after it: a line
+    another shard owns is 3 whatever its state, one of this shard that is done is 1 (ok) or 2
+    (permanent error), the rest 0; the counts match iter_pending's."""
+    urls = [f"https://e.org/{i}.jpg" for i in range(300)]
+    hashes = [key_hash(u) for u in urls]
+    base = KeyTable.from_sequence(hashes[:200], [OK] * 150 + [FAILED] * 50)
+    index = ResumeIndex(base=base)
+    index.add(urls[0], "error", False)  # the tail: ok -> retryable, pending again
+    index.add(urls[250], "ok", True)
+    shard = Shard(2, 3)
+    pre = PendingCounts()
+    skip = done_line_filter(index, pre, shard)
+    assert skip is not None
+    codes = skip([u.encode() for u in urls])
+    for n, (h, code) in enumerate(zip(hashes, codes, strict=True)):
+        if h % 3 != 2:
+            assert code == OTHER_SHARD
+        elif n == 0 or (n >= 200 and n != 250):
+            assert code == 0
+        else:
+            assert code == (FAILED if 150 <= n < 200 else OK)
+    items = [Item(key=u, url=u, line_no=n) for n, u in enumerate(urls, 1)]
+    counts = PendingCounts()
+    pending = list(iter_pending(items, index, counts, shard))
+    assert (pre.done, pre.failed, pre.other_shards) == (
+        counts.done,
+        counts.failed,
+        counts.other_shards,
+    )
+    assert codes.count(0) == len(pending)
 
 
 def test_merged_index_prefers_a_finished_record_in_any_file() -> None:
@@ -128,3 +163,22 @@ def test_sharded_config_names_files_and_splits_the_queue(tmp_path: Path) -> None
         write_config(tmp_path, batch={"max_queued": 10, "shard_max_queued": 7})
     ).sharded(Shard(0, 4))
     assert fixed.batch.max_queued == 7
+
+
+def test_merge_materialises_an_index_with_a_table_base() -> None:
+    """A file's index read from its persistent index (a KeyTable base plus the tail's sets)
+    merges like a set-only one: base and tail applied first, then finished wins across files."""
+    h = {k: key_hash(k) for k in "vwxyz"}
+    with_base = ResumeIndex(base=KeyTable.from_sequence([h["v"], h["w"], h["x"]], [OK, FAILED, OK]))
+    with_base.add("x", "error", False)  # the tail: x retryable in this file
+    with_base.records = 4
+    other = ResumeIndex()
+    other.add("w", "ok", True)
+    other.add("y", "error", False)
+    other.records = 2
+    merged = ResumeIndex()
+    merged.merge(with_base)
+    merged.merge(other)
+    assert merged.base is None and merged.records == 6
+    assert merged.sets() == ({h["v"], h["w"]}, set(), {h["x"], h["y"]})
+    assert merged.is_done(h["v"]) and not merged.is_done(h["x"]) and not merged.is_done(h["z"])

@@ -91,7 +91,13 @@ def test_fake_key_appears_in_no_output_log_state_or_error(tmp_path: Path, auth: 
     canary = secret.encode()
     assert not [i for i, blob in enumerate(written) if canary in blob or key.encode() in blob]
     assert not [name for name in files if secret in name]
-    # ...and the run created only the output and its lock, beside each other.
-    assert set(files) - before - {"broken.yaml"} == {"out/j.jsonl", "out/j.jsonl.lock"}
-    for name in ("out/j.jsonl", "out/j.jsonl.lock"):
+    # ...and the run created only the output, its lock and its resume files, beside each other.
+    created = set(files) - before - {"broken.yaml"}
+    resume = {"out/j.jsonl.resume-index", "out/j.jsonl.resume-plan"}
+    assert (
+        {"out/j.jsonl", "out/j.jsonl.lock"}
+        <= created
+        <= {"out/j.jsonl", "out/j.jsonl.lock"} | resume
+    )
+    for name in sorted(created):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o640  # 0o666 under umask 027

@@ -121,7 +121,7 @@ def test_a_non_json_middle_line_is_reported_by_line_number_and_skipped(tmp_path:
     )
     index = load_resume_index(path)
     assert index.corrupt_lines == [2, 3]
-    assert index.records == 2 and len(index.ok) == 2
+    assert index.records == 2 and len(index.sets()[0]) == 2
 
 
 def test_records_from_a_newer_version_with_extra_fields_still_count(tmp_path: Path) -> None:
@@ -133,13 +133,13 @@ def test_records_from_a_newer_version_with_extra_fields_still_count(tmp_path: Pa
         b'{"url": "u3", "status": "queued_remotely", "extra": 1}\n',
     )
     index = load_resume_index(path)
-    assert len(index.ok) == 1 and len(index.failed) == 1 and len(index.retryable) == 1
+    assert [len(s) for s in index.sets()] == [1, 1, 1]
 
 
 def test_a_torn_last_line_is_ignored_then_cut_before_appending(tmp_path: Path) -> None:
     """The loader skips a torn tail; repair cuts exactly it, so the next record starts clean."""
     path = _write(tmp_path / "o.jsonl", _rec("u1"), _rec("u2"), b'{"url": "u3", "sta')
-    assert len(load_resume_index(path).ok) == 2
+    assert len(load_resume_index(path).sets()[0]) == 2
     assert repair_torn_tail(path) == len(b'{"url": "u3", "sta')
     assert path.read_bytes() == _rec("u1") + _rec("u2")
     assert repair_torn_tail(path) == 0

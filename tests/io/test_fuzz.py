@@ -116,8 +116,8 @@ def test_record_parser_never_raises_and_keeps_every_valid_line(
     for e in entries:
         if isinstance(e, dict):
             latest[e["url"]] = e["status"]
-    assert index.ok == {key_hash(u) for u, s in latest.items() if s == "ok"}
-    assert index.failed == {key_hash(u) for u, s in latest.items() if s == "error"}
+    assert index.sets()[0] == {key_hash(u) for u, s in latest.items() if s == "ok"}
+    assert index.sets()[1] == {key_hash(u) for u, s in latest.items() if s == "error"}
     assert index.records == sum(isinstance(e, dict) for e in entries)
     garbage_lines = [
         n for n, e in enumerate(entries, start=1) if not isinstance(e, dict) and e.strip()

@@ -40,15 +40,15 @@ def test_latest_record_wins(tmp_path: Path) -> None:
     index = load_resume_index(out)
     assert index.records == 6
     assert index.is_done(key_hash(A))
-    assert not index.is_done(key_hash(B)) and key_hash(B) in index.retryable
-    assert index.is_done(key_hash(C)) and key_hash(C) in index.failed
+    assert not index.is_done(key_hash(B)) and key_hash(B) in index.sets()[2]
+    assert index.is_done(key_hash(C)) and key_hash(C) in index.sets()[1]
     assert not index.is_done(key_hash(D))
 
 
 def test_missing_output_is_empty(tmp_path: Path) -> None:
     """No output file yet means nothing is done."""
     index = load_resume_index(tmp_path / "none.jsonl")
-    assert index.records == 0 and not index.ok
+    assert index.records == 0 and index.empty
 
 
 def test_torn_last_line_tolerated_and_repaired(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ from runner.core.plan import (
 )
 from runner.core.stats import JobStats
 from runner.engine.realtime import RealtimeDeps, RealtimeEngine
-from runner.engine.throttle import Throttle
+from runner.engine.throttle import AdaptiveGate, Throttle
 from runner.errors import (
     EXIT_OK,
     EXIT_SOME_ERRORS,
@@ -498,11 +498,9 @@ async def _run_job(
         lock.release()
 
 
-def make_throttle(
-    config: Config, stats: JobStats
-) -> tuple[Throttle, int, Callable[[str, float], None] | None]:
+def make_throttle(config: Config, stats: JobStats) -> tuple[Throttle, int, AdaptiveGate | None]:
     """The gate for a realtime run: fixed concurrency, or ``auto`` (workers for the ceiling,
-    the adaptive controller moving the gate's limit from every answer)."""
+    the adaptive controller moving the gate's limit from every answer and on its own clock)."""
     limits = config.limits
     if limits.concurrency != "auto":
         stats.concurrency = limits.concurrency
@@ -514,15 +512,12 @@ def make_throttle(
     controller = AdaptiveLimit(max_limit=limits.max_concurrency)
     throttle = Throttle(controller.limit, rpm=limits.rpm, tpm=limits.tpm)
     stats.concurrency = controller.limit
-    monotonic = time.monotonic
 
-    def on_result(verdict: str, latency_s: float) -> None:
-        limit = controller.on_result(verdict, latency_s, monotonic())
-        if limit != throttle.limit:
-            throttle.set_limit(limit)
-            stats.concurrency = limit
+    def on_change(limit: int) -> None:
+        stats.concurrency = limit
 
-    return throttle, limits.max_concurrency, on_result
+    gate = AdaptiveGate(controller, throttle, on_change=on_change)
+    return throttle, limits.max_concurrency, gate
 
 
 async def _run_realtime(
@@ -535,7 +530,7 @@ async def _run_realtime(
     pending: Iterator[tuple[int, Item | InvalidLine]],
     options: RunOptions,
 ) -> JobStats:
-    throttle, workers, on_result = make_throttle(config, stats)
+    throttle, workers, gate = make_throttle(config, stats)
     deps = RealtimeDeps(
         client=client,
         writer=writer,
@@ -545,7 +540,7 @@ async def _run_realtime(
         stop=stopper.event,
         flush_interval_s=config.run.flush_interval_s,
         workers=workers,
-        on_result=on_result,
+        on_result=None if gate is None else gate.on_result,
     )
     engine = RealtimeEngine(job, deps)
     progress = Progress(stats, tty=options.tty, interval_s=config.run.progress_interval_s)
@@ -562,6 +557,8 @@ async def _run_realtime(
         )
     finally:
         stopper.current = None
+        if gate is not None:
+            gate.close()
         progress_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await progress_task

@@ -3,26 +3,28 @@
 The API's real limit is per-account concurrency that the user does not know and that moves at
 peak hours. The controller finds it from the answers alone. A refused request (429, 1302, 1305
 ...) comes back at once while an admitted one takes a round trip, so a raise that draws no
-throttle within a *quiet window* (twice the slowest of the recent refusals: a request on a new
-connection is slower to be refused) was admitted, provided answers kept arriving meanwhile (a
-quiet window while the server or this process stalled proves nothing).
+throttle within a *quiet window* (twice the slowest of the last few refusals) was admitted,
+provided answers kept arriving meanwhile (quiet while the server or this process stalled
+proves nothing). Above the highest limit held so far each new slot opens a new connection,
+which is refused later: there the window follows the refusals seen up there.
 
-- Start (TCP slow start): +1 per successful answer, so the limit doubles per round trip, paced
-  by the answers, until the first throttle.
-- Refused: each request refused when the limit was raised was one too many, so each takes one
-  off, and the limit holds there.
+- Start (TCP slow start): +1 per successful answer, so the limit doubles per round trip, until
+  the first throttle, or until answers take 1.5 times as long as the fastest (HyStart: the
+  path fills up before the cap does).
+- Refused: each request refused after a raise was one too many and takes one off, but the
+  limit never goes below the requests still out (the rest of that raise, refused a moment
+  later, are no news, and their retries are not sent meanwhile).
 - Hold and probe (BBR's periodic probing): every ``probe_rtts`` round trips the controller gives
-  back ``give_back`` of its limit, lets those slots drain for ``give_back_rtts``, then climbs:
-  one slot per quiet window back to the level it held and a little past it, then 1, 2, 4 ...
-  slots per window (at most half the limit each: TCP CUBIC's convex search). Where the cap
-  has not moved, that costs one throttle per cycle and a few quiet windows a little under the
-  cap; where it has risen, the climb finds it within a round trip or two.
+  back ``give_back`` of its limit, lets those slots drain for ``give_back_rtts``, then climbs
+  1, 1, 2, 2, 4, 4 ... slots per quiet window, stopping one past the level it held (TCP
+  CUBIC's fast return to its last maximum). Where the cap has not moved, that one request is
+  refused: one throttle per cycle. Where it has risen, the climb goes on, steps doubling (at
+  most half the limit each), and fills the new cap within a round trip or two.
 - Several processes on one account: the cycles sit on a clock grid (multiples of
   ``probe_rtts`` round trips rounded to 2^k or 1.5 * 2^k seconds of ``now``), so processes on
-  one machine give back and climb at the same moments and at the same pace, one slot per
-  window each; each takes an equal part of what all gave back, and a proportional give-back
-  with an equal take-back (AIMD, with every client seeing the cap at once) draws their shares
-  together by ``give_back`` per cycle.
+  one machine give back and climb at the same moments and the same pace: each takes an equal
+  part of what all gave back. A proportional give-back and an equal take-back, with every
+  client meeting the cap at once, draw their shares together (AIMD's convergence).
 - Drop: two throttles within a round trip while holding mean the cap fell (the multiplicative
   decrease of the Netflix and AWS SDK limiters): cut to ``drop_beta`` of the limit; for the
   round trip after, while requests sent before the drop drain, each throttle takes one off;
@@ -30,11 +32,11 @@ quiet window while the server or this process stalled proves nothing).
 - Starved: refused at the minimum (the cap is full of other clients), the limit is 0 until the
   others' next give-back, instead of hammering the server at the rate of its refusals.
 
-Latency times the controller (round trip, quiet window) but is not a congestion signal as in
-Gradient2 or Vegas: the API refuses at its limit instead of queueing, so latency does not rise
-before the limit. No clock of its own and no I/O: the caller passes ``now`` and the latency it
-measured, and calls ``tick(now)`` at ``wake_at`` when no answer comes first. The engine applies
-``limit`` with ``Throttle.set_limit``; tests drive the arithmetic directly.
+The API refuses at its limit rather than queueing, so latency is not the congestion signal it
+is for Gradient2 or Vegas; it times the controller (round trip, quiet window) and ends slow
+start. No clock of its own and no I/O: the caller passes ``now``, the latency it measured and
+the requests in flight, and calls ``tick(now)`` at ``wake_at`` when no answer comes first. The
+engine applies ``limit`` with ``Throttle.set_limit``; tests drive the arithmetic directly.
 """
 
 from __future__ import annotations
@@ -87,7 +89,6 @@ class AdaptiveLimit:
         self.grid_s: float | None = None
         self.owed = 0.0  # the fraction of a slot not yet given back
         self.given_from = self.value
-        self.cycles = 0
         self.cuts = 0
 
     # -- what the gate reads ---------------------------------------------------------------
@@ -140,7 +141,6 @@ class AdaptiveLimit:
     def on_success(self, latency_s: float, now: float) -> int:
         self._measure_rtt(latency_s)
         self.answered_at = now
-
         self.starved = 0
         if self.paused_until is not None:  # admitted after all: no need to wait
             self.paused_until = None
@@ -207,7 +207,6 @@ class AdaptiveLimit:
                 self._give_back(now)
 
     def _give_back(self, now: float) -> None:
-        self.cycles += 1
         self.given_from = self.value
         self.owed += self.give_back * self.value
         given = math.floor(self.owed)  # whole slots; the fraction carries to the next cycle

@@ -53,6 +53,26 @@ def test_slow_start_adds_one_per_answer_until_the_first_throttle() -> None:
     assert ctl.phase == "hold"
 
 
+def test_slow_start_ends_when_answers_slow_down() -> None:
+    """Answers taking 1.5 times the fastest mean the path is full before the cap (HyStart)."""
+    ctl = AdaptiveLimit(initial=4)
+    for i in range(8):
+        ctl.on_success(0.2, 1.0 + i / 100)
+    assert ctl.limit == 12
+    for i in range(6):
+        ctl.on_success(0.5, 1.2 + i / 100)
+    assert ctl.phase == "hold"
+    assert ctl.limit < 12 + 6
+
+
+def test_a_refusal_never_takes_the_limit_below_the_requests_still_out() -> None:
+    """Refusals of a raise that overshot arrive together; the limit falls to what is still out
+    (then one per refusal), so retries of the refused ones are not sent into a full server."""
+    ctl = AdaptiveLimit(initial=50)
+    assert ctl.on_throttled(1.0, THROTTLE_S, in_flight=30) == 29
+    assert ctl.on_throttled(1.0, THROTTLE_S, in_flight=29) == 28
+
+
 def test_each_request_refused_after_a_raise_takes_one_off() -> None:
     """Requests beyond the cap come back refused together; each was one too many."""
     ctl = AdaptiveLimit(initial=20)
@@ -63,11 +83,14 @@ def test_each_request_refused_after_a_raise_takes_one_off() -> None:
 
 
 def test_never_exceeds_max_limit() -> None:
-    """limits.max_concurrency caps the limit however many answers succeed."""
-    ctl = AdaptiveLimit(max_limit=10, initial=4)
-    for i in range(100):
-        ctl.on_success(0.2, i / 100)
-    assert ctl.limit == 10
+    """limits.max_concurrency caps the limit in slow start and in every climb after it."""
+    ctl = AdaptiveLimit(max_limit=10, initial=4, give_back=0.5)  # climbs take steps of 2+
+    now, seen = 0.0, []
+    for _ in range(2000):  # a server that never refuses: slow start, then cycles that give
+        now += 0.005  # back and climb again
+        ctl.tick(now)
+        seen.append(ctl.on_success(0.2, now))
+    assert max(seen) == 10
 
 
 def test_other_failures_leave_the_limit_alone() -> None:
@@ -158,17 +181,22 @@ def test_give_back_is_proportional_over_cycles() -> None:
 # --- against a modelled server ---------------------------------------------------------------
 
 RISES = [
-    pytest.param([(0, 4), (6, 32)], 0.2, 0.0, id="4->32 @ 200 ms"),
-    pytest.param([(0, 16), (6, 4), (12, 32)], 0.2, 0.0, id="16->4->32 @ 200 ms"),
-    pytest.param([(0, 16), (6, 64)], 0.2, 0.05, id="16->64 @ 200+-50 ms"),
-    pytest.param([(0, 8), (20, 32)], 2.0, 0.5, id="8->32 @ 2+-0.5 s"),
+    pytest.param([(0, 4), (6, 32)], 0.2, 0.0, THROTTLE_S, id="4->32 @ 200 ms"),
+    pytest.param([(0, 4), (6, 32)], 0.2, 0.0, 0.02, id="4->32 @ 200 ms, refused in 20 ms"),
+    pytest.param([(0, 16), (6, 4), (12, 32)], 0.2, 0.0, THROTTLE_S, id="16->4->32 @ 200 ms"),
+    pytest.param([(0, 16), (6, 64)], 0.2, 0.05, THROTTLE_S, id="16->64 @ 200+-50 ms"),
+    pytest.param([(0, 8), (20, 32)], 2.0, 0.5, THROTTLE_S, id="8->32 @ 2+-0.5 s"),
 ]
 
 
-@pytest.mark.parametrize("schedule,latency_s,jitter_s", RISES)
+@pytest.mark.parametrize("schedule,latency_s,jitter_s,refused_s", RISES)
 @pytest.mark.parametrize("offset_s", [1000.0, 1000.13, 1000.31], ids=["t0", "t1", "t2"])
 def test_after_a_rise_90_percent_of_the_new_cap_within_5_round_trips(
-    schedule: list[tuple[float, int]], latency_s: float, jitter_s: float, offset_s: float
+    schedule: list[tuple[float, int]],
+    latency_s: float,
+    jitter_s: float,
+    refused_s: float,
+    offset_s: float,
 ) -> None:
     """The periodic probe finds a raised cap and the climb past the old level fills it fast."""
     rise_at, cap = schedule[-1]
@@ -178,7 +206,7 @@ def test_after_a_rise_90_percent_of_the_new_cap_within_5_round_trips(
         rise_at + 8 * latency_s,
         latency_s=latency_s,
         jitter_s=jitter_s,
-        throttle_latency_s=THROTTLE_S,
+        throttle_latency_s=refused_s,
         clock_offset_s=offset_s,
     )
     reached = in_flight_reached(traces[0], rise_at, 0.9 * cap)

@@ -54,7 +54,7 @@ class AdaptiveLimit:
     max_limit: int = 256
     initial: int = 4
     min_limit: int = 1
-    probe_rtts: float = 2.5  # one give-back-and-climb cycle every this many round trips
+    probe_rtts: float = 3.2  # one give-back-and-climb cycle every this many round trips
     give_back: float = 0.1  # share of the limit given back at each cycle
     give_back_rtts: float = 0.25  # how long the given-back slots drain before the climb
     drop_beta: float = 0.35  # the cut when the cap drops

@@ -157,11 +157,11 @@ def test_starved_controller_pauses_with_a_wake_up() -> None:
 
 
 def test_processes_with_close_round_trips_share_the_cycle_grid() -> None:
-    """Cycles start at multiples of a period rounded to 2^k or 1.5 * 2^k seconds, so two
+    """Cycles start at multiples of ~3 round trips rounded to 2^k or 1.5 * 2^k seconds, so two
     processes on one machine whose round trips differ a little give back at the same instants."""
     a, b = holding_at(16, latency_s=0.195), holding_at(16, latency_s=0.21)
-    assert a.grid_s == b.grid_s == 0.5
-    assert a._next_cycle(123.4) == b._next_cycle(123.4) == 123.5
+    assert a.grid_s == b.grid_s == 0.75
+    assert a._next_cycle(123.4) == b._next_cycle(123.4) == 123.75
 
 
 def test_give_back_is_proportional_over_cycles() -> None:

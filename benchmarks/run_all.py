@@ -29,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from adaptive_runs import Schedule, drop_rtts, rise_rtts, run_auto, run_shared
 from bench_shards import measure as measure_shards
 from common import (
     PY,
@@ -311,74 +312,72 @@ def bench_overhead(ctx: Ctx) -> None:
 
 
 def _adaptive(
-    ctx: Ctx, name: str, knobs: dict[str, Any], n: int, ideal_s: float, capacity_note: str
+    ctx: Ctx,
+    name: str,
+    schedule: Schedule,
+    n: int,
+    latency: tuple[float, float],
+    target: float,
+    note: str,
 ) -> None:
-    d = ctx.dir(name)
-    with SimProcess(latency_mean_s=0.2, **knobs) as sim:
-        urls = write_urls(d / "urls.txt", n)
-        cfg = write_config(
-            d / "c.yaml",
-            sim.base_url,
-            input=str(urls),
-            output=str(d / "out.jsonl"),
-            limits={"concurrency": "auto", "max_concurrency": 256},
-        )
-        sim.reset()  # t=0 of limit_schedule
-        child = glmrun_run(cfg)
-        stats = sim.stats()
-    out = count_output(d / "out.jsonl")
-    ratio = ideal_s / child.wall_s
-    engine = re.search(
-        r"· ([\d.]+)s, ([\d,.]+) items/s", child.stdout
-    )  # the summary line: the engine's own wall
-    share = stats["throttled"] / max(1, stats["chat_requests"])
-    lost = n - out["ok"]
+    """One auto run: share of the time-weighted capacity, and the round trips it took to follow
+    each rise (to 90 % of the new cap) and each drop (to a round trip without throttles)."""
+    mean_s, spread_s = latency
+    run = run_auto(ctx.dir(name), n, schedule, mean_s, spread_s)
+    lost = n - run.ok
     ctx.add(
         Figure(
-            f"auto: {capacity_note}",
-            n / child.wall_s,
+            f"auto: {note}",
+            run.ok / run.wall_s,
             "results/s",
-            ">= 0.85 cap (aim 0.9), 429 <= 5%, 0 lost",
-            ratio,
-            ratio >= 0.85 and share <= 0.05 and lost == 0,
+            f">= {target} cap (time-weighted), 429 <= 3%",
+            run.ratio,
+            run.ratio >= target and run.share_429 <= 0.03 and lost == 0,
             {
-                "share_429": share,
+                "share_429": run.share_429,
                 "lost": lost,
-                "wall_s": child.wall_s,
-                "ideal_s": ideal_s,
-                "requests": stats["chat_requests"],
-                "engine_wall_s": float(engine.group(1)) if engine else None,
+                "wall_s": run.wall_s,
+                "capacity": run.capacity,
+                "requests": run.requests,
             },
         )
     )
+    for kind, rtts, limit in (
+        ("rise: round trips to 90 % of the new cap", rise_rtts(run, schedule, mean_s), 5),
+        ("drop: round trips until not throttled", drop_rtts(run, schedule, mean_s), 2),
+    ):
+        if rtts:
+            worst = max(rtts)
+            ctx.add(
+                Figure(
+                    f"  {kind}",
+                    worst,
+                    "RTT",
+                    f"<= {limit}",
+                    worst / limit,
+                    worst <= limit,
+                    {"each": rtts},
+                )
+            )
 
 
 def bench_adaptive16(ctx: Ctx) -> None:
     n = ctx.size(2000, 100)
-    _adaptive(
-        ctx, "adaptive16", {"max_in_flight": 16}, n, n / 80.0, "hidden 16 @ 200 ms (cap 80/s)"
-    )
+    _adaptive(ctx, "adaptive16", [(0, 16)], n, (0.2, 0.0), 0.93, "hidden 16 @ 200 ms (80/s)")
 
 
 def bench_adaptive64(ctx: Ctx) -> None:
     n = ctx.size(6400, 200)
-    _adaptive(
-        ctx, "adaptive64", {"max_in_flight": 64}, n, n / 320.0, "hidden 64 @ 200 ms (cap 320/s)"
-    )
+    _adaptive(ctx, "adaptive64", [(0, 64)], n, (0.2, 0.0), 0.93, "hidden 64 @ 200 ms (320/s)")
 
 
 def bench_adaptive_schedule(ctx: Ctx) -> None:
-    """Hidden limit 16 -> 4 -> 32 mid-run; the ratio is to the ideal time under that schedule."""
-    step = ctx.size(8, 1)
-    schedule = [[0, 16], [step, 4], [2 * step, 32]]
-    n = ctx.size(2000, 150)
+    """Hidden limit 16 -> 4 -> 32, 6 s each, 200 ms answers."""
+    step = ctx.size(6, 1)
+    schedule: Schedule = [(0, 16), (step, 4), (2 * step, 32)]
+    n = ctx.size(1400, 150)
     _adaptive(
-        ctx,
-        "adaptive-schedule",
-        {"limit_schedule": schedule},
-        n,
-        ideal_time(schedule, n, 0.2),
-        f"hidden 16 -> 4 -> 32, every {step} s",
+        ctx, "adaptive-schedule", schedule, n, (0.2, 0.0), 0.9, f"16 -> 4 -> 32, {step} s each"
     )
 
 
@@ -438,6 +437,47 @@ def ideal_time(schedule: list[list[float]], n: int, latency_s: float) -> float:
         done += rate * (end - start)
         t = end
     return t
+
+
+def bench_adaptive_slow(ctx: Ctx) -> None:
+    """Hidden limit 8 -> 32 -> 12, 20 s each, answers in 2 s +- 0.5 s (vision-like round trips);
+    smoke: 2 s steps and 200 ms answers."""
+    step, latency = (2, (0.2, 0.05)) if ctx.smoke else (20, (2.0, 0.5))
+    schedule: Schedule = [(0, 8), (step, 32), (2 * step, 12)]
+    n = ctx.size(500, 100)
+    note = f"8 -> 32 -> 12, {step} s each @ {latency[0]:g} s +- {latency[1]:g} s"
+    _adaptive(ctx, "adaptive-slow", schedule, n, latency, 0.9, note)
+
+
+def bench_adaptive_shared(ctx: Ctx) -> None:
+    """Processes with auto on one account (one simulator, hidden 32 @ 200 ms +- 50 ms), started
+    together, counted when the first finishes: together >= 0.85 of capacity, each a fair share."""
+    processes, n_each, cap = (2, 100, 8) if ctx.smoke else (4, 800, 32)
+    run = run_shared(ctx.dir("adaptive-shared"), processes, n_each, cap, 0.2, 0.05)
+    ctx.add(
+        Figure(
+            f"auto: {processes} processes share hidden {cap} @ 200 ms",
+            sum(run.ok) / run.window_s,
+            "results/s",
+            ">= 0.85 cap together",
+            run.ratio,
+            run.ratio >= 0.85,
+            {"ok": run.ok, "window_s": run.window_s, "share_429": run.share_429},
+        )
+    )
+    low, high = min(run.shares), max(run.shares)
+    ctx.add(
+        Figure(
+            "  smallest share of the mean (largest in detail)",
+            low,
+            "x mean",
+            ">= 0.8",
+            low / 0.8,
+            low >= 0.8,
+            {"shares": run.shares, "largest": high},
+        )
+    )
+    ctx.add(Figure("  throttled share, all processes", run.share_429, "", "info", None, None))
 
 
 def bench_memory(ctx: Ctx) -> None:
@@ -663,6 +703,8 @@ BENCHMARKS: dict[str, Callable[[Ctx], None]] = {
     "adaptive64": bench_adaptive64,
     "adaptive-schedule": bench_adaptive_schedule,
     "shards": bench_shards,
+    "adaptive-slow": bench_adaptive_slow,
+    "adaptive-shared": bench_adaptive_shared,
     "memory": bench_memory,
     "resume": bench_resume,
     "resume10m": bench_resume10m,

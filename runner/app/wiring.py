@@ -24,7 +24,7 @@ from runner.core.adaptive import AdaptiveLimit
 from runner.core.items import Item
 from runner.core.stats import JobStats
 from runner.engine.realtime import RealtimeDeps, RealtimeEngine
-from runner.engine.throttle import Throttle
+from runner.engine.throttle import AdaptiveGate, Throttle
 from runner.errors import ConfigError
 from runner.io.store import ResultWriter
 
@@ -113,12 +113,13 @@ def make_writer(job: JobConfig, *, stats: JobStats | None = None) -> ResultWrite
 
 def make_throttle(
     config: Config, stats: JobStats, *, concurrency: int | None = None, clock: Clock = SYSTEM_CLOCK
-) -> tuple[Throttle, int, OnResult | None]:
+) -> tuple[Throttle, int, AdaptiveGate | None]:
     """The gate for a realtime run and how many workers feed it.
 
     ``concurrency`` overrides ``limits.concurrency`` (bench levels, the batch fallback). With
     ``auto``, the workers are sized for the ceiling and the adaptive controller moves the
-    gate's limit from every answer (the returned ``on_result``)."""
+    gate's limit from every answer and on its own timer (the returned ``AdaptiveGate``; close
+    it when the run ends)."""
     limits = config.limits
     fixed = concurrency if concurrency is not None else limits.concurrency
     if fixed != "auto":
@@ -137,13 +138,11 @@ def make_throttle(
     )
     stats.concurrency = controller.limit
 
-    def on_result(verdict: str, latency_s: float) -> None:
-        limit = controller.on_result(verdict, latency_s, clock.monotonic())
-        if limit != throttle.limit:
-            throttle.set_limit(limit)
-            stats.concurrency = limit
+    def on_change(limit: int) -> None:
+        stats.concurrency = limit
 
-    return throttle, limits.max_concurrency, on_result
+    gate = AdaptiveGate(controller, throttle, monotonic=clock.monotonic, on_change=on_change)
+    return throttle, limits.max_concurrency, gate
 
 
 def make_realtime_engine(
@@ -162,7 +161,8 @@ def make_realtime_engine(
 
     ``on_result`` is called with every answer's verdict and latency besides the adaptive
     controller's own (bench counts attempts and throttles with it)."""
-    throttle, workers, adaptive = make_throttle(config, stats, concurrency=concurrency, clock=clock)
+    throttle, workers, gate = make_throttle(config, stats, concurrency=concurrency, clock=clock)
+    adaptive = None if gate is None else gate.on_result
     callbacks = [cb for cb in (adaptive, on_result) if cb is not None]
 
     def on_any(verdict: str, latency_s: float) -> None:
@@ -179,6 +179,7 @@ def make_realtime_engine(
         flush_interval_s=config.run.flush_interval_s,
         workers=workers,
         on_result=(callbacks[0] if len(callbacks) == 1 else on_any) if callbacks else None,
+        on_finish=None if gate is None else gate.close,
         clock=clock,
     )
     return RealtimeEngine(job, deps)

@@ -1,32 +1,52 @@
 """Pure: the adaptive concurrency controller behind ``limits.concurrency: auto``.
 
-The API's real limit is per-account concurrency that the user does not know. The controller
-finds it from the answers alone, like TCP congestion control:
+The API's real limit is per-account concurrency that the user does not know and that moves at
+peak hours. The controller finds it from the answers alone. A refused request (429, 1302, 1305
+...) comes back at once while an admitted one takes a round trip, so a raise that draws no
+throttle within a *quiet window* (twice the slowest of the last few refusals) was admitted,
+provided answers kept arriving meanwhile (quiet while the server or this process stalled
+proves nothing). Above the highest limit held so far each new slot opens a new connection,
+which is refused later: there the window follows the refusals seen up there.
 
-- slow start: +1 per success (the limit doubles every round trip) until the first throttle;
-- additive increase: +1 per round trip (``1/limit`` per success) below the last known
-  ceiling, and a probe (``probe_gain`` per round trip, sized so the probing costs about
-  ``target_throttled_share`` of requests in throttles) once within 10% of it, so the limit
-  sits just under the ceiling instead of saw-toothing far below it;
-- multiplicative cut on a throttle answer (429, 1302, 1305 ...): the new limit is the share
-  of attempts that got through since the last cut (``limit * (1 - throttled share)``),
-  clamped to ``[min_beta, max_beta] * limit``. Past the old ceiling without a throttle the
-  server's limit may have gone up: the excess over the ceiling doubles every round trip, and
-  10% past it the ceiling is forgotten and slow start resumes. A small overshoot costs a
-  10% cut; a sudden drop of the hidden limit (16 -> 4) a deep one;
-- cool-down: after a cut, further throttles within one round trip (the answers to requests
-  sent before the cut) do not cut multiplicatively again, so one burst cuts once; each of
-  them still takes one off the limit (a throttled slot would be refilled at once and
-  throttled again), which stops by itself once the limit fits the server.
+- Start (TCP slow start): +1 per successful answer, so the limit doubles per round trip, until
+  the first throttle, or until answers take 1.5 times as long as the fastest (HyStart: the
+  path fills up before the cap does).
+- Refused: each request refused after a raise was one too many and takes one off, but the
+  limit never goes below the requests still out (the rest of that raise, refused a moment
+  later, are no news, and their retries are not sent meanwhile).
+- Hold and probe (BBR's periodic probing): every ``probe_rtts`` round trips the controller gives
+  back ``give_back`` of its limit, lets those slots drain for ``give_back_rtts``, then climbs
+  1, 1, 2, 2, 4, 4 ... slots per quiet window, stopping one past the level it held (TCP
+  CUBIC's fast return to its last maximum). Where the cap has not moved, that one request is
+  refused: one throttle per cycle. Where it has risen, the climb goes on, steps doubling (at
+  most half the limit each), and fills the new cap within a round trip or two.
+- Several processes on one account: the cycles sit on a clock grid (multiples of
+  ``probe_rtts`` round trips rounded to 2^k or 1.5 * 2^k seconds of ``now``), so processes on
+  one machine give back and climb at the same moments and the same pace: each takes an equal
+  part of what all gave back. A proportional give-back and an equal take-back, with every
+  client meeting the cap at once, draw their shares together (AIMD's convergence).
+- Drop: two throttles within a round trip while holding mean the cap fell (the multiplicative
+  decrease of the Netflix and AWS SDK limiters): cut to ``drop_beta`` of the limit; for the
+  round trip after, while requests sent before the drop drain, each throttle takes one off;
+  then climb from there.
+- Starved: refused at the minimum (the cap is full of other clients), the limit is 0 until the
+  others' next give-back, instead of hammering the server at the rate of its refusals.
 
-No clock of its own and no I/O: the caller passes ``now`` and the latency it measured. The
-engine applies ``limit`` to ``Throttle.set_limit``; tests drive the arithmetic directly.
+The API refuses at its limit rather than queueing, so latency is not the congestion signal it
+is for Gradient2 or Vegas; it times the controller (round trip, quiet window) and ends slow
+start. No clock of its own and no I/O: the caller passes ``now``, the latency it measured and
+the requests in flight, and calls ``tick(now)`` at ``wake_at`` when no answer comes first. The
+engine applies ``limit`` with ``Throttle.set_limit``; tests drive the arithmetic directly.
 """
 
 from __future__ import annotations
 
+import collections
 import math
 from dataclasses import dataclass
+from typing import Literal
+
+Phase = Literal["start", "hold", "give", "climb"]
 
 
 @dataclass
@@ -34,94 +54,260 @@ class AdaptiveLimit:
     max_limit: int = 256
     initial: int = 4
     min_limit: int = 1
-    min_beta: float = 0.5  # deepest single cut
-    max_beta: float = 0.95  # mildest single cut
-    target_throttled_share: float = 0.01  # what the probe near the ceiling may cost in throttles
-    min_probe_gain: float = 0.1  # increase per round trip near the ceiling, at least
-    min_cooldown_s: float = 0.05  # floor of the cool-down when round trips are very short
-    rtt_alpha: float = 0.1  # EWMA weight of a new latency sample
+    probe_rtts: float = 3.2  # one give-back-and-climb cycle every this many round trips
+    give_back: float = 0.1  # share of the limit given back at each cycle
+    give_back_rtts: float = 0.25  # how long the given-back slots drain before the climb
+    drop_beta: float = 0.35  # the cut when the cap drops
+    inflated: float = 1.5  # slow start ends when answers take this much longer than the fastest
+    min_window_s: float = 0.01  # floor of the quiet window that confirms a raise
+    guess_rtt_s: float = 1.0  # the round trip assumed before the first answer
 
     def __post_init__(self) -> None:
         self.value: float = float(max(self.min_limit, min(self.initial, self.max_limit)))
-        self.ssthresh: float = math.inf  # slow start until the first throttle
-        self.ceiling: float | None = None  # the limit at which we were last throttled
+        self.phase: Phase = "start"
+        self.before = self.value  # the level held before the give-back
+        self.steps = 0  # climb steps taken
+        self.raised_at = -math.inf
+        self.answered_at = -math.inf
+        self.awaiting_answer = False  # a climb step waits for an answer, not for time
+        self.climb_at = math.inf
+        self.next_cycle_at = math.inf
+        self.burst_until = -math.inf  # throttles of a raise just refused, still arriving
+        self.cool_until = -math.inf  # requests sent before a drop, still draining
+        self.after_drop = False
+        self.paused_until: float | None = None
+        self.starved = 0
         self.rtt_s: float | None = None
-        self.last_cut_at: float = -math.inf
-        self.ok_since_cut = 0
-        self.throttled_since_cut = 0
+        self.rtt_var_s = 0.0
+        self.min_rtt_s = math.inf
+        self.recent_rtt_s = 0.0  # a quick average of the last few answers' latency
+        self.samples = 0
+        self.refusals_s: collections.deque[float] = collections.deque(maxlen=8)  # latencies
+        self.cold_refusals_s: collections.deque[float] = collections.deque(maxlen=8)
+        self.high = self.value  # the highest limit held: above, requests open new connections
+        self.unprompted: list[float] = []  # times of recent throttles while holding
+        self.grid_s: float | None = None
+        self.owed = 0.0  # the fraction of a slot not yet given back
+        self.given_from = self.value
         self.cuts = 0
+
+    # -- what the gate reads ---------------------------------------------------------------
 
     @property
     def limit(self) -> int:
-        """What the gate should admit now (whole requests, at least ``min_limit``)."""
+        """What the gate should admit now: 0 while paused, else at least ``min_limit``."""
+        if self.paused_until is not None:
+            return 0
         return max(self.min_limit, int(self.value))
 
     @property
-    def cooldown_s(self) -> float:
-        return max(self.min_cooldown_s, self.rtt_s or 0.0)
+    def wake_at(self) -> float | None:
+        """When to call ``tick`` if no answer comes first (None: no deadline)."""
+        if self.paused_until is not None:
+            return self.paused_until
+        if self.phase == "give":
+            return self.climb_at
+        if self.phase == "climb":
+            return None if self.awaiting_answer else self.raised_at + self.window_s
+        if self.phase == "hold" and self.next_cycle_at < math.inf:
+            return max(self.next_cycle_at, self.cool_until)
+        return None
 
     @property
-    def probe_gain(self) -> float:
-        """Increase per round trip near the ceiling C, chosen so that one throttle per probe
-        cycle is ``target_throttled_share`` of requests: a cycle climbs C * (1 - max_beta) at
-        ``g`` per round trip while sending C per round trip, so share = g / (C^2 (1 - beta))."""
-        c = self.ceiling or self.value
-        return max(self.min_probe_gain, self.target_throttled_share * c * c * (1.0 - self.max_beta))
+    def window_s(self) -> float:
+        """Quiet time that confirms a raise: twice the slowest of the last 8 refusals, at
+        least ``min_window_s``, at most half a round trip. Above the highest limit held so
+        far requests open new connections and are refused later: there the refusals that
+        came from such requests count."""
+        rtt = self.rtt_s or self.guess_rtt_s
+        warm = self.value <= self.high and self.refusals_s
+        refusals = self.refusals_s if warm else self.cold_refusals_s or self.refusals_s
+        quiet = 2 * max(refusals) if refusals else rtt / 4
+        return min(rtt / 2, max(self.min_window_s, quiet))
 
-    def on_success(self, latency_s: float) -> int:
-        self.ok_since_cut += 1
-        if latency_s >= 0:
-            self.rtt_s = (
-                latency_s
-                if self.rtt_s is None
-                else self.rtt_s + self.rtt_alpha * (latency_s - self.rtt_s)
-            )
-        v = self.value
-        if v < self.ssthresh:
-            v += 1.0
-        elif self.ceiling is not None and v > self.ceiling:
-            # past the last ceiling without a throttle: the server's limit may have gone up.
-            # The excess doubles every round trip, and 10% past it slow start takes over.
-            if v > 1.1 * self.ceiling + 1:
-                self.ceiling = None
-                self.ssthresh = math.inf
-            else:
-                v += (v - self.ceiling + self.probe_gain) / v
-        elif self.ceiling is not None and v >= 0.9 * self.ceiling:
-            v += self.probe_gain / v
-        else:
-            v += 1.0 / v
-        self.value = min(float(self.max_limit), v)
-        return self.limit
+    # -- inputs ----------------------------------------------------------------------------
 
-    def on_throttled(self, now: float) -> int:
-        self.throttled_since_cut += 1
-        if now - self.last_cut_at < self.cooldown_s:
-            # The same burst: no second multiplicative cut, but each further throttle is one
-            # request too many (its slot would be refilled at once and throttled again), so
-            # step down by one: the steps stop by themselves once the limit fits the server.
-            self.value = max(float(self.min_limit), self.value - 1.0)
-            self.ssthresh = self.value
-            return self.limit
-        attempts = self.ok_since_cut + self.throttled_since_cut
-        got_through = self.ok_since_cut / attempts
-        beta = min(self.max_beta, max(self.min_beta, got_through))
-        self.ceiling = self.value
-        self.value = max(float(self.min_limit), self.value * beta)
-        self.ssthresh = self.value
-        self.last_cut_at = now
-        self.ok_since_cut = 0
-        self.throttled_since_cut = 0
-        self.cuts += 1
-        return self.limit
-
-    def on_result(self, verdict: str, latency_s: float, now: float) -> int:
-        """Feed one attempt's outcome (``retry.Verdict`` value or ``ok``); return the new limit."""
+    def on_result(
+        self, verdict: str, latency_s: float, now: float, in_flight: int | None = None
+    ) -> int:
+        """Feed one attempt's outcome (``retry.Verdict`` value or ``ok``); return the new limit.
+        ``in_flight`` counts the requests outstanding, this one included."""
         if verdict == "ok":
-            return self.on_success(latency_s)
+            return self.on_success(latency_s, now)
         if verdict == "throttle":
-            return self.on_throttled(now)
+            return self.on_throttled(now, latency_s, in_flight)
         return self.limit  # other failures say nothing about the account's concurrency
 
+    def on_success(self, latency_s: float, now: float) -> int:
+        self._measure_rtt(latency_s)
+        self.answered_at = now
+        self.starved = 0
+        if self.paused_until is not None:  # admitted after all: no need to wait
+            self.paused_until = None
+            self._climb(now)
+        elif self.phase == "start":
+            if self.recent_rtt_s > self.inflated * self.min_rtt_s and self.samples >= 8:
+                self._hold(now)  # answers slow down: the path is full before the cap (HyStart)
+            else:
+                self.value = min(float(self.max_limit), self.value + 1.0)
+                if self.value >= self.max_limit:
+                    self._hold(now)
+        self._advance(now)
+        return self.limit
+
+    def on_throttled(self, now: float, latency_s: float = 0.0, in_flight: int | None = None) -> int:
+        cold = self.phase == "start" or self.value > self.high
+        (self.cold_refusals_s if cold else self.refusals_s).append(latency_s)
+        self.answered_at = now
+        # The refused request was one too many, but no fewer are admitted than are still out
+        # (the others of a refused raise come back refused soon; their retries are not sent)
+        one_off = self.value - 1.0 if in_flight is None else min(self.value, in_flight) - 1.0
+        if self.phase in ("start", "climb"):
+            self._refused(now, one_off, latency_s)
+        elif self.value <= self.min_limit:
+            self._starve(now)
+        elif now < self.burst_until or now < self.cool_until:
+            self.value = one_off  # the rest of a refused raise, or requests sent before a drop
+        elif self._drop_seen(now):
+            self.value *= self.drop_beta
+            self.cool_until = now + (self.rtt_s or 0.0) + 2 * self.rtt_var_s
+            self.after_drop = True
+            self.phase = "hold"
+            self.cuts += 1
+        else:
+            self.value = one_off  # one stray throttle: a slot taken by another client, or a drop
+        self.value = max(float(self.min_limit), self.value)
+        return self.limit
+
+    def tick(self, now: float) -> int:
+        """Time passed without an answer (the caller honours ``wake_at``)."""
+        if self.paused_until is not None and now >= self.paused_until:
+            self.paused_until = None
+            if self.rtt_s is not None:
+                self._climb(now)
+        self._advance(now)
+        return self.limit
+
+    # -- phases ----------------------------------------------------------------------------
+
+    def _advance(self, now: float) -> None:
+        """Moves that time makes: a cycle starts, the given-back slots have drained, a raise
+        has been quiet for a window."""
+        if self.paused_until is not None:
+            return
+        if self.phase == "give" and now >= self.climb_at:
+            self._climb(now, self.given_from)
+        elif self.phase == "climb" and now >= self.raised_at + self.window_s and self._live(now):
+            self._step(now)
+        elif self.phase == "hold" and now >= max(self.next_cycle_at, self.cool_until):
+            if self.after_drop:
+                self.after_drop = False
+                self._climb(now)  # find the new level from the cut
+            else:
+                self._give_back(now)
+
+    def _give_back(self, now: float) -> None:
+        self.given_from = self.value
+        self.owed += self.give_back * self.value
+        given = math.floor(self.owed)  # whole slots; the fraction carries to the next cycle
+        self.owed -= given
+        self.value = max(float(self.min_limit), self.value - given)
+        self.phase = "give"
+        self.climb_at = now + self.give_back_rtts * (self.rtt_s or self.guess_rtt_s)
+
+    def _climb(self, now: float, before: float | None = None) -> None:
+        self.phase = "climb"
+        self.before = self.value if before is None else before
+        self.steps = 0
+        self._step(now)
+
+    def _step(self, now: float) -> None:
+        """One climb step: 1, 1, 2, 2, 4, 4 ... slots, every client at that pace from the same
+        moment, so each takes an equal part of the room. The step that reaches the level held
+        before the give-back stops one past it: where the cap has not moved, that one is the
+        only request refused. No step is more than half the limit, nor, above the highest
+        limit held so far (where each slot opens a new connection), half of that."""
+        self.high = max(self.high, self.value)  # confirmed: held without a refusal
+        step = 2.0 ** (self.steps // 2)
+        self.steps += 1
+        if self.value <= self.before:
+            step = min(step, self.before + 1.0 - self.value)
+        step = min(step, max(1.0, (self.high if self.value >= self.high else self.value) / 2))
+        self.value = min(float(self.max_limit), self.value + step)
+        self.raised_at = now
+        if self.value >= self.max_limit:
+            self._hold(now)
+
+    def _refused(self, now: float, one_off: float, latency_s: float) -> None:
+        """A raise drew a throttle: hold at one off."""
+        # The raise's other requests come back refused a little later, as slow as the slowest
+        # refusal seen: they are no news. After slow start, where requests beyond the cap went
+        # out for a while, that lasts a round trip.
+        slowest = max([latency_s, *self.refusals_s, *self.cold_refusals_s])
+        later = (self.rtt_s or 0.0) if self.phase == "start" else 0.0
+        self.burst_until = now + max(2 * slowest, self.min_window_s, later)
+        self.high = max(self.high, self.value)  # the refused one opened a connection too
+        self.value = one_off
+        self._hold(now)
+
+    def _hold(self, now: float) -> None:
+        """Hold; the next cycle waits a round trip, until stragglers of the last raise are in."""
+        self.phase = "hold"
+        self.next_cycle_at = self._next_cycle(now + (self.rtt_s or 0.0))
+
+    def _starve(self, now: float) -> None:
+        """Refused at the minimum: pause until the others' next give-back."""
+        self.starved += 1
+        self._hold(now)
+        if self.rtt_s is not None:
+            self.paused_until = self.next_cycle_at + self.give_back_rtts * self.rtt_s
+        else:  # never admitted, so no round trip and no grid: try every half second, a bit
+            # later after it each time, to land in the others' give-back
+            offset = 2 * self.min_window_s * 2.0 ** ((self.starved - 1) % 5)
+            self.paused_until = (math.floor(now / 0.5) + 1) * 0.5 + offset
+
+    # -- estimates -------------------------------------------------------------------------
+
+    def _next_cycle(self, now: float) -> float:
+        """The first multiple of the cycle period after ``now``: ``probe_rtts`` round trips
+        rounded to the nearest 2^k or 3 * 2^(k-1) seconds, kept while within a factor 1.35 of
+        that. Processes whose round trips round differently still meet every 2nd or 3rd tick."""
+        period = self.probe_rtts * (self.rtt_s or self.guess_rtt_s)
+        grid = self.grid_s
+        if grid is None or not grid / 1.35 <= period <= grid * 1.35:
+            k = math.floor(math.log2(period))
+            steps = (2.0**k, 1.5 * 2.0**k, 2.0 ** (k + 1))
+            grid = self.grid_s = min(steps, key=lambda g: abs(math.log(period / g)))
+        return (math.floor(now / grid) + 1) * grid
+
+    def _live(self, now: float) -> bool:
+        """Answers are still arriving: the last one came within a round trip (an answer for
+        each request in flight is due within one). If not, the next answer decides."""
+        live = now - self.answered_at <= self.window_s + (self.rtt_s or 0.0)
+        self.awaiting_answer = not live
+        return live
+
+    def _drop_seen(self, now: float) -> bool:
+        rtt = self.rtt_s or 0.0
+        self.unprompted = [t for t in self.unprompted if now - t < rtt] + [now]
+        if len(self.unprompted) >= 2:
+            self.unprompted = []
+            return True
+        return False
+
+    def _measure_rtt(self, latency_s: float) -> None:
+        self.samples += 1
+        self.min_rtt_s = min(self.min_rtt_s, latency_s)
+        self.recent_rtt_s += 0.25 * (latency_s - self.recent_rtt_s)
+        if self.rtt_s is None:
+            self.recent_rtt_s = latency_s
+            self.rtt_s, self.rtt_var_s = latency_s, latency_s / 2
+        else:  # RFC 6298 smoothing
+            self.rtt_var_s += 0.25 * (abs(latency_s - self.rtt_s) - self.rtt_var_s)
+            self.rtt_s += 0.125 * (latency_s - self.rtt_s)
+
     def __repr__(self) -> str:
-        return f"<AdaptiveLimit {self.value:.2f} ceiling={self.ceiling} cuts={self.cuts}>"
+        return (
+            f"<AdaptiveLimit {self.value:.1f} {self.phase} window={self.window_s:.3f}s"
+            f" cuts={self.cuts} paused={self.paused_until is not None}>"
+        )

@@ -47,6 +47,7 @@ class RealtimeDeps:
     flush_interval_s: float = 0.5
     workers: int | None = None  # default: the throttle's limit
     on_result: Callable[[str, float], None] | None = None  # (verdict, latency_s) for controllers
+    on_finish: Callable[[], None] | None = None  # the run is over (the adaptive gate's timer)
     clock: Clock = SYSTEM_CLOCK
 
 
@@ -75,6 +76,8 @@ class RealtimeEngine:
             except asyncio.CancelledError:
                 pass
             deps.writer.flush()
+            if deps.on_finish is not None:
+                deps.on_finish()
         if self.fatal is not None:
             raise self.fatal
         return deps.stats

@@ -2,6 +2,9 @@
 
 - In flight: a counting gate whose limit can move (fixed, or adaptive in ``limits.concurrency:
   auto``); the engine runs enough workers for the ceiling and the gate admits ``limit``.
+  ``AdaptiveGate`` feeds every answer to a limit controller and applies what it says, also
+  at the moments the controller asks to be woken when no answer comes (a limit of 0 is a
+  pause that only such a wake-up ends).
 - Starts per minute: ``AsyncLimiter(1, 60 / rpm)`` spaces starts evenly. ``AsyncLimiter(rpm,
   60)`` would let ``rpm`` requests out at once at start, which is exactly the burst that earns
   429s from a concurrency-limited account.
@@ -18,7 +21,7 @@ import collections
 import time
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from aiolimiter import AsyncLimiter
 
@@ -153,7 +156,8 @@ class Throttle:
                 fut.set_result(None)
 
     def set_limit(self, limit: int) -> None:
-        self.limit = max(1, limit)
+        """Admit ``limit`` at once (0 pauses: requests in flight finish, none start)."""
+        self.limit = max(0, limit)
         self._wake()
 
     async def __aenter__(self) -> None:
@@ -169,3 +173,85 @@ class Throttle:
 
     def __repr__(self) -> str:
         return f"<Throttle in_flight={self.in_flight}/{self.limit} waiting={len(self._waiters)}>"
+
+
+class LimitController(Protocol):
+    """What ``AdaptiveGate`` needs from a controller (``runner.core.adaptive.AdaptiveLimit``)."""
+
+    @property
+    def limit(self) -> int: ...
+
+    @property
+    def wake_at(self) -> float | None: ...
+
+    def on_result(
+        self, verdict: str, latency_s: float, now: float, in_flight: int | None = None
+    ) -> int: ...
+
+    def tick(self, now: float) -> int: ...
+
+
+class AdaptiveGate:
+    """Moves a ``Throttle``'s limit as a controller decides, from answers and from time.
+
+    ``on_result`` is the engine's hook (called before the attempt's slot is released, so a cut
+    lands before a waiter takes the slot). After each decision a loop timer is set for the
+    controller's ``wake_at``: a raise is confirmed by a quiet window and a pause ends at a
+    deadline, both of which may pass with no answer at all. ``close`` cancels the timer.
+    """
+
+    def __init__(
+        self,
+        controller: LimitController,
+        throttle: Throttle,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        on_change: Callable[[int], None] | None = None,
+    ):
+        self.controller = controller
+        self.throttle = throttle
+        self._monotonic = monotonic
+        self._on_change = on_change
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._closed = False
+
+    def on_result(self, verdict: str, latency_s: float) -> None:
+        now, in_flight = self._monotonic(), self.throttle.in_flight
+        self._apply(self.controller.on_result(verdict, latency_s, now, in_flight))
+
+    def _tick(self) -> None:
+        self._timer = self._timer_at = None
+        self._apply(self.controller.tick(self._monotonic()), after_tick=True)
+
+    def _apply(self, limit: int, *, after_tick: bool = False) -> None:
+        """Set the limit, and a timer for the controller's next deadline (one in the past
+        after a tick would spin: a controller keeps its deadlines ahead of ``now``)."""
+        if self._closed:
+            return
+        if limit != self.throttle.limit:
+            self.throttle.set_limit(limit)
+            if self._on_change is not None:
+                self._on_change(limit)
+        wake_at = self.controller.wake_at
+        if wake_at == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._timer_at = None
+        if wake_at is not None:
+            delay = wake_at - self._monotonic()
+            if delay <= 0 and after_tick:
+                return  # a tick left the deadline in the past: wait for an answer instead
+            self._timer = asyncio.get_running_loop().call_later(max(0.0, delay), self._tick)
+            self._timer_at = wake_at
+
+    def close(self) -> None:
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = self._timer_at = None
+
+    def __repr__(self) -> str:
+        limit, wake_at = self.throttle.limit, self._timer_at
+        return f"<AdaptiveGate {self.controller!r} limit={limit} wake_at={wake_at}>"

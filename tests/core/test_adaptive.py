@@ -1,80 +1,96 @@
-"""The adaptive concurrency controller's arithmetic, driven directly with no traffic."""
+"""The adaptive concurrency controller's arithmetic, driven directly and against a modelled
+server (``capped_server``): no sockets, no event loop, time is a number."""
 
 from __future__ import annotations
+
+import statistics
 
 import pytest
 
 from runner.core.adaptive import AdaptiveLimit
+from tests.core.capped_server import ClientTrace, run, step_cap
+
+THROTTLE_S = 0.002  # how long a refusal takes to come back in these tests
 
 
-def grow(ctl: AdaptiveLimit, n: int, latency_s: float = 0.2) -> int:
-    for _ in range(n):
-        ctl.on_success(latency_s)
-    return ctl.limit
+def in_flight_reached(trace: ClientTrace, since: float, level: float) -> float:
+    """When the server first held ``level`` of this client's requests at once after ``since``."""
+    return next((t for t, k in trace.admitted if t >= since and k >= level), float("inf"))
 
 
-def test_starts_low_and_doubles_per_round_trip_in_slow_start() -> None:
-    """Slow start adds one per success, so a full round trip of successes doubles the limit."""
-    ctl = AdaptiveLimit(max_limit=256, initial=4)
+def quiet_after(trace: ClientTrace, since: float, gap_s: float) -> float:
+    """Start of the first ``gap_s`` without a throttle after ``since`` (the drop is digested)."""
+    last = since
+    for t in trace.throttle_times:
+        if t < since:
+            continue
+        if t - last >= gap_s:
+            break
+        last = t
+    return last
+
+
+# --- arithmetic ------------------------------------------------------------------------------
+
+
+def holding_at(level: int, now: float = 10.0, latency_s: float = 0.2) -> AdaptiveLimit:
+    """A controller that slow-started to ``level + 1``, was refused there and holds ``level``."""
+    ctl = AdaptiveLimit(initial=level)
+    ctl.on_success(latency_s, now)
+    ctl.on_throttled(now + THROTTLE_S, THROTTLE_S)
+    assert ctl.limit == level and ctl.phase == "hold"
+    return ctl
+
+
+def test_slow_start_adds_one_per_answer_until_the_first_throttle() -> None:
+    """Each success adds one (the limit doubles per round trip); a throttle ends it, one off."""
+    ctl = AdaptiveLimit(initial=4)
     assert ctl.limit == 4
-    assert grow(ctl, 4) == 8
-    assert grow(ctl, 8) == 16
+    for i in range(4):
+        ctl.on_success(0.2, 1.0 + i / 100)
+    assert ctl.limit == 8
+    assert ctl.on_throttled(1.1, THROTTLE_S) == 7
+    assert ctl.phase == "hold"
 
 
-def test_never_exceeds_the_ceiling_setting() -> None:
-    """limits.max_concurrency caps the limit however long requests succeed."""
-    ctl = AdaptiveLimit(max_limit=10, initial=4)
-    assert grow(ctl, 1000) == 10
+def test_slow_start_ends_when_answers_slow_down() -> None:
+    """Answers taking 1.5 times the fastest mean the path is full before the cap (HyStart)."""
+    ctl = AdaptiveLimit(initial=4)
+    for i in range(8):
+        ctl.on_success(0.2, 1.0 + i / 100)
+    assert ctl.limit == 12
+    for i in range(6):
+        ctl.on_success(0.5, 1.2 + i / 100)
+    assert ctl.phase == "hold"
+    assert ctl.limit < 12 + 6
 
 
-def test_first_throttle_cuts_multiplicatively_and_ends_slow_start() -> None:
-    """A throttle after a clean stretch cuts to max_beta of the limit; growth becomes additive."""
-    ctl = AdaptiveLimit(max_limit=256, initial=4)
-    grow(ctl, 28)  # slow start to 32
-    ctl.on_throttled(now=10.0)
-    assert ctl.value == pytest.approx(32 * ctl.max_beta)
-    after_cut = ctl.value
-    grow(ctl, int(after_cut))  # one round trip of successes
-    assert ctl.value - after_cut < 1  # probing near the ceiling, not doubling
+def test_a_refusal_never_takes_the_limit_below_the_requests_still_out() -> None:
+    """Refusals of a raise that overshot arrive together; the limit falls to what is still out
+    (then one per refusal), so retries of the refused ones are not sent into a full server."""
+    ctl = AdaptiveLimit(initial=50)
+    assert ctl.on_throttled(1.0, THROTTLE_S, in_flight=30) == 29
+    assert ctl.on_throttled(1.0, THROTTLE_S, in_flight=29) == 28
 
 
-def test_a_burst_of_throttles_cuts_once_then_steps_down_by_one() -> None:
-    """Within the cool-down (one round trip) further throttles subtract one each, not multiply."""
-    ctl = AdaptiveLimit(max_limit=256, initial=4)
-    grow(ctl, 28, latency_s=0.2)  # 32, rtt 0.2
-    ctl.on_throttled(now=100.0)
-    first = ctl.value
-    assert first == pytest.approx(32 * 0.95)
-    for i in range(1, 6):
-        ctl.on_throttled(now=100.0 + 0.01 * i)
-    assert ctl.value == pytest.approx(first - 5)
-    assert ctl.cuts == 1
+def test_each_request_refused_after_a_raise_takes_one_off() -> None:
+    """Requests beyond the cap come back refused together; each was one too many."""
+    ctl = AdaptiveLimit(initial=20)
+    for _ in range(4):
+        ctl.on_throttled(1.0, THROTTLE_S)
+    assert ctl.limit == 16
+    assert ctl.cuts == 0  # the rest of a refused raise, not a drop
 
 
-def test_throttle_after_the_cool_down_cuts_by_the_share_that_got_through() -> None:
-    """A second cut after the cool-down uses the throttled share since the last cut (deep drop)."""
-    ctl = AdaptiveLimit(max_limit=256, initial=16)
-    grow(ctl, 0)
-    ctl.rtt_s = 0.2
-    ctl.on_throttled(now=0.0)  # cut 1
-    v = ctl.value
-    grow(ctl, 2)
-    v = ctl.value
-    ctl.ok_since_cut, ctl.throttled_since_cut = (
-        3,
-        8,
-    )  # 3 of 12 attempts got through (incl. the next)
-    ctl.on_throttled(now=1.0)
-    assert ctl.cuts == 2
-    assert ctl.value == pytest.approx(v * ctl.min_beta)  # 3/12 = 0.25 clamps to min_beta 0.5
-
-
-def test_limit_never_drops_below_the_minimum() -> None:
-    """However many throttles arrive, the gate admits at least one request."""
-    ctl = AdaptiveLimit(max_limit=256, initial=4)
-    for i in range(100):
-        ctl.on_throttled(now=float(i))
-    assert ctl.limit == 1
+def test_never_exceeds_max_limit() -> None:
+    """limits.max_concurrency caps the limit in slow start and in every climb after it."""
+    ctl = AdaptiveLimit(max_limit=10, initial=4, give_back=0.5)  # climbs take steps of 2+
+    now, seen = 0.0, []
+    for _ in range(2000):  # a server that never refuses: slow start, then cycles that give
+        now += 0.005  # back and climb again
+        ctl.tick(now)
+        seen.append(ctl.on_success(0.2, now))
+    assert max(seen) == 10
 
 
 def test_other_failures_leave_the_limit_alone() -> None:
@@ -82,38 +98,207 @@ def test_other_failures_leave_the_limit_alone() -> None:
     ctl = AdaptiveLimit(initial=8)
     for verdict in ("retry", "record", "stop"):
         assert ctl.on_result(verdict, 0.1, now=1.0) == 8
-    assert ctl.on_result("throttle", 0.0, now=1.0) == 4  # nothing got through yet: min_beta
-    assert ctl.on_result("ok", 0.1, now=1.0) == 4
+    assert ctl.on_result("ok", 0.1, now=1.0) == 9
 
 
-def test_probe_near_the_ceiling_is_slow_and_forgets_it_when_passed() -> None:
-    """Near the last throttle point growth is a small probe; 10% past it, slow start resumes."""
-    ctl = AdaptiveLimit(max_limit=256, initial=4)
-    grow(ctl, 12)  # 16
-    ctl.on_throttled(now=0.0)  # ceiling 16, value 15.2
-    assert ctl.ceiling == pytest.approx(16)
-    start = ctl.value
-    grow(ctl, 15)  # one round trip
-    assert ctl.value - start == pytest.approx(ctl.probe_gain, rel=0.1)
-    grow(ctl, 2000)  # the server never throttles again: the limit keeps searching upwards
-    assert ctl.ceiling is None
-    assert ctl.limit == 256
+def test_cycle_gives_back_then_climbs_a_step_per_quiet_window() -> None:
+    """At its cycle the controller gives back a share, waits for it to drain, then climbs one
+    step per quiet window, never before the window ends."""
+    ctl = holding_at(40)
+    cycle = ctl.wake_at
+    assert cycle is not None and cycle > 10.2  # at least a round trip after the refusal
+    ctl.tick(cycle)
+    assert ctl.phase == "give" and ctl.limit == 36  # 10 % of 40
+    climb = ctl.wake_at
+    assert climb == pytest.approx(cycle + 0.25 * 0.2)
+    assert ctl.tick(climb) == 37
+    window = ctl.window_s
+    ctl.on_success(0.2, climb + window / 2)
+    assert ctl.limit == 37  # not confirmed yet
+    assert ctl.tick(climb + window) == 38
+    assert ctl.tick(climb + 2.001 * window) == 40  # steps 1, 1, 2, 2 ... up to the old level
 
 
-def test_steady_state_against_a_hidden_limit_stays_near_it_with_few_throttles() -> None:
-    """Replaying a server with hidden limit 16 round by round: ~0.95 of it, throttles ~1%."""
-    ctl = AdaptiveLimit(max_limit=256, initial=4)
-    hidden, now, sent, throttled, used = 16, 0.0, 0, 0, 0.0
-    for _ in range(500):  # round trips of 0.2 s
-        limit = ctl.limit
-        admitted = min(limit, hidden)
-        for _ in range(limit - admitted):
-            throttled += 1
-            ctl.on_throttled(now)
-        for _ in range(admitted):
-            ctl.on_success(0.2)
-        sent += limit
-        used += admitted
-        now += 0.2
-    assert used / (500 * hidden) >= 0.9
-    assert throttled / sent <= 0.05
+def test_a_quiet_window_with_no_answers_proves_nothing() -> None:
+    """If no answer has come for a round trip (a stall), a climb waits for the next answer."""
+    ctl = holding_at(40)
+    cycle = ctl.wake_at
+    assert cycle is not None
+    ctl.tick(cycle)
+    climb = ctl.wake_at
+    assert climb is not None
+    ctl.tick(climb)
+    stalled = climb + 5.0
+    assert ctl.tick(stalled) == 37
+    assert ctl.wake_at is None  # no timer: the next answer decides
+    assert ctl.on_success(0.2, stalled + 0.01) == 38
+
+
+def test_two_unprompted_throttles_within_a_round_trip_cut_deeply() -> None:
+    """Holding, one stray throttle takes one off; a second within a round trip is a drop."""
+    ctl = holding_at(20)
+    now = 12.0
+    assert ctl.on_throttled(now, THROTTLE_S) == 19
+    ctl.on_throttled(now + 0.05, THROTTLE_S)
+    assert ctl.value == pytest.approx(19 * ctl.drop_beta)
+    assert ctl.cuts == 1
+
+
+def test_starved_controller_pauses_with_a_wake_up() -> None:
+    """Refused at the minimum, the limit is 0 (no hammering) and a wake-up is always set."""
+    ctl = AdaptiveLimit(initial=2)
+    ctl.on_throttled(0.1, THROTTLE_S)
+    assert ctl.limit == 1
+    ctl.on_throttled(0.1, THROTTLE_S)
+    assert ctl.limit == 0
+    wake = ctl.wake_at
+    assert wake is not None and wake > 0.1
+    assert ctl.tick(wake) == 1
+
+
+def test_processes_with_close_round_trips_share_the_cycle_grid() -> None:
+    """Cycles start at multiples of ~3 round trips rounded to 2^k or 1.5 * 2^k seconds, so two
+    processes on one machine whose round trips differ a little give back at the same instants."""
+    a, b = holding_at(16, latency_s=0.195), holding_at(16, latency_s=0.21)
+    assert a.grid_s == b.grid_s == 0.75
+    assert a._next_cycle(123.4) == b._next_cycle(123.4) == 123.75
+
+
+def test_give_back_is_proportional_over_cycles() -> None:
+    """Whole slots only, but the fraction carries over: 10 % of 15 is 3 slots in 2 cycles."""
+    ctl = holding_at(15)
+    given = 0
+    for _ in range(2):
+        cycle = ctl.wake_at
+        assert cycle is not None
+        ctl.tick(cycle)
+        given += 15 - ctl.limit
+        ctl.value, ctl.phase = 15.0, "hold"
+        ctl.next_cycle_at = cycle + 1.0
+    assert given == 3
+
+
+# --- against a modelled server ---------------------------------------------------------------
+
+RISES = [
+    pytest.param([(0, 4), (6, 32)], 0.2, 0.0, THROTTLE_S, id="4->32 @ 200 ms"),
+    pytest.param([(0, 4), (6, 32)], 0.2, 0.0, 0.02, id="4->32 @ 200 ms, refused in 20 ms"),
+    pytest.param([(0, 16), (6, 4), (12, 32)], 0.2, 0.0, THROTTLE_S, id="16->4->32 @ 200 ms"),
+    pytest.param([(0, 16), (6, 64)], 0.2, 0.05, THROTTLE_S, id="16->64 @ 200+-50 ms"),
+    pytest.param([(0, 8), (20, 32)], 2.0, 0.5, THROTTLE_S, id="8->32 @ 2+-0.5 s"),
+]
+
+
+@pytest.mark.parametrize("schedule,latency_s,jitter_s,refused_s", RISES)
+@pytest.mark.parametrize("offset_s", [1000.0, 1000.13, 1000.31], ids=["t0", "t1", "t2"])
+def test_after_a_rise_90_percent_of_the_new_cap_within_5_round_trips(
+    schedule: list[tuple[float, int]],
+    latency_s: float,
+    jitter_s: float,
+    refused_s: float,
+    offset_s: float,
+) -> None:
+    """The periodic probe finds a raised cap and the climb past the old level fills it fast."""
+    rise_at, cap = schedule[-1]
+    traces = run(
+        [AdaptiveLimit()],
+        step_cap(schedule),
+        rise_at + 8 * latency_s,
+        latency_s=latency_s,
+        jitter_s=jitter_s,
+        throttle_latency_s=refused_s,
+        clock_offset_s=offset_s,
+    )
+    reached = in_flight_reached(traces[0], rise_at, 0.9 * cap)
+    assert (reached - rise_at) / latency_s <= 5
+
+
+DROPS = [
+    pytest.param([(0, 16), (6, 4)], 0.2, 0.0, id="16->4 @ 200 ms"),
+    pytest.param([(0, 64), (6, 16)], 0.2, 0.05, id="64->16 @ 200+-50 ms"),
+    pytest.param([(0, 32), (20, 12)], 2.0, 0.5, id="32->12 @ 2+-0.5 s"),
+]
+
+
+@pytest.mark.parametrize("schedule,latency_s,jitter_s", DROPS)
+def test_after_a_drop_no_throttles_within_2_round_trips(
+    schedule: list[tuple[float, int]], latency_s: float, jitter_s: float
+) -> None:
+    """Throttles after a drop stop within two round trips (later ones are single probes), and
+    the limit then sits at the new cap: neither hammering it nor starving below it."""
+    drop_at, cap = schedule[-1]
+    ctl = AdaptiveLimit()
+    traces = run(
+        [ctl],
+        step_cap(schedule),
+        drop_at + 6 * latency_s,
+        latency_s=latency_s,
+        jitter_s=jitter_s,
+        throttle_latency_s=THROTTLE_S,
+        clock_offset_s=1000.0,
+    )
+    settled = quiet_after(traces[0], drop_at, latency_s)
+    assert (settled - drop_at) / latency_s <= 2
+    assert 0.75 * cap <= ctl.limit <= cap + 1
+
+
+FIXED = [
+    pytest.param(16, 0.2, 0.0, id="16 @ 200 ms"),
+    pytest.param(64, 0.2, 0.0, id="64 @ 200 ms"),
+    pytest.param(12, 2.0, 0.5, id="12 @ 2+-0.5 s"),
+]
+
+
+@pytest.mark.parametrize("cap,latency_s,jitter_s", FIXED)
+def test_fixed_cap_steady_state_near_the_cap_with_few_throttles(
+    cap: int, latency_s: float, jitter_s: float
+) -> None:
+    """Against a cap that never moves: >= 0.93 of capacity over the whole run and, once
+    settled, <= 3 % of requests throttled (one probe per cycle)."""
+    duration = 150 * latency_s
+    traces = run(
+        [AdaptiveLimit()],
+        step_cap([(0, cap)]),
+        duration,
+        latency_s=latency_s,
+        jitter_s=jitter_s,
+        throttle_latency_s=THROTTLE_S,
+        clock_offset_s=1000.0,
+    )
+    trace = traces[0]
+    assert trace.ok / (cap / latency_s * duration) >= 0.93
+    settled = duration / 3
+    ok = sum(1 for t in trace.ok_times if t >= settled)
+    throttled = sum(1 for t in trace.throttle_times if t >= settled)
+    assert throttled / (ok + throttled) <= 0.03
+
+
+SHARED = [
+    pytest.param(2, 0.0, 0.0, 0.25, id="2 together"),
+    pytest.param(2, 0.05, 0.3, 0.25, id="2, second 0.3 s late, jitter"),
+    pytest.param(4, 0.05, 0.3, 0.4, id="4, 0.3 s apart, jitter"),
+]
+
+
+@pytest.mark.parametrize("clients,jitter_s,gap_s,spread", SHARED)
+def test_controllers_sharing_a_cap_converge_to_fair_shares(
+    clients: int, jitter_s: float, gap_s: float, spread: float
+) -> None:
+    """Controllers on one cap of 32: whoever started first takes most at first, but over the
+    last 20 s of 40 each one's share is within ``spread`` of the mean, and together they keep
+    >= 0.9 of the cap."""
+    duration, cap = 40.0, 32
+    traces = run(
+        [AdaptiveLimit() for _ in range(clients)],
+        step_cap([(0, cap)]),
+        duration,
+        latency_s=0.2,
+        jitter_s=jitter_s,
+        throttle_latency_s=THROTTLE_S,
+        starts_s=[i * gap_s for i in range(clients)],
+        clock_offset_s=1000.0,
+    )
+    late = [sum(1 for t in trace.ok_times if t >= duration / 2) for trace in traces]
+    mean = statistics.mean(late)
+    assert all(abs(k / mean - 1) <= spread for k in late), late
+    assert sum(trace.ok for trace in traces) / (cap / 0.2 * duration) >= 0.9

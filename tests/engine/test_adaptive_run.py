@@ -1,13 +1,16 @@
-"""concurrency: auto against the simulator's hidden in-flight limit: no URL lost, limit found."""
+"""concurrency: auto against the simulator's hidden in-flight limit (no URL lost, limit found),
+and the gate that applies the controller's limit, wake-ups included."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 from pathlib import Path
 from typing import Any
 
 from runner.app.orchestrate import RunOptions, run
 from runner.config import load_config
+from runner.engine.throttle import AdaptiveGate, Throttle
 from tests.support.configs import make_urls, write_minimal_config
 from tests.support.records import read_records
 from tests.support.sim import MakeSim
@@ -51,3 +54,58 @@ async def test_tpm_run_writes_every_record(tmp_path: Path, start_sim: MakeSim) -
     lines = (tmp_path / "out.jsonl").read_bytes().splitlines()
     assert len(lines) == 20
     assert sim.stats.chat_requests == 20
+
+
+class PausingController:
+    """A stand-in controller: paused (limit 0) until ``resume_at``, then 3."""
+
+    def __init__(self, resume_at: float):
+        self.resume_at = resume_at
+        self.ticks = 0
+
+    @property
+    def limit(self) -> int:
+        return 0 if self.resume_at > 0 else 3
+
+    @property
+    def wake_at(self) -> float | None:
+        return self.resume_at if self.resume_at > 0 else None
+
+    def on_result(
+        self, verdict: str, latency_s: float, now: float, in_flight: int | None = None
+    ) -> int:
+        return self.limit
+
+    def tick(self, now: float) -> int:
+        self.ticks += 1
+        if now >= self.resume_at:
+            self.resume_at = 0.0
+        return self.limit
+
+
+async def test_gate_wakes_a_paused_throttle_with_no_answer_in_flight() -> None:
+    """A controller that pauses (limit 0) is woken by the gate's timer, not by an answer:
+    requests waiting for a slot then go out."""
+    loop = asyncio.get_running_loop()
+    throttle = Throttle(1)
+    controller = PausingController(resume_at=loop.time() + 0.02)
+    gate = AdaptiveGate(controller, throttle, monotonic=loop.time)
+    gate.on_result("throttle", 0.001)
+    assert throttle.limit == 0
+    await asyncio.wait_for(throttle.acquire(), timeout=2.0)  # only the timer can let it in
+    assert throttle.limit == 3
+    assert controller.ticks == 1
+    gate.close()
+
+
+async def test_gate_close_cancels_its_timer() -> None:
+    """After close, a pending wake-up does not fire: nothing outlives the run."""
+    loop = asyncio.get_running_loop()
+    throttle = Throttle(1)
+    controller = PausingController(resume_at=loop.time() + 0.01)
+    gate = AdaptiveGate(controller, throttle, monotonic=loop.time)
+    gate.on_result("throttle", 0.001)
+    gate.close()
+    await asyncio.sleep(0.03)
+    assert controller.ticks == 0
+    assert throttle.limit == 0

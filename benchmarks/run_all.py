@@ -28,7 +28,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from adaptive_runs import Schedule, drop_rtts, rise_rtts, run_auto, run_shared
+from adaptive_runs import Schedule, capacity, drop_rtts, rise_rtts, run_auto, run_shared
 from common import (
     PY,
     REPO,
@@ -258,6 +258,8 @@ def _adaptive(
     mean_s, spread_s = latency
     run = run_auto(ctx.dir(name), n, schedule, mean_s, spread_s)
     lost = n - run.ok
+    first = run.first_request_s()
+    startup = capacity(schedule, mean_s, first)
     ctx.add(
         Figure(
             f"auto: {note}",
@@ -272,6 +274,9 @@ def _adaptive(
                 "wall_s": run.wall_s,
                 "capacity": run.capacity,
                 "requests": run.requests,
+                "first_request_s": first,
+                # the controller alone: capacity counted from the first request, not the reset
+                "ratio_from_first_request": run.ok / (run.capacity - startup) if startup else None,
             },
         )
     )

@@ -1,6 +1,6 @@
 """Every glmrun benchmark in one command; a table of figure, limit, ratio; JSON in results/.
 
-    python benchmarks/run_all.py            # the full set (under 5 minutes on 2 cores)
+    python benchmarks/run_all.py            # the full set (about 6 minutes on 2 cores)
     python benchmarks/run_all.py --smoke    # tiny sizes, well under a minute: checks the
                                             # scripts work (CI), not the figures
     python benchmarks/run_all.py --only overhead,adaptive16

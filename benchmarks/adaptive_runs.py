@@ -28,6 +28,7 @@ class Sample:
     t_s: float
     in_flight: int
     throttled: int
+    requests: int
 
 
 @dataclass
@@ -49,6 +50,10 @@ class AutoRun:
     @property
     def share_429(self) -> float:
         return self.throttled / max(1, self.requests)
+
+    def first_request_s(self) -> float:
+        """When the simulator saw glmrun's first request (process start-up before it)."""
+        return next((s.t_s for s in self.samples if s.requests), 0.0)
 
 
 @dataclass
@@ -106,7 +111,9 @@ def run_auto(d: Path, n: int, schedule: Schedule, latency_s: float, spread_s: fl
 
         def poll(_elapsed: float) -> None:
             s = sim.stats()
-            samples.append(Sample(time.monotonic() - t0, s["in_flight"], s["throttled"]))
+            samples.append(
+                Sample(time.monotonic() - t0, s["in_flight"], s["throttled"], s["chat_requests"])
+            )
 
         child = run_child(
             [PY, "-m", "runner", "run", str(cfg), "-q"], env=KEY_ENV, poll=poll, poll_s=SAMPLE_S

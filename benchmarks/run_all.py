@@ -1,6 +1,6 @@
 """Every glmrun benchmark in one command; a table of figure, limit, ratio; JSON in results/.
 
-    python benchmarks/run_all.py            # the full set (under 5 minutes on 2 cores)
+    python benchmarks/run_all.py            # the full set (about 6 minutes on 2 cores)
     python benchmarks/run_all.py --smoke    # tiny sizes, well under a minute: checks the
                                             # scripts work (CI), not the figures
     python benchmarks/run_all.py --only overhead,adaptive16
@@ -29,7 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from adaptive_runs import Schedule, drop_rtts, rise_rtts, run_auto, run_shared
+from adaptive_runs import Schedule, capacity, drop_rtts, rise_rtts, run_auto, run_shared
 from bench_shards import measure as measure_shards
 from common import (
     PY,
@@ -325,6 +325,8 @@ def _adaptive(
     mean_s, spread_s = latency
     run = run_auto(ctx.dir(name), n, schedule, mean_s, spread_s)
     lost = n - run.ok
+    first = run.first_request_s()
+    startup = capacity(schedule, mean_s, first)
     ctx.add(
         Figure(
             f"auto: {note}",
@@ -339,6 +341,9 @@ def _adaptive(
                 "wall_s": run.wall_s,
                 "capacity": run.capacity,
                 "requests": run.requests,
+                "first_request_s": first,
+                # the controller alone: capacity counted from the first request, not the reset
+                "ratio_from_first_request": run.ok / (run.capacity - startup) if startup else None,
             },
         )
     )

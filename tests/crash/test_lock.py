@@ -11,6 +11,10 @@ from tests.support.records import latest, read_records
 
 from .procs import run, simulator, start_run, wait_for_lines, write_job
 
+# How long the first run holds the lock at least: long enough for a second interpreter to start
+# and reach the lock on a loaded 2-core machine (2 s was not, under a parallel test suite).
+HOLD_S = 6
+
 
 def _holds_for(url: str, seconds: float) -> tuple[str, str]:
     """Simulator knobs: ``url`` hangs ``seconds`` once (then is retried), so the run holding
@@ -21,7 +25,7 @@ def _holds_for(url: str, seconds: float) -> tuple[str, str]:
 def test_second_run_exits_75_naming_the_holder_pid(tmp_path: Path) -> None:
     """While one run writes the output, a second exits 75 at once and names the first's pid."""
     urls = [f"https://img.example.com/lock/{i}.jpg" for i in range(200)]
-    with simulator("latency_mean_s=0.02", *_holds_for(urls[0], 2)) as sim:
+    with simulator("latency_mean_s=0.02", *_holds_for(urls[0], HOLD_S)) as sim:
         config = write_job(tmp_path, sim.base_url, urls)
         out = tmp_path / "out" / "j.jsonl"
         first = start_run(config)
@@ -38,7 +42,7 @@ def test_second_run_exits_75_naming_the_holder_pid(tmp_path: Path) -> None:
 def test_wait_lock_waits_for_the_holder_then_finds_nothing_to_do(tmp_path: Path) -> None:
     """With --wait-lock the second run starts when the first ends and sends nothing new."""
     urls = [f"https://img.example.com/wait/{i}.jpg" for i in range(150)]
-    with simulator("latency_mean_s=0.02", *_holds_for(urls[0], 2)) as sim:
+    with simulator("latency_mean_s=0.02", *_holds_for(urls[0], HOLD_S)) as sim:
         config = write_job(tmp_path, sim.base_url, urls)
         out = tmp_path / "out" / "j.jsonl"
         first = start_run(config)

@@ -40,7 +40,6 @@ from runner.app.wiring import (
     make_writer,
 )
 from runner.config.schema import Config, JobConfig
-from runner.core.cost import estimate, format_estimate
 from runner.core.items import InvalidLine, Item
 from runner.core.plan import JobPlan
 from runner.core.stats import JobStats
@@ -134,6 +133,8 @@ def dry_run(
     job: JobConfig, config: Config, options: RunOptions, result: RunResult, out: IO[str]
 ) -> None:
     """The plan, the first invalid input lines with their reasons, and a cost estimate."""
+    from runner.core.cost import estimate, format_estimate  # --dry-run only
+
     plan, _ = plan_job(job, config)
     plan = with_limit(plan, options.limit, config)
     result.plans.append(plan)

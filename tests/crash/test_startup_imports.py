@@ -31,6 +31,7 @@ UNUSED = [
     "jsonschema",  # a structured output with a schema only
     "jwt",  # api.auth: jwt only
     "numpy",  # an output with records to resume from only
+    "runner.core.cost",  # a price or --dry-run only
     "rich",  # a terminal only
     "runner.core.batch_states",  # batch runs only
     "runner.engine.batch",

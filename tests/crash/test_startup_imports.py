@@ -28,6 +28,7 @@ finally:
 UNUSED = [
     "aiofiles",  # local files only
     "aiolimiter",  # limits.rpm only
+    "csv",  # CSV inputs only
     "jsonschema",  # a structured output with a schema only
     "jwt",  # api.auth: jwt only
     "numpy",  # an output with records to resume from only

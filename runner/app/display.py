@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, Literal
 
-from runner.core.cost import cost_of, format_money
 from runner.core.stats import JobStats
 from runner.logs import console
 
@@ -74,9 +73,12 @@ def errors_by_kind(stats: JobStats, limit: int = 3) -> str:
 
 
 def spent(stats: JobStats, price: Any, currency: str) -> str:
-    """Cost of the tokens counted so far, or '' without a price."""
+    """Cost of the tokens counted so far, or '' without a price (the cost module is loaded
+    by priced runs only)."""
     if price is None:
         return ""
+    from runner.core.cost import cost_of, format_money
+
     amount = sum(cost_of(p, c, price, route) for route, (p, c) in stats.usage_by_route.items())
     return format_money(amount, currency)
 

@@ -19,7 +19,7 @@ from typing import IO, TYPE_CHECKING
 
 from runner.api.glm import GlmClient
 from runner.api.preflight import check_reachable
-from runner.app.display import Display, Mode
+from runner.app.display import Batches, Display, Mode
 from runner.app.planning import (
     KEEP_PENDING,
     PlanStopped,
@@ -40,7 +40,6 @@ from runner.app.wiring import (
     make_writer,
 )
 from runner.config.schema import Config, JobConfig
-from runner.core.cost import estimate, format_estimate
 from runner.core.items import InvalidLine, Item
 from runner.core.plan import JobPlan
 from runner.core.stats import JobStats
@@ -52,7 +51,6 @@ from runner.errors import (
     Interrupted,
     RunLocked,
 )
-from runner.io.batch_state import tracked_batches
 from runner.io.job_files import iter_job_lines
 from runner.io.prepare import read_job_items
 from runner.io.store import ResultWriter, RunLock, save_resume_index
@@ -135,6 +133,8 @@ def dry_run(
     job: JobConfig, config: Config, options: RunOptions, result: RunResult, out: IO[str]
 ) -> None:
     """The plan, the first invalid input lines with their reasons, and a cost estimate."""
+    from runner.core.cost import estimate, format_estimate  # --dry-run only
+
     plan, _ = plan_job(job, config)
     plan = with_limit(plan, options.limit, config)
     result.plans.append(plan)
@@ -279,7 +279,7 @@ async def _run_job(
             interval_s=config.run.progress_interval_s,
             price=config.cost.price(job.model),
             currency=config.cost.currency,
-            batches=(lambda: tracked_batches(job)) if plan.route == "batch" else None,
+            batches=_batches_shown(job) if plan.route == "batch" else None,
         )
         if plan.route == "batch":
             from runner.engine.batch import run_batch_job  # only now: a realtime run skips it
@@ -336,6 +336,14 @@ async def _run_job(
                 save_resume_index(job.output_path)  # the next run scans only what comes after
         finally:
             lock.release()
+
+
+def _batches_shown(job: JobConfig) -> Batches:
+    """The display's view of a batch job's tracked batches; the batch state modules are
+    imported by batch runs only (a realtime run's start-up skips them)."""
+    from runner.io.batch_state import tracked_batches
+
+    return lambda: tracked_batches(job)
 
 
 async def _run_realtime(

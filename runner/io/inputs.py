@@ -11,7 +11,6 @@ never stop the reader: each bad line becomes an ``InvalidLine`` that the engine 
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import re
@@ -342,6 +341,8 @@ def _opt_str(obj: dict[str, Any], name: str) -> str | None:
 
 
 def _read_csv(path: Path, url_column: str) -> Iterator[Item | InvalidLine]:
+    import csv  # CSV inputs only
+
     handle = _open(path)
     try:
         text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="replace", newline="")

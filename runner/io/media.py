@@ -17,8 +17,6 @@ import base64
 import os
 from collections.abc import Iterable
 
-import aiofiles
-
 from runner.core.payloads import MediaUnavailable
 
 FILE_SCHEME = "file://"
@@ -51,7 +49,10 @@ def read_local_media(path: str) -> bytes:
 
 
 async def read_local_media_async(path: str) -> bytes:
-    """``read_local_media`` with the open and the read in the thread pool (aiofiles)."""
+    """``read_local_media`` with the open and the read in the thread pool (aiofiles, imported
+    by the first local file: a run of URLs only never loads it)."""
+    import aiofiles
+
     try:
         async with aiofiles.open(path, "rb", opener=_checked_opener) as handle:
             return await handle.read()

@@ -197,3 +197,25 @@ def test_unknown_job_name(tmp_path: Path) -> None:
     config = load_config(write_config(tmp_path), environ=ENV)
     with pytest.raises(ConfigError, match=r"no job named 'x' \(jobs: t\)"):
         config.job("x")
+
+
+def test_yaml_is_parsed_by_libyaml_when_pyyaml_has_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The C parser reads the same safe types ~20x faster: 8 ms of every start-up otherwise."""
+    import yaml
+
+    from runner.config import load
+
+    expected = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+    assert load.SAFE_LOADER is expected
+    used: list[str] = []
+
+    class Recording(expected):  # type: ignore[valid-type,misc]
+        def __init__(self, stream: str) -> None:
+            used.append("yes")
+            super().__init__(stream)
+
+    monkeypatch.setattr(load, "SAFE_LOADER", Recording)
+    load_config(write_config(tmp_path), environ=ENV)
+    assert used == ["yes"]

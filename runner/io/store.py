@@ -247,6 +247,22 @@ class ResultWriter:
         self.written += 1
         if self.on_record is not None:
             self.on_record(record)
+        self._schedule_flush()
+
+    def append_ok_lines(self, data: bytes, count: int) -> None:
+        """``count`` ok records already encoded as whole lines (what ``records.dumps`` gives), in
+        one ``write()``: a kill tears at most the last of them. ``on_record`` is not told of
+        them: ok records carry nothing it tallies (errors)."""
+        if self._error is not None:
+            raise self._failed(self._error)
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise self._failed(exc) from exc
+        self.written += count
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             try:
                 loop = asyncio.get_running_loop()

@@ -335,3 +335,60 @@ def test_done_keys_are_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     done.add(URL, "ok", True)
     got, result, stats = run_collect(tmp_path, answer() + b"\n", PLAIN, monkeypatch, done=done)
     assert got == [] and result.skipped == 1 and result.ok == 0 == stats.ok
+
+
+FAST_CONTENTS = {
+    "ascii": "A cat on a sofa.",
+    "chinese": "一只猫坐在沙发上。",
+    "slash-del-2028": "a/b \x7f \u2028 \u2029 \u0085 é",
+    "empty": "",
+    "max-ints": "x",
+}
+SLOW_CONTENTS = {
+    "quote": 'say "hi"',
+    "newline": "two\nlines",
+    "backslash": "a\\b",
+    "control": "bell\x07",
+    "marker": "<think>x</think>y",
+    "lt": "1 < 2",
+}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [*FAST_CONTENTS.values(), *SLOW_CONTENTS.values()],
+    ids=[*FAST_CONTENTS, *SLOW_CONTENTS],
+)
+def test_fast_path_writes_what_the_full_parser_writes(
+    content: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An answer line gives the same bytes with and without the fast path, and the fast path
+    takes exactly the lines whose bytes it can splice."""
+    usage = {"prompt_tokens": 10**15 - 1, "completion_tokens": 0, "total_tokens": 7}
+    line = answer(content=content, usage=usage if content == "x" else USAGE) + b"\n"
+    slow_calls: list[bytes] = []
+    full_parser = collect_module._Collector.line
+
+    def counted(self: Any, raw: bytes) -> None:
+        slow_calls.append(raw)
+        full_parser(self, raw)
+
+    monkeypatch.setattr(collect_module._Collector, "line", counted)
+    outputs = []
+    for fast in (True, False):
+        (tmp_path / "out.jsonl").unlink(missing_ok=True)
+        slow_calls.clear()
+        monkeypatch.setattr(collect_module, "now_iso", lambda: NOW)
+        writer = ResultWriter(tmp_path / "out.jsonl")
+        stats = JobStats("t")
+        result = CollectResult()
+        ids = {cid_of(URL): f"1\t{URL}"}
+        collect_lines(line, ids, set(), writer, stats, BATCH, result, fast=fast)
+        writer.close()
+        outputs.append((tmp_path / "out.jsonl").read_bytes())
+        assert result.ok == 1 == stats.ok
+        if fast:
+            assert len(slow_calls) == (0 if content in FAST_CONTENTS.values() else 1)
+    assert outputs[0] == outputs[1]
+    record = orjson.loads(outputs[0])
+    assert record["usage"] == (usage if content == "x" else USAGE)

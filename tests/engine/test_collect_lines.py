@@ -287,25 +287,30 @@ def test_each_kind_of_line_gives_its_exact_record(
     assert (stats.prompt_tokens, stats.completion_tokens) == tokens
 
 
+@pytest.mark.parametrize("bad_utf8", [False, True], ids=["utf8", "one-line-not-utf8"])
 def test_a_file_of_every_kind_keeps_order_and_counts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bad_utf8: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """All kinds in one file (CRLF, blank lines, duplicates): records in line order, each once."""
+    """All kinds in one file (CRLF, blank lines, duplicates): records in line order, each once
+    (a line that is not UTF-8 sends its whole block to the full parser: same records)."""
     urls = [f"https://img.example.com/{i}.jpg" for i in range(len(CASES))]
     items = [Item(u, u, i + 1) for i, u in enumerate(urls)]
     lines: list[bytes] = []
     want: list[bytes] = []
     for (name, (line, records, _)), url in zip(CASES.items(), urls, strict=True):
+        if name == "invalid-utf8" and not bad_utf8:
+            continue
         if name == "unknown-custom-id":
             lines.append(line)
             continue
         lines.append(line.replace(cid_of(URL).encode(), cid_of(url).encode()))
         want += [orjson.dumps({**r, "url": url}) for r in records]
-    first = lines[0]  # a second answer for the same custom_id: counted, not written
-    data = b"\n\n".join(lines[:5]) + b"\r\n" + b"\n".join([*lines[5:], first, b""])
+    # second answers for custom_ids already seen (fast-shaped and not): counted, not written
+    again = [lines[0], lines[0], lines[6]]
+    data = b"\n\n".join(lines[:5]) + b"\r\n" + b"\n".join([*lines[5:], *again, b""])
     got, result, stats = run_collect(tmp_path, data, items, monkeypatch)
     assert got == want
-    assert result.duplicates == 1
+    assert result.duplicates == 3
     assert result.ok + result.failed == len(want) == stats.ok + stats.errors
 
 

@@ -315,13 +315,16 @@ def test_a_file_of_every_kind_keeps_order_and_counts(
 
 
 def test_items_with_meta_and_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An item with its own key and meta keeps both in its record, through any path."""
+    """An item with its own key and meta keeps both in its record, wherever its line is."""
     item = Item("photo-1", URL, 1, meta={"shop": "a"})
+    b_url = "https://img.example.com/b.jpg"
+    plain = answer().replace(cid_of(URL).encode(), cid_of(b_url).encode())
     line = answer().replace(cid_of(URL).encode(), cid_of("photo-1").encode())
-    got, result, _ = run_collect(tmp_path, line + b"\n", [item], monkeypatch)
-    want = ok()
-    want = {"url": URL, "key": "photo-1", **{k: v for k, v in want.items() if k != "url"}}
-    assert got == [orjson.dumps({**want, "meta": {"shop": "a"}})] and result.ok == 1
+    data = b"\n".join([b"junk", plain, line, b""])
+    got, result, _ = run_collect(tmp_path, data, [item, Item(b_url, b_url, 2)], monkeypatch)
+    want = {"url": URL, "key": "photo-1", **{k: v for k, v in ok().items() if k != "url"}}
+    assert got == [orjson.dumps(ok(url=b_url)), orjson.dumps({**want, "meta": {"shop": "a"}})]
+    assert result.ok == 2 and result.unknown == 1
 
 
 def test_parse_json_applies_to_batch_records(
@@ -348,12 +351,11 @@ FAST_CONTENTS = {
     "slash-del-2028": "a/b \x7f \u2028 \u2029 \u0085 é",
     "empty": "",
     "max-ints": "x",
+    "short-escapes": 'say "hi"\n\ta\\b\r\x08\x0c',
 }
 SLOW_CONTENTS = {
-    "quote": 'say "hi"',
-    "newline": "two\nlines",
-    "backslash": "a\\b",
     "control": "bell\x07",
+    "escape-then-lt": "a\n<b>",
     "marker": "<think>x</think>y",
     "lt": "1 < 2",
 }

@@ -106,7 +106,10 @@ def _collect_fast(data: bytes, c: _Collector) -> None:
             continue
         out = c.pending
         count = prompt = completion = 0
-        for line, body_id, model, content, usage, p, r, cid_bytes in ANSWER_LINES.findall(block):
+        lines: list[bytes] | None = None
+        for i, (body_id, model, content, usage, p, r, cid_bytes, line) in enumerate(
+            ANSWER_LINES.findall(block)
+        ):
             if not cid_bytes:  # not the common answer shape: the full parser, in file order
                 if line:
                     c.write_ok(count, prompt, completion)
@@ -124,7 +127,8 @@ def _collect_fast(data: bytes, c: _Collector) -> None:
             if "\t" in url:  # an item with a key or fields of its own: the full parser
                 c.write_ok(count, prompt, completion)
                 count = prompt = completion = 0
-                c.line(line)
+                lines = lines or block.split(b"\n")  # match i is line i (after the leading "\n")
+                c.line(lines[i + 1])
                 continue
             if cid in seen:
                 result.duplicates += 1

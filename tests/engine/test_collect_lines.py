@@ -399,3 +399,49 @@ def test_fast_path_writes_what_the_full_parser_writes(
     assert outputs[0] == outputs[1]
     record = orjson.loads(outputs[0])
     assert record["usage"] == (usage if content == "x" else USAGE)
+
+
+@pytest.mark.parametrize("block", [700, 1 << 20], ids=["small-blocks", "one-block"])
+def test_many_blocks_fast_equals_full_parser(
+    block: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file of mixed lines cut into many blocks (lines of every kind at block edges, items
+    with meta, duplicates across blocks, a line that is not UTF-8): the same bytes and counts
+    with and without the fast path, and every known line accounted for exactly once."""
+    monkeypatch.setattr("runner.core.batch_results._BLOCK", block)
+    monkeypatch.setattr(collect_module, "now_iso", lambda: NOW)
+    monkeypatch.setattr("runner.core.records.now_iso", lambda: NOW)
+    kinds = list(CASES.values())
+    items: list[Item] = []
+    lines: list[bytes] = []
+    for i in range(300):
+        url = f"https://img.example.com/{i}.jpg"
+        key = f"k{i}" if i % 11 == 0 else url
+        items.append(Item(key, url, i + 1, meta={"i": i} if i % 11 == 0 else None))
+        line = kinds[i % len(kinds)][0] if i % 3 == 0 else answer(content=f"answer {i}\n")
+        lines.append(line.replace(cid_of(URL).encode(), cid_of(key).encode()))
+        if i % 13 == 0:
+            lines.append(lines[i // 2])  # a duplicate of an earlier line
+        if i % 17 == 0:
+            lines.append(b"")
+    data = b"\n".join(lines)  # no newline at the end: the last line may be torn
+    ids = {cid_of(it.key): f"{it.line_no}\t{it.url}" for it in items}
+    for it in items:
+        if it.meta is not None:
+            ids[cid_of(it.key)] += "\t" + orjson.dumps({"key": it.key, "meta": it.meta}).decode()
+    outputs = []
+    for fast in (True, False):
+        (tmp_path / "out.jsonl").unlink(missing_ok=True)
+        writer = ResultWriter(tmp_path / "out.jsonl")
+        stats, result, seen = JobStats("t"), CollectResult(), set[str]()
+        collect_lines(data, ids, seen, writer, stats, BATCH, result, fast=fast)
+        writer.close()
+        out = (tmp_path / "out.jsonl").read_bytes()
+        counts = (result.ok, result.failed, result.duplicates, result.unknown, len(result.again))
+        outputs.append((out, counts, stats.ok, stats.prompt_tokens, sorted(seen)))
+        records = [orjson.loads(line) for line in out.splitlines()]
+        assert len(records) == result.ok + result.failed
+        assert len({r.get("key", r["url"]) for r in records}) == len(records)  # none twice
+        assert result.ok + result.failed + len(result.again) == len(seen)
+    assert outputs[0] == outputs[1]
+    assert outputs[0][1][0] > 150  # most lines are answers

@@ -155,6 +155,8 @@ def bench_collect(job: JobConfig, chunks: list, work: Path) -> float:
     writer.close()
     elapsed = time.perf_counter() - t0
     assert stats.ok == n
+    written = job.output_path.read_bytes().splitlines()  # nothing lost, nothing twice
+    assert len(written) == n == len({orjson.loads(line)["url"] for line in written})
     return n / elapsed
 
 

@@ -143,16 +143,15 @@ class ChunkWriter:
             line = b'{"custom_id":"' + cid + self._mid + self.builder.render(item, None) + b"}\n"
             ids = self._ids_line(cid, item)
         closed = None
-        if self._open and (
-            self._count >= self.max_lines or self._bytes + len(line) > self.max_bytes
-        ):
+        size = len(line)
+        if self._open and (self._count >= self.max_lines or self._bytes + size > self.max_bytes):
             closed = self._close()
         if not self._open:
             self._start()
         self._lines.append(line)
         self._ids.append(ids)
         self._count += 1
-        self._bytes += len(line)
+        self._bytes += size
         if len(self._lines) >= _WRITE_EVERY:
             self._write()
         return closed

@@ -123,8 +123,9 @@ def _collect_fast(data: bytes, c: _Collector) -> None:
             if rest is None:
                 result.unknown += 1
                 continue
-            _, _, url = rest.partition("\t")
-            if "\t" in url:  # an item with a key or fields of its own: the full parser
+            tab = rest.find("\t")  # rest is "line_no TAB url [TAB extras]"
+            url = rest[tab + 1 :]
+            if "\t" in url or tab < 0:  # an item with extras (or a bad sidecar): the full parser
                 c.write_ok(count, prompt, completion)
                 count = prompt = completion = 0
                 lines = lines or block.split(b"\n")  # match i is line i (after the leading "\n")

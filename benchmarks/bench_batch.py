@@ -1,6 +1,6 @@
 """Batch path throughput: building batch files and collecting batch output, in lines per second.
 
-    # 200,000 lines, best of 3, targets enforced (exit 1 on a miss)
+    # 200,000 lines, 3 runs: best and median shown, the best held to the target (exit 1 on a miss)
     python benchmarks/bench_batch.py
     # 2,000 lines, for CI: checks it runs, not the figures
     python benchmarks/bench_batch.py --smoke
@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import random
+import statistics
 import sys
 import tempfile
 import time
@@ -41,7 +42,8 @@ from runner.io.media import read_media
 from runner.io.store import ResultWriter
 from runner.simulator import expected_content
 
-TARGET = 100_000.0
+BUILD_TARGET = 300_000.0  # issue 12: batch build stays >= 300,000 lines/s
+COLLECT_TARGET = 200_000.0  # issue 12: batch collect >= 200,000 lines/s
 
 
 def make_job(tmp: Path) -> JobConfig:
@@ -153,6 +155,8 @@ def bench_collect(job: JobConfig, chunks: list, work: Path) -> float:
     writer.close()
     elapsed = time.perf_counter() - t0
     assert stats.ok == n
+    written = job.output_path.read_bytes().splitlines()  # nothing lost, nothing twice
+    assert len(written) == n == len({orjson.loads(line)["url"] for line in written})
     return n / elapsed
 
 
@@ -182,23 +186,24 @@ def main() -> int:
             collects.append(bench_collect(job, chunks, tmp / f"work{r}"))
     build, build_input, collect = max(builds), max(inputs), max(collects)
     rows = [
-        ("build batch files (lines/s)", build, TARGET),
-        ("collect output (lines/s)", collect, TARGET),
+        ("build batch files (lines/s)", build, BUILD_TARGET),
+        ("collect output (lines/s)", collect, COLLECT_TARGET),
         ("build incl. reading input (lines/s)", build_input, None),
     ]
+    medians = [statistics.median(runs) for runs in (builds, collects, inputs)]
     print(
         f"bench_batch: {n} lines, best of {repeat}, python {sys.version.split()[0]}, "
         f"load {os.getloadavg()[0]:.2f}"
     )
-    print(f"{'figure':40} {'value':>12} {'target':>10} {'ratio':>7}")
+    print(f"{'figure':40} {'best':>12} {'median':>12} {'target':>10} {'ratio':>7}")
     missed = False
-    for name, value, target in rows:
+    for (name, value, target), median in zip(rows, medians, strict=True):
         ratio = value / target if target else None
         if target and value < target:
             missed = True
         shown_target = f"{target:10,.0f}" if target else f"{'-':>10}"
         shown_ratio = f"{ratio:7.2f}" if ratio else f"{'-':>7}"
-        print(f"{name:40} {value:12,.0f} {shown_target} {shown_ratio}")
+        print(f"{name:40} {value:12,.0f} {median:12,.0f} {shown_target} {shown_ratio}")
     if args.json_path:
         Path(args.json_path).write_text(
             json.dumps(
@@ -211,10 +216,11 @@ def main() -> int:
                         {
                             "figure": name,
                             "value": round(v, 1),
+                            "median": round(m, 1),
                             "target": t,
                             "ratio": round(v / t, 3) if t else None,
                         }
-                        for name, v, t in rows
+                        for (name, v, t), m in zip(rows, medians, strict=True)
                     ],
                 },
                 indent=2,

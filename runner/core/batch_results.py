@@ -2,13 +2,15 @@
 
 No I/O: ``line_failure`` maps either envelope (``error`` at the top or in the response body, a
 non-200 status, a ``finish_reason`` that carries no answer) to an ``ApiFailure`` that
-``retry.classify`` can judge; ``fast_ok_record`` builds the common ok record in one dict display
-for the collect hot path. Reading the files and writing the records is
-``runner.engine.batch.collect``.
+``retry.classify`` can judge; ``fast_ok_record`` builds the common ok record in one dict display;
+``ANSWER_LINES`` recognises the common answer line without decoding it (the collector's fast
+path). Reading the files and writing the records is ``runner.engine.batch.collect``.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from runner.core.records import Record, now_iso
@@ -82,3 +84,47 @@ def fast_ok_record(
         "batch_id": batch_id,
         "finished_at": now or now_iso(),
     }
+
+
+# The fast path's line shape. JSON pieces whose bytes are already what ``orjson.dumps`` writes
+# for the value they decode to: a string whose only escapes are the short ones orjson writes
+# (\" \\ \b \f \n \r \t; not \/ or \uXXXX) and no control byte (the caller checks the bytes
+# are UTF-8), an integer without sign or leading zero.
+_PLAIN = rb'[^"\\\x00-\x1f]*'
+_STR = rb'"' + _PLAIN + rb'"'
+_INT = rb"(?:0|[1-9][0-9]{0,14})"
+_CHARS = rb'[^"\\<\x00-\x1f]*'  # no "<" either: marker stripping (<think>, boxes) is ok_record's
+_TEXT = rb'"(' + _CHARS + rb'(?:\\["\\bfnrt]' + _CHARS + rb')*)"'
+_ANSWER = (
+    rb'\{"response":\{"status_code":200,"body":\{"id":"(' + _PLAIN + rb')",'
+    rb'(?:"request_id":' + _STR + rb",)?"
+    rb'"created":' + _INT + rb',"model":"(' + _PLAIN + rb')",'
+    rb'"choices":\[\{"index":' + _INT + rb',"finish_reason":"stop",'
+    rb'"message":\{"role":"assistant","content":' + _TEXT + rb"\}\}\],"
+    rb'"usage":(\{"prompt_tokens":(' + _INT + rb'),"completion_tokens":(' + _INT + rb"),"
+    rb'"total_tokens":' + _INT + rb"\})\}\},"
+    rb'"custom_id":"([^"\\\x00-\x1f]+)","id":' + _STR + rb"\}"
+)
+ANSWER_LINES = re.compile(rb"\n(?:" + _ANSWER + rb"(?=\n|\Z)|([^\n]*))")
+"""One match per line (each preceded by a newline). When the line is an answer in the documented
+shape (glm-api.md §5.5: compact, keys in the documented order, ``finish_reason`` stop, string
+content without markers, usage of three counts), its pieces: body id, model, content, usage,
+prompt and completion tokens, custom_id; such a line decodes to what ``fast_ok_record`` takes,
+and its record can be spliced from these bytes. Any other line (errors, other finish reasons,
+long escapes, spacing, extra or reordered keys, bad JSON) has an empty custom_id and the whole
+line as the last piece, for the full parser."""
+
+_BLOCK = 1 << 20
+
+
+def answer_blocks(data: bytes) -> Iterator[bytes]:
+    """``data`` in pieces of about a megabyte cut at line ends, each with a newline in front and
+    none at the end (the form ``ANSWER_LINES`` scans), so one scan's matches stay small. The
+    newline that ends the file starts no empty line."""
+    start, size = 0, len(data)
+    while start < size:
+        end = data.find(b"\n", start + _BLOCK)
+        if end < 0:
+            end = size - 1 if data.endswith(b"\n") else size
+        yield b"\n" + data[start:end]
+        start = end + 1

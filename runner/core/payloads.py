@@ -59,6 +59,16 @@ class ChatBodyTemplate:
     def for_job(cls, job: JobConfig) -> ChatBodyTemplate:
         return cls(job.model, job.prompt, job.params)
 
+    @property
+    def head(self) -> bytes:
+        """The body's bytes before the URL's JSON string."""
+        return self._head
+
+    @property
+    def tail(self) -> bytes:
+        """The body's bytes after the URL's JSON string (no request_id)."""
+        return self._tail
+
     def render(self, url: str, request_id: str | None = None) -> bytes:
         if request_id is None:
             return self._head + orjson.dumps(url) + self._tail
@@ -116,6 +126,11 @@ class BodyBuilder:
         if self._read is None:
             raise MediaUnavailable(f"{wanted[0]}: no reader for local files was given")
         return self._read(wanted)
+
+    def plain_template(self) -> ChatBodyTemplate | None:
+        """The template ``render`` splices a plain URL item into (no images, video, messages,
+        prompt or params of its own, not a local file), or None when this job has no fast path."""
+        return self.template if self._fast else None
 
     def render(
         self, item: Item, request_id: str | None = None, media: Media | None = None

@@ -4,7 +4,8 @@ The file is append-only and the latest record for a key wins. At start it become
 of 8-byte key hashes: the persistent index beside it (``runner.io.keyindex``, read a block at a
 time) plus a scan of what was appended after it, or a full scan (about 33 bytes per key at peak
 while the table is sorted, never the records themselves). ``ResultWriter`` owns the only write
-handle: one ``write()`` per record into a buffered file. Inside an event loop the buffer goes to the
+handle: one ``write()`` per record, or per block of ok records the batch collector encoded
+(``append_ok_lines``), into a buffered file. Inside an event loop the buffer goes to the
 OS at the end of the loop turn that appended (one syscall for every record of that turn), so a kill
 -9 loses only records appended in the very turn it strikes (never more than the requests then in
 flight); outside a loop the caller flushes (``flush``, ``close``). A kill tears at most the last
@@ -247,6 +248,22 @@ class ResultWriter:
         self.written += 1
         if self.on_record is not None:
             self.on_record(record)
+        self._schedule_flush()
+
+    def append_ok_lines(self, data: bytes, count: int) -> None:
+        """``count`` ok records already encoded as whole lines (what ``records.dumps`` gives), in
+        one ``write()``: a kill tears at most the last of them. ``on_record`` is not told of
+        them: ok records carry nothing it tallies (errors)."""
+        if self._error is not None:
+            raise self._failed(self._error)
+        try:
+            self._file.write(data)
+        except OSError as exc:
+            raise self._failed(exc) from exc
+        self.written += count
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
         if not self._flush_scheduled:
             try:
                 loop = asyncio.get_running_loop()

@@ -22,12 +22,17 @@ from runner.api.preflight import check_reachable
 from runner.app.display import Display, Mode
 from runner.app.planning import (
     KEEP_PENDING,
+    Guess,
     PlanStopped,
+    Sent,
     _planned,
     describe_plan,
     limited,
     pending_items,
     plan_job,
+    plan_job_early,
+    rest_of_input,
+    settle_guess,
     with_limit,
 )
 from runner.app.signals import SignalStop, acquire_lock
@@ -42,7 +47,8 @@ from runner.app.wiring import (
 from runner.config.schema import Config, JobConfig
 from runner.core.cost import estimate, format_estimate
 from runner.core.items import InvalidLine, Item
-from runner.core.plan import JobPlan
+from runner.core.plan import JobPlan, PendingCounts
+from runner.core.resume import ResumeIndex
 from runner.core.stats import JobStats
 from runner.errors import (
     EXIT_OK,
@@ -240,9 +246,17 @@ async def _run_job(
     try:
         try:
             # In a thread: counting millions of lines must not keep signals waiting.
-            plan, index = await _planned(
-                stopper, plan_job, job, config, stopper.flag, keep=KEEP_PENDING, save=True
+            plan, index, guess = await _planned(
+                stopper, plan_job_early, job, config, stopper.flag, keep=KEEP_PENDING
             )
+            if guess is not None and plan.route == "batch":
+                # a batch takes minutes: wait for the check, and plan it all if it fails
+                held = await _planned(stopper, settle_guess, job, guess, index)
+                guess = None
+                if not held:
+                    plan, index = await _planned(
+                        stopper, plan_job, job, config, stopper.flag, keep=KEEP_PENDING, save=True
+                    )
         except PlanStopped:
             log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
             return JobStats(job.name)
@@ -322,11 +336,21 @@ async def _run_job(
                 stopper.current = None
                 for w in batch_writers:
                     stopper.writers.remove(w)
+        sent = Sent()
+        if guess is not None:
+            pending = sent.record(pending)
         writer = make_writer(job, stats=stats)
         stopper.writers.append(writer)
         try:
             async with display:
-                return await _run_realtime(job, config, client, writer, stats, stopper, pending)
+                await _run_realtime(job, config, client, writer, stats, stopper, pending)
+                if guess is not None and not stopper.event.is_set():
+                    rest = await _after_guess(
+                        job, config, options, index, stats, guess, sent, stopper
+                    )
+                    if rest is not None:
+                        await _run_realtime(job, config, client, writer, stats, stopper, rest)
+                return stats
         finally:
             writer.close()
             stopper.writers.remove(writer)
@@ -336,6 +360,36 @@ async def _run_job(
                 save_resume_index(job.output_path)  # the next run scans only what comes after
         finally:
             lock.release()
+
+
+async def _after_guess(
+    job: JobConfig,
+    config: Config,
+    options: RunOptions,
+    index: ResumeIndex,
+    stats: JobStats,
+    guess: Guess,
+    sent: Sent,
+    stopper: SignalStop,
+) -> Iterator[tuple[int, Item | InvalidLine]] | None:
+    """After sending a guessed plan: None when the guess held (or a signal came); otherwise
+    what the whole input still needs (the counts shown become those of the whole input)."""
+    try:
+        if await _planned(stopper, settle_guess, job, guess, index):
+            return None
+    except PlanStopped:
+        return None
+    counts = PendingCounts()
+    rest = rest_of_input(job, config, index, sent, counts, stopper.flag)
+    limit = None if options.limit is None else max(0, options.limit - sent.items)
+
+    def counted() -> Iterator[tuple[int, Item | InvalidLine]]:
+        yield from limited(rest, limit)
+        stats.skipped, stats.failed_before = counts.done, counts.failed
+        stats.duplicates = counts.duplicates
+        stats.total += counts.pending + counts.invalid
+
+    return counted()
 
 
 async def _run_realtime(

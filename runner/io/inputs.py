@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -47,6 +47,10 @@ SkipLine = Callable[[list[bytes]], list[int]]
 _BATCH = 4096
 
 
+class PrefixHash(Protocol):
+    def hashed(self) -> tuple[int, Any] | None: ...
+
+
 @dataclass
 class TextPrefix:
     """How far a text input is made of lines that need nothing: blank, comments and lines the
@@ -59,9 +63,9 @@ class TextPrefix:
     done: int = 0
     failed: int = 0
     growing: bool = True
-    # (offset, hash of the input up to it) as runner.io.plancache checked it: the note it
-    # writes next hashes only the bytes after it
-    hashed: tuple[int, Any] | None = field(default=None, repr=False, compare=False)
+    # runner.io.plancache's check of the noted part: the note it writes next extends that
+    # hash by the bytes after it (and is not written if the check fails)
+    check: PrefixHash | None = field(default=None, repr=False, compare=False)
 
 
 def read_items(

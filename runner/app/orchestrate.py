@@ -59,7 +59,9 @@ from runner.errors import (
     RunLocked,
 )
 from runner.io.batch_state import tracked_batches
+from runner.io.inputs import TextPrefix
 from runner.io.job_files import iter_job_lines
+from runner.io.plancache import save_prefix
 from runner.io.prepare import read_job_items
 from runner.io.store import ResultWriter, RunLock, save_resume_index
 
@@ -349,7 +351,11 @@ async def _run_job(
                         job, config, options, index, stats, guess, sent, stopper
                     )
                     if rest is not None:
-                        await _run_realtime(job, config, client, writer, stats, stopper, rest)
+                        await _run_realtime(job, config, client, writer, stats, stopper, rest[0])
+                        if not stopper.event.is_set():
+                            await asyncio.to_thread(
+                                save_prefix, job.output_path, job.input_path, rest[1], index
+                            )
                 return stats
         finally:
             writer.close()
@@ -371,16 +377,18 @@ async def _after_guess(
     guess: Guess,
     sent: Sent,
     stopper: SignalStop,
-) -> Iterator[tuple[int, Item | InvalidLine]] | None:
+) -> tuple[Iterator[tuple[int, Item | InvalidLine]], TextPrefix] | None:
     """After sending a guessed plan: None when the guess held (or a signal came); otherwise
-    what the whole input still needs (the counts shown become those of the whole input)."""
+    what the whole input still needs (the counts shown become those of the whole input) and
+    the prefix to note once it is sent."""
     try:
         if await _planned(stopper, settle_guess, job, guess, index):
             return None
     except PlanStopped:
         return None
     counts = PendingCounts()
-    rest = rest_of_input(job, config, index, sent, counts, stopper.flag)
+    prefix = TextPrefix()
+    rest = rest_of_input(job, config, index, sent, counts, prefix, stopper.flag)
     limit = None if options.limit is None else max(0, options.limit - sent.items)
 
     def counted() -> Iterator[tuple[int, Item | InvalidLine]]:
@@ -389,7 +397,7 @@ async def _after_guess(
         stats.duplicates = counts.duplicates
         stats.total += counts.pending + counts.invalid
 
-    return counted()
+    return counted(), prefix
 
 
 async def _run_realtime(

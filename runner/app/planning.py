@@ -174,12 +174,14 @@ def rest_of_input(
     index: ResumeIndex,
     sent: Sent,
     counts: PendingCounts,
+    prefix: TextPrefix,
     stop: threading.Event | None = None,
 ) -> Iterator[tuple[int, Item | InvalidLine]]:
     """After a wrong guess: every pending pair of the whole input but those in ``sent``
-    (``counts`` counts the whole input, the pairs already sent as duplicates)."""
+    (``counts`` counts the whole input, the pairs already sent as duplicates; ``prefix``
+    grows over the finished lines it starts with, to be noted)."""
     skip = done_line_filter(index, counts, job.shard)
-    items = read_job_items(job, config, skip, TextPrefix(growing=False))
+    items = read_job_items(job, config, skip, prefix)
     pairs = iter_pending(
         items if stop is None else _until(items, stop, quiet=True), index, counts, job.shard
     )

@@ -178,6 +178,26 @@ class KeyTable:
         return KeyTable(h[last], s[last])
 
     @staticmethod
+    def from_digests(digests: bytearray, odd: list[tuple[int, int]]) -> KeyTable:
+        """``from_sequence`` of little-endian 8-byte digests in record order, every state OK
+        but the (position, state) pairs in ``odd``. All OK (the usual full scan): a plain sort
+        (a tenth of a stable argsort's time), the duplicates dropped."""
+        np = numpy()
+        h = np.frombuffer(digests, dtype="<u8").astype(np.uint64, copy=False)
+        if odd:
+            s = np.full(h.shape[0], OK, dtype=np.uint8)
+            where = np.fromiter((i for i, _ in odd), dtype=np.intp, count=len(odd))
+            s[where] = np.fromiter((st for _, st in odd), dtype=np.uint8, count=len(odd))
+            return KeyTable.from_sequence(h, s)
+        keys = np.sort(h)
+        keep = np.empty(keys.shape[0], dtype=bool)
+        keep[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=keep[1:])
+        if not keep.all():
+            keys = keys[keep]
+        return KeyTable(keys, np.full(keys.shape[0], OK, dtype=np.uint8))
+
+    @staticmethod
     def empty() -> KeyTable:
         np = numpy()
         return KeyTable(np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint8))

@@ -11,6 +11,7 @@ A job's records may be spread over several files (its main output and one per sh
 
 from __future__ import annotations
 
+import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
@@ -27,6 +28,15 @@ def numpy() -> Any:
     import numpy as np
 
     return np
+
+
+def digests_to_ints(digests: bytes) -> list[int]:
+    """The key hashes of joined 8-byte little-endian digests."""
+    values = array("Q")
+    values.frombytes(digests)
+    if sys.byteorder != "little":
+        values.byteswap()
+    return values.tolist()
 
 
 BLOCK = 512  # keys per block of a fenced table (one 4 KiB read)
@@ -143,6 +153,26 @@ class KeyTable:
         np = numpy()
         _, _, codes = self.locate(np.array([h], dtype=np.uint64))
         return int(codes[0])
+
+    def states_of_digests(self, digests: bytes) -> list[int]:
+        """Per key, given as joined 8-byte little-endian digests: OK, FAILED, or NONE for
+        absent and RETRYABLE alike (a pre-filter's question: done or not). No Python int per
+        key unless the table is fenced and the look-up small."""
+        if self._keys is None and self.fence is not None and len(digests) < len(self.fence):
+            few = self.states_of(digests_to_ints(digests))
+            return [NONE if code == RETRYABLE else code for code in few]
+        np = numpy()
+        q = np.frombuffer(digests, dtype="<u8")
+        order = np.argsort(q)  # sorted queries walk the table in order (cache-friendly)
+        sq = q[order]
+        keys = self.keys
+        at = np.minimum(keys.searchsorted(sq), self.n - 1)
+        found = np.where(keys[at] == sq, self.states[at], NONE)
+        found[found == RETRYABLE] = NONE
+        out = np.empty(len(q), dtype=np.uint8)
+        out[order] = found
+        codes: list[int] = out.tolist()
+        return codes
 
     def states_of(self, hashes: list[int]) -> list[int]:
         """The state of each hash (NONE when absent), the whole list searched at once."""

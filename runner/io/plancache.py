@@ -199,7 +199,7 @@ def _input_hash(path: Path, size: int, start: tuple[int, Any] | None = None) -> 
         done, digest = start[0], start[1].copy()
     with open(path, "rb") as handle:
         handle.seek(done)
-        buf = bytearray(8 << 20)
+        buf = bytearray(1 << 20)  # as fast as larger reads here, and 8 MB less at peak
         view = memoryview(buf)
         while done < size:
             n = handle.readinto(view[: min(len(buf), size - done)])

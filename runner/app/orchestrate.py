@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
@@ -338,24 +339,17 @@ async def _run_job(
                 stopper.current = None
                 for w in batch_writers:
                     stopper.writers.remove(w)
-        sent = Sent()
-        if guess is not None:
-            pending = sent.record(pending)
         writer = make_writer(job, stats=stats)
         stopper.writers.append(writer)
         try:
             async with display:
-                await _run_realtime(job, config, client, writer, stats, stopper, pending)
-                if guess is not None and not stopper.event.is_set():
-                    rest = await _after_guess(
-                        job, config, options, index, stats, guess, sent, stopper
-                    )
-                    if rest is not None:
-                        await _run_realtime(job, config, client, writer, stats, stopper, rest[0])
-                        if not stopper.event.is_set():
-                            await asyncio.to_thread(
-                                save_prefix, job.output_path, job.input_path, rest[1], index
-                            )
+                if guess is None:
+                    return await _run_realtime(job, config, client, writer, stats, stopper, pending)
+                sent = Sent()
+                run = functools.partial(_run_realtime, job, config, client, writer, stats, stopper)
+                await run(sent.record(pending))
+                if not stopper.event.is_set():
+                    await _after_guess(job, config, options, index, guess, sent, stopper, run)
                 return stats
         finally:
             writer.close()
@@ -373,31 +367,29 @@ async def _after_guess(
     config: Config,
     options: RunOptions,
     index: ResumeIndex,
-    stats: JobStats,
     guess: Guess,
     sent: Sent,
     stopper: SignalStop,
-) -> tuple[Iterator[tuple[int, Item | InvalidLine]], TextPrefix] | None:
-    """After sending a guessed plan: None when the guess held (or a signal came); otherwise
-    what the whole input still needs (the counts shown become those of the whole input) and
-    the prefix to note once it is sent."""
+    run: Callable[[Iterator[tuple[int, Item | InvalidLine]]], Awaitable[JobStats]],
+) -> None:
+    """After sending a guessed plan, wait for its check (the loop keeps running); if the
+    input changed, ``run`` what the whole input still needs (the counts shown become those of
+    the whole input) and note its prefix again."""
     try:
         if await _planned(stopper, settle_guess, job, guess, index):
-            return None
+            return
     except PlanStopped:
-        return None
+        return
     counts = PendingCounts()
     prefix = TextPrefix()
     rest = rest_of_input(job, config, index, sent, counts, prefix, stopper.flag)
     limit = None if options.limit is None else max(0, options.limit - sent.items)
-
-    def counted() -> Iterator[tuple[int, Item | InvalidLine]]:
-        yield from limited(rest, limit)
-        stats.skipped, stats.failed_before = counts.done, counts.failed
-        stats.duplicates = counts.duplicates
-        stats.total += counts.pending + counts.invalid
-
-    return counted(), prefix
+    stats = await run(limited(rest, limit))
+    stats.skipped, stats.failed_before = counts.done, counts.failed
+    stats.duplicates = counts.duplicates
+    stats.total += counts.pending + counts.invalid
+    if not stopper.event.is_set():
+        await asyncio.to_thread(save_prefix, job.output_path, job.input_path, prefix, index)
 
 
 async def _run_realtime(

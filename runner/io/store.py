@@ -2,13 +2,13 @@
 
 The file is append-only and the latest record for a key wins. At start it becomes a ``ResumeIndex``
 of 8-byte key hashes: the persistent index beside it (``runner.io.keyindex``, read a block at a
-time) plus a scan of what was appended after it, or a full scan (about 33 bytes per key at peak
-while the table is sorted, never the records themselves). ``ResultWriter`` owns the only write
-handle: one ``write()`` per record into a buffered file. Inside an event loop the buffer goes to the
-OS at the end of the loop turn that appended (one syscall for every record of that turn), so a kill
--9 loses only records appended in the very turn it strikes (never more than the requests then in
-flight); outside a loop the caller flushes (``flush``, ``close``). A kill tears at most the last
-line, which the next writer cuts off before appending.
+time) plus a scan of what was appended after it, or a full scan (about 20 bytes per key at peak
+while the table is sorted, plus a few 8 MB blocks; never the records themselves). ``ResultWriter``
+owns the only write handle: one ``write()`` per record into a buffered file. Inside an event loop
+the buffer goes to the OS at the end of the loop turn that appended (one syscall for every record of
+that turn), so a kill -9 loses only records appended in the very turn it strikes (never more than
+the requests then in flight); outside a loop the caller flushes (``flush``, ``close``). A kill tears
+at most the last line, which the next writer cuts off before appending.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from runner.simulator import Simulator
 from tests.support.configs import ENV, KEY_ENV, make_urls, write_minimal_config
 from tests.support.records import read_records
 from tests.support.runs import run_config
-from tests.support.sim import MakeSim
+from tests.support.sim import INSTANT_BATCHES, MakeSim
 
 OLD = make_urls(300, prefix="https://img.example.test/old")
 NEW = make_urls(20, prefix="https://img.example.test/new")
@@ -34,14 +34,18 @@ class Box:
     def __init__(self, tmp_path: Path, sim: Simulator):
         self.dir, self.sim = tmp_path, sim
         self.urls, self.out = tmp_path / "urls.txt", tmp_path / "out.jsonl"
-        self.config = write_config(
-            tmp_path, [], api={"base_url": sim.base_url, "api_key_env": KEY_ENV}
-        )
+        self.config = self.configure("realtime")
+
+    def configure(self, mode: str) -> Path:
+        api = {"base_url": self.sim.base_url, "api_key_env": KEY_ENV}
+        return write_config(self.dir, None, api=api, batch={"poll_interval_s": 0}, job={"mode": mode})
 
     async def run(self) -> Counter[str]:
-        before = Counter(self.sim.stats.per_url)
+        """Requests per URL in this run: realtime ones and batch lines paid alike."""
+        stats = self.sim.stats
+        before = Counter(stats.per_url) + Counter(stats.batch_paid)
         await run_config(self.config, ENV)
-        return Counter(self.sim.stats.per_url) - before
+        return Counter(stats.per_url) + Counter(stats.batch_paid) - before
 
     def write(self, urls: list[str]) -> None:
         self.urls.write_text("".join(u + "\n" for u in urls))
@@ -59,7 +63,7 @@ class Box:
 @pytest.fixture
 async def box(tmp_path: Path, start_sim: MakeSim) -> Box:
     """OLD all sent and done, the index and the input note written, and checked to be used."""
-    b = Box(tmp_path, await start_sim(latency_mean_s=0.0))
+    b = Box(tmp_path, await start_sim(**INSTANT_BATCHES))
     b.write(OLD)
     assert await b.run() == Counter(OLD)
     b.append(NEW[:1])
@@ -194,3 +198,18 @@ async def test_an_unchanged_input_is_proven_by_its_stat(
     assert reads == []  # proven by the stat: the prefix was not hashed
     _same_length_edit(box.urls, OLD[150], FIXED)
     assert await box.run() == Counter([FIXED])
+
+
+async def test_a_batch_run_waits_for_the_check_and_plans_it_all_when_it_fails(
+    box: Box, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A batch costs minutes and is routed on the pending count, so a batch run checks the
+    prefix before it builds anything: after the same-length edit, one batch carries the edited
+    line and the new ones, each once."""
+    box.config = box.configure("batch")
+    expected = edit_prefix(box)
+    with caplog.at_level(logging.WARNING):
+        assert await box.run() == Counter(expected)
+    assert "the input changed before the noted prefix" in caplog.text
+    assert await box.run() == Counter()
+    box.all_done(OLD[:150] + [FIXED] + OLD[151:] + NEW)

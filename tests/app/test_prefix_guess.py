@@ -9,6 +9,7 @@ import os
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -38,13 +39,15 @@ class Box:
 
     def configure(self, mode: str) -> Path:
         api = {"base_url": self.sim.base_url, "api_key_env": KEY_ENV}
-        return write_config(self.dir, None, api=api, batch={"poll_interval_s": 0}, job={"mode": mode})
+        return write_config(
+            self.dir, None, api=api, batch={"poll_interval_s": 0}, job={"mode": mode}
+        )
 
-    async def run(self) -> Counter[str]:
+    async def run(self, **options: Any) -> Counter[str]:
         """Requests per URL in this run: realtime ones and batch lines paid alike."""
         stats = self.sim.stats
         before = Counter(stats.per_url) + Counter(stats.batch_paid)
-        await run_config(self.config, ENV)
+        await run_config(self.config, ENV, **options)
         return Counter(stats.per_url) + Counter(stats.batch_paid) - before
 
     def write(self, urls: list[str]) -> None:
@@ -213,3 +216,15 @@ async def test_a_batch_run_waits_for_the_check_and_plans_it_all_when_it_fails(
     assert "the input changed before the noted prefix" in caplog.text
     assert await box.run() == Counter()
     box.all_done(OLD[:150] + [FIXED] + OLD[151:] + NEW)
+
+
+@pytest.mark.parametrize("limit", [5, 25], ids=["limit-in-the-tail", "limit-past-the-tail"])
+async def test_a_wrong_guess_keeps_to_the_limit(box: Box, limit: int) -> None:
+    """With ``--limit``, the items sent before and after a wrong guess together stay within
+    it, and the next runs send the rest, each URL once."""
+    expected = edit_prefix(box)
+    first = await box.run(limit=limit)
+    assert sum(first.values()) == min(limit, len(expected)) and max(first.values()) == 1
+    rest = await box.run()
+    assert first + rest == Counter(expected)
+    assert await box.run() == Counter()

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
 
@@ -22,12 +23,17 @@ from runner.api.preflight import check_reachable
 from runner.app.display import Batches, Display, Mode
 from runner.app.planning import (
     KEEP_PENDING,
+    Guess,
     PlanStopped,
+    Sent,
     _planned,
     describe_plan,
     limited,
     pending_items,
     plan_job,
+    plan_job_early,
+    rest_of_input,
+    settle_guess,
     with_limit,
 )
 from runner.app.signals import SignalStop, acquire_lock
@@ -41,7 +47,8 @@ from runner.app.wiring import (
 )
 from runner.config.schema import Config, JobConfig
 from runner.core.items import InvalidLine, Item
-from runner.core.plan import JobPlan
+from runner.core.plan import JobPlan, PendingCounts
+from runner.core.resume import ResumeIndex
 from runner.core.stats import JobStats
 from runner.errors import (
     EXIT_OK,
@@ -51,7 +58,9 @@ from runner.errors import (
     Interrupted,
     RunLocked,
 )
+from runner.io.inputs import TextPrefix
 from runner.io.job_files import iter_job_lines
+from runner.io.plancache import save_prefix
 from runner.io.prepare import read_job_items
 from runner.io.store import ResultWriter, RunLock, save_resume_index
 
@@ -240,9 +249,17 @@ async def _run_job(
     try:
         try:
             # In a thread: counting millions of lines must not keep signals waiting.
-            plan, index = await _planned(
-                stopper, plan_job, job, config, stopper.flag, keep=KEEP_PENDING, save=True
+            plan, index, guess = await _planned(
+                stopper, plan_job_early, job, config, stopper.flag, keep=KEEP_PENDING
             )
+            if guess is not None and plan.route == "batch":
+                # a batch takes minutes: wait for the check, and plan it all if it fails
+                held = await _planned(stopper, settle_guess, job, guess, index)
+                guess = None
+                if not held:
+                    plan, index = await _planned(
+                        stopper, plan_job, job, config, stopper.flag, keep=KEEP_PENDING, save=True
+                    )
         except PlanStopped:
             log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
             return JobStats(job.name)
@@ -326,7 +343,14 @@ async def _run_job(
         stopper.writers.append(writer)
         try:
             async with display:
-                return await _run_realtime(job, config, client, writer, stats, stopper, pending)
+                if guess is None:
+                    return await _run_realtime(job, config, client, writer, stats, stopper, pending)
+                sent = Sent()
+                run = functools.partial(_run_realtime, job, config, client, writer, stats, stopper)
+                await run(sent.record(pending))
+                if not stopper.event.is_set():
+                    await _after_guess(job, config, options, index, guess, sent, stopper, run)
+                return stats
         finally:
             writer.close()
             stopper.writers.remove(writer)
@@ -344,6 +368,36 @@ def _batches_shown(job: JobConfig) -> Batches:
     from runner.io.batch_state import tracked_batches
 
     return lambda: tracked_batches(job)
+
+
+async def _after_guess(
+    job: JobConfig,
+    config: Config,
+    options: RunOptions,
+    index: ResumeIndex,
+    guess: Guess,
+    sent: Sent,
+    stopper: SignalStop,
+    run: Callable[[Iterator[tuple[int, Item | InvalidLine]]], Awaitable[JobStats]],
+) -> None:
+    """After sending a guessed plan, wait for its check (the loop keeps running); if the
+    input changed, ``run`` what the whole input still needs (the counts shown become those of
+    the whole input) and note its prefix again."""
+    try:
+        if await _planned(stopper, settle_guess, job, guess, index):
+            return
+    except PlanStopped:
+        return
+    counts = PendingCounts()
+    prefix = TextPrefix()
+    rest = rest_of_input(job, config, index, sent, counts, prefix, stopper.flag)
+    limit = None if options.limit is None else max(0, options.limit - sent.items)
+    stats = await run(limited(rest, limit))
+    stats.skipped, stats.failed_before = counts.done, counts.failed
+    stats.duplicates = counts.duplicates
+    stats.total += counts.pending + counts.invalid
+    if not stopper.event.is_set():
+        await asyncio.to_thread(save_prefix, job.output_path, job.input_path, prefix, index)
 
 
 async def _run_realtime(

@@ -2,6 +2,13 @@
 
 Counting millions of input lines runs in a thread so that a signal is answered at once;
 ``pending_items`` then hands the engine what the plan kept, or reads the input a second time.
+
+A run may plan on a guess (``plan_job_early``): a text input is read from where the last plan
+found it all done before the check that it still starts the same has finished (hashing the
+prefix of a ten-million-line list takes longer than planning its new lines). The run sends what
+that plan found, then ``settle_guess`` waits for the check. A wrong guess costs a read of the
+whole input, never a URL: ``rest_of_input`` yields every pending line the run has not yet
+sent (``Sent`` records them), so nothing is skipped and nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -9,12 +16,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import logging
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from runner.app.signals import SignalStop
 from runner.config.schema import Config, JobConfig
+from runner.core.hashset import HashSet
 from runner.core.items import InvalidLine, Item
 from runner.core.plan import (
     JobPlan,
@@ -28,8 +38,10 @@ from runner.core.plan import (
 from runner.core.resume import ResumeIndex
 from runner.io.inputs import TextPrefix, detect_format
 from runner.io.job_files import load_job_index
-from runner.io.plancache import load_prefix, save_prefix
+from runner.io.plancache import PrefixCheck, forget_prefix, save_prefix, start_prefix
 from runner.io.prepare import read_job_items
+
+log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
@@ -39,6 +51,16 @@ class PlanStopped(Exception):
 
 
 KEEP_PENDING = 10_000  # a resume with at most this many left reads its input once
+
+
+@dataclass
+class Guess:
+    """A plan that started reading the input at the noted offset before the check of the
+    bytes before it finished: true once ``check.wait()`` says so. ``prefix`` is how far the
+    input was all done, to note when it is."""
+
+    check: PrefixCheck
+    prefix: TextPrefix
 
 
 def plan_job(
@@ -51,16 +73,46 @@ def plan_job(
 ) -> tuple[JobPlan, ResumeIndex]:
     """Plan ``job`` from its index (every output file of the job, merged) and what this
     process does: with ``job.shard``, only the items its shard owns. A text input of an
-    unsharded run starts where the last plan found only finished lines
+    unsharded run starts where the last plan found only finished lines, once that is checked
     (``runner.io.plancache``; a shard run reads the whole input). With ``save`` (the caller
     holds the output's lock) a full scan of the output leaves a persistent resume index, and
     the input's finished prefix is noted."""
+    plan, index, _ = _plan(job, config, stop, keep=keep, save=save, early=False)
+    return plan, index
+
+
+def plan_job_early(
+    job: JobConfig,
+    config: Config,
+    stop: threading.Event | None = None,
+    *,
+    keep: int = 0,
+) -> tuple[JobPlan, ResumeIndex, Guess | None]:
+    """``plan_job(save=True)`` without waiting for the input prefix check: with a ``Guess``,
+    the caller sends the plan's items, then ``settle_guess``."""
+    return _plan(job, config, stop, keep=keep, save=True, early=True)
+
+
+def _plan(
+    job: JobConfig,
+    config: Config,
+    stop: threading.Event | None,
+    *,
+    keep: int,
+    save: bool,
+    early: bool,
+) -> tuple[JobPlan, ResumeIndex, Guess | None]:
     index = load_job_index(job, save=save)
     skipped = PendingCounts()  # finished lines the text pre-filter counts without parsing
     skip = done_line_filter(index, skipped, job.shard)
     text = skip is not None and detect_format(job.input_path, job.input_format) == "text"
     text = text and job.shard is None
-    prefix = load_prefix(job.output_path, job.input_path, index) if text else TextPrefix()
+    prefix, check = TextPrefix(), None
+    if text:
+        prefix, check = start_prefix(job.output_path, job.input_path, index)
+        if check is not None and not early and not check.wait():
+            prefix, check = TextPrefix(), None
+        prefix.check = check
     prefix.growing = text
     start = dataclasses.replace(prefix)
     items = read_job_items(job, config, skip, prefix)
@@ -71,9 +123,77 @@ def plan_job(
     counts.failed += skipped.failed + start.failed
     counts.other_shards += skipped.other_shards
     counts.start = (start.offset, start.line_no)
-    if save and text:
+    guess = None
+    if early and check is not None:
+        guess = Guess(check, prefix)
+        if prefix.offset > check.offset:
+            check.start()  # proven by its stat, but a longer prefix is noted: hash it meanwhile
+    elif save and text:
         save_prefix(job.output_path, job.input_path, prefix, index)
-    return make_plan(job, counts, config.batch), index
+    return make_plan(job, counts, config.batch), index, guess
+
+
+def settle_guess(job: JobConfig, guess: Guess, index: ResumeIndex) -> bool:
+    """Wait for the check of a guessed plan (the caller holds the lock): True when the input
+    still starts as noted (the longer prefix is noted); False when it changed (the note is
+    dropped and the caller reads the whole input with ``rest_of_input``)."""
+    if guess.check.wait():
+        save_prefix(job.output_path, job.input_path, guess.prefix, index)
+        return True
+    log.warning(
+        "the input changed before the noted prefix; reading all of it",
+        extra={"job": job.name, "file": str(job.input_path), "offset": guess.check.offset},
+    )
+    forget_prefix(job.output_path)
+    return False
+
+
+class Sent:
+    """The key hashes a run has handed to its engine (after a wrong guess, ``rest_of_input``
+    skips them), and how many of them were items (for ``--limit``)."""
+
+    def __init__(self) -> None:
+        self.hashes = HashSet()
+        self.items = 0
+
+    def record(
+        self, pairs: Iterator[tuple[int, Item | InvalidLine]]
+    ) -> Iterator[tuple[int, Item | InvalidLine]]:
+        for h, item in pairs:
+            self.hashes.add(h)
+            self.items += isinstance(item, Item)
+            yield h, item
+
+    def __repr__(self) -> str:
+        return f"<Sent items={self.items}>"
+
+
+def rest_of_input(
+    job: JobConfig,
+    config: Config,
+    index: ResumeIndex,
+    sent: Sent,
+    counts: PendingCounts,
+    prefix: TextPrefix,
+    stop: threading.Event | None = None,
+) -> Iterator[tuple[int, Item | InvalidLine]]:
+    """After a wrong guess: every pending pair of the whole input but those in ``sent``
+    (``counts`` counts the whole input, the pairs already sent as duplicates; ``prefix``
+    grows over the finished lines it starts with, to be noted)."""
+    skip = done_line_filter(index, counts, job.shard)
+    items = read_job_items(job, config, skip, prefix)
+    pairs = iter_pending(
+        items if stop is None else _until(items, stop, quiet=True), index, counts, job.shard
+    )
+    for h, item in pairs:
+        if h in sent.hashes:
+            if isinstance(item, InvalidLine):
+                counts.invalid -= 1
+            else:
+                counts.pending -= 1
+            counts.duplicates += 1
+            continue
+        yield h, item
 
 
 def pending_items(

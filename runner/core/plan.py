@@ -17,7 +17,7 @@ from runner.config.schema import BatchConfig, JobConfig
 from runner.core.hashset import HashSet
 from runner.core.items import InvalidLine, Item
 from runner.core.keys import key_hash
-from runner.core.resume import FAILED, NONE, OK, ResumeIndex
+from runner.core.resume import FAILED, NONE, OK, ResumeIndex, digests_to_ints
 from runner.core.shard import Shard
 
 Route = Literal["realtime", "batch"]
@@ -115,23 +115,24 @@ def done_line_filter(
     (numpy), the sets read after it per line."""
     if index.empty and shard is None:
         return None
-    blake2b, from_bytes = hashlib.blake2b, int.from_bytes  # key_hash_bytes, inlined
+    blake2b = hashlib.blake2b  # key_hash_bytes, inlined (as digests: no int per line)
     ok, failed, retryable = index.ok, index.failed, index.retryable
     overlay = bool(ok or failed or retryable)
     base = index.base
 
     def skip(lines: list[bytes]) -> list[int]:
-        hashes = [from_bytes(blake2b(line, digest_size=8).digest(), "little") for line in lines]
+        digests = b"".join([blake2b(line, digest_size=8).digest() for line in lines])
         if base is not None and len(base):
-            codes = base.states_of(hashes)
+            codes = base.states_of_digests(digests)
         else:
-            codes = [NONE] * len(hashes)
+            codes = [NONE] * len(lines)
+        hashes = digests_to_ints(digests) if overlay or shard is not None else []
         if overlay:  # the later records win over the base
             codes = [
                 OK if h in ok else FAILED if h in failed else NONE if h in retryable else c
                 for h, c in zip(hashes, codes, strict=True)
             ]
-        out = [c if c in (OK, FAILED) else 0 for c in codes]
+        out = codes  # OK, FAILED or NONE (RETRYABLE is not done)
         if shard is not None:  # another shard's line counts only there, whatever its state
             n, i = shard.count, shard.index
             out = [OTHER_SHARD if h % n != i else c for h, c in zip(hashes, out, strict=True)]

@@ -14,10 +14,10 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -43,7 +43,11 @@ def detect_format(path: Path, input_format: str = "auto") -> str:
 # The resume pre-filter: one code per line of a batch (0 keep, 1 done ok, 2 done as an error,
 # 3 another shard's: skipped but not done, so it ends a finished prefix like 0).
 SkipLine = Callable[[list[bytes]], list[int]]
-_BATCH = 4096
+_BATCH_BYTES = 256 << 10
+
+
+class PrefixHash(Protocol):
+    def hashed(self) -> tuple[int, Any] | None: ...
 
 
 @dataclass
@@ -58,9 +62,9 @@ class TextPrefix:
     done: int = 0
     failed: int = 0
     growing: bool = True
-    # (offset, hash of the input up to it) as runner.io.plancache checked it: the note it
-    # writes next hashes only the bytes after it
-    hashed: tuple[int, Any] | None = field(default=None, repr=False, compare=False)
+    # runner.io.plancache's check of the noted part: the note it writes next extends that
+    # hash by the bytes after it (and is not written if the check fails)
+    check: PrefixHash | None = field(default=None, repr=False, compare=False)
 
 
 def read_items(
@@ -115,53 +119,62 @@ def _read_text(
     try:
         if prefix.offset:
             handle.seek(prefix.offset)
-        line_no = prefix.line_no
-        batch: list[tuple[int, bytes, bytes]] = []
-        for raw in handle:
-            line_no += 1
-            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                batch.append((line_no, raw[3:].strip(_STRIP), raw))
-            else:
-                batch.append((line_no, raw.strip(_STRIP), raw))
-            if len(batch) >= _BATCH:
-                yield from _text_batch(batch, skip, prefix, handle.tell())
-                batch = []
-        yield from _text_batch(batch, skip, prefix, handle.tell())
+        line_no = prefix.line_no  # of the line before the batch
+        while raws := handle.readlines(_BATCH_BYTES):  # split in C, about 6,000 URLs
+            lines = [raw.strip(_STRIP) for raw in raws]
+            if line_no == 0 and raws[0].startswith(b"\xef\xbb\xbf"):
+                lines[0] = raws[0][3:].strip(_STRIP)
+            yield from _text_batch(line_no, lines, raws, skip, prefix, handle.tell())
+            line_no += len(raws)
     finally:
         handle.close()
 
 
 def _text_batch(
-    batch: list[tuple[int, bytes, bytes]], skip: SkipLine | None, prefix: TextPrefix, end: int
+    before: int,
+    lines: list[bytes],
+    raws: list[bytes],
+    skip: SkipLine | None,
+    prefix: TextPrefix,
+    end: int,
 ) -> Iterator[Item | InvalidLine]:
-    """Items of a batch of (line number, stripped line, raw line) that ends at byte ``end``;
-    blank and # lines dropped."""
-    wanted = [(n, line, raw) for n, line, raw in batch if line and not line.startswith(b"#")]
-    codes = skip([line for _, line, _ in wanted]) if skip is not None and wanted else None
-    if prefix.growing and batch:
-        if codes is not None and 0 not in codes and 3 not in codes and batch[-1][2].endswith(b"\n"):
+    """Items of a batch of lines (stripped, raw; the first is line ``before + 1``) that ends
+    at byte ``end``; blank and # lines dropped."""
+    where: Sequence[int]
+    if b"" not in lines and b"\n#" not in b"\n".join(lines) and lines[0][:1] != b"#":
+        where, wanted = range(len(lines)), lines  # no blank line, no comment
+    else:
+        where = [i for i, line in enumerate(lines) if line and line[0] != 35]  # 35: "#"
+        wanted = [lines[i] for i in where]
+    codes = skip(wanted) if skip is not None and wanted else None
+    if prefix.growing:
+        if codes is not None and 0 not in codes and 3 not in codes and raws[-1].endswith(b"\n"):
             prefix.offset = end  # the whole batch is finished or blank
-            prefix.line_no = batch[-1][0]
+            prefix.line_no = before + len(raws)
             prefix.failed += codes.count(2)
             prefix.done += len(codes)
         else:
-            _grow(prefix, batch, codes)
+            _grow(prefix, before, lines, raws, codes)
     if codes is None:
-        for line_no, line, _ in wanted:
-            yield parse_line(line, line_no)
+        todo: Iterable[int] = where
+    elif 0 not in codes:
+        todo = ()
     else:
-        for (line_no, line, _), code in zip(wanted, codes, strict=True):
-            if not code:
-                yield parse_line(line, line_no)
+        todo = [where[j] for j, code in enumerate(codes) if not code]
+    for i in todo:
+        yield parse_line(lines[i], before + i + 1)
 
 
 def _grow(
     prefix: TextPrefix,
-    batch: list[tuple[int, bytes, bytes]],
+    before: int,
+    lines: list[bytes],
+    raws: list[bytes],
     codes: list[int] | None,
 ) -> None:
     j = 0
-    for line_no, line, raw in batch:
+    for i, raw in enumerate(raws):
+        line = lines[i]
         code = -1  # blank or comment
         if line and not line.startswith(b"#"):
             code = codes[j] if codes is not None else 0
@@ -170,7 +183,7 @@ def _grow(
             prefix.growing = False
             return
         prefix.offset += len(raw)
-        prefix.line_no = line_no
+        prefix.line_no = before + i + 1
         if code > 0:
             prefix.done += 1
             prefix.failed += code == 2

@@ -86,6 +86,43 @@ def iter_blocks(
             )
 
 
+def iter_spans(
+    path: Path, *, start: int = 0, ends: list[int] | None = None
+) -> Iterator[tuple[bytes, int]]:
+    """``iter_blocks`` for a regex scan, without its copies: ``(data, end)`` where
+    ``data[:end]`` is whole lines, each preceded by a newline (the first one too), so
+    ``pattern.findall(data, 0, end)`` sees every line as ``\n...``. One concatenation per
+    8 MB block (``iter_blocks`` makes three: a 10-million-record scan is 3.6 GB of memcpy
+    fewer). Same rules: the last line counts only if whole, ``ends`` as in ``iter_blocks``."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
+    except FileNotFoundError:
+        return
+    except OSError as exc:  # a folder, no permission
+        raise OutputError(f"{path}: cannot read the output: {exc.strerror}") from None
+    block = BLOCK  # read at call time: tests shrink it to split records across blocks
+    with handle:
+        if start:
+            handle.seek(start)
+        rest = b""
+        whole = start
+        while chunk := handle.read(block):
+            data = b"\n" + rest + chunk
+            end = data.rfind(b"\n")
+            if end == 0:
+                rest = data[1:]
+                continue
+            rest = data[end + 1 :]
+            whole += end  # the leading newline is not the file's
+            if ends is not None:
+                ends.append(whole)
+            yield data, end
+        if rest and parse_record(rest) is not None:
+            yield b"\n" + rest, len(rest) + 1  # whole, only its newline is missing
+        elif rest:
+            log.info("torn last line", extra={"file": str(path), "bytes": len(rest)})
+
+
 def iter_lines(path: Path, size: int | None = None) -> Iterator[bytes]:
     """Every line (newline included) of the file or of its first ``size`` bytes."""
     for data in iter_blocks(path, size):

@@ -32,6 +32,7 @@ import logging
 import os
 import struct
 import weakref
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,9 +145,10 @@ def open_index(output: Path) -> tuple[IndexHeader, KeyTable] | None:
                 elif n == 0:
                     return header, KeyTable.empty()
                 else:
-                    np = numpy()
-                    raw = os.pread(handle.fileno(), 8 * fence_n, HEADER + 9 * n)
-                    fence = np.frombuffer(raw, dtype=np.uint64)
+                    fence = array("Q")
+                    fence.frombytes(os.pread(handle.fileno(), 8 * fence_n, HEADER + 9 * n))
+                    if len(fence) != fence_n:
+                        raise ValueError("the fence is short")
                     return header, KeyTable(n=n, fence=fence, read=_reader(path, n))
         except (OSError, ValueError) as exc:
             why = f"cannot read the index: {exc}"
@@ -154,17 +156,17 @@ def open_index(output: Path) -> tuple[IndexHeader, KeyTable] | None:
     return None
 
 
-def _reader(path: Path, n: int) -> Callable[[int, int], tuple[Any, Any]]:
-    """``read(start, stop)``: keys and states of that range, read from the index file (it is
-    replaced by rename, never rewritten, so an open handle keeps reading the same table)."""
-    np = numpy()
+def _reader(path: Path, n: int) -> Callable[[int, int], tuple[bytes, bytes]]:
+    """``read(start, stop)``: the raw keys and states of that range, read from the index file
+    (it is replaced by rename, never rewritten, so an open handle keeps reading the same
+    table)."""
     fd = os.open(path, os.O_RDONLY)
 
-    def read(start: int, stop: int) -> tuple[Any, Any]:
+    def read(start: int, stop: int) -> tuple[bytes, bytes]:
         count = stop - start
-        keys = np.frombuffer(os.pread(fd, 8 * count, HEADER + 8 * start), dtype=np.uint64)
-        states = np.frombuffer(os.pread(fd, count, HEADER + 8 * n + start), dtype=np.uint8)
-        if len(keys) != count or len(states) != count:
+        keys = os.pread(fd, 8 * count, HEADER + 8 * start)
+        states = os.pread(fd, count, HEADER + 8 * n + start)
+        if len(keys) != 8 * count or len(states) != count:
             raise OutputError(f"{path}: the resume index is short")
         return keys, states
 

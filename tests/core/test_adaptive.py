@@ -3,6 +3,7 @@ server (``capped_server``): no sockets, no event loop, time is a number."""
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import pytest
@@ -102,15 +103,16 @@ def test_other_failures_leave_the_limit_alone() -> None:
 
 
 def test_cycle_gives_back_then_climbs_a_step_per_quiet_window() -> None:
-    """At its cycle the controller gives back a share, waits for it to drain, then climbs one
-    step per quiet window, never before the window ends."""
+    """At its cycle the controller gives back a share, waits for it to drain (and a quiet
+    window per doubling of its limit), then climbs one step per quiet window, never before the
+    window ends."""
     ctl = holding_at(40)
     cycle = ctl.wake_at
     assert cycle is not None and cycle > 10.2  # at least a round trip after the refusal
     ctl.tick(cycle)
     assert ctl.phase == "give" and ctl.limit == 36  # 10 % of 40
     climb = ctl.wake_at
-    assert climb == pytest.approx(cycle + 0.25 * 0.2)
+    assert climb == pytest.approx(cycle + 0.25 * 0.2 + ctl.window_s * math.log2(36))
     assert ctl.tick(climb) == 37
     window = ctl.window_s
     ctl.on_success(0.2, climb + window / 2)
@@ -154,6 +156,19 @@ def test_starved_controller_pauses_with_a_wake_up() -> None:
     wake = ctl.wake_at
     assert wake is not None and wake > 0.1
     assert ctl.tick(wake) == 1
+
+
+def test_smaller_clients_climb_sooner_after_a_give_back() -> None:
+    """Of two clients giving back at the same instant, the smaller one starts its climb first, so
+    it wins the race for the slots the larger one gave back: the pull towards equal shares."""
+    small, large = holding_at(4), holding_at(24)
+    cycle = large.wake_at
+    assert cycle is not None and small.wake_at == cycle
+    small.tick(cycle)
+    large.tick(cycle)
+    small_climb, large_climb = small.wake_at, large.wake_at
+    assert small_climb is not None and large_climb is not None
+    assert large_climb - small_climb >= 2 * small.window_s
 
 
 def test_processes_with_close_round_trips_share_the_cycle_grid() -> None:

@@ -171,6 +171,52 @@ def test_smaller_clients_climb_sooner_after_a_give_back() -> None:
     assert large_climb - small_climb >= 2 * small.window_s
 
 
+def refused_below_its_level(ctl: AdaptiveLimit) -> float:
+    """One cycle in which another client takes the slots given back: the climb's first step is
+    refused. Returns when that cycle began."""
+    cycle = ctl.wake_at
+    assert cycle is not None and ctl.phase == "hold"
+    ctl.tick(cycle)
+    climb = ctl.wake_at
+    assert climb is not None and ctl.phase == "give"
+    level = ctl.tick(climb)
+    ctl.on_throttled(climb + THROTTLE_S, THROTTLE_S, in_flight=level)
+    return cycle
+
+
+def test_two_signs_of_another_client_switch_to_the_shared_pace() -> None:
+    """A climb refused below where it was refused last is a sign of another client (or of a cap
+    that fell): one is not enough, two within a few cycles switch to the shared pace, whose
+    cycles are ``shared_cycle`` grid ticks apart and give back more."""
+    ctl = holding_at(16)
+    refused_below_its_level(ctl)
+    assert ctl.shared == 0
+    refused_below_its_level(ctl)
+    assert ctl.shared == ctl.shared_cycles
+    grid = ctl.grid_s
+    assert grid is not None
+    cycle = refused_below_its_level(ctl)
+    ticks = cycle / (grid * ctl.shared_cycle)
+    assert ticks == pytest.approx(round(ticks))
+    level, owed = ctl.limit, ctl.owed
+    ctl.tick(ctl.next_cycle_at)
+    assert ctl.limit == level - math.floor(ctl.shared_give_back * level + owed)
+
+
+def test_one_client_on_a_steady_cap_never_takes_the_shared_pace() -> None:
+    """Refused one past the same level every cycle: no sign, the single pace throughout."""
+    traces = run(
+        [ctl := AdaptiveLimit()],
+        step_cap([(0, 16)]),
+        30.0,
+        latency_s=0.2,
+        jitter_s=0.02,
+        throttle_latency_s=THROTTLE_S,
+        clock_offset_s=1000.0,
+    )
+    assert traces[0].throttled > 20 and ctl.shared == 0 and ctl.signs == 0
+
+
 def test_processes_with_close_round_trips_share_the_cycle_grid() -> None:
     """Cycles start at multiples of ~3 round trips rounded to 2^k or 1.5 * 2^k seconds, so two
     processes on one machine whose round trips differ a little give back at the same instants."""

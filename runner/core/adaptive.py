@@ -251,8 +251,10 @@ class AdaptiveLimit:
         self.phase = "give"
         # smaller clients start their climb sooner, so they win the race for the slots given
         # back: a pull towards equal shares
-        head = self.window_s * math.log2(max(1.0, self.value))
-        self.climb_at = now + self.give_back_rtts * (self.rtt_s or self.guess_rtt_s) + head
+        # back: a pull towards equal shares (at most as long again as the drain)
+        drain = self.give_back_rtts * (self.rtt_s or self.guess_rtt_s)
+        head = min(drain, self.window_s * math.log2(max(1.0, self.value)))
+        self.climb_at = now + drain + head
 
     def _climb(self, now: float, before: float | None = None) -> None:
         self.phase = "climb"

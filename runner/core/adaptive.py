@@ -10,7 +10,9 @@ which is refused later: there the window follows the refusals seen up there.
 
 - Start (TCP slow start): +1 per successful answer, so the limit doubles per round trip, until
   the first throttle, or until answers take 1.5 times as long as the fastest (HyStart: the
-  path fills up before the cap does).
+  path fills up before the cap does). The gate gets those raises a tenth at a time per
+  ``min_window_s``: answers that arrive together would send a round trip's raises at once,
+  all past the cap before its first refusal is back.
 - Refused: each request refused after a raise was one too many and takes one off, but the
   limit never goes below the requests still out (the rest of that raise, refused a moment
   later, are no news, and their retries are not sent meanwhile).
@@ -19,7 +21,9 @@ which is refused later: there the window follows the refusals seen up there.
   1, 1, 2, 2, 4, 4 ... slots per quiet window, stopping one past the level it held (TCP
   CUBIC's fast return to its last maximum). Where the cap has not moved, that one request is
   refused: one throttle per cycle. Where it has risen, the climb goes on, steps doubling (at
-  most half the limit each), and fills the new cap within a round trip or two.
+  most half the limit each, and no faster than a doubling per ``climb_doubling_rtts``, so
+  with slow answers it steps by one and overshoots by one), and fills the new cap within a
+  round trip or two.
 - Several processes on one account: the cycles sit on a clock grid (multiples of
   ``probe_rtts`` round trips rounded to 2^k or 1.5 * 2^k seconds of ``now``), so processes on
   one machine give back and climb at the same moments. A proportional give-back and a climb
@@ -250,7 +254,6 @@ class AdaptiveLimit:
         self.value = max(float(self.min_limit), self.value - given)
         self.phase = "give"
         # smaller clients start their climb sooner, so they win the race for the slots given
-        # back: a pull towards equal shares
         # back: a pull towards equal shares (at most as long again as the drain)
         drain = self.give_back_rtts * (self.rtt_s or self.guess_rtt_s)
         head = min(drain, self.window_s * math.log2(max(1.0, self.value)))
@@ -381,5 +384,5 @@ class AdaptiveLimit:
     def __repr__(self) -> str:
         return (
             f"<AdaptiveLimit {self.value:.1f} {self.phase} window={self.window_s:.3f}s"
-            f" cuts={self.cuts} paused={self.paused_until is not None}>"
+            f" cuts={self.cuts} shared={self.shared} paused={self.paused_until is not None}>"
         )

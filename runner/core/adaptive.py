@@ -10,7 +10,9 @@ which is refused later: there the window follows the refusals seen up there.
 
 - Start (TCP slow start): +1 per successful answer, so the limit doubles per round trip, until
   the first throttle, or until answers take 1.5 times as long as the fastest (HyStart: the
-  path fills up before the cap does).
+  path fills up before the cap does). The gate gets those raises a tenth at a time per
+  ``min_window_s``: answers that arrive together would send a round trip's raises at once,
+  all past the cap before its first refusal is back.
 - Refused: each request refused after a raise was one too many and takes one off, but the
   limit never goes below the requests still out (the rest of that raise, refused a moment
   later, are no news, and their retries are not sent meanwhile).
@@ -19,12 +21,20 @@ which is refused later: there the window follows the refusals seen up there.
   1, 1, 2, 2, 4, 4 ... slots per quiet window, stopping one past the level it held (TCP
   CUBIC's fast return to its last maximum). Where the cap has not moved, that one request is
   refused: one throttle per cycle. Where it has risen, the climb goes on, steps doubling (at
-  most half the limit each), and fills the new cap within a round trip or two.
+  most half the limit each, and no faster than a doubling per ``climb_doubling_rtts``, so
+  with slow answers it steps by one and overshoots by one), and fills the new cap within a
+  round trip or two.
 - Several processes on one account: the cycles sit on a clock grid (multiples of
   ``probe_rtts`` round trips rounded to 2^k or 1.5 * 2^k seconds of ``now``), so processes on
-  one machine give back and climb at the same moments and the same pace: each takes an equal
-  part of what all gave back. A proportional give-back and an equal take-back, with every
-  client meeting the cap at once, draw their shares together (AIMD's convergence).
+  one machine give back and climb at the same moments. A proportional give-back and a climb
+  that starts later the larger the limit (a quiet window per doubling), so the smaller clients
+  win the race for what all gave back, draw the shares together (AIMD's convergence, with the
+  ordering as the pull). Each client's climb ends in one refusal, so N clients on one cap would
+  draw N throttles per cycle: a client that sees two signs of others within a few cycles (a
+  climb refused below where it was refused last, or held well above it) takes the shared pace
+  for ``shared_cycles`` cycles: a cycle every ``shared_cycle`` grid ticks (still on the grid)
+  and a larger give-back, ``shared_give_back``. One client alone sees a sign only when the
+  cap moves, and needs two.
 - Drop: two throttles within a round trip while holding mean the cap fell (the multiplicative
   decrease of the Netflix and AWS SDK limiters): cut to ``drop_beta`` of the limit; for the
   round trip after, while requests sent before the drop drain, each throttle takes one off;
@@ -57,7 +67,12 @@ class AdaptiveLimit:
     probe_rtts: float = 3.2  # one give-back-and-climb cycle every this many round trips
     give_back: float = 0.1  # share of the limit given back at each cycle
     give_back_rtts: float = 0.25  # how long the given-back slots drain before the climb
+    shared_cycle: int = 4  # grid ticks per cycle while other clients share the cap
+    shared_give_back: float = 0.2  # the give-back while other clients share the cap
+    shared_cycles: int = 12  # cycles the shared pace lasts after the last sign of another client
+    climb_doubling_rtts: float = 0.25  # a climb doubles the limit in at most this many RTTs
     drop_beta: float = 0.35  # the cut when the cap drops
+    start_growth: float = 0.1  # in slow start the admitted limit grows this share per min window
     inflated: float = 1.5  # slow start ends when answers take this much longer than the fastest
     min_window_s: float = 0.01  # floor of the quiet window that confirms a raise
     guess_rtt_s: float = 1.0  # the round trip assumed before the first answer
@@ -90,6 +105,12 @@ class AdaptiveLimit:
         self.owed = 0.0  # the fraction of a slot not yet given back
         self.given_from = self.value
         self.cuts = 0
+        self.paced = self.value  # what slow start admits: answers in a burst raise it in steps
+        self.paced_at = -math.inf
+        self.settled = math.inf  # the level a refused climb left, lowered by later refusals
+        self.signed = False  # a sign was counted in this cycle
+        self.signs = 0  # cycles left in which a second sign of another client counts
+        self.shared = 0  # cycles left at the shared pace (another client took given-back slots)
 
     # -- what the gate reads ---------------------------------------------------------------
 
@@ -98,7 +119,8 @@ class AdaptiveLimit:
         """What the gate should admit now: 0 while paused, else at least ``min_limit``."""
         if self.paused_until is not None:
             return 0
-        return max(self.min_limit, int(self.value))
+        value = min(self.value, self.paced) if self.phase == "start" else self.value
+        return max(self.min_limit, int(value))
 
     @property
     def wake_at(self) -> float | None:
@@ -107,6 +129,8 @@ class AdaptiveLimit:
             return self.paused_until
         if self.phase == "give":
             return self.climb_at
+        if self.phase == "start":
+            return self.paced_at + self.min_window_s if self.value > self.paced else None
         if self.phase == "climb":
             return None if self.awaiting_answer else self.raised_at + self.window_s
         if self.phase == "hold" and self.next_cycle_at < math.inf:
@@ -172,11 +196,13 @@ class AdaptiveLimit:
             self.value *= self.drop_beta
             self.cool_until = now + (self.rtt_s or 0.0) + 2 * self.rtt_var_s
             self.after_drop = True
+            self.settled = self.value
             self.phase = "hold"
             self.cuts += 1
         else:
             self.value = one_off  # one stray throttle: a slot taken by another client, or a drop
         self.value = max(float(self.min_limit), self.value)
+        self.settled = min(self.settled, self.value)
         return self.limit
 
     def tick(self, now: float) -> int:
@@ -195,7 +221,9 @@ class AdaptiveLimit:
         has been quiet for a window."""
         if self.paused_until is not None:
             return
-        if self.phase == "give" and now >= self.climb_at:
+        if self.phase == "start":
+            self._pace(now)
+        elif self.phase == "give" and now >= self.climb_at:
             self._climb(now, self.given_from)
         elif self.phase == "climb" and now >= self.raised_at + self.window_s and self._live(now):
             self._step(now)
@@ -206,14 +234,30 @@ class AdaptiveLimit:
             else:
                 self._give_back(now)
 
+    def _pace(self, now: float) -> None:
+        """Slow start admits its raises a step per ``min_window_s`` (a share ``start_growth``
+        of the limit, at least one): answers that arrive together would otherwise send a whole
+        round trip's raises at once, all past the cap before its first refusal is back."""
+        if self.value > self.paced and now >= self.paced_at + self.min_window_s:
+            self.paced = min(self.value, self.paced + max(1.0, self.start_growth * self.paced))
+            self.paced_at = now
+
     def _give_back(self, now: float) -> None:
         self.given_from = self.value
-        self.owed += self.give_back * self.value
+        self.shared = max(0, self.shared - 1)
+        self.signs = max(0, self.signs - 1)
+        self.signed = False
+        share = self.shared_give_back if self.shared else self.give_back
+        self.owed += share * self.value
         given = math.floor(self.owed)  # whole slots; the fraction carries to the next cycle
         self.owed -= given
         self.value = max(float(self.min_limit), self.value - given)
         self.phase = "give"
-        self.climb_at = now + self.give_back_rtts * (self.rtt_s or self.guess_rtt_s)
+        # smaller clients start their climb sooner, so they win the race for the slots given
+        # back: a pull towards equal shares (at most as long again as the drain)
+        drain = self.give_back_rtts * (self.rtt_s or self.guess_rtt_s)
+        head = min(drain, self.window_s * math.log2(max(1.0, self.value)))
+        self.climb_at = now + drain + head
 
     def _climb(self, now: float, before: float | None = None) -> None:
         self.phase = "climb"
@@ -228,15 +272,25 @@ class AdaptiveLimit:
         only request refused. No step is more than half the limit, nor, above the highest
         limit held so far (where each slot opens a new connection), half of that."""
         self.high = max(self.high, self.value)  # confirmed: held without a refusal
+        if self.value > self.settled + 1:
+            self._sign_of_sharing()  # held above where it was refused last
         step = 2.0 ** (self.steps // 2)
         self.steps += 1
         if self.value <= self.before:
             step = min(step, self.before + 1.0 - self.value)
         step = min(step, max(1.0, (self.high if self.value >= self.high else self.value) / 2))
+        step = min(step, max(1.0, self.value * self._growth_per_window()))
         self.value = min(float(self.max_limit), self.value + step)
         self.raised_at = now
         if self.value >= self.max_limit:
             self._hold(now)
+
+    def _growth_per_window(self) -> float:
+        """The share a climb may add per quiet window to double in ``climb_doubling_rtts``
+        round trips: where refusals come back fast against the round trip, smaller steps are
+        as quick and the last one past the cap draws fewer refusals."""
+        rtt = self.rtt_s or self.guess_rtt_s
+        return math.pow(2.0, self.window_s / (self.climb_doubling_rtts * rtt)) - 1.0
 
     def _refused(self, now: float, one_off: float, latency_s: float) -> None:
         """A raise drew a throttle: hold at one off."""
@@ -247,11 +301,28 @@ class AdaptiveLimit:
         later = (self.rtt_s or 0.0) if self.phase == "start" else 0.0
         self.burst_until = now + max(2 * slowest, self.min_window_s, later)
         self.high = max(self.high, self.value)  # the refused one opened a connection too
+        if self.phase == "climb":
+            if not self.settled < self.value <= self.settled + 1:
+                self._sign_of_sharing()  # refused below, or well above, where it was last
+            self.settled = one_off
         self.value = one_off
         self._hold(now)
 
+    def _sign_of_sharing(self) -> None:
+        """A climb refused elsewhere than one past the level it was refused at last: another
+        client took the slots it gave back, or left some (or the cap moved). Two such within a
+        few cycles: take the shared pace."""
+        if self.signed:
+            return
+        self.signed = True
+        if self.signs:
+            self.shared = self.shared_cycles
+        self.signs = self.shared_cycles // 2
+
     def _hold(self, now: float) -> None:
         """Hold; the next cycle waits a round trip, until stragglers of the last raise are in."""
+        if self.phase == "start":
+            self.value = min(self.value, self.paced)  # what was admitted, not what was counted
         self.phase = "hold"
         self.next_cycle_at = self._next_cycle(now + (self.rtt_s or 0.0))
 
@@ -271,13 +342,17 @@ class AdaptiveLimit:
     def _next_cycle(self, now: float) -> float:
         """The first multiple of the cycle period after ``now``: ``probe_rtts`` round trips
         rounded to the nearest 2^k or 3 * 2^(k-1) seconds, kept while within a factor 1.35 of
-        that. Processes whose round trips round differently still meet every 2nd or 3rd tick."""
+        that. Processes whose round trips round differently still meet every 2nd or 3rd tick.
+        At the shared pace a cycle is ``shared_cycle`` grid ticks, so its cycles still fall on
+        the ticks of clients at the single pace."""
         period = self.probe_rtts * (self.rtt_s or self.guess_rtt_s)
         grid = self.grid_s
         if grid is None or not grid / 1.35 <= period <= grid * 1.35:
             k = math.floor(math.log2(period))
             steps = (2.0**k, 1.5 * 2.0**k, 2.0 ** (k + 1))
             grid = self.grid_s = min(steps, key=lambda g: abs(math.log(period / g)))
+        if self.shared:
+            grid *= self.shared_cycle
         return (math.floor(now / grid) + 1) * grid
 
     def _live(self, now: float) -> bool:
@@ -309,5 +384,5 @@ class AdaptiveLimit:
     def __repr__(self) -> str:
         return (
             f"<AdaptiveLimit {self.value:.1f} {self.phase} window={self.window_s:.3f}s"
-            f" cuts={self.cuts} paused={self.paused_until is not None}>"
+            f" cuts={self.cuts} shared={self.shared} paused={self.paused_until is not None}>"
         )

@@ -3,6 +3,7 @@ server (``capped_server``): no sockets, no event loop, time is a number."""
 
 from __future__ import annotations
 
+import math
 import statistics
 
 import pytest
@@ -102,15 +103,17 @@ def test_other_failures_leave_the_limit_alone() -> None:
 
 
 def test_cycle_gives_back_then_climbs_a_step_per_quiet_window() -> None:
-    """At its cycle the controller gives back a share, waits for it to drain, then climbs one
-    step per quiet window, never before the window ends."""
+    """At its cycle the controller gives back a share, waits for it to drain (and a quiet
+    window per doubling of its limit, at most the drain again), then climbs one step per quiet
+    window, never before the window ends."""
     ctl = holding_at(40)
     cycle = ctl.wake_at
     assert cycle is not None and cycle > 10.2  # at least a round trip after the refusal
     ctl.tick(cycle)
     assert ctl.phase == "give" and ctl.limit == 36  # 10 % of 40
     climb = ctl.wake_at
-    assert climb == pytest.approx(cycle + 0.25 * 0.2)
+    drain = 0.25 * 0.2
+    assert climb == pytest.approx(cycle + drain + min(drain, ctl.window_s * math.log2(36)))
     assert ctl.tick(climb) == 37
     window = ctl.window_s
     ctl.on_success(0.2, climb + window / 2)
@@ -154,6 +157,65 @@ def test_starved_controller_pauses_with_a_wake_up() -> None:
     wake = ctl.wake_at
     assert wake is not None and wake > 0.1
     assert ctl.tick(wake) == 1
+
+
+def test_smaller_clients_climb_sooner_after_a_give_back() -> None:
+    """Of two clients giving back at the same instant, the smaller one starts its climb first, so
+    it wins the race for the slots the larger one gave back: the pull towards equal shares."""
+    small, large = holding_at(4), holding_at(24)
+    cycle = large.wake_at
+    assert cycle is not None and small.wake_at == cycle
+    small.tick(cycle)
+    large.tick(cycle)
+    small_climb, large_climb = small.wake_at, large.wake_at
+    assert small_climb is not None and large_climb is not None
+    assert large_climb - small_climb >= 2 * small.window_s
+
+
+def refused_below_its_level(ctl: AdaptiveLimit) -> float:
+    """One cycle in which another client takes the slots given back: the climb's first step is
+    refused. Returns when that cycle began."""
+    cycle = ctl.wake_at
+    assert cycle is not None and ctl.phase == "hold"
+    ctl.tick(cycle)
+    climb = ctl.wake_at
+    assert climb is not None and ctl.phase == "give"
+    level = ctl.tick(climb)
+    ctl.on_throttled(climb + THROTTLE_S, THROTTLE_S, in_flight=level)
+    return cycle
+
+
+def test_two_signs_of_another_client_switch_to_the_shared_pace() -> None:
+    """A climb refused below where it was refused last is a sign of another client (or of a cap
+    that fell): one is not enough, two within a few cycles switch to the shared pace, whose
+    cycles are ``shared_cycle`` grid ticks apart and give back more."""
+    ctl = holding_at(16)
+    refused_below_its_level(ctl)
+    assert ctl.shared == 0
+    refused_below_its_level(ctl)
+    assert ctl.shared == ctl.shared_cycles
+    grid = ctl.grid_s
+    assert grid is not None
+    cycle = refused_below_its_level(ctl)
+    ticks = cycle / (grid * ctl.shared_cycle)
+    assert ticks == pytest.approx(round(ticks))
+    level, owed = ctl.limit, ctl.owed
+    ctl.tick(ctl.next_cycle_at)
+    assert ctl.limit == level - math.floor(ctl.shared_give_back * level + owed)
+
+
+def test_one_client_on_a_steady_cap_never_takes_the_shared_pace() -> None:
+    """Refused one past the same level every cycle: no sign, the single pace throughout."""
+    traces = run(
+        [ctl := AdaptiveLimit()],
+        step_cap([(0, 16)]),
+        30.0,
+        latency_s=0.2,
+        jitter_s=0.02,
+        throttle_latency_s=THROTTLE_S,
+        clock_offset_s=1000.0,
+    )
+    assert traces[0].throttled > 20 and ctl.shared == 0 and ctl.signs == 0
 
 
 def test_processes_with_close_round_trips_share_the_cycle_grid() -> None:

@@ -21,13 +21,13 @@ import logging
 import os
 import re
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Self
 
 from runner.core.keys import key_hash, key_hash_bytes
 from runner.core.records import Record, dumps, is_final, record_key
-from runner.core.resume import FAILED, OK, RETRYABLE, KeyTable, ResumeIndex
+from runner.core.resume import OK, KeyTable, ResumeIndex, record_state
 from runner.errors import ConfigError, OutputError, RunLocked
 from runner.io import keyindex
 from runner.io.jsonl import BLOCK, iter_blocks, parse_record, skipped_line
@@ -104,62 +104,66 @@ def _full_scan(path: Path) -> ResumeIndex:
     index = ResumeIndex()
     hashes = array("Q")
     states = array("B")
-    add_h, add_s = hashes.append, states.append
-    hash_bytes = key_hash_bytes
-    records = 0
-    line_no = 0
-    ends: list[int] = []
-    for block in iter_blocks(path, ends=ends):
-        for url, key, other in _FAST_LINE.findall(b"\n" + block[:-1]):  # a tuple per line
-            line_no += 1
-            if url:
-                add_h(hash_bytes(key or url))
-                add_s(OK)
-                records += 1
-            elif other.strip():
-                record = _slow_record(other, line_no, path, index.corrupt_lines)
-                if record is not None:
-                    key_text = record_key(record)
-                    if key_text is not None:
-                        add_h(key_hash(key_text))
-                        add_s(_state(record))
-                        records += 1
-    index.records = records
-    index.lines = line_no
-    index.scanned = ends[-1] if ends else 0
+    scan = _Scan(path, 0, 0, index.corrupt_lines)
+    for block_hashes, block_states in scan:
+        hashes.extend(block_hashes)
+        states.extend(block_states)
+    index.records = len(hashes)
+    index.lines = scan.lines
+    index.scanned = scan.end
     index.base = KeyTable.from_sequence(hashes, states) if hashes else None
     return index
 
 
 def _scan_tail(path: Path, index: ResumeIndex, start: int) -> None:
     """Read the records after byte ``start`` into the index's sets (the later record wins)."""
-    hash_bytes = key_hash_bytes
-    records = 0
-    line_no = index.lines
-    ends: list[int] = []
-    for block in iter_blocks(path, start=start, ends=ends):
-        for url, key, other in _FAST_LINE.findall(b"\n" + block[:-1]):
-            line_no += 1
-            if url:
-                index.add_hash(hash_bytes(key or url), "ok", True)
-                records += 1
-            elif other.strip():
-                record = _slow_record(other, line_no, path, index.corrupt_lines)
-                if record is not None:
-                    key_text = record_key(record)
-                    if key_text is not None:
-                        index.add(key_text, record.get("status"), is_final(record))
-                        records += 1
-    index.records += records
-    index.lines = line_no
-    if ends:
-        index.scanned = ends[-1]
+    scan = _Scan(path, start, index.lines, index.corrupt_lines)
+    for hashes, states in scan:
+        for h, state in zip(hashes, states, strict=True):
+            index.add_hash(h, state)
+        index.records += len(hashes)
+    index.lines = scan.lines
+    index.scanned = scan.end
 
 
-def _state(record: Record) -> int:
-    if record.get("status") == "ok":
-        return OK
-    return FAILED if is_final(record) else RETRYABLE
+class _Scan:
+    """The key hash and state of each record of the output from byte ``start`` (a line start
+    with ``lines`` lines before it), in file order, one pair of arrays per block: a tuple per
+    line would cost a call per line, measurable at a million lines. Once iterated, ``lines``
+    counts the lines read and ``end`` is the offset just after the last newline read."""
+
+    def __init__(self, path: Path, start: int, lines: int, corrupt: list[int]):
+        self.path = path
+        self.start = start
+        self.lines = lines
+        self.corrupt = corrupt
+        self._ends: list[int] = []
+
+    @property
+    def end(self) -> int:
+        return self._ends[-1] if self._ends else self.start
+
+    def __iter__(self) -> Iterator[tuple[array[int], array[int]]]:
+        hash_bytes = key_hash_bytes
+        line_no = self.lines
+        for block in iter_blocks(self.path, start=self.start, ends=self._ends):
+            hashes = array("Q")
+            states = array("B")
+            add_h, add_s = hashes.append, states.append
+            for url, key, other in _FAST_LINE.findall(b"\n" + block[:-1]):  # a tuple per line
+                line_no += 1
+                if url:
+                    add_h(hash_bytes(key or url))
+                    add_s(OK)
+                elif other.strip():
+                    record = _slow_record(other, line_no, self.path, self.corrupt)
+                    if record is not None:
+                        key_text = record_key(record)
+                        if key_text is not None:
+                            add_h(key_hash(key_text))
+                            add_s(record_state(record.get("status"), is_final(record)))
+            self.lines = line_no
+            yield hashes, states
 
 
 # Per line (each preceded by a newline, which the regex engine finds faster than ``^``): either

@@ -33,6 +33,7 @@ from runner.app.planning import (
 from runner.app.signals import SignalStop, acquire_lock
 from runner.app.summary import job_exit_code, most_serious, summary_lines
 from runner.app.wiring import (
+    JobParts,
     api_base_url,
     make_client,
     make_fallback,
@@ -90,6 +91,18 @@ class RunResult:
     later: ComeBackLater | None = None  # batches still running in some job
 
 
+@dataclass(frozen=True)
+class _RunContext:
+    """What every job of one run shares: the config, the options, the signal handling, the
+    result being filled in and where summaries go."""
+
+    config: Config
+    options: RunOptions
+    stopper: SignalStop
+    result: RunResult
+    out: IO[str]
+
+
 async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None) -> RunResult:
     out = out or sys.stdout
     jobs = config.select(options.job)
@@ -111,7 +124,7 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
         },
     )
     try:
-        await _run_jobs(config, options, jobs, stopper, result, out)
+        await _run_jobs(_RunContext(config, options, stopper, result, out), jobs)
     except GlmrunError as exc:  # the CLI prints its one line; the event does not repeat it
         log.info("run finished", extra={"exit_code": exc.exit_code})
         raise
@@ -156,14 +169,8 @@ def dry_run(
 INVALID_SHOWN = 5  # invalid input lines --dry-run lists
 
 
-async def _run_jobs(
-    config: Config,
-    options: RunOptions,
-    jobs: list[JobConfig],
-    stopper: SignalStop,
-    result: RunResult,
-    out: IO[str],
-) -> None:
+async def _run_jobs(ctx: _RunContext, jobs: list[JobConfig]) -> None:
+    config, stopper = ctx.config, ctx.stopper
     try:
         async with api_base_url(config) as base_url, make_client(config, base_url) as client:
             # The reachability check runs while the first job plans (it is awaited before
@@ -176,7 +183,7 @@ async def _run_jobs(
                     )
                 )
             try:
-                await _each_job(config, options, jobs, stopper, result, out, client, reachable)
+                await _each_job(ctx, jobs, client, reachable)
             finally:
                 if reachable is not None and not reachable.done():
                     reachable.cancel()  # no job got as far as sending
@@ -187,20 +194,17 @@ async def _run_jobs(
 
 
 async def _each_job(
-    config: Config,
-    options: RunOptions,
+    ctx: _RunContext,
     jobs: list[JobConfig],
-    stopper: SignalStop,
-    result: RunResult,
-    out: IO[str],
     client: GlmClient,
     reachable: asyncio.Future[None] | None,
 ) -> None:
+    config, options, stopper, result = ctx.config, ctx.options, ctx.stopper, ctx.result
     for job in jobs:
         if stopper.event.is_set():
             break
         try:
-            stats = await _run_job(job, config, options, client, stopper, out, reachable)
+            stats = await _run_job(ctx, job, client, reachable)
         except ComeBackLater as exc:  # batches still running: the other jobs go on
             result.later = exc
             if exc.stats is None:
@@ -215,20 +219,18 @@ async def _each_job(
                 currency=config.cost.currency,
                 strict=options.strict,
             )
-            print("\n".join(lines), file=out, flush=True)
+            print("\n".join(lines), file=ctx.out, flush=True)
     if stopper.event.is_set():
         result.later = None
 
 
 async def _run_job(
+    ctx: _RunContext,
     job: JobConfig,
-    config: Config,
-    options: RunOptions,
     client: GlmClient,
-    stopper: SignalStop,
-    out: IO[str],
     reachable: asyncio.Future[None] | None = None,
 ) -> JobStats:
+    config, options, stopper = ctx.config, ctx.options, ctx.stopper
     lock = RunLock(job.output_path)
     try:
         await acquire_lock(lock, wait=options.wait_lock, stop=stopper.event)
@@ -292,7 +294,7 @@ async def _run_job(
                 # the batch path's writer: a second signal flushes it too before exiting
                 batch_writers.append(writer)
                 stopper.writers.append(writer)
-                return make_fallback(job, config, client, writer, stats, stopper.event)
+                return make_fallback(JobParts(job, config, client, writer, stats, stopper.event))
 
             task = asyncio.ensure_future(
                 run_batch_job(
@@ -326,7 +328,8 @@ async def _run_job(
         stopper.writers.append(writer)
         try:
             async with display:
-                return await _run_realtime(job, config, client, writer, stats, stopper, pending)
+                parts = JobParts(job, config, client, writer, stats, stopper.event)
+                return await _run_realtime(parts, stopper, pending)
         finally:
             writer.close()
             stopper.writers.remove(writer)
@@ -339,15 +342,9 @@ async def _run_job(
 
 
 async def _run_realtime(
-    job: JobConfig,
-    config: Config,
-    client: GlmClient,
-    writer: ResultWriter,
-    stats: JobStats,
-    stopper: SignalStop,
-    pending: Iterator[tuple[int, Item | InvalidLine]],
+    parts: JobParts, stopper: SignalStop, pending: Iterator[tuple[int, Item | InvalidLine]]
 ) -> JobStats:
-    engine = make_realtime_engine(job, config, client, writer, stats, stopper.event)
+    engine = make_realtime_engine(parts)
     task = asyncio.ensure_future(engine.run(pending))
     stopper.current = task
     try:
@@ -356,9 +353,9 @@ async def _run_realtime(
         if stopper.signame is None:
             raise
         log.warning(
-            "grace period over; cancelled requests still in flight", extra={"job": job.name}
+            "grace period over; cancelled requests still in flight", extra={"job": parts.job.name}
         )
     finally:
         stopper.current = None
-        stats.finished = time.monotonic()
-    return stats
+        parts.stats.finished = time.monotonic()
+    return parts.stats

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -145,13 +146,21 @@ def make_throttle(
     return throttle, limits.max_concurrency, gate
 
 
+@dataclass(frozen=True)
+class JobParts:
+    """What one job's engines are built around: the realtime engine of a run or bench level,
+    and the batch path's fallback (which gets the batch job's writer, stats and stop event)."""
+
+    job: JobConfig
+    config: Config
+    client: ChatClient
+    writer: ResultWriter
+    stats: JobStats
+    stop: asyncio.Event
+
+
 def make_realtime_engine(
-    job: JobConfig,
-    config: Config,
-    client: ChatClient,
-    writer: ResultWriter,
-    stats: JobStats,
-    stop: asyncio.Event,
+    parts: JobParts,
     *,
     concurrency: int | None = None,
     on_result: OnResult | None = None,
@@ -161,6 +170,7 @@ def make_realtime_engine(
 
     ``on_result`` is called with every answer's verdict and latency besides the adaptive
     controller's own (bench counts attempts and throttles with it)."""
+    job, config, stats = parts.job, parts.config, parts.stats
     throttle, workers, gate = make_throttle(config, stats, concurrency=concurrency, clock=clock)
     adaptive = None if gate is None else gate.on_result
     callbacks = [cb for cb in (adaptive, on_result) if cb is not None]
@@ -170,12 +180,12 @@ def make_realtime_engine(
             cb(verdict, latency_s)
 
     deps = RealtimeDeps(
-        client=client,
-        writer=writer,
+        client=parts.client,
+        writer=parts.writer,
         throttle=throttle,
         retry=config.retry,
         stats=stats,
-        stop=stop,
+        stop=parts.stop,
         flush_interval_s=config.run.flush_interval_s,
         workers=workers,
         on_result=(callbacks[0] if len(callbacks) == 1 else on_any) if callbacks else None,
@@ -185,25 +195,16 @@ def make_realtime_engine(
     return RealtimeEngine(job, deps)
 
 
-def make_fallback(
-    job: JobConfig,
-    config: Config,
-    client: ChatClient,
-    writer: ResultWriter,
-    stats: JobStats,
-    stop: asyncio.Event,
-) -> Fallback:
+def make_fallback(parts: JobParts) -> Fallback:
     """``batch.on_failure: realtime``: lines that did not run in a batch go through a realtime
     engine with the batch job's client, writer, stats and stop event (so ``limits.rpm`` and
     ``limits.tpm`` hold there too)."""
-    c = config.limits.concurrency
+    c = parts.config.limits.concurrency
     concurrency = FALLBACK_AUTO_CONCURRENCY if c == "auto" else c
 
     async def send(items: list[tuple[int, Item]]) -> None:
-        engine = make_realtime_engine(
-            job, config, client, writer, stats, stop, concurrency=concurrency
-        )
-        log.info("batch fallback to realtime", extra={"job": job.name, "items": len(items)})
+        engine = make_realtime_engine(parts, concurrency=concurrency)
+        log.info("batch fallback to realtime", extra={"job": parts.job.name, "items": len(items)})
         await engine.run(items)
 
     return send

@@ -10,7 +10,7 @@ from typing import Any
 
 from runner.api.glm import GlmClient
 from runner.app.planning import plan_job
-from runner.app.wiring import make_fallback
+from runner.app.wiring import JobParts, make_fallback
 from runner.clock import FakeClock
 from runner.config import Config, Secret, load_config
 from runner.core.plan import iter_pending
@@ -94,7 +94,9 @@ async def run_batch(
                 stats,
                 stop,
                 no_wait=no_wait,
-                fallback=lambda writer: make_fallback(job, config, use, writer, stats, stop),
+                fallback=lambda writer: make_fallback(
+                    JobParts(job, config, use, writer, stats, stop)
+                ),
                 clock=box.clock,
             )
 

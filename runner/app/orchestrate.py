@@ -15,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from runner.api.glm import GlmClient
 from runner.api.preflight import check_reachable
@@ -35,8 +35,8 @@ from runner.app.summary import job_exit_code, most_serious, summary_lines
 from runner.app.wiring import (
     JobParts,
     api_base_url,
+    make_batch_deps,
     make_client,
-    make_fallback,
     make_realtime_engine,
     make_writer,
 )
@@ -56,10 +56,7 @@ from runner.errors import (
 from runner.io.batch_state import tracked_batches
 from runner.io.job_files import iter_job_lines
 from runner.io.prepare import read_job_items
-from runner.io.store import ResultWriter, RunLock, save_resume_index
-
-if TYPE_CHECKING:
-    from runner.engine.batch.driver import Fallback
+from runner.io.store import RunLock, save_resume_index
 
 log = logging.getLogger(__name__)
 
@@ -283,52 +280,13 @@ async def _run_job(
             currency=config.cost.currency,
             batches=(lambda: tracked_batches(job)) if plan.route == "batch" else None,
         )
-        if plan.route == "batch":
-            from runner.engine.batch import run_batch_job  # only now: a realtime run skips it
-
-            # stopper.current: the grace period also ends a hung call or fallback request here
-            # (cancelling is as safe as a kill: each chunk state is saved before its call)
-            batch_writers: list[ResultWriter] = []
-
-            def fallback(writer: ResultWriter) -> Fallback:
-                # the batch path's writer: a second signal flushes it too before exiting
-                batch_writers.append(writer)
-                stopper.writers.append(writer)
-                return make_fallback(JobParts(job, config, client, writer, stats, stopper.event))
-
-            task = asyncio.ensure_future(
-                run_batch_job(
-                    plan,
-                    pending,
-                    config,
-                    client,
-                    stats,
-                    stopper.event,
-                    no_wait=options.no_wait,
-                    fallback=fallback,
-                )
-            )
-            stopper.current = task
-            try:
-                async with display:
-                    return await task
-            except asyncio.CancelledError:
-                if stopper.signame is None:
-                    raise
-                log.warning(
-                    "grace period over; cancelled batch calls still in flight",
-                    extra={"job": job.name},
-                )
-                return stats
-            finally:
-                stopper.current = None
-                for w in batch_writers:
-                    stopper.writers.remove(w)
         writer = make_writer(job, stats=stats)
-        stopper.writers.append(writer)
+        stopper.writers.append(writer)  # a second signal flushes it before exiting
+        parts = JobParts(job, config, client, writer, stats, stopper.event)
         try:
             async with display:
-                parts = JobParts(job, config, client, writer, stats, stopper.event)
+                if plan.route == "batch":
+                    return await _run_batch(parts, plan, pending, stopper, options.no_wait)
                 return await _run_realtime(parts, stopper, pending)
         finally:
             writer.close()
@@ -339,6 +297,34 @@ async def _run_job(
                 save_resume_index(job.output_path)  # the next run scans only what comes after
         finally:
             lock.release()
+
+
+async def _run_batch(
+    parts: JobParts,
+    plan: JobPlan,
+    pending: Iterator[tuple[int, Item | InvalidLine]],
+    stopper: SignalStop,
+    no_wait: bool,
+) -> JobStats:
+    from runner.engine.batch import run_batch_job  # only now: a realtime run skips it
+
+    # stopper.current: the grace period also ends a hung call or fallback request here
+    # (cancelling is as safe as a kill: each chunk state is saved before its call)
+    deps = make_batch_deps(parts, no_wait=no_wait)
+    task = asyncio.ensure_future(run_batch_job(plan, pending, parts.config, deps))
+    stopper.current = task
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if stopper.signame is None:
+            raise
+        log.warning(
+            "grace period over; cancelled batch calls still in flight",
+            extra={"job": parts.job.name},
+        )
+        return parts.stats
+    finally:
+        stopper.current = None
 
 
 async def _run_realtime(

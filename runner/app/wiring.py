@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.api.glm import GlmClient
-from runner.api.protocol import ChatClient
+from runner.api.protocol import ApiClient
 from runner.clock import SYSTEM_CLOCK, Clock
 from runner.config.schema import Config, JobConfig
 from runner.core.adaptive import AdaptiveLimit
@@ -30,7 +30,7 @@ from runner.errors import ConfigError
 from runner.io.store import ResultWriter
 
 if TYPE_CHECKING:  # the batch engine is imported by a batch run only
-    from runner.engine.batch.driver import Fallback
+    from runner.engine.batch.driver import BatchDeps, Fallback
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class JobParts:
 
     job: JobConfig
     config: Config
-    client: ChatClient
+    client: ApiClient
     writer: ResultWriter
     stats: JobStats
     stop: asyncio.Event
@@ -208,3 +208,21 @@ def make_fallback(parts: JobParts) -> Fallback:
         await engine.run(items)
 
     return send
+
+
+def make_batch_deps(
+    parts: JobParts, *, no_wait: bool = False, clock: Clock = SYSTEM_CLOCK
+) -> BatchDeps:
+    """What the batch path runs with: the job's client, writer, stats and stop event, and the
+    realtime fallback around the same writer (used when ``batch.on_failure`` is ``realtime``)."""
+    from runner.engine.batch.driver import BatchDeps  # a realtime run never imports it
+
+    return BatchDeps(
+        client=parts.client,
+        writer=parts.writer,
+        stats=parts.stats,
+        stop=parts.stop,
+        clock=clock,
+        no_wait=no_wait,
+        fallback=make_fallback(parts),
+    )

@@ -148,8 +148,8 @@ def make_throttle(
 
 @dataclass(frozen=True)
 class JobParts:
-    """What one job's engines are built around: the realtime engine of a run or bench level,
-    and the batch path's fallback (which gets the batch job's writer, stats and stop event)."""
+    """What one job's engines are built around: the realtime engine of a run or a bench level,
+    and the batch path with its realtime fallback (both on the job's one writer and stats)."""
 
     job: JobConfig
     config: Config

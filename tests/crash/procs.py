@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.configs import write_minimal_config
+from tests.support.runs import glmrun
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_KEY = "sk-FAKE-glmrun-canary-123"
@@ -126,15 +127,7 @@ def start_run(config: Path, *args: str, **extra_env: str) -> subprocess.Popen[st
 
 def command(*words: str, config: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """``glmrun WORDS... CONFIG`` (``export``, ``batches cancel``...) to the end."""
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *words, str(config)],
-        capture_output=True,
-        text=True,
-        env=env(),
-        cwd=config.parent,
-        timeout=timeout,
-        check=False,
-    )
+    return glmrun(*words, str(config), cwd=config.parent, env=env(), timeout=timeout)
 
 
 def run(
@@ -151,16 +144,16 @@ def run(
         assert file_limit is not None
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
 
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args[:1], str(config), *args[1:]]
-        if args and args[0] == "status"
-        else [sys.executable, "-m", "runner", "run", str(config), *args],
-        capture_output=True,
-        text=True,
-        env=env(**extra_env),
+    words = (
+        [*args[:1], str(config), *args[1:]]
+        if args[:1] == ("status",)
+        else ["run", str(config), *args]
+    )
+    return glmrun(
+        *words,
         cwd=config.parent,
+        env=env(**extra_env),
         timeout=timeout,
-        check=False,
         preexec_fn=None if file_limit is None else small_disk,
     )
 

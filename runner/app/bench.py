@@ -22,7 +22,7 @@ from typing import IO, Any
 from runner.api.glm import GlmClient
 from runner.app.planning import pending_items, plan_job
 from runner.app.signals import SignalStop, acquire_lock
-from runner.app.wiring import connect, make_realtime_engine, make_writer
+from runner.app.wiring import JobParts, connect, make_realtime_engine, make_writer
 from runner.config.schema import Config, JobConfig
 from runner.core.items import InvalidLine, Item
 from runner.core.stats import JobStats
@@ -327,9 +327,8 @@ async def _run_level(
         elif verdict == "throttle":
             result.throttled += 1
 
-    engine = make_realtime_engine(
-        job, config, client, writer, stats, stop, concurrency=level, on_result=on_result
-    )
+    parts = JobParts(job, config, client, writer, stats, stop)
+    engine = make_realtime_engine(parts, concurrency=level, on_result=on_result)
     started = time.monotonic()
     await engine.run(items)
     result.wall_s = time.monotonic() - started

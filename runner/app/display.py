@@ -43,6 +43,12 @@ def fmt_int(n: int) -> str:
     return f"{n:,}"
 
 
+def counted(*parts: tuple[int, str]) -> str:
+    """The parts whose count is not 0, each with its count in place of ``{}``: ``counted((3,
+    ", {} duplicate lines"), (0, " ({} to retry)"))`` is ``", 3 duplicate lines"``."""
+    return "".join(text.format(fmt_int(n)) for n, text in parts if n)
+
+
 def fmt_duration(seconds: float) -> str:
     """``8.2s``, ``4m05s``, ``2h03m``."""
     if seconds < 60:

@@ -16,7 +16,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING
+from typing import IO
 
 from runner.api.glm import GlmClient
 from runner.api.preflight import check_reachable
@@ -39,9 +39,10 @@ from runner.app.planning import (
 from runner.app.signals import SignalStop, acquire_lock
 from runner.app.summary import job_exit_code, most_serious, summary_lines
 from runner.app.wiring import (
+    JobParts,
     api_base_url,
+    make_batch_deps,
     make_client,
-    make_fallback,
     make_realtime_engine,
     make_writer,
 )
@@ -62,10 +63,7 @@ from runner.io.inputs import TextPrefix
 from runner.io.job_files import iter_job_lines
 from runner.io.plancache import save_prefix
 from runner.io.prepare import read_job_items
-from runner.io.store import ResultWriter, RunLock, save_resume_index
-
-if TYPE_CHECKING:
-    from runner.engine.batch.driver import Fallback
+from runner.io.store import RunLock, save_resume_index
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +95,18 @@ class RunResult:
     later: ComeBackLater | None = None  # batches still running in some job
 
 
+@dataclass(frozen=True)
+class _RunContext:
+    """What every job of one run shares: the config, the options, the signal handling, the
+    result being filled in and where summaries go."""
+
+    config: Config
+    options: RunOptions
+    stopper: SignalStop
+    result: RunResult
+    out: IO[str]
+
+
 async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None) -> RunResult:
     out = out or sys.stdout
     jobs = config.select(options.job)
@@ -118,7 +128,7 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
         },
     )
     try:
-        await _run_jobs(config, options, jobs, stopper, result, out)
+        await _run_jobs(_RunContext(config, options, stopper, result, out), jobs)
     except GlmrunError as exc:  # the CLI prints its one line; the event does not repeat it
         log.info("run finished", extra={"exit_code": exc.exit_code})
         raise
@@ -165,14 +175,8 @@ def dry_run(
 INVALID_SHOWN = 5  # invalid input lines --dry-run lists
 
 
-async def _run_jobs(
-    config: Config,
-    options: RunOptions,
-    jobs: list[JobConfig],
-    stopper: SignalStop,
-    result: RunResult,
-    out: IO[str],
-) -> None:
+async def _run_jobs(ctx: _RunContext, jobs: list[JobConfig]) -> None:
+    config, stopper = ctx.config, ctx.stopper
     try:
         async with api_base_url(config) as base_url, make_client(config, base_url) as client:
             # The reachability check runs while the first job plans (it is awaited before
@@ -185,7 +189,7 @@ async def _run_jobs(
                     )
                 )
             try:
-                await _each_job(config, options, jobs, stopper, result, out, client, reachable)
+                await _each_job(ctx, jobs, client, reachable)
             finally:
                 if reachable is not None and not reachable.done():
                     reachable.cancel()  # no job got as far as sending
@@ -196,20 +200,17 @@ async def _run_jobs(
 
 
 async def _each_job(
-    config: Config,
-    options: RunOptions,
+    ctx: _RunContext,
     jobs: list[JobConfig],
-    stopper: SignalStop,
-    result: RunResult,
-    out: IO[str],
     client: GlmClient,
     reachable: asyncio.Future[None] | None,
 ) -> None:
+    config, options, stopper, result = ctx.config, ctx.options, ctx.stopper, ctx.result
     for job in jobs:
         if stopper.event.is_set():
             break
         try:
-            stats = await _run_job(job, config, options, client, stopper, out, reachable)
+            stats = await _run_job(ctx, job, client, reachable)
         except ComeBackLater as exc:  # batches still running: the other jobs go on
             result.later = exc
             if exc.stats is None:
@@ -224,20 +225,18 @@ async def _each_job(
                 currency=config.cost.currency,
                 strict=options.strict,
             )
-            print("\n".join(lines), file=out, flush=True)
+            print("\n".join(lines), file=ctx.out, flush=True)
     if stopper.event.is_set():
         result.later = None
 
 
 async def _run_job(
+    ctx: _RunContext,
     job: JobConfig,
-    config: Config,
-    options: RunOptions,
     client: GlmClient,
-    stopper: SignalStop,
-    out: IO[str],
     reachable: asyncio.Future[None] | None = None,
 ) -> JobStats:
+    config, options, stopper = ctx.config, ctx.options, ctx.stopper
     lock = RunLock(job.output_path)
     try:
         await acquire_lock(lock, wait=options.wait_lock, stop=stopper.event)
@@ -298,55 +297,17 @@ async def _run_job(
             currency=config.cost.currency,
             batches=_batches_shown(job) if plan.route == "batch" else None,
         )
-        if plan.route == "batch":
-            from runner.engine.batch import run_batch_job  # only now: a realtime run skips it
-
-            # stopper.current: the grace period also ends a hung call or fallback request here
-            # (cancelling is as safe as a kill: each chunk state is saved before its call)
-            batch_writers: list[ResultWriter] = []
-
-            def fallback(writer: ResultWriter) -> Fallback:
-                # the batch path's writer: a second signal flushes it too before exiting
-                batch_writers.append(writer)
-                stopper.writers.append(writer)
-                return make_fallback(job, config, client, writer, stats, stopper.event)
-
-            task = asyncio.ensure_future(
-                run_batch_job(
-                    plan,
-                    pending,
-                    config,
-                    client,
-                    stats,
-                    stopper.event,
-                    no_wait=options.no_wait,
-                    fallback=fallback,
-                )
-            )
-            stopper.current = task
-            try:
-                async with display:
-                    return await task
-            except asyncio.CancelledError:
-                if stopper.signame is None:
-                    raise
-                log.warning(
-                    "grace period over; cancelled batch calls still in flight",
-                    extra={"job": job.name},
-                )
-                return stats
-            finally:
-                stopper.current = None
-                for w in batch_writers:
-                    stopper.writers.remove(w)
         writer = make_writer(job, stats=stats)
-        stopper.writers.append(writer)
+        stopper.writers.append(writer)  # a second signal flushes it before exiting
+        parts = JobParts(job, config, client, writer, stats, stopper.event)
         try:
             async with display:
+                if plan.route == "batch":
+                    return await _run_batch(parts, plan, pending, stopper, options.no_wait)
                 if guess is None:
-                    return await _run_realtime(job, config, client, writer, stats, stopper, pending)
+                    return await _run_realtime(parts, stopper, pending)
                 sent = Sent()
-                run = functools.partial(_run_realtime, job, config, client, writer, stats, stopper)
+                run = functools.partial(_run_realtime, parts, stopper)
                 await run(sent.record(pending))
                 if not stopper.event.is_set():
                     await _after_guess(job, config, options, index, guess, sent, stopper, run)
@@ -400,16 +361,38 @@ async def _after_guess(
         await asyncio.to_thread(save_prefix, job.output_path, job.input_path, prefix, index)
 
 
-async def _run_realtime(
-    job: JobConfig,
-    config: Config,
-    client: GlmClient,
-    writer: ResultWriter,
-    stats: JobStats,
-    stopper: SignalStop,
+async def _run_batch(
+    parts: JobParts,
+    plan: JobPlan,
     pending: Iterator[tuple[int, Item | InvalidLine]],
+    stopper: SignalStop,
+    no_wait: bool,
 ) -> JobStats:
-    engine = make_realtime_engine(job, config, client, writer, stats, stopper.event)
+    from runner.engine.batch import run_batch_job  # only now: a realtime run skips it
+
+    # stopper.current: the grace period also ends a hung call or fallback request here
+    # (cancelling is as safe as a kill: each chunk state is saved before its call)
+    deps = make_batch_deps(parts, no_wait=no_wait)
+    task = asyncio.ensure_future(run_batch_job(plan, pending, parts.config, deps))
+    stopper.current = task
+    try:
+        return await task
+    except asyncio.CancelledError:
+        if stopper.signame is None:
+            raise
+        log.warning(
+            "grace period over; cancelled batch calls still in flight",
+            extra={"job": parts.job.name},
+        )
+        return parts.stats
+    finally:
+        stopper.current = None
+
+
+async def _run_realtime(
+    parts: JobParts, stopper: SignalStop, pending: Iterator[tuple[int, Item | InvalidLine]]
+) -> JobStats:
+    engine = make_realtime_engine(parts)
     task = asyncio.ensure_future(engine.run(pending))
     stopper.current = task
     try:
@@ -418,9 +401,9 @@ async def _run_realtime(
         if stopper.signame is None:
             raise
         log.warning(
-            "grace period over; cancelled requests still in flight", extra={"job": job.name}
+            "grace period over; cancelled requests still in flight", extra={"job": parts.job.name}
         )
     finally:
         stopper.current = None
-        stats.finished = time.monotonic()
-    return stats
+        parts.stats.finished = time.monotonic()
+    return parts.stats

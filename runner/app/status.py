@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from runner.app.display import counted
 from runner.config.schema import Config, JobConfig
 from runner.core.cost import format_usage, usage_from_lines
 from runner.core.items import InvalidLine
@@ -260,12 +261,11 @@ def format_status(s: JobStatus) -> str:
         f"{s.job}: {done:,}/{total:,} done (ok {s.ok:,}, errors {s.errors:,}), pending "
         f"{s.pending:,}"
     )
-    if s.retryable_errors:
-        line += f" ({s.retryable_errors:,} to retry)"
-    if s.invalid_unrecorded:
-        line += f", invalid lines not yet recorded {s.invalid_unrecorded:,}"
-    if s.duplicates:
-        line += f", duplicate lines {s.duplicates:,}"
+    line += counted(
+        (s.retryable_errors, " ({} to retry)"),
+        (s.invalid_unrecorded, ", invalid lines not yet recorded {}"),
+        (s.duplicates, ", duplicate lines {}"),
+    )
     if s.batches:
         line += f"; batches {len(s.open_batches)} open / {len(s.batches)} tracked"
     line += f" -> {'done' if s.finished else 'pending'}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from runner.app.display import fmt_duration, fmt_int, overall, spent
+from runner.app.display import counted, fmt_duration, fmt_int, overall, spent
 from runner.core.stats import JobStats
 from runner.errors import (
     EXIT_API_STOPPED,
@@ -63,13 +63,12 @@ def summary_lines(
     head = f"{stats.name}: ok {fmt_int(stats.ok)}, errors {fmt_int(stats.errors)}"
     if stats.invalid:
         head += f" ({plural(stats.invalid, 'invalid line')})"
-    if stats.done_before:
-        head += f", skipped {fmt_int(stats.done_before)} done before"
-    if stats.duplicates:
-        head += f", {fmt_int(stats.duplicates)} duplicate lines"
+    head += counted(
+        (stats.done_before, ", skipped {} done before"),
+        (stats.duplicates, ", {} duplicate lines"),
+    )
     head += f" — {fmt_int(done)}/{fmt_int(total)} done"
-    if stats.left_pending:
-        head += f", {fmt_int(stats.left_pending)} left for a later run"
+    head += counted((stats.left_pending, ", {} left for a later run"))
     lines = [head]
     lines.extend(error_lines(stats))
     lines.extend("  " + line for line in traffic(stats, price, currency))

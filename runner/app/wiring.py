@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.api.glm import GlmClient
-from runner.api.protocol import ChatClient
+from runner.api.protocol import ApiClient
 from runner.clock import SYSTEM_CLOCK, Clock
 from runner.config.schema import Config, JobConfig
 from runner.core.adaptive import AdaptiveLimit
@@ -29,7 +30,7 @@ from runner.errors import ConfigError
 from runner.io.store import ResultWriter
 
 if TYPE_CHECKING:  # the batch engine is imported by a batch run only
-    from runner.engine.batch.driver import Fallback
+    from runner.engine.batch.driver import BatchDeps, Fallback
 
 log = logging.getLogger(__name__)
 
@@ -145,13 +146,21 @@ def make_throttle(
     return throttle, limits.max_concurrency, gate
 
 
+@dataclass(frozen=True)
+class JobParts:
+    """What one job's engines are built around: the realtime engine of a run or a bench level,
+    and the batch path with its realtime fallback (both on the job's one writer and stats)."""
+
+    job: JobConfig
+    config: Config
+    client: ApiClient
+    writer: ResultWriter
+    stats: JobStats
+    stop: asyncio.Event
+
+
 def make_realtime_engine(
-    job: JobConfig,
-    config: Config,
-    client: ChatClient,
-    writer: ResultWriter,
-    stats: JobStats,
-    stop: asyncio.Event,
+    parts: JobParts,
     *,
     concurrency: int | None = None,
     on_result: OnResult | None = None,
@@ -161,6 +170,7 @@ def make_realtime_engine(
 
     ``on_result`` is called with every answer's verdict and latency besides the adaptive
     controller's own (bench counts attempts and throttles with it)."""
+    job, config, stats = parts.job, parts.config, parts.stats
     throttle, workers, gate = make_throttle(config, stats, concurrency=concurrency, clock=clock)
     adaptive = None if gate is None else gate.on_result
     callbacks = [cb for cb in (adaptive, on_result) if cb is not None]
@@ -170,12 +180,12 @@ def make_realtime_engine(
             cb(verdict, latency_s)
 
     deps = RealtimeDeps(
-        client=client,
-        writer=writer,
+        client=parts.client,
+        writer=parts.writer,
         throttle=throttle,
         retry=config.retry,
         stats=stats,
-        stop=stop,
+        stop=parts.stop,
         flush_interval_s=config.run.flush_interval_s,
         workers=workers,
         on_result=(callbacks[0] if len(callbacks) == 1 else on_any) if callbacks else None,
@@ -185,25 +195,34 @@ def make_realtime_engine(
     return RealtimeEngine(job, deps)
 
 
-def make_fallback(
-    job: JobConfig,
-    config: Config,
-    client: ChatClient,
-    writer: ResultWriter,
-    stats: JobStats,
-    stop: asyncio.Event,
-) -> Fallback:
+def make_fallback(parts: JobParts) -> Fallback:
     """``batch.on_failure: realtime``: lines that did not run in a batch go through a realtime
     engine with the batch job's client, writer, stats and stop event (so ``limits.rpm`` and
     ``limits.tpm`` hold there too)."""
-    c = config.limits.concurrency
+    c = parts.config.limits.concurrency
     concurrency = FALLBACK_AUTO_CONCURRENCY if c == "auto" else c
 
     async def send(items: list[tuple[int, Item]]) -> None:
-        engine = make_realtime_engine(
-            job, config, client, writer, stats, stop, concurrency=concurrency
-        )
-        log.info("batch fallback to realtime", extra={"job": job.name, "items": len(items)})
+        engine = make_realtime_engine(parts, concurrency=concurrency)
+        log.info("batch fallback to realtime", extra={"job": parts.job.name, "items": len(items)})
         await engine.run(items)
 
     return send
+
+
+def make_batch_deps(
+    parts: JobParts, *, no_wait: bool = False, clock: Clock = SYSTEM_CLOCK
+) -> BatchDeps:
+    """What the batch path runs with: the job's client, writer, stats and stop event, and the
+    realtime fallback around the same writer (used when ``batch.on_failure`` is ``realtime``)."""
+    from runner.engine.batch.driver import BatchDeps  # a realtime run never imports it
+
+    return BatchDeps(
+        client=parts.client,
+        writer=parts.writer,
+        stats=parts.stats,
+        stop=parts.stop,
+        clock=clock,
+        no_wait=no_wait,
+        fallback=make_fallback(parts),
+    )

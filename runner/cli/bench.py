@@ -10,21 +10,22 @@ from pathlib import Path
 
 import click
 
-from runner.cli.common import fail, job_option, load, run_async, setup, verbosity_options
+from runner.cli.common import (
+    count_option,
+    fail,
+    job_option,
+    load,
+    run_async,
+    setup,
+    verbosity_options,
+)
 from runner.errors import GlmrunError
 
 
 @click.command()
 @click.argument("config_path", metavar="CONFIG")
 @job_option("The job whose pending URLs to use (needed when there are several).")
-@click.option(
-    "--sample",
-    type=click.IntRange(min=1),
-    default=50,
-    show_default=True,
-    metavar="N",
-    help="URLs per concurrency level.",
-)
+@count_option("--sample", "URLs per concurrency level.", default=50)
 @click.option(
     "--concurrency",
     "levels",

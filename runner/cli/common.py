@@ -1,6 +1,6 @@
-"""What every ``glmrun`` command shares: loading the config, running a coroutine, the ``--job``
-and logging options, and turning a ``GlmrunError`` into ``glmrun: <message>`` on stderr and its
-exit code.
+"""What every ``glmrun`` command shares: loading the config, running a coroutine, the ``--job``,
+count and logging options, and turning a ``GlmrunError`` into ``glmrun: <message>`` on stderr
+and its exit code.
 
 A ``GlmrunError`` ends the command as one line; anything else is a bug and keeps its traceback.
 """
@@ -84,6 +84,21 @@ def load_without_key(config_path: str) -> Config:
 def job_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """``--job NAME`` (passed as ``job_name``); each command says what choosing a job means."""
     return click.option("--job", "job_name", metavar="NAME", help=help)
+
+
+def count_option(
+    flag: str, help: str, *, default: int | None = None
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """An option taking a whole number ``N`` >= 1; a default, when there is one, shows in
+    --help."""
+    return click.option(
+        flag,
+        type=click.IntRange(min=1),
+        default=default,
+        show_default=default is not None,
+        metavar="N",
+        help=help,
+    )
 
 
 def verbosity_options(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -11,6 +11,7 @@ import sys
 import click
 
 from runner.cli.common import (
+    count_option,
     job_option,
     load,
     load_without_key,
@@ -34,9 +35,7 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Sha
 @click.command()
 @click.argument("config_path", metavar="CONFIG")
 @job_option("Run only this job.")
-@click.option(
-    "--limit", type=click.IntRange(min=1), metavar="N", help="Send at most N new URLs per job."
-)
+@count_option("--limit", "Send at most N new URLs per job.")
 @click.option(
     "--dry-run", is_flag=True, help="Show the plan (pending / done / invalid, route); send nothing."
 )

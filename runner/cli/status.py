@@ -9,7 +9,7 @@ import click
 import orjson
 
 from runner.app.status import collect, error_groups, exit_code, format_errors, format_status
-from runner.cli.common import fail, job_option, load_without_key, setup
+from runner.cli.common import count_option, fail, job_option, load_without_key, setup
 from runner.errors import GlmrunError
 
 
@@ -23,14 +23,7 @@ from runner.errors import GlmrunError
     is_flag=True,
     help="List error records grouped by code, with examples.",
 )
-@click.option(
-    "--limit",
-    type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    metavar="N",
-    help="--errors: examples per code.",
-)
+@count_option("--limit", "--errors: examples per code.", default=5)
 def status(
     config_path: str, job_name: str | None, as_json: bool, show_errors: bool, limit: int
 ) -> None:

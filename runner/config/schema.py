@@ -1,8 +1,9 @@
 """The config's shape: frozen dataclasses with the documented defaults, checked as they are built.
 
 A field added here is parsed, type-checked and documented by its default with no further
-code: ``runner.config.load`` is generic over these classes. A ``__post_init__`` raises
-``Invalid(key, message)``; the loader turns it into one ``ConfigError`` line naming the key path.
+code: ``runner.config.load`` is generic over these classes; one declared with ``positive(default)``
+must be > 0 when set. A ``__post_init__`` raises ``Invalid(key, message)``; the loader turns it
+into one ``ConfigError`` line naming the key path.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from runner.core.params import ParamError, validate_params
 from runner.core.shard import Shard, shard_max_queued, shard_output_name, shard_work_name
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 
 SIMULATOR = "simulator"
 DEFAULT_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
+
+_T = TypeVar("_T")
 
 Mode = Literal["realtime", "batch", "auto"]
 OnFailure = Literal["realtime", "rebatch", "record"]
@@ -56,12 +59,29 @@ class Secret:
         return bool(self._value)
 
 
+def positive(default: _T) -> _T:
+    """A field whose value, when set, must be > 0 (checked by ``Section.__post_init__``)."""
+    value: _T = field(default=default, metadata={"positive": True})
+    return value
+
+
+class Section:
+    """A config section: its ``positive`` fields are checked as it is built. A section with
+    checks of its own calls ``super().__post_init__()`` before or after them."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]  # subclasses are dataclasses
+            value = getattr(self, f.name)
+            if f.metadata.get("positive") and value is not None and value <= 0:
+                raise Invalid(f.name, f"expected a number > 0, found {value}")
+
+
 @dataclass(frozen=True)
-class ApiConfig:
+class ApiConfig(Section):
     base_url: str = DEFAULT_BASE_URL
     api_key_env: str = "ZHIPUAI_API_KEY"
-    timeout_s: float = 60.0
-    connect_timeout_s: float = 10.0
+    timeout_s: float = positive(60.0)
+    connect_timeout_s: float = positive(10.0)
     auth: Literal["bearer", "jwt"] = "bearer"
     jwt_ttl_s: float = 210.0
 
@@ -80,7 +100,7 @@ class ApiConfig:
             raise Invalid(
                 "api_key_env", f"expected an environment variable name, found {self.api_key_env!r}"
             )
-        _positive(self, "timeout_s", "connect_timeout_s")
+        super().__post_init__()
 
     @property
     def is_simulator(self) -> bool:
@@ -88,37 +108,34 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
-class LimitsConfig:
+class LimitsConfig(Section):
     concurrency: int | Literal["auto"] = 16
-    max_concurrency: int = 256
-    rpm: int | None = None
-    tpm: int | None = None
+    max_concurrency: int = positive(256)
+    rpm: int | None = positive(None)
+    tpm: int | None = positive(None)
 
     def __post_init__(self) -> None:
         if self.concurrency != "auto" and self.concurrency < 1:
             raise Invalid(
                 "concurrency", f"expected an integer >= 1 or 'auto', found {self.concurrency}"
             )
-        _positive(self, "max_concurrency", "rpm", "tpm")
+        super().__post_init__()
 
 
 @dataclass(frozen=True)
-class RetryConfig:
-    max_attempts: int = 5
-    base_delay_s: float = 1.0
-    max_delay_s: float = 60.0
-
-    def __post_init__(self) -> None:
-        _positive(self, "max_attempts", "base_delay_s", "max_delay_s")
+class RetryConfig(Section):
+    max_attempts: int = positive(5)
+    base_delay_s: float = positive(1.0)
+    max_delay_s: float = positive(60.0)
 
 
 @dataclass(frozen=True)
-class BatchConfig:
-    threshold: int = 1000
-    max_requests_per_file: int = 50_000
-    max_bytes_per_file: int = 100 * 1024 * 1024 - 1024 * 1024
-    max_queued: int = 10_000
-    shard_max_queued: int | None = None  # with --shard I/N; absent: max_queued // N
+class BatchConfig(Section):
+    threshold: int = positive(1000)
+    max_requests_per_file: int = positive(50_000)
+    max_bytes_per_file: int = positive(100 * 1024 * 1024 - 1024 * 1024)
+    max_queued: int = positive(10_000)
+    shard_max_queued: int | None = positive(None)  # with --shard I/N; absent: max_queued // N
     poll_interval_s: float = 30.0
     max_wait_s: float | None = None
     on_failure: OnFailure = "realtime"
@@ -127,14 +144,7 @@ class BatchConfig:
     completion_window: str = "24h"
 
     def __post_init__(self) -> None:
-        _positive(
-            self,
-            "threshold",
-            "max_requests_per_file",
-            "max_bytes_per_file",
-            "max_queued",
-            "shard_max_queued",
-        )
+        super().__post_init__()
         if self.max_requests_per_file > 50_000:
             raise Invalid(
                 "max_requests_per_file",
@@ -147,13 +157,13 @@ class BatchConfig:
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    grace_s: float = 10.0
-    flush_interval_s: float = 0.5
-    progress_interval_s: float = 10.0
+class RunConfig(Section):
+    grace_s: float = positive(10.0)
+    flush_interval_s: float = positive(0.5)
+    progress_interval_s: float = positive(10.0)
 
     def __post_init__(self) -> None:
-        _positive(self, "grace_s", "flush_interval_s", "progress_interval_s")
+        super().__post_init__()
         if self.grace_s > 10:
             raise Invalid("grace_s", f"expected at most 10 seconds, found {self.grace_s}")
 
@@ -272,14 +282,11 @@ class PriceConfig:
 
 
 @dataclass(frozen=True)
-class CostConfig:
+class CostConfig(Section):
     currency: str = "CNY"
     prices: dict[str, PriceConfig] = field(default_factory=dict)
-    prompt_tokens_per_image: int = 1100  # dry-run estimate when no records exist yet
-    completion_tokens: int = 300  # likewise, per answer
-
-    def __post_init__(self) -> None:
-        _positive(self, "prompt_tokens_per_image", "completion_tokens")
+    prompt_tokens_per_image: int = positive(1100)  # dry-run estimate when no records exist yet
+    completion_tokens: int = positive(300)  # likewise, per answer
 
     def price(self, model: str) -> PriceConfig | None:
         """The model's row; names match case-insensitively (proxies spell them their own way)."""
@@ -351,10 +358,3 @@ class Config:
                 return job
         names = ", ".join(j.name for j in self.jobs)
         raise ConfigError(f"{self.path}: no job named {name!r} (jobs: {names})")
-
-
-def _positive(obj: object, *names: str) -> None:
-    for name in names:
-        value = getattr(obj, name)
-        if value is not None and value <= 0:
-            raise Invalid(name, f"expected a number > 0, found {value}")

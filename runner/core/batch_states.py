@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, assert_never
+from typing import Any, TypeVar, assert_never
 
 from runner.core.retry import Decision
+
+_R = TypeVar("_R", bound="Retrying")
 
 TERMINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})
 
@@ -57,14 +59,22 @@ class Built:
     chunk: Chunk
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Retrying:
+    """What a state whose call is retried with backoff carries: ``errors``, the failures in a
+    row, and ``not_before``, when to call again. Keyword-only, so each state's own fields keep
+    their positions (and its ``match`` patterns)."""
+
+    errors: int = 0
+    not_before: float = 0.0
+
+
 @dataclass(frozen=True, slots=True)
-class Uploading:
+class Uploading(Retrying):
     """The upload may have been sent; ``checked=False`` means look for it before sending again."""
 
     chunk: Chunk
     checked: bool = True
-    errors: int = 0
-    not_before: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +84,7 @@ class Uploaded:
 
 
 @dataclass(frozen=True, slots=True)
-class Creating:
+class Creating(Retrying):
     """The create may have been sent; ``checked=False`` means list batches before creating.
 
     ``refused`` is the message of a create the API refused: the chunk ends ``rejected`` only
@@ -83,13 +93,11 @@ class Creating:
     chunk: Chunk
     file_id: str
     checked: bool = True
-    errors: int = 0
-    not_before: float = 0.0
     refused: str = ""
 
 
 @dataclass(frozen=True, slots=True)
-class Running:
+class Running(Retrying):
     """A created batch. ``checked=False``: a poll answered 404, list batches to confirm it.
 
     ``submitted_at`` is the wall time the batch was first seen (records' ``latency_ms``)."""
@@ -100,8 +108,6 @@ class Running:
     status: str
     counts: Counts = Counts()
     cancel_requested: bool = False
-    errors: int = 0
-    not_before: float = 0.0
     checked: bool = True
     submitted_at: float = 0.0
 
@@ -123,13 +129,11 @@ class Ended:
 
 
 @dataclass(frozen=True, slots=True)
-class Collecting:
+class Collecting(Retrying):
     """Results are being appended; ``fresh=False`` (after a crash) skips keys already written."""
 
     ended: Ended
     fresh: bool = True
-    errors: int = 0
-    not_before: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,12 +282,7 @@ def next_state(
                 # a failed lookup (checked=False) is retried whatever it says; a refused upload
                 # creates nothing that runs, so its lines may go another way
                 if obs.decision.retryable or not state.checked:
-                    return replace(
-                        state,
-                        checked=False,
-                        errors=state.errors + 1,
-                        not_before=now + obs.backoff_s,
-                    )
+                    return _again(state, obs, now, checked=False)
                 return Ended(c, None, None, "rejected", Counts(c.lines), reason=obs.message)
         case Uploaded(chunk=c, file_id=f):
             if isinstance(obs, Begin):
@@ -310,13 +309,7 @@ def next_state(
                 refused = state.refused
                 if state.checked and not obs.decision.retryable:
                     refused = obs.message or obs.decision.reason
-                return replace(
-                    state,
-                    checked=False,
-                    refused=refused,
-                    errors=state.errors + 1,
-                    not_before=now + obs.backoff_s,
-                )
+                return _again(state, obs, now, checked=False, refused=refused)
         case Running():
             if isinstance(obs, BatchSeen):
                 return _from_view(state, obs.view, now, poll_interval_s)
@@ -335,30 +328,28 @@ def next_state(
             if isinstance(obs, CallFailed):
                 # a failed poll is a failed poll: back off and ask again, whatever the status
                 # or code; a 404 is believed only once a listing confirms it (checked=False)
-                return replace(
-                    state,
-                    checked=state.checked and not obs.gone,
-                    errors=state.errors + 1,
-                    not_before=now + obs.backoff_s,
-                )
+                return _again(state, obs, now, checked=state.checked and not obs.gone)
         case Ended():
             if isinstance(obs, Begin):
                 return Collecting(state)
         case Collecting():
             if isinstance(obs, CollectDone):
                 return Collected(state.ended, obs.ok, obs.failed, obs.resent, obs.left)
-            if isinstance(
-                obs, CallFailed
-            ):  # the output file may be written already: skip it next time
-                return replace(
-                    state, fresh=False, errors=state.errors + 1, not_before=now + obs.backoff_s
-                )
+            if isinstance(obs, CallFailed):  # the output may be written already: skip it next time
+                return _again(state, obs, now, fresh=False)
         case Collected():
             if isinstance(obs, Cleaned):
                 return replace(state, cleaned=True)
         case _:
             assert_never(state)
     return state
+
+
+def _again(state: _R, failed: CallFailed, now: float, **changes: Any) -> _R:
+    """The state after a failed call: one more error in a row, the next call after backoff."""
+    return dataclasses.replace(
+        state, errors=state.errors + 1, not_before=now + failed.backoff_s, **changes
+    )
 
 
 def _from_view(state: Running, view: BatchView, now: float, poll_interval_s: float) -> ChunkState:
@@ -452,7 +443,7 @@ def is_done(state: ChunkState, delete_remote_files: bool) -> bool:
 
 
 def ready_at(state: ChunkState) -> float:
-    return getattr(state, "not_before", 0.0)
+    return state.not_before if isinstance(state, Retrying) else 0.0
 
 
 def describe(state: ChunkState) -> dict[str, Any]:

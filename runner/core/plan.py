@@ -8,7 +8,6 @@ listed twice is sent once. With ``--shard I/N`` it also skips the items another 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -16,7 +15,7 @@ from typing import Literal
 from runner.config.schema import BatchConfig, JobConfig
 from runner.core.hashset import HashSet
 from runner.core.items import InvalidLine, Item
-from runner.core.keys import key_hash
+from runner.core.keys import key_digests, key_hash
 from runner.core.resume import FAILED, NONE, OK, ResumeIndex, digests_to_ints
 from runner.core.shard import Shard
 
@@ -115,13 +114,12 @@ def done_line_filter(
     (numpy), the sets read after it per line."""
     if index.empty and shard is None:
         return None
-    blake2b = hashlib.blake2b  # key_hash_bytes, inlined (as digests: no int per line)
     ok, failed, retryable = index.ok, index.failed, index.retryable
     overlay = bool(ok or failed or retryable)
     base = index.base
 
     def skip(lines: list[bytes]) -> list[int]:
-        digests = b"".join([blake2b(line, digest_size=8).digest() for line in lines])
+        digests = key_digests(lines)  # as bytes: no int per line
         if base is not None and len(base):
             codes = base.states_of_digests(digests)
         else:

@@ -23,6 +23,11 @@ from runner.core.keys import key_hash
 NONE, OK, FAILED, RETRYABLE = 0, 1, 2, 3  # a key's state, as stored in the KeyTable
 
 
+def record_state(status: str | None, final: bool) -> int:
+    """The state a record gives its key: ok, a permanent error, or one to retry."""
+    return OK if status == "ok" else FAILED if final else RETRYABLE
+
+
 def numpy() -> Any:
     """numpy, imported on first use: a run whose output has no records never loads it."""
     import numpy as np
@@ -274,19 +279,19 @@ class ResumeIndex:
         return not (self.ok or self.failed or self.retryable) and not self.base
 
     def add(self, key: str, status: str | None, final: bool) -> None:
-        self.add_hash(key_hash(key), status, final)
+        self.add_hash(key_hash(key), record_state(status, final))
 
-    def add_hash(self, h: int, status: str | None, final: bool) -> None:
+    def add_hash(self, h: int, state: int) -> None:
+        """The key's latest record has ``state`` (OK, FAILED or RETRYABLE)."""
         if self.base is not None and not self.changed_done:
             before = self.state(h)
-            after = OK if status == "ok" else FAILED if final else RETRYABLE
-            if before in (OK, FAILED) and before != after:
+            if before in (OK, FAILED) and before != state:
                 self.changed_done = True
-        if status == "ok":
+        if state == OK:
             self.ok.add(h)
             self.failed.discard(h)
             self.retryable.discard(h)
-        elif final:
+        elif state == FAILED:
             self.failed.add(h)
             self.ok.discard(h)
             self.retryable.discard(h)

@@ -18,17 +18,18 @@ import asyncio
 import contextlib
 import errno
 import fcntl
-import hashlib
 import logging
 import os
 import re
+import struct
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Self
 
-from runner.core.keys import key_hash, key_hash_bytes
+from runner.core.keys import key_digests, key_hash
 from runner.core.records import Record, dumps, is_final, record_key
-from runner.core.resume import FAILED, OK, RETRYABLE, KeyTable, ResumeIndex
+from runner.core.resume import OK, KeyTable, ResumeIndex, record_state
 from runner.errors import ConfigError, OutputError, RunLocked
 from runner.io import keyindex
 from runner.io.jsonl import BLOCK, iter_spans, parse_record, skipped_line
@@ -102,76 +103,74 @@ def _save(
 
 
 def _full_scan(path: Path) -> ResumeIndex:
-    """Every record of the output into a ``KeyTable``. A block whose lines are all glmrun's
-    own ok records (nearly every block) is hashed in one comprehension into 8-byte digests,
-    joined into one buffer: no int or array append per record, and every state is OK, so only
-    the other lines' states are kept (position, state)."""
+    """Every record of the output into a ``KeyTable`` (sorted once, the later record wins)."""
     index = ResumeIndex()
-    digests = bytearray()
-    odd: list[tuple[int, int]] = []  # (position in digests, state) of records not plain ok
-    blake2b = hashlib.blake2b
-    records = 0
-    line_no = 0
-    ends: list[int] = []
-    for data, end in iter_spans(path, ends=ends):
-        lines = _FAST_LINE.findall(data, 0, end)  # a tuple per line
-        keys = [key or url for url, key, _ in lines]
-        if b"" not in keys:  # all glmrun ok records with plain keys
-            digests += b"".join([blake2b(k, digest_size=8).digest() for k in keys])
-            records += len(keys)
-            line_no += len(keys)
-            continue
-        for url, key, other in lines:
-            line_no += 1
-            if url:
-                digests += blake2b(key or url, digest_size=8).digest()
-                records += 1
-            elif other.strip():
-                record = _slow_record(other, line_no, path, index.corrupt_lines)
-                if record is not None:
-                    key_text = record_key(record)
-                    if key_text is not None:
-                        state = _state(record)
-                        if state != OK:
-                            odd.append((records, state))
-                        digests += key_hash(key_text).to_bytes(8, "little")
-                        records += 1
-    index.records = records
-    index.lines = line_no
-    index.scanned = ends[-1] if ends else 0
-    index.base = KeyTable.from_digests(digests, odd) if records else None
+    keys = _read_keys(path, 0, 0, index.corrupt_lines)
+    index.records = keys.records
+    index.lines = keys.lines
+    index.scanned = keys.end
+    index.base = KeyTable.from_digests(keys.digests, keys.odd) if keys.records else None
     return index
 
 
 def _scan_tail(path: Path, index: ResumeIndex, start: int) -> None:
     """Read the records after byte ``start`` into the index's sets (the later record wins)."""
-    hash_bytes = key_hash_bytes
+    keys = _read_keys(path, start, index.lines, index.corrupt_lines)
+    odd = dict(keys.odd)
+    for position, (h,) in enumerate(struct.iter_unpack("<Q", keys.digests)):
+        index.add_hash(h, odd.get(position, OK))
+    index.records += keys.records
+    index.lines = keys.lines
+    index.scanned = keys.end
+
+
+@dataclass
+class _Keys:
+    """The key hashes of the records read, in file order, as little-endian 8-byte digests in
+    one buffer; every record is ok but those in ``odd`` (position, state). ``lines`` counts
+    the lines (those before the start included); ``end`` is the offset after the last newline."""
+
+    digests: bytearray
+    odd: list[tuple[int, int]]
+    records: int
+    lines: int
+    end: int
+
+
+def _read_keys(path: Path, start: int, lines: int, corrupt: list[int]) -> _Keys:
+    """The records of the output from byte ``start`` (a line start with ``lines`` lines before
+    it). A block whose lines are all glmrun's own ok records (nearly every block) is hashed in
+    one comprehension into digests joined into the buffer: no int or array append per record,
+    and only the other lines' states are kept. The one scan of both the full read and the tail."""
+    digests = bytearray()
+    odd: list[tuple[int, int]] = []
     records = 0
-    line_no = index.lines
+    line_no = lines
     ends: list[int] = []
     for data, end in iter_spans(path, start=start, ends=ends):
-        for url, key, other in _FAST_LINE.findall(data, 0, end):
+        found = _FAST_LINE.findall(data, 0, end)  # a tuple per line
+        keys = [key or url for url, key, _ in found]
+        if b"" not in keys:  # all glmrun ok records with plain keys
+            digests += key_digests(keys)
+            records += len(keys)
+            line_no += len(keys)
+            continue
+        for url, key, other in found:
             line_no += 1
             if url:
-                index.add_hash(hash_bytes(key or url), "ok", True)
+                digests += key_digests((key or url,))
                 records += 1
             elif other.strip():
-                record = _slow_record(other, line_no, path, index.corrupt_lines)
+                record = _slow_record(other, line_no, path, corrupt)
                 if record is not None:
                     key_text = record_key(record)
                     if key_text is not None:
-                        index.add(key_text, record.get("status"), is_final(record))
+                        state = record_state(record.get("status"), is_final(record))
+                        if state != OK:
+                            odd.append((records, state))
+                        digests += key_hash(key_text).to_bytes(8, "little")
                         records += 1
-    index.records += records
-    index.lines = line_no
-    if ends:
-        index.scanned = ends[-1]
-
-
-def _state(record: Record) -> int:
-    if record.get("status") == "ok":
-        return OK
-    return FAILED if is_final(record) else RETRYABLE
+    return _Keys(digests, odd, records, line_no, ends[-1] if ends else start)
 
 
 # Per line (each preceded by a newline, which the regex engine finds faster than ``^``): either

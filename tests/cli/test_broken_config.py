@@ -17,12 +17,7 @@ GOOD_JOB = (
 
 
 def _text(body: str) -> Callable[[Path], Path]:
-    def make(tmp: Path) -> Path:
-        path = tmp / "c.yaml"
-        path.write_text(body)
-        return path
-
-    return make
+    return _bytes(body.encode())
 
 
 def _bytes(body: bytes) -> Callable[[Path], Path]:

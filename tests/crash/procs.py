@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.configs import write_minimal_config
+from tests.support.runs import glmrun
 
 REPO = Path(__file__).resolve().parents[2]
 FAKE_KEY = "sk-FAKE-glmrun-canary-123"
@@ -91,6 +93,27 @@ def write_job(tmp: Path, base_url: str, urls: list[str], **sections: Any) -> Pat
     return write_config(tmp, urls, api=api, **sections)
 
 
+def write_batch_job(tmp: Path, base_url: str, urls: list[str], **batch: Any) -> Path:
+    """A config whose job ``j`` takes the batch route (``mode: batch``), polling every 50 ms;
+    ``batch`` sets more of the ``batch:`` section (``max_requests_per_file``...)."""
+    return write_job(
+        tmp,
+        base_url,
+        urls,
+        batch={"poll_interval_s": 0.05, **batch},
+        jobs=[
+            {
+                "name": "j",
+                "input": "urls.txt",
+                "output": "out/j.jsonl",
+                "model": "glm-4v-flash",
+                "prompt": "describe",
+                "mode": "batch",
+            }
+        ],
+    )
+
+
 def start_run(config: Path, *args: str, **extra_env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "runner", "run", str(config), *args],
@@ -102,19 +125,36 @@ def start_run(config: Path, *args: str, **extra_env: str) -> subprocess.Popen[st
     )
 
 
+def command(*words: str, config: Path, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    """``glmrun WORDS... CONFIG`` (``export``, ``batches cancel``...) to the end."""
+    return glmrun(*words, str(config), cwd=config.parent, env=env(), timeout=timeout)
+
+
 def run(
-    config: Path, *args: str, timeout: float = 30, **extra_env: str
+    config: Path,
+    *args: str,
+    timeout: float = 30,
+    file_limit: int | None = None,
+    **extra_env: str,
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "runner", *args[:1], str(config), *args[1:]]
-        if args and args[0] == "status"
-        else [sys.executable, "-m", "runner", "run", str(config), *args],
-        capture_output=True,
-        text=True,
-        env=env(**extra_env),
+    """``glmrun run CONFIG ARGS`` (or ``glmrun status CONFIG ...``) to the end; ``file_limit``
+    caps the size of every file it writes, in bytes (a full disk)."""
+
+    def small_disk() -> None:
+        assert file_limit is not None
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_limit, file_limit))
+
+    words = (
+        [*args[:1], str(config), *args[1:]]
+        if args[:1] == ("status",)
+        else ["run", str(config), *args]
+    )
+    return glmrun(
+        *words,
         cwd=config.parent,
+        env=env(**extra_env),
         timeout=timeout,
-        check=False,
+        preexec_fn=None if file_limit is None else small_disk,
     )
 
 

@@ -4,8 +4,6 @@ by a batch and also sent in realtime), and an account stop on a batch call exits
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,28 +11,13 @@ from typing import Any
 from runner.simulator import expected_content
 from tests.support.records import read_records
 
-from .procs import SimProcess, env, run, simulator, write_job
+from .procs import SimProcess, command, run, simulator, write_batch_job
 
 KNOBS = ("latency_mean_s=0.005", "batch_validating_s=0.1", "batch_in_progress_s=0.4")
 
 
 def _job(tmp_path: Path, sim: SimProcess, urls: list[str], **batch: Any) -> Path:
-    return write_job(
-        tmp_path,
-        sim.base_url,
-        urls,
-        batch={"max_requests_per_file": 50, "poll_interval_s": 0.05, **batch},
-        jobs=[
-            {
-                "name": "j",
-                "input": "urls.txt",
-                "output": "out/j.jsonl",
-                "model": "glm-4v-flash",
-                "prompt": "describe",
-                "mode": "batch",
-            }
-        ],
-    )
+    return write_batch_job(tmp_path, sim.base_url, urls, **{"max_requests_per_file": 50, **batch})
 
 
 def assert_paid_once(stats: dict[str, Any]) -> None:
@@ -90,15 +73,7 @@ def test_cancel_of_a_chunk_stuck_mid_create_cancels_the_batch_it_finds(tmp_path:
         assert first.returncode == 75, first.stderr
         assert "stays tracked" in first.stderr
         sim.set(control_faults=[], batch_in_progress_s=0.2)
-        cancel = subprocess.run(
-            [sys.executable, "-m", "runner", "batches", "cancel", str(config)],
-            capture_output=True,
-            text=True,
-            env=env(),
-            cwd=config.parent,
-            timeout=30,
-            check=False,
-        )
+        cancel = command("batches", "cancel", config=config)
         assert cancel.returncode == 0, cancel.stderr
         assert "cancel requested for 1 running batch(es)" in cancel.stdout
         collect = run(config)  # collects the cancelled batch: half the lines, the rest pending

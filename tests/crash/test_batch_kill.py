@@ -10,28 +10,13 @@ from pathlib import Path
 from runner.simulator import expected_content
 from tests.support.records import read_records
 
-from .procs import run, simulator, start_run, write_job
+from .procs import run, simulator, start_run, write_batch_job
 
 CHUNK = 100
 
 
 def _batch_job(tmp_path: Path, base_url: str, urls: list[str]) -> Path:
-    return write_job(
-        tmp_path,
-        base_url,
-        urls,
-        batch={"max_requests_per_file": CHUNK, "poll_interval_s": 0.05},
-        jobs=[
-            {
-                "name": "j",
-                "input": "urls.txt",
-                "output": "out/j.jsonl",
-                "model": "glm-4v-flash",
-                "prompt": "describe",
-                "mode": "batch",
-            }
-        ],
-    )
+    return write_batch_job(tmp_path, base_url, urls, max_requests_per_file=CHUNK)
 
 
 def _kill_at(proc: subprocess.Popen[str], state: str) -> list[dict]:

@@ -93,31 +93,13 @@ def test_sigkill_with_constant_flushing_keeps_every_line_parseable(tmp_path: Pat
 def test_a_full_disk_stops_the_run_with_one_line_and_the_rerun_repairs(tmp_path: Path) -> None:
     """A file-size limit (like a full disk) makes writes fail: exit 1 with one clear line and
     no traceback; after space is back the rerun repairs the torn tail and finishes every URL."""
-    import resource
-    import subprocess
-    import sys
-
-    from .procs import env
-
     urls = [f"https://img.example.com/full/{i}.jpg" for i in range(300)]
     limit = 40_000  # bytes: room for about 100 records
-
-    def small_disk() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
     with simulator("latency_mean_s=0.005") as sim:
         config = write_job(tmp_path, sim.base_url, urls)
         out = tmp_path / "out" / "j.jsonl"
-        full = subprocess.run(
-            [sys.executable, "-m", "runner", "run", str(config)],
-            capture_output=True,
-            text=True,
-            env=env(),
-            cwd=tmp_path,
-            timeout=30,
-            check=False,
-            preexec_fn=small_disk,
-        )
+        full = run(config, file_limit=limit)
         assert full.returncode == 1, full.stderr
         assert "cannot write the output: File too large" in full.stderr
         assert "Traceback" not in full.stderr

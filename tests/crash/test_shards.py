@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 from runner.core.keys import key_hash
 from tests.support.records import read_records
 
-from .procs import env, run, simulator, start_run, wait_for_lines, write_job
+from .procs import command, run, simulator, start_run, wait_for_lines, write_job
 
 CONCURRENCY = 8
 
@@ -22,14 +21,7 @@ def _shard_file(tmp: Path, i: int, n: int) -> Path:
 
 
 def _export(config: Path) -> list[dict]:
-    proc = subprocess.run(
-        [sys.executable, "-m", "runner", "export", str(config)],
-        capture_output=True,
-        env=env(),
-        cwd=config.parent,
-        timeout=30,
-        check=False,
-    )
+    proc = command("export", config=config)
     assert proc.returncode == 0, proc.stderr
     return [json.loads(line) for line in proc.stdout.splitlines()]
 

@@ -4,12 +4,9 @@ test_kill.py)."""
 
 from __future__ import annotations
 
-import resource
-import subprocess
-import sys
 from pathlib import Path
 
-from .procs import env, simulator, write_job
+from .procs import run, simulator, write_job
 
 CONCURRENCY = 8
 
@@ -21,21 +18,9 @@ def test_a_full_disk_stops_spending_at_the_first_failed_write(tmp_path: Path) ->
     urls = [f"https://img.example.com/spend/{i}.jpg" for i in range(300)]
     limit = 40_000
 
-    def small_disk() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
-
     with simulator("latency_mean_s=0.005") as sim:
         config = write_job(tmp_path, sim.base_url, urls, limits={"concurrency": CONCURRENCY})
-        full = subprocess.run(
-            [sys.executable, "-m", "runner", "run", str(config)],
-            capture_output=True,
-            text=True,
-            env=env(),
-            cwd=tmp_path,
-            timeout=30,
-            check=False,
-            preexec_fn=small_disk,
-        )
+        full = run(config, file_limit=limit)
         sent = sim.stats()["chat_requests"]
     out = tmp_path / "out" / "j.jsonl"
     on_disk = out.read_bytes().count(b"\n")

@@ -10,7 +10,7 @@ from typing import Any
 
 from runner.api.glm import GlmClient
 from runner.app.planning import plan_job
-from runner.app.wiring import make_fallback
+from runner.app.wiring import JobParts, make_batch_deps, make_writer
 from runner.clock import FakeClock
 from runner.config import Config, Secret, load_config
 from runner.core.plan import iter_pending
@@ -86,17 +86,13 @@ async def run_batch(
         use = wrap(client) if wrap else client
         with RunLock(job.output_path):
             stop = stop or asyncio.Event()
-            return await run_batch_job(
-                plan,
-                pending,
-                config,
-                use,
-                stats,
-                stop,
-                no_wait=no_wait,
-                fallback=lambda writer: make_fallback(job, config, use, writer, stats, stop),
-                clock=box.clock,
-            )
+            writer = make_writer(job, stats=stats)
+            parts = JobParts(job, config, use, writer, stats, stop)
+            try:
+                deps = make_batch_deps(parts, no_wait=no_wait, clock=box.clock)
+                return await run_batch_job(plan, pending, config, deps)
+            finally:
+                writer.close()
 
 
 def load(config_path: Path) -> Config:

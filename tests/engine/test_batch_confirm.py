@@ -7,8 +7,10 @@ money counters: ``batch_custom_ids`` (custom_id -> batches created with it), ``b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -289,11 +291,24 @@ async def test_a_refused_create_is_confirmed_by_listing_then_sent_another_way(
 # --- path 3: `batches cancel` on a chunk caught mid-create ------------------------------------
 
 
-async def _crash_at_create(cfg: Path, box: SimBox, *, before: bool) -> None:
-    with pytest.raises(Crash):
-        await run_batch(cfg, box, wrap=lambda c: CrashingClient(c, "create_batch", before=before))
-    state = load_state(state_path(load(cfg).jobs[0]))
-    assert state is not None and isinstance(state.chunks[0], Creating)
+@contextlib.asynccontextmanager
+async def _killed_at_create(
+    tmp_path: Path, start_batch_sim: StartBatchSim, items: list[str], *, before: bool
+) -> AsyncIterator[tuple[Path, SimBox]]:
+    """A batch job over ``items`` whose run crashed at its create (``before`` it was sent, or
+    after), its chunk left ``Creating``; the slow simulator closes when the block ends."""
+    box = await start_batch_sim(**SLOW)
+    cfg = write_config(tmp_path, items, base_url=box.sim.base_url, poll_interval_s=1)
+    try:
+        with pytest.raises(Crash):
+            await run_batch(
+                cfg, box, wrap=lambda c: CrashingClient(c, "create_batch", before=before)
+            )
+        state = load_state(state_path(load(cfg).jobs[0]))
+        assert state is not None and isinstance(state.chunks[0], Creating)
+        yield cfg, box
+    finally:
+        await box.sim.close()
 
 
 async def test_cancel_of_a_chunk_whose_create_happened_cancels_and_collects_it(
@@ -304,10 +319,7 @@ async def test_cancel_of_a_chunk_whose_create_happened_cancels_and_collects_it(
     (never a second batch with the same lines while the first one runs)."""
     monkeypatch.setenv("ZHIPUAI_API_KEY", "sk-test")
     items = urls(30)
-    box = await start_batch_sim(**SLOW)
-    cfg = write_config(tmp_path, items, base_url=box.sim.base_url, poll_interval_s=1)
-    try:
-        await _crash_at_create(cfg, box, before=False)
+    async with _killed_at_create(tmp_path, start_batch_sim, items, before=False) as (cfg, box):
         assert box.sim.stats.batches_created == 1
         lines = await cancel(load(cfg), None)
         assert "cancel requested for 1 running batch(es); 0 chunk(s)" in lines[0]
@@ -324,8 +336,6 @@ async def test_cancel_of_a_chunk_whose_create_happened_cancels_and_collects_it(
         await run_batch(cfg, box)  # the lines left pending go in a new batch, paid once
         assert max(box.sim.stats.batch_paid.values()) == 1
         assert sum(box.sim.stats.batch_paid.values()) == 30
-    finally:
-        await box.sim.close()
     assert_all_ok_once(cfg, items)
 
 
@@ -334,19 +344,13 @@ async def test_cancel_of_a_chunk_whose_create_never_happened_drops_it(
 ) -> None:
     """Killed before the create was sent: the listing shows no batch, the chunk is dropped."""
     monkeypatch.setenv("ZHIPUAI_API_KEY", "sk-test")
-    items = urls(10)
-    box = await start_batch_sim(**SLOW)
-    cfg = write_config(tmp_path, items, base_url=box.sim.base_url, poll_interval_s=1)
-    try:
-        await _crash_at_create(cfg, box, before=True)
+    async with _killed_at_create(tmp_path, start_batch_sim, urls(10), before=True) as (cfg, box):
         lines = await cancel(load(cfg), None)
         assert "0 running batch(es); 1 chunk(s) not submitted dropped" in lines[0]
         s = box.sim.stats
         assert (s.batches_created, s.batches_cancelled, s.calls["list"]) == (0, 0, 1)
         state = load_state(state_path(load(cfg).jobs[0]))
         assert state is not None and isinstance(state.chunks[0], Ended)
-    finally:
-        await box.sim.close()
 
 
 async def test_cancel_when_the_listing_keeps_failing_keeps_the_chunk_and_exits_75(
@@ -354,19 +358,13 @@ async def test_cancel_when_the_listing_keeps_failing_keeps_the_chunk_and_exits_7
 ) -> None:
     """The listing fails every time: the chunk stays Creating and cancel ends with exit 75."""
     monkeypatch.setenv("ZHIPUAI_API_KEY", "sk-test")
-    items = urls(10)
-    box = await start_batch_sim(**SLOW)
-    cfg = write_config(tmp_path, items, base_url=box.sim.base_url, poll_interval_s=1)
-    try:
-        await _crash_at_create(cfg, box, before=False)
+    async with _killed_at_create(tmp_path, start_batch_sim, urls(10), before=False) as (cfg, box):
         box.sim.settings.control_faults = [{"call": "list", "status": 500, "nth": 1, "count": 0}]
         with pytest.raises(ComeBackLater):
             await cancel(load(cfg), None)
         state = load_state(state_path(load(cfg).jobs[0]))
         assert state is not None and isinstance(state.chunks[0], Creating)
         assert box.sim.stats.calls["list"] == 3  # retry.max_attempts
-    finally:
-        await box.sim.close()
 
 
 # --- open points: honest batch records, a fallback that does not stop the polling ------------

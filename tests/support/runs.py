@@ -31,8 +31,20 @@ def glmrun(
     **kwargs: Any,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m runner ARGS`` in a child process, output captured as text, any exit code."""
+    return python_module("runner", *args, cwd=cwd, env=env, timeout=timeout, **kwargs)
+
+
+def python_module(
+    module: str,
+    *args: str,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    **kwargs: Any,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m MODULE ARGS`` in a child process, output captured as text, any exit code."""
     return subprocess.run(
-        [sys.executable, "-m", "runner", *args],
+        [sys.executable, "-m", module, *args],
         check=False,
         cwd=cwd,
         env=env,

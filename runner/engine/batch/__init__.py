@@ -2,8 +2,10 @@
 
 ``job`` runs a job's batch path, ``driver`` steps chunks through their states (the states and
 ``next_state`` are pure, in ``runner.core.batch_states``), ``lookup`` finds remote objects whose
-answer was lost, ``collect`` turns result files into records, ``fallback`` builds the realtime
-engine for ``batch.on_failure: realtime``. The state file is ``runner.io.batch_state``.
+answer was lost, ``collect`` turns result files into records, ``steps`` holds collect,
+on_failure and chunk building for the driver. Its pieces (``BatchDeps``: client, writer, the
+realtime fallback for ``batch.on_failure: realtime``) come from ``runner.app.wiring``. The state
+file is ``runner.io.batch_state``.
 """
 
 from runner.engine.batch.collect import CollectResult, collect_lines

@@ -7,14 +7,10 @@ records here, as on the realtime path.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import random
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
-from runner.api.protocol import BatchClient
-from runner.clock import Clock, SystemClock
 from runner.config.schema import Config, JobConfig
 from runner.core.batch_names import config_hash
 from runner.core.batch_states import recovered
@@ -22,7 +18,7 @@ from runner.core.items import InvalidLine, Item
 from runner.core.plan import JobPlan
 from runner.core.records import invalid_input_record
 from runner.core.stats import JobStats
-from runner.engine.batch.driver import BatchDeps, BatchDriver, Fallback
+from runner.engine.batch.driver import BatchDeps, BatchDriver
 from runner.errors import ComeBackLater, OutputError
 from runner.io.batch_state import JobState, load_state, state_path, tracked_hashes
 from runner.io.store import ResultWriter
@@ -47,33 +43,21 @@ def _new_items(
         yield h, item
 
 
-FallbackFactory = Callable[[ResultWriter], Fallback]
-"""Builds the realtime fallback around the job's writer (``runner.app.wiring.make_fallback``)."""
-
-
 async def run_batch_job(
     plan: JobPlan,
     pending: Iterator[tuple[int, Item | InvalidLine]],
     config: Config,
-    client: BatchClient,
-    stats: JobStats,
-    stop_event: asyncio.Event,
-    *,
-    no_wait: bool = False,
-    fallback: FallbackFactory | None = None,
-    clock: Clock | None = None,
-    rng: random.Random | None = None,
+    deps: BatchDeps,
 ) -> JobStats:
-    """Build, submit, track, collect: one job's whole batch path (the caller holds its lock).
+    """Build, submit, track, collect: one job's whole batch path. The caller holds the job's
+    lock and owns ``deps.writer`` (``runner.app.wiring.make_batch_deps`` builds the rest).
 
-    ``no_wait`` submits and returns (ComeBackLater, exit 75); ``fallback`` is how lines that
-    did not run in a batch are sent when ``batch.on_failure`` is ``realtime``."""
+    ``deps.no_wait`` submits and returns (ComeBackLater, exit 75); ``deps.fallback`` is how
+    lines that did not run in a batch are sent when ``batch.on_failure`` is ``realtime``."""
     job = plan.job
-    stats.route = "batch"
+    deps.stats.route = "batch"
     try:
-        return await _run_batch_job(
-            job, pending, config, client, stats, stop_event, no_wait, fallback, clock, rng
-        )
+        return await _run_batch_job(job, pending, config, deps)
     except OSError as exc:
         if isinstance(exc, (TimeoutError, ConnectionError)):
             raise
@@ -88,13 +72,7 @@ async def _run_batch_job(
     job: JobConfig,
     pending: Iterator[tuple[int, Item | InvalidLine]],
     config: Config,
-    client: BatchClient,
-    stats: JobStats,
-    stop_event: asyncio.Event,
-    no_wait: bool,
-    fallback: FallbackFactory | None,
-    clock: Clock | None,
-    rng: random.Random | None,
+    deps: BatchDeps,
 ) -> JobStats:
     path = state_path(job)
     chash = config_hash(job, config.batch)
@@ -109,18 +87,7 @@ async def _run_batch_job(
                 "tracked ones finish as built",
                 extra={"job": job.name},
             )
-    clock = clock or SystemClock()
-    writer = ResultWriter(job.output_path, on_record=stats.note_record)
-    deps = BatchDeps(
-        client=client,
-        writer=writer,
-        stats=stats,
-        stop=stop_event,
-        clock=clock,
-        rng=rng or random.Random(),
-        no_wait=no_wait,
-        fallback=None if fallback is None else fallback(writer),
-    )
+    writer, stats = deps.writer, deps.stats
     driver = BatchDriver(job, config, state, deps)
     try:
         tracked = tracked_hashes(job, state)
@@ -140,6 +107,5 @@ async def _run_batch_job(
             exc.stats = stats
             raise
     finally:
-        writer.close()
-        stats.finished = clock.monotonic()
+        stats.finished = deps.clock.monotonic()
     return stats

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -39,6 +39,20 @@ def parse_record(line: bytes) -> Record | None:
     return record if isinstance(record, dict) else None
 
 
+def _open_at(path: Path, start: int) -> BinaryIO | None:
+    """``path`` open for reading at byte ``start``; None when it does not exist, an
+    ``OutputError`` when it cannot be read (a folder, no permission)."""
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - the caller closes it
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot read the output: {exc.strerror}") from None
+    if start:
+        handle.seek(start)
+    return handle
+
+
 def iter_blocks(
     path: Path, size: int | None = None, *, start: int = 0, ends: list[int] | None = None
 ) -> Iterator[bytes]:
@@ -47,16 +61,11 @@ def iter_blocks(
     last newline read (where a later scan can start).
 
     A missing file yields nothing; one that cannot be read is an ``OutputError``."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
-    except FileNotFoundError:
+    handle = _open_at(path, start)
+    if handle is None:
         return
-    except OSError as exc:  # a folder, no permission
-        raise OutputError(f"{path}: cannot read the output: {exc.strerror}") from None
     block = BLOCK  # read at call time: tests shrink it to split records across blocks
     with handle:
-        if start:
-            handle.seek(start)
         remaining = None if size is None else size - start
         rest = b""
         whole = start
@@ -94,16 +103,11 @@ def iter_spans(
     ``pattern.findall(data, 0, end)`` sees every line as ``\n...``. One concatenation per
     8 MB block (``iter_blocks`` makes three: a 10-million-record scan is 3.6 GB of memcpy
     fewer). Same rules: the last line counts only if whole, ``ends`` as in ``iter_blocks``."""
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed by the with below
-    except FileNotFoundError:
+    handle = _open_at(path, start)
+    if handle is None:
         return
-    except OSError as exc:  # a folder, no permission
-        raise OutputError(f"{path}: cannot read the output: {exc.strerror}") from None
     block = BLOCK  # read at call time: tests shrink it to split records across blocks
     with handle:
-        if start:
-            handle.seek(start)
         rest = b""
         whole = start
         while chunk := handle.read(block):

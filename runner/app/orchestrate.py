@@ -28,11 +28,11 @@ from runner.app.planning import (
     Sent,
     _planned,
     describe_plan,
+    input_pairs,
     limited,
     pending_items,
     plan_job,
     plan_job_early,
-    rest_of_input,
     settle_guess,
     with_limit,
 )
@@ -351,7 +351,8 @@ async def _after_guess(
         return
     counts = PendingCounts()
     prefix = TextPrefix()
-    rest = rest_of_input(job, config, index, sent, counts, prefix, stopper.flag)
+    pairs = input_pairs(job, config, index, counts, prefix, stopper.flag)
+    rest = sent.unsent(pairs, counts)
     limit = None if options.limit is None else max(0, options.limit - sent.items)
     stats = await run(limited(rest, limit))
     stats.skipped, stats.failed_before = counts.done, counts.failed

@@ -7,8 +7,9 @@ A run may plan on a guess (``plan_job_early``): a text input is read from where 
 found it all done before the check that it still starts the same has finished (hashing the
 prefix of a ten-million-line list takes longer than planning its new lines). The run sends what
 that plan found, then ``settle_guess`` waits for the check. A wrong guess costs a read of the
-whole input, never a URL: ``rest_of_input`` yields every pending line the run has not yet
-sent (``Sent`` records them), so nothing is skipped and nothing is sent twice.
+whole input, never a URL: ``input_pairs`` through ``Sent.unsent`` yields every pending line
+the run has not yet sent (``Sent`` records them), so nothing is skipped and nothing is sent
+twice.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def _plan(
 def settle_guess(job: JobConfig, guess: Guess, index: ResumeIndex) -> bool:
     """Wait for the check of a guessed plan (the caller holds the lock): True when the input
     still starts as noted (the longer prefix is noted); False when it changed (the note is
-    dropped and the caller reads the whole input with ``rest_of_input``)."""
+    dropped and the caller reads the whole input with ``input_pairs``)."""
     if guess.check.wait():
         save_prefix(job.output_path, job.input_path, guess.prefix, index)
         return True
@@ -149,7 +150,7 @@ def settle_guess(job: JobConfig, guess: Guess, index: ResumeIndex) -> bool:
 
 
 class Sent:
-    """The key hashes a run has handed to its engine (after a wrong guess, ``rest_of_input``
+    """The key hashes a run has handed to its engine (after a wrong guess, ``unsent``
     skips them), and how many of them were items (for ``--limit``)."""
 
     def __init__(self) -> None:
@@ -164,36 +165,23 @@ class Sent:
             self.items += isinstance(item, Item)
             yield h, item
 
+    def unsent(
+        self, pairs: Iterator[tuple[int, Item | InvalidLine]], counts: PendingCounts
+    ) -> Iterator[tuple[int, Item | InvalidLine]]:
+        """After a wrong guess, the whole input's ``pairs`` but those already sent (moved in
+        ``counts`` from pending to duplicates)."""
+        for h, item in pairs:
+            if h in self.hashes:
+                if isinstance(item, InvalidLine):
+                    counts.invalid -= 1
+                else:
+                    counts.pending -= 1
+                counts.duplicates += 1
+                continue
+            yield h, item
+
     def __repr__(self) -> str:
         return f"<Sent items={self.items}>"
-
-
-def rest_of_input(
-    job: JobConfig,
-    config: Config,
-    index: ResumeIndex,
-    sent: Sent,
-    counts: PendingCounts,
-    prefix: TextPrefix,
-    stop: threading.Event | None = None,
-) -> Iterator[tuple[int, Item | InvalidLine]]:
-    """After a wrong guess: every pending pair of the whole input but those in ``sent``
-    (``counts`` counts the whole input, the pairs already sent as duplicates; ``prefix``
-    grows over the finished lines it starts with, to be noted)."""
-    skip = done_line_filter(index, counts, job.shard)
-    items = read_job_items(job, config, skip, prefix)
-    pairs = iter_pending(
-        items if stop is None else _until(items, stop, quiet=True), index, counts, job.shard
-    )
-    for h, item in pairs:
-        if h in sent.hashes:
-            if isinstance(item, InvalidLine):
-                counts.invalid -= 1
-            else:
-                counts.pending -= 1
-            counts.duplicates += 1
-            continue
-        yield h, item
 
 
 def pending_items(
@@ -210,13 +198,25 @@ def pending_items(
         return iter(kept)
     offset, line_no = plan.counts.start
     prefix = TextPrefix(offset, line_no, growing=False)
-    skip = done_line_filter(index, PendingCounts(), job.shard)
+    return input_pairs(job, config, index, PendingCounts(), prefix, stop)
+
+
+def input_pairs(
+    job: JobConfig,
+    config: Config,
+    index: ResumeIndex,
+    counts: PendingCounts,
+    prefix: TextPrefix,
+    stop: threading.Event | None,
+) -> Iterator[tuple[int, Item | InvalidLine]]:
+    """The pending (hash, item) pairs of the input from ``prefix`` on: finished lines dropped
+    unparsed by the pre-filter, the rest by the index (``counts`` counts both). From a fresh
+    ``TextPrefix``, the whole input (after a wrong guess: ``prefix`` grows over the finished
+    lines it starts with, to be noted)."""
+    skip = done_line_filter(index, counts, job.shard)
     items = read_job_items(job, config, skip, prefix)
     return iter_pending(
-        items if stop is None else _until(items, stop, quiet=True),
-        index,
-        PendingCounts(),
-        job.shard,
+        items if stop is None else _until(items, stop, quiet=True), index, counts, job.shard
     )
 
 

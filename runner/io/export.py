@@ -126,15 +126,18 @@ def column_value(record: dict[str, Any], column: str) -> Any:
 
 
 def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return str(value)
-    return orjson.dumps(value).decode()
+    """A CSV cell: text as it is, JSON's spelling of true/false/numbers, objects as JSON."""
+    match value:
+        case None:
+            return ""
+        case str():
+            return value
+        case bool():
+            return "true" if value else "false"
+        case int() | float():
+            return str(value)
+        case _:
+            return orjson.dumps(value).decode()
 
 
 def export_records(

@@ -157,26 +157,24 @@ def _collect_fast(data: bytes, c: _Collector) -> None:
         c.write_ok(count, prompt, completion)
 
 
+@dataclass
 class _Collector:
     """One downloaded file's context: the full parser of one line (``line``), the fast path's
     pending record bytes (``write_ok``) and the counts both add to."""
 
-    def __init__(
-        self,
-        ids: dict[str, str],
-        seen: set[str],
-        writer: ResultWriter,
-        stats: JobStats,
-        batch_id: str | None,
-        result: CollectResult,
-        done: ResumeIndex | None,
-        builder: BodyBuilder | None,
-        attempts: int,
-        latency_ms: int,
-    ):
-        self.ids, self.seen, self.writer, self.stats = ids, seen, writer, stats
-        self.batch_id, self.result, self.done = batch_id, result, done
-        self.attempts, self.latency_ms = attempts, latency_ms
+    ids: dict[str, str]
+    seen: set[str]
+    writer: ResultWriter
+    stats: JobStats
+    batch_id: str | None
+    result: CollectResult
+    done: ResumeIndex | None
+    builder: BodyBuilder | None
+    attempts: int
+    latency_ms: int
+
+    def __post_init__(self) -> None:
+        batch_id, builder = self.batch_id, self.builder
         self.extra = {"batch_id": batch_id}
         self.finish = builder.finish_record if builder is not None else None
         self.always = self.finish is not None and getattr(builder, "_structured", None) is not None

@@ -28,6 +28,10 @@ from pathlib import Path
 
 import orjson
 
+# This checkout's runner, not whichever one is installed (as ``python -m runner`` from the
+# checkout does for the other benchmarks): comparing two checkouts must compare their code.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from runner.config import JobConfig
 from runner.core.items import Item
 from runner.core.keys import key_hash

@@ -94,8 +94,16 @@ def knobs(schedule: Schedule, latency_s: float, spread_s: float) -> dict[str, An
     return {"latency_mean_s": latency_s, "latency_spread_s": spread_s, **cap}
 
 
-def run_auto(d: Path, n: int, schedule: Schedule, latency_s: float, spread_s: float) -> AutoRun:
-    """One ``glmrun run`` with ``concurrency: auto``; every URL must end ok (else ok < n)."""
+def run_auto(
+    d: Path,
+    n: int,
+    schedule: Schedule,
+    latency_s: float,
+    spread_s: float,
+    concurrency: int | str = "auto",
+) -> AutoRun:
+    """One ``glmrun run`` with ``concurrency: auto`` (or a fixed one, for the reference run);
+    every URL must end ok (else ok < n)."""
     samples: list[Sample] = []
     with SimProcess(**knobs(schedule, latency_s, spread_s)) as sim:
         urls = write_urls(d / "urls.txt", n)
@@ -104,7 +112,8 @@ def run_auto(d: Path, n: int, schedule: Schedule, latency_s: float, spread_s: fl
             sim.base_url,
             input=str(urls),
             output=str(d / "out.jsonl"),
-            limits={"concurrency": "auto", "max_concurrency": 256},
+            limits={"concurrency": concurrency}
+            | ({"max_concurrency": 256} if concurrency == "auto" else {}),
         )
         sim.reset()  # t=0 of limit_schedule
         t0 = time.monotonic()

@@ -424,6 +424,32 @@ def bench_adaptive16(ctx: Ctx) -> None:
 def bench_adaptive64(ctx: Ctx) -> None:
     n = ctx.size(6400, 200)
     _adaptive(ctx, "adaptive64", [(0, 64)], n, (0.2, 0.0), 0.93, "hidden 64 @ 200 ms (320/s)")
+    # The reference: a fixed concurrency of exactly the hidden cap, the best any setting can
+    # do on this machine (at 320 answers/s simulator and runner share its cores).
+    fixed = run_auto(ctx.dir("fixed64"), n, [(0, 64)], 0.2, 0.0, concurrency=64)
+    auto = ctx.figures[-1] if ctx.figures[-1].name.startswith("auto") else None
+    ctx.add(
+        Figure(
+            "  fixed concurrency 64 on the same cap (reference)",
+            fixed.ok / fixed.wall_s,
+            "results/s",
+            "informational: the machine's ceiling here",
+            fixed.ratio,
+            None,
+            {"share_429": fixed.share_429, "wall_s": fixed.wall_s},
+        )
+    )
+    if auto is not None and fixed.ratio:
+        ctx.add(
+            Figure(
+                "  auto against the fixed reference",
+                auto.value / (fixed.ok / fixed.wall_s),
+                "x fixed",
+                "informational",
+                None,
+                None,
+            )
+        )
 
 
 def bench_adaptive_schedule(ctx: Ctx) -> None:

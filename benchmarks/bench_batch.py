@@ -61,6 +61,17 @@ def make_job(tmp: Path) -> JobConfig:
     )
 
 
+def _chunk_writer(job: JobConfig, work: Path) -> ChunkWriter:
+    """The batch path's writer with the API's limits (50,000 lines, under 100 MB a file)."""
+    return ChunkWriter(
+        work,
+        BodyBuilder(job, read_media),
+        endpoint="/v4/chat/completions",
+        max_lines=50_000,
+        max_bytes=99 * 1024 * 1024,
+    )
+
+
 def bench_build(job: JobConfig, n: int, work: Path) -> tuple[float, list]:
     urls = [
         f"https://images.example.com/photos/2024/{i:08d}/large.jpg?sig={i * 7919:x}"
@@ -71,13 +82,7 @@ def bench_build(job: JobConfig, n: int, work: Path) -> tuple[float, list]:
     chunks = list(
         build_chunks(
             items,
-            ChunkWriter(
-                work,
-                BodyBuilder(job, read_media),
-                endpoint="/v4/chat/completions",
-                max_lines=50_000,
-                max_bytes=99 * 1024 * 1024,
-            ),
+            _chunk_writer(job, work),
         )
     )
     elapsed = time.perf_counter() - t0
@@ -100,13 +105,7 @@ def bench_build_from_input(job: JobConfig, n: int, work: Path) -> float:
     chunks = list(
         build_chunks(
             pending,
-            ChunkWriter(
-                work,
-                BodyBuilder(job, read_media),
-                endpoint="/v4/chat/completions",
-                max_lines=50_000,
-                max_bytes=99 * 1024 * 1024,
-            ),
+            _chunk_writer(job, work),
         )
     )
     elapsed = time.perf_counter() - t0

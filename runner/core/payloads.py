@@ -109,6 +109,12 @@ class BodyBuilder:
         self._turns = encode_media(job.messages, self._media(message_refs(job.messages)))
         self._structured = StructuredOutput.for_job(job)
 
+    @property
+    def parses_output(self) -> bool:
+        """The job parses or checks answers (``output.parse``, a schema): every ok record
+        goes through ``finish_record``, none may be written as the answer's bytes alone."""
+        return self._structured is not None
+
     def item_refs(self, item: Item) -> list[str]:
         """The local files the item's body needs (read them, then pass them to ``render``)."""
         if item.messages is not None:

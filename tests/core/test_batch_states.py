@@ -72,6 +72,10 @@ def view(status: str, **over: object) -> BatchView:
 
 
 RUNNING = Running(C, "f1", "batch_1", "validating")
+# a chunk cancelled before its file was uploaded: nothing was sent, nothing is paid
+CANCELLED_BEFORE_UPLOAD = Ended(
+    C, None, None, "cancelled", Counts(10), cancel_requested=True, reason="cancelled before upload"
+)
 ENDED = Ended(C, "f1", "batch_1", "completed", Counts(10, 10, 0), "out1", None)
 
 CASES = [
@@ -172,15 +176,7 @@ CASES = [
     (
         Built(C),
         CancelAsked(),
-        Ended(
-            C,
-            None,
-            None,
-            "cancelled",
-            Counts(10),
-            cancel_requested=True,
-            reason="cancelled before upload",
-        ),
+        CANCELLED_BEFORE_UPLOAD,
     ),
     # issue 11, path 3: a chunk that may have a batch waits for a listing before it is dropped
     (Uploaded(C, "f1"), CancelAsked(), Uploaded(C, "f1")),
@@ -198,15 +194,7 @@ CASES = [
     (
         Uploading(C, checked=False),
         CancelChecked(None),
-        Ended(
-            C,
-            None,
-            None,
-            "cancelled",
-            Counts(10),
-            cancel_requested=True,
-            reason="cancelled before upload",
-        ),
+        CANCELLED_BEFORE_UPLOAD,
     ),
     (
         Creating(C, "f1"),

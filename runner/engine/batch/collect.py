@@ -177,7 +177,7 @@ class _Collector:
         batch_id, builder = self.batch_id, self.builder
         self.extra = {"batch_id": batch_id}
         self.finish = builder.finish_record if builder is not None else None
-        self.always = self.finish is not None and getattr(builder, "_structured", None) is not None
+        self.always = builder is not None and builder.parses_output
         self.now = now_iso()  # one timestamp per downloaded file: written within a second or so
         self.ok = self.prompt_tokens = self.completion_tokens = 0
         self.pending: list[bytes] = []

@@ -8,11 +8,13 @@ provided answers kept arriving meanwhile (quiet while the server or this process
 proves nothing). Above the highest limit held so far each new slot opens a new connection,
 which is refused later: there the window follows the refusals seen up there.
 
-- Start (TCP slow start): +1 per successful answer, so the limit doubles per round trip, until
-  the first throttle, or until answers take 1.5 times as long as the fastest (HyStart: the
-  path fills up before the cap does). The gate gets those raises a tenth at a time per
-  ``min_window_s``: answers that arrive together would send a round trip's raises at once,
-  all past the cap before its first refusal is back.
+- Start (TCP slow start, steeper): from 5 (the smallest per-model cap the docs list), +2 per
+  successful answer, so the limit triples per round trip (a refusal costs a few milliseconds,
+  a round trip below the cap costs a round trip), until the first throttle, or until answers
+  take 1.5 times as long as the fastest (HyStart: the path fills up before the cap does).
+  The gate gets those raises a tenth at a time per ``min_window_s``: answers that arrive
+  together would send a round trip's raises at once, all past the cap before its first
+  refusal is back.
 - Refused: each request refused after a raise was one too many and takes one off, but the
   limit never goes below the requests still out (the rest of that raise, refused a moment
   later, are no news, and their retries are not sent meanwhile).
@@ -20,10 +22,11 @@ which is refused later: there the window follows the refusals seen up there.
   back ``give_back`` of its limit, lets those slots drain for ``give_back_rtts``, then climbs
   1, 1, 2, 2, 4, 4 ... slots per quiet window, stopping one past the level it held (TCP
   CUBIC's fast return to its last maximum). Where the cap has not moved, that one request is
-  refused: one throttle per cycle. Where it has risen, the climb goes on, steps doubling (at
-  most half the limit each, and no faster than a doubling per ``climb_doubling_rtts``, so
-  with slow answers it steps by one and overshoots by one), and fills the new cap within a
-  round trip or two.
+  refused: one throttle per cycle. Where it has risen, the climb goes on from one slot again
+  (1, 1, 2, 2 ... : on a busy event loop answers lag and the probe may pass by mistake; the
+  refill's doubling would then overshoot by dozens), steps doubling (at most half the limit
+  each, and no faster than a doubling per ``climb_doubling_rtts``, so with slow answers it
+  steps by one and overshoots by one), and fills the new cap within a round trip or two.
 - Several processes on one account: the cycles sit on a clock grid (multiples of
   ``probe_rtts`` round trips rounded to 2^k or 1.5 * 2^k seconds of ``now``), so processes on
   one machine give back and climb at the same moments. A proportional give-back and a climb
@@ -38,7 +41,10 @@ which is refused later: there the window follows the refusals seen up there.
 - Drop: two throttles within a round trip while holding mean the cap fell (the multiplicative
   decrease of the Netflix and AWS SDK limiters): cut to ``drop_beta`` of the limit; for the
   round trip after, while requests sent before the drop drain, each throttle takes one off;
-  then climb from there.
+  then climb from there. A cap that fell at peak hours comes back: for ``recover_cycles``
+  cycles, while below half the level it held before the drop (and alone), the controller
+  cycles at every half grid tick, so it finds the cap back twice as soon, for one more
+  refused probe per tick.
 - Starved: refused at the minimum (the cap is full of other clients), the limit is 0 until the
   others' next give-back, instead of hammering the server at the rate of its refusals.
 
@@ -62,7 +68,7 @@ Phase = Literal["start", "hold", "give", "climb"]
 @dataclass
 class AdaptiveLimit:
     max_limit: int = 256
-    initial: int = 4
+    initial: int = 5  # the smallest per-model cap the docs list (V0 accounts)
     min_limit: int = 1
     probe_rtts: float = 3.2  # one give-back-and-climb cycle every this many round trips
     give_back: float = 0.1  # share of the limit given back at each cycle
@@ -71,7 +77,10 @@ class AdaptiveLimit:
     shared_give_back: float = 0.2  # the give-back while other clients share the cap
     shared_cycles: int = 12  # cycles the shared pace lasts after the last sign of another client
     climb_doubling_rtts: float = 0.25  # a climb doubles the limit in at most this many RTTs
+    recover_cycles: int = 24  # after a drop, cycles at twice the pace while far below
+    recover_below: float = 0.5  # ... the level held before the drop, times this
     drop_beta: float = 0.35  # the cut when the cap drops
+    start_gain: float = 2.0  # slots added per successful answer in slow start
     start_growth: float = 0.1  # in slow start the admitted limit grows this share per min window
     inflated: float = 1.5  # slow start ends when answers take this much longer than the fastest
     min_window_s: float = 0.01  # floor of the quiet window that confirms a raise
@@ -82,6 +91,7 @@ class AdaptiveLimit:
         self.phase: Phase = "start"
         self.before = self.value  # the level held before the give-back
         self.steps = 0  # climb steps taken
+        self.passed = False  # the climb went past the level held before it
         self.raised_at = -math.inf
         self.answered_at = -math.inf
         self.awaiting_answer = False  # a climb step waits for an answer, not for time
@@ -111,6 +121,8 @@ class AdaptiveLimit:
         self.signed = False  # a sign was counted in this cycle
         self.signs = 0  # cycles left in which a second sign of another client counts
         self.shared = 0  # cycles left at the shared pace (another client took given-back slots)
+        self.dropped_from = 0.0  # the limit when the cap last dropped
+        self.recovering = 0  # cycles left in which a limit far below that probes twice as often
 
     # -- what the gate reads ---------------------------------------------------------------
 
@@ -173,7 +185,7 @@ class AdaptiveLimit:
             if self.recent_rtt_s > self.inflated * self.min_rtt_s and self.samples >= 8:
                 self._hold(now)  # answers slow down: the path is full before the cap (HyStart)
             else:
-                self.value = min(float(self.max_limit), self.value + 1.0)
+                self.value = min(float(self.max_limit), self.value + self.start_gain)
                 if self.value >= self.max_limit:
                     self._hold(now)
         self._advance(now)
@@ -193,6 +205,7 @@ class AdaptiveLimit:
         elif now < self.burst_until or now < self.cool_until:
             self.value = one_off  # the rest of a refused raise, or requests sent before a drop
         elif self._drop_seen(now):
+            self.dropped_from, self.recovering = self.value, self.recover_cycles
             self.value *= self.drop_beta
             self.cool_until = now + (self.rtt_s or 0.0) + 2 * self.rtt_var_s
             self.after_drop = True
@@ -230,6 +243,7 @@ class AdaptiveLimit:
         elif self.phase == "hold" and now >= max(self.next_cycle_at, self.cool_until):
             if self.after_drop:
                 self.after_drop = False
+                self.signed = True  # where this climb is refused says where the cap fell to
                 self._climb(now)  # find the new level from the cut
             else:
                 self._give_back(now)
@@ -245,6 +259,7 @@ class AdaptiveLimit:
     def _give_back(self, now: float) -> None:
         self.given_from = self.value
         self.shared = max(0, self.shared - 1)
+        self.recovering = max(0, self.recovering - 1)
         self.signs = max(0, self.signs - 1)
         self.signed = False
         share = self.shared_give_back if self.shared else self.give_back
@@ -263,6 +278,7 @@ class AdaptiveLimit:
         self.phase = "climb"
         self.before = self.value if before is None else before
         self.steps = 0
+        self.passed = False
         self._step(now)
 
     def _step(self, now: float) -> None:
@@ -274,6 +290,8 @@ class AdaptiveLimit:
         self.high = max(self.high, self.value)  # confirmed: held without a refusal
         if self.value > self.settled + 1:
             self._sign_of_sharing()  # held above where it was refused last
+        if self.value > self.before and not self.passed:
+            self.passed, self.steps = True, 0  # one past the old level held: new ground
         step = 2.0 ** (self.steps // 2)
         self.steps += 1
         if self.value <= self.before:
@@ -353,7 +371,20 @@ class AdaptiveLimit:
             grid = self.grid_s = min(steps, key=lambda g: abs(math.log(period / g)))
         if self.shared:
             grid *= self.shared_cycle
+        elif self._recovering():
+            grid /= 2
         return (math.floor(now / grid) + 1) * grid
+
+    def _recovering(self) -> bool:
+        """For ``recover_cycles`` cycles after a drop, while far below the level held before
+        it and with no sign of another client, cycles come at each half grid tick: a cap that
+        fell at peak hours comes back, and each cycle is a chance to find it back (TCP CUBIC
+        returns fast to its last maximum too). The price: one more refused probe per tick."""
+        return (
+            self.recovering > 0
+            and not self.signs
+            and self.value <= self.recover_below * self.dropped_from
+        )
 
     def _live(self, now: float) -> bool:
         """Answers are still arriving: the last one came within a round trip (an answer for

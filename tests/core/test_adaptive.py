@@ -38,32 +38,46 @@ def holding_at(level: int, now: float = 10.0, latency_s: float = 0.2) -> Adaptiv
     """A controller that slow-started to ``level + 1``, was refused there and holds ``level``."""
     ctl = AdaptiveLimit(initial=level)
     ctl.on_success(latency_s, now)
-    ctl.on_throttled(now + THROTTLE_S, THROTTLE_S)
+    ctl.on_throttled(now + THROTTLE_S, THROTTLE_S, in_flight=level + 1)
     assert ctl.limit == level and ctl.phase == "hold"
     return ctl
 
 
-def test_slow_start_adds_one_per_answer_until_the_first_throttle() -> None:
-    """Each success adds one (the limit doubles per round trip); a throttle ends it, one off."""
+def test_slow_start_adds_two_per_answer_until_the_first_throttle() -> None:
+    """Each success adds two (the limit triples per round trip); a throttle ends it, one below
+    the requests that were out."""
     ctl = AdaptiveLimit(initial=4)
     assert ctl.limit == 4
     for i in range(4):
-        ctl.on_success(0.2, 1.0 + i / 100)
-    assert ctl.limit == 8
-    assert ctl.on_throttled(1.1, THROTTLE_S) == 7
+        ctl.on_success(0.2, 1.0 + i / 10)
+    while (wake := ctl.wake_at) is not None:  # the admitted limit catches up, a step per 10 ms
+        ctl.tick(wake)
+    assert ctl.limit == 12
+    assert ctl.on_throttled(1.5, THROTTLE_S, in_flight=12) == 11
     assert ctl.phase == "hold"
+
+
+def test_slow_start_admits_raises_a_tenth_per_window() -> None:
+    """Answers arriving together raise the count at once, but the gate gets the raise a tenth
+    (at least one slot) per ``min_window_s``: a refusal is back before much more is sent."""
+    ctl = AdaptiveLimit(initial=20)
+    for _ in range(20):
+        ctl.on_success(0.2, 1.0)
+    assert ctl.value == 60 and ctl.limit == 22
+    ctl.tick(1.0 + ctl.min_window_s)
+    assert ctl.limit == 24
 
 
 def test_slow_start_ends_when_answers_slow_down() -> None:
     """Answers taking 1.5 times the fastest mean the path is full before the cap (HyStart)."""
     ctl = AdaptiveLimit(initial=4)
     for i in range(8):
-        ctl.on_success(0.2, 1.0 + i / 100)
-    assert ctl.limit == 12
+        ctl.on_success(0.2, 1.0 + i / 10)
+    assert ctl.value == 20
     for i in range(6):
-        ctl.on_success(0.5, 1.2 + i / 100)
+        ctl.on_success(0.5, 2.0 + i / 10)
     assert ctl.phase == "hold"
-    assert ctl.limit < 12 + 6
+    assert ctl.limit < 20 + 2 * 6
 
 
 def test_a_refusal_never_takes_the_limit_below_the_requests_still_out() -> None:
@@ -120,6 +134,23 @@ def test_cycle_gives_back_then_climbs_a_step_per_quiet_window() -> None:
     assert ctl.limit == 37  # not confirmed yet
     assert ctl.tick(climb + window) == 38
     assert ctl.tick(climb + 2.001 * window) == 40  # steps 1, 1, 2, 2 ... up to the old level
+
+
+def test_past_the_old_level_a_climb_starts_again_from_one_slot() -> None:
+    """Once the probe one past the level held before is admitted, the steps start again at 1,
+    1, 2, 2 ...: on a busy event loop answers lag, a probe can be admitted by mistake, and the
+    climb then overshoots by a few slots, not by the doubling the refill had reached."""
+    ctl = holding_at(40)
+    cycle = ctl.wake_at
+    assert cycle is not None
+    ctl.tick(cycle)  # gives back 4
+    levels = []
+    for _ in range(8):
+        now = ctl.wake_at
+        assert now is not None
+        levels.append(ctl.tick(now))
+        ctl.on_success(0.2, now + ctl.window_s / 2)  # answers keep arriving
+    assert levels == [37, 38, 40, 41, 42, 43, 45, 47]
 
 
 def test_a_quiet_window_with_no_answers_proves_nothing() -> None:
@@ -364,3 +395,44 @@ def test_controllers_sharing_a_cap_converge_to_fair_shares(
     mean = statistics.mean(late)
     assert all(abs(k / mean - 1) <= spread for k in late), late
     assert sum(trace.ok for trace in traces) / (cap / 0.2 * duration) >= 0.9
+
+
+def test_slow_start_fills_a_cap_of_64_in_2_5_round_trips() -> None:
+    """From 5 in flight, +2 per answer triples the limit per round trip: 90 % of a cap of 64
+    is in flight 2.5 round trips after the first answer (doubling takes 4), and the refusals
+    that end slow start stay few."""
+    traces = run(
+        [AdaptiveLimit()],
+        step_cap([(0, 64)]),
+        2.0,
+        latency_s=0.2,
+        throttle_latency_s=THROTTLE_S,
+        clock_offset_s=1000.0,
+    )
+    reached = in_flight_reached(traces[0], 0.0, 0.9 * 64)
+    assert (reached - 0.2) / 0.2 <= 2.5  # the first answer comes back at 0.2 s
+    assert traces[0].throttled <= 8
+
+
+def test_after_a_drop_cycles_come_twice_as_often_for_a_while() -> None:
+    """Far below the level held before a drop, a cycle (and its one refused probe) starts at
+    every half grid tick for ``recover_cycles`` cycles, then at the grid's own pace again: a
+    cap that dropped for good does not pay the double pace forever. The climb right after
+    the drop, refused where the cap fell to, is no sign of another client."""
+    ctl = AdaptiveLimit()
+    traces = run(
+        [ctl],
+        step_cap([(0, 16), (6, 4)]),
+        36.0,
+        latency_s=0.2,
+        throttle_latency_s=THROTTLE_S,
+        clock_offset_s=1000.0,
+    )
+    probes = traces[0].throttle_times
+    grid = ctl.grid_s
+    assert grid == 0.75
+    early = sum(1 for t in probes if 7.0 <= t < 13.0)  # within recover_cycles of the drop
+    late = sum(1 for t in probes if 24.0 <= t < 36.0)  # long after
+    assert early >= 6.0 / (grid / 2) - 1  # every half tick
+    assert late <= 12.0 / grid + 1  # every tick
+    assert ctl.cuts == 1 and ctl.signs == 0 and ctl.shared == 0

@@ -285,8 +285,9 @@ class AdaptiveLimit:
         """One climb step: 1, 1, 2, 2, 4, 4 ... slots, every client at that pace from the same
         moment, so each takes an equal part of the room. The step that reaches the level held
         before the give-back stops one past it: where the cap has not moved, that one is the
-        only request refused. No step is more than half the limit, nor, above the highest
-        limit held so far (where each slot opens a new connection), half of that."""
+        only request refused; where that one was admitted, the steps start again from one.
+        No step is more than half the limit, nor, above the highest limit held so far (where
+        each slot opens a new connection), half of that."""
         self.high = max(self.high, self.value)  # confirmed: held without a refusal
         if self.value > self.settled + 1:
             self._sign_of_sharing()  # held above where it was refused last
@@ -362,7 +363,7 @@ class AdaptiveLimit:
         rounded to the nearest 2^k or 3 * 2^(k-1) seconds, kept while within a factor 1.35 of
         that. Processes whose round trips round differently still meet every 2nd or 3rd tick.
         At the shared pace a cycle is ``shared_cycle`` grid ticks, so its cycles still fall on
-        the ticks of clients at the single pace."""
+        the ticks of clients at the single pace; recovering from a drop, half a tick."""
         period = self.probe_rtts * (self.rtt_s or self.guess_rtt_s)
         grid = self.grid_s
         if grid is None or not grid / 1.35 <= period <= grid * 1.35:

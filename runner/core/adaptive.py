@@ -8,13 +8,13 @@ provided answers kept arriving meanwhile (quiet while the server or this process
 proves nothing). Above the highest limit held so far each new slot opens a new connection,
 which is refused later: there the window follows the refusals seen up there.
 
-- Start (TCP slow start, steeper): from 5 (the smallest per-model cap the docs list), +2 per
-  successful answer, so the limit triples per round trip (a refusal costs a few milliseconds,
-  a round trip below the cap costs a round trip), until the first throttle, or until answers
-  take 1.5 times as long as the fastest (HyStart: the path fills up before the cap does).
-  The gate gets those raises a tenth at a time per ``min_window_s``: answers that arrive
-  together would send a round trip's raises at once, all past the cap before its first
-  refusal is back.
+- Start (TCP slow start): +1 per successful answer, so the limit doubles per round trip, until
+  the first throttle, or until answers take 1.5 times as long as the fastest (HyStart: the
+  path fills up before the cap does). The gate gets those raises a tenth at a time per
+  ``min_window_s``: answers that arrive together would send a round trip's raises at once,
+  all past the cap before its first refusal is back. (Tripling per round trip from 5 fills
+  a cap of 64 a round trip sooner, but processes started a few hundred ms apart then share
+  worse for the first tens of seconds: the first one has the cap before the others begin.)
 - Refused: each request refused after a raise was one too many and takes one off, but the
   limit never goes below the requests still out (the rest of that raise, refused a moment
   later, are no news, and their retries are not sent meanwhile).
@@ -68,7 +68,7 @@ Phase = Literal["start", "hold", "give", "climb"]
 @dataclass
 class AdaptiveLimit:
     max_limit: int = 256
-    initial: int = 5  # the smallest per-model cap the docs list (V0 accounts)
+    initial: int = 4
     min_limit: int = 1
     probe_rtts: float = 3.2  # one give-back-and-climb cycle every this many round trips
     give_back: float = 0.1  # share of the limit given back at each cycle
@@ -80,7 +80,6 @@ class AdaptiveLimit:
     recover_cycles: int = 24  # after a drop, cycles at twice the pace while far below
     recover_below: float = 0.5  # ... the level held before the drop, times this
     drop_beta: float = 0.35  # the cut when the cap drops
-    start_gain: float = 2.0  # slots added per successful answer in slow start
     start_growth: float = 0.1  # in slow start the admitted limit grows this share per min window
     inflated: float = 1.5  # slow start ends when answers take this much longer than the fastest
     min_window_s: float = 0.01  # floor of the quiet window that confirms a raise
@@ -185,7 +184,7 @@ class AdaptiveLimit:
             if self.recent_rtt_s > self.inflated * self.min_rtt_s and self.samples >= 8:
                 self._hold(now)  # answers slow down: the path is full before the cap (HyStart)
             else:
-                self.value = min(float(self.max_limit), self.value + self.start_gain)
+                self.value = min(float(self.max_limit), self.value + 1.0)
                 if self.value >= self.max_limit:
                     self._hold(now)
         self._advance(now)

@@ -97,7 +97,9 @@ class Stream:
         route: Route,
         stop: threading.Event,
         limit: int | None,
-        lines: int | None,
+        lines: int,
+        *,
+        exact: bool = True,
     ):
         self.job, self.config, self.opened = job, config, opened
         self.route = route
@@ -111,10 +113,11 @@ class Stream:
         self.guess = Guess(opened.check, opened.prefix) if opened.check is not None else None
         self.complete = False
         self.plan: JobPlan | None = None
-        # the last line number the input can have (None: still counting, in a thread)
-        self.last_line: int | None = None if lines is None else start.line_no + lines
+        # the last line number the input can have; until a thread has counted them all (not
+        # ``exact``), the best known: the lines counted so far
+        self.last_line = start.line_no + lines
         self._pairs: Iterator[Pair] | None = None
-        if lines is None:
+        if not exact:
             threading.Thread(target=self.count_lines, name="glmrun-lines", daemon=True).start()
 
     def count_lines(self) -> None:
@@ -159,8 +162,7 @@ class Stream:
         far plus every line left (exact at the end)."""
         c = self.counts
         stats.skipped, stats.failed_before, stats.duplicates = c.done, c.failed, c.duplicates
-        last = self.last_line
-        todo = c.pending + (max(0, last - line_no) if last is not None else 0)
+        todo = c.pending + max(0, self.last_line - line_no)
         if self.limit is not None:
             todo = min(todo, self.limit)
         stats.total = todo + c.invalid
@@ -202,6 +204,7 @@ class Stream:
 
 
 MAX_SKIPPED = 50_000  # finished lines a streamed reader may skip at once (blocking the loop)
+COUNTED_AT_ONCE = 200_000  # lines counted before the first request (10-20 ms); the rest after
 
 
 def done_keys(index: ResumeIndex) -> int:
@@ -219,8 +222,9 @@ def plan_or_stream(
 ) -> Stream | tuple[JobPlan, ResumeIndex, Guess | None]:
     """The plan of a run (``plan_job(save=True)`` without waiting for the input prefix check:
     with a ``Guess``, the caller sends, then ``settle_guess``), or a ``Stream`` when the route
-    is fixed without a count. Runs in the planning thread: the index is loaded, and the lines
-    left are counted when that may decide the route, before it returns.
+    is fixed without a count. Runs in the planning thread: the index is loaded and the lines
+    left are counted (up to ``COUNTED_AT_ONCE``, then a thread of the ``Stream`` counts on)
+    before it returns.
 
     The streamed reader runs on the event loop, and the finished lines it skips yield nothing
     to the engine: with more than ``MAX_SKIPPED`` finished keys and as many lines left after
@@ -229,14 +233,11 @@ def plan_or_stream(
     counted first, off the loop, as before."""
     opened = open_plan(job, save=True, early=True)
     check_input(job.input_path)  # a missing input: one line and exit 2, before any request
-    most = max(config.batch.threshold, MAX_SKIPPED)
+    most = max(config.batch.threshold, MAX_SKIPPED, COUNTED_AT_ONCE)
+    lines = lines_after(job.input_path, opened.start.offset, most=most)
+    exact = lines <= most
+    route = fixed_route(job, config, lines if exact else None, limit)
     few_done = done_keys(opened.index) <= MAX_SKIPPED
-    lines: int | None = None
-    if job.mode == "auto" or not few_done:
-        lines = lines_after(job.input_path, opened.start.offset, most=most)
-    route = fixed_route(job, config, lines, limit)
-    if route is not None and (few_done or lines is not None and lines <= MAX_SKIPPED):
-        if lines is not None and lines > most:
-            lines = None  # counting stopped early: the whole count goes on in a thread
-        return Stream(job, config, opened, route, stop, limit, lines)
+    if route is not None and (few_done or exact and lines <= MAX_SKIPPED):
+        return Stream(job, config, opened, route, stop, limit, lines, exact=exact)
     return count_plan(job, config, opened, stop, keep=keep, save=True, early=True)

@@ -184,19 +184,27 @@ async def test_mode_auto_streams_below_the_threshold_and_counts_above(
     assert passes == ["count"] and result.stats[0].ok == 11
 
 
-def test_the_total_while_reading_is_a_falling_upper_bound(tmp_path: Path) -> None:
+@pytest.mark.parametrize("at_once", [1000, 5], ids=["counted-at-once", "counted-in-a-thread"])
+def test_the_total_while_reading_is_a_falling_upper_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, at_once: int
+) -> None:
     """Blank lines, comments and duplicates make the line count too high: the total shown
-    never rises, never falls below the truth, and is exact at the end."""
+    never rises, never falls below the truth, and is exact at the end. A long input's lines
+    are counted on in a thread: until then the total is what the first count found."""
+    monkeypatch.setattr(stream_module, "COUNTED_AT_ONCE", at_once)
+    monkeypatch.setattr(stream_module, "MAX_SKIPPED", 0)
+    monkeypatch.setattr(threading.Thread, "start", lambda self: None)  # counted below
     urls = make_urls(30)
     lines = [*urls[:10], "", "# c", urls[0], *urls[10:20], urls[5], "", *urls[20:]]
     (tmp_path / "urls.txt").write_text("\n".join(lines))  # no newline at the end
     assert lines_after(tmp_path / "urls.txt", 0) == len(lines)
-    path = write_config(tmp_path, None, job={"mode": "realtime"})
+    path = write_config(tmp_path, None, job={"mode": "realtime"}, batch={"threshold": 1})
     config = load_config(path, environ=ENV)
-    job = config.jobs[0]
-    stream = plan_or_stream(job, config, threading.Event(), keep=0, limit=None)
+    stream = plan_or_stream(config.jobs[0], config, threading.Event(), keep=0, limit=None)
     assert isinstance(stream, Stream)
-    stream.count_lines()  # the line count runs in a thread; here, at once
+    stats = stream.new_stats()
+    assert stats.total > min(len(lines) - 1, at_once)  # what lines_after found by then
+    stream.count_lines()
     stats = stream.new_stats()
     shown = [stats.total]
     for _ in stream.pairs(stats):

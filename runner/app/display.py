@@ -108,8 +108,9 @@ def fields(stats: JobStats, price: Any = None, currency: str = "CNY") -> list[tu
         if kinds:
             out.append((9, f"({kinds})"))
     if stats.route == "realtime" or stats.in_flight:
-        out.append((8, f"in flight {stats.in_flight}"))
-        out.append((7, f"conc {stats.concurrency}"))
+        # requests out of the limit now (with ``auto`` the controller's): a limit far above
+        # what is in flight says the run is not limited by its concurrency
+        out.append((7, f"in flight {stats.in_flight}/{stats.concurrency}"))
     tokens = stats.prompt_tokens + stats.completion_tokens
     if tokens:
         out.append((10, f"{fmt_int(tokens)} tok"))

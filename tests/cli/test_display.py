@@ -75,6 +75,7 @@ def test_live_display_never_wider_than_the_terminal(width: int, name: str) -> No
         assert "polled 3s ago" in lines[1]
     if name == "describe" and width >= 120:
         assert "(849 done before)" in lines[0] and "█" in lines[0]
+        assert "in flight 16/16 " in lines[0]  # requests out, out of the limit: one field
 
 
 def test_eta_is_blank_until_there_is_a_rate() -> None:
@@ -113,7 +114,7 @@ def test_log_lines_print_above_the_live_display_whole() -> None:
         log.removeHandler(handler)
     text = console.export_text()
     assert "glmrun: warning: stopping: SIGINT; in-flight requests get 10s\n" in text
-    assert "conc 16glmrun" not in text
+    assert "in flight 16/16glmrun" not in text
 
 
 def test_progress_line_without_a_tty_is_plain() -> None:

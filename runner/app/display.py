@@ -153,9 +153,17 @@ def render_bar(line: str, done: int, total: int) -> str:
     return line[:start] + "█" * filled + "░" * (n - filled) + line[end + 1 :]
 
 
+def unsubmitted(b: dict[str, Any]) -> str:
+    """A chunk before its batch exists (built, uploading, uploaded): ``chunk 3 (5,000
+    requests)``."""
+    lines = b.get("lines")
+    size = f" ({fmt_int(lines)} requests)" if isinstance(lines, int) else ""
+    return f"chunk {b.get('chunk', '?')}{size}"
+
+
 def batch_line(b: dict[str, Any], width: int, now: float) -> str:
     """One open batch: id, status, done/total, when it was last polled; fitted to width."""
-    parts: list[tuple[int, str]] = [(0, f"  {b.get('batch_id') or '(not created)'}")]
+    parts: list[tuple[int, str]] = [(0, f"  {b.get('batch_id') or unsubmitted(b)}")]
     parts.append((0, str(b.get("state") or "")))
     if b.get("total"):
         parts.append((1, f"{fmt_int(b.get('completed') or 0)}/{fmt_int(b['total'])}"))

@@ -103,7 +103,7 @@ class Throttle:
     ):
         self.limit = concurrency
         self.in_flight = 0  # slots taken (a request waiting for its rpm start holds one)
-        self.out = 0  # requests past every wait: sent, or about to be
+        self.starting = 0  # of those, requests waiting for their rpm start
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._rpm = _spaced_starts(rpm) if rpm else None
         self._monotonic = monotonic
@@ -147,12 +147,19 @@ class Throttle:
         else:
             self.in_flight += 1
         if self._rpm is not None:
+            self.starting += 1
             try:
                 await self._rpm.acquire()
             except BaseException:
                 self.release()
                 raise
-        self.out += 1
+            finally:
+                self.starting -= 1
+
+    @property
+    def out(self) -> int:
+        """Requests out (or about to be): the slots taken but those waiting for their start."""
+        return self.in_flight - self.starting
 
     def release(self) -> None:
         self.in_flight -= 1
@@ -179,7 +186,6 @@ class Throttle:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.out -= 1
         self.release()
 
     def __repr__(self) -> str:

@@ -33,6 +33,7 @@ from runner.app.planning import (
     limited,
     pending_items,
     plan_job,
+    plan_rest,
     settle_guess,
     with_limit,
 )
@@ -309,7 +310,10 @@ async def _run_job(
                 if stream is not None:
                     await _end_stream(stream, stopper)
                 if sent is not None and guess is not None and not stopper.event.is_set():
-                    await _after_guess(job, config, options, index, guess, sent, stopper, run)
+                    batch = functools.partial(_run_batch, parts, stopper=stopper)
+                    await _after_guess(
+                        job, config, options, index, guess, sent, stopper, run, batch
+                    )
                 return stats
         finally:
             writer.close()
@@ -377,26 +381,49 @@ async def _after_guess(
     sent: Sent,
     stopper: SignalStop,
     run: Callable[[Iterator[tuple[int, Item | InvalidLine]]], Awaitable[JobStats]],
+    batch: Callable[..., Awaitable[JobStats]],
 ) -> None:
     """After sending a guessed plan, wait for its check (the loop keeps running); if the
     input changed, ``run`` what the whole input still needs (the counts shown become those of
-    the whole input) and note its prefix again."""
+    the whole input) and note its prefix again. In mode auto the rest is counted first and
+    routed as its size says: a list replaced by a million new URLs goes by ``batch``, at the
+    batch price, not realtime because the few lines guessed first did."""
     try:
         if await _planned(stopper, settle_guess, job, guess, index):
             return
     except PlanStopped:
         return
+    limit = None if options.limit is None else max(0, options.limit - sent.items)
+    if job.mode == "auto":
+        try:
+            plan, prefix = await _planned(
+                stopper, plan_rest, job, config, index, sent, limit, stopper.flag
+            )
+        except PlanStopped:
+            return
+        if plan.route == "batch":
+            pairs = input_pairs(job, config, index, PendingCounts(), TextPrefix(), stopper.flag)
+            rest = sent.unsent(pairs, PendingCounts())
+            stats = await batch(plan, limited(rest, limit), no_wait=options.no_wait)
+            _whole_input_counts(stats, plan.counts)
+            if not stopper.event.is_set():
+                await asyncio.to_thread(save_prefix, job.output_path, job.input_path, prefix, index)
+            return
     counts = PendingCounts()
     prefix = TextPrefix()
     pairs = input_pairs(job, config, index, counts, prefix, stopper.flag)
     rest = sent.unsent(pairs, counts)
-    limit = None if options.limit is None else max(0, options.limit - sent.items)
     stats = await run(limited(rest, limit))
+    _whole_input_counts(stats, counts)
+    if not stopper.event.is_set():
+        await asyncio.to_thread(save_prefix, job.output_path, job.input_path, prefix, index)
+
+
+def _whole_input_counts(stats: JobStats, counts: PendingCounts) -> None:
+    """After a wrong guess the counts shown become those of the whole input."""
     stats.skipped, stats.failed_before = counts.done, counts.failed
     stats.duplicates = counts.duplicates
     stats.total += counts.pending + counts.invalid
-    if not stopper.event.is_set():
-        await asyncio.to_thread(save_prefix, job.output_path, job.input_path, prefix, index)
 
 
 async def _run_batch(

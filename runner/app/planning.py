@@ -229,6 +229,23 @@ def pending_items(
     return input_pairs(job, config, index, PendingCounts(), prefix, stop)
 
 
+def plan_rest(
+    job: JobConfig,
+    config: Config,
+    index: ResumeIndex,
+    sent: Sent,
+    limit: int | None,
+    stop: threading.Event | None,
+) -> tuple[JobPlan, TextPrefix]:
+    """After a wrong guess in mode auto: what the whole input still needs, but what this
+    run already sent, counted and routed as a plan of that size would be (``--limit`` too);
+    with the input's finished prefix to note."""
+    counts, prefix = PendingCounts(), TextPrefix()
+    for _ in sent.unsent(input_pairs(job, config, index, counts, prefix, stop), counts):
+        pass
+    return with_limit(make_plan(job, counts, config.batch), limit, config), prefix
+
+
 def input_pairs(
     job: JobConfig,
     config: Config,

@@ -1,4 +1,4 @@
-"""A realtime run that counts as it sends: one pass over the input, nothing read before it.
+"""A realtime run that counts as it sends: one pass over the input, not parsed before it.
 
 When the route does not depend on the count (``mode: realtime``; ``mode: auto`` with at most
 ``batch.threshold`` lines left after the input's finished prefix, or ``--limit`` at most that),
@@ -8,14 +8,16 @@ one that counts (``iter_pending`` fills ``PendingCounts`` as it goes), and the `
 the counts and the summary are those of that pass when it reaches the end of the input.
 
 Until then the progress total is an upper bound: the counts so far plus every line the input
-has left (a count of its newlines, done in milliseconds), lowered as lines turn out to be
+has left (a count of its newlines: ``COUNTED_AT_ONCE`` before the first request, the rest in
+a thread; meanwhile the lines counted so far), lowered as lines turn out to be
 done, duplicates, blank or comments, and exact once the reader reaches the end. A ``--limit``
-run stops sending at its limit and reads the rest of the input off the event loop while its
-last requests finish, so its summary counts the whole input, as a counted plan's does.
+run stops sending at its limit, then reads the rest of the input off the event loop, so its
+summary counts the whole input, as a counted plan's does.
 
 Every other guarantee is the counted plan's (``runner.app.planning``): the same reader, the
 same pre-filter and noted prefix (with its ``Guess`` when the prefix check has not finished),
-and ``_until`` stopping the reader soon after a signal.
+and ``_until`` stopping the reader soon after a signal. The reader runs on the event loop, so
+a long stretch of finished lines is not streamed (``plan_or_stream``, ``MAX_SKIPPED``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """``python -m runner`` is the ``glmrun`` command (tests use it with sys.executable)."""
 
-from runner.cli.main import main
+from runner.cli.main import entry
 
-main()
+entry()

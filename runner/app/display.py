@@ -108,8 +108,9 @@ def fields(stats: JobStats, price: Any = None, currency: str = "CNY") -> list[tu
         if kinds:
             out.append((9, f"({kinds})"))
     if stats.route == "realtime" or stats.in_flight:
-        out.append((8, f"in flight {stats.in_flight}"))
-        out.append((7, f"conc {stats.concurrency}"))
+        # requests out of the limit now (with ``auto`` the controller's): a limit far above
+        # what is in flight says the run is not limited by its concurrency
+        out.append((7, f"in flight {stats.in_flight}/{stats.concurrency}"))
     tokens = stats.prompt_tokens + stats.completion_tokens
     if tokens:
         out.append((10, f"{fmt_int(tokens)} tok"))
@@ -152,9 +153,17 @@ def render_bar(line: str, done: int, total: int) -> str:
     return line[:start] + "█" * filled + "░" * (n - filled) + line[end + 1 :]
 
 
+def unsubmitted(b: dict[str, Any]) -> str:
+    """A chunk before its batch exists (built, uploading, uploaded): ``chunk 3 (5,000
+    requests)``."""
+    lines = b.get("lines")
+    size = f" ({fmt_int(lines)} requests)" if isinstance(lines, int) else ""
+    return f"chunk {b.get('chunk', '?')}{size}"
+
+
 def batch_line(b: dict[str, Any], width: int, now: float) -> str:
     """One open batch: id, status, done/total, when it was last polled; fitted to width."""
-    parts: list[tuple[int, str]] = [(0, f"  {b.get('batch_id') or '(not created)'}")]
+    parts: list[tuple[int, str]] = [(0, f"  {b.get('batch_id') or unsubmitted(b)}")]
     parts.append((0, str(b.get("state") or "")))
     if b.get("total"):
         parts.append((1, f"{fmt_int(b.get('completed') or 0)}/{fmt_int(b['total'])}"))

@@ -1,4 +1,5 @@
-"""One ``glmrun run``: per job, lock, plan, engine, summary; the run's exit code.
+"""One ``glmrun run``: per job, lock, plan (counted first, or counted as it is sent:
+``runner.app.stream``), engine, summary; the run's exit code.
 
 Pieces come from ``runner.app.wiring``; stopping from ``runner.app.signals``: the first
 SIGINT/SIGTERM stops new work and gives requests in flight ``run.grace_s`` to finish; a
@@ -32,11 +33,12 @@ from runner.app.planning import (
     limited,
     pending_items,
     plan_job,
-    plan_job_early,
+    plan_rest,
     settle_guess,
     with_limit,
 )
 from runner.app.signals import SignalStop, acquire_lock
+from runner.app.stream import Stream, plan_or_stream
 from runner.app.summary import job_exit_code, most_serious, summary_lines
 from runner.app.wiring import (
     JobParts,
@@ -246,11 +248,24 @@ async def _run_job(
         return JobStats(job.name)  # a signal ended the wait: exit 130/143 like any interrupted run
     planned = False
     try:
+        stream: Stream | None = None
         try:
-            # In a thread: counting millions of lines must not keep signals waiting.
-            plan, index, guess = await _planned(
-                stopper, plan_job_early, job, config, stopper.flag, keep=KEEP_PENDING
+            # In a thread: counting millions of lines must not keep signals waiting. A route
+            # that no count can change is not counted first (runner.app.stream).
+            first = await _planned(
+                stopper,
+                plan_or_stream,
+                job,
+                config,
+                stopper.flag,
+                keep=KEEP_PENDING,
+                limit=options.limit,
             )
+            if isinstance(first, Stream):
+                stream = first
+                plan, index, guess = first.route_plan(), first.index, first.guess
+            else:
+                plan, index, guess = first
             if guess is not None and plan.route == "batch":
                 # a batch takes minutes: wait for the check, and plan it all if it fails
                 held = await _planned(stopper, settle_guess, job, guess, index)
@@ -265,30 +280,15 @@ async def _run_job(
         planned = True
         if reachable is not None:
             await reachable  # an unreachable API ends the run here, before anything is sent
-        plan = with_limit(plan, options.limit, config)
-        log.info(
-            "plan",
-            extra={
-                "job": job.name,
-                "pending": plan.pending,
-                "done": plan.counts.done,
-                "route": plan.route,
-                "why": plan.why,
-            },
-        )
-        stats = JobStats(
-            job.name,
-            route=plan.route,
-            skipped=plan.counts.done,
-            duplicates=plan.counts.duplicates,
-            failed_before=plan.counts.failed,
-        )
-        stats.total = plan.pending + plan.counts.invalid
-        if options.limit is not None:
-            stats.total = min(plan.pending, options.limit) + plan.counts.invalid
+        if stream is not None:
+            stats = stream.new_stats()  # the plan event comes when the pass has read the input
+            pending = limited(stream.pairs(stats), options.limit)
+        else:
+            plan = with_limit(plan, options.limit, config)
+            stats = _counted_stats(job, plan, options.limit)
+            pending = limited(pending_items(job, config, plan, index, stopper.flag), options.limit)
         if stopper.event.is_set():
             return stats
-        pending = limited(pending_items(job, config, plan, index, stopper.flag), options.limit)
         display = Display(
             stats,
             options.display_mode(),
@@ -304,13 +304,16 @@ async def _run_job(
             async with display:
                 if plan.route == "batch":
                     return await _run_batch(parts, plan, pending, stopper, options.no_wait)
-                if guess is None:
-                    return await _run_realtime(parts, stopper, pending)
-                sent = Sent()
+                sent = Sent() if guess is not None else None
                 run = functools.partial(_run_realtime, parts, stopper)
-                await run(sent.record(pending))
-                if not stopper.event.is_set():
-                    await _after_guess(job, config, options, index, guess, sent, stopper, run)
+                await run(pending if sent is None else sent.record(pending))
+                if stream is not None:
+                    await _end_stream(stream, stopper)
+                if sent is not None and guess is not None and not stopper.event.is_set():
+                    batch = functools.partial(_run_batch, parts, stopper=stopper)
+                    await _after_guess(
+                        job, config, options, index, guess, sent, stopper, run, batch
+                    )
                 return stats
         finally:
             writer.close()
@@ -321,6 +324,44 @@ async def _run_job(
                 save_resume_index(job.output_path)  # the next run scans only what comes after
         finally:
             lock.release()
+
+
+def _counted_stats(job: JobConfig, plan: JobPlan, limit: int | None) -> JobStats:
+    """A counted plan's event and the stats its run starts from."""
+    log.info(
+        "plan",
+        extra={
+            "job": job.name,
+            "pending": plan.pending,
+            "done": plan.counts.done,
+            "route": plan.route,
+            "why": plan.why,
+        },
+    )
+    stats = JobStats(
+        job.name,
+        route=plan.route,
+        skipped=plan.counts.done,
+        duplicates=plan.counts.duplicates,
+        failed_before=plan.counts.failed,
+    )
+    stats.total = plan.pending + plan.counts.invalid
+    if limit is not None:
+        stats.total = min(plan.pending, limit) + plan.counts.invalid
+    return stats
+
+
+async def _end_stream(stream: Stream, stopper: SignalStop) -> None:
+    """After a streamed pass: read what ``--limit`` left unread (its counts make the
+    summary's), and note the input's finished prefix (off the event loop)."""
+    if stopper.event.is_set():
+        return
+    try:
+        if not stream.complete:
+            await _planned(stopper, stream.drain)
+        await _planned(stopper, stream.save_prefix)
+    except PlanStopped:
+        pass
 
 
 def _batches_shown(job: JobConfig) -> Batches:
@@ -340,26 +381,49 @@ async def _after_guess(
     sent: Sent,
     stopper: SignalStop,
     run: Callable[[Iterator[tuple[int, Item | InvalidLine]]], Awaitable[JobStats]],
+    batch: Callable[..., Awaitable[JobStats]],
 ) -> None:
     """After sending a guessed plan, wait for its check (the loop keeps running); if the
     input changed, ``run`` what the whole input still needs (the counts shown become those of
-    the whole input) and note its prefix again."""
+    the whole input) and note its prefix again. In mode auto the rest is counted first and
+    routed as its size says: a list replaced by a million new URLs goes by ``batch``, at the
+    batch price, not realtime because the few lines guessed first did."""
     try:
         if await _planned(stopper, settle_guess, job, guess, index):
             return
     except PlanStopped:
         return
+    limit = None if options.limit is None else max(0, options.limit - sent.items)
+    if job.mode == "auto":
+        try:
+            plan, prefix = await _planned(
+                stopper, plan_rest, job, config, index, sent, limit, stopper.flag
+            )
+        except PlanStopped:
+            return
+        if plan.route == "batch":
+            pairs = input_pairs(job, config, index, PendingCounts(), TextPrefix(), stopper.flag)
+            rest = sent.unsent(pairs, PendingCounts())
+            stats = await batch(plan, limited(rest, limit), no_wait=options.no_wait)
+            _whole_input_counts(stats, plan.counts)
+            if not stopper.event.is_set():
+                await asyncio.to_thread(save_prefix, job.output_path, job.input_path, prefix, index)
+            return
     counts = PendingCounts()
     prefix = TextPrefix()
     pairs = input_pairs(job, config, index, counts, prefix, stopper.flag)
     rest = sent.unsent(pairs, counts)
-    limit = None if options.limit is None else max(0, options.limit - sent.items)
     stats = await run(limited(rest, limit))
+    _whole_input_counts(stats, counts)
+    if not stopper.event.is_set():
+        await asyncio.to_thread(save_prefix, job.output_path, job.input_path, prefix, index)
+
+
+def _whole_input_counts(stats: JobStats, counts: PendingCounts) -> None:
+    """After a wrong guess the counts shown become those of the whole input."""
     stats.skipped, stats.failed_before = counts.done, counts.failed
     stats.duplicates = counts.duplicates
     stats.total += counts.pending + counts.invalid
-    if not stopper.event.is_set():
-        await asyncio.to_thread(save_prefix, job.output_path, job.input_path, prefix, index)
 
 
 async def _run_batch(

@@ -2,14 +2,17 @@
 
 Counting millions of input lines runs in a thread so that a signal is answered at once;
 ``pending_items`` then hands the engine what the plan kept, or reads the input a second time.
+A plan has two halves, ``open_plan`` (the index, where to read from) and ``count_plan`` (the
+count); a realtime route that no count can change skips the second: ``runner.app.stream``
+counts as the run sends.
 
-A run may plan on a guess (``plan_job_early``): a text input is read from where the last plan
-found it all done before the check that it still starts the same has finished (hashing the
-prefix of a ten-million-line list takes longer than planning its new lines). The run sends what
-that plan found, then ``settle_guess`` waits for the check. A wrong guess costs a read of the
-whole input, never a URL: ``input_pairs`` through ``Sent.unsent`` yields every pending line
-the run has not yet sent (``Sent`` records them), so nothing is skipped and nothing is sent
-twice.
+A run may plan on a guess (``open_plan(early=True)``): a text input is read from where the
+last plan found it all done before the check that it still starts the same has finished
+(hashing the prefix of a ten-million-line list takes longer than planning its new lines). The
+run sends what that plan found, then ``settle_guess`` waits for the check. A wrong guess
+costs a read of the whole input, never a URL: ``input_pairs`` through ``Sent.unsent`` yields
+every pending line the run has not yet sent (``Sent`` records them), so nothing is skipped and
+nothing is sent twice.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from runner.core.plan import (
     make_plan,
 )
 from runner.core.resume import ResumeIndex
-from runner.io.inputs import TextPrefix, detect_format
+from runner.io.inputs import SkipLine, TextPrefix, detect_format
 from runner.io.job_files import load_job_index
 from runner.io.plancache import PrefixCheck, forget_prefix, save_prefix, start_prefix
 from runner.io.prepare import read_job_items
@@ -82,27 +85,23 @@ def plan_job(
     return plan, index
 
 
-def plan_job_early(
-    job: JobConfig,
-    config: Config,
-    stop: threading.Event | None = None,
-    *,
-    keep: int = 0,
-) -> tuple[JobPlan, ResumeIndex, Guess | None]:
-    """``plan_job(save=True)`` without waiting for the input prefix check: with a ``Guess``,
-    the caller sends the plan's items, then ``settle_guess``."""
-    return _plan(job, config, stop, keep=keep, save=True, early=True)
+@dataclass
+class PlanStart:
+    """The first half of a plan, before any input line is read: the resume index, where the
+    input is read from (``prefix``, a copy of it as ``start``) and the pre-filter of finished
+    text lines (counting into ``counts``)."""
+
+    index: ResumeIndex
+    counts: PendingCounts
+    skip: SkipLine | None
+    text: bool
+    prefix: TextPrefix
+    start: TextPrefix
+    check: PrefixCheck | None
 
 
-def _plan(
-    job: JobConfig,
-    config: Config,
-    stop: threading.Event | None,
-    *,
-    keep: int,
-    save: bool,
-    early: bool,
-) -> tuple[JobPlan, ResumeIndex, Guess | None]:
+def open_plan(job: JobConfig, *, save: bool, early: bool) -> PlanStart:
+    """Load the job's index and find where to read its input from (see ``plan_job``)."""
     index = load_job_index(job, save=save)
     skipped = PendingCounts()  # finished lines the text pre-filter counts without parsing
     skip = done_line_filter(index, skipped, job.shard)
@@ -115,8 +114,37 @@ def _plan(
             prefix, check = TextPrefix(), None
         prefix.check = check
     prefix.growing = text
-    start = dataclasses.replace(prefix)
-    items = read_job_items(job, config, skip, prefix)
+    return PlanStart(index, skipped, skip, text, prefix, dataclasses.replace(prefix), check)
+
+
+def _plan(
+    job: JobConfig,
+    config: Config,
+    stop: threading.Event | None,
+    *,
+    keep: int,
+    save: bool,
+    early: bool,
+) -> tuple[JobPlan, ResumeIndex, Guess | None]:
+    opened = open_plan(job, save=save, early=early)
+    return count_plan(job, config, opened, stop, keep=keep, save=save, early=early)
+
+
+def count_plan(
+    job: JobConfig,
+    config: Config,
+    opened: PlanStart,
+    stop: threading.Event | None,
+    *,
+    keep: int,
+    save: bool,
+    early: bool,
+) -> tuple[JobPlan, ResumeIndex, Guess | None]:
+    """The second half of a plan: read the whole input from ``opened.prefix`` and count what
+    is pending (today's route-deciding count); with an unchecked prefix, a ``Guess``."""
+    index, skipped, prefix, start = opened.index, opened.counts, opened.prefix, opened.start
+    check = opened.check
+    items = read_job_items(job, config, opened.skip, prefix)
     counts = count_pending(
         items if stop is None else _until(items, stop), index, keep=keep, shard=job.shard
     )
@@ -129,7 +157,7 @@ def _plan(
         guess = Guess(check, prefix)
         if prefix.offset > check.offset:
             check.start()  # proven by its stat, but a longer prefix is noted: hash it meanwhile
-    elif save and text:
+    elif save and opened.text:
         save_prefix(job.output_path, job.input_path, prefix, index)
     return make_plan(job, counts, config.batch), index, guess
 
@@ -199,6 +227,23 @@ def pending_items(
     offset, line_no = plan.counts.start
     prefix = TextPrefix(offset, line_no, growing=False)
     return input_pairs(job, config, index, PendingCounts(), prefix, stop)
+
+
+def plan_rest(
+    job: JobConfig,
+    config: Config,
+    index: ResumeIndex,
+    sent: Sent,
+    limit: int | None,
+    stop: threading.Event | None,
+) -> tuple[JobPlan, TextPrefix]:
+    """After a wrong guess in mode auto: what the whole input still needs, but what this
+    run already sent, counted and routed as a plan of that size would be (``--limit`` too);
+    with the input's finished prefix to note."""
+    counts, prefix = PendingCounts(), TextPrefix()
+    for _ in sent.unsent(input_pairs(job, config, index, counts, prefix, stop), counts):
+        pass
+    return with_limit(make_plan(job, counts, config.batch), limit, config), prefix
 
 
 def input_pairs(

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from runner.app.display import counted
+from runner.app.display import counted, unsubmitted
 from runner.config.schema import Config, JobConfig
 from runner.core.cost import format_usage, usage_from_lines
 from runner.core.items import InvalidLine
@@ -288,7 +288,8 @@ def batch_row(b: dict[str, Any], now: float | None = None) -> str:
     """``batch_abc (shard 1/4): in_progress, 500/1,000 done, 3 failed; polled 12:03:04 (40s
     ago)``."""
     where = f" (shard {b['shard']})" if b.get("shard") else ""
-    text = f"batch {b.get('batch_id') or '(not created yet)'}{where}: {b.get('state')}"
+    name = f"batch {b['batch_id']}" if b.get("batch_id") else f"{unsubmitted(b)}, no batch yet"
+    text = f"{name}{where}: {b.get('state')}"
     if b.get("total"):
         text += (
             f", {b.get('completed') or 0:,}/{b['total']:,} done, {b.get('failed') or 0:,} failed"

@@ -45,6 +45,11 @@ which is refused later: there the window follows the refusals seen up there.
   cycles, while below half the level it held before the drop (and alone), the controller
   cycles at every half grid tick, so it finds the cap back twice as soon, for one more
   refused probe per tick.
+- In use: a raise counts only once requests fill it (the engine reports the requests out with
+  each answer and tick). A client that cannot send as fast as its limit allows (its own event
+  loop is the bottleneck, or its input runs dry) stops growing it, in slow start and in a
+  climb, instead of raising it unused to ``max_limit`` and later sending that many at once
+  (TCP's congestion window validation, RFC 7661).
 - Starved: refused at the minimum (the cap is full of other clients), the limit is 0 until the
   others' next give-back, instead of hammering the server at the rate of its refusals.
 
@@ -122,6 +127,7 @@ class AdaptiveLimit:
         self.shared = 0  # cycles left at the shared pace (another client took given-back slots)
         self.dropped_from = 0.0  # the limit when the cap last dropped
         self.recovering = 0  # cycles left in which a limit far below that probes twice as often
+        self.used = 0.0  # the most requests in flight an answer found since the limit last rose
 
     # -- what the gate reads ---------------------------------------------------------------
 
@@ -168,22 +174,25 @@ class AdaptiveLimit:
         """Feed one attempt's outcome (``retry.Verdict`` value or ``ok``); return the new limit.
         ``in_flight`` counts the requests outstanding, this one included."""
         if verdict == "ok":
-            return self.on_success(latency_s, now)
+            return self.on_success(latency_s, now, in_flight)
         if verdict == "throttle":
             return self.on_throttled(now, latency_s, in_flight)
         return self.limit  # other failures say nothing about the account's concurrency
 
-    def on_success(self, latency_s: float, now: float) -> int:
+    def on_success(self, latency_s: float, now: float, in_flight: int | None = None) -> int:
+        """An answer; ``in_flight`` (this one included) says whether the limit was in use:
+        a raise that the requests never filled proves nothing (None: assume it was)."""
         self._measure_rtt(latency_s)
         self.answered_at = now
         self.starved = 0
+        self.used = max(self.used, math.inf if in_flight is None else float(in_flight))
         if self.paused_until is not None:  # admitted after all: no need to wait
             self.paused_until = None
             self._climb(now)
         elif self.phase == "start":
             if self.recent_rtt_s > self.inflated * self.min_rtt_s and self.samples >= 8:
                 self._hold(now)  # answers slow down: the path is full before the cap (HyStart)
-            else:
+            elif in_flight is None or in_flight >= self.limit:  # grow only a limit in use
                 self.value = min(float(self.max_limit), self.value + 1.0)
                 if self.value >= self.max_limit:
                     self._hold(now)
@@ -217,8 +226,10 @@ class AdaptiveLimit:
         self.settled = min(self.settled, self.value)
         return self.limit
 
-    def tick(self, now: float) -> int:
-        """Time passed without an answer (the caller honours ``wake_at``)."""
+    def tick(self, now: float, in_flight: int | None = None) -> int:
+        """Time passed without an answer (the caller honours ``wake_at``); ``in_flight`` as
+        for ``on_success``."""
+        self.used = max(self.used, math.inf if in_flight is None else float(in_flight))
         if self.paused_until is not None and now >= self.paused_until:
             self.paused_until = None
             if self.rtt_s is not None:
@@ -237,7 +248,12 @@ class AdaptiveLimit:
             self._pace(now)
         elif self.phase == "give" and now >= self.climb_at:
             self._climb(now, self.given_from)
-        elif self.phase == "climb" and now >= self.raised_at + self.window_s and self._live(now):
+        elif (
+            self.phase == "climb"
+            and now >= self.raised_at + self.window_s
+            and self._live(now)
+            and self._filled()
+        ):
             self._step(now)
         elif self.phase == "hold" and now >= max(self.next_cycle_at, self.cool_until):
             if self.after_drop:
@@ -300,6 +316,7 @@ class AdaptiveLimit:
         step = min(step, max(1.0, self.value * self._growth_per_window()))
         self.value = min(float(self.max_limit), self.value + step)
         self.raised_at = now
+        self.used = 0.0
         if self.value >= self.max_limit:
             self._hold(now)
 
@@ -392,6 +409,13 @@ class AdaptiveLimit:
         live = now - self.answered_at <= self.window_s + (self.rtt_s or 0.0)
         self.awaiting_answer = not live
         return live
+
+    def _filled(self) -> bool:
+        """The last raise was used: an answer found as many requests out as the limit. A
+        client that sends fewer than its limit allows (its event loop is the bottleneck, or
+        its input runs dry) holds where it is instead of climbing to ``max_limit`` unused and
+        sending that many at once when it can (TCP's congestion window validation)."""
+        return self.used >= int(self.value)
 
     def _drop_seen(self, now: float) -> bool:
         rtt = self.rtt_s or 0.0

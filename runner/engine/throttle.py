@@ -102,7 +102,8 @@ class Throttle:
         sleep: Callable[[float], Any] = asyncio.sleep,
     ):
         self.limit = concurrency
-        self.in_flight = 0
+        self.in_flight = 0  # slots taken (a request waiting for its rpm start holds one)
+        self.starting = 0  # of those, requests waiting for their rpm start
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._rpm = _spaced_starts(rpm) if rpm else None
         self._monotonic = monotonic
@@ -146,11 +147,19 @@ class Throttle:
         else:
             self.in_flight += 1
         if self._rpm is not None:
+            self.starting += 1
             try:
                 await self._rpm.acquire()
             except BaseException:
                 self.release()
                 raise
+            finally:
+                self.starting -= 1
+
+    @property
+    def out(self) -> int:
+        """Requests out (or about to be): the slots taken but those waiting for their start."""
+        return self.in_flight - self.starting
 
     def release(self) -> None:
         self.in_flight -= 1
@@ -196,7 +205,7 @@ class LimitController(Protocol):
         self, verdict: str, latency_s: float, now: float, in_flight: int | None = None
     ) -> int: ...
 
-    def tick(self, now: float) -> int: ...
+    def tick(self, now: float, in_flight: int | None = None) -> int: ...
 
 
 class AdaptiveGate:
@@ -225,12 +234,15 @@ class AdaptiveGate:
         self._closed = False
 
     def on_result(self, verdict: str, latency_s: float) -> None:
-        now, in_flight = self._monotonic(), self.throttle.in_flight
+        """The controller hears the requests actually out (``Throttle.out``), not the slots
+        taken: with ``limits.rpm`` the pace of starts, not the limit, may be what holds them."""
+        now, in_flight = self._monotonic(), self.throttle.out
         self._apply(self.controller.on_result(verdict, latency_s, now, in_flight))
 
     def _tick(self) -> None:
         self._timer = self._timer_at = None
-        self._apply(self.controller.tick(self._monotonic()), after_tick=True)
+        now, in_flight = self._monotonic(), self.throttle.out
+        self._apply(self.controller.tick(now, in_flight), after_tick=True)
 
     def _apply(self, limit: int, *, after_tick: bool = False) -> None:
         """Set the limit, and a timer for the controller's next deadline (one in the past

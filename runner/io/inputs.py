@@ -97,6 +97,11 @@ def _open(path: Path) -> Any:
         raise ConfigError(f"{path}: cannot read input: {exc.strerror}") from None
 
 
+def check_input(path: Path) -> None:
+    """Raise the reader's ``ConfigError`` now if ``path`` cannot be opened."""
+    _open(path).close()
+
+
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """(line number, stripped bytes) of every line that is not blank or a # comment; BOM dropped."""
     handle = _open(path)

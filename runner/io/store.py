@@ -74,19 +74,30 @@ def _with_tail(path: Path, header: keyindex.IndexHeader, table: KeyTable) -> Res
 
 
 def save_resume_index(path: Path) -> None:
-    """Bring the persistent index up to the whole output (the caller holds the run lock):
-    at the end of a run, so the next one scans only what is appended after it. Without a
-    valid index it does nothing (the next run's full scan writes one); it never fails a run."""
+    """Bring the persistent index up to the whole output (the caller holds the run lock) at
+    the end of a run, when that is worth it: rewriting it costs its whole size (90 MB at ten
+    million keys), while leaving it costs the next run a scan of the tail after it. So it is
+    rewritten once the tail is as large as the index or ``TAIL_BUDGET`` bytes, or when the
+    tail holds what the index should settle (a finished key made unfinished, a corrupt line).
+    A cron job adding 200 records to ten million then rewrites it every few hundred runs, not
+    every run. Without a valid index it does nothing (the next run's full scan writes one);
+    it never fails a run."""
     try:
         opened = open_index(path)
         if opened is not None:
             header, table = opened
             index = _with_tail(path, header, table)
-            if index.scanned > header.covered:
+            tail = index.scanned - header.covered
+            settle = index.changed_done or len(index.corrupt_lines) > len(header.corrupt_lines)
+            size = keyindex.index_path(path).stat().st_size
+            if tail > 0 and (settle or tail >= min(size, TAIL_BUDGET)):
                 overlay = list(index.overlay())
                 _save(path, index, table, overlay, keyindex.index_path(path))
     except (OSError, OutputError) as exc:
         log.warning("resume index not updated", extra={"file": str(path), "why": str(exc)})
+
+
+TAIL_BUDGET = 16 << 20  # output bytes a run may leave to the next one's scan (~45k records)
 
 
 def _save(

@@ -228,3 +228,33 @@ async def test_a_wrong_guess_keeps_to_the_limit(box: Box, limit: int) -> None:
     rest = await box.run()
     assert first + rest == Counter(expected)
     assert await box.run() == Counter()
+
+
+async def test_a_wrong_guess_in_mode_auto_routes_the_rest_by_its_size(
+    tmp_path: Path, start_sim: MakeSim
+) -> None:
+    """Mode auto: the guessed plan (2 new lines after the noted prefix) goes realtime; the
+    check then finds the list replaced by 300 other URLs. Those are routed as auto routes any
+    300 (the batch threshold is 50): by batch, at the batch price, not realtime at twice it.
+    Each URL is paid once."""
+    sim = await start_sim(**INSTANT_BATCHES)
+    b = Box(tmp_path, sim)
+    api = {"base_url": sim.base_url, "api_key_env": KEY_ENV}
+    b.config = write_config(
+        b.dir, None, api=api, batch={"poll_interval_s": 0, "threshold": 50}, job={"mode": "auto"}
+    )
+    b.write(OLD)
+    assert await b.run() == Counter(OLD)  # 300: by batch
+    b.append(NEW[:1])
+    assert await b.run() == Counter(NEW[:1])  # 1: realtime, and the prefix is noted
+    other = make_urls(300, prefix="https://img.example.test/oth")  # as long as OLD's lines
+    tmp = b.dir / "urls.new"
+    tmp.write_text("".join(u + "\n" for u in [*other, *NEW[:3]]))
+    os.replace(tmp, b.urls)  # a new file, the same length up to the noted offset
+    realtime_before = Counter(sim.stats.per_url)
+    batch_before = Counter(sim.stats.batch_paid)
+    assert await b.run() == Counter([*other, *NEW[1:3]])
+    assert Counter(sim.stats.per_url) - realtime_before == Counter(NEW[1:3])
+    assert Counter(sim.stats.batch_paid) - batch_before == Counter(other)
+    assert await b.run() == Counter()
+    b.all_done([*other, *NEW[:3]])

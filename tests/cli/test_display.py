@@ -52,7 +52,7 @@ BATCHES = [
         "total": 1000,
         "polled_at": 1000.0,
     },
-    {"batch_id": None, "state": "built"},
+    {"batch_id": None, "state": "built", "chunk": 2, "lines": 5000},
 ]
 
 
@@ -73,8 +73,10 @@ def test_live_display_never_wider_than_the_terminal(width: int, name: str) -> No
     if name == "describe" and width >= 80:
         assert "eta " in lines[0] and "err 13" in lines[0] and "CNY" in lines[0]
         assert "polled 3s ago" in lines[1]
+        assert lines[2] == "  chunk 2 (5,000 requests) built"  # no batch id yet: which chunk
     if name == "describe" and width >= 120:
         assert "(849 done before)" in lines[0] and "█" in lines[0]
+        assert "in flight 16/16 " in lines[0]  # requests out, out of the limit: one field
 
 
 def test_eta_is_blank_until_there_is_a_rate() -> None:
@@ -113,7 +115,7 @@ def test_log_lines_print_above_the_live_display_whole() -> None:
         log.removeHandler(handler)
     text = console.export_text()
     assert "glmrun: warning: stopping: SIGINT; in-flight requests get 10s\n" in text
-    assert "conc 16glmrun" not in text
+    assert "in flight 16/16glmrun" not in text
 
 
 def test_progress_line_without_a_tty_is_plain() -> None:
@@ -279,3 +281,15 @@ def test_ctrl_c_before_the_run_starts_is_exit_130_in_one_line(
     assert result.stderr == (
         "glmrun: interrupted by SIGINT; results so far are saved, run again to resume\n"
     )
+
+
+def test_status_names_a_chunk_that_has_no_batch_yet() -> None:
+    """``glmrun status``: a built or uploaded chunk is named by its number and size, a
+    submitted one by its batch id."""
+    from runner.app.status import batch_row
+
+    built = {"batch_id": None, "state": "uploaded", "chunk": 3, "lines": 5000}
+    assert batch_row(built) == "chunk 3 (5,000 requests), no batch yet: uploaded"
+    running = {"batch_id": "batch_1", "state": "in_progress", "chunk": 1, "lines": 10}
+    running |= {"completed": 4, "total": 10, "failed": 1}
+    assert batch_row(running) == "batch batch_1: in_progress, 4/10 done, 1 failed"

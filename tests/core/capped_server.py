@@ -30,7 +30,7 @@ class Controller(Protocol):
         self, verdict: str, latency_s: float, now: float, in_flight: int | None = None
     ) -> int: ...
 
-    def tick(self, now: float) -> int: ...
+    def tick(self, now: float, in_flight: int | None = None) -> int: ...
 
     @property
     def wake_at(self) -> float | None: ...
@@ -72,8 +72,11 @@ def run(
     starts_s: list[float] | None = None,
     seed: int = 0,
     clock_offset_s: float = 0.0,
+    demand: int | None = None,
 ) -> list[ClientTrace]:
-    """Run the clients against the server until ``duration_s``; one trace per client."""
+    """Run the clients against the server until ``duration_s``; one trace per client. With
+    ``demand`` a client never has more than that many requests out, whatever its limit (its
+    own CPU, not the server, is the bottleneck)."""
     rng = random.Random(seed)
     n = len(controllers)
     starts = starts_s or [0.0] * n
@@ -91,7 +94,8 @@ def run(
         heapq.heappush(events, (t, seq, kind, client, sent_at))
 
     def fill(client: int, now: float) -> None:
-        while in_flight[client] < limits[client]:
+        most = limits[client] if demand is None else min(limits[client], demand)
+        while in_flight[client] < most:
             in_flight[client] += 1
             push(now + one_way_s, "arrive", client, now)
         wake = controllers[client].wake_at
@@ -113,7 +117,7 @@ def run(
         elif kind == "tick":
             if ticks[i] == sent_at:
                 ticks[i] = None
-            limits[i] = controllers[i].tick(now + clock_offset_s)
+            limits[i] = controllers[i].tick(now + clock_offset_s, in_flight[i])
             fill(i, now)
         elif kind == "arrive":
             if sum(on_server) >= cap_at(now):

@@ -130,6 +130,7 @@ def test_cycle_gives_back_then_climbs_a_step_per_quiet_window() -> None:
     ctl.on_success(0.2, climb + window / 2)
     assert ctl.limit == 37  # not confirmed yet
     assert ctl.tick(climb + window) == 38
+    ctl.on_success(0.2, climb + 1.5 * window)  # the raise to 38 in use (no count: assumed)
     assert ctl.tick(climb + 2.001 * window) == 40  # steps 1, 1, 2, 2 ... up to the old level
 
 
@@ -163,6 +164,40 @@ def test_a_quiet_window_with_no_answers_proves_nothing() -> None:
     assert ctl.tick(stalled) == 37
     assert ctl.wake_at is None  # no timer: the next answer decides
     assert ctl.on_success(0.2, stalled + 0.01) == 38
+
+
+def test_slow_start_grows_only_a_limit_in_use() -> None:
+    """Answers that find fewer requests out than the limit (the client cannot send faster)
+    do not raise it: a limit nobody uses proves nothing about the server."""
+    ctl = AdaptiveLimit(initial=8)
+    for i in range(20):
+        ctl.on_success(0.2, 1.0 + i / 100, in_flight=3)
+    assert ctl.limit == 8
+    for i in range(4):
+        ctl.on_success(0.2, 1.3 + i / 100, in_flight=ctl.limit)
+    assert ctl.limit == 12
+
+
+def test_a_climb_waits_until_its_last_raise_is_in_use() -> None:
+    """After a give-back the climb raises one step; while no more than 20 requests are out
+    (answers and ticks say so) it takes no further step, however long it waits. Once the
+    requests fill the raised limit, the climb goes on."""
+    ctl = holding_at(40)
+    cycle = ctl.wake_at
+    assert cycle is not None
+    ctl.tick(cycle, in_flight=20)
+    climb = ctl.wake_at
+    assert climb is not None
+    assert ctl.tick(climb, in_flight=20) == 37
+    now = climb
+    for _ in range(200):
+        now += ctl.window_s
+        ctl.on_success(0.2, now, in_flight=20)
+        ctl.tick(now + ctl.window_s / 2, in_flight=20)
+    assert ctl.limit == 37 and ctl.phase == "climb"
+    now += ctl.window_s
+    assert ctl.on_success(0.2, now, in_flight=37) == 38  # filled: the next step
+    assert ctl.tick(now + ctl.window_s, in_flight=38) == 40  # 1, 1, 2 ...
 
 
 def test_two_unprompted_throttles_within_a_round_trip_cut_deeply() -> None:

@@ -169,3 +169,17 @@ def test_a_client_joining_late_gets_in_and_near_its_share(cap: int) -> None:
         for seed in range(4):
             share, quarter_s = run_late_joiner(cap, join_s, seed)
             assert share >= 0.4 and quarter_s <= 15.0, (join_s, seed, share, quarter_s)
+
+
+def test_a_client_that_cannot_fill_its_limit_does_not_raise_it() -> None:
+    """A client whose own CPU keeps it at 20 requests out, on a cap of 64: it gets what it
+    sends (20 per round trip) and its limit stays near 20 (slow start's paced raises may
+    run a round trip's growth ahead) rather than climbing to ``max_limit`` unused, from where,
+    once it could send faster, it would send 256 at once into a cap of 64."""
+    ctl = AdaptiveLimit()
+    traces = run(
+        [ctl], step_cap([(0, 64)]), 30.0, latency_s=0.2, clock_offset_s=OFFSETS_S[1], demand=20
+    )
+    assert ctl.limit <= 30
+    assert traces[0].throttled == 0
+    assert traces[0].ok >= 0.95 * 20 / 0.2 * 30

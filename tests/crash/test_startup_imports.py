@@ -14,14 +14,22 @@ from tests.support.records import read_records
 
 from .procs import REPO, env, simulator, write_job
 
-# Run glmrun as `python -m runner` does, then list every module it loaded (on stderr, last).
+# Run glmrun as `python -m runner` does, then list every module it loaded (on stderr, last;
+# glmrun ends with os._exit, runner.cli.main.entry: the list is printed just before it).
 PROBE = """
-import runpy, sys
+import os, runpy, sys
 sys.argv = ["glmrun", *sys.argv[1:]]
+exit_now = os._exit
+def report():
+    print("MODULES", " ".join(sorted(sys.modules)), file=sys.stderr, flush=True)
+def exit_after_report(status):
+    report()
+    exit_now(status)
+os._exit = exit_after_report
 try:
     runpy.run_module("runner", run_name="__main__", alter_sys=True)
 finally:
-    print("MODULES", " ".join(sorted(sys.modules)), file=sys.stderr)
+    report()
 """
 
 # What a realtime run of plain URLs (no rpm, no schema, bearer auth, fresh output) never needs.

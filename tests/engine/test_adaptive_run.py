@@ -76,7 +76,7 @@ class PausingController:
     ) -> int:
         return self.limit
 
-    def tick(self, now: float) -> int:
+    def tick(self, now: float, in_flight: int | None = None) -> int:
         self.ticks += 1
         if now >= self.resume_at:
             self.resume_at = 0.0
@@ -109,3 +109,45 @@ async def test_gate_close_cancels_its_timer() -> None:
     await asyncio.sleep(0.03)
     assert controller.ticks == 0
     assert throttle.limit == 0
+
+
+class RecordingController(PausingController):
+    """Notes the requests out that the gate reports with each answer."""
+
+    def __init__(self) -> None:
+        super().__init__(resume_at=0.0)
+        self.reported: list[int | None] = []
+
+    def on_result(
+        self, verdict: str, latency_s: float, now: float, in_flight: int | None = None
+    ) -> int:
+        self.reported.append(in_flight)
+        return self.limit
+
+
+async def test_gate_reports_requests_out_not_slots_waiting_for_their_start() -> None:
+    """With limits.rpm a request holds its slot while it waits for its start: the controller
+    hears the requests actually out, so a pace of starts that holds a run below its limit does
+    not read as a limit in use (the controller would raise it, unused, to max_concurrency)."""
+    throttle = Throttle(4, rpm=60)  # one start per second: the 2nd and 3rd wait with a slot
+    release = asyncio.Event()
+
+    async def request() -> None:
+        async with throttle:
+            await release.wait()
+
+    tasks = [asyncio.ensure_future(request()) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    assert (throttle.in_flight, throttle.out) == (3, 1)
+    controller = RecordingController()
+    gate = AdaptiveGate(controller, throttle, monotonic=asyncio.get_running_loop().time)
+    gate.on_result("ok", 0.1)
+    assert controller.reported == [1]
+    for task in tasks[1:]:
+        task.cancel()
+    await asyncio.gather(*tasks[1:], return_exceptions=True)
+    assert (throttle.in_flight, throttle.out) == (1, 1)  # a cancelled wait took no start
+    release.set()
+    await tasks[0]
+    assert (throttle.in_flight, throttle.out) == (0, 0)
+    gate.close()

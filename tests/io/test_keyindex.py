@@ -225,3 +225,43 @@ def test_a_fenced_table_reads_blocks_and_agrees_with_memory(
     assert again is not None
     for h, s in new[:5] + [(keys[1024], expected[keys[1024]]), (keys[3000], expected[keys[3000]])]:
         assert again[1].state(h) == s  # block reads through the rewritten fence
+
+
+def test_a_small_tail_is_left_for_the_next_run_to_scan(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rewriting a large index for a few records is not worth its bytes: the index stays as it
+    was (same file, same covered offset) until the tail reaches the budget, and every load in
+    between agrees with a full parse."""
+    import runner.io.store as store
+
+    monkeypatch.setattr(store, "TAIL_BUDGET", 1500)  # the index itself is > 4 KiB
+    path = keyindex.index_path(out)
+    covered, before = out.stat().st_size, path.stat()
+    with open(out, "ab") as handle:
+        handle.writelines(line_for("ok", u, None) for u in URLS[40:45])  # < 1500 bytes
+    save_resume_index(out)
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    index = load_resume_index(out)
+    assert index.persisted == covered and sets(index) == exact(out)
+    with open(out, "ab") as handle:
+        handle.writelines(line_for("ok", u, None) for u in URLS[45:60])  # now over 1500
+    save_resume_index(out)
+    again = load_resume_index(out)
+    assert again.persisted == out.stat().st_size and sets(again) == exact(out)
+
+
+def test_a_tail_that_changed_a_finished_key_is_settled_at_once(
+    out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However small, a tail that made a done key unfinished is written into the index, so
+    the plan shortcut (``stable_from``) is trusted again from the next run on."""
+    import runner.io.store as store
+
+    monkeypatch.setattr(store, "TAIL_BUDGET", 1 << 30)
+    with open(out, "ab") as handle:
+        handle.write(line_for("retryable", URLS[3], None))
+    save_resume_index(out)
+    again = load_resume_index(out)
+    assert again.persisted == out.stat().st_size and not again.changed_done
+    assert again.stable_from == out.stat().st_size

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -92,19 +93,20 @@ async def test_without_allowed_dirs_no_local_file_is_read(tmp_path: Path) -> Non
 
 def _vanish_after_plan(monkeypatch, victim: Path, *, swap_to: Path | None = None) -> None:  # type: ignore[no-untyped-def]
     """Between the plan's check and the send, delete ``victim`` (or replace it by a link to
-    ``swap_to``)."""
+    ``swap_to``): after a counted plan's pass, or after a realtime run's reader (which checks
+    items as it reads: runner.app.stream) has read every item."""
     from runner.app import orchestrate as app
+    from runner.app.stream import Stream
 
-    original = app.pending_items
-
-    def pending(*args, **kwargs):  # type: ignore[no-untyped-def]
-        items = list(original(*args, **kwargs))
+    def vanish(items: list) -> Iterator:  # type: ignore[type-arg]
         victim.unlink()
         if swap_to is not None:
             victim.symlink_to(swap_to)
         return iter(items)
 
-    monkeypatch.setattr(app, "pending_items", pending)
+    original, read = app.pending_items, Stream.pairs
+    monkeypatch.setattr(app, "pending_items", lambda *a, **k: vanish(list(original(*a, **k))))
+    monkeypatch.setattr(Stream, "pairs", lambda self, stats: vanish(list(read(self, stats))))
 
 
 def _local_job(tmp_path: Path, mode: str) -> tuple[Path, Path]:

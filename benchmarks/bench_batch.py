@@ -40,7 +40,7 @@ from runner.core.plan import iter_pending
 from runner.core.resume import ResumeIndex
 from runner.core.stats import JobStats
 from runner.engine.batch import CollectResult, collect_lines
-from runner.io.batch_files import ChunkWriter, build_chunks, read_sidecar, sidecar_item
+from runner.io.batch_files import ChunkWriter, Sidecar, build_chunks, read_sidecar, sidecar_item
 from runner.io.inputs import read_items
 from runner.io.media import read_media
 from runner.io.store import ResultWriter
@@ -113,10 +113,10 @@ def bench_build_from_input(job: JobConfig, n: int, work: Path) -> float:
     return n / elapsed
 
 
-def output_file(ids: dict[str, str], batch_id: str) -> bytes:
+def output_file(ids: Sidecar, batch_id: str) -> bytes:
     """A result file shaped like the simulator's (and the docs' example), in shuffled order."""
     lines = []
-    for i, (cid, rest) in enumerate(ids.items()):
+    for i, (cid, rest) in enumerate(ids.rests().items()):
         url = sidecar_item(rest).url
         body = {
             "id": str(8_700_000_000_000_000_000 + i),
@@ -153,7 +153,7 @@ def bench_collect(job: JobConfig, chunks: list, work: Path) -> float:
     for (ids_path, data), c in zip(files, chunks, strict=True):
         ids = read_sidecar(ids_path)
         result = CollectResult()
-        collect_lines(data, ids, set(), writer, stats, f"batch_{c.index}", result, None, builder)
+        collect_lines(data, ids, writer, stats, f"batch_{c.index}", result, None, builder)
         assert result.ok == c.lines
     writer.close()
     elapsed = time.perf_counter() - t0

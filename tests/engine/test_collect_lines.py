@@ -21,7 +21,7 @@ from runner.core.resume import ResumeIndex
 from runner.core.stats import JobStats
 from runner.engine.batch import CollectResult, collect_lines
 from runner.engine.batch import collect as collect_module
-from runner.io.batch_files import ChunkWriter, build_chunks, custom_id, read_sidecar
+from runner.io.batch_files import ChunkWriter, Sidecar, build_chunks, custom_id, read_sidecar
 from runner.io.store import ResultWriter
 
 NOW = "2026-01-02T03:04:05Z"
@@ -65,6 +65,11 @@ def answer(
     line["id"] = BATCH
     line.update(top_extra or {})
     return orjson.dumps(line)
+
+
+def sidecar(ids: dict[str, str]) -> Sidecar:
+    """The sidecar of these custom_id -> ``line_no TAB url [TAB json]`` lines."""
+    return Sidecar("".join(f"{cid}\t{rest}\n" for cid, rest in ids.items()).encode())
 
 
 def ok(url: str = URL, content: str = "A cat on a sofa.", **more: Any) -> dict[str, Any]:
@@ -258,7 +263,7 @@ def run_collect(
     writer = ResultWriter(job.output_path)
     stats = JobStats("t")
     result = CollectResult()
-    collect_lines(data, ids, set(), writer, stats, BATCH, result, done, builder)
+    collect_lines(data, ids, writer, stats, BATCH, result, done, builder)
     writer.close()
     return job.output_path.read_bytes().splitlines(), result, stats
 
@@ -389,8 +394,8 @@ def test_fast_path_writes_what_the_full_parser_writes(
         writer = ResultWriter(tmp_path / "out.jsonl")
         stats = JobStats("t")
         result = CollectResult()
-        ids = {cid_of(URL): f"1\t{URL}"}
-        collect_lines(line, ids, set(), writer, stats, BATCH, result, fast=fast)
+        ids = sidecar({cid_of(URL): f"1\t{URL}"})
+        collect_lines(line, ids, writer, stats, BATCH, result, fast=fast)
         writer.close()
         outputs.append((tmp_path / "out.jsonl").read_bytes())
         assert result.ok == 1 == stats.ok
@@ -433,15 +438,16 @@ def test_many_blocks_fast_equals_full_parser(
     for fast in (True, False):
         (tmp_path / "out.jsonl").unlink(missing_ok=True)
         writer = ResultWriter(tmp_path / "out.jsonl")
-        stats, result, seen = JobStats("t"), CollectResult(), set[str]()
-        collect_lines(data, ids, seen, writer, stats, BATCH, result, fast=fast)
+        stats, result, sidecar_ = JobStats("t"), CollectResult(), sidecar(ids)
+        collect_lines(data, sidecar_, writer, stats, BATCH, result, fast=fast)
+        claimed = sorted(ids.keys() - {cid for cid, _ in sidecar_.unclaimed()})
         writer.close()
         out = (tmp_path / "out.jsonl").read_bytes()
         counts = (result.ok, result.failed, result.duplicates, result.unknown, len(result.again))
-        outputs.append((out, counts, stats.ok, stats.prompt_tokens, sorted(seen)))
+        outputs.append((out, counts, stats.ok, stats.prompt_tokens, claimed))
         records = [orjson.loads(line) for line in out.splitlines()]
         assert len(records) == result.ok + result.failed
         assert len({r.get("key", r["url"]) for r in records}) == len(records)  # none twice
-        assert result.ok + result.failed + len(result.again) == len(seen)
+        assert result.ok + result.failed + len(result.again) == len(claimed)
     assert outputs[0] == outputs[1]
     assert outputs[0][1][0] > 150  # most lines are answers

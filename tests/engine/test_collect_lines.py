@@ -21,6 +21,7 @@ from runner.core.resume import ResumeIndex
 from runner.core.stats import JobStats
 from runner.engine.batch import CollectResult, collect_lines
 from runner.engine.batch import collect as collect_module
+from runner.io import batch_files
 from runner.io.batch_files import ChunkWriter, Sidecar, build_chunks, custom_id, read_sidecar
 from runner.io.store import ResultWriter
 
@@ -67,9 +68,13 @@ def answer(
     return orjson.dumps(line)
 
 
+def sidecar_bytes(ids: dict[str, str]) -> bytes:
+    """The sidecar file of these custom_id -> ``line_no TAB url [TAB json]`` lines."""
+    return "".join(f"{cid}\t{rest}\n" for cid, rest in ids.items()).encode()
+
+
 def sidecar(ids: dict[str, str]) -> Sidecar:
-    """The sidecar of these custom_id -> ``line_no TAB url [TAB json]`` lines."""
-    return Sidecar("".join(f"{cid}\t{rest}\n" for cid, rest in ids.items()).encode())
+    return Sidecar(sidecar_bytes(ids))
 
 
 def ok(url: str = URL, content: str = "A cat on a sofa.", **more: Any) -> dict[str, Any]:
@@ -406,13 +411,15 @@ def test_fast_path_writes_what_the_full_parser_writes(
     assert record["usage"] == (usage if content == "x" else USAGE)
 
 
+@pytest.mark.parametrize("meta", [True, False], ids=["some-meta", "all-plain"])
 @pytest.mark.parametrize("block", [700, 1 << 20], ids=["small-blocks", "one-block"])
 def test_many_blocks_fast_equals_full_parser(
-    block: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    block: int, meta: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file of mixed lines cut into many blocks (lines of every kind at block edges, items
     with meta, duplicates across blocks, a line that is not UTF-8): the same bytes and counts
-    with and without the fast path, and every known line accounted for exactly once."""
+    with and without the fast path, and every known line accounted for exactly once (with
+    items with meta the sidecar's fast map is read line by line, without them in one split)."""
     monkeypatch.setattr("runner.core.batch_results._BLOCK", block)
     monkeypatch.setattr(collect_module, "now_iso", lambda: NOW)
     monkeypatch.setattr("runner.core.records.now_iso", lambda: NOW)
@@ -421,8 +428,8 @@ def test_many_blocks_fast_equals_full_parser(
     lines: list[bytes] = []
     for i in range(300):
         url = f"https://img.example.com/{i}.jpg"
-        key = f"k{i}" if i % 11 == 0 else url
-        items.append(Item(key, url, i + 1, meta={"i": i} if i % 11 == 0 else None))
+        key = f"k{i}" if meta and i % 11 == 0 else url
+        items.append(Item(key, url, i + 1, meta={"i": i} if meta and i % 11 == 0 else None))
         line = kinds[i % len(kinds)][0] if i % 3 == 0 else answer(content=f"answer {i}\n")
         lines.append(line.replace(cid_of(URL).encode(), cid_of(key).encode()))
         if i % 13 == 0:
@@ -434,6 +441,7 @@ def test_many_blocks_fast_equals_full_parser(
     for it in items:
         if it.meta is not None:
             ids[cid_of(it.key)] += "\t" + orjson.dumps({"key": it.key, "meta": it.meta}).decode()
+    assert (batch_files._fast_grid(sidecar_bytes(ids)) is None) == meta
     outputs = []
     for fast in (True, False):
         (tmp_path / "out.jsonl").unlink(missing_ok=True)
@@ -451,3 +459,35 @@ def test_many_blocks_fast_equals_full_parser(
         assert result.ok + result.failed + len(result.again) == len(claimed)
     assert outputs[0] == outputs[1]
     assert outputs[0][1][0] > 150  # most lines are answers
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "full-parser"])
+def test_output_and_error_files_share_one_ledger(
+    fast: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's two files are collected against one sidecar: a result for an id already taken
+    from the other file is a duplicate, never a second record, and an id in neither file is
+    left for on_failure."""
+    monkeypatch.setattr(collect_module, "now_iso", lambda: NOW)
+    monkeypatch.setattr("runner.core.records.now_iso", lambda: NOW)
+    urls = [f"https://img.example.com/{i}.jpg" for i in range(4)]
+    ids = sidecar({cid_of(u): f"{i + 1}\t{u}" for i, u in enumerate(urls)})
+
+    def line(url: str, base: bytes = answer()) -> bytes:
+        return base.replace(cid_of(URL).encode(), cid_of(url).encode())
+
+    output = b"\n".join([line(urls[0]), line(urls[1]), line(urls[2], ERROR_BODY)]) + b"\n"
+    errors = b"\n".join([line(urls[1], ERROR_BODY), line(urls[2]), line(urls[0])]) + b"\n"
+    writer = ResultWriter(tmp_path / "out.jsonl")
+    stats, result = JobStats("t"), CollectResult()
+    for data in (output, errors):
+        collect_lines(data, ids, writer, stats, BATCH, result, fast=fast)
+    writer.close()
+    got = (tmp_path / "out.jsonl").read_bytes().splitlines()
+    assert got == [
+        orjson.dumps(ok(url=urls[0])),
+        orjson.dumps(ok(url=urls[1])),
+        orjson.dumps(failed("1301", "unsafe content", url=urls[2])),
+    ]
+    assert (result.ok, result.failed, result.duplicates) == (2, 1, 3)
+    assert [(cid, item.url) for cid, item in ids.unclaimed()] == [(cid_of(urls[3]), urls[3])]

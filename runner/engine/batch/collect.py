@@ -20,7 +20,13 @@ from typing import Any
 
 import orjson
 
-from runner.core.batch_results import ANSWER_LINES, answer_blocks, fast_ok_record, line_failure
+from runner.core.batch_results import (
+    ANSWER_LINES,
+    answer_blocks,
+    answer_columns,
+    fast_ok_record,
+    line_failure,
+)
 from runner.core.items import Item
 from runner.core.keys import key_hash
 from runner.core.payloads import BodyBuilder
@@ -98,6 +104,10 @@ def _collect_fast(data: bytes, c: _Collector) -> None:
             except UnicodeDecodeError:
                 c.lines(block)
                 continue
+        answers = answer_columns(block)  # a block of answers only (a file of successes)
+        if answers is not None:
+            c.answers(answers, block, 0)
+            continue
         columns = list(zip(*ANSWER_LINES.findall(block), strict=True))
         if not columns:
             continue
@@ -169,7 +179,7 @@ class _Collector:
         line in ``block``): each claims its id; those whose id is a pending fast one are written
         in one ``write()``, the others (unknown ids, items with extras, duplicates) go through
         the full parser, in their place."""
-        body_ids, models, contents, usages, prompts, completions, cids, _ = columns
+        body_ids, models, contents, usages, prompts, completions, cids = columns[:7]
         urls: list[bytes | None] = list(map(self.ids.pending.pop, cids, repeat(None)))
         if None not in urls:
             self._write(urls, contents, usages, models, body_ids, prompts, completions)

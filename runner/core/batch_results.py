@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 from runner.core.records import Record, now_iso
@@ -118,17 +119,20 @@ long escapes, spacing, extra or reordered keys, bad JSON) has an empty custom_id
 line as the last piece, for the full parser."""
 
 # The same shape scanned more cheaply, for a block whose lines are all answers (a result file of
-# successes): the strings the record takes (body id, model, content, custom_id) are scanned up to
-# the next quote (``[^"]``, a plain byte compare in sre, not a set lookup per byte) and
-# checked afterwards in bulk, a column at a time (``answer_columns``). Content may hold escaped
-# quotes: a quote preceded by a backslash does not end it (a misread ``\\"`` is caught by the
-# check, as a raw quote left once the escapes are taken out).
+# successes). The strings the record takes (body id, model, content, custom_id) are scanned up to
+# the next quote (``[^"]``: a plain byte compare in sre, not a set lookup per byte) and the two
+# long constants are skipped (``(?s:.){n}`` moves n bytes at once; a skip that ran over a line
+# end cannot equal its constant), all checked afterwards in bulk, a column at a time
+# (``answer_columns``). Content may hold escaped quotes: a quote after a
+# backslash does not end it (a misread ``\\"`` is caught by the check: a raw quote is left once
+# the escapes are taken out).
+_HEAD = b'{"response":{"status_code":200,"body":{"id":"'
+_CHOICE = b'"choices":[{"index":0,"finish_reason":"stop","message":{"role":"assistant","content":"'
 _RELAXED = (
-    rb'\{"response":\{"status_code":200,"body":\{"id":"([^"]*+)",'
+    rb"((?s:.){%d})" % len(_HEAD) + rb'([^"]*+)",'
     rb'(?:"request_id":' + _STR + rb",)?+"
     rb'"created":' + _INT + rb',"model":"([^"]*+)",'
-    rb'"choices":\[\{"index":' + _INT + rb',"finish_reason":"stop",'
-    rb'"message":\{"role":"assistant","content":"([^"]*+(?:(?<=\\)"[^"]*+)*+)"\}\}\],'
+    rb"((?s:.){%d})" % len(_CHOICE) + rb'([^"]*+(?:(?<=\\)"[^"]*+)*+)"\}\}\],'
     rb'"usage":(\{"prompt_tokens":(' + _INT + rb'),"completion_tokens":(' + _INT + rb"),"
     rb'"total_tokens":' + _INT + rb"\})\}\},"
     rb'"custom_id":"([^"]++)","id":' + _STR + rb"\}"
@@ -143,19 +147,23 @@ def answer_columns(block: bytes) -> list[tuple[bytes, ...]] | None:
     it takes, by the cheaper scan; None when any line is not, or may not be (then the caller
     scans with ``ANSWER_LINES``, line by line).
 
-    A row of the cheaper scan is a row of ``ANSWER_LINES`` once its strings pass what the set
-    lookups would have checked: no control byte in the block but its newlines, no backslash in a
-    body id or model, and a content without ``<`` whose only escapes are the short ones (a
-    custom_id is checked by the caller, which looks it up among the sidecar's clean ids).
+    A row of the cheaper scan is a row of ``ANSWER_LINES`` once the skipped bytes are the
+    constants and its strings pass what the set lookups would have checked: no control byte
+    (a newline would mean a string ran into the next line), no backslash in a body id, model
+    or custom_id, and a content without ``<`` whose only escapes are the short ones.
     """
-    columns = list(zip(*_RELAXED_LINES.findall(block), strict=True))
-    if not columns or b"" in columns[6]:  # a line that is not an answer (or a blank one)
+    rows = _RELAXED_LINES.findall(block)
+    columns = list(zip(*rows, strict=True))
+    if not columns or b"" in columns[8]:  # a line that is not an answer (or a blank one)
         return None
-    body_ids, models, contents = columns[0], columns[1], columns[2]
-    if b"\\" in b"".join(body_ids) or b"\\" in b"".join(models):
+    heads, body_ids, models, choices, contents = columns[:5]
+    if heads.count(_HEAD) != len(rows) or choices.count(_CHOICE) != len(rows):
+        return None
+    strings = b"".join(chain(body_ids, models, columns[8]))
+    if b"\\" in strings or _controls(strings):
         return None
     text = b"\n".join(contents)
-    if b"<" in text:
+    if b"<" in text or _controls(text) != len(rows) - 1:  # the newlines put between them
         return None
     if b"\\" in text:
         text = text.replace(b"\\\\", b"")  # escaped backslashes first: what is left pairs up
@@ -163,11 +171,13 @@ def answer_columns(block: bytes) -> list[tuple[bytes, ...]] | None:
             text = text.replace(escape, b"")
         if b"\\" in text or b'"' in text:  # a long escape, or a quote the scan misread
             return None
+    return [body_ids, models, contents, *columns[5:]]
+
+
+def _controls(data: bytes) -> int:
+    """How many bytes of ``data`` are control bytes (below 0x20), counted by numpy."""
     np = numpy()
-    octets = np.frombuffer(block, np.uint8)
-    if int(np.count_nonzero(octets < 32)) != len(body_ids):  # the newlines, one per line
-        return None
-    return columns
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8) < 32))
 
 
 _BLOCK = 1 << 20

@@ -239,9 +239,9 @@ def item_extras(item: Item) -> dict[str, Any]:
 
 
 # A sidecar line the collector's fast path can take: three fields (a plain URL item: no JSON
-# of extras) and a URL that is its own JSON string body (no quote, backslash or control byte:
-# orjson writes exactly these bytes for it, the file being UTF-8).
-_FAST_LINE = re.compile(rb'^([^\t\n]*+)\t[^\t\n]*+\t([^"\\\x00-\x1f]*+)$', re.MULTILINE)
+# of extras), a URL that is its own JSON string body (no quote, backslash or control byte:
+# orjson writes exactly these bytes for it, the file being UTF-8) and a custom_id as clean.
+_FAST_LINE = re.compile(rb'^([^"\\\x00-\x1f]*+)\t[^\t\n]*+\t([^"\\\x00-\x1f]*+)$', re.MULTILINE)
 
 
 class Sidecar:

@@ -4,16 +4,17 @@ Answers become ok records, permanent failures (``retry.classify`` says RECORD) e
 failures that may succeed if sent again are handed back in ``CollectResult.again`` for
 ``batch.on_failure``. A result file can hold 50,000 lines and this is the batch path's hot spot
 (``benchmarks/bench_batch.py``), so the common line, an answer in the documented shape for a
-plain URL item, takes a fast path: recognised by one regex scan per megabyte
-(``batch_results.ANSWER_LINES``), never decoded, its record spliced from the line's own bytes
-and written with the rest of its block in one ``write()``. Every other line goes through the
-full parser (``_Collector.line``), in file order; both give the same bytes
-(``tests/engine/test_collect_lines.py``).
+plain URL item, takes a fast path and is never decoded: a block of about a megabyte of such
+lines (a file of successes) is read by one cheap scan checked a column at a time
+(``batch_results.answer_columns``), any other block by the stricter ``ANSWER_LINES``, a row per
+line; each run of answers between other lines claims its custom_ids in the sidecar in bulk (as
+bytes), and their records are spliced from the lines' own bytes and written in one ``write()``.
+Every other line goes through the full parser (``_Collector.line``), in file order; both give
+the same bytes (``tests/engine/test_collect_lines.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -175,20 +176,17 @@ class _Collector:
         self._split: tuple[bytes, list[bytes]] | None = None  # a block cut into lines, when needed
 
     def answers(self, columns: list[tuple[bytes, ...]], block: bytes, first: int) -> None:
-        """A run of answer-shaped lines (``ANSWER_LINES`` columns; ``first`` is the run's first
-        line in ``block``): each claims its id; those whose id is a pending fast one are written
-        in one ``write()``, the others (unknown ids, items with extras, duplicates) go through
-        the full parser, in their place."""
-        body_ids, models, contents, usages, prompts, completions, cids = columns[:7]
-        urls: list[bytes | None] = list(map(self.ids.pending.pop, cids, repeat(None)))
+        """A run of answer-shaped lines (the first seven ``ANSWER_LINES`` columns; ``first`` is
+        the run's first line in ``block``): each claims its id; those whose id is a pending fast
+        one are written in one ``write()``, the others (unknown ids, items with extras,
+        duplicates) go through the full parser, in their place."""
+        urls: list[bytes | None] = list(map(self.ids.pending.pop, columns[6], repeat(None)))
         if None not in urls:
-            self._write(urls, contents, usages, models, body_ids, prompts, completions)
+            self._write(urls, columns)
             return
         if self._split is None or self._split[0] is not block:
             self._split = (block, block.split(b"\n"))
         lines = self._split[1]  # answer i of the run is line first + i (after the first "\n")
-        pieces: tuple[Sequence[bytes | None], ...] = (urls, contents, usages, models, body_ids)
-        pieces += (prompts, completions)
         start, n = 0, len(urls)
         while start < n:
             try:
@@ -196,22 +194,14 @@ class _Collector:
             except ValueError:
                 stop = n
             if stop > start:
-                self._write(*(piece[start:stop] for piece in pieces))  # type: ignore[arg-type]
+                self._write(urls[start:stop], [column[start:stop] for column in columns])
             if stop < n:
                 self.line(lines[first + stop + 1])
             start = stop + 1
 
-    def _write(
-        self,
-        urls: Sequence[bytes | None],  # None in none of them: those lines were not in the run
-        contents: Sequence[bytes],
-        usages: Sequence[bytes],
-        models: Sequence[bytes],
-        body_ids: Sequence[bytes],
-        prompts: Sequence[bytes],
-        completions: Sequence[bytes],
-    ) -> None:
-        """Ok records for a run of fast answers, in one ``write()``."""
+    def _write(self, urls: list[bytes | None], columns: list[tuple[bytes, ...]]) -> None:
+        """Ok records for a run of fast answers (no None among ``urls``), in one ``write()``."""
+        body_ids, models, contents, usages, prompts, completions = columns[:6]
         count = len(urls)
         out = self.record * count
         out[1::11], out[3::11], out[5::11] = urls, contents, usages
@@ -222,7 +212,7 @@ class _Collector:
         self.completion_tokens += sum(map(int, completions))
 
     def lines(self, data: bytes) -> None:
-        """Every line of ``data`` through the full parser (a lone "\r" ends a line too)."""
+        """Every line of ``data`` through the full parser (a lone carriage return ends one too)."""
         for raw in data.splitlines():
             if raw:
                 self.line(raw)

@@ -137,27 +137,30 @@ _RELAXED = (
     rb'"total_tokens":' + _INT + rb"\})\}\},"
     rb'"custom_id":"([^"]++)","id":' + _STR + rb"\}"
 )
-_RELAXED_LINES = re.compile(rb"\n(?:" + _RELAXED + rb"(?=\n|\Z)|[^\n]*+)")
+_RELAXED_LINES = re.compile(rb"\n(?:" + _RELAXED + rb"(?=\n|\Z)|([^\n]*+))")
 _SHORT_ESCAPES = (b'\\"', b"\\n", b"\\r", b"\\t", b"\\b", b"\\f")
 
 
 def answer_columns(block: bytes) -> list[tuple[bytes, ...]] | None:
-    """The columns of ``ANSWER_LINES.findall(block)`` but the last (body ids, models, contents,
-    usages, prompt and completion tokens, custom_ids) when every line of ``block`` is an answer
-    it takes, by the cheaper scan; None when any line is not, or may not be (then the caller
-    scans with ``ANSWER_LINES``, line by line).
+    """The columns of ``ANSWER_LINES.findall(block)`` (body ids, models, contents, usages,
+    prompt and completion tokens, custom_ids, other lines) by the cheaper scan, a row per line;
+    None when a string it took may not be what ``ANSWER_LINES`` would take (then the caller
+    scans with ``ANSWER_LINES``). A line it does not take has an empty custom_id and the whole
+    line as the last piece, as there (some that ``ANSWER_LINES`` takes, such as an index other
+    than 0, go to the full parser this way: same records, more slowly).
 
-    A row of the cheaper scan is a row of ``ANSWER_LINES`` once the skipped bytes are the
-    constants and its strings pass what the set lookups would have checked: no control byte
-    (a newline would mean a string ran into the next line), no backslash in a body id, model
-    or custom_id, and a content without ``<`` whose only escapes are the short ones.
+    A row it takes is the row of ``ANSWER_LINES`` once the skipped bytes are the constants and
+    its strings pass what the set lookups would have checked: no control byte (a newline would
+    mean a string ran into the next line), no backslash in a body id, model or custom_id, and a
+    content without ``<`` whose only escapes are the short ones.
     """
     rows = _RELAXED_LINES.findall(block)
     columns = list(zip(*rows, strict=True))
-    if not columns or b"" in columns[8]:  # a line that is not an answer (or a blank one)
+    if not columns:
         return None
     heads, body_ids, models, choices, contents = columns[:5]
-    if heads.count(_HEAD) != len(rows) or choices.count(_CHOICE) != len(rows):
+    answers = len(rows) - columns[8].count(b"")
+    if heads.count(_HEAD) != answers or choices.count(_CHOICE) != answers:
         return None
     strings = b"".join(chain(body_ids, models, columns[8]))
     if b"\\" in strings or _controls(strings):

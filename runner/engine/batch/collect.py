@@ -4,13 +4,13 @@ Answers become ok records, permanent failures (``retry.classify`` says RECORD) e
 failures that may succeed if sent again are handed back in ``CollectResult.again`` for
 ``batch.on_failure``. A result file can hold 50,000 lines and this is the batch path's hot spot
 (``benchmarks/bench_batch.py``), so the common line, an answer in the documented shape for a
-plain URL item, takes a fast path and is never decoded: a block of about a megabyte of such
-lines (a file of successes) is read by one cheap scan checked a column at a time
-(``batch_results.answer_columns``), any other block by the stricter ``ANSWER_LINES``, a row per
-line; each run of answers between other lines claims its custom_ids in the sidecar in bulk (as
-bytes), and their records are spliced from the lines' own bytes and written in one ``write()``.
-Every other line goes through the full parser (``_Collector.line``), in file order; both give
-the same bytes (``tests/engine/test_collect_lines.py``).
+plain URL item, takes a fast path and is never decoded: a block of about a megabyte is read by
+one cheap scan checked a column at a time (``batch_results.answer_columns``), or when a check
+fails by the stricter ``ANSWER_LINES``, a row per line either way; each run of answers between
+other lines claims its custom_ids in the sidecar in bulk (as bytes), and their records are
+spliced from the lines' own bytes and written in one ``write()``. Every other line goes through
+the full parser (``_Collector.line``), in file order; both give the same bytes
+(``tests/engine/test_collect_lines.py``).
 """
 
 from __future__ import annotations
@@ -105,11 +105,7 @@ def _collect_fast(data: bytes, c: _Collector) -> None:
             except UnicodeDecodeError:
                 c.lines(block)
                 continue
-        answers = answer_columns(block)  # a block of answers only (a file of successes)
-        if answers is not None:
-            c.answers(answers, block, 0)
-            continue
-        columns = list(zip(*ANSWER_LINES.findall(block), strict=True))
+        columns = answer_columns(block) or list(zip(*ANSWER_LINES.findall(block), strict=True))
         if not columns:
             continue
         cids, others = columns[6], columns[7]

@@ -12,6 +12,8 @@ Figures:
 - build incl. input: the same, starting from the input file (read_items + iter_pending).
 - collect: one downloaded output file (simulator-shaped lines, shuffled) -> records appended
   through a ResultWriter, sidecar read included (``runner.engine.batch.collect_lines``).
+- collect, 1 in 100 truncated: the same with every hundredth answer cut short by max_tokens
+  (``finish_reason: length``, a line for the full parser), so no block is answers only.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from runner.core.plan import iter_pending
 from runner.core.resume import ResumeIndex
 from runner.core.stats import JobStats
 from runner.engine.batch import CollectResult, collect_lines
-from runner.io.batch_files import ChunkWriter, build_chunks, read_sidecar, sidecar_item
+from runner.io.batch_files import ChunkWriter, Sidecar, build_chunks, read_sidecar, sidecar_item
 from runner.io.inputs import read_items
 from runner.io.media import read_media
 from runner.io.store import ResultWriter
@@ -113,10 +115,11 @@ def bench_build_from_input(job: JobConfig, n: int, work: Path) -> float:
     return n / elapsed
 
 
-def output_file(ids: dict[str, str], batch_id: str) -> bytes:
-    """A result file shaped like the simulator's (and the docs' example), in shuffled order."""
+def output_file(ids: Sidecar, batch_id: str, truncated_every: int = 0) -> bytes:
+    """A result file shaped like the simulator's (and the docs' example), in shuffled order;
+    with ``truncated_every``, every n-th answer has ``finish_reason: length``."""
     lines = []
-    for i, (cid, rest) in enumerate(ids.items()):
+    for i, (cid, rest) in enumerate(ids.rests().items()):
         url = sidecar_item(rest).url
         body = {
             "id": str(8_700_000_000_000_000_000 + i),
@@ -126,7 +129,9 @@ def output_file(ids: dict[str, str], batch_id: str) -> bytes:
             "choices": [
                 {
                     "index": 0,
-                    "finish_reason": "stop",
+                    "finish_reason": "length"
+                    if truncated_every and i % truncated_every == 0
+                    else "stop",
                     "message": {"role": "assistant", "content": expected_content(url)},
                 }
             ],
@@ -141,10 +146,12 @@ def output_file(ids: dict[str, str], batch_id: str) -> bytes:
     return b"\n".join(lines) + b"\n"
 
 
-def bench_collect(job: JobConfig, chunks: list, work: Path) -> float:
+def bench_collect(job: JobConfig, chunks: list, work: Path, truncated_every: int = 0) -> float:
     files = [
-        (work / c.ids, output_file(read_sidecar(work / c.ids), f"batch_{c.index}")) for c in chunks
+        (work / c.ids, output_file(read_sidecar(work / c.ids), f"batch_{c.index}", truncated_every))
+        for c in chunks
     ]
+    job.output_path.unlink(missing_ok=True)
     n = sum(c.lines for c in chunks)
     stats = JobStats("bench")
     writer = ResultWriter(job.output_path)
@@ -153,7 +160,7 @@ def bench_collect(job: JobConfig, chunks: list, work: Path) -> float:
     for (ids_path, data), c in zip(files, chunks, strict=True):
         ids = read_sidecar(ids_path)
         result = CollectResult()
-        collect_lines(data, ids, set(), writer, stats, f"batch_{c.index}", result, None, builder)
+        collect_lines(data, ids, writer, stats, f"batch_{c.index}", result, None, builder)
         assert result.ok == c.lines
     writer.close()
     elapsed = time.perf_counter() - t0
@@ -178,7 +185,7 @@ def main() -> int:
     args = parser.parse_args()
     n = args.lines or (2_000 if args.smoke else 200_000)
     repeat = 1 if args.smoke else args.repeat
-    builds, inputs, collects = [], [], []
+    builds, inputs, collects, mixed = [], [], [], []
     for r in range(repeat):
         with tempfile.TemporaryDirectory() as d:
             tmp = Path(d)
@@ -187,13 +194,15 @@ def main() -> int:
             builds.append(rate)
             inputs.append(bench_build_from_input(job, n, tmp / f"input{r}"))
             collects.append(bench_collect(job, chunks, tmp / f"work{r}"))
+            mixed.append(bench_collect(job, chunks, tmp / f"work{r}", truncated_every=100))
     build, build_input, collect = max(builds), max(inputs), max(collects)
     rows = [
         ("build batch files (lines/s)", build, BUILD_TARGET),
         ("collect output (lines/s)", collect, COLLECT_TARGET),
         ("build incl. reading input (lines/s)", build_input, None),
+        ("collect, 1 in 100 truncated (lines/s)", max(mixed), None),
     ]
-    medians = [statistics.median(runs) for runs in (builds, collects, inputs)]
+    medians = [statistics.median(runs) for runs in (builds, collects, inputs, mixed)]
     print(
         f"bench_batch: {n} lines, best of {repeat}, python {sys.version.split()[0]}, "
         f"load {os.getloadavg()[0]:.2f}"
@@ -214,7 +223,12 @@ def main() -> int:
                     "lines": n,
                     "smoke": args.smoke,
                     "repeat": repeat,
-                    "all_runs": {"build": builds, "build_input": inputs, "collect": collects},
+                    "all_runs": {
+                        "build": builds,
+                        "build_input": inputs,
+                        "collect": collects,
+                        "collect_truncated": mixed,
+                    },
                     "figures": [
                         {
                             "figure": name,

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ import orjson
 
 from runner.core.items import Item
 from runner.core.payloads import BodyBuilder, MediaUnavailable
+from runner.core.resume import numpy
 
 CUSTOM_ID_PREFIX = "g"
 _WRITE_EVERY = 2048  # lines buffered before one write()
@@ -236,16 +238,98 @@ def item_extras(item: Item) -> dict[str, Any]:
     return out
 
 
-def read_sidecar(path: Path) -> dict[str, str]:
-    """custom_id -> the rest of its sidecar line (``line_no TAB url [TAB json]``) for one chunk.
+# A sidecar line the collector's fast path can take: three fields (a plain URL item: no JSON
+# of extras), a URL that is its own JSON string body (no quote, backslash or control byte:
+# orjson writes exactly these bytes for it, the file being UTF-8) and a custom_id as clean.
+_FAST_LINE = re.compile(rb'^([^"\\\x00-\x1f]*+)\t[^\t\n]*+\t([^"\\\x00-\x1f]*+)$', re.MULTILINE)
 
-    Kept as text (one split per line, in C): collecting needs only the URL of a plain line;
-    ``sidecar_item`` makes the Item when one is needed (extras, fallback).
+
+class Sidecar:
+    """One chunk's sidecar as collecting reads it: the item each custom_id stands for, and which
+    ids have had their result (the first result for an id claims it; another is a duplicate).
+
+    ``pending`` maps the id of each fast-path item (``_FAST_LINE``: a plain URL that is its own
+    JSON string body, the common line) to its URL's bytes until its result is claimed: the
+    collector pops ids in bulk (``map(pending.pop, ids)``), never decoding an id or a URL. The
+    full parser asks ``rest`` and ``claim`` instead, from a text map built on first use, so a
+    result file whose lines all take the fast path never builds it.
     """
-    text = path.read_bytes().decode("utf-8")
-    # split("\n"), not splitlines(): a prompt or meta may hold U+2028 or U+0085, which orjson
-    # writes unescaped and splitlines() would treat as line ends
-    return dict(line.split("\t", 1) for line in text.split("\n") if line)
+
+    def __init__(self, data: bytes) -> None:
+        if not data.isascii():
+            data.decode()  # not UTF-8: UnicodeDecodeError, as when the whole file was decoded
+        self._data = data
+        grid = _fast_grid(data)
+        self.pending: dict[bytes, bytes] = dict(_FAST_LINE.findall(data)) if grid is None else grid
+        # the fast ids (all known ids when every line is one), so claim() knows that an id no
+        # longer pending was claimed: never a second record for it, by either path
+        self._fast: frozenset[bytes] | None = None if grid is not None else frozenset(self.pending)
+        self._claimed: set[bytes] = set()  # other ids, claimed by the full parser
+        self._rests: dict[str, str] | None = None
+
+    def rests(self) -> dict[str, str]:
+        """custom_id -> the rest of its line (``line_no TAB url [TAB json]``), every id."""
+        if self._rests is None:
+            text = self._data.decode()
+            # split("\n"), not splitlines(): a prompt or meta may hold U+2028 or U+0085, which
+            # orjson writes unescaped and splitlines() would treat as line ends
+            self._rests = dict(line.split("\t", 1) for line in text.split("\n") if line)
+        return self._rests
+
+    def rest(self, cid: str) -> str | None:
+        return self.rests().get(cid)
+
+    def claim(self, cid: str) -> bool:
+        """True the first time a result for ``cid`` (a known id) is taken, False after."""
+        key = cid.encode()
+        if self.pending.pop(key, None) is not None:
+            return True
+        if self._fast is None or key in self._fast or key in self._claimed:
+            return False  # a fast id no longer pending, or one this method claimed before
+        self._claimed.add(key)
+        return True
+
+    def unclaimed(self) -> Iterator[tuple[str, Item]]:
+        """The ids (and items) no result has claimed, in sidecar order."""
+        if not self.pending and self._fast is None:
+            return  # every id is a fast one and none is pending
+        pending, fast, claimed = self.pending, self._fast, self._claimed
+        for cid, rest in self.rests().items():
+            key = cid.encode()
+            if fast is None or key in fast:
+                if key in pending:
+                    yield cid, sidecar_item(rest)
+            elif key not in claimed:
+                yield cid, sidecar_item(rest)
+
+
+def _fast_grid(data: bytes) -> dict[bytes, bytes] | None:
+    """``pending`` when every line is a fast line (a job of plain URLs), from one split of the
+    file rather than a match per line; None otherwise (``_FAST_LINE`` finds them one by one).
+
+    With no quote or backslash anywhere and no control byte but tabs and newlines (counted by
+    numpy), the split puts the fields in a grid of three columns; joining it back with the
+    tabs and newlines a fast line has must give the file again, so no line has more or fewer
+    fields."""
+    if not data.endswith(b"\n") or b'"' in data or b"\\" in data:
+        return None
+    np = numpy()
+    octets = np.frombuffer(data, np.uint8)
+    lines = int(np.count_nonzero(octets == 10))
+    tabs = int(np.count_nonzero(octets == 9))
+    if tabs != 2 * lines or int(np.count_nonzero(octets < 32)) != 3 * lines:
+        return None
+    fields = data.replace(b"\t", b"\n").split(b"\n")
+    cids, line_nos, urls = fields[0:-1:3], fields[1::3], fields[2::3]
+    grid: list[bytes | None] = [None, b"\t", None, b"\t", None, b"\n"] * lines
+    grid[0::6], grid[2::6], grid[4::6] = cids, line_nos, urls
+    if b"".join(grid) != data:  # type: ignore[arg-type]  # every None was replaced
+        return None
+    return dict(zip(cids, urls, strict=True))
+
+
+def read_sidecar(path: Path) -> Sidecar:
+    return Sidecar(path.read_bytes())
 
 
 def sidecar_item(rest: str) -> Item:

@@ -379,7 +379,7 @@ def test_split_by_count(tmp_path: Path) -> None:
     assert lines[0] == batch_line(custom_id(h), builder.render(item, None), "/v4/chat/completions")
     assert orjson.loads(lines[0])["body"]["temperature"] == 0.2
     ids = read_sidecar(tmp_path / chunks[0].ids)
-    assert sidecar_item(ids[custom_id(h)]) == item
+    assert sidecar_item(ids.rests()[custom_id(h)]) == item
     assert sum(c.bytes for c in chunks) == sum((tmp_path / c.file).stat().st_size for c in chunks)
     assert not list(tmp_path.glob("*.part"))
 
@@ -427,7 +427,7 @@ def test_sidecar_keeps_the_whole_item(tmp_path: Path) -> None:
         ),
     )
     ids = read_sidecar(tmp_path / chunk.ids)
-    assert {cid: sidecar_item(rest) for cid, rest in ids.items()} == {
+    assert {cid: sidecar_item(rest) for cid, rest in ids.rests().items()} == {
         custom_id(key_hash(item.key)): item,
         custom_id(key_hash(plain.key)): plain,
     }

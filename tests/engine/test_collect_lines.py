@@ -12,8 +12,11 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runner.config import JobConfig, OutputSpec
+from runner.core.batch_results import ANSWER_LINES, answer_columns
 from runner.core.items import Item
 from runner.core.keys import key_hash
 from runner.core.payloads import BodyBuilder
@@ -21,7 +24,8 @@ from runner.core.resume import ResumeIndex
 from runner.core.stats import JobStats
 from runner.engine.batch import CollectResult, collect_lines
 from runner.engine.batch import collect as collect_module
-from runner.io.batch_files import ChunkWriter, build_chunks, custom_id, read_sidecar
+from runner.io import batch_files
+from runner.io.batch_files import ChunkWriter, Sidecar, build_chunks, custom_id, read_sidecar
 from runner.io.store import ResultWriter
 
 NOW = "2026-01-02T03:04:05Z"
@@ -65,6 +69,15 @@ def answer(
     line["id"] = BATCH
     line.update(top_extra or {})
     return orjson.dumps(line)
+
+
+def sidecar_bytes(ids: dict[str, str]) -> bytes:
+    """The sidecar file of these custom_id -> ``line_no TAB url [TAB json]`` lines."""
+    return "".join(f"{cid}\t{rest}\n" for cid, rest in ids.items()).encode()
+
+
+def sidecar(ids: dict[str, str]) -> Sidecar:
+    return Sidecar(sidecar_bytes(ids))
 
 
 def ok(url: str = URL, content: str = "A cat on a sofa.", **more: Any) -> dict[str, Any]:
@@ -258,7 +271,7 @@ def run_collect(
     writer = ResultWriter(job.output_path)
     stats = JobStats("t")
     result = CollectResult()
-    collect_lines(data, ids, set(), writer, stats, BATCH, result, done, builder)
+    collect_lines(data, ids, writer, stats, BATCH, result, done, builder)
     writer.close()
     return job.output_path.read_bytes().splitlines(), result, stats
 
@@ -389,8 +402,8 @@ def test_fast_path_writes_what_the_full_parser_writes(
         writer = ResultWriter(tmp_path / "out.jsonl")
         stats = JobStats("t")
         result = CollectResult()
-        ids = {cid_of(URL): f"1\t{URL}"}
-        collect_lines(line, ids, set(), writer, stats, BATCH, result, fast=fast)
+        ids = sidecar({cid_of(URL): f"1\t{URL}"})
+        collect_lines(line, ids, writer, stats, BATCH, result, fast=fast)
         writer.close()
         outputs.append((tmp_path / "out.jsonl").read_bytes())
         assert result.ok == 1 == stats.ok
@@ -401,13 +414,15 @@ def test_fast_path_writes_what_the_full_parser_writes(
     assert record["usage"] == (usage if content == "x" else USAGE)
 
 
+@pytest.mark.parametrize("meta", [True, False], ids=["some-meta", "all-plain"])
 @pytest.mark.parametrize("block", [700, 1 << 20], ids=["small-blocks", "one-block"])
 def test_many_blocks_fast_equals_full_parser(
-    block: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    block: int, meta: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A file of mixed lines cut into many blocks (lines of every kind at block edges, items
     with meta, duplicates across blocks, a line that is not UTF-8): the same bytes and counts
-    with and without the fast path, and every known line accounted for exactly once."""
+    with and without the fast path, and every known line accounted for exactly once (with
+    items with meta the sidecar's fast map is read line by line, without them in one split)."""
     monkeypatch.setattr("runner.core.batch_results._BLOCK", block)
     monkeypatch.setattr(collect_module, "now_iso", lambda: NOW)
     monkeypatch.setattr("runner.core.records.now_iso", lambda: NOW)
@@ -416,8 +431,8 @@ def test_many_blocks_fast_equals_full_parser(
     lines: list[bytes] = []
     for i in range(300):
         url = f"https://img.example.com/{i}.jpg"
-        key = f"k{i}" if i % 11 == 0 else url
-        items.append(Item(key, url, i + 1, meta={"i": i} if i % 11 == 0 else None))
+        key = f"k{i}" if meta and i % 11 == 0 else url
+        items.append(Item(key, url, i + 1, meta={"i": i} if meta and i % 11 == 0 else None))
         line = kinds[i % len(kinds)][0] if i % 3 == 0 else answer(content=f"answer {i}\n")
         lines.append(line.replace(cid_of(URL).encode(), cid_of(key).encode()))
         if i % 13 == 0:
@@ -429,19 +444,130 @@ def test_many_blocks_fast_equals_full_parser(
     for it in items:
         if it.meta is not None:
             ids[cid_of(it.key)] += "\t" + orjson.dumps({"key": it.key, "meta": it.meta}).decode()
+    assert (batch_files._fast_grid(sidecar_bytes(ids)) is None) == meta
     outputs = []
     for fast in (True, False):
         (tmp_path / "out.jsonl").unlink(missing_ok=True)
         writer = ResultWriter(tmp_path / "out.jsonl")
-        stats, result, seen = JobStats("t"), CollectResult(), set[str]()
-        collect_lines(data, ids, seen, writer, stats, BATCH, result, fast=fast)
+        stats, result, sidecar_ = JobStats("t"), CollectResult(), sidecar(ids)
+        collect_lines(data, sidecar_, writer, stats, BATCH, result, fast=fast)
+        claimed = sorted(ids.keys() - {cid for cid, _ in sidecar_.unclaimed()})
         writer.close()
         out = (tmp_path / "out.jsonl").read_bytes()
         counts = (result.ok, result.failed, result.duplicates, result.unknown, len(result.again))
-        outputs.append((out, counts, stats.ok, stats.prompt_tokens, sorted(seen)))
+        outputs.append((out, counts, stats.ok, stats.prompt_tokens, claimed))
         records = [orjson.loads(line) for line in out.splitlines()]
         assert len(records) == result.ok + result.failed
         assert len({r.get("key", r["url"]) for r in records}) == len(records)  # none twice
-        assert result.ok + result.failed + len(result.again) == len(seen)
+        assert result.ok + result.failed + len(result.again) == len(claimed)
     assert outputs[0] == outputs[1]
     assert outputs[0][1][0] > 150  # most lines are answers
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "full-parser"])
+def test_output_and_error_files_share_one_ledger(
+    fast: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's two files are collected against one sidecar: a result for an id already taken
+    from the other file is a duplicate, never a second record, and an id in neither file is
+    left for on_failure."""
+    monkeypatch.setattr(collect_module, "now_iso", lambda: NOW)
+    monkeypatch.setattr("runner.core.records.now_iso", lambda: NOW)
+    urls = [f"https://img.example.com/{i}.jpg" for i in range(4)]
+    ids = sidecar({cid_of(u): f"{i + 1}\t{u}" for i, u in enumerate(urls)})
+
+    def line(url: str, base: bytes = answer()) -> bytes:
+        return base.replace(cid_of(URL).encode(), cid_of(url).encode())
+
+    output = b"\n".join([line(urls[0]), line(urls[1]), line(urls[2], ERROR_BODY)]) + b"\n"
+    errors = b"\n".join([line(urls[1], ERROR_BODY), line(urls[2]), line(urls[0])]) + b"\n"
+    writer = ResultWriter(tmp_path / "out.jsonl")
+    stats, result = JobStats("t"), CollectResult()
+    for data in (output, errors):
+        collect_lines(data, ids, writer, stats, BATCH, result, fast=fast)
+    writer.close()
+    got = (tmp_path / "out.jsonl").read_bytes().splitlines()
+    assert got == [
+        orjson.dumps(ok(url=urls[0])),
+        orjson.dumps(ok(url=urls[1])),
+        orjson.dumps(failed("1301", "unsafe content", url=urls[2])),
+    ]
+    assert (result.ok, result.failed, result.duplicates) == (2, 1, 3)
+    assert [(cid, item.url) for cid, item in ids.unclaimed()] == [(cid_of(urls[3]), urls[3])]
+
+
+TRICKY = {
+    "escaped-backslash-at-end": answer(content="ends with \\"),
+    "escaped-quotes": answer(content='say "hi" \\"there\\"'),
+    "slash-escape": answer().replace(b"A cat on a sofa.", b"A cat \\/ sofa."),
+    "unicode-escape": answer().replace(b"A cat on a sofa.", b"A \\u0063at"),
+    "raw-control-in-content": answer().replace(b"A cat", b"A\x01cat"),
+    "raw-tab-in-body-id": answer().replace(b"8668357533850320547", b"86683\t57533850320547"),
+    "backslash-in-model": answer().replace(b"glm-4v-plus-0111", b"glm-4v\\\\plus"),
+    "escape-in-custom-id": answer().replace(cid_of(URL).encode(), b"g\\u0031"),
+    "lt-in-content": answer(content="1 < 2"),
+    # the constants the cheaper scan skips over, changed without changing their length
+    "status-201": answer(status=201),
+    "finish-same-length": answer().replace(b'"finish_reason":"stop"', b'"finish_reason":"stap"'),
+    # invalid JSON ("x\\" ends the string) that a scan taking \\" for an escaped quote misreads
+    "quote-misread": answer().replace(b"A cat on a sofa.", b'x\\\\"\\"}'),
+}
+
+
+def assert_rows_agree(block: bytes, got: list[tuple[bytes, ...]]) -> None:
+    """Each row of the cheaper scan is the row ``ANSWER_LINES`` gives, or a line it leaves to the
+    full parser whole (a row of ``ANSWER_LINES`` may be left so, never the other way)."""
+    strict = list(zip(*ANSWER_LINES.findall(block), strict=True))
+    assert len(got) == len(strict) == 8 and len(got[0]) == len(strict[0])
+    lines = block.split(b"\n")[1:]
+    for i, line in enumerate(lines):
+        row, reference = tuple(c[i] for c in got), tuple(c[i] for c in strict)
+        if row[6]:
+            assert row == reference
+        else:
+            assert row == (b"",) * 7 + (line,)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from([*TRICKY.values(), *(c[0] for c in CASES.values())]),
+            st.text(alphabet=st.sampled_from('ab"\\/<\x01\n\té\u2028'), max_size=8).map(
+                lambda text: answer(content=text)
+            ),
+            st.binary(max_size=6).map(lambda raw: answer().replace(b"on a", raw)),
+            st.just(answer().replace(b'"index":0', b'"index":1')),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+@settings(max_examples=400, deadline=None)
+def test_cheaper_scan_agrees_with_answer_lines(lines: list[bytes]) -> None:
+    """Over blocks of any lines (escapes, quotes, control and raw bytes in every string), the
+    cheaper scan gives the rows ``ANSWER_LINES`` gives (or leaves lines whole), or steps aside."""
+    block = b"\n" + b"\n".join(lines)
+    try:
+        block.decode()
+    except UnicodeDecodeError:
+        return  # the collector sends such a block to the full parser before any scan
+    got = answer_columns(block)
+    if got is not None:
+        assert_rows_agree(block, got)
+
+
+@pytest.mark.parametrize("content", list(FAST_CONTENTS.values()), ids=list(FAST_CONTENTS))
+def test_cheaper_scan_takes_the_common_answers(content: str) -> None:
+    """A block of answers whose records can be spliced is taken whole by the cheaper scan, and
+    an error line among them does not stop it."""
+    block = b"\n" + b"\n".join([answer(content=content), ERROR_BODY, answer(content="a\nb")])
+    assert answer_columns(block) == list(zip(*ANSWER_LINES.findall(block), strict=True))
+
+
+@pytest.mark.parametrize("name", list(TRICKY), ids=list(TRICKY))
+def test_cheaper_scan_on_tricky_lines(name: str) -> None:
+    """Lines the cheaper scan might misread give what ``ANSWER_LINES`` gives, or no columns."""
+    block = b"\n" + answer() + b"\n" + TRICKY[name]
+    got = answer_columns(block)
+    if got is not None:
+        assert_rows_agree(block, got)

@@ -4,21 +4,30 @@ Answers become ok records, permanent failures (``retry.classify`` says RECORD) e
 failures that may succeed if sent again are handed back in ``CollectResult.again`` for
 ``batch.on_failure``. A result file can hold 50,000 lines and this is the batch path's hot spot
 (``benchmarks/bench_batch.py``), so the common line, an answer in the documented shape for a
-plain URL item, takes a fast path: recognised by one regex scan per megabyte
-(``batch_results.ANSWER_LINES``), never decoded, its record spliced from the line's own bytes
-and written with the rest of its block in one ``write()``. Every other line goes through the
-full parser (``_Collector.line``), in file order; both give the same bytes
+plain URL item, takes a fast path and is never decoded: a block of about a megabyte is read by
+one cheap scan checked a column at a time (``batch_results.answer_columns``), or when a check
+fails by the stricter ``ANSWER_LINES``, a row per line either way; each run of answers between
+other lines claims its custom_ids in the sidecar in bulk (as bytes), and their records are
+spliced from the lines' own bytes and written in one ``write()``. Every other line goes through
+the full parser (``_Collector.line``), in file order; both give the same bytes
 (``tests/engine/test_collect_lines.py``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import orjson
 
-from runner.core.batch_results import ANSWER_LINES, answer_blocks, fast_ok_record, line_failure
+from runner.core.batch_results import (
+    ANSWER_LINES,
+    answer_blocks,
+    answer_columns,
+    fast_ok_record,
+    line_failure,
+)
 from runner.core.items import Item
 from runner.core.keys import key_hash
 from runner.core.payloads import BodyBuilder
@@ -27,7 +36,7 @@ from runner.core.resume import ResumeIndex
 from runner.core.retry import NOT_ANSWERS, Verdict, classify
 from runner.core.stats import JobStats
 from runner.errors import ApiFailure
-from runner.io.batch_files import sidecar_item
+from runner.io.batch_files import Sidecar, sidecar_item
 from runner.io.store import ResultWriter
 
 
@@ -45,8 +54,7 @@ class CollectResult:
 
 def collect_lines(
     data: bytes,
-    ids: dict[str, str],
-    seen: set[str],
+    ids: Sidecar,
     writer: ResultWriter,
     stats: JobStats,
     batch_id: str | None,
@@ -60,21 +68,22 @@ def collect_lines(
 ) -> None:
     """Turn one downloaded result file into records; failures that may be resent go to ``again``.
 
-    ``attempts`` is the number of batches the line was sent in (2 for a rebatched chunk) and
-    ``latency_ms`` the time from the batch's submission to its collection. ``fast=False`` sends
-    every line through the full parser (the reference the fast path is tested against).
+    ``ids`` is the chunk's sidecar: each result claims its id there, so a second result for an
+    id (in this file or in the batch's other file) is a duplicate. ``attempts`` is the number of
+    batches the line was sent in (2 for a rebatched chunk) and ``latency_ms`` the time from the
+    batch's submission to its collection. ``fast=False`` sends every line through the full
+    parser (the reference the fast path is tested against), as do a ``done`` index (a collect
+    resumed after a crash: each key is looked up) and a builder that parses the output.
 
     Records go through ``builder.finish_record`` (meta, structured output) like the realtime
     path's, skipped only when it would add nothing (no structured output, no meta).
     """
-    c = _Collector(ids, seen, writer, stats, batch_id, result, done, builder, attempts, latency_ms)
+    c = _Collector(ids, writer, stats, batch_id, result, done, builder, attempts, latency_ms)
     try:
-        if fast and not c.always:
+        if fast and not c.always and done is None:
             _collect_fast(data, c)
         else:
-            for raw in data.splitlines():
-                if raw:
-                    c.line(raw)
+            c.lines(data)
     finally:
         result.ok += c.ok
         stats.ok += c.ok
@@ -84,86 +93,43 @@ def collect_lines(
 
 
 def _collect_fast(data: bytes, c: _Collector) -> None:
-    """The fast path over ``data``; lines it does not take go to ``c.line`` in their place."""
-    ids_get = c.ids.get
-    seen, done, result = c.seen, c.done, c.result
-    tail = (
-        b'","batch_id":'
-        + orjson.dumps(c.batch_id)
-        + b',"finished_at":'
-        + orjson.dumps(c.now)
-        + b"}\n"
-    )
-    via = b'","via":"batch","attempts":%d,"latency_ms":%d,"id":"' % (c.attempts, c.latency_ms)
-    dumps = orjson.dumps
+    """The fast path over ``data``; lines it does not take go to ``c.line`` in their place.
+
+    Per block, one ``findall`` gives a row per line; the rows are turned into columns, and each
+    run of answer-shaped lines between other lines is taken in bulk (``_Collector.answers``).
+    """
     for block in answer_blocks(data):
-        try:
-            block.decode()  # the spliced bytes must be UTF-8, as orjson would have checked
-        except UnicodeDecodeError:
-            for raw in block.splitlines():
-                if raw:
-                    c.line(raw)
+        if not block.isascii():
+            try:
+                block.decode()  # the spliced bytes must be UTF-8, as orjson would have checked
+            except UnicodeDecodeError:
+                c.lines(block)
+                continue
+        columns = answer_columns(block) or list(zip(*ANSWER_LINES.findall(block), strict=True))
+        if not columns:
             continue
-        out = c.pending
-        count = prompt = completion = 0
-        lines: list[bytes] | None = None
-        for i, (body_id, model, content, usage, p, r, cid_bytes, line) in enumerate(
-            ANSWER_LINES.findall(block)
-        ):
-            if not cid_bytes:  # not the common answer shape: the full parser, in file order
-                if line:
-                    c.write_ok(count, prompt, completion)
-                    count = prompt = completion = 0
-                    for raw in line.splitlines():  # a lone "\r" ends a line too
-                        if raw:
-                            c.line(raw)
-                continue
-            cid = cid_bytes.decode()
-            rest = ids_get(cid)
-            if rest is None:
-                result.unknown += 1
-                continue
-            tab = rest.find("\t")  # rest is "line_no TAB url [TAB extras]"
-            url = rest[tab + 1 :]
-            if "\t" in url or tab < 0:  # an item with extras (or a bad sidecar): the full parser
-                c.write_ok(count, prompt, completion)
-                count = prompt = completion = 0
-                lines = lines or block.split(b"\n")  # match i is line i (after the leading "\n")
-                c.line(lines[i + 1])
-                continue
-            if cid in seen:
-                result.duplicates += 1
-                continue
-            seen.add(cid)
-            if done is not None and done.is_done(key_hash(url)):
-                result.skipped += 1
-                continue
-            out += (
-                b'{"url":',
-                dumps(url),
-                b',"status":"ok","content":"',
-                content,
-                b'","finish_reason":"stop","usage":',
-                usage,
-                b',"model":"',
-                model,
-                via,
-                body_id,
-                tail,
-            )
-            count += 1
-            prompt += int(p)
-            completion += int(r)
-        c.write_ok(count, prompt, completion)
+        cids, others = columns[6], columns[7]
+        n = len(cids)
+        start = 0
+        while start < n:
+            try:
+                stop = cids.index(b"", start)  # a line not in the answer shape (or a blank one)
+            except ValueError:
+                stop = n
+            if stop > start:
+                run = columns if stop - start == n else [col[start:stop] for col in columns]
+                c.answers(run, block, start)
+            if stop < n:
+                c.lines(others[stop])
+            start = stop + 1
 
 
 @dataclass
 class _Collector:
     """One downloaded file's context: the full parser of one line (``line``), the fast path's
-    pending record bytes (``write_ok``) and the counts both add to."""
+    runs of answers (``answers``) and the counts both add to."""
 
-    ids: dict[str, str]
-    seen: set[str]
+    ids: Sidecar
     writer: ResultWriter
     stats: JobStats
     batch_id: str | None
@@ -180,16 +146,72 @@ class _Collector:
         self.always = builder is not None and builder.parses_output
         self.now = now_iso()  # one timestamp per downloaded file: written within a second or so
         self.ok = self.prompt_tokens = self.completion_tokens = 0
-        self.pending: list[bytes] = []
+        # an ok record as ``records.dumps`` writes it, its pieces from the line left as None:
+        # url, content, usage, model, id
+        via = b'","via":"batch","attempts":%d,"latency_ms":%d,"id":"' % (
+            self.attempts,
+            self.latency_ms,
+        )
+        tail = b'","batch_id":%b,"finished_at":%b}\n' % (
+            orjson.dumps(batch_id),
+            orjson.dumps(self.now),
+        )
+        self.record: list[bytes | None] = [
+            b'{"url":"',
+            None,
+            b'","status":"ok","content":"',
+            None,
+            b'","finish_reason":"stop","usage":',
+            None,
+            b',"model":"',
+            None,
+            via,
+            None,
+            tail,
+        ]
+        self._split: tuple[bytes, list[bytes]] | None = None  # a block cut into lines, when needed
 
-    def write_ok(self, count: int = 0, prompt: int = 0, completion: int = 0) -> None:
-        """Write the fast path's ``count`` pending records in one write, then count them."""
-        if self.pending:
-            self.writer.append_ok_lines(b"".join(self.pending), count)
-            self.pending.clear()
+    def answers(self, columns: list[tuple[bytes, ...]], block: bytes, first: int) -> None:
+        """A run of answer-shaped lines (the first seven ``ANSWER_LINES`` columns; ``first`` is
+        the run's first line in ``block``): each claims its id; those whose id is a pending fast
+        one are written in one ``write()``, the others (unknown ids, items with extras,
+        duplicates) go through the full parser, in their place."""
+        urls: list[bytes | None] = list(map(self.ids.pending.pop, columns[6], repeat(None)))
+        if None not in urls:
+            self._write(urls, columns)
+            return
+        if self._split is None or self._split[0] is not block:
+            self._split = (block, block.split(b"\n"))
+        lines = self._split[1]  # answer i of the run is line first + i (after the first "\n")
+        start, n = 0, len(urls)
+        while start < n:
+            try:
+                stop = urls.index(None, start)
+            except ValueError:
+                stop = n
+            if stop > start:
+                self._write(urls[start:stop], [column[start:stop] for column in columns])
+            if stop < n:
+                self.line(lines[first + stop + 1])
+            start = stop + 1
+
+    def _write(self, urls: list[bytes | None], columns: list[tuple[bytes, ...]]) -> None:
+        """Ok records for a run of fast answers (no None among ``urls``), in one ``write()``."""
+        body_ids, models, contents, usages, prompts, completions = columns[:6]
+        count = len(urls)
+        out = self.record * count
+        out[1::11], out[3::11], out[5::11] = urls, contents, usages
+        out[7::11], out[9::11] = models, body_ids
+        self.writer.append_ok_lines(b"".join(out), count)  # type: ignore[arg-type]  # no None left
         self.ok += count
-        self.prompt_tokens += prompt
-        self.completion_tokens += completion
+        self.prompt_tokens += sum(map(int, prompts))
+        self.completion_tokens += sum(map(int, completions))
+
+    def lines(self, data: bytes) -> None:
+        """Every line of ``data`` through the full parser (a lone carriage return ends one too)."""
+        for raw in data.splitlines():
+            if raw:
+                self.line(raw)
 
     def line(self, raw: bytes) -> None:
         """One line through the full parser: decode, match, classify, record."""
@@ -203,14 +225,13 @@ class _Collector:
             result.unknown += 1
             return
         cid: Any = obj.get("custom_id")  # JSON: checked with __class__ below
-        rest = self.ids.get(cid) if cid.__class__ is str else None
+        rest = self.ids.rest(cid) if cid.__class__ is str else None
         if rest is None:
             result.unknown += 1
             return
-        if cid in self.seen:
+        if not self.ids.claim(cid):
             result.duplicates += 1
             return
-        self.seen.add(cid)
         parts = rest.split("\t", 2)
         url = parts[1]
         item: Item | None

@@ -35,7 +35,7 @@ from runner.core.records import LOCAL_FILE, error_record
 from runner.core.stats import JobStats
 from runner.engine.batch.collect import CollectResult, collect_lines
 from runner.errors import ApiFailure
-from runner.io.batch_files import ChunkFile, ChunkWriter, build_chunks, read_sidecar, sidecar_item
+from runner.io.batch_files import ChunkFile, ChunkWriter, Sidecar, build_chunks, read_sidecar
 from runner.io.batch_state import JobState
 from runner.io.media import read_media
 from runner.io.store import ResultWriter, load_resume_index
@@ -77,10 +77,9 @@ class ResultSteps:
         e = st.ended
         deps = self.deps
         ids_path = self.work_dir / e.chunk.ids
-        ids = read_sidecar(ids_path) if ids_path.exists() else {}
+        ids = read_sidecar(ids_path) if ids_path.exists() else Sidecar(b"")
         done = None if st.fresh else load_resume_index(self.job.output_path)
         result = CollectResult()
-        seen: set[str] = set()
         for fid in (e.output_file_id, e.error_file_id):
             if fid is None:
                 continue
@@ -96,7 +95,6 @@ class ResultSteps:
             collect_lines(
                 data,
                 ids,
-                seen,
                 deps.writer,
                 deps.stats,
                 e.batch_id,
@@ -117,19 +115,17 @@ class ResultSteps:
                 },
             )
         again = result.again
-        for cid, rest in ids.items():
-            if cid not in seen:
-                item = sidecar_item(rest)
-                if done is not None and done.is_done(key_hash(item.key)):
-                    continue
-                again.append(
-                    (
-                        cid,
-                        item,
-                        "batch_missing",
-                        f"no result in batch {e.batch_id} (status {e.status}) {e.reason}".strip(),
-                    )
+        for cid, item in ids.unclaimed():
+            if done is not None and done.is_done(key_hash(item.key)):
+                continue
+            again.append(
+                (
+                    cid,
+                    item,
+                    "batch_missing",
+                    f"no result in batch {e.batch_id} (status {e.status}) {e.reason}".strip(),
                 )
+            )
         resent, left = await self._on_failure(e, again, result)
         deps.writer.fsync()
         for name in (e.chunk.file, e.chunk.ids):

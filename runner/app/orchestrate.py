@@ -31,6 +31,7 @@ from runner.app.planning import (
     describe_plan,
     input_pairs,
     limited,
+    log_plan,
     pending_items,
     plan_job,
     plan_rest,
@@ -328,16 +329,7 @@ async def _run_job(
 
 def _counted_stats(job: JobConfig, plan: JobPlan, limit: int | None) -> JobStats:
     """A counted plan's event and the stats its run starts from."""
-    log.info(
-        "plan",
-        extra={
-            "job": job.name,
-            "pending": plan.pending,
-            "done": plan.counts.done,
-            "route": plan.route,
-            "why": plan.why,
-        },
-    )
+    log_plan(plan)
     stats = JobStats(
         job.name,
         route=plan.route,
@@ -394,6 +386,7 @@ async def _after_guess(
     except PlanStopped:
         return
     limit = None if options.limit is None else max(0, options.limit - sent.items)
+    plan: JobPlan | None = None
     if job.mode == "auto":
         try:
             plan, prefix = await _planned(
@@ -401,19 +394,15 @@ async def _after_guess(
             )
         except PlanStopped:
             return
-        if plan.route == "batch":
-            pairs = input_pairs(job, config, index, PendingCounts(), TextPrefix(), stopper.flag)
-            rest = sent.unsent(pairs, PendingCounts())
-            stats = await batch(plan, limited(rest, limit), no_wait=options.no_wait)
-            _whole_input_counts(stats, plan.counts)
-            if not stopper.event.is_set():
-                await asyncio.to_thread(save_prefix, job.output_path, job.input_path, prefix, index)
-            return
-    counts = PendingCounts()
-    prefix = TextPrefix()
-    pairs = input_pairs(job, config, index, counts, prefix, stopper.flag)
-    rest = sent.unsent(pairs, counts)
-    stats = await run(limited(rest, limit))
+    if plan is not None and plan.route == "batch":
+        counts = plan.counts
+        pairs = input_pairs(job, config, index, PendingCounts(), TextPrefix(), stopper.flag)
+        rest = sent.unsent(pairs, PendingCounts())
+        stats = await batch(plan, limited(rest, limit), no_wait=options.no_wait)
+    else:  # counted as it is sent (``prefix`` grows over the finished lines it starts with)
+        counts, prefix = PendingCounts(), TextPrefix()
+        pairs = input_pairs(job, config, index, counts, prefix, stopper.flag)
+        stats = await run(limited(sent.unsent(pairs, counts), limit))
     _whole_input_counts(stats, counts)
     if not stopper.event.is_set():
         await asyncio.to_thread(save_prefix, job.output_path, job.input_path, prefix, index)

@@ -81,7 +81,8 @@ def plan_job(
     (``runner.io.plancache``; a shard run reads the whole input). With ``save`` (the caller
     holds the output's lock) a full scan of the output leaves a persistent resume index, and
     the input's finished prefix is noted."""
-    plan, index, _ = _plan(job, config, stop, keep=keep, save=save, early=False)
+    opened = open_plan(job, save=save, early=False)
+    plan, index, _ = count_plan(job, config, opened, stop, keep=keep, save=save, early=False)
     return plan, index
 
 
@@ -115,19 +116,6 @@ def open_plan(job: JobConfig, *, save: bool, early: bool) -> PlanStart:
         prefix.check = check
     prefix.growing = text
     return PlanStart(index, skipped, skip, text, prefix, dataclasses.replace(prefix), check)
-
-
-def _plan(
-    job: JobConfig,
-    config: Config,
-    stop: threading.Event | None,
-    *,
-    keep: int,
-    save: bool,
-    early: bool,
-) -> tuple[JobPlan, ResumeIndex, Guess | None]:
-    opened = open_plan(job, save=save, early=early)
-    return count_plan(job, config, opened, stop, keep=keep, save=save, early=early)
 
 
 def count_plan(
@@ -319,6 +307,20 @@ def with_limit(plan: JobPlan, limit: int | None, config: Config) -> JobPlan:
     route, why = choose_route(plan.job, limit, config.batch)
     return dataclasses.replace(
         plan, route=route, why=f"{why.replace(f'{limit} pending', f'--limit {limit}')}"
+    )
+
+
+def log_plan(plan: JobPlan) -> None:
+    """The ``plan`` event: a counted plan's before it is sent, a streamed run's at its end."""
+    log.info(
+        "plan",
+        extra={
+            "job": plan.job.name,
+            "pending": plan.pending,
+            "done": plan.counts.done,
+            "route": plan.route,
+            "why": plan.why,
+        },
     )
 
 

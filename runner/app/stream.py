@@ -22,7 +22,6 @@ a long stretch of finished lines is not streamed (``plan_or_stream``, ``MAX_SKIP
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from runner.app.planning import (
     PlanStart,
     _until,
     count_plan,
+    log_plan,
     open_plan,
     with_limit,
 )
@@ -43,8 +43,6 @@ from runner.core.stats import JobStats
 from runner.io.inputs import check_input
 from runner.io.plancache import save_prefix
 from runner.io.prepare import read_job_items
-
-log = logging.getLogger(__name__)
 
 Pair = tuple[int, Item | InvalidLine]
 _CHUNK = 1 << 20
@@ -176,16 +174,7 @@ class Stream:
         stats.total = pending + c.invalid
         plan = with_limit(make_plan(self.job, c, self.config.batch), self.limit, self.config)
         self.plan = plan
-        log.info(
-            "plan",
-            extra={
-                "job": self.job.name,
-                "pending": plan.pending,
-                "done": c.done,
-                "route": plan.route,
-                "why": plan.why,
-            },
-        )
+        log_plan(plan)
         guess = self.guess
         if guess is not None and self.opened.prefix.offset > guess.check.offset:
             guess.check.start()  # a longer prefix is to be noted: hash it meanwhile

@@ -131,13 +131,7 @@ class ChunkWriter:
         """
         cid = b"g%016x" % h  # custom_id(h), as bytes
         url = item.url
-        if (
-            self._plain is not None
-            and item.key == url
-            and item.meta is None
-            and item.plain
-            and not url.startswith("file://")
-        ):
+        if self._plain is not None and _is_plain(item) and not url.startswith("file://"):
             head, tail = self._plain
             line = b"".join((b'{"custom_id":"', cid, head, orjson.dumps(url), tail))
             ids = b"%b\t%d\t%b\n" % (cid, item.line_no, url.encode())
@@ -161,7 +155,7 @@ class ChunkWriter:
     @staticmethod
     def _ids_line(cid: bytes, item: Item) -> bytes:
         head = cid + b"\t" + str(item.line_no).encode() + b"\t" + item.url.encode()
-        if item.key == item.url and item.meta is None and item.plain:
+        if _is_plain(item):
             return head + b"\n"
         return head + b"\t" + orjson.dumps(item_extras(item)) + b"\n"
 
@@ -226,6 +220,11 @@ def build_chunks(
             yield last
     finally:
         writer.abort()
+
+
+def _is_plain(item: Item) -> bool:
+    """A plain URL item: its sidecar line is ``custom_id TAB line_no TAB url``, no extras."""
+    return item.key == item.url and item.meta is None and item.plain
 
 
 def item_extras(item: Item) -> dict[str, Any]:

@@ -15,6 +15,7 @@ the full parser (``_Collector.line``), in file order; both give the same bytes
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -110,18 +111,26 @@ def _collect_fast(data: bytes, c: _Collector) -> None:
             continue
         cids, others = columns[6], columns[7]
         n = len(cids)
-        start = 0
-        while start < n:
-            try:
-                stop = cids.index(b"", start)  # a line not in the answer shape (or a blank one)
-            except ValueError:
-                stop = n
+        # b"": a line not in the answer shape (or a blank one)
+        for start, stop in _runs(cids, b""):
             if stop > start:
                 run = columns if stop - start == n else [col[start:stop] for col in columns]
                 c.answers(run, block, start)
             if stop < n:
                 c.lines(others[stop])
-            start = stop + 1
+
+
+def _runs(values: Sequence[object], gap: object) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of each stretch of ``values`` before a ``gap`` entry (at ``stop``,
+    unless ``stop`` is the end): the runs the fast path takes in bulk and the lines between."""
+    start, n = 0, len(values)
+    while start < n:
+        try:
+            stop = values.index(gap, start)
+        except ValueError:
+            stop = n
+        yield start, stop
+        start = stop + 1
 
 
 @dataclass
@@ -183,17 +192,11 @@ class _Collector:
         if self._split is None or self._split[0] is not block:
             self._split = (block, block.split(b"\n"))
         lines = self._split[1]  # answer i of the run is line first + i (after the first "\n")
-        start, n = 0, len(urls)
-        while start < n:
-            try:
-                stop = urls.index(None, start)
-            except ValueError:
-                stop = n
+        for start, stop in _runs(urls, None):
             if stop > start:
                 self._write(urls[start:stop], [column[start:stop] for column in columns])
-            if stop < n:
+            if stop < len(urls):
                 self.line(lines[first + stop + 1])
-            start = stop + 1
 
     def _write(self, urls: list[bytes | None], columns: list[tuple[bytes, ...]]) -> None:
         """Ok records for a run of fast answers (no None among ``urls``), in one ``write()``."""

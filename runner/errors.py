@@ -80,8 +80,11 @@ class OutputError(GlmrunError):
 class Interrupted(GlmrunError):
     """Stopped by a signal after writing what was in hand."""
 
-    def __init__(self, signame: str = "SIGINT"):
-        super().__init__(f"interrupted by {signame}; results so far are saved, run again to resume")
+    def __init__(self, signame: str = "SIGINT", remote: str = ""):
+        """``remote``: what keeps running on the API after the process ends (batches), with
+        what to do about it; a person who pressed Ctrl-C must not think everything stopped."""
+        then = f"; {remote}" if remote else ", run again to resume"
+        super().__init__(f"interrupted by {signame}; results so far are saved{then}")
         self.signame = signame
         self.exit_code = EXIT_SIGTERM if signame == "SIGTERM" else EXIT_SIGINT
 

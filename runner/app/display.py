@@ -94,7 +94,7 @@ def fields(stats: JobStats, price: Any = None, currency: str = "CNY") -> list[tu
     first when the line does not fit. ``""`` marks where the bar goes."""
     done, total = overall(stats)
     rate = stats.rate
-    out: list[tuple[int, str]] = [(0, stats.name), (6, "")]
+    out: list[tuple[int, str]] = [(0, stats.label), (6, "")]
     out.append((0, f"{fmt_int(done)}/{fmt_int(total)}"))
     if stats.done_before:
         out.append((5, f"({fmt_int(stats.done_before)} done before)"))

@@ -40,7 +40,7 @@ from runner.app.planning import (
 )
 from runner.app.signals import SignalStop, acquire_lock
 from runner.app.stream import Stream, plan_or_stream
-from runner.app.summary import job_exit_code, most_serious, summary_lines
+from runner.app.summary import job_exit_code, most_serious, still_remote, summary_lines
 from runner.app.wiring import (
     JobParts,
     api_base_url,
@@ -136,7 +136,7 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
         log.info("run finished", extra={"exit_code": exc.exit_code})
         raise
     if stopper.signame is not None:
-        interrupted = Interrupted(stopper.signame)
+        interrupted = Interrupted(stopper.signame, still_remote(config, jobs, result.stats))
         log.info("run finished", extra={"exit_code": interrupted.exit_code})
         raise interrupted
     codes = [job_exit_code(s, strict=options.strict) for s in result.stats]
@@ -336,10 +336,12 @@ def _counted_stats(job: JobConfig, plan: JobPlan, limit: int | None) -> JobStats
         skipped=plan.counts.done,
         duplicates=plan.counts.duplicates,
         failed_before=plan.counts.failed,
+        shard=str(job.shard) if job.shard else None,
     )
     stats.total = plan.pending + plan.counts.invalid
     if limit is not None:
         stats.total = min(plan.pending, limit) + plan.counts.invalid
+        stats.beyond_limit = max(0, plan.pending - limit)
     return stats
 
 

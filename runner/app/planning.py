@@ -328,7 +328,7 @@ def describe_plan(plan: JobPlan) -> str:
     c = plan.counts
     job = plan.job
     name = job.name if job.shard is None else f"{job.name} shard {job.shard}"
-    others = f", {c.other_shards} lines for other shards" if job.shard is not None else ""
+    others = f", {c.other_shards:,} lines for other shards" if job.shard is not None else ""
     return (
         f"{name}: {c.pending:,} pending, {c.done:,} done ({c.failed:,} as errors), "
         f"{c.invalid:,} invalid, {c.duplicates:,} duplicate lines{others} -> {plan.route} "

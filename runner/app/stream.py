@@ -132,7 +132,8 @@ class Stream:
         return JobPlan(self.job, self.route, "the route does not depend on the count", self.counts)
 
     def new_stats(self) -> JobStats:
-        stats = JobStats(self.job.name, route=self.route)
+        shard = self.job.shard
+        stats = JobStats(self.job.name, route=self.route, shard=str(shard) if shard else None)
         self._show(stats, self.opened.start.line_no)
         return stats
 
@@ -172,6 +173,7 @@ class Stream:
         stats.skipped, stats.failed_before, stats.duplicates = c.done, c.failed, c.duplicates
         pending = c.pending if self.limit is None else min(c.pending, self.limit)
         stats.total = pending + c.invalid
+        stats.beyond_limit = c.pending - pending
         plan = with_limit(make_plan(self.job, c, self.config.batch), self.limit, self.config)
         self.plan = plan
         log_plan(plan)

@@ -3,14 +3,17 @@
 
 A rerun with nothing to do is one line. Error records this run wrote are listed by code with
 their first few URLs; permanent errors from earlier runs do not fail the run (they are old,
-known facts: ``glmrun status --errors`` lists them) unless ``--strict``.
+known facts: ``glmrun status --errors`` lists them) unless ``--strict``. After a signal, the
+batches the API keeps running (and billing) are named with the two ways on.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from runner.app.display import counted, fmt_duration, fmt_int, overall, spent
+from runner.config.schema import Config, JobConfig
 from runner.core.stats import JobStats
 from runner.errors import (
     EXIT_API_STOPPED,
@@ -47,7 +50,7 @@ def is_noop(stats: JobStats) -> bool:
 
 def noop_line(stats: JobStats) -> str:
     """``describe: nothing to do — 3,000 done (2 with permanent errors)``."""
-    line = f"{stats.name}: nothing to do — {fmt_int(stats.done_before)} done"
+    line = f"{stats.label}: nothing to do — {fmt_int(stats.done_before)} done"
     if stats.failed_before:
         line += f" ({fmt_int(stats.failed_before)} with permanent errors)"
     return line
@@ -60,15 +63,19 @@ def summary_lines(
     if is_noop(stats):
         return [noop_line(stats)]
     done, total = overall(stats)
-    head = f"{stats.name}: ok {fmt_int(stats.ok)}, errors {fmt_int(stats.errors)}"
+    head = f"{stats.label}: ok {fmt_int(stats.ok)}, errors {fmt_int(stats.errors)}"
     if stats.invalid:
         head += f" ({plural(stats.invalid, 'invalid line')})"
     head += counted(
         (stats.done_before, ", skipped {} done before"),
         (stats.duplicates, ", {} duplicate lines"),
     )
-    head += f" — {fmt_int(done)}/{fmt_int(total)} done"
-    head += counted((stats.left_pending, ", {} left for a later run"))
+    # --limit: the job's whole total, so "1,200/3,000 done" does not read as finished
+    head += f" — {fmt_int(done)}/{fmt_int(total + stats.beyond_limit)} done"
+    head += counted(
+        (stats.left_pending, ", {} left for a later run"),
+        (stats.beyond_limit, ", {} left by --limit for the next run"),
+    )
     lines = [head]
     lines.extend(error_lines(stats))
     lines.extend("  " + line for line in traffic(stats, price, currency))
@@ -126,3 +133,39 @@ def traffic(stats: JobStats, price: Any, currency: str) -> list[str]:
         money = spent(stats, price, currency)
         lines.append(f"{tokens} · {money}" if money else tokens)
     return lines
+
+
+def still_remote(config: Config, jobs: list[JobConfig], stats: list[JobStats]) -> str:
+    """After a signal: the batches the API keeps running (and billing) for the batch jobs of
+    this run, and the two ways on; '' when there are none (the state modules are imported by
+    batch runs only)."""
+    batch_jobs = {s.name for s in stats if s.route == "batch"}
+    if not batch_jobs:
+        return ""
+    from runner.core.batch_states import left_behind
+    from runner.io.batch_state import load_state, state_path
+
+    parts = []
+    for job in jobs:
+        state = load_state(state_path(job)) if job.name in batch_jobs else None
+        left = left_behind(state.chunks) if state is not None else ""
+        if left:
+            name = job.name if job.shard is None else f"{job.name} shard {job.shard}"
+            parts.append(f"{name}: {left}")
+    if not parts:
+        return ""
+    if "still running" not in " ".join(parts):
+        return "; ".join(parts) + ": run the same command again to submit them"
+    return "; ".join(parts) + (
+        ". Batches keep running (and are billed) after glmrun exits: run the same command "
+        f"again to collect them, or `glmrun batches cancel {shown_path(config.path)}` to "
+        "cancel them"
+    )
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as a person would type it here: relative to the current folder when inside."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -154,6 +154,24 @@ STATE_TYPES: dict[str, type[ChunkState]] = {
 IN_FLIGHT = (Uploading, Uploaded, Creating, Running)
 
 
+def left_behind(states: list[ChunkState]) -> str:
+    """What a run that stops waiting leaves for the next one, for people: ``1 batch still
+    running, 2 chunks (2,000 lines) not submitted yet`` ('' when nothing). A chunk waiting for
+    queue room is no batch yet: counting it as one would say more is running (and paid for)
+    than is."""
+    running = sum(1 for c in states if isinstance(c, IN_FLIGHT))
+    queued = [c.chunk.lines for c in states if isinstance(c, Built)]
+    parts = []
+    if running:
+        parts.append(f"{running:,} batch{'' if running == 1 else 'es'} still running")
+    if queued:
+        n = len(queued)
+        parts.append(
+            f"{n:,} chunk{'' if n == 1 else 's'} ({sum(queued):,} lines) not submitted yet"
+        )
+    return ", ".join(parts)
+
+
 # --- observations -----------------------------------------------------------------------------
 
 

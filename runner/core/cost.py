@@ -162,7 +162,7 @@ def estimate(
     avg = average_usage(records)
     if avg is not None:
         p, c, n = avg
-        basis = f"average of {n} records so far"
+        basis = f"average of {n:,} records so far"
     else:
         per_item = images_per_item(items) if items is not None else 1.0
         images = per_item + sum(1 for kind, _ in media_parts(job.messages) if kind == "image_url")
@@ -192,7 +192,8 @@ def estimate(
 def format_estimate(job: JobConfig, est: Estimate, cost: CostConfig) -> str:
     tokens_in, tokens_out = est.pending * est.prompt_tokens, est.pending * est.completion_tokens
     tokens = f"~{tokens_in:,.0f} in / {tokens_out:,.0f} out tokens"
-    head = f"{job.name}: estimate for {est.pending:,} pending: {tokens} ({est.basis})"
+    name = job.name if job.shard is None else f"{job.name} shard {job.shard}"
+    head = f"{name}: estimate for {est.pending:,} pending: {tokens} ({est.basis})"
     if est.realtime is None or est.batch is None:
         return f"{head}; no price for {job.model} in cost.prices"
     realtime, batch = _money(est.realtime, cost.currency), _money(est.batch, cost.currency)

@@ -21,6 +21,8 @@ class JobStats:
     duplicates: int = 0
     failed_before: int = 0  # skipped because an earlier run recorded a permanent error
     left_pending: int = 0  # items this run deliberately left for a later run (a cancelled batch)
+    beyond_limit: int = 0  # pending items ``--limit`` kept for the next run
+    shard: str | None = None  # "I/N" for a ``--shard`` run: people see which shard a line is
     requests: int = 0  # HTTP chat requests sent (attempts)
     retries: int = 0
     throttled: int = 0
@@ -36,6 +38,12 @@ class JobStats:
     error_examples: dict[str, list[str]] = field(default_factory=dict)  # code -> first few keys
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
+
+    @property
+    def label(self) -> str:
+        """The job as people see it in the summary and the live line (``describe shard 2/4``);
+        events keep ``name`` (their ``shard`` field is in ``run started``)."""
+        return self.name if self.shard is None else f"{self.name} shard {self.shard}"
 
     @property
     def done(self) -> int:

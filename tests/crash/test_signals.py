@@ -16,6 +16,7 @@ from .procs import (
     simulator,
     start_run,
     wait_for_lines,
+    write_batch_job,
     write_job,
 )
 
@@ -166,3 +167,36 @@ def test_sigint_while_planning_a_big_resume_exits_within_a_second(tmp_path: Path
     assert proc.returncode == 130, stderr
     assert time.monotonic() - t0 < 1.0
     assert "stopped while planning" in stderr
+
+
+def test_sigint_while_batches_run_says_they_keep_running_and_how_to_stop_them(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C while polling a batch: exit 130, the batch is neither cancelled nor resubmitted,
+    and the last line says it keeps running (and billing), with the two ways on; the rerun
+    collects it and submits the chunk that waited, each once."""
+    urls = _urls("batchsig", 20)
+    with simulator("batch_in_progress_s=1.5") as sim:
+        config = write_batch_job(
+            tmp_path, sim.base_url, urls, max_requests_per_file=10, max_queued=10
+        )
+        proc = start_run(config)
+        deadline = time.monotonic() + 20
+        while sim.stats()["batches_created"] < 1:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+        assert proc.returncode == 130, stderr
+        assert stderr.splitlines()[-1] == (
+            "glmrun: interrupted by SIGINT; results so far are saved; j: 1 batch still "
+            "running, 1 chunk (10 lines) not submitted yet. Batches keep running (and are "
+            "billed) after glmrun exits: run the same command again to collect them, or "
+            "`glmrun batches cancel config.yaml` to cancel them"
+        )
+        again = run(config)
+        assert again.returncode == 0, again.stderr
+        stats = sim.stats()
+    assert stats["batches_created"] == 2 and stats["batches_cancelled"] == 0
+    assert sorted(stats["batch_paid"].values()) == [1] * 20
+    assert len(latest(read_records(tmp_path / "out" / "j.jsonl"))) == 20

@@ -50,6 +50,7 @@ from runner.core.batch_states import (
     chunk_of,
     describe,
     is_done,
+    left_behind,
     next_state,
     ready_at,
 )
@@ -220,21 +221,21 @@ class BatchDriver(ResultSteps):
     async def _wait(self) -> None:
         clock = self.deps.clock
         now = clock.monotonic()
-        waiting = self.waiting()
         busy = [t for t in self._tasks.values() if not t.done()]
         max_wait = self.batch.max_wait_s
         if self.deps.no_wait or (max_wait is not None and now - self.started >= max_wait):
             if busy:  # a fallback is sending: let it finish before giving up the wait
                 await asyncio.wait(busy)
                 return
+            left = left_behind(self.state.chunks) or "batches not yet collected"
+            then = "collect" if left.endswith("running") else "collect and submit the rest"
             if self.deps.no_wait:
                 raise ComeBackLater(
-                    f"{self.job.name}: {waiting} batch(es) still running; "
-                    "run the same command again to collect"
+                    f"{self.job.name}: {left}; run the same command again to {then}"
                 )
             raise ComeBackLater(
-                f"{self.job.name}: batch.max_wait_s ({max_wait:g}s) reached with {waiting} "
-                "batch(es) still running; run the same command again to collect"
+                f"{self.job.name}: batch.max_wait_s ({max_wait:g}s) reached with {left}; "
+                f"run the same command again to {then}"
             )
         pending = [
             ready_at(c)
@@ -263,9 +264,6 @@ class BatchDriver(ResultSteps):
             await self.deps.clock.sleep(delay)  # a fake clock: time moves, nothing waits
             return
         await sleep_or_stop(delay, self.deps.stop, self.deps.clock)
-
-    def waiting(self) -> int:
-        return sum(1 for c in self.state.chunks if isinstance(c, IN_FLIGHT + (Built,)))
 
     def _progress(self) -> None:
         now = self.deps.clock.monotonic()

@@ -1,0 +1,185 @@
+"""What an operator reads after the runs cron, batches and shards give: a ``--limit`` run's
+summary against the whole job, a shard's lines named by their shard, a ``--no-wait`` run that
+tells batches running from chunks waiting for queue room, and a signal that leaves batches
+running on the API (and billed) saying so, with the two ways on."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import orjson
+import pytest
+
+from runner.app.orchestrate import RunOptions, run
+from runner.app.summary import still_remote, summary_lines
+from runner.config import load_config
+from runner.core.batch_states import Built, Chunk, Collected, Ended, Running, left_behind
+from runner.core.shard import parse_shard
+from runner.core.stats import JobStats
+from runner.errors import ComeBackLater, Interrupted
+from runner.io.batch_state import JobState, save_state, state_path
+from tests.support.configs import ENV, make_urls, write_batch_config, write_config
+from tests.support.runs import run_config
+
+
+def _chunk(i: int, lines: int = 10) -> Chunk:
+    return Chunk(i, f"chunk-{i:05d}.jsonl", f"chunk-{i:05d}.ids", lines, lines * 100)
+
+
+@pytest.mark.parametrize(
+    ("states", "expected"),
+    [
+        ([], ""),
+        ([Running(_chunk(0), "f0", "b0", "in_progress")], "1 batch still running"),
+        (
+            [
+                Running(_chunk(0), "f0", "b0", "in_progress"),
+                Built(_chunk(1, 1000)),
+                Built(_chunk(2, 500)),
+            ],
+            "1 batch still running, 2 chunks (1,500 lines) not submitted yet",
+        ),
+        ([Built(_chunk(0, 1000))], "1 chunk (1,000 lines) not submitted yet"),
+        (
+            [
+                Collected(Ended(_chunk(0), "f0", "b0", "completed")),
+                Running(_chunk(1), "f", "b", "in_progress"),
+            ],
+            "1 batch still running",
+        ),
+    ],
+    ids=["nothing", "one-running", "running-and-queued", "queued-only", "collected-not-counted"],
+)
+def test_left_behind_counts_batches_apart_from_unsubmitted_chunks(
+    states: list[object], expected: str
+) -> None:
+    """A chunk waiting for queue room is no batch: it is counted apart, with its lines."""
+    assert left_behind(states) == expected  # type: ignore[arg-type]
+
+
+async def test_limit_summary_counts_the_whole_job(tmp_path: Path) -> None:
+    """``--limit 3`` on 10 URLs: 3/10 done and 7 left for the next run, not "3/3 done"."""
+    cfg = write_config(tmp_path, make_urls(10))
+    result, out = await run_config(cfg, ENV, limit=3)
+    assert result.exit_code == 0
+    assert (
+        out.splitlines()[0] == "t: ok 3, errors 0 — 3/10 done, 7 left by --limit for the next run"
+    )
+    _, out = await run_config(cfg, ENV, limit=30)  # a limit above what is left: nothing more
+    assert out.splitlines()[0] == "t: ok 7, errors 0, skipped 3 done before — 10/10 done"
+
+
+async def test_limit_summary_of_a_counted_batch_run(tmp_path: Path) -> None:
+    """The counted route (a batch job) says the same: 5/12 done, 7 left by --limit."""
+    cfg = write_batch_config(tmp_path, make_urls(12))
+    _, out = await run_config(cfg, ENV, limit=5)
+    assert (
+        out.splitlines()[0] == "j: ok 5, errors 0 — 5/12 done, 7 left by --limit for the next run"
+    )
+
+
+async def test_shard_summaries_name_their_shard(tmp_path: Path) -> None:
+    """Four shards' summaries in one log (xargs, Slurm) are told apart by their shard."""
+    cfg = write_config(tmp_path, make_urls(12))
+    config = load_config(cfg, environ=ENV)
+    for i in range(2):
+        sharded = config.sharded(parse_shard(f"{i}/2"))
+        await run(sharded, RunOptions(tty=False), out=(out := _Lines()))
+        assert out.text.startswith(f"t shard {i}/2: ok "), out.text
+        await run(sharded, RunOptions(tty=False), out=(again := _Lines()))
+        assert again.text.startswith(f"t shard {i}/2: nothing to do — "), again.text
+
+
+def test_live_line_names_the_shard() -> None:
+    """The progress line of a shard run starts with ``job shard I/N``."""
+    from runner.app.display import progress_text
+
+    stats = JobStats("describe", shard="2/4", total=10)
+    assert progress_text(stats, None, "CNY").startswith("describe shard 2/4: 0/10 ")
+    assert summary_lines(JobStats("describe", shard="2/4"))[0].startswith("describe shard 2/4:")
+
+
+async def test_no_wait_with_a_full_queue_tells_running_from_waiting(tmp_path: Path) -> None:
+    """25 URLs in chunks of 10 with room for one batch: 1 running, 2 chunks waiting; the
+    message says so and what the next run does (it did say "3 batch(es) still running")."""
+    cfg = write_batch_config(
+        tmp_path,
+        make_urls(25),
+        simulator={"batch_in_progress_s": 600},
+        batch={"max_requests_per_file": 10, "max_queued": 10},
+    )
+    with pytest.raises(ComeBackLater) as caught:
+        await run_config(cfg, ENV, no_wait=True)
+    assert str(caught.value) == (
+        "j: 1 batch still running, 2 chunks (15 lines) not submitted yet; "
+        "run the same command again to collect and submit the rest"
+    )
+
+
+def test_interrupted_batch_run_names_what_the_api_keeps_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After Ctrl-C a batch job's running batch is still billed: the one line says so and
+    names both ways on (collect with the same command, or cancel), the config as typed."""
+    cfg = write_batch_config(tmp_path, make_urls(3))
+    config = load_config(cfg, environ=ENV)
+    job = config.jobs[0]
+    state_path(job).parent.mkdir(parents=True)
+    save_state(
+        state_path(job),
+        JobState(
+            "j",
+            "tag",
+            "hash",
+            [Running(_chunk(0), "f0", "b0", "in_progress"), Built(_chunk(1, 20))],
+        ),
+    )
+    monkeypatch.chdir(tmp_path)
+    stats = [JobStats("j", route="batch")]
+    remote = still_remote(config, config.jobs, stats)
+    assert str(Interrupted("SIGINT", remote)) == (
+        "interrupted by SIGINT; results so far are saved; j: 1 batch still running, 1 chunk "
+        "(20 lines) not submitted yet. Batches keep running (and are billed) after glmrun "
+        "exits: run the same command again to collect them, or `glmrun batches cancel "
+        "config.yaml` to cancel them"
+    )
+    assert still_remote(config, config.jobs, [JobStats("j")]) == ""  # a realtime run
+    assert str(Interrupted("SIGTERM")).endswith("saved, run again to resume")
+
+
+class _Lines:
+    """A text sink for a run's summary."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, s: str) -> int:
+        self.text += s
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+
+async def test_dry_run_counts_have_thousands_separators(tmp_path: Path) -> None:
+    """A shard's dry run on 2,400 lines with 1,200 records: every count reads like the
+    others (``1,2xx lines for other shards``, ``average of 1,200 records``), not ``1234``,
+    and the estimate line names the shard too."""
+    urls = make_urls(2400)
+    cfg = write_config(tmp_path, urls)
+    out_path = tmp_path / "out" / "t.shard-0-of-2.jsonl"
+    out_path.parent.mkdir(parents=True)
+    usage = {"prompt_tokens": 1000, "completion_tokens": 20, "total_tokens": 1020}
+    out_path.write_bytes(
+        b"".join(
+            orjson.dumps({"url": u, "status": "ok", "content": "x", "usage": usage}) + b"\n"
+            for u in urls[:1200]
+        )
+    )
+    config = load_config(cfg, environ=ENV).sharded(parse_shard("0/2"))
+    out = _Lines()
+    await run(config, RunOptions(tty=False, dry_run=True), out=out)
+    assert re.search(r", 1,\d{3} lines for other shards -> ", out.text), out.text
+    assert "average of 1,200 records so far" in out.text, out.text
+    assert out.text.splitlines()[1].startswith("t shard 0/2: estimate for "), out.text

@@ -242,7 +242,12 @@ async def _run_job(
     config, options, stopper = ctx.config, ctx.options, ctx.stopper
     lock = RunLock(job.output_path)
     try:
-        await acquire_lock(lock, wait=options.wait_lock, stop=stopper.event)
+        await acquire_lock(
+            lock,
+            wait=options.wait_lock,
+            stop=stopper.event,
+            advice="wait for it, or pass --wait-lock",
+        )
     except RunLocked:
         if stopper.signame is None:
             raise

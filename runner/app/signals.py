@@ -15,7 +15,7 @@ from typing import Any
 
 from runner.clock import sleep_or_stop
 from runner.errors import Interrupted, RunLocked
-from runner.io.store import ResultWriter, RunLock
+from runner.io.store import AFTER_IT, ResultWriter, RunLock
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +83,16 @@ class SignalStop:
 
 
 async def acquire_lock(
-    lock: RunLock, *, wait: bool, stop: asyncio.Event, poll_s: float = 0.2
+    lock: RunLock,
+    *,
+    wait: bool,
+    stop: asyncio.Event,
+    poll_s: float = 0.2,
+    advice: str = AFTER_IT,
 ) -> None:
     """Take the output lock; with ``wait`` poll for it (a signal still stops the wait)."""
     try:
-        lock.acquire()
+        lock.acquire(advice=advice)
         return
     except RunLocked:
         if not wait:
@@ -97,10 +102,7 @@ async def acquire_lock(
     )
     while True:
         if await sleep_or_stop(poll_s, stop):
-            raise RunLocked(
-                f"{lock.path.name}: stopped while waiting for the lock "
-                f"(held by pid {lock.holder()})"
-            )
+            raise RunLocked(f"stopped while waiting: {lock.describe_holder()}")
         try:
             lock.acquire()
             return

@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -333,6 +334,20 @@ class ResultWriter:
         return f"<ResultWriter {self.path.name} written={self.written}>"
 
 
+AFTER_IT = "try again once it has finished"  # what a command without --wait-lock can do
+
+
+def _age(seconds: int) -> str:
+    """``42s``, ``3m12s``, ``2h05m``, ``3d04h``."""
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    if seconds < 86400:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+
+
 class RunLock:
     """An exclusive flock on ``<output>.lock``; the OS drops it when the process dies, so a
     lock left by a killed run never blocks the next one."""
@@ -341,7 +356,12 @@ class RunLock:
         self.path = output.with_name(output.name + ".lock")
         self._fd: int | None = None
 
-    def acquire(self, *, wait: bool = False) -> None:
+    def acquire(
+        self, *, wait: bool = False, advice: str = "try again once it has finished"
+    ) -> None:
+        """Take the lock (``wait``: block for it). Held: ``RunLocked`` names the output, the
+        holder's pid and since when (the holder wrote its pid on taking it), so a person can
+        tell a busy run from one hung for days, then ``advice`` (what this command can do)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -352,14 +372,28 @@ class RunLock:
         except OSError as exc:
             os.close(fd)
             if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
-                raise RunLocked(
-                    f"{self.path.name.removesuffix('.lock')} is in use by another glmrun run "
-                    f"(pid {self.holder() or 'unknown'}); wait for it, or pass --wait-lock"
-                ) from None
+                raise RunLocked(f"{self.describe_holder()}; {advice}") from None
             raise ConfigError(f"{self.path}: cannot lock: {exc.strerror}") from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+
+    def describe_holder(self, now: float | None = None) -> str:
+        """``/srv/out/describe.jsonl is in use by another glmrun run (pid 812, since 19:04:01,
+        3m12s ago)``."""
+        output = self.path.with_name(self.path.name.removesuffix(".lock"))
+        try:
+            since = self.path.stat().st_mtime
+        except OSError:
+            since = None
+        held = f"pid {self.holder() or 'unknown'}"
+        if since is not None:
+            age = max(0, int((time.time() if now is None else now) - since))
+            when = time.strftime(
+                "%H:%M:%S" if age < 86400 else "%Y-%m-%d %H:%M", time.localtime(since)
+            )
+            held += f", since {when}, {_age(age)} ago"
+        return f"{output} is in use by another glmrun run ({held})"
 
     def holder(self) -> int | None:
         try:

@@ -183,3 +183,17 @@ async def test_dry_run_counts_have_thousands_separators(tmp_path: Path) -> None:
     assert re.search(r", 1,\d{3} lines for other shards -> ", out.text), out.text
     assert "average of 1,200 records so far" in out.text, out.text
     assert out.text.splitlines()[1].startswith("t shard 0/2: estimate for "), out.text
+
+
+def test_a_held_lock_gives_each_command_its_own_way_on(tmp_path: Path) -> None:
+    """``run`` may wait (``--wait-lock``); ``bench`` has no such option, so it is not offered."""
+    from runner.io.store import RunLock
+    from tests.cli.test_cli import invoke
+
+    cfg = write_config(tmp_path, make_urls(3))
+    with RunLock(tmp_path / "out" / "t.jsonl"):
+        ran = invoke(str(cfg))
+        benched = invoke("bench", str(cfg), "--sample", "1", "--concurrency", "1")
+    assert ran.exit_code == 75 and benched.exit_code == 75
+    assert ran.stderr.endswith("ago); wait for it, or pass --wait-lock\n"), ran.stderr
+    assert benched.stderr.endswith("ago); try again once it has finished\n"), benched.stderr

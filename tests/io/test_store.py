@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import time
 from pathlib import Path
 
 import orjson
@@ -140,10 +142,28 @@ def test_run_lock_second_acquire_names_pid(tmp_path: Path) -> None:
     first.acquire()
     try:
         with pytest.raises(
-            RunLocked, match=rf"o\.jsonl is in use by another glmrun run \(pid {os.getpid()}\)"
+            RunLocked,
+            match=rf"^{re.escape(str(out))} is in use by another glmrun run \(pid {os.getpid()}, "
+            r"since \d\d:\d\d:\d\d, \d+s ago\); try again once it has finished$",
         ):
             RunLock(out).acquire()
     finally:
         first.release()
     with RunLock(out):
         pass
+
+
+def test_run_lock_says_since_when_the_holder_has_held_it(tmp_path: Path) -> None:
+    """A lock held for days reads as such (a hung cron run), with the date; fresh ones as time."""
+    out = tmp_path / "o.jsonl"
+    with RunLock(out) as lock:
+        since = lock.path.stat().st_mtime
+        assert lock.describe_holder(now=since + 192).endswith(
+            f"(pid {os.getpid()}, since "
+            f"{time.strftime('%H:%M:%S', time.localtime(since))}, 3m12s ago)"
+        )
+        held = lock.describe_holder(now=since + 3 * 86400 + 4 * 3600)
+        assert held.endswith(
+            f"since {time.strftime('%Y-%m-%d %H:%M', time.localtime(since))}, 3d04h ago)"
+        )
+        assert str(out) in held

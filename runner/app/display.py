@@ -354,5 +354,7 @@ def batch_event_line(event: str, f: dict[str, Any]) -> str | None:
             line += f", {fmt_int(int(f['resent']))} sent again"
         if f.get("left"):
             line += f", {fmt_int(int(f['left']))} left for a later run"
+        if f.get("recorded"):  # on_failure: record
+            line += f", {fmt_int(int(f['recorded']))} without a result recorded as errors"
         return line
     return None

@@ -197,3 +197,24 @@ def test_a_held_lock_gives_each_command_its_own_way_on(tmp_path: Path) -> None:
     assert ran.exit_code == 75 and benched.exit_code == 75
     assert ran.stderr.endswith("ago); wait for it, or pass --wait-lock\n"), ran.stderr
     assert benched.stderr.endswith("ago); try again once it has finished\n"), benched.stderr
+
+
+def test_a_batch_with_no_results_under_on_failure_record_says_what_it_recorded(
+    tmp_path: Path,
+) -> None:
+    """A failed batch with ``on_failure: record``: the collected line counts the error records
+    it wrote (it said ``0 ok, 0 failed`` over a summary of 6 errors)."""
+    from tests.cli.test_cli import invoke
+
+    cfg = write_batch_config(
+        tmp_path,
+        make_urls(6),
+        simulator={"batch_final_status": "failed"},
+        batch={"on_failure": "record"},
+    )
+    ran = invoke(str(cfg))
+    assert ran.exit_code == 1
+    collected = [line for line in ran.output.splitlines() if ": collected " in line]
+    assert len(collected) == 1 and collected[0].endswith(
+        "(failed): 0 ok, 0 failed, 6 without a result recorded as errors"
+    ), ran.output

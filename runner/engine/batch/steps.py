@@ -140,6 +140,7 @@ class ResultSteps:
                 "failed": result.failed,
                 "resent": resent,
                 "left": left,
+                "recorded": len(again) - resent - left,  # error records, retryable: true
             },
         )
         return CollectDone(result.ok, result.failed, resent, left)

@@ -65,11 +65,31 @@ class TextFormatter(logging.Formatter):
         return "glmrun: " + prefix + " ".join(parts)
 
 
+def timestamp(created: float) -> str:
+    """``2026-11-30T19:04:01.123Z``: the ``ts`` of every JSON line."""
+    return (
+        time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
+        + f".{int(created % 1 * 1000):03d}Z"
+    )
+
+
+_JSON_LINES = False  # --log-format json: lines written outside logging are JSON too
+
+
+def direct_line(text: str, *, event: str, level: str, **fields: Any) -> str:
+    """A line written to stderr outside logging (the CLI's last error line; a second signal's
+    notice, from a signal handler): ``glmrun: <text>``, or with ``--log-format json`` an event
+    like every other line, so a log of JSON lines stays one."""
+    if not _JSON_LINES:
+        return f"glmrun: {text}"
+    data = {"ts": timestamp(time.time()), "level": level, "event": event, **fields}
+    return orjson.dumps(data, default=str).decode()
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": timestamp(record.created),
             "level": record.levelname.lower(),
             "event": record.getMessage(),
         }
@@ -109,6 +129,8 @@ def level_for(verbosity: int, fmt: str) -> int:
 
 
 def setup_logging(*, verbosity: int = 0, fmt: str = "text", stream: IO[str] | None = None) -> None:
+    global _JSON_LINES
+    _JSON_LINES = fmt == "json"
     handler: logging.Handler
     if fmt == "json":
         handler = logging.StreamHandler(stream or sys.stderr)

@@ -16,6 +16,7 @@ from typing import Any
 from runner.clock import sleep_or_stop
 from runner.errors import Interrupted, RunLocked
 from runner.io.store import AFTER_IT, ResultWriter, RunLock
+from runner.logs import direct_line
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +57,19 @@ class SignalStop:
     def _on_os_signal(self, sig: int, frame: Any) -> None:
         name = signal.Signals(sig).name
         if self._first is not None:
-            os.write(2, f"glmrun: second {name}: exiting at once\n".encode())
+            code = Interrupted(self._first).exit_code
+            notice = direct_line(
+                f"second {name}: exiting at once",
+                event="second signal: exiting at once",
+                level="warning",
+                signal=name,
+                exit_code=code,
+            )
+            os.write(2, (notice + "\n").encode())
             for writer in self.writers:
                 with contextlib.suppress(Exception):
                     writer.close()
-            os._exit(Interrupted(self._first).exit_code)
+            os._exit(code)
         self._first = name
         self.flag.set()
         if self._loop is not None:

@@ -13,26 +13,20 @@ from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn
 
 import click
-import orjson
 
 from runner.app.loop import run
 from runner.config.load import load_config
 from runner.config.schema import Config
 from runner.errors import GlmrunError, Interrupted
-from runner.logs import setup_logging
-
-_JSON_ERRORS = False  # --log-format json: the final error line is a JSON event too
+from runner.logs import direct_line, setup_logging
 
 
 def fail(exc: GlmrunError) -> NoReturn:
     message = " ".join(str(exc).splitlines())  # one line, even when an API message had several
-    if _JSON_ERRORS:
-        line = orjson.dumps(
-            {"level": "error", "event": "error", "message": message, "exit_code": exc.exit_code}
-        ).decode()
-        click.echo(line, err=True)
-    else:
-        click.echo(f"glmrun: {message}", err=True)
+    line = direct_line(
+        message, event="error", level="error", message=message, exit_code=exc.exit_code
+    )
+    click.echo(line, err=True)
     sys.exit(exc.exit_code)
 
 
@@ -122,6 +116,4 @@ def verbosity_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def setup(quiet: bool, verbose: bool, log_format: str) -> None:
-    global _JSON_ERRORS
-    _JSON_ERRORS = log_format == "json"
     setup_logging(verbosity=-1 if quiet else (1 if verbose else 0), fmt=log_format)

@@ -121,3 +121,4 @@ def test_json_logs_stay_json_when_the_run_fails(tmp_path: Path) -> None:
     (line,) = result.stderr.splitlines()
     event = json.loads(line)
     assert event["event"] == "error" and event["exit_code"] == 2 and "jobs" in event["message"]
+    assert set(event) == {"ts", "level", "event", "message", "exit_code"}  # ts like the others

@@ -200,3 +200,23 @@ def test_sigint_while_batches_run_says_they_keep_running_and_how_to_stop_them(
     assert stats["batches_created"] == 2 and stats["batches_cancelled"] == 0
     assert sorted(stats["batch_paid"].values()) == [1] * 20
     assert len(latest(read_records(tmp_path / "out" / "j.jsonl"))) == 20
+
+
+def test_second_signal_notice_is_json_with_json_logs(tmp_path: Path) -> None:
+    """--log-format json (cron appends stderr to a .jsonl file): the second signal's notice,
+    written from the signal handler, is a JSON event too, so every stderr line parses."""
+    urls = _urls("twicejson", 50)
+    hung = urls[:3]
+    with simulator("latency_mean_s=0.02", _hang(hung)) as sim:
+        config = write_job(tmp_path, sim.base_url, urls, run={"grace_s": 10}, api={"timeout_s": 30})
+        proc = start_run(config, "--log-format", "json")
+        _wait_for_requests(sim, hung)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 143, stderr
+    events = [json.loads(line) for line in stderr.splitlines()]
+    assert events[-1]["event"] == "second signal: exiting at once", stderr
+    assert events[-1]["signal"] == "SIGTERM" and events[-1]["exit_code"] == 143
+    assert all({"ts", "level", "event"} <= set(e) for e in events)

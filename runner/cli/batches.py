@@ -6,6 +6,7 @@ runs because it pulls in aiohttp (``glmrun --help`` stays quick).
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
@@ -14,7 +15,9 @@ import click
 import orjson
 
 from runner.cli.common import fail, job_option, load, load_without_key, run_async
-from runner.errors import GlmrunError
+from runner.errors import ConfigError, GlmrunError
+
+DEFAULT_CONFIG = "config.yaml"  # what list and show read when no config is given
 
 
 @click.group("batches")
@@ -23,7 +26,7 @@ def batches() -> None:
 
 
 @batches.command("list")
-@click.argument("config_path", metavar="[CONFIG]", default="config.yaml", required=False)
+@click.argument("config_path", metavar="[CONFIG]", default=DEFAULT_CONFIG, required=False)
 @job_option("Only this job's batches.")
 @click.option(
     "--remote", is_flag=True, help="List the account's batches from the API instead (paged)."
@@ -38,6 +41,7 @@ def batches() -> None:
     type=click.IntRange(1, 100),
     default=20,
     show_default=True,
+    metavar="N",
     help="--remote: page size.",
 )
 @click.option(
@@ -54,6 +58,7 @@ def list_cmd(
     """Show the tracked batches of CONFIG's jobs (default ./config.yaml) with status and counts."""
     from runner.app.batches import list_remote, tracked_rows
 
+    _check_default(config_path)
     config = load(config_path) if remote else load_without_key(config_path)
     if remote:
         page = run_async(lambda: list_remote(config, after=after, limit=limit))
@@ -91,6 +96,17 @@ def list_cmd(
         ],
         as_json,
     )
+
+
+def _check_default(config_path: str, way: str = "pass the config's path") -> None:
+    """No CONFIG given and no ./config.yaml: say that the default was tried, and the way on."""
+    if config_path == DEFAULT_CONFIG and not os.path.exists(config_path):
+        fail(
+            ConfigError(
+                f"{DEFAULT_CONFIG}: no config file in this folder (the default when no config is "
+                f"given): {way}"
+            )
+        )
 
 
 def _remote_row(b: dict[str, Any]) -> dict[str, Any]:
@@ -146,7 +162,7 @@ def cancel_cmd(config_path: str, job_name: str | None) -> None:
     "-c",
     "--config",
     "config_path",
-    default="config.yaml",
+    default=DEFAULT_CONFIG,
     show_default=True,
     metavar="CONFIG",
     help="Config naming the API (and the jobs whose state may track ID).",
@@ -155,6 +171,7 @@ def show_cmd(batch_id: str, config_path: str) -> None:
     """Print one batch as the API returns it, and which job and chunk track it."""
     from runner.app.batches import chunks_tracking, get_batch
 
+    _check_default(config_path, "pass -c CONFIG")
     config = load(config_path)
     obj = run_async(lambda: get_batch(config, batch_id))
     click.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())

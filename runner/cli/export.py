@@ -17,7 +17,12 @@ from runner.io.job_files import job_output_files
 @click.argument("config_path", metavar="CONFIG")
 @job_option("The job to export (needed when CONFIG has several).")
 @click.option(
-    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="jsonl", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "jsonl"]),
+    default="jsonl",
+    show_default=True,
+    help="JSONL: the records as written; CSV: one row per record, --columns or the defaults.",
 )
 @click.option(
     "--latest-only/--all-records",

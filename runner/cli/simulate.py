@@ -20,11 +20,17 @@ from runner.errors import EXIT_CONFIG
 @click.option(
     "--host",
     default="127.0.0.1",
+    metavar="ADDRESS",
     show_default=True,
     help="Address to listen on (keep it on loopback).",
 )
 @click.option(
-    "--port", default=8765, show_default=True, type=int, help="Port (0 picks a free one)."
+    "--port",
+    default=8765,
+    show_default=True,
+    type=int,
+    metavar="PORT",
+    help="Port (0 picks a free one).",
 )
 @click.option(
     "--set",
@@ -36,6 +42,7 @@ from runner.errors import EXIT_CONFIG
 @click.option(
     "--state-dir",
     type=click.Path(file_okay=False),
+    metavar="DIR",
     help="Keep files and batches here across restarts.",
 )
 def simulate(host: str, port: int, knobs: tuple[str, ...], state_dir: str | None) -> None:

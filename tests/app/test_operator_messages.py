@@ -218,3 +218,21 @@ def test_a_batch_with_no_results_under_on_failure_record_says_what_it_recorded(
     assert len(collected) == 1 and collected[0].endswith(
         "(failed): 0 ok, 0 failed, 6 without a result recorded as errors"
     ), ran.output
+
+
+def test_batches_without_a_config_here_say_the_default_was_tried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``batches list`` / ``show ID`` read ./config.yaml when no config is given; in a folder
+    without one they say so and how to name one (``-c`` for show), exit 2."""
+    from tests.cli.test_cli import invoke
+
+    monkeypatch.chdir(tmp_path)
+    listed = invoke("batches", "list")
+    shown = invoke("batches", "show", "batch_1")
+    assert listed.exit_code == shown.exit_code == 2
+    head = (
+        "glmrun: config.yaml: no config file in this folder (the default when no config is given)"
+    )
+    assert listed.stderr == f"{head}: pass the config's path\n"
+    assert shown.stderr == f"{head}: pass -c CONFIG\n"

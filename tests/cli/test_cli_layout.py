@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import click
 
 import runner
 
@@ -83,3 +86,60 @@ def test_help_loads_click_and_nothing_heavy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _command_lines() -> dict[str, str]:
+    """The README's synopsis block under "## Commands": command words -> its line."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = text.split("## Commands", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    out = {}
+    for line in block.splitlines():
+        words = [w for w in line.split()[1:] if re.fullmatch(r"[a-z]+", w)]
+        name = " ".join(words[:2] if words[:1] == ["batches"] else words[:1])
+        if name and name not in ("same",):
+            out[name] = line
+    return out
+
+
+def _commands() -> dict[str, click.Command]:
+    from runner.cli.main import SUMMARIES, load_command
+
+    out: dict[str, click.Command] = {}
+    for name in SUMMARIES:
+        command = load_command(name)
+        assert command is not None
+        if isinstance(command, click.Group):
+            for sub, cmd in command.commands.items():
+                out[f"{name} {sub}"] = cmd
+        else:
+            out[name] = command
+    return out
+
+
+def test_readme_synopsis_names_every_option_of_every_command() -> None:
+    """The README's command list is what ``--help`` offers: the same options, no more, no less
+    (``bench``'s -q/-v/--log-format were missing from it)."""
+    lines = _command_lines()
+    commands = _commands()
+    assert set(lines) == set(commands)
+    for name, command in commands.items():
+        options = [p for p in command.params if isinstance(p, click.Option) and p.name != "help"]
+        shown = set(re.findall(r"(?<![\w-])(--?[a-z][a-z-]*)", lines[name]))
+        known = {opt for p in options for opt in [*p.opts, *p.secondary_opts]}
+        assert shown <= known, (name, sorted(shown - known))
+        missing = [p.opts[0] for p in options if not shown & {*p.opts, *p.secondary_opts}]
+        assert not missing, (name, missing)
+
+
+def test_every_option_says_what_it_does_and_takes() -> None:
+    """Every option has help text, and one that takes a value names it (``N``, ``DIR``), not
+    click's type (``INTEGER RANGE``, ``TEXT``)."""
+    for name, command in _commands().items():
+        ctx = click.Context(command)
+        for p in command.params:
+            if not isinstance(p, click.Option) or p.name == "help":
+                continue
+            assert p.help, (name, p.name)
+            record = p.get_help_record(ctx)
+            assert record is not None
+            assert not re.search(r"INTEGER|TEXT|DIRECTORY|FLOAT", record[0]), (name, record[0])

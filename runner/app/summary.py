@@ -122,8 +122,11 @@ def traffic(stats: JobStats, price: Any, currency: str) -> list[str]:
     parts.append(f"via {stats.route}")
     elapsed = stats.elapsed_s
     rate = stats.done / elapsed if elapsed > 0 else 0.0
+    # A batch run's items/s is not a speed: a run that collects batches submitted an hour ago
+    # would show thousands per second. Its time is this run's; its batches' own lines say more.
+    shown_rate = stats.done and stats.route == "realtime"
     parts.append(
-        f"{fmt_duration(elapsed)}, {rate:,.1f} items/s" if stats.done else fmt_duration(elapsed)
+        f"{fmt_duration(elapsed)}, {rate:,.1f} items/s" if shown_rate else fmt_duration(elapsed)
     )
     lines = [" · ".join(parts)]
     if stats.prompt_tokens or stats.completion_tokens:

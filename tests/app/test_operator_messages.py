@@ -236,3 +236,13 @@ def test_batches_without_a_config_here_say_the_default_was_tried(
     )
     assert listed.stderr == f"{head}: pass the config's path\n"
     assert shown.stderr == f"{head}: pass -c CONFIG\n"
+
+
+async def test_a_run_that_collects_batches_shows_no_items_per_second(tmp_path: Path) -> None:
+    """Collecting a batch submitted by an earlier --no-wait run takes a moment: "12 items in
+    0.1s, 120 items/s" would be no speed anyone got, so a batch run shows its time only."""
+    cfg = write_batch_config(tmp_path, make_urls(12))
+    _, out = await run_config(cfg, ENV)
+    traffic = out.splitlines()[1]
+    assert re.fullmatch(r"  (batches 1 submitted · )?via batch · \d+\.\ds", traffic), traffic
+    assert "items/s" not in out

@@ -164,10 +164,10 @@ async def cancel(config: Config, job_name: str | None) -> list[str]:
                 f"{_label(job)}: cannot tell whether {', '.join(unknown)} has a batch; "
                 "it stays tracked: run the same command again later"
             )
-        return (
-            f"{_label(job)}: cancel requested for {remote} running batch(es); "
-            f"{local} chunk(s) not submitted dropped"
-        )
+        batches = f"{remote} running batch{'' if remote == 1 else 'es'}"
+        chunks = f"{local} chunk{'' if local == 1 else 's'} not submitted"
+        then = "; the next run collects what they finished" if remote else ""
+        return f"{_label(job)}: cancel requested for {batches}; {chunks} dropped{then}"
 
     return await with_client(config, cancel_all)
 

@@ -154,8 +154,8 @@ def choose_route(job: JobConfig, pending: int, batch: BatchConfig) -> tuple[Rout
     if job.mode == "batch":
         return "batch", "mode: batch"
     if pending > batch.threshold:
-        return "batch", f"mode: auto, {pending} pending > batch.threshold {batch.threshold}"
-    return "realtime", f"mode: auto, {pending} pending <= batch.threshold {batch.threshold}"
+        return "batch", f"mode: auto, {pending:,} pending > batch.threshold {batch.threshold:,}"
+    return "realtime", f"mode: auto, {pending:,} pending <= batch.threshold {batch.threshold:,}"
 
 
 def make_plan(job: JobConfig, counts: PendingCounts, batch: BatchConfig) -> JobPlan:

@@ -246,3 +246,22 @@ async def test_a_run_that_collects_batches_shows_no_items_per_second(tmp_path: P
     traffic = out.splitlines()[1]
     assert re.fullmatch(r"  (batches 1 submitted · )?via batch · \d+\.\ds", traffic), traffic
     assert "items/s" not in out
+
+
+@pytest.mark.parametrize(
+    ("pending", "why"),
+    [
+        (3000, "mode: auto, 3,000 pending > batch.threshold 1,000"),
+        (1000, "mode: auto, 1,000 pending <= batch.threshold 1,000"),
+    ],
+    ids=["batch", "realtime"],
+)
+def test_auto_route_reason_reads_like_the_counts_beside_it(
+    tmp_path: Path, pending: int, why: str
+) -> None:
+    """``--dry-run`` prints ``3,000 pending ... -> batch (why)``: the why says 3,000 too."""
+    from runner.core.plan import choose_route
+
+    cfg = write_config(tmp_path, make_urls(1), job={"mode": "auto"})
+    config = load_config(cfg, environ=ENV)
+    assert choose_route(config.jobs[0], pending, config.batch)[1] == why

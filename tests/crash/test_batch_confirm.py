@@ -75,7 +75,7 @@ def test_cancel_of_a_chunk_stuck_mid_create_cancels_the_batch_it_finds(tmp_path:
         sim.set(control_faults=[], batch_in_progress_s=0.2)
         cancel = command("batches", "cancel", config=config)
         assert cancel.returncode == 0, cancel.stderr
-        assert "cancel requested for 1 running batch(es)" in cancel.stdout
+        assert "cancel requested for 1 running batch;" in cancel.stdout
         collect = run(config)  # collects the cancelled batch: half the lines, the rest pending
         rest = run(config)
         stats = sim.stats()

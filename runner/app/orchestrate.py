@@ -40,7 +40,14 @@ from runner.app.planning import (
 )
 from runner.app.signals import SignalStop, acquire_lock
 from runner.app.stream import Stream, plan_or_stream
-from runner.app.summary import job_exit_code, most_serious, still_remote, summary_lines
+from runner.app.summary import (
+    job_exit_code,
+    most_serious,
+    still_remote,
+    summary_lines,
+    to_send,
+    tracked_note,
+)
 from runner.app.wiring import (
     JobParts,
     api_base_url,
@@ -169,9 +176,15 @@ def dry_run(
                 break
             print(f"  invalid line {item.line_no}: {item.reason}", file=out)
             shown += 1
+    left, paid, queued = tracked_note(job) if job.mode != "realtime" else ("", 0, 0)
+    if left:
+        print(f"  tracked: {left}; {paid:,} lines already in batches", file=out)
+    sends = to_send(plan.pending, options.limit, paid, queued)
+    if options.limit is not None and sends < plan.pending - paid:
+        print(f"  --limit {options.limit:,}: this run sends {sends:,} of them", file=out)
     items = read_job_items(job, config)
     records = iter_job_lines(job)  # token averages from every output file of the job
-    est = estimate(job, plan.pending, config.cost, items, records)
+    est = estimate(job, sends, config.cost, items, records)
     print(format_estimate(job, est, config.cost), file=out)
 
 

@@ -166,6 +166,25 @@ def still_remote(config: Config, jobs: list[JobConfig], stats: list[JobStats]) -
     )
 
 
+def tracked_note(job: JobConfig) -> tuple[str, int, int]:
+    """For ``--dry-run`` of a batch job: what its tracked chunks hold, and their lines already
+    in batches (billed whatever happens next) and built but not yet submitted."""
+    from runner.core.batch_states import left_behind, tracked_lines
+    from runner.io.batch_state import load_state, state_path
+
+    state = load_state(state_path(job))
+    if state is None:
+        return "", 0, 0
+    return left_behind(state.chunks), *tracked_lines(state.chunks)
+
+
+def to_send(pending: int, limit: int | None, paid: int = 0, queued: int = 0) -> int:
+    """What a run would pay for now: the built chunks, then new items up to ``--limit``;
+    lines already in batches are paid for and never sent again."""
+    new = max(0, pending - paid - queued)
+    return queued + (new if limit is None else min(new, limit))
+
+
 def shown_path(path: Path) -> str:
     """``path`` as a person would type it here: relative to the current folder when inside."""
     try:

@@ -154,6 +154,19 @@ STATE_TYPES: dict[str, type[ChunkState]] = {
 IN_FLIGHT = (Uploading, Uploaded, Creating, Running)
 
 
+def tracked_lines(states: list[ChunkState]) -> tuple[int, int]:
+    """(paid, queued): lines of chunks not yet collected whose batch exists or may (its create
+    was sent: the API runs and bills them whatever happens next), and lines of chunks built
+    but not yet submitted (the next run submits them before any new item)."""
+    paid = queued = 0
+    for c in states:
+        if isinstance(c, (Creating, Running, Ended, Collecting)):
+            paid += chunk_of(c).lines
+        elif isinstance(c, (Built, Uploading, Uploaded)):
+            queued += chunk_of(c).lines
+    return paid, queued
+
+
 def left_behind(states: list[ChunkState]) -> str:
     """What a run that stops waiting leaves for the next one, for people: ``1 batch still
     running, 2 chunks (2,000 lines) not submitted yet`` ('' when nothing). A chunk waiting for

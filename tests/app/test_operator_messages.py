@@ -265,3 +265,65 @@ def test_auto_route_reason_reads_like_the_counts_beside_it(
     cfg = write_config(tmp_path, make_urls(1), job={"mode": "auto"})
     config = load_config(cfg, environ=ENV)
     assert choose_route(config.jobs[0], pending, config.batch)[1] == why
+
+
+@pytest.mark.parametrize(
+    ("pending", "limit", "paid", "queued", "sends"),
+    [
+        (3000, None, 0, 0, 3000),
+        (3000, 50, 0, 0, 50),
+        (3000, None, 1000, 2000, 2000),
+        (3000, 100, 1000, 2000, 2000),
+        (3500, 100, 1000, 2000, 2100),
+    ],
+    ids=["plain", "limit", "tracked", "tracked-limit", "tracked-new-limit"],
+)
+def test_to_send_counts_what_a_run_would_pay_for(
+    pending: int, limit: int | None, paid: int, queued: int, sends: int
+) -> None:
+    """Built chunks go first whatever --limit says; lines in batches are never paid again."""
+    from runner.app.summary import to_send
+
+    assert to_send(pending, limit, paid, queued) == sends
+
+
+async def test_dry_run_after_a_no_wait_submit_does_not_estimate_the_paid_lines(
+    tmp_path: Path,
+) -> None:
+    """25 URLs, 10 in a running batch, 15 in chunks waiting: the dry run says so and estimates
+    the 15 it would submit, not all 25 pending (10 are billed already); --limit 5 the same."""
+    cfg = write_batch_config(
+        tmp_path,
+        make_urls(25),
+        simulator={"batch_in_progress_s": 600},
+        batch={"max_requests_per_file": 10, "max_queued": 10},
+    )
+    with pytest.raises(ComeBackLater):
+        await run_config(cfg, ENV, no_wait=True)
+    for options in ({}, {"limit": 5}):
+        _, out = await run_config(cfg, ENV, dry_run=True, **options)
+        lines = out.splitlines()
+        assert lines[0].startswith("j: 25 pending, 0 done"), out
+        assert lines[1] == (
+            "  tracked: 1 batch still running, 2 chunks (15 lines) not submitted yet; 10 lines "
+            "already in batches"
+        )
+        assert lines[2].startswith("j: estimate for 15 pending: "), out
+
+
+def test_tracked_lines_counts_every_billed_state_apart_from_the_queued_ones() -> None:
+    """A batch being created, running, ended or being collected is billed; built or uploaded
+    chunks are not yet; collected ones are no longer tracked."""
+    from runner.core.batch_states import Collecting, Creating, Uploaded, tracked_lines
+
+    ended = Ended(_chunk(2, 3), "f2", "b2", "completed")
+    states = [
+        Creating(_chunk(0, 1), "f0"),
+        Running(_chunk(1, 2), "f1", "b1", "in_progress"),
+        ended,
+        Collecting(Ended(_chunk(3, 4), "f3", "b3", "expired")),
+        Collected(ended),
+        Built(_chunk(5, 50)),
+        Uploaded(_chunk(6, 60), "f6"),
+    ]
+    assert tracked_lines(states) == (1 + 2 + 3 + 4, 50 + 60)  # type: ignore[arg-type]

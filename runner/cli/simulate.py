@@ -6,6 +6,8 @@ which no other command needs at start-up.
 
 from __future__ import annotations
 
+import errno
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,4 +63,14 @@ def simulate(host: str, port: int, knobs: tuple[str, ...], state_dir: str | None
     except (ValueError, TypeError) as exc:
         click.echo(f"glmrun: simulator: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
-    serve(host, port, settings, Path(state_dir) if state_dir else None)
+    try:
+        serve(host, port, settings, Path(state_dir) if state_dir else None)
+    except OSError as exc:  # the address is taken or not ours: a usage error, no traceback
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        hint = " (another simulator there? --port 0 picks a free one)"
+        click.echo(
+            f"glmrun: simulator: cannot listen on {host}:{port}: {reason}"
+            + (hint if exc.errno == errno.EADDRINUSE else ""),
+            err=True,
+        )
+        sys.exit(EXIT_CONFIG)

@@ -327,3 +327,22 @@ def test_tracked_lines_counts_every_billed_state_apart_from_the_queued_ones() ->
         Uploaded(_chunk(6, 60), "f6"),
     ]
     assert tracked_lines(states) == (1 + 2 + 3 + 4, 50 + 60)  # type: ignore[arg-type]
+
+
+def test_simulate_on_a_taken_port_is_one_line_not_a_traceback() -> None:
+    """A second ``glmrun simulate`` on the same port (a leftover tmux window) says what is wrong
+    and the way out, exit 2; it printed an OSError traceback."""
+    import socket
+
+    from tests.cli.test_cli import invoke
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = invoke("simulate", "--port", str(port))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"glmrun: simulator: cannot listen on 127.0.0.1:{port}: address already in use "
+        "(another simulator there? --port 0 picks a free one)\n"
+    )

@@ -11,6 +11,7 @@ preferring the lower level when a higher one gains less than 5%.
 from __future__ import annotations
 
 import asyncio
+import io
 import statistics
 import sys
 import time
@@ -245,8 +246,12 @@ async def bench(
     levels: list[int] | None = None,
     plot_path: Path | None = None,
     out: IO[str] | None = None,
+    quiet: bool = False,
 ) -> list[LevelResult]:
+    """Each level in turn, a progress line each (not with ``quiet``), then the table and the
+    recommendation: the result, printed even with ``quiet``."""
     out = out or sys.stdout
+    progress = io.StringIO() if quiet else out
     levels = list(levels or DEFAULT_LEVELS)
     job = config.one_job(job_name)
     if plot_path is not None:
@@ -262,7 +267,7 @@ async def bench(
             print(
                 f"{job.name}: {plan.pending:,} pending; {sample} per level at concurrency "
                 f"{','.join(map(str, levels))}",
-                file=out,
+                file=progress,
             )
             pending = pending_items(job, config, plan, index)
             async with connect(config, connections=max(levels)) as client:
@@ -282,12 +287,12 @@ async def bench(
                             take(pending, sample),
                         )
                         if result.results == 0:
-                            print(f"no pending URLs left for concurrency {level}", file=out)
+                            print(_none_left(job.name, level, results), file=out)
                             break
                         results.append(result)
                         print(
                             f"  concurrency {level}: {result.rate:.1f} req/s",
-                            file=out,
+                            file=progress,
                             flush=True,
                         )
                 finally:
@@ -306,6 +311,15 @@ async def bench(
             plot(results, plot_path, f"glmrun bench: {job.name}")
             print(f"plot written to {plot_path}", file=out)
     return results
+
+
+def _none_left(job: str, level: int, results: list[LevelResult]) -> str:
+    if not results:
+        return (
+            f"{job}: no pending URLs to measure with (bench sends the job's pending URLs, and "
+            "every one is done): append new URLs to its input, or bench another job"
+        )
+    return f"no pending URLs left for concurrency {level}: the table stops before it"
 
 
 async def _run_level(

@@ -70,5 +70,6 @@ def bench(
             sample=sample,
             levels=parsed,
             plot_path=Path(plot_path) if plot_path else None,
+            quiet=quiet,
         )
     )

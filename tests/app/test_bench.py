@@ -116,3 +116,24 @@ def test_bench_command_is_registered() -> None:
     assert proc.returncode == 0
     for option in ("--job", "--sample", "--concurrency", "--plot"):
         assert option in proc.stdout
+
+
+async def test_quiet_bench_prints_only_its_result_and_an_empty_job_says_why(
+    tmp_path: Path, start_sim: MakeSim
+) -> None:
+    """-q: the table and the recommendation only (it printed the progress lines too); a job
+    with nothing pending says so and what to do (it said "no pending URLs left for
+    concurrency 2", as if a level had run out)."""
+    sim = await start_sim(latency_mean_s=0.0)
+    config = make_config(tmp_path, sim.base_url, n=10)
+    out = io.StringIO()
+    await bench(config, sample=5, levels=[2, 4], out=out, quiet=True)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("concurrency ") and lines[-1].startswith("recommended: ")
+    assert len(lines) == 4
+    out = io.StringIO()
+    assert await bench(config, sample=5, levels=[2], out=out, quiet=True) == []
+    assert out.getvalue() == (
+        "j: no pending URLs to measure with (bench sends the job's pending URLs, and every one "
+        "is done): append new URLs to its input, or bench another job\n"
+    )

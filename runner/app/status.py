@@ -254,7 +254,8 @@ def exit_code(statuses: list[JobStatus]) -> int:
     return EXIT_OK if all(s.finished for s in statuses) else EXIT_TEMPFAIL
 
 
-def format_status(s: JobStatus) -> str:
+def format_status(s: JobStatus, *, errors_hint: bool = True) -> str:
+    """The job's lines; ``errors_hint=False`` when the error list follows (``--errors``)."""
     done = s.ok + s.errors
     total = done + s.pending + s.invalid_unrecorded
     line = (
@@ -279,7 +280,7 @@ def format_status(s: JobStatus) -> str:
         line += f"\n  tokens: {s.usage_line}"
     for b in s.open_batches:
         line += "\n  " + batch_row(b)
-    if s.errors:
+    if s.errors and errors_hint:
         line += "\n  errors by code: glmrun status --errors"
     return line
 

@@ -36,7 +36,11 @@ def status(
     except GlmrunError as exc:
         fail(exc)
     for s in statuses:
-        click.echo(orjson.dumps(s.as_dict()).decode() if as_json else format_status(s))
+        click.echo(
+            orjson.dumps(s.as_dict()).decode()
+            if as_json
+            else format_status(s, errors_hint=not show_errors)
+        )
     if show_errors:
         try:
             for job in config.select(job_name):

@@ -56,6 +56,8 @@ def test_status_errors_groups_by_code_with_examples(tmp_path: Path) -> None:
     result = invoke("status", str(cfg), "--errors", "--limit", "2")
     lines = result.stdout.splitlines()
     at = lines.index("t: 6 keys with errors")
+    assert "glmrun status --errors" not in result.stdout  # no hint to run what ran
+    assert invoke("status", str(cfg)).stdout.endswith("  errors by code: glmrun status --errors\n")
     assert lines[at + 1 :] == [
         "  1301 ×3 (permanent)",
         f"    line 2: {urls[1]} — failed with 1301",

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["live", "lines", "json", "quiet"]
 MIN_BAR = 10  # a progress bar narrower than this says nothing: drop it
+ECHO_ROOM = 2  # columns the live lines leave free for the terminal's "^C" echo
 Batches = Callable[[], list[dict[str, Any]]]
 
 
@@ -213,7 +214,10 @@ class LiveView:
     def __rich_console__(self, c: Console, options: ConsoleOptions) -> RenderResult:
         from rich.text import Text
 
-        for line in self.lines(options.max_width):
+        # Two columns short of the width: Ctrl-C makes the terminal echo "^C" after the last
+        # line; where that does not fit, it wraps onto a new row, rich then clears the wrong
+        # row and the frame stayed on screen, stale, above the summary (80 columns in tmux).
+        for line in self.lines(max(1, options.max_width - ECHO_ROOM)):
             yield Text(line, no_wrap=True, overflow="crop")
 
 

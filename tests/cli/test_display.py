@@ -66,7 +66,8 @@ def test_live_display_never_wider_than_the_terminal(width: int, name: str) -> No
     console.print(view)
     lines = console.export_text().splitlines()
     assert len(lines) == 3  # the job, then the two open batches; no wrapped continuation
-    assert all(len(line) <= width for line in lines), lines
+    # two columns left for the "^C" a terminal echoes there: a wrapped echo left a stale frame
+    assert all(len(line) <= width - 2 for line in lines), lines
     if name == "describe":
         assert "1,662/3,000" in lines[0] and "/s" in lines[0]
         assert "batch_1234567890abcdef in_progress" in lines[1]

@@ -65,6 +65,7 @@ class ComeBackLater(GlmrunError):
 
     exit_code = EXIT_TEMPFAIL
     stats: JobStats | None = None  # the batch job's counts so far, set where it is raised
+    asked = False  # True when the user asked for it (--no-wait, batch.max_wait_s): -q hides it
 
 
 class Unreachable(GlmrunError):

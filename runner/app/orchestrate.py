@@ -152,6 +152,8 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
     result.exit_code = most_serious(codes)
     log.info("run finished", extra={"exit_code": result.exit_code})
     if result.later is not None:
+        if result.exit_code == EXIT_TEMPFAIL and options.quiet and result.later.asked:
+            return result  # -q: the --no-wait run went as asked; 75 says "come back later"
         if result.exit_code == EXIT_TEMPFAIL:
             raise result.later  # its message is the one line that says to come back
         log.warning(str(result.later))

@@ -346,3 +346,13 @@ def test_simulate_on_a_taken_port_is_one_line_not_a_traceback() -> None:
         f"glmrun: simulator: cannot listen on 127.0.0.1:{port}: address already in use "
         "(another simulator there? --port 0 picks a free one)\n"
     )
+
+
+async def test_quiet_no_wait_is_silent_for_cron_and_still_exits_75(tmp_path: Path) -> None:
+    """``-q --no-wait`` every ten minutes: batches still running is what was asked, so no line
+    (cron mailed it at every run), exit 75; without -q the line is there."""
+    cfg = write_batch_config(tmp_path, make_urls(5), simulator={"batch_in_progress_s": 600})
+    result, out = await run_config(cfg, ENV, no_wait=True, quiet=True)
+    assert (result.exit_code, out) == (75, "")
+    with pytest.raises(ComeBackLater, match="1 batch still running"):
+        await run_config(cfg, ENV, no_wait=True)

@@ -230,13 +230,16 @@ class BatchDriver(ResultSteps):
             left = left_behind(self.state.chunks) or "batches not yet collected"
             then = "collect" if left.endswith("running") else "collect and submit the rest"
             if self.deps.no_wait:
-                raise ComeBackLater(
+                later = ComeBackLater(
                     f"{self.job.name}: {left}; run the same command again to {then}"
                 )
-            raise ComeBackLater(
-                f"{self.job.name}: batch.max_wait_s ({max_wait:g}s) reached with {left}; "
-                f"run the same command again to {then}"
-            )
+            else:
+                later = ComeBackLater(
+                    f"{self.job.name}: batch.max_wait_s ({max_wait:g}s) reached with {left}; "
+                    f"run the same command again to {then}"
+                )
+            later.asked = True
+            raise later
         pending = [
             ready_at(c)
             for i, c in enumerate(self.state.chunks)

@@ -122,7 +122,8 @@ async def cancel(config: Config, job_name: str | None) -> list[str]:
         if state is None:
             return f"{_label(job)}: no tracked batches"
         lock = RunLock(job.output_path)
-        lock.acquire()
+        # a run that waits for its batches holds the lock for hours: say how to get past it
+        lock.acquire(advice="stop that run first (its batches keep running), then cancel again")
         try:
             remote = local = 0
             failed: list[str] = []

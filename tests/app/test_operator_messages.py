@@ -186,17 +186,25 @@ async def test_dry_run_counts_have_thousands_separators(tmp_path: Path) -> None:
 
 
 def test_a_held_lock_gives_each_command_its_own_way_on(tmp_path: Path) -> None:
-    """``run`` may wait (``--wait-lock``); ``bench`` has no such option, so it is not offered."""
+    """``run`` may wait (``--wait-lock``); ``bench`` has no such option, so it is not offered;
+    ``batches cancel`` behind a run waiting for its batches must stop that run first."""
     from runner.io.store import RunLock
     from tests.cli.test_cli import invoke
 
-    cfg = write_config(tmp_path, make_urls(3))
-    with RunLock(tmp_path / "out" / "t.jsonl"):
+    cfg = write_batch_config(tmp_path, make_urls(3))
+    job = load_config(cfg, environ=ENV).jobs[0]
+    state_path(job).parent.mkdir(parents=True)
+    save_state(state_path(job), JobState("j", "tag", "hash", [Built(_chunk(0, 3))]))
+    with RunLock(job.output_path):
         ran = invoke(str(cfg))
         benched = invoke("bench", str(cfg), "--sample", "1", "--concurrency", "1")
-    assert ran.exit_code == 75 and benched.exit_code == 75
+        cancelled = invoke("batches", "cancel", str(cfg))
+    assert ran.exit_code == benched.exit_code == cancelled.exit_code == 75
     assert ran.stderr.endswith("ago); wait for it, or pass --wait-lock\n"), ran.stderr
     assert benched.stderr.endswith("ago); try again once it has finished\n"), benched.stderr
+    assert cancelled.stderr.endswith(
+        "ago); stop that run first (its batches keep running), then cancel again\n"
+    ), cancelled.stderr
 
 
 def test_a_batch_with_no_results_under_on_failure_record_says_what_it_recorded(

@@ -21,6 +21,7 @@ from runner.errors import (
     EXIT_OK,
     EXIT_SOME_ERRORS,
     EXIT_TEMPFAIL,
+    GlmrunError,
 )
 
 MAX_CODES = 3  # error codes listed with examples; the rest are counted on the last one
@@ -150,7 +151,10 @@ def still_remote(config: Config, jobs: list[JobConfig], stats: list[JobStats]) -
 
     parts = []
     for job in jobs:
-        state = load_state(state_path(job)) if job.name in batch_jobs else None
+        try:
+            state = load_state(state_path(job)) if job.name in batch_jobs else None
+        except GlmrunError:  # unreadable: the interrupted run's one line must still come out
+            continue
         left = left_behind(state.chunks) if state is not None else ""
         if left:
             name = job.name if job.shard is None else f"{job.name} shard {job.shard}"

@@ -364,3 +364,16 @@ async def test_quiet_no_wait_is_silent_for_cron_and_still_exits_75(tmp_path: Pat
     assert (result.exit_code, out) == (75, "")
     with pytest.raises(ComeBackLater, match="1 batch still running"):
         await run_config(cfg, ENV, no_wait=True)
+
+
+def test_interrupted_with_an_unreadable_state_file_still_ends_in_its_one_line(
+    tmp_path: Path,
+) -> None:
+    """A state file that cannot be read is left out of the interrupted line, not raised
+    (which would turn exit 130 into 1 with another message)."""
+    cfg = write_batch_config(tmp_path, make_urls(3))
+    config = load_config(cfg, environ=ENV)
+    path = state_path(config.jobs[0])
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    assert still_remote(config, config.jobs, [JobStats("j", route="batch")]) == ""

@@ -188,6 +188,10 @@ def test_sigint_while_batches_run_says_they_keep_running_and_how_to_stop_them(
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=20)
         assert proc.returncode == 130, stderr
+        assert (
+            "stopping: no new requests; in-flight ones get the grace period; a second "
+            "signal exits at once" in stderr
+        )  # what Ctrl-C again does
         assert stderr.splitlines()[-1] == (
             "glmrun: interrupted by SIGINT; results so far are saved; j: 1 batch still "
             "running, 1 chunk (10 lines) not submitted yet. Batches keep running (and are "

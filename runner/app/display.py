@@ -165,7 +165,9 @@ def unsubmitted(b: dict[str, Any]) -> str:
 def batch_line(b: dict[str, Any], width: int, now: float) -> str:
     """One open batch: id, status, done/total, when it was last polled; fitted to width."""
     parts: list[tuple[int, str]] = [(0, f"  {b.get('batch_id') or unsubmitted(b)}")]
-    parts.append((0, str(b.get("state") or "")))
+    state = str(b.get("state") or "")
+    # "built" is the local state's name: a person reads why there is no batch yet
+    parts.append((0, "not submitted yet" if state == "built" else state))
     if b.get("total"):
         parts.append((1, f"{fmt_int(b.get('completed') or 0)}/{fmt_int(b['total'])}"))
     if b.get("polled_at"):

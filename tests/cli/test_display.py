@@ -74,7 +74,7 @@ def test_live_display_never_wider_than_the_terminal(width: int, name: str) -> No
     if name == "describe" and width >= 80:
         assert "eta " in lines[0] and "err 13" in lines[0] and "CNY" in lines[0]
         assert "polled 3s ago" in lines[1]
-        assert lines[2] == "  chunk 2 (5,000 requests) built"  # no batch id yet: which chunk
+        assert lines[2] == "  chunk 2 (5,000 requests) not submitted yet"  # which chunk
     if name == "describe" and width >= 120:
         assert "(849 done before)" in lines[0] and "█" in lines[0]
         assert "in flight 16/16 " in lines[0]  # requests out, out of the limit: one field

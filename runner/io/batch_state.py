@@ -90,7 +90,10 @@ def load_state(path: Path) -> JobState | None:
         raise OutputError(f"{path}: cannot read the batch state: {exc.strerror}") from None
     except orjson.JSONDecodeError as exc:
         raise GlmrunError(
-            f"{path}: batch state file is not valid JSON ({exc}); move it away to start over"
+            f"{path}: batch state file is not valid JSON ({exc}); moving it away starts the "
+            "job's batches over: first let the batches `glmrun batches list --remote` shows "
+            "for this job finish (or cancel them in your account), or a new run pays for "
+            "their lines again"
         ) from None
     return JobState(
         job=data["job"],

@@ -377,3 +377,22 @@ def test_interrupted_with_an_unreadable_state_file_still_ends_in_its_one_line(
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
     assert still_remote(config, config.jobs, [JobStats("j", route="batch")]) == ""
+
+
+def test_a_corrupt_state_file_warns_before_anyone_moves_it_away(tmp_path: Path) -> None:
+    """The advice was "move it away to start over": with batches still running remotely that
+    pays for their lines twice, so the line says to let them finish (or cancel) first."""
+    from tests.cli.test_cli import invoke
+
+    cfg = write_batch_config(tmp_path, make_urls(3))
+    path = state_path(load_config(cfg, environ=ENV).jobs[0])
+    path.parent.mkdir(parents=True)
+    path.write_text("{not json")
+    result = invoke("status", str(cfg))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"glmrun: {path}: batch state file is not valid JSON (")
+    assert result.stderr.endswith(
+        "moving it away starts the job's batches over: first let the batches `glmrun batches "
+        "list --remote` shows for this job finish (or cancel them in your account), or a new "
+        "run pays for their lines again\n"
+    )

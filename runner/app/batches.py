@@ -167,7 +167,11 @@ async def cancel(config: Config, job_name: str | None) -> list[str]:
             )
         batches = f"{remote} running batch{'' if remote == 1 else 'es'}"
         chunks = f"{local} chunk{'' if local == 1 else 's'} not submitted"
-        then = "; the next run collects what they finished" if remote else ""
+        then = (
+            "; the next run collects what they finished, and a later run sends the rest again"
+            if remote
+            else ""
+        )
         return f"{_label(job)}: cancel requested for {batches}; {chunks} dropped{then}"
 
     return await with_client(config, cancel_all)

@@ -124,8 +124,9 @@ async def cancel(config: Config, job_name: str | None) -> list[str]:
             return f"{_label(job)}: no tracked batches"
         if state.output not in ("", job.output_path.name):
             return (
-                f"{_label(job)}: the batches in {job.work_dir} are those of {state.output} (a job"
-                " also named so, in another config): cancel them with that config"
+                f"{_label(job)}: the batches in {job.work_dir} are those of {state.output} (this"
+                " job's output before, or another config's job of this name): cancel them with"
+                f" the config that writes {state.output}"
             )
         lock = RunLock(job.output_path)
         lock.acquire()

@@ -153,18 +153,18 @@ def owned_state(job: JobConfig) -> JobState | None:
 
 
 def _refuse_if_open(job: JobConfig, state: JobState) -> None:
-    open_chunks = sum(1 for c in state.chunks if not isinstance(c, Collected))
-    if open_chunks:
-        raise ConfigError(
-            _shared(job, state, f"{open_chunks} of its batch chunks are not collected")
-        )
+    n = sum(1 for c in state.chunks if not isinstance(c, Collected))
+    if n:
+        chunks = "1 chunk is" if n == 1 else f"{n} chunks are"
+        raise ConfigError(_shared(job, state, f"{chunks} not collected yet"))
 
 
 def _shared(job: JobConfig, state: JobState, why: str) -> str:
     return (
-        f"{job.work_dir} is the batch work folder of {state.output} too (a job also named "
-        f"{job.name!r}, in another config), and {why}; this run, writing {job.output_path.name},"
-        " must not collect them: give this job another name or output folder"
+        f"{job.work_dir} tracks the batches of {state.output} (this job's output before, or "
+        f"another config's job also named {job.name!r}), and {why}; this run writes "
+        f"{job.output_path.name} and must not collect them: write to {state.output} until "
+        "they are collected, or give this job another name or output folder"
     )
 
 

@@ -58,7 +58,7 @@ async def test_a_second_config_never_collects_the_first_ones_batches(
         await run_batch(b, box)
     assert refused.value.exit_code == 2
     message = str(refused.value)
-    assert "a.jsonl" in message and "1 of its batch chunks are not collected" in message
+    assert "a.jsonl" in message and "1 chunk is not collected yet" in message
     assert "another name or output folder" in message
     s = box.sim.stats
     assert (s.files_uploaded, s.batches_created) == (1, 1)  # b built and sent nothing
@@ -126,7 +126,7 @@ async def test_cancel_from_the_other_config_leaves_the_batches_alone(
     with pytest.raises(ComeBackLater):
         await run_batch(a, box, no_wait=True)
     lines = await cancel(load(b), None)
-    assert "those of a.jsonl" in lines[0] and "cancel them with that config" in lines[0]
+    assert "those of a.jsonl" in lines[0] and "the config that writes a.jsonl" in lines[0]
     assert box.sim.stats.batches_cancelled == 0
     box.clock.now += 10
     await run_batch(a, box)

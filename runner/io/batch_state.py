@@ -113,12 +113,16 @@ def claim_state(job: JobConfig, config_hash: str) -> JobState:
     output folder share it: a run of one would collect the other's batches into its own
     output, and the other would then send those lines again. So a state notes its output. A
     run of another output is refused while that output's chunks are not all collected or a
-    run of it holds its lock; once they are collected, the folder is taken over."""
+    run of it holds its lock; once they are collected, the folder is taken over. The other
+    way round, a job renamed while its batches run would find no state under its new name and
+    send their lines again: a first run is refused while another work folder beside its own
+    has open chunks of the same output."""
     path = state_path(job)
     own = job.output_path.name
     while True:
         state = load_state(path)
         if state is None:
+            _refuse_if_renamed(job)
             state = JobState(job.name, os.urandom(4).hex(), config_hash, output=own)
             if create_state(path, state):
                 return state
@@ -152,8 +156,29 @@ def owned_state(job: JobConfig) -> JobState | None:
     return state
 
 
+def _refuse_if_renamed(job: JobConfig) -> None:
+    own = job.output_path.name
+    for folder in sorted(job.work_dir.parent.glob("*/")):
+        if folder.name == job.work_dir.name:
+            continue
+        try:
+            other = load_state(folder / STATE_FILE)
+        except GlmrunError:
+            continue  # not a state glmrun can read: none of this job's
+        if other is not None and other.output == own and _open_chunks(other):
+            raise ConfigError(
+                f"{folder} tracks open batches of {own} under the job name {other.job!r}; as "
+                f"{job.name!r} this run would send their lines again: name the job "
+                f"{other.job!r} until they are collected"
+            )
+
+
+def _open_chunks(state: JobState) -> int:
+    return sum(1 for c in state.chunks if not isinstance(c, Collected))
+
+
 def _refuse_if_open(job: JobConfig, state: JobState) -> None:
-    n = sum(1 for c in state.chunks if not isinstance(c, Collected))
+    n = _open_chunks(state)
     if n:
         chunks = "1 chunk is" if n == 1 else f"{n} chunks are"
         raise ConfigError(_shared(job, state, f"{chunks} not collected yet"))

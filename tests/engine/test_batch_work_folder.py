@@ -133,6 +133,31 @@ async def test_cancel_from_the_other_config_leaves_the_batches_alone(
     assert_all_ok_once(a, a_items)
 
 
+async def test_a_job_renamed_while_its_batches_run_does_not_send_them_again(
+    tmp_path: Path, start_batch_sim: StartBatchSim
+) -> None:
+    """Renamed j -> k after a --no-wait submit, the job finds no state of its own: it is
+    refused (nothing built or sent) until it is named j again and has collected them."""
+    a, _, a_items, _ = two_configs(tmp_path)
+    box = await start_batch_sim(**SLOW)
+    with pytest.raises(ComeBackLater):
+        await run_batch(a, box, no_wait=True)
+    named_j = a.read_text()
+    a.write_text(named_j.replace('"name":"j"', '"name":"k"'))
+    assert load(a).jobs[0].name == "k"
+    with pytest.raises(ConfigError, match="under the job name 'j'.*name the job 'j'"):
+        await run_batch(a, box)
+    assert (box.sim.stats.files_uploaded, box.sim.stats.batches_created) == (1, 1)
+    a.write_text(named_j)
+    box.clock.now += 10
+    await run_batch(a, box)
+    assert_all_ok_once(a, a_items)
+    a.write_text(named_j.replace('"name":"j"', '"name":"k"'))
+    await run_batch(a, box)  # collected: the new name is free to go on
+    assert box.sim.stats.batches_created == 1
+    assert_all_ok_once(a, a_items)
+
+
 def test_only_the_first_of_two_runs_creates_the_state(tmp_path: Path) -> None:
     """Two runs starting together on an empty work folder: one state is created, the other
     run is told and reads it."""

@@ -147,12 +147,12 @@ def still_remote(config: Config, jobs: list[JobConfig], stats: list[JobStats]) -
     if not batch_jobs:
         return ""
     from runner.core.batch_states import left_behind
-    from runner.io.batch_state import load_state, state_path
+    from runner.io.batch_state import owned_state
 
     parts = []
     for job in jobs:
         try:
-            state = load_state(state_path(job)) if job.name in batch_jobs else None
+            state = owned_state(job) if job.name in batch_jobs else None
         except GlmrunError:  # unreadable: the interrupted run's one line must still come out
             continue
         left = left_behind(state.chunks) if state is not None else ""
@@ -174,9 +174,9 @@ def tracked_note(job: JobConfig) -> tuple[str, int, int]:
     """For ``--dry-run`` of a batch job: what its tracked chunks hold, and their lines already
     in batches (billed whatever happens next) and built but not yet submitted."""
     from runner.core.batch_states import left_behind, tracked_lines
-    from runner.io.batch_state import load_state, state_path
+    from runner.io.batch_state import owned_state
 
-    state = load_state(state_path(job))
+    state = owned_state(job)  # another output's chunks in the folder are not this job's
     if state is None:
         return "", 0, 0
     return left_behind(state.chunks), *tracked_lines(state.chunks)

@@ -396,3 +396,18 @@ def test_a_corrupt_state_file_warns_before_anyone_moves_it_away(tmp_path: Path) 
         "list --remote` shows for this job finish (or cancel them in your account), or a new "
         "run pays for their lines again\n"
     )
+
+
+async def test_another_outputs_batches_are_not_this_jobs(tmp_path: Path) -> None:
+    """A work folder tracking another output's batches (another config's job of the same
+    name): this job's dry run estimates all its pending lines and names no batch of theirs,
+    and an interrupted run does not say they are its own."""
+    cfg = write_batch_config(tmp_path, make_urls(4))
+    config = load_config(cfg, environ=ENV)
+    job = config.jobs[0]
+    state_path(job).parent.mkdir(parents=True)
+    running = [Running(_chunk(0, 3), "f0", "b0", "in_progress")]
+    save_state(state_path(job), JobState("j", "tag", "hash", running, output="other.jsonl"))
+    _, out = await run_config(cfg, ENV, dry_run=True)
+    assert "tracked:" not in out and "j: estimate for 4 pending: " in out, out
+    assert still_remote(config, config.jobs, [JobStats("j", route="batch")]) == ""

@@ -279,6 +279,13 @@ def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
     return out
 
 
+def open_batch_keys(job: JobConfig) -> set[int]:
+    """Key hashes in the job's batches not yet collected (its own output's): a run that sends
+    realtime (mode realtime, or auto below the threshold) leaves them to their batches."""
+    state = owned_state(job)
+    return tracked_hashes(job, state) if state is not None else set()
+
+
 def tracked_hashes(job: JobConfig, state: JobState) -> set[int]:
     """Key hashes of chunks not yet collected: a rerun must not put them in a new chunk."""
     out: set[int] = set()

@@ -451,7 +451,7 @@ async def _run_batch(
 def _open_batch_keys(job: JobConfig) -> set[int]:
     """Keys in the job's batches still running: a realtime run must not pay for them again
     (batch modules only for a job that has a work folder)."""
-    if not job.work_dir.is_dir():
+    if not job.work_dir.parent.is_dir():
         return set()
     from runner.io.batch_state import open_batch_keys
 

@@ -20,7 +20,7 @@ from urllib.parse import urlparse
 import orjson
 import yaml
 
-from runner.config.schema import Config, Invalid, JobConfig, Secret
+from runner.config.schema import Config, Invalid, JobConfig, Secret, show
 from runner.core.models import unknown_model
 from runner.core.params import validate_params
 from runner.errors import ConfigError
@@ -28,7 +28,37 @@ from runner.io.prepare import resolve_turn_media
 
 # libyaml's parser when PyYAML has it: the same safe types, about 20x faster than the pure-Python
 # one (8 ms of start-up for a 30-line config on a 2-core machine)
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class SAFE_LOADER(_BASE_LOADER):  # type: ignore[misc,valid-type]  # a class chosen at import
+    """The safe loader, refusing a key written twice in one mapping: plain YAML keeps the last
+    silently, so a second ``limits:`` block would quietly undo the first."""
+
+
+def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) -> Any:
+    first: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == _MERGE:  # ``<<: *anchor`` merges; keys written after it override
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            seen = first.setdefault(key, key_node)
+        except TypeError:  # an unhashable key: the base constructor says so
+            continue
+        if seen is not key_node:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"the key {key!r} appears twice in one mapping (first on line "
+                f"{seen.start_mark.line + 1}); keep one",
+                key_node.start_mark,
+            )
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+SAFE_LOADER.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -48,7 +78,7 @@ def load_config(
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(f"{path}: config file not found{_near_file(path)}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
     try:
@@ -92,6 +122,7 @@ def load_config(
         resolve_turn_media(job, local.allowed_dirs, base, str(path), i)
         for i, job in enumerate(jobs)
     ]
+    _check_allowed_dirs(local.allowed_dirs, str(path))
     config = dataclasses.replace(config, local_files=local)
     key = Secret(environ.get(config.api.api_key_env, ""))
     if not key and not config.api.is_simulator:
@@ -100,6 +131,28 @@ def load_config(
             "(export it, or use base_url: simulator to try glmrun without a key)"
         )
     return dataclasses.replace(config, jobs=jobs, path=path, api_key=key)
+
+
+def _near_file(path: Path) -> str:
+    """`` (did you mean c.yaml?)`` for a config named with a typo or the other extension."""
+    try:
+        found = {p.stem: p for p in path.parent.iterdir() if p.suffix in (".yaml", ".yml")}
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.stem, list(found), n=1, cutoff=0.75)
+    return f" (did you mean {found[close[0]]}?)" if close else ""
+
+
+def _check_allowed_dirs(dirs: list[str], file: str) -> None:
+    """A folder in ``local_files.allowed_dirs`` that does not exist is most likely a typo:
+    every local file would be refused. A warning, since it may be created before items need it."""
+    for i, folder in enumerate(dirs):
+        if not os.path.isdir(folder):
+            what = "is not a folder" if os.path.exists(folder) else "does not exist"
+            log.warning(
+                f"{file}: local_files.allowed_dirs[{i}]: {folder} {what}; "
+                "local files from it will be refused"
+            )
 
 
 def _load_schema(job: JobConfig, base: Path, file: str, i: int) -> JobConfig:
@@ -129,9 +182,9 @@ def _load_schema(job: JobConfig, base: Path, file: str, i: int) -> JobConfig:
 
 
 def _warn_params(jobs: list[JobConfig], file: str) -> None:
-    for job in jobs:
+    for i, job in enumerate(jobs):
         for warning in validate_params(job.model, job.params)[1]:
-            log.warning(f"{file}: jobs.{job.name}.{warning}")
+            log.warning(f"{file}: jobs[{i}].{warning}")
 
 
 ZHIPU_HOSTS = {"open.bigmodel.cn"}
@@ -150,7 +203,7 @@ def _check_models(config: Config, jobs: list[JobConfig], file: str) -> None:
             continue
         if zhipu:
             raise ConfigError(f"{file}: jobs[{i}].model: {problem}")
-        log.warning(f"{file}: jobs.{job.name}.model: {problem}; sent as given to the proxy")
+        log.warning(f"{file}: jobs[{i}].model: {problem}; sent as given to the proxy")
 
 
 def orjson_loads(raw: bytes) -> Any:
@@ -204,7 +257,10 @@ def _convert(tp: Any, value: Any, file: str, keypath: str) -> Any:
                 return _convert(option, value, file, keypath)
             except ConfigError as exc:
                 errors.append(exc)
-        raise ConfigError(f"{file}: {keypath}: expected {_expected(tp)}, found {_describe(value)}")
+        raise ConfigError(
+            f"{file}: {keypath}: expected {_expected(tp)}, found {_describe(value)}"
+            f"{_unquote_hint(value, tp)}"
+        )
     if origin is Literal:
         allowed = typing.get_args(tp)
         if value in allowed:
@@ -235,13 +291,33 @@ def _convert(tp: Any, value: Any, file: str, keypath: str) -> Any:
         return float(value)
     if tp is str and isinstance(value, str):
         return value
-    raise ConfigError(f"{file}: {keypath}: expected {_expected(tp)}, found {_describe(value)}")
+    raise ConfigError(
+        f"{file}: {keypath}: expected {_expected(tp)}, found {_describe(value)}"
+        f"{_unquote_hint(value, tp)}"
+    )
+
+
+def _unquote_hint(value: Any, tp: Any) -> str:
+    """A number in quotes (``"8"``) or in a form YAML reads as text (``1e3``): say how to
+    write it so YAML reads a number."""
+    wants = {tp, *typing.get_args(tp)}
+    if not isinstance(value, str) or not wants & {int, float}:
+        return ""
+    try:
+        number = float(value.strip().replace("_", ""))
+    except ValueError:
+        return ""
+    if int in wants and float not in wants and not number.is_integer():
+        return ""
+    plain = show(number) if abs(number) < 1e15 else value
+    return f" (text, not a number: write {plain} without quotes)"
 
 
 def _expected(tp: Any) -> str:
     origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_expected(t) for t in typing.get_args(tp))
+    if origin in (Union, types.UnionType):  # ``null`` is left out: one leaves the key out
+        options = [t for t in typing.get_args(tp) if t is not type(None)] or [type(None)]
+        return " or ".join(_expected(t) for t in options)
     if origin is Literal:
         return " or ".join(repr(a) for a in typing.get_args(tp))
     names = {

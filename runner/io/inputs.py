@@ -92,7 +92,13 @@ def _open(path: Path) -> Any:
     try:
         return open(path, "rb")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: input file not found") from None
+        raise ConfigError(
+            f"{path}: input file not found (a job's input is relative to the config file's folder)"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{path}: the input is a folder; name a file (URLs one per line, .jsonl or .csv)"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read input: {exc.strerror}") from None
 

@@ -116,3 +116,26 @@ def test_status_of_a_broken_config_exits_2_too(tmp_path: Path) -> None:
     path.write_text("- a list\n")
     result = CliRunner().invoke(main, ["status", str(path)])
     assert result.exit_code == 2 and result.stderr.startswith("glmrun: ")
+
+
+@pytest.mark.parametrize(
+    ("make_input", "message"),
+    [
+        (lambda tmp: None, "in.txt: input file not found (a job's input is relative to the config"),
+        (lambda tmp: (tmp / "in.txt").mkdir(), "in.txt: the input is a folder; name a file"),
+    ],
+    ids=["missing", "a-folder"],
+)
+@pytest.mark.parametrize("mode", ["realtime", "batch"])
+def test_an_input_that_is_not_a_file_exits_2(
+    tmp_path: Path, make_input: Callable[[Path], None], message: str, mode: str
+) -> None:
+    """A missing input, or a folder named as input, is one line saying what to fix, on the
+    streamed (realtime) and the counted (batch) route alike."""
+    make_input(tmp_path)
+    path = tmp_path / "c.yaml"
+    path.write_text("api: {base_url: simulator}\n" + GOOD_JOB.replace("prompt: p", f"mode: {mode}"))
+    result = CliRunner().invoke(main, [str(path)])
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr

@@ -85,6 +85,17 @@ def test_eta_is_blank_until_there_is_a_rate() -> None:
     assert "eta" not in fit_line_for(s, 120)
 
 
+def test_a_batch_job_shows_no_rate_or_eta() -> None:
+    """A batch job's records come a batch at a time: no '0.1/s eta 5h37m' while its batches
+    are nearly done; the per-batch lines carry the progress."""
+    s = JobStats("describe", total=2000, skipped=1, route="batch")
+    s.started -= 10
+    s.ok = 1
+    for line in (fit_line_for(s, 120), progress_text(s)):
+        assert "/s" not in line and "eta" not in line, line
+        assert "2/2,001" in line
+
+
 def fit_line_for(s: JobStats, width: int) -> str:
     return LiveView(s).lines(width)[0]
 
@@ -155,6 +166,21 @@ def test_default_output_is_the_summary_only(tmp_path: Path) -> None:
     assert re.fullmatch(rf"  requests 20 · via realtime · {TIME}", lines[1]), lines[1]
     assert lines[2] == "  tokens 20,200 in / 400 out"
     assert len(lines) == 3
+
+
+def test_starting_over_after_deleting_the_output_is_quiet(tmp_path: Path) -> None:
+    """Deleting the output to start over is not a warning (the resume index beside it is a
+    cache that is rebuilt); with -v the log still says why it was not used."""
+    cfg = write_config(tmp_path, make_urls(5))
+    assert invoke(str(cfg)).exit_code == 0
+    assert invoke(str(cfg)).exit_code == 0  # a rerun's scan of the output writes the index
+    assert (tmp_path / "out" / "t.jsonl.resume-index").exists()
+    (tmp_path / "out" / "t.jsonl").unlink()
+    for args in ([str(cfg)], ["status", str(cfg)]):
+        result = invoke(*args)
+        assert result.exit_code == 0 and result.stderr == "", result.stderr
+    verbose = invoke(str(cfg), "-v")
+    assert "resume index not used; full scan" in verbose.stderr
 
 
 def test_quiet_prints_nothing_on_success(tmp_path: Path) -> None:

@@ -98,7 +98,7 @@ BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "bad-key-env-name",
         {"api": {"api_key_env": "NOT A NAME"}},
-        ["api.api_key_env", "environment variable name"],
+        ["api.api_key_env", "name of the environment variable", "not the key itself"],
     ),
     (
         "missing-key-env",
@@ -112,6 +112,52 @@ BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("invalid-yaml-tab", {"raw": "api:\n\tbase_url: simulator\n"}, ["invalid YAML", "line 2"]),
     ("empty-file", {"raw": ""}, ["config is empty", "jobs"]),
+    (
+        "duplicate-section",
+        {"raw": "limits: {concurrency: 4}\napi: {base_url: simulator}\nlimits: {rpm: 5}\n"},
+        ["(line 3, column 1)", "'limits' appears twice", "first on line 1"],
+    ),
+    (
+        "duplicate-job-key",
+        {"raw": "jobs:\n  - name: a\n    prompt: x\n    prompt: y\n"},
+        ["(line 4, column 5)", "'prompt' appears twice", "first on line 3"],
+    ),
+    (
+        "key-env-with-dollar",
+        {"api": {"api_key_env": "$ZHIPUAI_API_KEY"}},
+        ["api.api_key_env", "without the $: ZHIPUAI_API_KEY"],
+    ),
+    (
+        "base-url-with-space",
+        {"api": {"base_url": "https://open.bigmodel.cn/api/paas/v4 "}},
+        ["api.base_url", "whitespace"],
+    ),
+    (
+        "base-url-is-the-chat-endpoint",
+        {"api": {"base_url": "https://open.bigmodel.cn/api/paas/v4/chat/completions/"}},
+        ["api.base_url", "the API root", "write 'https://open.bigmodel.cn/api/paas/v4'"],
+    ),
+    ("negative-max-wait", {"batch": {"max_wait_s": -5}}, ["batch.max_wait_s", ">= 0", "-5"]),
+    (
+        "batch-file-over-api-limit",
+        {"batch": {"max_bytes_per_file": 200_000_000}},
+        ["batch.max_bytes_per_file", "at most 104857600 (100 MB)"],
+    ),
+    (
+        "quoted-integer",
+        {"limits": {"concurrency": "8"}},
+        ["limits.concurrency", "found '8'", "write 8 without quotes"],
+    ),
+    (
+        "number-yaml-reads-as-text",
+        {"raw": "limits: {concurrency: 1e3}\njobs: [{name: a, input: i, output: o, model: m}]\n"},
+        ["limits.concurrency", "write 1000 without quotes"],
+    ),
+    (
+        "quoted-float",
+        {"retry": {"base_delay_s": "0.5"}},
+        ["retry.base_delay_s", "write 0.5 without quotes"],
+    ),
     ("top-level-list", {"raw": "- a\n- b\n"}, ["top level", "expected a mapping"]),
 ]
 
@@ -208,10 +254,10 @@ def test_yaml_is_parsed_by_libyaml_when_pyyaml_has_it(
     from runner.config import load
 
     expected = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
-    assert load.SAFE_LOADER is expected
+    assert issubclass(load.SAFE_LOADER, expected)
     used: list[str] = []
 
-    class Recording(expected):  # type: ignore[valid-type,misc]
+    class Recording(load.SAFE_LOADER):  # type: ignore[name-defined,misc]
         def __init__(self, stream: str) -> None:
             used.append("yes")
             super().__init__(stream)
@@ -219,3 +265,80 @@ def test_yaml_is_parsed_by_libyaml_when_pyyaml_has_it(
     monkeypatch.setattr(load, "SAFE_LOADER", Recording)
     load_config(write_config(tmp_path), environ=ENV)
     assert used == ["yes"]
+
+
+def test_a_key_pasted_into_api_key_env_is_never_shown(tmp_path: Path) -> None:
+    """The key itself written where its variable's name belongs: the message says what to do
+    and does not repeat the key (stderr ends up in CI logs)."""
+    pasted = "0123456789abcdef0123456789abcdef.SeCrEtPaRt1234"
+    path = write_config(tmp_path, api={"api_key_env": pasted})
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=ENV)
+    assert "export ZHIPUAI_API_KEY=" in str(info.value)
+    assert pasted not in str(info.value) and "SeCrEt" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"limits": {"rpm": 100.5}}, "limits.rpm: expected an integer, found 100.5"),
+        ({"api": {"timeout_s": 0}}, "api.timeout_s: expected a number > 0, found 0"),
+    ],
+    ids=["optional-int-says-no-null", "zero-as-written"],
+)
+def test_messages_use_the_users_words(
+    tmp_path: Path, sections: dict[str, Any], expected: str
+) -> None:
+    """No 'or null' for a key one simply leaves out, and 0 is shown as 0, not 0.0."""
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(tmp_path, **sections), environ=ENV)
+    assert str(info.value).endswith(expected)
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
+    """``<<: *anchor`` with a key written again after it is an override, not a duplicate."""
+    raw = (
+        "api: {base_url: simulator}\n"
+        "jobs:\n"
+        "  - &base {name: a, input: in.txt, output: a.jsonl, model: glm-4v-flash}\n"
+        "  - {<<: *base, name: b, output: b.jsonl}\n"
+    )
+    config = load_config(write_config(tmp_path, raw=raw), environ=ENV)
+    assert [(j.name, Path(j.output).name) for j in config.jobs] == [
+        ("a", "a.jsonl"),
+        ("b", "b.jsonl"),
+    ]
+
+
+def test_missing_config_suggests_the_file_that_is_there(tmp_path: Path) -> None:
+    """``glmrun config.yml`` beside config.yaml: the message names the file that exists."""
+    write_config(tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"config file not found \(did you mean .*config\.yaml\?\)"
+    ):
+        load_config(tmp_path / "config.yml", environ=ENV)
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "other.yaml", environ=ENV)
+    assert "did you mean" not in str(info.value)
+
+
+def test_warnings_name_the_key_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Warnings use the key paths errors use (``jobs[0].params...``), and an allowed folder
+    that does not exist (a typo: every local file would be refused) is one of them."""
+    path = write_config(
+        tmp_path,
+        job={"params": {"temprature": 0.5}},
+        local_files={"allowed_dirs": ["imgs", "urls.txt"]},
+    )
+    with caplog.at_level("WARNING", logger="runner"):
+        load_config(path, environ=ENV)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(": jobs[0].params.temprature: not a known" in m for m in messages), messages
+    assert any(
+        m.endswith(
+            f"local_files.allowed_dirs[0]: {tmp_path / 'imgs'} does not exist; "
+            "local files from it will be refused"
+        )
+        for m in messages
+    ), messages
+    assert any("allowed_dirs[1]" in m and "is not a folder" in m for m in messages), messages

@@ -8,7 +8,7 @@ known facts: ``glmrun status --errors`` lists them) unless ``--strict``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any
 
 from runner.app.display import counted, fmt_duration, fmt_int, overall, spent
 from runner.core.stats import JobStats
@@ -45,8 +45,14 @@ def is_noop(stats: JobStats) -> bool:
     return stats.total == 0 and stats.done == 0 and stats.requests == 0 and not stats.left_pending
 
 
-def noop_line(stats: JobStats) -> str:
-    """``describe: nothing to do — 3,000 done (2 with permanent errors)``."""
+def noop_line(stats: JobStats, input_name: str | None = None) -> str:
+    """``describe: nothing to do — 3,000 done (2 with permanent errors)``; with nothing done
+    either, what is wrong: the input (``input_name``, for an unsharded run) holds no items."""
+    if not stats.done_before and input_name:
+        return (
+            f"{stats.name}: nothing to do — {input_name} has no items (blank and # lines are "
+            "skipped)"
+        )
     line = f"{stats.name}: nothing to do — {fmt_int(stats.done_before)} done"
     if stats.failed_before:
         line += f" ({fmt_int(stats.failed_before)} with permanent errors)"
@@ -54,11 +60,16 @@ def noop_line(stats: JobStats) -> str:
 
 
 def summary_lines(
-    stats: JobStats, *, price: Any = None, currency: str = "CNY", strict: bool = False
+    stats: JobStats,
+    *,
+    price: Any = None,
+    currency: str = "CNY",
+    strict: bool = False,
+    input_name: str | None = None,
 ) -> list[str]:
     """The job's summary: counts, errors by code with examples, traffic, tokens, cost, time."""
     if is_noop(stats):
-        return [noop_line(stats)]
+        return [noop_line(stats, input_name)]
     done, total = overall(stats)
     head = f"{stats.name}: ok {fmt_int(stats.ok)}, errors {fmt_int(stats.errors)}"
     if stats.invalid:
@@ -79,6 +90,37 @@ def summary_lines(
             " errors from earlier runs: glmrun status --errors"
         )
     return lines
+
+
+def for_terminal(lines: list[str], out: IO[str]) -> list[str]:
+    """``lines`` as a person's terminal shows them: each wrapped at spaces to its width, the
+    continuation indented under the text, instead of the terminal cutting words and URLs in
+    two. Unchanged when ``out`` is not a terminal (a pipe, a file, cron): one line each."""
+    try:
+        if not out.isatty():
+            return lines
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        return lines
+    import shutil
+    import textwrap
+
+    width = shutil.get_terminal_size().columns
+    wrapped: list[str] = []
+    for line in lines:
+        if len(line) <= width:
+            wrapped.append(line)
+            continue
+        indent = " " * (len(line) - len(line.lstrip()) + 4)
+        wrapped.extend(
+            textwrap.wrap(
+                line,
+                width=max(width, 20),
+                subsequent_indent=indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+    return wrapped
 
 
 def plural(n: int, noun: str) -> str:

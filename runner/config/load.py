@@ -102,6 +102,11 @@ def load_config(
     ]
     outputs: dict[Path, str] = {}
     for i, job in enumerate(jobs):  # the same file spelled two ways (./x, a/../x, a link)
+        if job.output_path.is_dir():
+            raise ConfigError(
+                f"{path}: jobs[{i}].output: {job.output_path} is a folder; name a file in it, "
+                f"such as {job.output_path / job.name}.jsonl"
+            )
         real = job.output_path.resolve()
         if real in outputs:
             raise ConfigError(

@@ -411,16 +411,23 @@ def url_problem(text: str) -> str | None:
             and len(scheme) < 16
         ):
             return f"scheme {scheme}: is not allowed; expected an http:// or https:// URL"
+        if _HOST_PATH.match(text):
+            return f"no scheme; expected an http:// or https:// URL such as https://{text}"
         return "not a URL; expected an http:// or https:// URL"
     host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
     if not host or host.startswith((":", "@")):
         return "URL has no host"
     if _SPACE.search(text):  # same set as str.isspace, without a Python loop per character
+        if _COMMENT.search(text):
+            return "URL followed by a comment; a # comment must be on a line of its own"
         return "URL contains whitespace; percent-encode it (%20)"
     return None
 
 
 _SPACE = re.compile(r"\s")
+_COMMENT = re.compile(r"\s#")
+# ``img.example.com/a.jpg``, ``www.x.org:8080/p``: a host with a dot, then a path; no spaces
+_HOST_PATH = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d+)?/\S*\Z")
 
 
 def _key(text: str) -> str:

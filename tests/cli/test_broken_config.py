@@ -139,3 +139,45 @@ def test_an_input_that_is_not_a_file_exits_2(
     assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_an_output_that_is_a_folder_exits_2_naming_a_file_to_use(tmp_path: Path) -> None:
+    """`output: results` where results/ is a folder: a config error that says what to write."""
+    (tmp_path / "in.txt").write_text("https://e.org/a.jpg\n")
+    (tmp_path / "results").mkdir()
+    path = tmp_path / "c.yaml"
+    path.write_text("api: {base_url: simulator}\n" + GOOD_JOB.replace("out.jsonl", "results"))
+    for command in ([str(path)], ["status", str(path)]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+        assert result.stderr == (
+            f"glmrun: {path}: jobs[0].output: {tmp_path / 'results'} is a folder; name a file "
+            f"in it, such as {tmp_path / 'results' / 'a'}.jsonl\n"
+        )
+
+
+def test_an_output_folder_without_write_permission_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The output's folder cannot be written (EACCES; faked, since the tests may run as root):
+    one line naming the folder and what to do, exit 2, nothing sent."""
+    import runner.io.store as store
+
+    real_open = os.open
+
+    def refuse(file: str, flags: int, mode: int = 0o777) -> int:
+        if str(file).endswith(".lock"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(file, flags, mode)
+
+    monkeypatch.setattr(store.os, "open", refuse)
+    (tmp_path / "in.txt").write_text("https://e.org/a.jpg\n")
+    path = tmp_path / "c.yaml"
+    path.write_text("api: {base_url: simulator}\n" + GOOD_JOB)
+    result = CliRunner().invoke(main, [str(path)])
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    assert result.stderr == (
+        f"glmrun: {tmp_path}: cannot write in the output's folder (Permission denied); "
+        "make it writable or choose another output\n"
+    )
+    assert not (tmp_path / "out.jsonl").exists()

@@ -3,6 +3,7 @@ outputs of a run, a no-op rerun, a failing run and a fatal error, line by line."
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -224,6 +225,18 @@ def test_noop_rerun_is_one_line_per_job(tmp_path: Path) -> None:
     assert invoke(str(cfg), "-q").stdout == ""
 
 
+def test_an_input_without_items_says_so(tmp_path: Path) -> None:
+    """Blank lines and comments only: not '0 done' but what is wrong; a shard that owns none
+    of the items keeps the plain line (the input has items, for other shards)."""
+    cfg = write_config(tmp_path, input_bytes=b"\n# todo: add URLs\n  \n")
+    result = invoke(str(cfg))
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == (
+        "t: nothing to do — urls.txt has no items (blank and # lines are skipped)\n"
+    )
+    assert invoke(str(cfg), "--shard", "1/2").stdout == "t: nothing to do — 0 done\n"
+
+
 def test_failing_run_lists_errors_by_code_with_urls(tmp_path: Path) -> None:
     """A run that writes error records: exit 1 and a summary naming each code's URLs."""
     urls = make_urls(8)
@@ -319,3 +332,53 @@ def test_status_names_a_chunk_that_has_no_batch_yet() -> None:
     running = {"batch_id": "batch_1", "state": "in_progress", "chunk": 1, "lines": 10}
     running |= {"completed": 4, "total": 10, "failed": 1}
     assert batch_row(running) == "batch batch_1: in_progress, 4/10 done, 1 failed"
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_summary_lines_wrap_at_spaces_on_a_narrow_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 60 columns the summary breaks between words, continuation indented, instead of the
+    terminal cutting '74.9 it|ems/s'; piped, every line stays whole."""
+    import os
+
+    from runner.app.summary import for_terminal
+
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((60, 24)))
+    lines = [
+        "describe-products: ok 1,999, errors 2 (1 invalid line) — 2,001/2,001 done",
+        "  requests 2,045, retries 45 · via realtime · 26.7s, 74.9 items/s",
+        "  tokens 1,000 in / 20 out",
+    ]
+    assert for_terminal(lines, Tty()) == [
+        "describe-products: ok 1,999, errors 2 (1 invalid line) —",
+        "    2,001/2,001 done",
+        "  requests 2,045, retries 45 · via realtime · 26.7s, 74.9",
+        "      items/s",
+        "  tokens 1,000 in / 20 out",
+    ]
+    assert for_terminal(lines, io.StringIO()) == lines
+
+
+def test_dry_run_and_summary_fit_a_narrow_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--dry-run's long estimate line and a run's summary, printed to a 44-column terminal:
+    no line is wider than 44, and no word is cut."""
+    import asyncio
+    import os
+
+    from runner.app.orchestrate import RunOptions, RunResult, dry_run, run
+    from runner.config import load_config
+    from tests.support.configs import ENV
+
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((44, 24)))
+    cfg = load_config(write_config(tmp_path, [*make_urls(5), "ftp://x/a.jpg"]), environ=ENV)
+    out = Tty()
+    dry_run(cfg.jobs[0], cfg, RunOptions(dry_run=True), RunResult(), out)
+    asyncio.run(run(cfg, RunOptions(display="quiet"), out=out))
+    lines = out.getvalue().splitlines()
+    assert len(lines) > 6 and all(len(line) <= 44 for line in lines), lines
+    assert any(line.startswith("    ") for line in lines)  # a wrapped continuation

@@ -108,6 +108,7 @@ def load_config(
                 f"such as {job.output_path / job.name}.jsonl"
             )
         real = job.output_path.resolve()
+        _check_not_read(real, i, jobs, path)
         if real in outputs:
             raise ConfigError(
                 f"{path}: jobs[{i}].output: two jobs write to {real} "
@@ -136,6 +137,19 @@ def load_config(
             "(export it, or use base_url: simulator to try glmrun without a key)"
         )
     return dataclasses.replace(config, jobs=jobs, path=path, api_key=key)
+
+
+def _check_not_read(output: Path, i: int, jobs: list[JobConfig], config: Path) -> None:
+    """An output that is a file glmrun reads (a job's input, the config itself) would get
+    records appended to it: the URL list, or the config, silently corrupted."""
+    reads = [(f"jobs[{n}].input", Path(job.input).resolve()) for n, job in enumerate(jobs)]
+    for what, file in [*reads, ("the config file", config.resolve())]:
+        if output == file:
+            raise ConfigError(
+                f"{config}: jobs[{i}].output: {output} is also {what}, and records are "
+                f"appended to the output; give it a file of its own, such as "
+                f"{output.parent / 'out' / jobs[i].name}.jsonl"
+            )
 
 
 def _near_file(path: Path) -> str:

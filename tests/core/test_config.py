@@ -77,6 +77,21 @@ BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
         {"jobs": [JOB, {**JOB, "name": "u"}]},
         ["jobs[1].output", "two jobs write to"],
     ),
+    (
+        "output-is-the-input",
+        {"job": {"output": "./urls.txt"}},
+        ["jobs[0].output", "urls.txt is also jobs[0].input", "give it a file of its own"],
+    ),
+    (
+        "output-is-another-jobs-input",
+        {"jobs": [JOB, {**JOB, "name": "u", "input": "more.txt", "output": "urls.txt"}]},
+        ["jobs[1].output", "is also jobs[0].input"],
+    ),
+    (
+        "output-is-the-config",
+        {"job": {"output": "config.yaml"}},
+        ["jobs[0].output", "config.yaml is also the config file"],
+    ),
     ("empty-jobs", {"jobs": []}, ["jobs", "at least one job"]),
     ("no-jobs", {"jobs": DELETE}, ["jobs", "missing required key"]),
     ("jobs-not-a-list", {"jobs": {"name": "t"}}, ["jobs", "expected a list"]),

@@ -118,6 +118,7 @@ def load_config(
     jobs = [_load_schema(job, base, str(path), i) for i, job in enumerate(jobs)]
     _warn_params(jobs, str(path))
     _check_models(config, jobs, str(path))
+    _warn_prices(config, jobs, str(path))
     local = dataclasses.replace(
         config.local_files,
         allowed_dirs=[
@@ -223,6 +224,22 @@ def _check_models(config: Config, jobs: list[JobConfig], file: str) -> None:
         if zhipu:
             raise ConfigError(f"{file}: jobs[{i}].model: {problem}")
         log.warning(f"{file}: jobs[{i}].model: {problem}; sent as given to the proxy")
+
+
+def _warn_prices(config: Config, jobs: list[JobConfig], file: str) -> None:
+    """A price row that no job uses, spelled close to the model of a job that has no price: a
+    typo, which would leave that job's summary and estimates without a cost."""
+    unpriced = {job.model.lower() for job in jobs if config.cost.price(job.model) is None}
+    used = {job.model.lower() for job in jobs}
+    for name in config.cost.prices:
+        if name.lower() in used:
+            continue
+        close = difflib.get_close_matches(name.lower(), sorted(unpriced), n=1, cutoff=0.8)
+        if close:
+            log.warning(
+                f"{file}: cost.prices.{name}: no job uses this model (did you mean {close[0]}?); "
+                f"{close[0]} has no price, so its cost is not shown"
+            )
 
 
 def orjson_loads(raw: bytes) -> Any:

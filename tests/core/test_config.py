@@ -357,3 +357,25 @@ def test_warnings_name_the_key_path(tmp_path: Path, caplog: pytest.LogCaptureFix
         for m in messages
     ), messages
     assert any("allowed_dirs[1]" in m and "is not a folder" in m for m in messages), messages
+
+
+def test_a_misspelt_price_row_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A price for 'glm-4v-flsh' while the job runs glm-4v-flash: said at start, since the
+    summary would silently show no cost; a row another job uses (glm-4v-plus, close to job w's
+    glm-4v-plus-0111) or for a model no job is near says nothing."""
+    row = {"input_per_1k": 0.1, "output_per_1k": 0.1}
+    jobs = [
+        JOB,
+        {**JOB, "name": "u", "model": "glm-4v-plus", "output": "out/u.jsonl"},
+        {**JOB, "name": "w", "model": "glm-4v-plus-0111", "output": "out/w.jsonl"},
+    ]
+    prices = {"glm-4v-flsh": row, "glm-4v-plus": row, "glm-4.5v": row}
+    path = write_config(tmp_path, jobs=jobs, cost={"prices": prices})
+    with caplog.at_level("WARNING", logger="runner"):
+        load_config(path, environ=ENV)
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "cost.prices.glm-4v-flsh: no job uses this model (did you mean glm-4v-flash?); "
+        "glm-4v-flash has no price, so its cost is not shown"
+    ]

@@ -22,6 +22,23 @@ from runner.errors import (
 
 MAX_CODES = 3  # error codes listed with examples; the rest are counted on the last one
 
+# What a GLM business code means, in a few words: the summary lists URLs, not messages, and
+# "1301 ×2" alone sends a newcomer to the docs (glm-api.md; the message is in each record)
+CODE_LABELS = {
+    "1210": "invalid parameters",
+    "1213": "a required field missing",
+    "1214": "a field value invalid",
+    "1261": "prompt too long",
+    "1300": "blocked by policy",
+    "1301": "unsafe content",
+    "1302": "concurrency limit",
+    "1303": "rate limit",
+    "1305": "overloaded",
+    "1312": "model overloaded",
+    "sensitive": "answer blocked",
+    "local_file": "local file gone or changed",
+}
+
 # Most serious first: a config error or a stopped API needs a person before anything else; then
 # new error records; then "come back later" (75); 0 only when every job agrees.
 SEVERITY = {EXIT_CONFIG: 4, EXIT_API_STOPPED: 4, EXIT_SOME_ERRORS: 3, EXIT_TEMPFAIL: 2, EXIT_OK: 0}
@@ -134,7 +151,8 @@ def error_lines(stats: JobStats) -> list[str]:
     for code, n in codes[:MAX_CODES]:
         examples = stats.error_examples.get(code, [])
         more = f", … {fmt_int(n - len(examples))} more" if n > len(examples) else ""
-        out.append(f"  {code} ×{fmt_int(n)}: {', '.join(examples)}{more}")
+        label = f" ({CODE_LABELS[code]})" if code in CODE_LABELS else ""
+        out.append(f"  {code}{label} ×{fmt_int(n)}: {', '.join(examples)}{more}")
     rest = codes[MAX_CODES:]
     if rest:
         n = sum(c for _, c in rest)

@@ -247,9 +247,9 @@ def test_failing_run_lists_errors_by_code_with_urls(tmp_path: Path) -> None:
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[0] == "t: ok 5, errors 4 (1 invalid line) — 9/9 done"
-    assert lines[1] == f"  1301 ×2: {urls[1]}, {urls[5]}"
-    assert lines[2] in (f"  1210 ×1: {urls[6]}", "  invalid_input ×1: line 9")
-    assert lines[3] in (f"  1210 ×1: {urls[6]}", "  invalid_input ×1: line 9")
+    assert lines[1] == f"  1301 (unsafe content) ×2: {urls[1]}, {urls[5]}"  # what 1301 is
+    rest = {f"  1210 (invalid parameters) ×1: {urls[6]}", "  invalid_input ×1: line 9"}
+    assert {lines[2], lines[3]} == rest
     assert lines[4].startswith("  requests 8 · via realtime")  # 5 ok + 3 errors, no retry
     assert len(lines) == 6
     quiet = invoke(str(cfg), "-q")  # nothing new now: the rerun is a no-op, and quiet
@@ -296,8 +296,8 @@ def test_summary_stays_short_with_many_error_codes() -> None:
     lines = summary_lines(s, price=Price(), currency="CNY")
     assert len(lines) <= 6
     assert (
-        lines[1]
-        == "  1301 ×5: https://x/1301/0.jpg, https://x/1301/1.jpg, https://x/1301/2.jpg, … 2 more"
+        lines[1] == "  1301 (unsafe content) ×5: https://x/1301/0.jpg, https://x/1301/1.jpg, "
+        "https://x/1301/2.jpg, … 2 more"
     )
     assert lines[3].endswith("; 3 more in 2 other codes: glmrun status --errors")
     assert lines[-1] == "  tokens 123,456 in / 3,456 out · 0.5076 CNY"  # 126,912 x 0.004 / 1k

@@ -382,3 +382,18 @@ def test_dry_run_and_summary_fit_a_narrow_terminal(
     lines = out.getvalue().splitlines()
     assert len(lines) > 6 and all(len(line) <= 44 for line in lines), lines
     assert any(line.startswith("    ") for line in lines)  # a wrapped continuation
+
+
+def test_status_fits_a_narrow_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """glmrun status (and --errors, whose lines carry the API's message) at 44 columns: no line
+    wider, continuations indented."""
+    import os
+
+    urls = make_urls(4)
+    cfg = write_config(tmp_path, urls, simulator={"url_faults": {urls[1]: ["1301"]}})
+    assert invoke(str(cfg)).exit_code == 1
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((44, 24)))
+    monkeypatch.setattr("runner.cli.status._stdout", Tty)  # CliRunner's stdout is no terminal
+    lines = invoke("status", str(cfg), "--errors").stdout.splitlines()
+    assert len(lines) > 4 and all(len(line) <= 44 for line in lines), lines
+    assert any("System detected" in line for line in lines)

@@ -23,7 +23,9 @@ import yaml
 from runner.config.schema import Config, Invalid, JobConfig, Secret, show
 from runner.core.models import unknown_model
 from runner.core.params import validate_params
+from runner.core.templates import TEXT_INPUT_FIELDS, field_names, template_texts
 from runner.errors import ConfigError
+from runner.io.inputs import detect_format
 from runner.io.prepare import resolve_turn_media
 
 # libyaml's parser when PyYAML has it: the same safe types, about 20x faster than the pure-Python
@@ -87,7 +89,8 @@ def load_config(
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+        hint = _yaml_hint(problem, getattr(exc, "context", None), text, mark)
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}{hint}") from None
     if data is None:
         raise ConfigError(f"{path}: the config is empty; it needs at least a 'jobs' list")
     config = build(Config, data, str(path))
@@ -119,6 +122,7 @@ def load_config(
     _warn_params(jobs, str(path))
     _check_models(config, jobs, str(path))
     _warn_prices(config, jobs, str(path))
+    _warn_text_fields(jobs, str(path))
     local = dataclasses.replace(
         config.local_files,
         allowed_dirs=[
@@ -151,6 +155,31 @@ def _check_not_read(output: Path, i: int, jobs: list[JobConfig], config: Path) -
                 f"appended to the output; give it a file of its own, such as "
                 f"{output.parent / 'out' / jobs[i].name}.jsonl"
             )
+
+
+def _yaml_hint(problem: str, context: str | None, text: str, mark: Any) -> str:
+    """What usually causes libyaml's ``problem`` in a hand-written config, as a hint."""
+    char = ""
+    if mark is not None:
+        lines = text.splitlines()
+        if mark.line < len(lines) and mark.column < len(lines[mark.line]):
+            char = lines[mark.line][mark.column]
+    if problem.startswith("mapping values are not allowed"):
+        return " (a value containing ': ' needs quotes: prompt: \"Describe: the image\")"
+    if problem.startswith("found character that cannot start any token"):
+        if char == "\t":
+            return " (a tab: YAML indents with spaces)"
+        if char in "@`%":
+            return f" (a value starting with {char} needs quotes)"
+    if problem == "did not find expected key" and context == "while parsing a block mapping":
+        return " (check this line's indentation against the lines above, and that quotes close)"
+    if problem == "did not find expected '-' indicator":
+        return " (check the indentation: a list's items each start with '- ' in one column)"
+    if context == "while scanning a quoted scalar":
+        return " (a quote that is never closed)"
+    if context in ("while parsing a flow mapping", "while parsing a flow sequence"):
+        return " (a { } or [ ] that is not closed, or a value in it that needs quotes)"
+    return ""
 
 
 def _near_file(path: Path) -> str:
@@ -240,6 +269,21 @@ def _warn_prices(config: Config, jobs: list[JobConfig], file: str) -> None:
                 f"{file}: cost.prices.{name}: no job uses this model (did you mean {close[0]}?); "
                 f"{close[0]} has no price, so its cost is not shown"
             )
+
+
+def _warn_text_fields(jobs: list[JobConfig], file: str) -> None:
+    """``{title}`` in the prompt of a job reading plain URLs: no item has that field, so every
+    request would carry the braces as written (a template copied from a CSV or JSONL job)."""
+    for i, job in enumerate(jobs):
+        if detect_format(Path(job.input), job.input_format) != "text":
+            continue
+        for key, text in template_texts(job.prompt, job.system, job.messages):
+            unknown = [n for n in field_names(text) if n not in TEXT_INPUT_FIELDS]
+            if unknown:
+                log.warning(
+                    f"{file}: jobs[{i}].{key}: {{{unknown[0]}}} is no field of a plain-text "
+                    f"input (it has {', '.join(TEXT_INPUT_FIELDS)}), so it is sent as written"
+                )
 
 
 def orjson_loads(raw: bytes) -> Any:

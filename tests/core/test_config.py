@@ -128,6 +128,33 @@ BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
     ("invalid-yaml-tab", {"raw": "api:\n\tbase_url: simulator\n"}, ["invalid YAML", "line 2"]),
     ("empty-file", {"raw": ""}, ["config is empty", "jobs"]),
     (
+        "yaml-colon-in-a-value",
+        {"raw": "jobs:\n  - name: a\n    prompt: Describe: the image\n"},
+        ["(line 3, column 21)", "a value containing ': ' needs quotes"],
+    ),
+    (
+        "yaml-indentation",
+        {"raw": "api:\n  base_url: simulator\n timeout_s: 5\n"},
+        ["(line 3, column 2)", "check this line's indentation"],
+    ),
+    (
+        "yaml-tab-hint",
+        {"raw": "api:\n\tbase_url: simulator\n"},
+        ["a tab: YAML indents with spaces"],
+    ),
+    ("yaml-at-sign", {"raw": "api: {api_key_env: @KEY}\n"}, ["starting with @ needs quotes"]),
+    ("yaml-open-quote", {"raw": "jobs: [{name: 'a}]\n"}, ["a quote that is never closed"]),
+    (
+        "yaml-open-brace",
+        {"raw": "api: {base_url: simulator\n"},
+        ["a { } or [ ] that is not closed"],
+    ),
+    (
+        "yaml-list-indent",
+        {"raw": "jobs:\n  - name: a\n   - name: b\n"},
+        ["(line 3, column 4)", "a list's items each start with '- ' in one column"],
+    ),
+    (
         "duplicate-section",
         {"raw": "limits: {concurrency: 4}\napi: {base_url: simulator}\nlimits: {rpm: 5}\n"},
         ["(line 3, column 1)", "'limits' appears twice", "first on line 1"],
@@ -378,4 +405,32 @@ def test_a_misspelt_price_row_is_a_warning(
     assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
         "cost.prices.glm-4v-flsh: no job uses this model (did you mean glm-4v-flash?); "
         "glm-4v-flash has no price, so its cost is not shown"
+    ]
+
+
+def test_a_field_plain_urls_do_not_have_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`{title}` in the prompt of a job reading one URL per line would be sent as written in
+    every request: said at start, naming the key; fields a text item has, JSON braces, and
+    a CSV job's columns say nothing."""
+    jobs = [
+        {**JOB, "prompt": 'Is this a {title}? Answer {"yes": true} for {url}, line {line_no}'},
+        {**JOB, "name": "c", "input": "p.csv", "output": "out/c.jsonl", "prompt": "A {title}?"},
+        {
+            **JOB,
+            "name": "m",
+            "output": "out/m.jsonl",
+            "prompt": "ok",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi {name}"}]}],
+        },
+    ]
+    path = write_config(tmp_path, jobs=jobs)
+    with caplog.at_level("WARNING", logger="runner"):
+        load_config(path, environ=ENV)
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "jobs[0].prompt: {title} is no field of a plain-text input (it has url, key, id, "
+        "line_no), so it is sent as written",
+        "jobs[2].messages[0].content[0].text: {name} is no field of a plain-text input (it has "
+        "url, key, id, line_no), so it is sent as written",
     ]

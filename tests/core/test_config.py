@@ -325,8 +325,9 @@ def test_a_key_pasted_into_api_key_env_is_never_shown(tmp_path: Path) -> None:
     [
         ({"limits": {"rpm": 100.5}}, "limits.rpm: expected an integer, found 100.5"),
         ({"api": {"timeout_s": 0}}, "api.timeout_s: expected a number > 0, found 0"),
+        ({"limits": {"rpm": "100.5"}}, "limits.rpm: expected an integer, found '100.5'"),
     ],
-    ids=["optional-int-says-no-null", "zero-as-written"],
+    ids=["optional-int-says-no-null", "zero-as-written", "no-unquote-hint-for-a-fraction"],
 )
 def test_messages_use_the_users_words(
     tmp_path: Path, sections: dict[str, Any], expected: str

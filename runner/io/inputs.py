@@ -11,6 +11,7 @@ never stop the reader: each bad line becomes an ``InvalidLine`` that the engine 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
 import re
@@ -272,9 +273,11 @@ def item_from_obj(obj: dict[str, Any], line_no: int) -> Item:
     """One JSONL object -> Item; a ValueError names what is wrong with it."""
     unknown = set(obj) - _JSONL_KEYS
     if unknown:
+        names = sorted(unknown)
+        close = difflib.get_close_matches(names[0], sorted(_JSONL_KEYS), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if len(names) == 1 and close else ""
         raise ValueError(
-            f"unknown field(s) {', '.join(sorted(unknown))}; "
-            f"expected {', '.join(sorted(_JSONL_KEYS))}"
+            f"unknown field(s) {', '.join(names)}{hint}; expected {', '.join(sorted(_JSONL_KEYS))}"
         )
     raw_id = obj.get("id", obj.get("custom_id"))
     if raw_id is not None and (

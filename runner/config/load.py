@@ -34,7 +34,7 @@ _BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _MERGE = "tag:yaml.org,2002:merge"
 
 
-class SAFE_LOADER(_BASE_LOADER):  # type: ignore[misc,valid-type]  # a class chosen at import
+class StrictLoader(_BASE_LOADER):  # type: ignore[misc,valid-type]  # a class chosen at import
     """The safe loader, refusing a key written twice in one mapping: plain YAML keeps the last
     silently, so a second ``limits:`` block would quietly undo the first."""
 
@@ -60,7 +60,8 @@ def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) 
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
-SAFE_LOADER.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+SAFE_LOADER = StrictLoader
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

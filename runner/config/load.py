@@ -2,7 +2,11 @@
 
 Every mistake is a ``ConfigError`` whose message names the file, the key path, what was
 expected and what was found (``config.yaml: limits.concurency: unknown key (did you mean
-concurrency?)``). ``build`` is generic over the dataclasses of ``runner.config.schema``.
+concurrency?)``), and how to fix it where that is known (a YAML syntax error's usual cause, a
+number in quotes, a key written twice). ``build`` is generic over the dataclasses of
+``runner.config.schema``. What is probably a mistake but may be meant (an unknown parameter or
+proxy model, an allowed folder that does not exist yet, a price row no job uses, a ``{field}``
+a plain URL list cannot fill) is a warning naming the key, and the run goes on.
 """
 
 from __future__ import annotations

@@ -98,6 +98,7 @@ def load_config(
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}{hint}") from None
     if data is None:
         raise ConfigError(f"{path}: the config is empty; it needs at least a 'jobs' list")
+    _check_job_items(data, str(path))
     config = build(Config, data, str(path))
     base = path.resolve().parent
     jobs = [
@@ -110,7 +111,7 @@ def load_config(
     ]
     outputs: dict[Path, str] = {}
     for i, job in enumerate(jobs):  # the same file spelled two ways (./x, a/../x, a link)
-        if job.output_path.is_dir():
+        if job.output_path.is_dir() or config.jobs[i].output_file.endswith(("/", os.sep)):
             raise ConfigError(
                 f"{path}: jobs[{i}].output: {job.output_path} is a folder; name a file in it, "
                 f"such as {job.output_path / job.name}.jsonl"
@@ -159,6 +160,21 @@ def _check_not_read(output: Path, i: int, jobs: list[JobConfig], config: Path) -
                 f"{config}: jobs[{i}].output: {output} is also {what}, and records are "
                 f"appended to the output; give it a file of its own, such as "
                 f"{output.parent / 'out' / jobs[i].name}.jsonl"
+            )
+
+
+def _check_job_items(data: Any, file: str) -> None:
+    """``jobs:`` written with a ``- `` before every key makes each key a job of its own; the
+    first then misses its other keys, which a plain 'missing required key' does not explain."""
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    if not isinstance(jobs, list) or len(jobs) < 2:
+        return
+    if all(isinstance(j, dict) and len(j) == 1 for j in jobs):
+        keys = [next(iter(j)) for j in jobs]
+        if len(set(keys)) == len(keys) and {"input", "output"} & set(keys):
+            raise ConfigError(
+                f"{file}: jobs: each '- ' starts a new job, and here every key has its own "
+                f"({', '.join(keys)}); write the '- ' once per job, its keys indented under it"
             )
 
 
@@ -299,7 +315,8 @@ def build(cls: type[_T], data: Any, file: str, keypath: str = "") -> _T:
     """Build dataclass ``cls`` from parsed YAML, with errors naming ``file`` and ``keypath``."""
     where = keypath or "top level"
     if not isinstance(data, dict):
-        raise ConfigError(f"{file}: {where}: expected a mapping, found {_describe(data)}")
+        hint = f" (write api: {{base_url: {data}}})" if keypath == "api" and data else ""
+        raise ConfigError(f"{file}: {where}: expected a mapping, found {_describe(data)}{hint}")
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     hints = typing.get_type_hints(cls)
     for key in data:

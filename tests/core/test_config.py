@@ -92,6 +92,21 @@ BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
         {"job": {"output": "config.yaml"}},
         ["jobs[0].output", "config.yaml is also the config file"],
     ),
+    (
+        "output-a-folder-with-a-slash",
+        {"job": {"output": "results/"}},
+        ["jobs[0].output", "results is a folder; name a file in it, such as", "results/t.jsonl"],
+    ),
+    (
+        "api-as-a-string",
+        {"raw": "api: simulator\njobs: [{name: a, input: i, output: o, model: m}]\n"},
+        ["api: expected a mapping, found 'simulator' (write api: {base_url: simulator})"],
+    ),
+    (
+        "a-dash-before-every-job-key",
+        {"raw": "jobs:\n  - name: a\n  - input: in.txt\n  - output: o.jsonl\n  - model: m\n"},
+        ["jobs: each '- ' starts a new job", "(name, input, output, model)"],
+    ),
     ("empty-jobs", {"jobs": []}, ["jobs", "at least one job"]),
     ("no-jobs", {"jobs": DELETE}, ["jobs", "missing required key"]),
     ("jobs-not-a-list", {"jobs": {"name": "t"}}, ["jobs", "expected a list"]),

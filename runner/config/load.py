@@ -30,6 +30,7 @@ from runner.core.params import validate_params
 from runner.core.templates import TEXT_INPUT_FIELDS, field_names, template_texts
 from runner.errors import ConfigError
 from runner.io.inputs import detect_format
+from runner.io.jsonl import foreign_first_line
 from runner.io.prepare import resolve_turn_media
 
 # libyaml's parser when PyYAML has it: the same safe types, about 20x faster than the pure-Python
@@ -118,6 +119,13 @@ def load_config(
             )
         real = job.output_path.resolve()
         _check_not_read(real, i, jobs, path)
+        foreign = foreign_first_line(real)
+        if foreign is not None:
+            raise ConfigError(
+                f"{path}: jobs[{i}].output: {real} is not a glmrun output (its first line, "
+                f"{foreign!r}, is not a JSON record) and records would be appended to it; "
+                "name a new file"
+            )
         if real in outputs:
             raise ConfigError(
                 f"{path}: jobs[{i}].output: two jobs write to {real} "

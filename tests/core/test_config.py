@@ -450,3 +450,36 @@ def test_a_field_plain_urls_do_not_have_is_a_warning(
         "jobs[2].messages[0].content[0].text: {name} is no field of a plain-text input (it has "
         "url, key, id, line_no), so it is sent as written",
     ]
+
+
+@pytest.mark.parametrize(
+    ("content", "refused"),
+    [
+        (b"1\n2\n3\n", True),
+        (b"url,status\nhttps://e.org/a.jpg,ok\n", True),
+        (b"", False),
+        (b'{"url": "https://e.org/a.jpg", "status": "ok"}\nnot json\n', False),
+        (b'{"url": "https://e.org/a.jpg", "sta', False),  # the first record, torn by a kill
+        (b"\n\n" + b'{"url": "a", "status": "ok"}\n', False),
+    ],
+    ids=["numbers", "a-csv", "empty", "records-then-garbage", "torn-first-record", "blank-first"],
+)
+def test_an_output_that_is_not_glmruns_is_refused(
+    tmp_path: Path, content: bytes, refused: bool
+) -> None:
+    """An existing file whose first line is no record (a CSV, a list) would get records
+    appended: a config error naming it; a glmrun output, even torn, loads."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "t.jsonl").write_bytes(content)
+    path = write_config(tmp_path)
+    if not refused:
+        load_config(path, environ=ENV)
+        return
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=ENV)
+    first = content.split(b"\n")[0].decode()
+    assert str(info.value).endswith(
+        f"jobs[0].output: {tmp_path / 'out' / 't.jsonl'} is not a glmrun output (its first "
+        f"line, {first!r}, is not a JSON record) and records would be appended to it; "
+        "name a new file"
+    )

@@ -87,6 +87,12 @@ def load_config(
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found{_near_file(path)}") from None
+    except IsADirectoryError:
+        inside = sorted(p for p in path.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+        hint = f" (did you mean {inside[0]}?)" if len(inside) == 1 else ""
+        if 1 < len(inside) <= 5:
+            hint = f" (its YAML files: {', '.join(p.name for p in inside)})"
+        raise ConfigError(f"{path}: a folder, not a config file{hint}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
     try:

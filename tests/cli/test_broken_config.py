@@ -49,7 +49,7 @@ CASES = [
     ("utf16", _bytes(GOOD_JOB.encode("utf-16")), "cannot read config"),
     ("tabs", _text("api:\n\tbase_url: simulator\n"), "invalid YAML"),
     ("unclosed", _text("api: {base_url: simulator\n"), "invalid YAML"),
-    ("directory", _directory, "cannot read config"),
+    ("directory", _directory, "conf.d: a folder, not a config file"),
     ("missing", lambda tmp: tmp / "nope.yaml", "config file not found"),
     ("parent-is-a-file", _under_a_file, "cannot read config"),
     ("jobs-a-mapping", _text("jobs: {name: a}\n"), "jobs: expected a list"),

@@ -483,3 +483,17 @@ def test_an_output_that_is_not_glmruns_is_refused(
         f"line, {first!r}, is not a JSON record) and records would be appended to it; "
         "name a new file"
     )
+
+
+def test_a_folder_given_as_config_names_the_config_in_it(tmp_path: Path) -> None:
+    """`glmrun config/`: the message names the YAML file in it, or lists a few."""
+    path = write_config(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, environ=ENV)
+    assert str(info.value) == f"{tmp_path}: a folder, not a config file (did you mean {path}?)"
+    (tmp_path / "other.yml").write_text("jobs: []\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, environ=ENV)
+    assert str(info.value).endswith(
+        ": a folder, not a config file (its YAML files: config.yaml, other.yml)"
+    )

@@ -63,8 +63,9 @@ def is_noop(stats: JobStats) -> bool:
 
 
 def noop_line(stats: JobStats, input_name: str | None = None) -> str:
-    """``describe: nothing to do — 3,000 done (2 with permanent errors)``; with nothing done
-    either, what is wrong: the input (``input_name``, for an unsharded run) holds no items."""
+    """``describe: nothing to do — 3,000 done (2 with permanent errors: glmrun status
+    --errors)``; with nothing done either, what is wrong: the input (``input_name``, for an
+    unsharded run) holds no items."""
     if not stats.done_before and input_name:
         return (
             f"{stats.name}: nothing to do — {input_name} has no items (blank and # lines are "
@@ -72,7 +73,7 @@ def noop_line(stats: JobStats, input_name: str | None = None) -> str:
         )
     line = f"{stats.name}: nothing to do — {fmt_int(stats.done_before)} done"
     if stats.failed_before:
-        line += f" ({fmt_int(stats.failed_before)} with permanent errors)"
+        line += f" ({fmt_int(stats.failed_before)} with permanent errors: glmrun status --errors)"
     return line
 
 

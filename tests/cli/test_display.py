@@ -220,7 +220,9 @@ def test_noop_rerun_is_one_line_per_job(tmp_path: Path) -> None:
     assert invoke(str(cfg)).exit_code == 1
     again = invoke(str(cfg))
     assert again.exit_code == 0
-    assert again.stdout == "t: nothing to do — 6 done (1 with permanent errors)\n"
+    assert again.stdout == (  # and where to see them
+        "t: nothing to do — 6 done (1 with permanent errors: glmrun status --errors)\n"
+    )
     assert again.stderr == ""
     assert invoke(str(cfg), "-q").stdout == ""
 

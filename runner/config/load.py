@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import math
 import os
 import types
 import typing
@@ -204,7 +205,7 @@ def _yaml_hint(problem: str, context: str | None, text: str, mark: Any) -> str:
     if problem.startswith("found character that cannot start any token"):
         if char == "\t":
             return " (a tab: YAML indents with spaces)"
-        if char in "@`%":
+        if char and char in "@`%":
             return f" (a value starting with {char} needs quotes)"
     if problem == "did not find expected key" and context == "while parsing a block mapping":
         return " (check this line's indentation against the lines above, and that quotes close)"
@@ -423,7 +424,7 @@ def _unquote_hint(value: Any, tp: Any) -> str:
         number = float(value.strip().replace("_", ""))
     except ValueError:
         return ""
-    if int in wants and float not in wants and not number.is_integer():
+    if not math.isfinite(number) or int in wants and float not in wants and not number.is_integer():
         return ""
     plain = show(number) if abs(number) < 1e15 else value
     return f" (text, not a number: write {plain} without quotes)"

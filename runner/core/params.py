@@ -12,6 +12,7 @@ silently.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from runner.core.models import ModelCaps, caps_for, did_you_mean
@@ -95,7 +96,7 @@ def _unquote(value: Any, *, integer: bool = False) -> str:
         number = float(value.strip())
     except ValueError:
         return ""
-    if integer and not number.is_integer():
+    if not math.isfinite(number) or integer and not number.is_integer():
         return ""
     plain = str(int(number)) if number.is_integer() and abs(number) < 1e15 else value.strip()
     return f" (text, not a number: write {plain} without quotes)"

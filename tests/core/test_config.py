@@ -341,8 +341,14 @@ def test_a_key_pasted_into_api_key_env_is_never_shown(tmp_path: Path) -> None:
         ({"limits": {"rpm": 100.5}}, "limits.rpm: expected an integer, found 100.5"),
         ({"api": {"timeout_s": 0}}, "api.timeout_s: expected a number > 0, found 0"),
         ({"limits": {"rpm": "100.5"}}, "limits.rpm: expected an integer, found '100.5'"),
+        ({"retry": {"base_delay_s": "nan"}}, "retry.base_delay_s: expected a number, found 'nan'"),
     ],
-    ids=["optional-int-says-no-null", "zero-as-written", "no-unquote-hint-for-a-fraction"],
+    ids=[
+        "optional-int-says-no-null",
+        "zero-as-written",
+        "no-unquote-hint-for-a-fraction",
+        "no-unquote-hint-for-nan",
+    ],
 )
 def test_messages_use_the_users_words(
     tmp_path: Path, sections: dict[str, Any], expected: str
@@ -496,4 +502,18 @@ def test_a_folder_given_as_config_names_the_config_in_it(tmp_path: Path) -> None
         load_config(tmp_path, environ=ENV)
     assert str(info.value).endswith(
         ": a folder, not a config file (its YAML files: config.yaml, other.yml)"
+    )
+
+
+def test_a_yaml_mark_past_the_line_gets_no_made_up_hint() -> None:
+    """A problem marked past the end of its line names no character that is not there."""
+    from types import SimpleNamespace
+
+    from runner.config.load import _yaml_hint
+
+    problem = "found character that cannot start any token"
+    past = SimpleNamespace(line=0, column=9)
+    assert _yaml_hint(problem, None, "a: b\n", past) == ""
+    assert _yaml_hint(problem, None, "a: `b`\n", SimpleNamespace(line=0, column=3)) == (
+        " (a value starting with ` needs quotes)"
     )

@@ -138,7 +138,11 @@ def test_price_lookup_ignores_case() -> None:
 
 
 def test_a_quoted_fraction_for_max_tokens_gets_no_unquote_hint() -> None:
-    """'1.5' without its quotes would still be wrong for max_tokens: no hint that says so."""
+    """'1.5' without its quotes would still be wrong for max_tokens, and 'nan' is no number
+    either way: no hint that says otherwise."""
     with pytest.raises(ParamError) as info:
         validate_params("glm-4v", {"max_tokens": "1.5"})
     assert str(info.value) == "expected an integer, found '1.5'"
+    with pytest.raises(ParamError) as info:
+        validate_params("glm-4v", {"temperature": "nan"})
+    assert str(info.value) == "expected a number, found 'nan'"

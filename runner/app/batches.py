@@ -38,6 +38,7 @@ from runner.io.batch_state import (
     JobState,
     chunk_view,
     load_state,
+    owned_state,
     save_state,
     saved_at,
     state_path,
@@ -80,7 +81,7 @@ def tracked_rows(jobs: list[JobConfig]) -> list[dict[str, Any]]:
     rows = []
     for job in (part for j in jobs for part in job_parts(j)):
         path = state_path(job)
-        state = load_state(path)
+        state = owned_state(job)
         if state is None:
             continue
         at = saved_at(path)
@@ -121,6 +122,12 @@ async def cancel(config: Config, job_name: str | None) -> list[str]:
         state = load_state(path)
         if state is None:
             return f"{_label(job)}: no tracked batches"
+        if state.output not in ("", job.output_path.name):
+            return (
+                f"{_label(job)}: the batches in {job.work_dir} are those of {state.output} (this"
+                " job's output before, or another config's job of this name): cancel them with"
+                f" the config that writes {state.output}"
+            )
         lock = RunLock(job.output_path)
         lock.acquire()
         try:
@@ -218,7 +225,7 @@ async def get_batch(config: Config, batch_id: str) -> dict[str, Any]:
 def chunks_tracking(config: Config, batch_id: str) -> Iterator[tuple[str, dict[str, Any]]]:
     """(job name, chunk fields) for each chunk of the config's jobs that tracks ``batch_id``."""
     for job in (part for j in config.jobs for part in job_parts(j)):
-        state = load_state(state_path(job))
+        state = owned_state(job)
         for chunk in state.chunks if state else []:
             d = describe(chunk)
             if d["batch_id"] == batch_id:

@@ -279,6 +279,9 @@ async def _run_job(
                     plan, index = await _planned(
                         stopper, plan_job, job, config, stopper.flag, keep=KEEP_PENDING, save=True
                     )
+            in_batches = (
+                set() if plan.route == "batch" else await _planned(stopper, _open_batch_keys, job)
+            )
         except PlanStopped:
             log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
             return JobStats(job.name)
@@ -310,7 +313,7 @@ async def _run_job(
                 if plan.route == "batch":
                     return await _run_batch(parts, plan, pending, stopper, options.no_wait)
                 sent = Sent() if guess is not None else None
-                run = functools.partial(_run_realtime, parts, stopper)
+                run = functools.partial(_run_realtime, parts, stopper, in_batches)
                 await run(pending if sent is None else sent.record(pending))
                 if stream is not None:
                     await _end_stream(stream, stopper)
@@ -319,6 +322,8 @@ async def _run_job(
                     await _after_guess(
                         job, config, options, index, guess, sent, stopper, run, batch
                     )
+                if in_batches and not stopper.event.is_set():  # collect them as a batch run does
+                    return await _run_batch(parts, plan, iter(()), stopper, options.no_wait)
                 return stats
         finally:
             writer.close()
@@ -447,10 +452,37 @@ async def _run_batch(
         stopper.current = None
 
 
+def _open_batch_keys(job: JobConfig) -> set[int]:
+    """Keys in the job's batches still running: a realtime run must not pay for them again
+    (batch modules only for a job that has a work folder)."""
+    if not job.work_dir.is_dir():
+        return set()
+    from runner.io.batch_state import open_batch_keys
+
+    keys = open_batch_keys(job)
+    if keys:
+        log.info(
+            "lines in batches still running are left to them",
+            extra={"job": job.name, "lines": len(keys)},
+        )
+    return keys
+
+
+def _not_in(
+    pending: Iterator[tuple[int, Item | InvalidLine]], keys: set[int]
+) -> Iterator[tuple[int, Item | InvalidLine]]:
+    return ((h, item) for h, item in pending if h not in keys)
+
+
 async def _run_realtime(
-    parts: JobParts, stopper: SignalStop, pending: Iterator[tuple[int, Item | InvalidLine]]
+    parts: JobParts,
+    stopper: SignalStop,
+    in_batches: set[int],
+    pending: Iterator[tuple[int, Item | InvalidLine]],
 ) -> JobStats:
     engine = make_realtime_engine(parts)
+    if in_batches:
+        pending = _not_in(pending, in_batches)
     task = asyncio.ensure_future(engine.run(pending))
     stopper.current = task
     try:

@@ -12,15 +12,12 @@ import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from runner.core.params import ParamError, validate_params
 from runner.core.shard import Shard, shard_max_queued, shard_output_name, shard_work_name
 from runner.core.templates import TemplateError, check_turns
 from runner.errors import ConfigError
-
-if TYPE_CHECKING:
-    pass
 
 SIMULATOR = "simulator"
 DEFAULT_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"

@@ -70,7 +70,12 @@ def chunk_names(index: int) -> tuple[str, str]:
 def fsync_replace(tmp: Path, final: Path) -> None:
     """Rename ``tmp`` over ``final`` and fsync the folder, so the new name survives a power cut."""
     os.replace(tmp, final)
-    fd = os.open(final.parent, os.O_RDONLY)
+    fsync_dir(final.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make the folder's entries (a new or renamed file) survive a power cut."""
+    fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:

@@ -27,8 +27,9 @@ from runner.core.batch_states import (
     chunk_of,
     describe,
 )
-from runner.errors import GlmrunError, OutputError
-from runner.io.batch_files import fsync_replace, iter_sidecar_hashes
+from runner.errors import ConfigError, GlmrunError, OutputError, RunLocked
+from runner.io.batch_files import fsync_dir, fsync_replace, iter_sidecar_hashes
+from runner.io.store import RunLock
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -46,6 +47,9 @@ class JobState:
     config_hash: str
     chunks: list[ChunkState] = field(default_factory=list)
     cancelled: bool = False
+    # the name of the output file the chunks are collected into (in the work folder's parent
+    # folder); "" in a state written before it was noted: taken to be the reader's own
+    output: str = ""
 
 
 def _to_json(obj: Any) -> Any:
@@ -98,29 +102,142 @@ def load_state(path: Path) -> JobState | None:
         config_hash=data.get("config_hash", ""),
         chunks=[state_from_json(c) for c in data.get("chunks", [])],
         cancelled=bool(data.get("cancelled", False)),
+        output=str(data.get("output", "")),
+    )
+
+
+def claim_state(job: JobConfig, config_hash: str) -> JobState:
+    """The job's state, for the output file this run appends to (and holds the lock of).
+
+    The work folder is named after the job, so two configs whose jobs share a name and an
+    output folder share it: a run of one would collect the other's batches into its own
+    output, and the other would then send those lines again. So a state notes its output. A
+    run of another output is refused while that output's chunks are not all collected or a
+    run of it holds its lock; once they are collected, the folder is taken over. The other
+    way round, a job renamed while its batches run would find no state under its new name and
+    send their lines again: a first run is refused while another work folder beside its own
+    has open chunks of the same output."""
+    path = state_path(job)
+    own = job.output_path.name
+    while True:
+        state = load_state(path)
+        if state is None:
+            _refuse_if_renamed(job)
+            state = JobState(job.name, os.urandom(4).hex(), config_hash, output=own)
+            if create_state(path, state):
+                return state
+            continue  # another run made one first: whose is it?
+        if state.output in ("", own):
+            state.output = own  # noted from the next save on
+            return state
+        _refuse_if_open(job, state)
+        lock = RunLock(job.output_path.with_name(state.output))
+        try:
+            lock.acquire()
+        except RunLocked:
+            raise ConfigError(_shared(job, state, "a run of it holds its lock now")) from None
+        try:
+            again = load_state(path)
+            if again is None or again.output != state.output:
+                continue  # it changed meanwhile: look again
+            _refuse_if_open(job, again)
+            state = JobState(job.name, os.urandom(4).hex(), config_hash, output=own)
+            save_state(path, state)
+            return state
+        finally:
+            lock.release()
+
+
+def owned_state(job: JobConfig) -> JobState | None:
+    """The job's saved state, or None when there is none or it belongs to another output."""
+    state = load_state(state_path(job))
+    if state is None or state.output not in ("", job.output_path.name):
+        return None
+    return state
+
+
+def _refuse_if_renamed(job: JobConfig) -> None:
+    own = job.output_path.name
+    for folder in sorted(job.work_dir.parent.glob("*/")):
+        if folder.name == job.work_dir.name:
+            continue
+        try:
+            other = load_state(folder / STATE_FILE)
+        except GlmrunError:
+            continue  # not a state glmrun can read: none of this job's
+        if other is not None and other.output == own and _open_chunks(other):
+            raise ConfigError(
+                f"{folder} tracks open batches of {own} under the job name {other.job!r}; as "
+                f"{job.name!r} this run would send their lines again: name the job "
+                f"{other.job!r} until they are collected"
+            )
+
+
+def _open_chunks(state: JobState) -> int:
+    return sum(1 for c in state.chunks if not isinstance(c, Collected))
+
+
+def _refuse_if_open(job: JobConfig, state: JobState) -> None:
+    n = _open_chunks(state)
+    if n:
+        chunks = "1 chunk is" if n == 1 else f"{n} chunks are"
+        raise ConfigError(_shared(job, state, f"{chunks} not collected yet"))
+
+
+def _shared(job: JobConfig, state: JobState, why: str) -> str:
+    return (
+        f"{job.work_dir} tracks the batches of {state.output} (this job's output before, or "
+        f"another config's job also named {job.name!r}), and {why}; this run writes "
+        f"{job.output_path.name} and must not collect them: write to {state.output} until "
+        "they are collected, or give this job another name or output folder"
     )
 
 
 def save_state(path: Path, state: JobState) -> None:
     """Atomic: temp file, fsync, rename, fsync the folder; a crash leaves the old or the new."""
+    tmp = _write_temp(path, state, ".tmp")
+    fsync_replace(tmp, path)
+
+
+def create_state(path: Path, state: JobState) -> bool:
+    """``save_state`` where no state file exists yet, atomically: False (nothing written) when
+    another run created one first. On a filesystem without hard links, a plain save."""
+    tmp = _write_temp(path, state, f".{os.getpid()}.new")
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError:  # no hard links here (some network and FAT filesystems)
+        if path.exists():
+            return False
+        fsync_replace(tmp, path)
+        return True
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+    return True
+
+
+def _write_temp(path: Path, state: JobState, suffix: str) -> Path:
     data = orjson.dumps(
         {
             "version": STATE_VERSION,
             "job": state.job,
             "tag": state.tag,
             "config_hash": state.config_hash,
+            "output": state.output,
             "cancelled": state.cancelled,
             "chunks": [state_to_json(c) for c in state.chunks],
         },
         option=orjson.OPT_INDENT_2,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(path.name + suffix)
     with open(tmp, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    fsync_replace(tmp, path)
+    return tmp
 
 
 def chunk_view(chunk: ChunkState, saved_at: float | None) -> dict[str, Any]:
@@ -146,7 +263,7 @@ def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
     """The job's chunks for ``glmrun status``: chunk_view() plus ``state`` as the remote status
     (the local state, lower-cased, before there is one) and ``finished`` once collected."""
     path = state_path(job)
-    state = load_state(path)
+    state = owned_state(job)
     at = saved_at(path)
     out = []
     for chunk in state.chunks if state else []:
@@ -160,6 +277,13 @@ def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def open_batch_keys(job: JobConfig) -> set[int]:
+    """Key hashes in the job's batches not yet collected (its own output's): a run that sends
+    realtime (mode realtime, or auto below the threshold) leaves them to their batches."""
+    state = owned_state(job)
+    return tracked_hashes(job, state) if state is not None else set()
 
 
 def tracked_hashes(job: JobConfig, state: JobState) -> set[int]:

@@ -8,7 +8,6 @@ records here, as on the realtime path.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 
 from runner.config.schema import Config, JobConfig
@@ -20,7 +19,7 @@ from runner.core.records import invalid_input_record
 from runner.core.stats import JobStats
 from runner.engine.batch.driver import BatchDeps, BatchDriver
 from runner.errors import ComeBackLater, OutputError
-from runner.io.batch_state import JobState, load_state, state_path, tracked_hashes
+from runner.io.batch_state import claim_state, tracked_hashes
 from runner.io.store import ResultWriter
 
 log = logging.getLogger(__name__)
@@ -74,12 +73,9 @@ async def _run_batch_job(
     config: Config,
     deps: BatchDeps,
 ) -> JobStats:
-    path = state_path(job)
     chash = config_hash(job, config.batch)
-    state = load_state(path)
-    if state is None:
-        state = JobState(job.name, os.urandom(4).hex(), chash)
-    else:
+    state = claim_state(job, chash)
+    if state.chunks:
         state.chunks = [recovered(c) for c in state.chunks]
         if state.config_hash != chash:
             log.warning(

@@ -40,7 +40,7 @@ from runner.app.planning import (
 )
 from runner.app.signals import SignalStop, acquire_lock
 from runner.app.stream import Stream, plan_or_stream
-from runner.app.summary import job_exit_code, most_serious, summary_lines
+from runner.app.summary import for_terminal, job_exit_code, most_serious, summary_lines
 from runner.app.wiring import (
     JobParts,
     api_base_url,
@@ -157,22 +157,25 @@ def dry_run(
     """The plan, the first invalid input lines with their reasons, and a cost estimate."""
     from runner.core.cost import estimate, format_estimate  # --dry-run only
 
+    def say(line: str) -> None:
+        print("\n".join(for_terminal([line], out)), file=out)
+
     plan, _ = plan_job(job, config)
     plan = with_limit(plan, options.limit, config)
     result.plans.append(plan)
-    print(describe_plan(plan), file=out)
+    say(describe_plan(plan))
     shown = 0
     for item in read_job_items(job, config):
         if isinstance(item, InvalidLine):
             if shown == INVALID_SHOWN:
-                print("  ... (glmrun status --errors lists them once a run records them)", file=out)
+                say("  ... (glmrun status --errors lists them once a run records them)")
                 break
-            print(f"  invalid line {item.line_no}: {item.reason}", file=out)
+            say(f"  invalid line {item.line_no}: {item.reason}")
             shown += 1
     items = read_job_items(job, config)
     records = iter_job_lines(job)  # token averages from every output file of the job
     est = estimate(job, plan.pending, config.cost, items, records)
-    print(format_estimate(job, est, config.cost), file=out)
+    say(format_estimate(job, est, config.cost))
 
 
 INVALID_SHOWN = 5  # invalid input lines --dry-run lists
@@ -227,8 +230,9 @@ async def _each_job(
                 price=config.cost.price(job.model),
                 currency=config.cost.currency,
                 strict=options.strict,
+                input_name=None if job.shard else job.input_path.name,
             )
-            print("\n".join(lines), file=ctx.out, flush=True)
+            print("\n".join(for_terminal(lines, ctx.out)), file=ctx.out, flush=True)
     if stopper.event.is_set():
         result.later = None
 

@@ -52,6 +52,8 @@ def test_sigint_lets_in_flight_finish_writes_everything_and_exits_130(tmp_path: 
         assert proc.returncode == 130, stderr
         assert elapsed < 2 + 1  # grace_s = 2 in the test config
         assert "j: ok " in stdout and "interrupted by SIGINT" in stderr
+        # what to expect, and how not to wait for it
+        assert "grace period (a second signal stops at once) signal=SIGINT grace_s=2" in stderr
         records = read_records(out)
         assert (
             len(records) == sim.stats()["chat_requests"] < len(urls)

@@ -90,7 +90,10 @@ class GlmClient:
             async with self.session.get(self.base_url + "/", timeout=timeout) as resp:
                 await resp.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
-            raise ApiFailure(None, None, f"{type(exc).__name__}: {exc}", kind="connection") from exc
+            # aiohttp's text says what happened ("Cannot connect to host x:443 [Name or service
+            # not known]"); its class name is for a traceback, not for a person
+            why = str(exc) or type(exc).__name__
+            raise ApiFailure(None, None, why, kind="connection") from exc
         except (TimeoutError, aiohttp.ClientError):
             return  # something answered; per-request retries handle the rest
 

@@ -100,9 +100,12 @@ def fields(stats: JobStats, price: Any = None, currency: str = "CNY") -> list[tu
     if stats.done_before:
         out.append((5, f"({fmt_int(stats.done_before)} done before)"))
     out.append((3, f"{100.0 * done / total:.0f}%" if total else "100%"))
-    out.append((1, f"{rate:,.1f}/s"))
-    if rate > 0 and total > done:
-        out.append((2, f"eta {fmt_duration((total - done) / rate)}"))
+    if stats.route != "batch":
+        # a batch job's records arrive a whole batch at a time, after a wait the rate knows
+        # nothing of: its rate and ETA would say hours while the batches below say seconds
+        out.append((1, f"{rate:,.1f}/s"))
+        if rate > 0 and total > done:
+            out.append((2, f"eta {fmt_duration((total - done) / rate)}"))
     if stats.errors:
         out.append((1, f"err {fmt_int(stats.errors)}"))
         kinds = errors_by_kind(stats)

@@ -41,12 +41,12 @@ from runner.app.planning import (
 from runner.app.signals import SignalStop, acquire_lock
 from runner.app.stream import Stream, plan_or_stream
 from runner.app.summary import (
+    dry_run_sends,
+    for_terminal,
     job_exit_code,
     most_serious,
     still_remote,
     summary_lines,
-    to_send,
-    tracked_note,
 )
 from runner.app.wiring import (
     JobParts,
@@ -166,28 +166,28 @@ def dry_run(
     """The plan, the first invalid input lines with their reasons, and a cost estimate."""
     from runner.core.cost import estimate, format_estimate  # --dry-run only
 
+    def say(line: str) -> None:
+        print("\n".join(for_terminal([line], out)), file=out)
+
     plan, _ = plan_job(job, config)
     plan = with_limit(plan, options.limit, config)
     result.plans.append(plan)
-    print(describe_plan(plan), file=out)
+    say(describe_plan(plan))
     shown = 0
     for item in read_job_items(job, config):
         if isinstance(item, InvalidLine):
             if shown == INVALID_SHOWN:
-                print("  ... (glmrun status --errors lists them once a run records them)", file=out)
+                say("  ... (glmrun status --errors lists them once a run records them)")
                 break
-            print(f"  invalid line {item.line_no}: {item.reason}", file=out)
+            say(f"  invalid line {item.line_no}: {item.reason}")
             shown += 1
-    left, paid, queued = tracked_note(job) if job.mode != "realtime" else ("", 0, 0)
-    if left:
-        print(f"  tracked: {left}; {paid:,} lines already in batches", file=out)
-    sends = to_send(plan.pending, options.limit, paid, queued)
-    if options.limit is not None and sends < plan.pending - paid:
-        print(f"  --limit {options.limit:,}: this run sends {sends:,} of them", file=out)
+    notes, sends = dry_run_sends(job, plan.pending, options.limit)
+    for note in notes:
+        say(note)
     items = read_job_items(job, config)
     records = iter_job_lines(job)  # token averages from every output file of the job
     est = estimate(job, sends, config.cost, items, records)
-    print(format_estimate(job, est, config.cost), file=out)
+    say(format_estimate(job, est, config.cost))
 
 
 INVALID_SHOWN = 5  # invalid input lines --dry-run lists
@@ -242,8 +242,9 @@ async def _each_job(
                 price=config.cost.price(job.model),
                 currency=config.cost.currency,
                 strict=options.strict,
+                input_name=None if job.shard else job.input_path.name,
             )
-            print("\n".join(lines), file=ctx.out, flush=True)
+            print("\n".join(for_terminal(lines, ctx.out)), file=ctx.out, flush=True)
     if stopper.event.is_set():
         result.later = None
 
@@ -295,6 +296,9 @@ async def _run_job(
                     plan, index = await _planned(
                         stopper, plan_job, job, config, stopper.flag, keep=KEEP_PENDING, save=True
                     )
+            in_batches = (
+                set() if plan.route == "batch" else await _planned(stopper, _open_batch_keys, job)
+            )
         except PlanStopped:
             log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
             return JobStats(job.name)
@@ -326,7 +330,7 @@ async def _run_job(
                 if plan.route == "batch":
                     return await _run_batch(parts, plan, pending, stopper, options.no_wait)
                 sent = Sent() if guess is not None else None
-                run = functools.partial(_run_realtime, parts, stopper)
+                run = functools.partial(_run_realtime, parts, stopper, in_batches)
                 await run(pending if sent is None else sent.record(pending))
                 if stream is not None:
                     await _end_stream(stream, stopper)
@@ -335,6 +339,8 @@ async def _run_job(
                     await _after_guess(
                         job, config, options, index, guess, sent, stopper, run, batch
                     )
+                if in_batches and not stopper.event.is_set():  # collect them as a batch run does
+                    return await _run_batch(parts, plan, iter(()), stopper, options.no_wait)
                 return stats
         finally:
             writer.close()
@@ -465,10 +471,37 @@ async def _run_batch(
         stopper.current = None
 
 
+def _open_batch_keys(job: JobConfig) -> set[int]:
+    """Keys in the job's batches still running: a realtime run must not pay for them again
+    (batch modules only for a job that has a work folder)."""
+    if not job.work_dir.parent.is_dir():
+        return set()
+    from runner.io.batch_state import open_batch_keys
+
+    keys = open_batch_keys(job)
+    if keys:
+        log.info(
+            "lines in batches still running are left to them",
+            extra={"job": job.name, "lines": len(keys)},
+        )
+    return keys
+
+
+def _not_in(
+    pending: Iterator[tuple[int, Item | InvalidLine]], keys: set[int]
+) -> Iterator[tuple[int, Item | InvalidLine]]:
+    return ((h, item) for h, item in pending if h not in keys)
+
+
 async def _run_realtime(
-    parts: JobParts, stopper: SignalStop, pending: Iterator[tuple[int, Item | InvalidLine]]
+    parts: JobParts,
+    stopper: SignalStop,
+    in_batches: set[int],
+    pending: Iterator[tuple[int, Item | InvalidLine]],
 ) -> JobStats:
     engine = make_realtime_engine(parts)
+    if in_batches:
+        pending = _not_in(pending, in_batches)
     task = asyncio.ensure_future(engine.run(pending))
     stopper.current = task
     try:

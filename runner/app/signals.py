@@ -80,8 +80,8 @@ class SignalStop:
         self.signame = name
         self.event.set()
         log.warning(
-            "stopping: no new requests; in-flight ones get the grace period; "
-            "a second signal exits at once",
+            "stopping: no new requests; in-flight ones get the grace period "
+            "(a second signal stops at once)",
             extra={"signal": name, "grace_s": self.grace_s},
         )
         asyncio.get_running_loop().call_later(self.grace_s, self._cancel_current)

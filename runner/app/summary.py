@@ -10,7 +10,7 @@ batches the API keeps running (and billing) are named with the two ways on.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from runner.app.display import counted, fmt_duration, fmt_int, overall, spent
 from runner.config.schema import Config, JobConfig
@@ -25,6 +25,23 @@ from runner.errors import (
 )
 
 MAX_CODES = 3  # error codes listed with examples; the rest are counted on the last one
+
+# What a GLM business code means, in a few words: the summary lists URLs, not messages, and
+# "1301 ×2" alone sends a newcomer to the docs (glm-api.md; the message is in each record)
+CODE_LABELS = {
+    "1210": "invalid parameters",
+    "1213": "a required field missing",
+    "1214": "a field value invalid",
+    "1261": "prompt too long",
+    "1300": "blocked by policy",
+    "1301": "unsafe content",
+    "1302": "concurrency limit",
+    "1303": "rate limit",
+    "1305": "overloaded",
+    "1312": "model overloaded",
+    "sensitive": "answer blocked",
+    "local_file": "local file gone or changed",
+}
 
 # Most serious first: a config error or a stopped API needs a person before anything else; then
 # new error records; then "come back later" (75); 0 only when every job agrees.
@@ -49,20 +66,32 @@ def is_noop(stats: JobStats) -> bool:
     return stats.total == 0 and stats.done == 0 and stats.requests == 0 and not stats.left_pending
 
 
-def noop_line(stats: JobStats) -> str:
-    """``describe: nothing to do — 3,000 done (2 with permanent errors)``."""
+def noop_line(stats: JobStats, input_name: str | None = None) -> str:
+    """``describe: nothing to do — 3,000 done (2 with permanent errors: glmrun status
+    --errors)``; with nothing done either, what is wrong: the input (``input_name``, for an
+    unsharded run) holds no items."""
+    if not stats.done_before and input_name:
+        return (
+            f"{stats.label}: nothing to do — {input_name} has no items (blank and # lines are "
+            "skipped)"
+        )
     line = f"{stats.label}: nothing to do — {fmt_int(stats.done_before)} done"
     if stats.failed_before:
-        line += f" ({fmt_int(stats.failed_before)} with permanent errors)"
+        line += f" ({fmt_int(stats.failed_before)} with permanent errors: glmrun status --errors)"
     return line
 
 
 def summary_lines(
-    stats: JobStats, *, price: Any = None, currency: str = "CNY", strict: bool = False
+    stats: JobStats,
+    *,
+    price: Any = None,
+    currency: str = "CNY",
+    strict: bool = False,
+    input_name: str | None = None,
 ) -> list[str]:
     """The job's summary: counts, errors by code with examples, traffic, tokens, cost, time."""
     if is_noop(stats):
-        return [noop_line(stats)]
+        return [noop_line(stats, input_name)]
     done, total = overall(stats)
     head = f"{stats.label}: ok {fmt_int(stats.ok)}, errors {fmt_int(stats.errors)}"
     if stats.invalid:
@@ -89,6 +118,37 @@ def summary_lines(
     return lines
 
 
+def for_terminal(lines: list[str], out: IO[str]) -> list[str]:
+    """``lines`` as a person's terminal shows them: each wrapped at spaces to its width, the
+    continuation indented under the text, instead of the terminal cutting words and URLs in
+    two. Unchanged when ``out`` is not a terminal (a pipe, a file, cron): one line each."""
+    try:
+        if not out.isatty():
+            return lines
+    except (AttributeError, ValueError):  # a closed or unusual stream
+        return lines
+    import shutil
+    import textwrap
+
+    width = shutil.get_terminal_size().columns
+    wrapped: list[str] = []
+    for line in lines:
+        if len(line) <= width:
+            wrapped.append(line)
+            continue
+        indent = " " * (len(line) - len(line.lstrip()) + 4)
+        wrapped.extend(
+            textwrap.wrap(
+                line,
+                width=max(width, 20),
+                subsequent_indent=indent,
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+        )
+    return wrapped
+
+
 def plural(n: int, noun: str) -> str:
     return f"{fmt_int(n)} {noun}{'' if n == 1 else 's'}"
 
@@ -100,7 +160,8 @@ def error_lines(stats: JobStats) -> list[str]:
     for code, n in codes[:MAX_CODES]:
         examples = stats.error_examples.get(code, [])
         more = f", … {fmt_int(n - len(examples))} more" if n > len(examples) else ""
-        out.append(f"  {code} ×{fmt_int(n)}: {', '.join(examples)}{more}")
+        label = f" ({CODE_LABELS[code]})" if code in CODE_LABELS else ""
+        out.append(f"  {code}{label} ×{fmt_int(n)}: {', '.join(examples)}{more}")
     rest = codes[MAX_CODES:]
     if rest:
         n = sum(c for _, c in rest)
@@ -180,6 +241,18 @@ def tracked_note(job: JobConfig) -> tuple[str, int, int]:
     if state is None:
         return "", 0, 0
     return left_behind(state.chunks), *tracked_lines(state.chunks)
+
+
+def dry_run_sends(job: JobConfig, pending: int, limit: int | None) -> tuple[list[str], int]:
+    """``--dry-run``: what the job's tracked chunks hold and what ``--limit`` keeps (lines
+    for the person), and how many lines the run would pay for (the estimate's count). Any
+    mode: a job switched to realtime leaves its open batch chunks to them."""
+    left, paid, queued = tracked_note(job)
+    notes = [f"  tracked: {left}; {paid:,} lines already in batches"] if left else []
+    sends = to_send(pending, limit, paid, queued)
+    if limit is not None and sends < pending - paid:
+        notes.append(f"  --limit {limit:,}: this run sends {sends:,} of them")
+    return notes, sends
 
 
 def to_send(pending: int, limit: int | None, paid: int = 0, queued: int = 0) -> int:

@@ -57,7 +57,7 @@ async def api_base_url(config: Config, state_dir: Path | None = None) -> AsyncIt
     try:
         settings = settings_from_dict(config.simulator)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{config.path}: simulator: {exc}") from None
+        raise ConfigError(f"{config.path}: simulator.{exc}") from None
     sim = Simulator(settings, state_dir=state_dir or simulator_state_dir(config))
     base_url = await sim.start()
     try:

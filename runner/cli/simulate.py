@@ -61,7 +61,7 @@ def simulate(host: str, port: int, knobs: tuple[str, ...], state_dir: str | None
     try:
         settings = settings_from_dict(values)
     except (ValueError, TypeError) as exc:
-        click.echo(f"glmrun: simulator: {exc}", err=True)
+        click.echo(f"glmrun: --set {exc}", err=True)
         sys.exit(EXIT_CONFIG)
     try:
         serve(host, port, settings, Path(state_dir) if state_dir else None)

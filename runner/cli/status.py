@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import asdict
+from typing import IO
 
 import click
 import orjson
 
 from runner.app.status import collect, error_groups, exit_code, format_errors, format_status
+from runner.app.summary import for_terminal
 from runner.cli.common import count_option, fail, job_option, load_without_key, setup
 from runner.errors import GlmrunError
 
@@ -36,11 +38,8 @@ def status(
     except GlmrunError as exc:
         fail(exc)
     for s in statuses:
-        click.echo(
-            orjson.dumps(s.as_dict()).decode()
-            if as_json
-            else format_status(s, errors_hint=not show_errors)
-        )
+        text = format_status(s, errors_hint=not show_errors)
+        click.echo(orjson.dumps(s.as_dict()).decode() if as_json else _wrapped(text))
     if show_errors:
         try:
             for job in config.select(job_name):
@@ -49,7 +48,16 @@ def status(
                     data = {"job": job.name, "errors": [asdict(g) for g in groups]}
                     click.echo(orjson.dumps(data).decode())
                 else:
-                    click.echo("\n".join(format_errors(job.name, groups)))
+                    click.echo(_wrapped("\n".join(format_errors(job.name, groups))))
         except GlmrunError as exc:
             fail(exc)
     sys.exit(exit_code(statuses))
+
+
+def _wrapped(text: str) -> str:
+    """Lines broken between words on a narrow terminal (as the run's summary is)."""
+    return "\n".join(for_terminal(text.splitlines(), _stdout()))
+
+
+def _stdout() -> IO[str]:
+    return sys.stdout

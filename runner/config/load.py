@@ -2,7 +2,11 @@
 
 Every mistake is a ``ConfigError`` whose message names the file, the key path, what was
 expected and what was found (``config.yaml: limits.concurency: unknown key (did you mean
-concurrency?)``). ``build`` is generic over the dataclasses of ``runner.config.schema``.
+concurrency?)``), and how to fix it where that is known (a YAML syntax error's usual cause, a
+number in quotes, a key written twice). ``build`` is generic over the dataclasses of
+``runner.config.schema``. What is probably a mistake but may be meant (an unknown parameter or
+proxy model, an allowed folder that does not exist yet, a price row no job uses, a ``{field}``
+a plain URL list cannot fill) is a warning naming the key, and the run goes on.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import logging
+import math
 import os
 import types
 import typing
@@ -20,15 +25,49 @@ from urllib.parse import urlparse
 import orjson
 import yaml
 
-from runner.config.schema import Config, Invalid, JobConfig, Secret
+from runner.config.schema import Config, Invalid, JobConfig, Secret, show
 from runner.core.models import unknown_model
 from runner.core.params import validate_params
+from runner.core.templates import TEXT_INPUT_FIELDS, field_names, template_texts
 from runner.errors import ConfigError
+from runner.io.inputs import detect_format
+from runner.io.jsonl import foreign_first_line
 from runner.io.prepare import resolve_turn_media
 
 # libyaml's parser when PyYAML has it: the same safe types, about 20x faster than the pure-Python
 # one (8 ms of start-up for a 30-line config on a 2-core machine)
-SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_BASE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class StrictLoader(_BASE_LOADER):  # type: ignore[misc,valid-type]  # a class chosen at import
+    """The safe loader, refusing a key written twice in one mapping: plain YAML keeps the last
+    silently, so a second ``limits:`` block would quietly undo the first."""
+
+
+def _construct_mapping(loader: Any, node: yaml.MappingNode, deep: bool = False) -> Any:
+    first: dict[Any, yaml.Node] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == _MERGE:  # ``<<: *anchor`` merges; keys written after it override
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            seen = first.setdefault(key, key_node)
+        except TypeError:  # an unhashable key: the base constructor says so
+            continue
+        if seen is not key_node:
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                f"the key {key!r} appears twice in one mapping (first on line "
+                f"{seen.start_mark.line + 1}); keep one",
+                key_node.start_mark,
+            )
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+SAFE_LOADER = StrictLoader
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -48,7 +87,13 @@ def load_config(
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        raise ConfigError(f"{path}: config file not found{_near_file(path)}") from None
+    except IsADirectoryError:
+        inside = sorted(p for p in path.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
+        hint = f" (did you mean {inside[0]}?)" if len(inside) == 1 else ""
+        if 1 < len(inside) <= 5:
+            hint = f" (its YAML files: {', '.join(p.name for p in inside)})"
+        raise ConfigError(f"{path}: a folder, not a config file{hint}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
     try:
@@ -57,9 +102,11 @@ def load_config(
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: invalid YAML{where}: {problem}") from None
+        hint = _yaml_hint(problem, getattr(exc, "context", None), text, mark)
+        raise ConfigError(f"{path}: invalid YAML{where}: {problem}{hint}") from None
     if data is None:
         raise ConfigError(f"{path}: the config is empty; it needs at least a 'jobs' list")
+    _check_job_items(data, str(path))
     config = build(Config, data, str(path))
     base = path.resolve().parent
     jobs = [
@@ -72,7 +119,20 @@ def load_config(
     ]
     outputs: dict[Path, str] = {}
     for i, job in enumerate(jobs):  # the same file spelled two ways (./x, a/../x, a link)
+        if job.output_path.is_dir() or config.jobs[i].output_file.endswith(("/", os.sep)):
+            raise ConfigError(
+                f"{path}: jobs[{i}].output: {job.output_path} is a folder; name a file in it, "
+                f"such as {job.output_path / job.name}.jsonl"
+            )
         real = job.output_path.resolve()
+        _check_not_read(real, i, jobs, path)
+        foreign = foreign_first_line(real)
+        if foreign is not None:
+            raise ConfigError(
+                f"{path}: jobs[{i}].output: {real} is not a glmrun output (its first line, "
+                f"{foreign!r}, is not a JSON record) and records would be appended to it; "
+                "name a new file"
+            )
         if real in outputs:
             raise ConfigError(
                 f"{path}: jobs[{i}].output: two jobs write to {real} "
@@ -82,6 +142,8 @@ def load_config(
     jobs = [_load_schema(job, base, str(path), i) for i, job in enumerate(jobs)]
     _warn_params(jobs, str(path))
     _check_models(config, jobs, str(path))
+    _warn_prices(config, jobs, str(path))
+    _warn_text_fields(jobs, str(path))
     local = dataclasses.replace(
         config.local_files,
         allowed_dirs=[
@@ -92,6 +154,7 @@ def load_config(
         resolve_turn_media(job, local.allowed_dirs, base, str(path), i)
         for i, job in enumerate(jobs)
     ]
+    _check_allowed_dirs(local.allowed_dirs, str(path))
     config = dataclasses.replace(config, local_files=local)
     key = Secret(environ.get(config.api.api_key_env, ""))
     if not key and not config.api.is_simulator:
@@ -100,6 +163,81 @@ def load_config(
             "(export it, or use base_url: simulator to try glmrun without a key)"
         )
     return dataclasses.replace(config, jobs=jobs, path=path, api_key=key)
+
+
+def _check_not_read(output: Path, i: int, jobs: list[JobConfig], config: Path) -> None:
+    """An output that is a file glmrun reads (a job's input, the config itself) would get
+    records appended to it: the URL list, or the config, silently corrupted."""
+    reads = [(f"jobs[{n}].input", Path(job.input).resolve()) for n, job in enumerate(jobs)]
+    for what, file in [*reads, ("the config file", config.resolve())]:
+        if output == file:
+            raise ConfigError(
+                f"{config}: jobs[{i}].output: {output} is also {what}, and records are "
+                f"appended to the output; give it a file of its own, such as "
+                f"{output.parent / 'out' / jobs[i].name}.jsonl"
+            )
+
+
+def _check_job_items(data: Any, file: str) -> None:
+    """``jobs:`` written with a ``- `` before every key makes each key a job of its own; the
+    first then misses its other keys, which a plain 'missing required key' does not explain."""
+    jobs = data.get("jobs") if isinstance(data, dict) else None
+    if not isinstance(jobs, list) or len(jobs) < 2:
+        return
+    if all(isinstance(j, dict) and len(j) == 1 for j in jobs):
+        keys = [next(iter(j)) for j in jobs]
+        if len(set(keys)) == len(keys) and {"input", "output"} & set(keys):
+            raise ConfigError(
+                f"{file}: jobs: each '- ' starts a new job, and here every key has its own "
+                f"({', '.join(keys)}); write the '- ' once per job, its keys indented under it"
+            )
+
+
+def _yaml_hint(problem: str, context: str | None, text: str, mark: Any) -> str:
+    """What usually causes libyaml's ``problem`` in a hand-written config, as a hint."""
+    char = ""
+    if mark is not None:
+        lines = text.splitlines()
+        if mark.line < len(lines) and mark.column < len(lines[mark.line]):
+            char = lines[mark.line][mark.column]
+    if problem.startswith("mapping values are not allowed"):
+        return " (a value containing ': ' needs quotes: prompt: \"Describe: the image\")"
+    if problem.startswith("found character that cannot start any token"):
+        if char == "\t":
+            return " (a tab: YAML indents with spaces)"
+        if char and char in "@`%":
+            return f" (a value starting with {char} needs quotes)"
+    if problem == "did not find expected key" and context == "while parsing a block mapping":
+        return " (check this line's indentation against the lines above, and that quotes close)"
+    if problem == "did not find expected '-' indicator":
+        return " (check the indentation: a list's items each start with '- ' in one column)"
+    if context == "while scanning a quoted scalar":
+        return " (a quote that is never closed)"
+    if context in ("while parsing a flow mapping", "while parsing a flow sequence"):
+        return " (a { } or [ ] that is not closed, or a value in it that needs quotes)"
+    return ""
+
+
+def _near_file(path: Path) -> str:
+    """`` (did you mean c.yaml?)`` for a config named with a typo or the other extension."""
+    try:
+        found = {p.stem: p for p in path.parent.iterdir() if p.suffix in (".yaml", ".yml")}
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.stem, list(found), n=1, cutoff=0.75)
+    return f" (did you mean {found[close[0]]}?)" if close else ""
+
+
+def _check_allowed_dirs(dirs: list[str], file: str) -> None:
+    """A folder in ``local_files.allowed_dirs`` that does not exist is most likely a typo:
+    every local file would be refused. A warning, since it may be created before items need it."""
+    for i, folder in enumerate(dirs):
+        if not os.path.isdir(folder):
+            what = "is not a folder" if os.path.exists(folder) else "does not exist"
+            log.warning(
+                f"{file}: local_files.allowed_dirs[{i}]: {folder} {what}; "
+                "local files from it will be refused"
+            )
 
 
 def _load_schema(job: JobConfig, base: Path, file: str, i: int) -> JobConfig:
@@ -129,9 +267,9 @@ def _load_schema(job: JobConfig, base: Path, file: str, i: int) -> JobConfig:
 
 
 def _warn_params(jobs: list[JobConfig], file: str) -> None:
-    for job in jobs:
+    for i, job in enumerate(jobs):
         for warning in validate_params(job.model, job.params)[1]:
-            log.warning(f"{file}: jobs.{job.name}.{warning}")
+            log.warning(f"{file}: jobs[{i}].{warning}")
 
 
 ZHIPU_HOSTS = {"open.bigmodel.cn"}
@@ -150,7 +288,38 @@ def _check_models(config: Config, jobs: list[JobConfig], file: str) -> None:
             continue
         if zhipu:
             raise ConfigError(f"{file}: jobs[{i}].model: {problem}")
-        log.warning(f"{file}: jobs.{job.name}.model: {problem}; sent as given to the proxy")
+        log.warning(f"{file}: jobs[{i}].model: {problem}; sent as given to the proxy")
+
+
+def _warn_prices(config: Config, jobs: list[JobConfig], file: str) -> None:
+    """A price row that no job uses, spelled close to the model of a job that has no price: a
+    typo, which would leave that job's summary and estimates without a cost."""
+    unpriced = {job.model.lower() for job in jobs if config.cost.price(job.model) is None}
+    used = {job.model.lower() for job in jobs}
+    for name in config.cost.prices:
+        if name.lower() in used:
+            continue
+        close = difflib.get_close_matches(name.lower(), sorted(unpriced), n=1, cutoff=0.8)
+        if close:
+            log.warning(
+                f"{file}: cost.prices.{name}: no job uses this model (did you mean {close[0]}?); "
+                f"{close[0]} has no price, so its cost is not shown"
+            )
+
+
+def _warn_text_fields(jobs: list[JobConfig], file: str) -> None:
+    """``{title}`` in the prompt of a job reading plain URLs: no item has that field, so every
+    request would carry the braces as written (a template copied from a CSV or JSONL job)."""
+    for i, job in enumerate(jobs):
+        if detect_format(Path(job.input), job.input_format) != "text":
+            continue
+        for key, text in template_texts(job.prompt, job.system, job.messages):
+            unknown = [n for n in field_names(text) if n not in TEXT_INPUT_FIELDS]
+            if unknown:
+                log.warning(
+                    f"{file}: jobs[{i}].{key}: {{{unknown[0]}}} is no field of a plain-text "
+                    f"input (it has {', '.join(TEXT_INPUT_FIELDS)}), so it is sent as written"
+                )
 
 
 def orjson_loads(raw: bytes) -> Any:
@@ -161,7 +330,8 @@ def build(cls: type[_T], data: Any, file: str, keypath: str = "") -> _T:
     """Build dataclass ``cls`` from parsed YAML, with errors naming ``file`` and ``keypath``."""
     where = keypath or "top level"
     if not isinstance(data, dict):
-        raise ConfigError(f"{file}: {where}: expected a mapping, found {_describe(data)}")
+        hint = f" (write api: {{base_url: {data}}})" if keypath == "api" and data else ""
+        raise ConfigError(f"{file}: {where}: expected a mapping, found {_describe(data)}{hint}")
     fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
     hints = typing.get_type_hints(cls)
     for key in data:
@@ -204,7 +374,10 @@ def _convert(tp: Any, value: Any, file: str, keypath: str) -> Any:
                 return _convert(option, value, file, keypath)
             except ConfigError as exc:
                 errors.append(exc)
-        raise ConfigError(f"{file}: {keypath}: expected {_expected(tp)}, found {_describe(value)}")
+        raise ConfigError(
+            f"{file}: {keypath}: expected {_expected(tp)}, found {_describe(value)}"
+            f"{_unquote_hint(value, tp)}"
+        )
     if origin is Literal:
         allowed = typing.get_args(tp)
         if value in allowed:
@@ -235,13 +408,33 @@ def _convert(tp: Any, value: Any, file: str, keypath: str) -> Any:
         return float(value)
     if tp is str and isinstance(value, str):
         return value
-    raise ConfigError(f"{file}: {keypath}: expected {_expected(tp)}, found {_describe(value)}")
+    raise ConfigError(
+        f"{file}: {keypath}: expected {_expected(tp)}, found {_describe(value)}"
+        f"{_unquote_hint(value, tp)}"
+    )
+
+
+def _unquote_hint(value: Any, tp: Any) -> str:
+    """A number in quotes (``"8"``) or in a form YAML reads as text (``1e3``): say how to
+    write it so YAML reads a number."""
+    wants = {tp, *typing.get_args(tp)}
+    if not isinstance(value, str) or not wants & {int, float}:
+        return ""
+    try:
+        number = float(value.strip().replace("_", ""))
+    except ValueError:
+        return ""
+    if not math.isfinite(number) or int in wants and float not in wants and not number.is_integer():
+        return ""
+    plain = show(number) if abs(number) < 1e15 else value
+    return f" (text, not a number: write {plain} without quotes)"
 
 
 def _expected(tp: Any) -> str:
     origin = typing.get_origin(tp)
-    if origin in (Union, types.UnionType):
-        return " or ".join(_expected(t) for t in typing.get_args(tp))
+    if origin in (Union, types.UnionType):  # ``null`` is left out: one leaves the key out
+        options = [t for t in typing.get_args(tp) if t is not type(None)] or [type(None)]
+        return " or ".join(_expected(t) for t in options)
     if origin is Literal:
         return " or ".join(repr(a) for a in typing.get_args(tp))
     names = {

@@ -21,6 +21,7 @@ from runner.errors import ConfigError
 
 SIMULATOR = "simulator"
 DEFAULT_BASE_URL = "https://open.bigmodel.cn/api/paas/v4"
+API_MAX_FILE_BYTES = 100 * 1024 * 1024  # the Batch API refuses larger files (HTTP 435)
 
 _T = TypeVar("_T")
 
@@ -56,6 +57,13 @@ class Secret:
         return bool(self._value)
 
 
+def show(value: object) -> str:
+    """A number as the user likely wrote it: ``0``, not the ``0.0`` a float field made of it."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
 def positive(default: _T) -> _T:
     """A field whose value, when set, must be > 0 (checked by ``Section.__post_init__``)."""
     value: _T = field(default=default, metadata={"positive": True})
@@ -70,7 +78,7 @@ class Section:
         for f in dataclasses.fields(self):  # type: ignore[arg-type]  # subclasses are dataclasses
             value = getattr(self, f.name)
             if f.metadata.get("positive") and value is not None and value <= 0:
-                raise Invalid(f.name, f"expected a number > 0, found {value}")
+                raise Invalid(f.name, f"expected a number > 0, found {show(value)}")
 
 
 @dataclass(frozen=True)
@@ -87,21 +95,45 @@ class ApiConfig(Section):
             raise Invalid(
                 "jwt_ttl_s",
                 "expected at least 60 seconds (tokens are refreshed 30 s before expiry), "
-                f"found {self.jwt_ttl_s}",
+                f"found {show(self.jwt_ttl_s)}",
             )
-        if self.base_url != SIMULATOR and not re.match(r"^https?://[^/\s]+", self.base_url):
-            raise Invalid(
-                "base_url", f"expected 'simulator' or an http(s) URL, found {self.base_url!r}"
-            )
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", self.api_key_env):
-            raise Invalid(
-                "api_key_env", f"expected an environment variable name, found {self.api_key_env!r}"
-            )
+        if self.base_url != SIMULATOR:
+            _check_base_url(self.base_url)
+        _check_key_env(self.api_key_env)
         super().__post_init__()
 
     @property
     def is_simulator(self) -> bool:
         return self.base_url == SIMULATOR
+
+
+def _check_base_url(url: str) -> None:
+    if not re.match(r"^https?://[^/\s]+", url):
+        raise Invalid("base_url", f"expected 'simulator' or an http(s) URL, found {url!r}")
+    if re.search(r"\s", url):
+        raise Invalid("base_url", f"the URL contains whitespace: {url!r}")
+    if url.rstrip("/").endswith("/chat/completions"):
+        root = url.rstrip("/").removesuffix("/chat/completions")
+        raise Invalid(
+            "base_url",
+            f"expected the API root, found the chat endpoint {url!r}; write {root!r} "
+            "(glmrun adds /chat/completions, /files and /batches itself)",
+        )
+
+
+def _check_key_env(name: str) -> None:
+    """The *name* of the variable holding the key. A value that is not a name is never shown:
+    it is often the key itself, pasted into the config."""
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        return
+    if name.startswith("$") and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name[1:]):
+        raise Invalid("api_key_env", f"write the variable's name without the $: {name[1:]}")
+    raise Invalid(
+        "api_key_env",
+        "expected the name of the environment variable that holds the key (such as "
+        "ZHIPUAI_API_KEY), not the key itself (not shown here); remove it from the config and "
+        "export ZHIPUAI_API_KEY=... instead",
+    )
 
 
 @dataclass(frozen=True)
@@ -147,10 +179,18 @@ class BatchConfig(Section):
                 "max_requests_per_file",
                 f"the API allows at most 50000, found {self.max_requests_per_file}",
             )
+        if self.max_bytes_per_file > API_MAX_FILE_BYTES:
+            raise Invalid(
+                "max_bytes_per_file",
+                f"the API allows at most {API_MAX_FILE_BYTES} (100 MB), "
+                f"found {self.max_bytes_per_file}",
+            )
         if self.poll_interval_s < 0:
             raise Invalid(
-                "poll_interval_s", f"expected a number >= 0, found {self.poll_interval_s}"
+                "poll_interval_s", f"expected a number >= 0, found {show(self.poll_interval_s)}"
             )
+        if self.max_wait_s is not None and self.max_wait_s < 0:
+            raise Invalid("max_wait_s", f"expected a number >= 0, found {show(self.max_wait_s)}")
 
 
 @dataclass(frozen=True)
@@ -162,7 +202,7 @@ class RunConfig(Section):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.grace_s > 10:
-            raise Invalid("grace_s", f"expected at most 10 seconds, found {self.grace_s}")
+            raise Invalid("grace_s", f"expected at most 10 seconds, found {show(self.grace_s)}")
 
 
 @dataclass(frozen=True)
@@ -274,7 +314,7 @@ class PriceConfig:
                 raise Invalid(name, f"expected a number >= 0, found {getattr(self, name)}")
         if not 0 < self.batch_discount <= 1:
             raise Invalid(
-                "batch_discount", f"expected a factor in (0, 1], found {self.batch_discount}"
+                "batch_discount", f"expected a factor in (0, 1], found {show(self.batch_discount)}"
             )
 
 

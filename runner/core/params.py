@@ -12,6 +12,7 @@ silently.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from runner.core.models import ModelCaps, caps_for, did_you_mean
@@ -83,8 +84,22 @@ def validate_params(model: str, params: dict[str, Any]) -> tuple[dict[str, Any],
 
 def _number(key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ParamError(key, f"expected a number, found {value!r}")
+        raise ParamError(key, f"expected a number, found {value!r}{_unquote(value)}")
     return float(value)
+
+
+def _unquote(value: Any, *, integer: bool = False) -> str:
+    """`` (text, not a number: write 0.5 without quotes)`` for a number written in quotes."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return ""
+    if not math.isfinite(number) or integer and not number.is_integer():
+        return ""
+    plain = str(int(number)) if number.is_integer() and abs(number) < 1e15 else value.strip()
+    return f" (text, not a number: write {plain} without quotes)"
 
 
 def _two_decimals(key: str, value: float) -> None:
@@ -117,7 +132,9 @@ def _unit_interval(key: str, raw: Any, *, low: float) -> float:
 
 def _max_tokens(value: Any, caps: ModelCaps, model: str) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ParamError("max_tokens", f"expected an integer, found {value!r}")
+        raise ParamError(
+            "max_tokens", f"expected an integer, found {value!r}{_unquote(value, integer=True)}"
+        )
     if value < 1:
         raise ParamError("max_tokens", f"expected an integer >= 1, found {value}")
     if caps.max_output is not None and value > caps.max_output:

@@ -31,6 +31,32 @@ def has_fields(text: str) -> bool:
     return _FIELD.search(text) is not None
 
 
+# what every item of a plain-text input (one URL per line) has: nothing else can be filled in
+TEXT_INPUT_FIELDS = ("url", "key", "id", "line_no")
+
+
+def template_texts(
+    prompt: str, system: str | None, turns: list[dict[str, Any]]
+) -> Iterator[tuple[str, str]]:
+    """(key path, text) of every text a job fills from its items' fields."""
+    yield "prompt", prompt
+    if system:
+        yield "system", system
+    for i, turn in enumerate(turns):
+        content = turn.get("content")
+        if isinstance(content, str):
+            yield f"messages[{i}].content", content
+        elif isinstance(content, list):
+            for j, part in enumerate(content):
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    yield f"messages[{i}].content[{j}].text", part["text"]
+
+
+def field_names(text: str) -> list[str]:
+    """The ``{name}`` patterns of ``text``, in order."""
+    return _FIELD.findall(text)
+
+
 def substitute(text: str, fields: Mapping[str, Any]) -> str:
     """Replace ``{name}`` where ``name`` is a field; leave every other brace as it is."""
     if "{" not in text:

@@ -27,6 +27,7 @@ from runner.core.batch_states import (
     chunk_of,
     describe,
 )
+from runner.core.shard import shard_of_name
 from runner.errors import ConfigError, GlmrunError, OutputError, RunLocked
 from runner.io.batch_files import fsync_dir, fsync_replace, iter_sidecar_hashes
 from runner.io.store import RunLock
@@ -118,14 +119,14 @@ def claim_state(job: JobConfig, config_hash: str) -> JobState:
     run of another output is refused while that output's chunks are not all collected or a
     run of it holds its lock; once they are collected, the folder is taken over. The other
     way round, a job renamed while its batches run would find no state under its new name and
-    send their lines again: a first run is refused while another work folder beside its own
-    has open chunks of the same output."""
+    send their lines again: a run is refused while another work folder beside its own has
+    open chunks of the same output, or of the same job sharded otherwise."""
     path = state_path(job)
     own = job.output_path.name
+    refuse_if_tracked_elsewhere(job)
     while True:
         state = load_state(path)
         if state is None:
-            _refuse_if_renamed(job)
             state = JobState(job.name, os.urandom(4).hex(), config_hash, output=own)
             if create_state(path, state):
                 return state
@@ -159,8 +160,12 @@ def owned_state(job: JobConfig) -> JobState | None:
     return state
 
 
-def _refuse_if_renamed(job: JobConfig) -> None:
-    own = job.output_path.name
+def refuse_if_tracked_elsewhere(job: JobConfig) -> None:
+    """Refuse a run whose lines may be in open batches of another work folder beside its own:
+    the job's, under its name before (the same output), or the job's with another sharding
+    (the whole job's batches hold lines of every shard, a shard's hold some of the whole job's).
+    Neither run could collect them, and either would send those lines again."""
+    own, main = job.output_path.name, job.main_output_path.name
     for folder in sorted(job.work_dir.parent.glob("*/")):
         if folder.name == job.work_dir.name:
             continue
@@ -168,12 +173,20 @@ def _refuse_if_renamed(job: JobConfig) -> None:
             other = load_state(folder / STATE_FILE)
         except GlmrunError:
             continue  # not a state glmrun can read: none of this job's
-        if other is not None and other.output == own and _open_chunks(other):
-            raise ConfigError(
-                f"{folder} tracks open batches of {own} under the job name {other.job!r}; as "
-                f"{job.name!r} this run would send their lines again: name the job "
-                f"{other.job!r} until they are collected"
-            )
+        if other is None or not other.output or not _open_chunks(other):
+            continue
+        if other.output == own:
+            how = f"under the job name {other.job!r}; name the job {other.job!r}"
+        elif job.shard is not None and other.output == main:
+            how = "of the whole job (lines of every shard); run without --shard"
+        elif job.shard is None and (shard := shard_of_name(main, other.output)) is not None:
+            how = f"of shard {shard}; run with --shard {shard}"
+        else:
+            continue
+        raise ConfigError(
+            f"{folder} tracks open batches {how} until they are collected: this run would "
+            "send their lines again"
+        )
 
 
 def _open_chunks(state: JobState) -> int:
@@ -280,6 +293,14 @@ def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def open_batch_keys(job: JobConfig) -> set[int]:
+    """Key hashes in the job's batches not yet collected (its own output's): a run that sends
+    realtime (mode realtime, or auto below the threshold) leaves them to their batches."""
+    refuse_if_tracked_elsewhere(job)
+    state = owned_state(job) if job.work_dir.is_dir() else None
+    return tracked_hashes(job, state) if state is not None else set()
 
 
 def tracked_hashes(job: JobConfig, state: JobState) -> set[int]:

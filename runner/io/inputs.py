@@ -11,6 +11,7 @@ never stop the reader: each bad line becomes an ``InvalidLine`` that the engine 
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import io
 import re
@@ -92,7 +93,13 @@ def _open(path: Path) -> Any:
     try:
         return open(path, "rb")
     except FileNotFoundError:
-        raise ConfigError(f"{path}: input file not found") from None
+        raise ConfigError(
+            f"{path}: input file not found (a job's input is relative to the config file's folder)"
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            f"{path}: the input is a folder; name a file (URLs one per line, .jsonl or .csv)"
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read input: {exc.strerror}") from None
 
@@ -266,9 +273,11 @@ def item_from_obj(obj: dict[str, Any], line_no: int) -> Item:
     """One JSONL object -> Item; a ValueError names what is wrong with it."""
     unknown = set(obj) - _JSONL_KEYS
     if unknown:
+        names = sorted(unknown)
+        close = difflib.get_close_matches(names[0], sorted(_JSONL_KEYS), n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if len(names) == 1 and close else ""
         raise ValueError(
-            f"unknown field(s) {', '.join(sorted(unknown))}; "
-            f"expected {', '.join(sorted(_JSONL_KEYS))}"
+            f"unknown field(s) {', '.join(names)}{hint}; expected {', '.join(sorted(_JSONL_KEYS))}"
         )
     raw_id = obj.get("id", obj.get("custom_id"))
     if raw_id is not None and (
@@ -405,16 +414,23 @@ def url_problem(text: str) -> str | None:
             and len(scheme) < 16
         ):
             return f"scheme {scheme}: is not allowed; expected an http:// or https:// URL"
+        if _HOST_PATH.match(text):
+            return f"no scheme; expected an http:// or https:// URL such as https://{text}"
         return "not a URL; expected an http:// or https:// URL"
     host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
     if not host or host.startswith((":", "@")):
         return "URL has no host"
     if _SPACE.search(text):  # same set as str.isspace, without a Python loop per character
+        if _COMMENT.search(text):
+            return "URL followed by a comment; a # comment must be on a line of its own"
         return "URL contains whitespace; percent-encode it (%20)"
     return None
 
 
 _SPACE = re.compile(r"\s")
+_COMMENT = re.compile(r"\s#")
+# ``img.example.com/a.jpg``, ``www.x.org:8080/p``: a host with a dot, then a path; no spaces
+_HOST_PATH = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d+)?/\S*\Z")
 
 
 def _key(text: str) -> str:

@@ -127,6 +127,27 @@ def iter_spans(
             log.info("torn last line", extra={"file": str(path), "bytes": len(rest)})
 
 
+FIRST_LINE_MAX = 1 << 20  # a first record longer than this is taken on trust
+
+
+def foreign_first_line(path: Path) -> str | None:
+    """The first line of an existing ``path`` that is plainly not a record (a file that is not
+    glmrun's output, about to get records appended), shortened; None when ``path`` is missing,
+    empty, starts with a record, or with a record torn by a kill (no newline yet)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(FIRST_LINE_MAX)
+    except OSError:
+        return None  # missing, or unreadable: the run's own open says so
+    line, newline, _ = head.lstrip(b"\r\n\t ").partition(b"\n")
+    if not line or parse_record(line) is not None:
+        return None
+    if not newline and line.startswith(b"{"):
+        return None  # the first record, torn (or longer than what was read)
+    text = line.decode("utf-8", "replace").strip()
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def iter_lines(path: Path, size: int | None = None) -> Iterator[bytes]:
     """Every line (newline included) of the file or of its first ``size`` bytes."""
     for data in iter_blocks(path, size):
@@ -150,10 +171,21 @@ def iter_records(
             skipped_line(path, line_no, corrupt)
 
 
+SKIPPED_SHOWN = 3  # lines that are not records, warned one by one per scan; then one line
+
+
 def skipped_line(path: Path, line_no: int, corrupt: list[int] | None) -> None:
-    """Report a line that is not a JSON record (the run goes on without it)."""
-    log.warning(
-        "skipped a line that is not a JSON record", extra={"file": str(path), "line": line_no}
-    )
+    """Report a line that is not a JSON record (the run goes on without it): the first few
+    of a scan one by one, then once that more follow (not a screenful per run)."""
+    seen = len(corrupt) if corrupt is not None else 0
+    if seen < SKIPPED_SHOWN:
+        log.warning(
+            "skipped a line that is not a JSON record", extra={"file": str(path), "line": line_no}
+        )
+    elif seen == SKIPPED_SHOWN:
+        log.warning(
+            "more lines that are not JSON records skipped; not listed",
+            extra={"file": str(path), "from_line": line_no},
+        )
     if corrupt is not None:
         corrupt.append(line_no)

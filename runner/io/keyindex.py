@@ -152,7 +152,9 @@ def open_index(output: Path) -> tuple[IndexHeader, KeyTable] | None:
                     return header, KeyTable(n=n, fence=fence, read=_reader(path, n))
         except (OSError, ValueError) as exc:
             why = f"cannot read the index: {exc}"
-    log.warning("resume index not used; full scan", extra={"file": str(output), "why": why})
+    # INFO, not a warning: the index is a cache that heals itself, and the usual reason is that
+    # the person deleted or replaced the output on purpose (to start over)
+    log.info("resume index not used; full scan", extra={"file": str(output), "why": why})
     return None
 
 

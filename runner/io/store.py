@@ -365,6 +365,11 @@ class RunLock:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except PermissionError as exc:  # before anything is sent: the setup to fix, like a config
+            raise ConfigError(
+                f"{self.path.parent}: cannot write in the output's folder ({exc.strerror}); "
+                "make it writable or choose another output"
+            ) from None
         except OSError as exc:
             raise OutputError(f"{self.path}: cannot create the lock file: {exc.strerror}") from None
         try:

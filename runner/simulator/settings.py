@@ -9,6 +9,7 @@ test lie.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -166,13 +167,19 @@ def merge_settings(settings: SimSettings, d: Mapping[str, Any]) -> None:
     """Apply a JSON-ish mapping onto settings in place; unknown keys are errors."""
     for key in d:
         if key not in _SETTING_TYPES:
-            raise ValueError(f"unknown simulator setting {key!r}")
+            close = difflib.get_close_matches(str(key), list(_SETTING_TYPES), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ValueError(f"{key}: unknown simulator setting{hint}")
     converted = {}
     for key, value in d.items():
         try:
             converted[key] = _coerce(key, value)
         except (TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"{key}: cannot use {value!r} ({exc})") from None
+            kind = _SETTING_TYPES[key].removesuffix(" | None")
+            expected = {"float": "a number", "int": "an integer", "str": "a string"}.get(kind)
+            if expected is None:
+                raise ValueError(f"{key}: cannot use {value!r} ({exc})") from None
+            raise ValueError(f"{key}: expected {expected}, found {value!r}") from None
     for key, value in converted.items():
         setattr(settings, key, value)
     settings.validate()

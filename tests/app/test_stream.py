@@ -159,7 +159,7 @@ async def test_a_limited_resume_counts_the_whole_input_and_pays_once(
     before = Counter(sim.stats.per_url)
     result, out = await run_config(config, ENV)
     assert sent(sim, before) == Counter()
-    assert out.startswith("j: nothing to do — 71 done (1 with permanent errors)")
+    assert out.startswith("j: nothing to do — 71 done (1 with permanent errors")
     assert len({r["url"] for r in read_records(tmp_path / "out.jsonl")}) == 71
 
 

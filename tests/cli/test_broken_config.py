@@ -49,7 +49,7 @@ CASES = [
     ("utf16", _bytes(GOOD_JOB.encode("utf-16")), "cannot read config"),
     ("tabs", _text("api:\n\tbase_url: simulator\n"), "invalid YAML"),
     ("unclosed", _text("api: {base_url: simulator\n"), "invalid YAML"),
-    ("directory", _directory, "cannot read config"),
+    ("directory", _directory, "conf.d: a folder, not a config file"),
     ("missing", lambda tmp: tmp / "nope.yaml", "config file not found"),
     ("parent-is-a-file", _under_a_file, "cannot read config"),
     ("jobs-a-mapping", _text("jobs: {name: a}\n"), "jobs: expected a list"),
@@ -116,3 +116,68 @@ def test_status_of_a_broken_config_exits_2_too(tmp_path: Path) -> None:
     path.write_text("- a list\n")
     result = CliRunner().invoke(main, ["status", str(path)])
     assert result.exit_code == 2 and result.stderr.startswith("glmrun: ")
+
+
+@pytest.mark.parametrize(
+    ("make_input", "message"),
+    [
+        (lambda tmp: None, "in.txt: input file not found (a job's input is relative to the config"),
+        (lambda tmp: (tmp / "in.txt").mkdir(), "in.txt: the input is a folder; name a file"),
+    ],
+    ids=["missing", "a-folder"],
+)
+@pytest.mark.parametrize("mode", ["realtime", "batch"])
+def test_an_input_that_is_not_a_file_exits_2(
+    tmp_path: Path, make_input: Callable[[Path], None], message: str, mode: str
+) -> None:
+    """A missing input, or a folder named as input, is one line saying what to fix, on the
+    streamed (realtime) and the counted (batch) route alike."""
+    make_input(tmp_path)
+    path = tmp_path / "c.yaml"
+    path.write_text("api: {base_url: simulator}\n" + GOOD_JOB.replace("prompt: p", f"mode: {mode}"))
+    result = CliRunner().invoke(main, [str(path)])
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_an_output_that_is_a_folder_exits_2_naming_a_file_to_use(tmp_path: Path) -> None:
+    """`output: results` where results/ is a folder: a config error that says what to write."""
+    (tmp_path / "in.txt").write_text("https://e.org/a.jpg\n")
+    (tmp_path / "results").mkdir()
+    path = tmp_path / "c.yaml"
+    path.write_text("api: {base_url: simulator}\n" + GOOD_JOB.replace("out.jsonl", "results"))
+    for command in ([str(path)], ["status", str(path)]):
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+        assert result.stderr == (
+            f"glmrun: {path}: jobs[0].output: {tmp_path / 'results'} is a folder; name a file "
+            f"in it, such as {tmp_path / 'results' / 'a'}.jsonl\n"
+        )
+
+
+def test_an_output_folder_without_write_permission_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The output's folder cannot be written (EACCES; faked, since the tests may run as root):
+    one line naming the folder and what to do, exit 2, nothing sent."""
+    import runner.io.store as store
+
+    real_open = os.open
+
+    def refuse(file: str, flags: int, mode: int = 0o777) -> int:
+        if str(file).endswith(".lock"):
+            raise PermissionError(13, "Permission denied")
+        return real_open(file, flags, mode)
+
+    monkeypatch.setattr(store.os, "open", refuse)
+    (tmp_path / "in.txt").write_text("https://e.org/a.jpg\n")
+    path = tmp_path / "c.yaml"
+    path.write_text("api: {base_url: simulator}\n" + GOOD_JOB)
+    result = CliRunner().invoke(main, [str(path)])
+    assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
+    assert result.stderr == (
+        f"glmrun: {tmp_path}: cannot write in the output's folder (Permission denied); "
+        "make it writable or choose another output\n"
+    )
+    assert not (tmp_path / "out.jsonl").exists()

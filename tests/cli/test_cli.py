@@ -86,7 +86,20 @@ def test_unknown_simulator_knob_exits_2(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, simulator={"latency_mean": 1})
     result = invoke(str(cfg), "-q")
     assert result.exit_code == 2
-    assert_one_error_line(result.stderr, "simulator:", "latency_mean")
+    assert_one_error_line(
+        result.stderr,
+        "simulator.latency_mean: unknown simulator setting (did you mean latency_mean_s?)",
+    )
+
+
+def test_simulator_knob_of_the_wrong_type_names_it(tmp_path: Path) -> None:
+    """A knob's value of the wrong type: the key path and what it takes, as for other keys."""
+    cfg = write_config(tmp_path, simulator={"latency_mean_s": "fast"})
+    result = invoke(str(cfg), "-q")
+    assert result.exit_code == 2
+    assert_one_error_line(
+        result.stderr, "simulator.latency_mean_s: expected a number, found 'fast'"
+    )
 
 
 def test_run_is_the_default_command(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@ outputs of a run, a no-op rerun, a failing run and a fatal error, line by line."
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -86,6 +87,17 @@ def test_eta_is_blank_until_there_is_a_rate() -> None:
     assert "eta" not in fit_line_for(s, 120)
 
 
+def test_a_batch_job_shows_no_rate_or_eta() -> None:
+    """A batch job's records come a batch at a time: no '0.1/s eta 5h37m' while its batches
+    are nearly done; the per-batch lines carry the progress."""
+    s = JobStats("describe", total=2000, skipped=1, route="batch")
+    s.started -= 10
+    s.ok = 1
+    for line in (fit_line_for(s, 120), progress_text(s)):
+        assert "/s" not in line and "eta" not in line, line
+        assert "2/2,001" in line
+
+
 def fit_line_for(s: JobStats, width: int) -> str:
     return LiveView(s).lines(width)[0]
 
@@ -158,6 +170,21 @@ def test_default_output_is_the_summary_only(tmp_path: Path) -> None:
     assert len(lines) == 3
 
 
+def test_starting_over_after_deleting_the_output_is_quiet(tmp_path: Path) -> None:
+    """Deleting the output to start over is not a warning (the resume index beside it is a
+    cache that is rebuilt); with -v the log still says why it was not used."""
+    cfg = write_config(tmp_path, make_urls(5))
+    assert invoke(str(cfg)).exit_code == 0
+    assert invoke(str(cfg)).exit_code == 0  # a rerun's scan of the output writes the index
+    assert (tmp_path / "out" / "t.jsonl.resume-index").exists()
+    (tmp_path / "out" / "t.jsonl").unlink()
+    for args in ([str(cfg)], ["status", str(cfg)]):
+        result = invoke(*args)
+        assert result.exit_code == 0 and result.stderr == "", result.stderr
+    verbose = invoke(str(cfg), "-v")
+    assert "resume index not used; full scan" in verbose.stderr
+
+
 def test_quiet_prints_nothing_on_success(tmp_path: Path) -> None:
     """-q: a clean run prints nothing at all."""
     cfg = write_config(tmp_path, make_urls(5))
@@ -194,9 +221,24 @@ def test_noop_rerun_is_one_line_per_job(tmp_path: Path) -> None:
     assert invoke(str(cfg)).exit_code == 1
     again = invoke(str(cfg))
     assert again.exit_code == 0
-    assert again.stdout == "t: nothing to do — 6 done (1 with permanent errors)\n"
+    assert again.stdout == (  # and where to see them
+        "t: nothing to do — 6 done (1 with permanent errors: glmrun status --errors)\n"
+    )
     assert again.stderr == ""
     assert invoke(str(cfg), "-q").stdout == ""
+
+
+def test_an_input_without_items_says_so(tmp_path: Path) -> None:
+    """Blank lines and comments only: not '0 done' but what is wrong; a shard that owns none
+    of the items keeps the plain line (the input has items, for other shards)."""
+    cfg = write_config(tmp_path, input_bytes=b"\n# todo: add URLs\n  \n")
+    result = invoke(str(cfg))
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert result.stdout == (
+        "t: nothing to do — urls.txt has no items (blank and # lines are skipped)\n"
+    )
+    shard = invoke(str(cfg), "--shard", "1/2").stdout
+    assert shard == "t shard 1/2: nothing to do — 0 done\n"  # named by its shard
 
 
 def test_failing_run_lists_errors_by_code_with_urls(tmp_path: Path) -> None:
@@ -209,9 +251,9 @@ def test_failing_run_lists_errors_by_code_with_urls(tmp_path: Path) -> None:
     assert result.stderr == ""
     lines = result.stdout.splitlines()
     assert lines[0] == "t: ok 5, errors 4 (1 invalid line) — 9/9 done"
-    assert lines[1] == f"  1301 ×2: {urls[1]}, {urls[5]}"
-    assert lines[2] in (f"  1210 ×1: {urls[6]}", "  invalid_input ×1: line 9")
-    assert lines[3] in (f"  1210 ×1: {urls[6]}", "  invalid_input ×1: line 9")
+    assert lines[1] == f"  1301 (unsafe content) ×2: {urls[1]}, {urls[5]}"  # what 1301 is
+    rest = {f"  1210 (invalid parameters) ×1: {urls[6]}", "  invalid_input ×1: line 9"}
+    assert {lines[2], lines[3]} == rest
     assert lines[4].startswith("  requests 8 · via realtime")  # 5 ok + 3 errors, no retry
     assert len(lines) == 6
     quiet = invoke(str(cfg), "-q")  # nothing new now: the rerun is a no-op, and quiet
@@ -258,8 +300,8 @@ def test_summary_stays_short_with_many_error_codes() -> None:
     lines = summary_lines(s, price=Price(), currency="CNY")
     assert len(lines) <= 6
     assert (
-        lines[1]
-        == "  1301 ×5: https://x/1301/0.jpg, https://x/1301/1.jpg, https://x/1301/2.jpg, … 2 more"
+        lines[1] == "  1301 (unsafe content) ×5: https://x/1301/0.jpg, https://x/1301/1.jpg, "
+        "https://x/1301/2.jpg, … 2 more"
     )
     assert lines[3].endswith("; 3 more in 2 other codes: glmrun status --errors")
     assert lines[-1] == "  tokens 123,456 in / 3,456 out · 0.5076 CNY"  # 126,912 x 0.004 / 1k
@@ -294,3 +336,68 @@ def test_status_names_a_chunk_that_has_no_batch_yet() -> None:
     running = {"batch_id": "batch_1", "state": "in_progress", "chunk": 1, "lines": 10}
     running |= {"completed": 4, "total": 10, "failed": 1}
     assert batch_row(running) == "batch batch_1: in_progress, 4/10 done, 1 failed"
+
+
+class Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_summary_lines_wrap_at_spaces_on_a_narrow_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """At 60 columns the summary breaks between words, continuation indented, instead of the
+    terminal cutting '74.9 it|ems/s'; piped, every line stays whole."""
+    import os
+
+    from runner.app.summary import for_terminal
+
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((60, 24)))
+    lines = [
+        "describe-products: ok 1,999, errors 2 (1 invalid line) — 2,001/2,001 done",
+        "  requests 2,045, retries 45 · via realtime · 26.7s, 74.9 items/s",
+        "  tokens 1,000 in / 20 out",
+    ]
+    assert for_terminal(lines, Tty()) == [
+        "describe-products: ok 1,999, errors 2 (1 invalid line) —",
+        "    2,001/2,001 done",
+        "  requests 2,045, retries 45 · via realtime · 26.7s, 74.9",
+        "      items/s",
+        "  tokens 1,000 in / 20 out",
+    ]
+    assert for_terminal(lines, io.StringIO()) == lines
+
+
+def test_dry_run_and_summary_fit_a_narrow_terminal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--dry-run's long estimate line and a run's summary, printed to a 44-column terminal:
+    no line is wider than 44, and no word is cut."""
+    import asyncio
+    import os
+
+    from runner.app.orchestrate import RunOptions, RunResult, dry_run, run
+    from runner.config import load_config
+    from tests.support.configs import ENV
+
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((44, 24)))
+    cfg = load_config(write_config(tmp_path, [*make_urls(5), "ftp://x/a.jpg"]), environ=ENV)
+    out = Tty()
+    dry_run(cfg.jobs[0], cfg, RunOptions(dry_run=True), RunResult(), out)
+    asyncio.run(run(cfg, RunOptions(display="quiet"), out=out))
+    lines = out.getvalue().splitlines()
+    assert len(lines) > 6 and all(len(line) <= 44 for line in lines), lines
+    assert any(line.startswith("    ") for line in lines)  # a wrapped continuation
+
+
+def test_status_fits_a_narrow_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """glmrun status (and --errors, whose lines carry the API's message) at 44 columns: no line
+    wider, continuations indented."""
+    import os
+
+    urls = make_urls(4)
+    cfg = write_config(tmp_path, urls, simulator={"url_faults": {urls[1]: ["1301"]}})
+    assert invoke(str(cfg)).exit_code == 1
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((44, 24)))
+    monkeypatch.setattr("runner.cli.status._stdout", Tty)  # CliRunner's stdout is no terminal
+    lines = invoke("status", str(cfg), "--errors").stdout.splitlines()
+    assert len(lines) > 4 and all(len(line) <= 44 for line in lines), lines
+    assert any("System detected" in line for line in lines)

@@ -77,6 +77,36 @@ BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
         {"jobs": [JOB, {**JOB, "name": "u"}]},
         ["jobs[1].output", "two jobs write to"],
     ),
+    (
+        "output-is-the-input",
+        {"job": {"output": "./urls.txt"}},
+        ["jobs[0].output", "urls.txt is also jobs[0].input", "give it a file of its own"],
+    ),
+    (
+        "output-is-another-jobs-input",
+        {"jobs": [JOB, {**JOB, "name": "u", "input": "more.txt", "output": "urls.txt"}]},
+        ["jobs[1].output", "is also jobs[0].input"],
+    ),
+    (
+        "output-is-the-config",
+        {"job": {"output": "config.yaml"}},
+        ["jobs[0].output", "config.yaml is also the config file"],
+    ),
+    (
+        "output-a-folder-with-a-slash",
+        {"job": {"output": "results/"}},
+        ["jobs[0].output", "results is a folder; name a file in it, such as", "results/t.jsonl"],
+    ),
+    (
+        "api-as-a-string",
+        {"raw": "api: simulator\njobs: [{name: a, input: i, output: o, model: m}]\n"},
+        ["api: expected a mapping, found 'simulator' (write api: {base_url: simulator})"],
+    ),
+    (
+        "a-dash-before-every-job-key",
+        {"raw": "jobs:\n  - name: a\n  - input: in.txt\n  - output: o.jsonl\n  - model: m\n"},
+        ["jobs: each '- ' starts a new job", "(name, input, output, model)"],
+    ),
     ("empty-jobs", {"jobs": []}, ["jobs", "at least one job"]),
     ("no-jobs", {"jobs": DELETE}, ["jobs", "missing required key"]),
     ("jobs-not-a-list", {"jobs": {"name": "t"}}, ["jobs", "expected a list"]),
@@ -98,7 +128,7 @@ BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
     (
         "bad-key-env-name",
         {"api": {"api_key_env": "NOT A NAME"}},
-        ["api.api_key_env", "environment variable name"],
+        ["api.api_key_env", "name of the environment variable", "not the key itself"],
     ),
     (
         "missing-key-env",
@@ -112,6 +142,79 @@ BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
     ),
     ("invalid-yaml-tab", {"raw": "api:\n\tbase_url: simulator\n"}, ["invalid YAML", "line 2"]),
     ("empty-file", {"raw": ""}, ["config is empty", "jobs"]),
+    (
+        "yaml-colon-in-a-value",
+        {"raw": "jobs:\n  - name: a\n    prompt: Describe: the image\n"},
+        ["(line 3, column 21)", "a value containing ': ' needs quotes"],
+    ),
+    (
+        "yaml-indentation",
+        {"raw": "api:\n  base_url: simulator\n timeout_s: 5\n"},
+        ["(line 3, column 2)", "check this line's indentation"],
+    ),
+    (
+        "yaml-tab-hint",
+        {"raw": "api:\n\tbase_url: simulator\n"},
+        ["a tab: YAML indents with spaces"],
+    ),
+    ("yaml-at-sign", {"raw": "api: {api_key_env: @KEY}\n"}, ["starting with @ needs quotes"]),
+    ("yaml-open-quote", {"raw": "jobs: [{name: 'a}]\n"}, ["a quote that is never closed"]),
+    (
+        "yaml-open-brace",
+        {"raw": "api: {base_url: simulator\n"},
+        ["a { } or [ ] that is not closed"],
+    ),
+    (
+        "yaml-list-indent",
+        {"raw": "jobs:\n  - name: a\n   - name: b\n"},
+        ["(line 3, column 4)", "a list's items each start with '- ' in one column"],
+    ),
+    (
+        "duplicate-section",
+        {"raw": "limits: {concurrency: 4}\napi: {base_url: simulator}\nlimits: {rpm: 5}\n"},
+        ["(line 3, column 1)", "'limits' appears twice", "first on line 1"],
+    ),
+    (
+        "duplicate-job-key",
+        {"raw": "jobs:\n  - name: a\n    prompt: x\n    prompt: y\n"},
+        ["(line 4, column 5)", "'prompt' appears twice", "first on line 3"],
+    ),
+    (
+        "key-env-with-dollar",
+        {"api": {"api_key_env": "$ZHIPUAI_API_KEY"}},
+        ["api.api_key_env", "without the $: ZHIPUAI_API_KEY"],
+    ),
+    (
+        "base-url-with-space",
+        {"api": {"base_url": "https://open.bigmodel.cn/api/paas/v4 "}},
+        ["api.base_url", "whitespace"],
+    ),
+    (
+        "base-url-is-the-chat-endpoint",
+        {"api": {"base_url": "https://open.bigmodel.cn/api/paas/v4/chat/completions/"}},
+        ["api.base_url", "the API root", "write 'https://open.bigmodel.cn/api/paas/v4'"],
+    ),
+    ("negative-max-wait", {"batch": {"max_wait_s": -5}}, ["batch.max_wait_s", ">= 0", "-5"]),
+    (
+        "batch-file-over-api-limit",
+        {"batch": {"max_bytes_per_file": 200_000_000}},
+        ["batch.max_bytes_per_file", "at most 104857600 (100 MB)"],
+    ),
+    (
+        "quoted-integer",
+        {"limits": {"concurrency": "8"}},
+        ["limits.concurrency", "found '8'", "write 8 without quotes"],
+    ),
+    (
+        "number-yaml-reads-as-text",
+        {"raw": "limits: {concurrency: 1e3}\njobs: [{name: a, input: i, output: o, model: m}]\n"},
+        ["limits.concurrency", "write 1000 without quotes"],
+    ),
+    (
+        "quoted-float",
+        {"retry": {"base_delay_s": "0.5"}},
+        ["retry.base_delay_s", "write 0.5 without quotes"],
+    ),
     ("top-level-list", {"raw": "- a\n- b\n"}, ["top level", "expected a mapping"]),
 ]
 
@@ -208,10 +311,10 @@ def test_yaml_is_parsed_by_libyaml_when_pyyaml_has_it(
     from runner.config import load
 
     expected = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
-    assert load.SAFE_LOADER is expected
+    assert issubclass(load.SAFE_LOADER, expected)
     used: list[str] = []
 
-    class Recording(expected):  # type: ignore[valid-type,misc]
+    class Recording(load.SAFE_LOADER):  # type: ignore[name-defined,misc]
         def __init__(self, stream: str) -> None:
             used.append("yes")
             super().__init__(stream)
@@ -219,3 +322,198 @@ def test_yaml_is_parsed_by_libyaml_when_pyyaml_has_it(
     monkeypatch.setattr(load, "SAFE_LOADER", Recording)
     load_config(write_config(tmp_path), environ=ENV)
     assert used == ["yes"]
+
+
+def test_a_key_pasted_into_api_key_env_is_never_shown(tmp_path: Path) -> None:
+    """The key itself written where its variable's name belongs: the message says what to do
+    and does not repeat the key (stderr ends up in CI logs)."""
+    pasted = "0123456789abcdef0123456789abcdef.SeCrEtPaRt1234"
+    path = write_config(tmp_path, api={"api_key_env": pasted})
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=ENV)
+    assert "export ZHIPUAI_API_KEY=" in str(info.value)
+    assert pasted not in str(info.value) and "SeCrEt" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"limits": {"rpm": 100.5}}, "limits.rpm: expected an integer, found 100.5"),
+        ({"api": {"timeout_s": 0}}, "api.timeout_s: expected a number > 0, found 0"),
+        ({"limits": {"rpm": "100.5"}}, "limits.rpm: expected an integer, found '100.5'"),
+        ({"retry": {"base_delay_s": "nan"}}, "retry.base_delay_s: expected a number, found 'nan'"),
+    ],
+    ids=[
+        "optional-int-says-no-null",
+        "zero-as-written",
+        "no-unquote-hint-for-a-fraction",
+        "no-unquote-hint-for-nan",
+    ],
+)
+def test_messages_use_the_users_words(
+    tmp_path: Path, sections: dict[str, Any], expected: str
+) -> None:
+    """No 'or null' for a key one simply leaves out, and 0 is shown as 0, not 0.0."""
+    with pytest.raises(ConfigError) as info:
+        load_config(write_config(tmp_path, **sections), environ=ENV)
+    assert str(info.value).endswith(expected)
+
+
+def test_yaml_merge_keys_are_not_duplicates(tmp_path: Path) -> None:
+    """``<<: *anchor`` with a key written again after it is an override, not a duplicate."""
+    raw = (
+        "api: {base_url: simulator}\n"
+        "jobs:\n"
+        "  - &base {name: a, input: in.txt, output: a.jsonl, model: glm-4v-flash}\n"
+        "  - {<<: *base, name: b, output: b.jsonl}\n"
+    )
+    config = load_config(write_config(tmp_path, raw=raw), environ=ENV)
+    assert [(j.name, Path(j.output).name) for j in config.jobs] == [
+        ("a", "a.jsonl"),
+        ("b", "b.jsonl"),
+    ]
+
+
+def test_missing_config_suggests_the_file_that_is_there(tmp_path: Path) -> None:
+    """``glmrun config.yml`` beside config.yaml: the message names the file that exists."""
+    write_config(tmp_path)
+    with pytest.raises(
+        ConfigError, match=r"config file not found \(did you mean .*config\.yaml\?\)"
+    ):
+        load_config(tmp_path / "config.yml", environ=ENV)
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "other.yaml", environ=ENV)
+    assert "did you mean" not in str(info.value)
+
+
+def test_warnings_name_the_key_path(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Warnings use the key paths errors use (``jobs[0].params...``), and an allowed folder
+    that does not exist (a typo: every local file would be refused) is one of them."""
+    path = write_config(
+        tmp_path,
+        job={"params": {"temprature": 0.5}},
+        local_files={"allowed_dirs": ["imgs", "urls.txt"]},
+    )
+    with caplog.at_level("WARNING", logger="runner"):
+        load_config(path, environ=ENV)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(": jobs[0].params.temprature: not a known" in m for m in messages), messages
+    assert any(
+        m.endswith(
+            f"local_files.allowed_dirs[0]: {tmp_path / 'imgs'} does not exist; "
+            "local files from it will be refused"
+        )
+        for m in messages
+    ), messages
+    assert any("allowed_dirs[1]" in m and "is not a folder" in m for m in messages), messages
+
+
+def test_a_misspelt_price_row_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A price for 'glm-4v-flsh' while the job runs glm-4v-flash: said at start, since the
+    summary would silently show no cost; a row another job uses (glm-4v-plus, close to job w's
+    glm-4v-plus-0111) or for a model no job is near says nothing."""
+    row = {"input_per_1k": 0.1, "output_per_1k": 0.1}
+    jobs = [
+        JOB,
+        {**JOB, "name": "u", "model": "glm-4v-plus", "output": "out/u.jsonl"},
+        {**JOB, "name": "w", "model": "glm-4v-plus-0111", "output": "out/w.jsonl"},
+    ]
+    prices = {"glm-4v-flsh": row, "glm-4v-plus": row, "glm-4.5v": row}
+    path = write_config(tmp_path, jobs=jobs, cost={"prices": prices})
+    with caplog.at_level("WARNING", logger="runner"):
+        load_config(path, environ=ENV)
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "cost.prices.glm-4v-flsh: no job uses this model (did you mean glm-4v-flash?); "
+        "glm-4v-flash has no price, so its cost is not shown"
+    ]
+
+
+def test_a_field_plain_urls_do_not_have_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`{title}` in the prompt of a job reading one URL per line would be sent as written in
+    every request: said at start, naming the key; fields a text item has, JSON braces, and
+    a CSV job's columns say nothing."""
+    jobs = [
+        {**JOB, "prompt": 'Is this a {title}? Answer {"yes": true} for {url}, line {line_no}'},
+        {**JOB, "name": "c", "input": "p.csv", "output": "out/c.jsonl", "prompt": "A {title}?"},
+        {
+            **JOB,
+            "name": "m",
+            "output": "out/m.jsonl",
+            "prompt": "ok",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "Hi {name}"}]}],
+        },
+    ]
+    path = write_config(tmp_path, jobs=jobs)
+    with caplog.at_level("WARNING", logger="runner"):
+        load_config(path, environ=ENV)
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "jobs[0].prompt: {title} is no field of a plain-text input (it has url, key, id, "
+        "line_no), so it is sent as written",
+        "jobs[2].messages[0].content[0].text: {name} is no field of a plain-text input (it has "
+        "url, key, id, line_no), so it is sent as written",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "refused"),
+    [
+        (b"1\n2\n3\n", True),
+        (b"url,status\nhttps://e.org/a.jpg,ok\n", True),
+        (b"", False),
+        (b'{"url": "https://e.org/a.jpg", "status": "ok"}\nnot json\n', False),
+        (b'{"url": "https://e.org/a.jpg", "sta', False),  # the first record, torn by a kill
+        (b"\n\n" + b'{"url": "a", "status": "ok"}\n', False),
+    ],
+    ids=["numbers", "a-csv", "empty", "records-then-garbage", "torn-first-record", "blank-first"],
+)
+def test_an_output_that_is_not_glmruns_is_refused(
+    tmp_path: Path, content: bytes, refused: bool
+) -> None:
+    """An existing file whose first line is no record (a CSV, a list) would get records
+    appended: a config error naming it; a glmrun output, even torn, loads."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "t.jsonl").write_bytes(content)
+    path = write_config(tmp_path)
+    if not refused:
+        load_config(path, environ=ENV)
+        return
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ=ENV)
+    first = content.split(b"\n")[0].decode()
+    assert str(info.value).endswith(
+        f"jobs[0].output: {tmp_path / 'out' / 't.jsonl'} is not a glmrun output (its first "
+        f"line, {first!r}, is not a JSON record) and records would be appended to it; "
+        "name a new file"
+    )
+
+
+def test_a_folder_given_as_config_names_the_config_in_it(tmp_path: Path) -> None:
+    """`glmrun config/`: the message names the YAML file in it, or lists a few."""
+    path = write_config(tmp_path)
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, environ=ENV)
+    assert str(info.value) == f"{tmp_path}: a folder, not a config file (did you mean {path}?)"
+    (tmp_path / "other.yml").write_text("jobs: []\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path, environ=ENV)
+    assert str(info.value).endswith(
+        ": a folder, not a config file (its YAML files: config.yaml, other.yml)"
+    )
+
+
+def test_a_yaml_mark_past_the_line_gets_no_made_up_hint() -> None:
+    """A problem marked past the end of its line names no character that is not there."""
+    from types import SimpleNamespace
+
+    from runner.config.load import _yaml_hint
+
+    problem = "found character that cannot start any token"
+    past = SimpleNamespace(line=0, column=9)
+    assert _yaml_hint(problem, None, "a: b\n", past) == ""
+    assert _yaml_hint(problem, None, "a: `b`\n", SimpleNamespace(line=0, column=3)) == (
+        " (a value starting with ` needs quotes)"
+    )

@@ -94,6 +94,9 @@ BAD: list[tuple[str, dict[str, Any], str, str]] = [
     ("glm-4.5v", {"max_tokens": 16385}, "max_tokens", "at most 16384"),
     ("glm-4v", {"max_tokens": 0}, "max_tokens", ">= 1"),
     ("glm-4v", {"max_tokens": 1.5}, "max_tokens", "an integer"),
+    ("glm-4v", {"max_tokens": "100"}, "max_tokens", "found '100' (text, not a number: write 100 "),
+    ("glm-4v", {"max_tokens": "1.5"}, "max_tokens", "an integer, found '1.5'"),
+    ("glm-4v", {"temperature": "0.5"}, "temperature", "write 0.5 without quotes"),
     ("glm-4v", {"do_sample": "no"}, "do_sample", "true/false"),
     ("glm-4v", {"stop": ["a", "b"]}, "stop", "at most one"),
     ("glm-4v", {"user_id": "abc"}, "user_id", "6 to 128"),
@@ -132,3 +135,14 @@ def test_price_lookup_ignores_case() -> None:
 
     cost = CostConfig(prices={"GLM-4V-Plus": PriceConfig(0.01, 0.01)})
     assert cost.price("glm-4v-plus") is not None and cost.price("glm-4v") is None
+
+
+def test_a_quoted_fraction_for_max_tokens_gets_no_unquote_hint() -> None:
+    """'1.5' without its quotes would still be wrong for max_tokens, and 'nan' is no number
+    either way: no hint that says otherwise."""
+    with pytest.raises(ParamError) as info:
+        validate_params("glm-4v", {"max_tokens": "1.5"})
+    assert str(info.value) == "expected an integer, found '1.5'"
+    with pytest.raises(ParamError) as info:
+        validate_params("glm-4v", {"temperature": "nan"})
+    assert str(info.value) == "expected a number, found 'nan'"

@@ -53,6 +53,8 @@ def test_sigint_lets_in_flight_finish_writes_everything_and_exits_130(tmp_path: 
         assert proc.returncode == 130, stderr
         assert elapsed < 2 + 1  # grace_s = 2 in the test config
         assert "j: ok " in stdout and "interrupted by SIGINT" in stderr
+        # what to expect, and how not to wait for it
+        assert "grace period (a second signal stops at once) signal=SIGINT grace_s=2" in stderr
         records = read_records(out)
         assert (
             len(records) == sim.stats()["chat_requests"] < len(urls)
@@ -189,8 +191,8 @@ def test_sigint_while_batches_run_says_they_keep_running_and_how_to_stop_them(
         _, stderr = proc.communicate(timeout=20)
         assert proc.returncode == 130, stderr
         assert (
-            "stopping: no new requests; in-flight ones get the grace period; a second "
-            "signal exits at once" in stderr
+            "stopping: no new requests; in-flight ones get the grace period (a second "
+            "signal stops at once)" in stderr
         )  # what Ctrl-C again does
         assert stderr.splitlines()[-1] == (
             "glmrun: interrupted by SIGINT; results so far are saved; j: 1 batch still "

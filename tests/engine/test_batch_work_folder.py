@@ -4,17 +4,22 @@ where the other would then pay for those lines again."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import orjson
 import pytest
 
 from runner.app.batches import cancel
+from runner.app.orchestrate import RunOptions, run
+from runner.config import load_config
+from runner.core.shard import Shard
 from runner.errors import ComeBackLater, ConfigError
 from runner.io.batch_state import JobState, create_state, load_state, state_path
 from runner.io.store import RunLock
-from tests.support.configs import write_batch_config
+from tests.support.configs import ENV, KEY_ENV, write_batch_config
 from tests.support.records import read_records
+from tests.support.runs import run_config
 
 from .batch_support import StartBatchSim, load, output_path, run_batch, urls
 from .test_batch_confirm import SLOW, assert_all_ok_once, assert_paid_once
@@ -156,6 +161,49 @@ async def test_a_job_renamed_while_its_batches_run_does_not_send_them_again(
     await run_batch(a, box)  # collected: the new name is free to go on
     assert box.sim.stats.batches_created == 1
     assert_all_ok_once(a, a_items)
+
+
+async def run_shard(cfg: Path, shard: Shard) -> int:
+    config = load_config(cfg, environ=ENV).sharded(shard)
+    return (await run(config, RunOptions(tty=False), out=io.StringIO())).exit_code
+
+
+async def test_runs_sharded_otherwise_leave_each_others_open_batches_alone(
+    tmp_path: Path, start_batch_sim: StartBatchSim
+) -> None:
+    """The whole job's batches hold lines of every shard, and a shard's some of the whole
+    job's: while either has open batches, a run sharded otherwise is refused (nothing sent)."""
+    box = await start_batch_sim(**SLOW)
+    items = urls(20)
+    api = {"base_url": box.sim.base_url, "api_key_env": KEY_ENV}
+    cfg = write_batch_config(tmp_path, items, api=api, batch={"poll_interval_s": 0.01})
+    with pytest.raises(ComeBackLater):
+        await run_config(cfg, ENV, no_wait=True)
+    with pytest.raises(ConfigError, match="of the whole job .*; run without --shard"):
+        await run_shard(cfg, Shard(0, 2))
+    assert box.sim.stats.batches_created == 1
+    box.clock.now += 10
+    assert (await run_config(cfg, ENV))[0].exit_code == 0
+    assert await run_shard(cfg, Shard(0, 2)) == 0  # all collected: nothing left to send
+    assert box.sim.stats.batches_created == 1
+
+    more = urls(20, prefix="https://img.example/more")
+    (tmp_path / "urls.txt").write_text("".join(f"{u}\n" for u in items + more))
+    config = load_config(cfg, environ=ENV).sharded(Shard(1, 2))
+    with pytest.raises(ComeBackLater):
+        await run(config, RunOptions(tty=False, no_wait=True), out=io.StringIO())
+    assert box.sim.stats.batches_created == 2
+    with pytest.raises(ConfigError, match="of shard 1/2; run with --shard 1/2"):
+        await run_config(cfg, ENV)
+    assert box.sim.stats.batches_created == 2
+    box.clock.now += 10
+    assert await run_shard(cfg, Shard(1, 2)) == 0
+    with pytest.raises(ComeBackLater):  # shard 0's share of the new lines goes in a batch
+        await run_config(cfg, ENV, no_wait=True)
+    box.clock.now += 10
+    assert (await run_config(cfg, ENV))[0].exit_code == 0
+    assert_paid_once(box.sim, items + more)
+    assert sum(box.sim.stats.batch_paid.values()) == 40
 
 
 def test_only_the_first_of_two_runs_creates_the_state(tmp_path: Path) -> None:

@@ -184,7 +184,8 @@ async def test_bad_jsonl_lines_become_invalid_records(tmp_path: Path) -> None:
     await run_config(cfg)
     recs = read_records(tmp_path / "out.jsonl")
     errors = {r.get("key", r["url"]): r["error"]["message"] for r in recs if r["status"] == "error"}
-    assert len(errors) == 3 and "unknown field" in errors["u"] and "no url" in errors["e"]
+    assert len(errors) == 3 and "no url" in errors["e"]
+    assert errors["u"].startswith("line 3: unknown field(s) urll (did you mean url?); expected ")
 
 
 async def test_local_files_as_base64_only_under_allowed_dirs(tmp_path: Path) -> None:

@@ -55,6 +55,22 @@ BAD_LINES = [
     ("not-a-url", b"just some words", "not a URL"),
     ("no-host", b"https:///a.jpg", "no host"),
     ("inner-space", b"https://img.example.test/a b.jpg", "whitespace"),
+    (
+        "no-scheme",
+        b"img.example.test/a.jpg",
+        "no scheme; expected an http:// or https:// URL such as https://img.example.test/a.jpg",
+    ),
+    (
+        "no-scheme-with-port",
+        b"www.example.test:8080/p/a.jpg",
+        "such as https://www.example.test:8080/p/a.jpg",
+    ),
+    ("a-word-and-a-slash", b"see images/a.jpg", "not a URL"),
+    (
+        "trailing-comment",
+        b"https://img.example.test/a.jpg  # the cat",
+        "URL followed by a comment; a # comment must be on a line of its own",
+    ),
     ("too-long", b"https://img.example.test/" + b"x" * MAX_URL_CHARS, "characters long"),
 ]
 

@@ -88,6 +88,24 @@ def test_corrupt_middle_line_reported_and_skipped(tmp_path: Path) -> None:
     assert all(index.is_done(key_hash(u)) for u in (A, B, C))
 
 
+def test_many_bad_lines_are_warned_a_few_then_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Fifty lines that are not records: three warnings naming lines, then one saying more
+    follow, not fifty; every one is still collected and skipped."""
+    out = tmp_path / "o.jsonl"
+    out.write_bytes(ok(A) + b"".join(b"garbage %d\n" % i for i in range(50)) + ok(B))
+    with caplog.at_level("WARNING", logger="runner"):
+        index = load_resume_index(out)
+    assert index.corrupt_lines == list(range(2, 52)) and index.records == 2
+    assert [(r.getMessage(), getattr(r, "line", None)) for r in caplog.records] == [
+        ("skipped a line that is not a JSON record", 2),
+        ("skipped a line that is not a JSON record", 3),
+        ("skipped a line that is not a JSON record", 4),
+        ("more lines that are not JSON records skipped; not listed", None),
+    ]
+
+
 def test_newer_records_with_extra_fields_are_accepted(tmp_path: Path) -> None:
     """Records from a newer glmrun with unknown fields, and keyed records, still count."""
     out = tmp_path / "o.jsonl"

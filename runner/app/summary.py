@@ -181,7 +181,8 @@ def traffic(stats: JobStats, price: Any, currency: str) -> list[str]:
         parts.append(req)
     if stats.batches_submitted:
         parts.append(f"batches {fmt_int(stats.batches_submitted)} submitted")
-    parts.append(f"via {stats.route}")
+    used = {*stats.usage_by_route, stats.route}  # a realtime run that also collects batches
+    parts.append("via " + " + ".join(r for r in ("realtime", "batch") if r in used))
     elapsed = stats.elapsed_s
     rate = stats.done / elapsed if elapsed > 0 else 0.0
     # A batch run's items/s is not a speed: a run that collects batches submitted an hour ago

@@ -9,6 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from runner.app.summary import summary_lines
 from runner.errors import ComeBackLater
 from tests.support.configs import ENV, KEY_ENV, write_batch_config
 from tests.support.records import latest, read_records
@@ -35,8 +36,10 @@ async def test_lines_in_running_batches_are_not_sent_again_realtime(
     data["batch"]["threshold"] = 1000  # auto: 25 pending go realtime
     cfg.write_bytes(orjson.dumps(data))
     (tmp_path / "urls.txt").write_text("".join(f"{u}\n" for u in first + new))
-    with pytest.raises(ComeBackLater):  # the batch still runs: collected by a later run
+    with pytest.raises(ComeBackLater) as later:  # the batch still runs: a later run collects
         await run_config(cfg, ENV, no_wait=True)
+    assert later.value.stats is not None
+    assert "via realtime + batch" in "\n".join(summary_lines(later.value.stats))
     assert sorted(box.sim.stats.per_url) == sorted(new)  # only the new lines went realtime
 
     box.clock.now += 10

@@ -28,7 +28,6 @@ from runner.app.planning import (
     PlanStopped,
     Sent,
     _planned,
-    describe_plan,
     input_pairs,
     limited,
     log_plan,
@@ -41,7 +40,6 @@ from runner.app.planning import (
 from runner.app.signals import SignalStop, acquire_lock
 from runner.app.stream import Stream, plan_or_stream
 from runner.app.summary import (
-    dry_run_sends,
     for_terminal,
     job_exit_code,
     most_serious,
@@ -70,9 +68,7 @@ from runner.errors import (
     RunLocked,
 )
 from runner.io.inputs import TextPrefix
-from runner.io.job_files import iter_job_lines
 from runner.io.plancache import save_prefix
-from runner.io.prepare import read_job_items
 from runner.io.store import RunLock, save_resume_index
 
 log = logging.getLogger(__name__)
@@ -122,8 +118,9 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
     jobs = config.select(options.job)
     result = RunResult()
     if options.dry_run:
-        for job in jobs:
-            dry_run(job, config, options, result, out)
+        from runner.app.dry_run import dry_run  # --dry-run only
+
+        result.plans.extend(dry_run(job, config, options.limit, out) for job in jobs)
         return result
 
     stopper = SignalStop(config.run.grace_s)
@@ -158,39 +155,6 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
             raise result.later  # its message is the one line that says to come back
         log.warning(str(result.later))
     return result
-
-
-def dry_run(
-    job: JobConfig, config: Config, options: RunOptions, result: RunResult, out: IO[str]
-) -> None:
-    """The plan, the first invalid input lines with their reasons, and a cost estimate."""
-    from runner.core.cost import estimate, format_estimate  # --dry-run only
-
-    def say(line: str) -> None:
-        print("\n".join(for_terminal([line], out)), file=out)
-
-    plan, _ = plan_job(job, config)
-    plan = with_limit(plan, options.limit, config)
-    result.plans.append(plan)
-    say(describe_plan(plan))
-    shown = 0
-    for item in read_job_items(job, config):
-        if isinstance(item, InvalidLine):
-            if shown == INVALID_SHOWN:
-                say("  ... (glmrun status --errors lists them once a run records them)")
-                break
-            say(f"  invalid line {item.line_no}: {item.reason}")
-            shown += 1
-    notes, sends = dry_run_sends(job, plan.pending, options.limit)
-    for note in notes:
-        say(note)
-    items = read_job_items(job, config)
-    records = iter_job_lines(job)  # token averages from every output file of the job
-    est = estimate(job, sends, config.cost, items, records)
-    say(format_estimate(job, est, config.cost))
-
-
-INVALID_SHOWN = 5  # invalid input lines --dry-run lists
 
 
 async def _run_jobs(ctx: _RunContext, jobs: list[JobConfig]) -> None:
@@ -307,11 +271,13 @@ async def _run_job(
             await reachable  # an unreachable API ends the run here, before anything is sent
         if stream is not None:
             stats = stream.new_stats()  # the plan event comes when the pass has read the input
-            pending = limited(stream.pairs(stats), options.limit)
+            pairs = stream.pairs(stats)
         else:
             plan = with_limit(plan, options.limit, config)
             stats = _counted_stats(job, plan, options.limit)
-            pending = limited(pending_items(job, config, plan, index, stopper.flag), options.limit)
+            pairs = pending_items(job, config, plan, index, stopper.flag)
+        # lines left to running batches are no part of what --limit lets this run send
+        pending = limited(_not_in(pairs, in_batches) if in_batches else pairs, options.limit)
         if stopper.event.is_set():
             return stats
         display = Display(
@@ -500,7 +466,7 @@ async def _run_realtime(
     pending: Iterator[tuple[int, Item | InvalidLine]],
 ) -> JobStats:
     engine = make_realtime_engine(parts)
-    if in_batches:
+    if in_batches:  # again for the pass after a wrong prefix guess (a no-op on the first)
         pending = _not_in(pending, in_batches)
     task = asyncio.ensure_future(engine.run(pending))
     stopper.current = task

@@ -374,14 +374,15 @@ def test_dry_run_and_summary_fit_a_narrow_terminal(
     import asyncio
     import os
 
-    from runner.app.orchestrate import RunOptions, RunResult, dry_run, run
+    from runner.app.dry_run import dry_run
+    from runner.app.orchestrate import RunOptions, run
     from runner.config import load_config
     from tests.support.configs import ENV
 
     monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((44, 24)))
     cfg = load_config(write_config(tmp_path, [*make_urls(5), "ftp://x/a.jpg"]), environ=ENV)
     out = Tty()
-    dry_run(cfg.jobs[0], cfg, RunOptions(dry_run=True), RunResult(), out)
+    dry_run(cfg.jobs[0], cfg, None, out)
     asyncio.run(run(cfg, RunOptions(display="quiet"), out=out))
     lines = out.getvalue().splitlines()
     assert len(lines) > 6 and all(len(line) <= 44 for line in lines), lines

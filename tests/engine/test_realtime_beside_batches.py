@@ -36,6 +36,9 @@ async def test_lines_in_running_batches_are_not_sent_again_realtime(
     data["batch"]["threshold"] = 1000  # auto: 25 pending go realtime
     cfg.write_bytes(orjson.dumps(data))
     (tmp_path / "urls.txt").write_text("".join(f"{u}\n" for u in first + new))
+    with pytest.raises(ComeBackLater):  # --limit counts only what this run may send
+        await run_config(cfg, ENV, no_wait=True, limit=2)
+    assert sorted(box.sim.stats.per_url) == sorted(new[:2])
     with pytest.raises(ComeBackLater) as later:  # the batch still runs: a later run collects
         await run_config(cfg, ENV, no_wait=True)
     assert later.value.stats is not None

@@ -1,0 +1,44 @@
+"""``glmrun run --dry-run``: a job's plan, its first invalid input lines with their reasons,
+and an estimate of what the run would pay for. Nothing is sent and nothing is written."""
+
+from __future__ import annotations
+
+from typing import IO
+
+from runner.app.planning import describe_plan, plan_job, with_limit
+from runner.app.summary import dry_run_sends, for_terminal
+from runner.config.schema import Config, JobConfig
+from runner.core.cost import estimate, format_estimate
+from runner.core.items import InvalidLine
+from runner.core.plan import JobPlan
+from runner.io.job_files import iter_job_lines
+from runner.io.prepare import read_job_items
+
+INVALID_SHOWN = 5  # invalid input lines --dry-run lists
+
+
+def dry_run(job: JobConfig, config: Config, limit: int | None, out: IO[str]) -> JobPlan:
+    """Print the job's plan, invalid lines and estimate to ``out``; return the plan."""
+
+    def say(line: str) -> None:
+        print("\n".join(for_terminal([line], out)), file=out)
+
+    plan, _ = plan_job(job, config)
+    plan = with_limit(plan, limit, config)
+    say(describe_plan(plan))
+    shown = 0
+    for item in read_job_items(job, config):
+        if isinstance(item, InvalidLine):
+            if shown == INVALID_SHOWN:
+                say("  ... (glmrun status --errors lists them once a run records them)")
+                break
+            say(f"  invalid line {item.line_no}: {item.reason}")
+            shown += 1
+    notes, sends = dry_run_sends(job, plan.pending, limit)
+    for note in notes:
+        say(note)
+    items = read_job_items(job, config)
+    records = iter_job_lines(job)  # token averages from every output file of the job
+    est = estimate(job, sends, config.cost, items, records)
+    say(format_estimate(job, est, config.cost))
+    return plan

@@ -58,6 +58,7 @@ class JobStatus:
     duplicates: int = 0
     corrupt_output_lines: list[int] = field(default_factory=list)
     batches: list[dict[str, Any]] = field(default_factory=list)
+    blocked: str = ""  # why a run would be refused: batches of another output or job name
     usage: dict[str, dict[str, int]] = field(
         default_factory=dict
     )  # route -> prompt/completion tokens spent
@@ -116,6 +117,10 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
             elif row.pending is not None and shard is not None and shard.owns(h):
                 row.pending += not index.is_done(h)
     status.batches = tracked_batches(job)
+    if job.work_dir.parent.is_dir():
+        from runner.io.batch_state import run_refusal
+
+        status.blocked = run_refusal(job) or ""
     return status
 
 
@@ -280,6 +285,8 @@ def format_status(s: JobStatus, *, errors_hint: bool = True) -> str:
         line += f"\n  tokens: {s.usage_line}"
     for b in s.open_batches:
         line += "\n  " + batch_row(b)
+    if s.blocked:
+        line += f"\n  a run is refused: {s.blocked}"
     if s.errors and errors_hint:
         line += "\n  errors by code: glmrun status --errors"
     return line

@@ -160,6 +160,19 @@ def owned_state(job: JobConfig) -> JobState | None:
     return state
 
 
+def run_refusal(job: JobConfig) -> str | None:
+    """Why a run of ``job`` would be refused over batches it must not collect or resend (for
+    ``glmrun status``), or None."""
+    try:
+        refuse_if_tracked_elsewhere(job)
+        state = load_state(state_path(job))
+        if state is not None and state.output not in ("", job.output_path.name):
+            _refuse_if_open(job, state)
+    except ConfigError as exc:
+        return str(exc)
+    return None
+
+
 def refuse_if_tracked_elsewhere(job: JobConfig) -> None:
     """Refuse a run whose lines may be in open batches of another work folder beside its own:
     the job's, under its name before (the same output), or the job's with another sharding

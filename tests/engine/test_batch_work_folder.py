@@ -12,6 +12,7 @@ import pytest
 
 from runner.app.batches import cancel
 from runner.app.orchestrate import RunOptions, run
+from runner.app.status import collect, format_status
 from runner.config import load_config
 from runner.core.shard import Shard
 from runner.errors import ComeBackLater, ConfigError
@@ -58,6 +59,11 @@ async def test_a_second_config_never_collects_the_first_ones_batches(
     with pytest.raises(ComeBackLater):
         await run_batch(a, box, no_wait=True)
     assert box.sim.stats.batches_created == 1
+
+    (status,) = collect(load(b))  # glmrun status says so before a run is tried
+    assert "a.jsonl" in status.blocked and not status.finished
+    assert "\n  a run is refused: " in format_status(status)
+    assert collect(load(a))[0].blocked == ""
 
     with pytest.raises(ConfigError) as refused:
         await run_batch(b, box)

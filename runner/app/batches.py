@@ -122,7 +122,7 @@ async def cancel(config: Config, job_name: str | None) -> list[str]:
         state = load_state(path)
         if state is None:
             return f"{_label(job)}: no tracked batches"
-        if state.output not in ("", job.output_path.name):
+        if not state.belongs_to(job):
             return (
                 f"{_label(job)}: the batches in {job.work_dir} are those of {state.output} (this"
                 " job's output before, or another config's job of this name): cancel them with"

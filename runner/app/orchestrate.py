@@ -277,7 +277,7 @@ async def _run_job(
             stats = _counted_stats(job, plan, options.limit)
             pairs = pending_items(job, config, plan, index, stopper.flag)
         # lines left to running batches are no part of what --limit lets this run send
-        pending = limited(_not_in(pairs, in_batches) if in_batches else pairs, options.limit)
+        pending = limited(_not_in(pairs, in_batches), options.limit)
         if stopper.event.is_set():
             return stats
         display = Display(
@@ -296,14 +296,16 @@ async def _run_job(
                 if plan.route == "batch":
                     return await _run_batch(parts, plan, pending, stopper, options.no_wait)
                 sent = Sent() if guess is not None else None
-                run = functools.partial(_run_realtime, parts, stopper, in_batches)
-                await run(pending if sent is None else sent.record(pending))
+                await _run_realtime(
+                    parts, stopper, pending if sent is None else sent.record(pending)
+                )
                 if stream is not None:
                     await _end_stream(stream, stopper)
                 if sent is not None and guess is not None and not stopper.event.is_set():
                     batch = functools.partial(_run_batch, parts, stopper=stopper)
+                    rerun = functools.partial(_run_realtime, parts, stopper, skip=in_batches)
                     await _after_guess(
-                        job, config, options, index, guess, sent, stopper, run, batch
+                        job, config, options, index, guess, sent, stopper, rerun, batch
                     )
                 if in_batches and not stopper.event.is_set():  # collect them as a batch run does
                     return await _run_batch(parts, plan, iter(()), stopper, options.no_wait)
@@ -454,20 +456,23 @@ def _open_batch_keys(job: JobConfig) -> set[int]:
 
 
 def _not_in(
-    pending: Iterator[tuple[int, Item | InvalidLine]], keys: set[int]
+    pending: Iterator[tuple[int, Item | InvalidLine]], keys: set[int] | None
 ) -> Iterator[tuple[int, Item | InvalidLine]]:
-    return ((h, item) for h, item in pending if h not in keys)
+    """``pending`` without the pairs whose key hash is in ``keys`` (as it is when none)."""
+    return ((h, item) for h, item in pending if h not in keys) if keys else pending
 
 
 async def _run_realtime(
     parts: JobParts,
     stopper: SignalStop,
-    in_batches: set[int],
     pending: Iterator[tuple[int, Item | InvalidLine]],
+    *,
+    skip: set[int] | None = None,
 ) -> JobStats:
+    """The realtime engine over ``pending``; ``skip``: keys left to running batches (the pass
+    after a wrong prefix guess reads the input again, and so meets them again)."""
     engine = make_realtime_engine(parts)
-    if in_batches:  # again for the pass after a wrong prefix guess (a no-op on the first)
-        pending = _not_in(pending, in_batches)
+    pending = _not_in(pending, skip)
     task = asyncio.ensure_future(engine.run(pending))
     stopper.current = task
     try:

@@ -52,6 +52,10 @@ class JobState:
     # folder); "" in a state written before it was noted: taken to be the reader's own
     output: str = ""
 
+    def belongs_to(self, job: JobConfig) -> bool:
+        """The chunks are collected into the output this run of ``job`` appends to."""
+        return self.output in ("", job.output_path.name)
+
 
 def _to_json(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj):
@@ -131,7 +135,7 @@ def claim_state(job: JobConfig, config_hash: str) -> JobState:
             if create_state(path, state):
                 return state
             continue  # another run made one first: whose is it?
-        if state.output in ("", own):
+        if state.belongs_to(job):
             state.output = own  # noted from the next save on
             return state
         _refuse_if_open(job, state)
@@ -155,7 +159,7 @@ def claim_state(job: JobConfig, config_hash: str) -> JobState:
 def owned_state(job: JobConfig) -> JobState | None:
     """The job's saved state, or None when there is none or it belongs to another output."""
     state = load_state(state_path(job))
-    if state is None or state.output not in ("", job.output_path.name):
+    if state is None or not state.belongs_to(job):
         return None
     return state
 
@@ -166,7 +170,7 @@ def run_refusal(job: JobConfig) -> str | None:
     try:
         refuse_if_tracked_elsewhere(job)
         state = load_state(state_path(job))
-        if state is not None and state.output not in ("", job.output_path.name):
+        if state is not None and not state.belongs_to(job):
             _refuse_if_open(job, state)
     except ConfigError as exc:
         return str(exc)

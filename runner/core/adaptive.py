@@ -41,7 +41,8 @@ which is refused later: there the window follows the refusals seen up there.
 - Drop: two throttles within a round trip while holding mean the cap fell (the multiplicative
   decrease of the Netflix and AWS SDK limiters): cut to ``drop_beta`` of the limit; for the
   round trip after, while requests sent before the drop drain, each throttle takes one off;
-  then climb from there. A cap that fell at peak hours comes back: for ``recover_cycles``
+  then climb from there at once (the cut went deep on purpose: waiting for the next tick of
+  the cycle grid left a third of the cap unused for up to 3 round trips). A cap that fell at peak hours comes back: for ``recover_cycles``
   cycles, while below half the level it held before the drop (and alone), the controller
   cycles at every half grid tick, so it finds the cap back twice as soon, for one more
   refused probe per tick.
@@ -81,7 +82,7 @@ class AdaptiveLimit:
     shared_cycle: int = 4  # grid ticks per cycle while other clients share the cap
     shared_give_back: float = 0.2  # the give-back while other clients share the cap
     shared_cycles: int = 12  # cycles the shared pace lasts after the last sign of another client
-    climb_doubling_rtts: float = 0.25  # a climb doubles the limit in at most this many RTTs
+    climb_doubling_rtts: float = 0.15  # a climb doubles the limit in at most this many RTTs
     recover_cycles: int = 24  # after a drop, cycles at twice the pace while far below
     recover_below: float = 0.5  # ... the level held before the drop, times this
     drop_beta: float = 0.35  # the cut when the cap drops
@@ -150,8 +151,8 @@ class AdaptiveLimit:
             return self.paced_at + self.min_window_s if self.value > self.paced else None
         if self.phase == "climb":
             return None if self.awaiting_answer else self.raised_at + self.window_s
-        if self.phase == "hold" and self.next_cycle_at < math.inf:
-            return max(self.next_cycle_at, self.cool_until)
+        if self.phase == "hold" and self._held_until() < math.inf:
+            return self._held_until()
         return None
 
     @property
@@ -255,7 +256,7 @@ class AdaptiveLimit:
             and self._filled()
         ):
             self._step(now)
-        elif self.phase == "hold" and now >= max(self.next_cycle_at, self.cool_until):
+        elif self.phase == "hold" and now >= self._held_until():
             if self.after_drop:
                 self.after_drop = False
                 self.signed = True  # where this climb is refused says where the cap fell to
@@ -270,6 +271,14 @@ class AdaptiveLimit:
         if self.value > self.paced and now >= self.paced_at + self.min_window_s:
             self.paced = min(self.value, self.paced + max(1.0, self.start_growth * self.paced))
             self.paced_at = now
+
+    def _held_until(self) -> float:
+        """When a hold ends: after a drop, once the requests sent before it have drained (the
+        climb from the cut need not wait for the cycle grid: the cut went deep on purpose);
+        else at the next cycle."""
+        if self.after_drop:
+            return self.cool_until
+        return max(self.next_cycle_at, self.cool_until)
 
     def _give_back(self, now: float) -> None:
         self.given_from = self.value

@@ -230,6 +230,27 @@ def test_the_climb_after_a_drop_is_no_sign_of_another_client() -> None:
     assert ctl.signs == 0 and ctl._recovering()
 
 
+def test_the_climb_after_a_drop_starts_when_the_drain_ends_not_at_the_next_cycle() -> None:
+    """The cut after a drop goes deep on purpose (to ``drop_beta`` of the limit); the climb
+    that finds the new level starts once the requests sent before the drop have come back
+    (a round trip), not at the next tick of the cycle grid, which at 2 s answers is up to
+    6 s away: that long at a third of the cap was a tenth of a minute-long run's results."""
+    ctl = holding_at(32, now=10.0, latency_s=2.0)
+    grid_tick = ctl.next_cycle_at
+    drop_at = grid_tick - 5.8  # just after the grid's previous tick
+    ctl.on_success(2.0, drop_at - 0.5)
+    ctl.on_throttled(drop_at, THROTTLE_S, in_flight=32)
+    ctl.on_throttled(drop_at + 0.05, THROTTLE_S, in_flight=31)
+    assert ctl.cuts == 1 and ctl.limit == 10
+    assert ctl.next_cycle_at == grid_tick
+    woke = ctl.wake_at
+    assert woke is not None and woke == pytest.approx(ctl.cool_until)
+    assert woke < grid_tick - 1.0  # the drain ends well before the next cycle
+    ctl.on_success(2.0, woke - 0.1)  # answers keep coming
+    assert ctl.tick(woke, in_flight=10) == 11  # the climb begins at once
+    assert ctl.phase == "climb"
+
+
 def test_starved_controller_pauses_with_a_wake_up() -> None:
     """Refused at the minimum, the limit is 0 (no hammering) and a wake-up is always set."""
     ctl = AdaptiveLimit(initial=2)

@@ -42,10 +42,10 @@ which is refused later: there the window follows the refusals seen up there.
   decrease of the Netflix and AWS SDK limiters): cut to ``drop_beta`` of the limit; for the
   round trip after, while requests sent before the drop drain, each throttle takes one off;
   then climb from there at once (the cut went deep on purpose: waiting for the next tick of
-  the cycle grid left a third of the cap unused for up to 3 round trips). A cap that fell at peak hours comes back: for ``recover_cycles``
-  cycles, while below half the level it held before the drop (and alone), the controller
-  cycles at every half grid tick, so it finds the cap back twice as soon, for one more
-  refused probe per tick.
+  the cycle grid left a third of the cap unused for up to 3 round trips). A cap that fell at
+  peak hours comes back: for ``recover_cycles`` cycles, while below half the level it held
+  before the drop (and alone), the controller cycles at every half grid tick, so it finds
+  the cap back twice as soon, for one more refused probe per tick.
 - In use: a raise counts only once requests fill it (the engine reports the requests out with
   each answer and tick). A client that cannot send as fast as its limit allows (its own event
   loop is the bottleneck, or its input runs dry) stops growing it, in slow start and in a

@@ -179,6 +179,11 @@ def traffic(stats: JobStats, price: Any, currency: str) -> list[str]:
             if stats.throttled:
                 req += f" ({fmt_int(stats.throttled)} throttled)"
         parts.append(req)
+    levels = stats.auto_levels()
+    if levels is not None:
+        low, mostly, high = levels
+        held = f"{mostly}" if low == high else f"{low}–{high}, mostly {mostly}"
+        parts.append(f"concurrency auto {held}")
     if stats.batches_submitted:
         parts.append(f"batches {fmt_int(stats.batches_submitted)} submitted")
     used = {*stats.usage_by_route, stats.route}  # a realtime run that also collects batches

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -137,10 +138,10 @@ def make_throttle(
         monotonic=clock.monotonic,
         sleep=clock.sleep,
     )
-    stats.concurrency = controller.limit
+    stats.note_limit(controller.limit, clock.monotonic())
 
     def on_change(limit: int) -> None:
-        stats.concurrency = limit
+        stats.note_limit(limit, clock.monotonic())
 
     gate = AdaptiveGate(controller, throttle, monotonic=clock.monotonic, on_change=on_change)
     return throttle, limits.max_concurrency, gate
@@ -179,6 +180,10 @@ def make_realtime_engine(
         for cb in callbacks:
             cb(verdict, latency_s)
 
+    def finish(gate: AdaptiveGate) -> None:
+        gate.close()
+        stats.note_limit(stats.concurrency, clock.monotonic())  # the last limit's time counts
+
     deps = RealtimeDeps(
         client=parts.client,
         writer=parts.writer,
@@ -189,7 +194,7 @@ def make_realtime_engine(
         flush_interval_s=config.run.flush_interval_s,
         workers=workers,
         on_result=(callbacks[0] if len(callbacks) == 1 else on_any) if callbacks else None,
-        on_finish=None if gate is None else gate.close,
+        on_finish=None if gate is None else functools.partial(finish, gate),
         clock=clock,
     )
     return RealtimeEngine(job, deps)

@@ -36,6 +36,10 @@ class JobStats:
     batches_submitted: int = 0
     error_codes: dict[str, int] = field(default_factory=dict)  # error records written, by code
     error_examples: dict[str, list[str]] = field(default_factory=dict)  # code -> first few keys
+    # ``concurrency: auto``: seconds the controller held each limit (``note_limit``), so the
+    # summary can say what the account admitted; empty with a fixed concurrency
+    held_s: dict[int, float] = field(default_factory=dict)
+    limit_since: float | None = None
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 
@@ -69,6 +73,32 @@ class JobStats:
             if code == "invalid_input" and isinstance(error, dict):
                 key = str(error.get("message") or key).split(":", 1)[0]  # "line 7"
             examples.append(str(key))
+
+    def note_limit(self, limit: int, now: float) -> None:
+        """``concurrency: auto``: the controller's limit is ``limit`` from ``now`` on (the
+        first call starts the clock; call it once more at the end to count the last limit)."""
+        if self.limit_since is not None:
+            held = max(0.0, now - self.limit_since)
+            self.held_s[self.concurrency] = self.held_s.get(self.concurrency, 0.0) + held
+        self.concurrency, self.limit_since = limit, now
+
+    def auto_levels(self) -> tuple[int, int, int] | None:
+        """``concurrency: auto``: (low, mostly, high): the limit held longest, and the range
+        held for the middle 90 % of the time, so the first ramp and a brief probe do not
+        widen it. None with a fixed concurrency or before any time was counted."""
+        total = sum(self.held_s.values())
+        if total <= 0:
+            return None
+        mostly = max(self.held_s, key=lambda k: (self.held_s[k], k))
+        low = high = mostly
+        seen = 0.0
+        for level in sorted(self.held_s):
+            before, seen = seen, seen + self.held_s[level]
+            if before <= 0.05 * total < seen:
+                low = level
+            if before < 0.95 * total <= seen:
+                high = level
+        return low, mostly, high
 
     @property
     def elapsed_s(self) -> float:
@@ -110,6 +140,14 @@ class JobStats:
             "completion_tokens": self.completion_tokens,
             "error_codes": dict(self.error_codes),
             "failed_before": self.failed_before,
+            **self._auto_summary(),
             "wall_s": round(elapsed, 3),
             "requests_per_s": round(self.requests / elapsed, 2) if elapsed > 0 else 0.0,
         }
+
+    def _auto_summary(self) -> dict[str, Any]:
+        levels = self.auto_levels()
+        if levels is None:
+            return {}
+        low, mostly, high = levels
+        return {"auto_concurrency": {"mostly": mostly, "low": low, "high": high}}

@@ -313,7 +313,9 @@ class BatchDriver(ResultSteps):
                     "metadata": batch_metadata(self.job, self.state.tag, self.chash, st.chunk),
                 }
                 new = self.advance(i, await self._call(_seen_batch(client.create_batch(body)), st))
-                if isinstance(new, Running):
+                # a batch the API created, whether still running or already final (a create
+                # answer can be terminal: validation failed, or a batch that ran at once)
+                if isinstance(new, Running) or (isinstance(new, Ended) and new.batch_id):
                     self.deps.stats.batches_submitted += 1
                 return new
             case Running(checked=False):  # a poll answered 404: is it really gone?

@@ -1,11 +1,15 @@
 """``glmrun bench CONFIG``: find the concurrency that suits an account, without wasting work.
 
 The job's next pending URLs go through the configured endpoint (the real API or the simulator)
-at each concurrency level in turn, ``sample`` URLs per level, through the ordinary realtime
-engine: every answer is written to the job's output as usual, so a later run skips them. Per
-level: requests/s, p50/p95 latency, the share of 429-type answers and the error records. The
-recommendation is the level with the best throughput among those with an acceptable 429 share,
-preferring the lower level when a higher one gains less than 5%.
+at each concurrency level in turn, through the ordinary realtime engine: every answer is
+written to the job's output as usual, so a later run skips them. A level gets ``sample`` URLs,
+by default four round trips' worth of it (``sample_for``: 4 x the level, at least 50), so a high
+level is measured full rather than by one burst. Per level: requests/s, p50/p95 latency, the
+share of 429-type answers and the error records. The recommendation is the level with the best
+throughput among those with an acceptable 429 share, preferring the lower level when a higher
+one gains less than 5%. When the level above it was throttled, the account's limit lies
+between the two: ``next_probe`` halves that gap a level at a time (16 and 32 -> 24 -> 28 ...),
+so an account that takes 24 is not told 16.
 """
 
 from __future__ import annotations
@@ -32,6 +36,9 @@ from runner.io.store import ResultWriter, RunLock
 
 ACCEPTABLE_429_SHARE = 0.05
 DEFAULT_LEVELS = (4, 8, 16, 32, 64)
+MIN_SAMPLE = 50
+ROUND_TRIPS = 4  # a level's default sample: this many round trips of requests at that level
+MAX_PROBES = 4  # levels tried between the recommended one and the throttled one above it
 
 
 @dataclass
@@ -103,6 +110,34 @@ def recommend(
         if lv.rate >= 0.95 * best.rate:
             return lv
     return best
+
+
+def sample_for(level: int, sample: int | None = None) -> int:
+    """URLs a level gets: ``sample`` when given, else ``ROUND_TRIPS`` round trips of requests
+    at that level (at least ``MIN_SAMPLE``): 50 URLs at 64 in flight are one burst, not a
+    throughput."""
+    return sample if sample is not None else max(MIN_SAMPLE, ROUND_TRIPS * level)
+
+
+def next_probe(
+    levels: list[LevelResult], acceptable_share: float = ACCEPTABLE_429_SHARE
+) -> int | None:
+    """The level halfway between the recommended one and the next one tried above it, when
+    that one was throttled past the acceptable share (the account's limit lies between); None
+    when there is no such pair or they are close (within an eighth of the lower, or 2)."""
+    best = recommend(levels, acceptable_share)
+    if best is None:
+        return None
+    above = [lv for lv in levels if lv.concurrency > best.concurrency]
+    if not above:
+        return None
+    nearest = min(above, key=lambda lv: lv.concurrency)
+    if nearest.throttled_share <= acceptable_share:
+        return None  # not limited there: slower for another reason (latency, the client)
+    gap = nearest.concurrency - best.concurrency
+    if gap <= max(2, best.concurrency // 8):
+        return None
+    return best.concurrency + gap // 2
 
 
 def format_table(levels: list[LevelResult]) -> str:
@@ -242,14 +277,16 @@ async def bench(
     config: Config,
     *,
     job_name: str | None = None,
-    sample: int = 50,
+    sample: int | None = None,
     levels: list[int] | None = None,
     plot_path: Path | None = None,
     out: IO[str] | None = None,
     quiet: bool = False,
+    refine: bool = True,
 ) -> list[LevelResult]:
-    """Each level in turn, a progress line each (not with ``quiet``), then the table and the
-    recommendation: the result, printed even with ``quiet``."""
+    """Each level in turn, then (``refine``) the levels between the recommended one and the
+    throttled one above it, a progress line each (not with ``quiet``); then the table, in
+    order of concurrency, and the recommendation: the result, printed even with ``quiet``."""
     out = out or sys.stdout
     progress = io.StringIO() if quiet else out
     levels = list(levels or DEFAULT_LEVELS)
@@ -263,10 +300,13 @@ async def bench(
     try:
         await acquire_lock(lock, wait=False, stop=stopper.event)
         try:
-            plan, index = plan_job(job, config, keep=sample * len(levels))
+            most = sum(sample_for(lv, sample) for lv in levels)
+            most += MAX_PROBES * sample_for(max(levels), sample) if refine else 0
+            plan, index = plan_job(job, config, keep=most)
+            per = f"{sample} URLs" if sample is not None else f"{ROUND_TRIPS} round trips"
             print(
-                f"{job.name}: {plan.pending:,} pending; {sample} per level at concurrency "
-                f"{','.join(map(str, levels))}",
+                f"{job.name}: {plan.pending:,} pending; concurrency "
+                f"{','.join(map(str, levels))}, {per} each",
                 file=progress,
             )
             pending = pending_items(job, config, plan, index)
@@ -274,9 +314,9 @@ async def bench(
                 writer = make_writer(job)
                 stopper.writers.append(writer)
                 try:
-                    for level in levels:
-                        if stopper.event.is_set():
-                            break
+                    queue, probes = list(levels), 0
+                    while queue and not stopper.event.is_set():
+                        level = queue.pop(0)
                         result = await _run_level(
                             job,
                             config,
@@ -284,17 +324,28 @@ async def bench(
                             writer,
                             stopper.event,
                             level,
-                            take(pending, sample),
+                            take(pending, sample_for(level, sample)),
                         )
                         if result.results == 0:
                             print(_none_left(job.name, level, results), file=out)
                             break
                         results.append(result)
+                        tried = [lv.concurrency for lv in results]
+                        between = (
+                            f" (between {max(c for c in tried if c < level)} and "
+                            f"{min(c for c in tried if c > level)})"
+                            if level not in levels
+                            else ""
+                        )
                         print(
-                            f"  concurrency {level}: {result.rate:.1f} req/s",
+                            f"  concurrency {level}: {result.rate:.1f} req/s{between}",
                             file=progress,
                             flush=True,
                         )
+                        probe = next_probe(results) if refine and not queue else None
+                        if probe is not None and probes < MAX_PROBES:
+                            queue.append(probe)
+                            probes += 1
                 finally:
                     writer.close()
                     stopper.writers.remove(writer)
@@ -304,6 +355,7 @@ async def bench(
         stopper.uninstall()
     if stopper.signame is not None:
         raise Interrupted(stopper.signame)
+    results.sort(key=lambda lv: lv.concurrency)
     if results:
         print(format_table(results), file=out)
         print(format_recommendation(results), file=out)

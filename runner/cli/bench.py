@@ -25,7 +25,16 @@ from runner.errors import GlmrunError
 @click.command()
 @click.argument("config_path", metavar="CONFIG")
 @job_option("The job whose pending URLs to use (needed when there are several).")
-@count_option("--sample", "URLs per concurrency level.", default=50)
+@count_option(
+    "--sample",
+    "URLs per concurrency level (default: 4 round trips' worth, 4 x the level, at least 50).",
+)
+@click.option(
+    "--refine/--no-refine",
+    default=True,
+    show_default=True,
+    help="Try levels between the best one and the throttled one above it.",
+)
 @click.option(
     "--concurrency",
     "levels",
@@ -45,7 +54,8 @@ from runner.errors import GlmrunError
 def bench(
     config_path: str,
     job_name: str | None,
-    sample: int,
+    sample: int | None,
+    refine: bool,
     levels: str,
     plot_path: str | None,
     quiet: bool,
@@ -71,5 +81,6 @@ def bench(
             levels=parsed,
             plot_path=Path(plot_path) if plot_path else None,
             quiet=quiet,
+            refine=refine,
         )
     )

@@ -11,7 +11,15 @@ from typing import Any
 
 import pytest
 
-from runner.app.bench import LevelResult, bench, format_table, parse_levels, recommend
+from runner.app.bench import (
+    LevelResult,
+    bench,
+    format_table,
+    next_probe,
+    parse_levels,
+    recommend,
+    sample_for,
+)
 from runner.config import Config, load_config
 from runner.errors import ConfigError
 from tests.support.configs import make_urls, write_minimal_config
@@ -34,7 +42,7 @@ async def test_bench_runs_each_level_and_writes_every_answer(
     sim = await start_sim(latency_mean_s=0.005, max_in_flight=3)
     out = io.StringIO()
     config = make_config(tmp_path, sim.base_url)
-    levels = await bench(config, sample=10, levels=[1, 2, 6], out=out)
+    levels = await bench(config, sample=10, levels=[1, 2, 6], out=out, refine=False)
     records = read_records(tmp_path / "out.jsonl")
     assert len(records) == 30
     assert len({r["url"] for r in records}) == 30
@@ -137,3 +145,57 @@ async def test_quiet_bench_prints_only_its_result_and_an_empty_job_says_why(
         "j: no pending URLs to measure with (bench sends the job's pending URLs, and every one "
         "is done): append new URLs to its input, or bench another job\n"
     )
+
+
+def level(concurrency: int, rate: float, share_429: float = 0.0) -> LevelResult:
+    attempts = 1000
+    return LevelResult(
+        concurrency,
+        results=100,
+        attempts=attempts,
+        throttled=round(share_429 * attempts),
+        wall_s=100 / rate,
+    )
+
+
+def test_a_level_gets_four_round_trips_of_requests_unless_told() -> None:
+    assert [sample_for(c) for c in (4, 8, 16, 32, 64)] == [50, 50, 64, 128, 256]
+    assert sample_for(64, 20) == 20
+
+
+def test_the_next_probe_halves_the_gap_below_a_throttled_level() -> None:
+    """16 fine, 32 throttled: the limit lies between, try 24; then 24 fine, 32 throttled: 28;
+    24 fine and 28 throttled: 26; 24 and 26: close enough."""
+    tried = [level(8, 40), level(16, 80), level(32, 60, 0.2)]
+    assert next_probe(tried) == 24
+    tried.append(level(24, 120))
+    assert next_probe(tried) == 28
+    tried.append(level(28, 90, 0.1))
+    assert next_probe(tried) == 26
+    tried.append(level(26, 100, 0.08))
+    assert next_probe(tried) is None
+
+
+def test_no_probe_when_the_level_above_was_not_throttled_or_nothing_is_above() -> None:
+    # slower above without throttles: the account is not what limits it
+    assert next_probe([level(16, 80), level(32, 70, 0.01)]) is None
+    assert next_probe([level(16, 80), level(32, 160)]) is None  # the best is the top level
+    assert next_probe([level(4, 20, 0.5)]) is None  # nothing usable
+    assert next_probe([level(64, 300), level(72, 250, 0.3)]) is None  # within an eighth
+
+
+async def test_bench_finds_a_limit_between_its_levels(tmp_path: Path, start_sim: MakeSim) -> None:
+    """Hidden limit 6, levels 4 and 8: 8 is throttled, so bench tries 6 (between them), which
+    gets the most, and recommends it; every answer is in the output once, the probe's too."""
+    sim = await start_sim(latency_mean_s=0.02, max_in_flight=6)
+    config = make_config(tmp_path, sim.base_url, n=400)
+    out = io.StringIO()
+    levels = await bench(config, levels=[4, 8], out=out)
+    assert [lv.concurrency for lv in levels] == [4, 6, 8]
+    assert [lv.results for lv in levels] == [50, 50, 50]
+    assert levels[2].throttled > 0 and levels[1].throttled_share <= 0.05
+    text = out.getvalue()
+    assert "  concurrency 6: " in text and "(between 4 and 8)" in text
+    assert "recommended: limits.concurrency: 6 " in text
+    records = read_records(tmp_path / "out.jsonl")
+    assert len(records) == len({r["url"] for r in records}) == 150

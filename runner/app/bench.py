@@ -211,7 +211,18 @@ def plot(
     top.set_ylabel("requests/s")
     top.set_ylim(bottom=0, top=max([lv.rate for lv in levels] + [1]) * 1.15)
     shares = [100 * lv.throttled_share for lv in levels]
-    mid.bar(xs, shares, width=[x * 0.35 for x in xs], color="tab:orange", label="429 share")
+    # on the log axis a bar spans x / f .. x * f, f set by its nearest neighbour, so the close
+    # levels bench tried between two others (24, 26, 28) stay apart
+    spans = [_span(x, xs) for x in xs]
+    mid.bar(
+        [x / f for x, f in zip(xs, spans, strict=True)],
+        shares,
+        width=[x * f - x / f for x, f in zip(xs, spans, strict=True)],
+        align="edge",
+        color="tab:orange",
+        label="429 share",
+    )
+    labelled = _labelled(xs, None if best is None else best.concurrency)
     mid.axhline(
         100 * acceptable_share,
         color="grey",
@@ -219,6 +230,8 @@ def plot(
         label=f"acceptable ({100 * acceptable_share:.0f}%)",
     )
     for x, share in zip(xs, shares, strict=True):  # a 0% bar is invisible: say it
+        if x not in labelled:
+            continue  # too close to a labelled level to be read: the table has it
         mid.annotate(
             f"{share:.1f}%",
             (x, share),
@@ -238,7 +251,7 @@ def plot(
     low.set_ylabel("latency (s)")
     low.set_ylim(bottom=0, top=max(p95 + [0.001]) * 1.15)
     low.set_xscale("log", base=2)
-    low.set_xticks(xs, [str(x) for x in xs])
+    low.set_xticks(xs, [str(x) if x in labelled else "" for x in xs])
     low.minorticks_off()
     low.set_xlabel("concurrency")
     for ax in (top, mid, low):
@@ -256,6 +269,23 @@ def plot(
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _span(x: int, xs: list[int]) -> float:
+    """Half a bar's width on the log axis, as a factor: 0.35 of the way (in log terms) to the
+    nearest other level, at most 1.35 (a lone level)."""
+    ratios = [max(x, o) / min(x, o) for o in xs if o != x]
+    return min([1.35] + [r**0.35 for r in ratios])
+
+
+def _labelled(xs: list[int], best: int | None, apart: float = 1.25) -> set[int]:
+    """The levels whose numbers are printed on the axis: the recommended one first, then the
+    others in order, each at least ``apart`` times from every one already labelled."""
+    chosen: set[int] = set()
+    for x in ([best] if best is not None else []) + sorted(xs):
+        if all(max(x, c) / min(x, c) >= apart for c in chosen):
+            chosen.add(x)
+    return chosen
 
 
 def take(

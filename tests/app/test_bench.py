@@ -199,3 +199,18 @@ async def test_bench_finds_a_limit_between_its_levels(tmp_path: Path, start_sim:
     assert "recommended: limits.concurrency: 6 " in text
     records = read_records(tmp_path / "out.jsonl")
     assert len(records) == len({r["url"] for r in records}) == 150
+
+
+def test_the_plot_labels_levels_that_stand_apart_the_recommended_one_first() -> None:
+    """Levels bench tried between two others sit close on the log axis: only those at least
+    1.25 x apart get a number (the recommended one always), and each bar spans a part of
+    the way to its nearest neighbour, so close bars do not overlap."""
+    from runner.app.bench import _labelled, _span
+
+    xs = [4, 8, 16, 24, 26, 28, 32, 64]
+    assert _labelled(xs, 24) == {4, 8, 16, 24, 32, 64}
+    assert _labelled(xs, 26) == {4, 8, 16, 26, 64}  # 32 / 26 < 1.25
+    assert _labelled(xs, None) == {4, 8, 16, 24, 32, 64}
+    for left, right in zip(xs, xs[1:], strict=False):
+        assert left * _span(left, xs) <= right / _span(right, xs)  # no overlap
+    assert _span(64, [64]) == 1.35  # a lone level

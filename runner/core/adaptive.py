@@ -27,6 +27,9 @@ which is refused later: there the window follows the refusals seen up there.
   refill's doubling would then overshoot by dozens), steps doubling (at most half the limit
   each, and no faster than a doubling per ``climb_doubling_rtts``, so with slow answers it
   steps by one and overshoots by one), and fills the new cap within a round trip or two.
+  Above the highest limit held, where each new slot opens a connection whose refusal may
+  come back much later than the ones measured (60 ms against 2 on a loaded machine), the
+  pace is a doubling per ``cold_doubling_rtts``: half a round trip, not a quarter.
 - Several processes on one account: the cycles sit on a clock grid (multiples of
   ``probe_rtts`` round trips rounded to 2^k or 1.5 * 2^k seconds of ``now``), so processes on
   one machine give back and climb at the same moments. A proportional give-back and a climb
@@ -82,7 +85,8 @@ class AdaptiveLimit:
     shared_cycle: int = 4  # grid ticks per cycle while other clients share the cap
     shared_give_back: float = 0.2  # the give-back while other clients share the cap
     shared_cycles: int = 12  # cycles the shared pace lasts after the last sign of another client
-    climb_doubling_rtts: float = 0.15  # a climb doubles the limit in at most this many RTTs
+    climb_doubling_rtts: float = 0.25  # a climb doubles the limit in at most this many RTTs
+    cold_doubling_rtts: float = 0.5  # ... above the highest limit held (new connections)
     recover_cycles: int = 24  # after a drop, cycles at twice the pace while far below
     recover_below: float = 0.5  # ... the level held before the drop, times this
     drop_beta: float = 0.35  # the cut when the cap drops
@@ -322,19 +326,21 @@ class AdaptiveLimit:
         if self.value <= self.before:
             step = min(step, self.before + 1.0 - self.value)
         step = min(step, max(1.0, (self.high if self.value >= self.high else self.value) / 2))
-        step = min(step, max(1.0, self.value * self._growth_per_window()))
+        step = min(step, max(1.0, self.value * self._growth_per_window(self.value >= self.high)))
         self.value = min(float(self.max_limit), self.value + step)
         self.raised_at = now
         self.used = 0.0
         if self.value >= self.max_limit:
             self._hold(now)
 
-    def _growth_per_window(self) -> float:
+    def _growth_per_window(self, cold: bool = False) -> float:
         """The share a climb may add per quiet window to double in ``climb_doubling_rtts``
-        round trips: where refusals come back fast against the round trip, smaller steps are
-        as quick and the last one past the cap draws fewer refusals."""
+        round trips (``cold``, above the highest limit held: ``cold_doubling_rtts``): where
+        refusals come back fast against the round trip, smaller steps are as quick and the
+        last one past the cap draws fewer refusals."""
         rtt = self.rtt_s or self.guess_rtt_s
-        return math.pow(2.0, self.window_s / (self.climb_doubling_rtts * rtt)) - 1.0
+        doubling = self.cold_doubling_rtts if cold else self.climb_doubling_rtts
+        return math.pow(2.0, self.window_s / (doubling * rtt)) - 1.0
 
     def _refused(self, now: float, one_off: float, latency_s: float) -> None:
         """A raise drew a throttle: hold at one off."""

@@ -151,6 +151,30 @@ def test_past_the_old_level_a_climb_starts_again_from_one_slot() -> None:
     assert levels == [37, 38, 40, 41, 42, 43, 45, 47]
 
 
+def test_above_the_highest_limit_held_a_climb_doubles_per_half_round_trip() -> None:
+    """Above the highest limit held, each new slot opens a new connection, and on a loaded
+    machine its refusal can take 60 ms where the refusals seen so far took 2 (the quiet window
+    is then 10 ms). A climb from 16 into a cap that rose to 32 must not run far past it in
+    the 60 ms before the first refusal is back: doubling per half a round trip there, it has
+    reached 53 by then (every slot past 32 a throttle); at a quarter round trip, as below the
+    highest limit, it reached 92 (a live run drew 70 throttles so)."""
+    ctl = holding_at(16)
+    cycle = ctl.wake_at
+    assert cycle is not None
+    ctl.tick(cycle)
+    over_at = None
+    while True:
+        now = ctl.wake_at
+        assert now is not None
+        limit = ctl.tick(now, in_flight=ctl.limit)
+        ctl.on_success(0.2, now + ctl.window_s / 2, in_flight=ctl.limit)  # answers arrive
+        if limit > 32 and over_at is None:
+            over_at = now
+        if over_at is not None and now >= over_at + 0.06:
+            break
+    assert ctl.limit <= 1.7 * 32
+
+
 def test_a_quiet_window_with_no_answers_proves_nothing() -> None:
     """If no answer has come for a round trip (a stall), a climb waits for the next answer."""
     ctl = holding_at(40)

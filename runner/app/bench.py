@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import statistics
 import sys
 import time
@@ -275,7 +276,7 @@ def _span(x: int, xs: list[int]) -> float:
     """Half a bar's width on the log axis, as a factor: 0.35 of the way (in log terms) to the
     nearest other level, at most 1.35 (a lone level)."""
     ratios = [max(x, o) / min(x, o) for o in xs if o != x]
-    return min([1.35] + [r**0.35 for r in ratios])
+    return min([1.35] + [math.pow(r, 0.35) for r in ratios])
 
 
 def _labelled(xs: list[int], best: int | None, apart: float = 1.25) -> set[int]:

@@ -132,7 +132,11 @@ def _log_found(job: JobConfig, chash: str, found: list[_Found], chunks: list[Chu
         f"found {batches} of job {job.name} still on the account from a run whose "
         f"{job.work_dir}/ is gone: collecting {'it' if n == 1 else 'them'}, not sending "
         f"{'its' if n == 1 else 'their'} {lines:,} line{'' if lines == 1 else 's'} again",
-        extra={"job": job.name, "batches": [_chunk_batch(c) for c in chunks], "lines": lines},
+        extra={"job": job.name},
+    )
+    log.info(
+        "lost batches adopted",
+        extra={"job": job.name, "batch_ids": [_chunk_batch(c) for c in chunks], "lines": lines},
     )
     other = [
         f.view.id

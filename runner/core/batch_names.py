@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # annotations only: importing runner.config runs its loader's
 
 JOB_KEY = "glmrun_job"
 OUTPUT_KEY = "glmrun_output"
+REBATCH_KEY = "rebatch_of"
 
 
 def config_hash(job: JobConfig, batch: BatchConfig) -> str:
@@ -47,6 +48,9 @@ def batch_metadata(job: JobConfig, tag: str, chash: str, chunk: Chunk) -> dict[s
         "chunk": str(chunk.index),
         "config_hash": chash,
         OUTPUT_KEY: output_tag(job),
+        # a rebatched chunk's lines failed in a batch before: a run that adopts it records
+        # them when they fail again rather than sending them a third time
+        **({REBATCH_KEY: str(chunk.rebatch_of)} if chunk.rebatch_of is not None else {}),
     }
 
 

@@ -210,3 +210,28 @@ async def test_a_realtime_route_leaves_the_lines_to_the_found_batches(
     assert {u for u, r in by_url.items() if r["via"] == "batch"} == set(first)
     assert box.sim.stats.batches_created == 1
     assert_paid_once(box.sim, first + new)
+
+
+async def test_a_rebatched_line_belongs_to_its_newest_batch(
+    tmp_path: Path, start_batch_sim: StartBatchSim
+) -> None:
+    """A line failed in batch A (500) and was rebatched into B, still running when the folder
+    goes: the line is B's, not A's (A's failure would send it a third time); when it fails
+    in B too it is recorded, not sent again."""
+    items = urls(10)
+    box = await start_batch_sim(batch_line_faults={items[0]: "500"}, **SLOW)
+    cfg = write_batch_config(tmp_path, items, batch={**TEN_PER_FILE, "on_failure": "rebatch"})
+    with pytest.raises(ComeBackLater):
+        await run_batch(cfg, box, no_wait=True)
+    box.clock.now += 100  # A completed: 9 answers, 1 failure
+    with pytest.raises(ComeBackLater):
+        await run_batch(cfg, box, no_wait=True)  # A collected, the failed line rebatched in B
+    assert box.sim.stats.batches_created == 2
+    forget_work_folder(cfg)
+
+    await run_batch(cfg, box)
+    assert box.sim.stats.batches_created == 2
+    by_url = latest(read_records(output_path(cfg)))
+    assert len(read_records(output_path(cfg))) == 10
+    assert by_url[items[0]]["status"] == "error" and by_url[items[0]]["attempts"] == 2
+    assert all(by_url[u]["status"] == "ok" for u in items[1:])

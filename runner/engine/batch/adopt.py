@@ -40,7 +40,7 @@ import orjson
 from runner.api.protocol import BatchClient
 from runner.clock import Clock, SystemClock
 from runner.config.schema import Config, JobConfig
-from runner.core.batch_names import JOB_KEY, OUTPUT_KEY, config_hash, output_tag
+from runner.core.batch_names import JOB_KEY, OUTPUT_KEY, REBATCH_KEY, config_hash, output_tag
 from runner.core.batch_states import (
     TERMINAL_STATUSES,
     BatchView,
@@ -85,6 +85,11 @@ class _Found:
     view: BatchView
     created_at: float
     keys: list[int] = field(default_factory=list)
+
+    @property
+    def rebatch_of(self) -> int | None:
+        value = (self.view.metadata or {}).get(REBATCH_KEY)
+        return int(value) if isinstance(value, str) and value.isdigit() else None
 
     @property
     def running(self) -> bool:
@@ -262,7 +267,7 @@ def _adopt(job: JobConfig, config: Config, found: list[_Found]) -> list[ChunkSta
             continue
         if i != len(chunks):
             os.replace(job.work_dir / chunk_names(i)[1], job.work_dir / ids)
-        chunk = Chunk(len(chunks), chunk_names(len(chunks))[0], ids, lines[i], 0)
+        chunk = Chunk(len(chunks), chunk_names(len(chunks))[0], ids, lines[i], 0, f.rebatch_of)
         chunks.append(_state(chunk, f))
     return chunks
 

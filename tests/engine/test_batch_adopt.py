@@ -235,3 +235,24 @@ async def test_a_rebatched_line_belongs_to_its_newest_batch(
     assert len(read_records(output_path(cfg))) == 10
     assert by_url[items[0]]["status"] == "error" and by_url[items[0]]["attempts"] == 2
     assert all(by_url[u]["status"] == "ok" for u in items[1:])
+
+
+async def test_a_failure_already_recorded_is_sent_again_not_collected_again(
+    tmp_path: Path, start_batch_sim: StartBatchSim
+) -> None:
+    """A finished batch whose failed line is in the output as a retryable error: the rerun
+    after the folder went sends that line again (that is what the error record asks for), it
+    does not collect the same failure from the old batch."""
+    items = urls(10)
+    box = await start_batch_sim(batch_line_faults={items[0]: "500"})
+    cfg = write_batch_config(tmp_path, items, batch={**TEN_PER_FILE, "on_failure": "record"})
+    await run_batch(cfg, box)
+    first = latest(read_records(output_path(cfg)))[items[0]]
+    assert first["status"] == "error" and first["error"]["retryable"] is True
+    forget_work_folder(cfg)
+
+    await run_batch(cfg, box)
+    assert box.sim.stats.batches_created == 2
+    again = latest(read_records(output_path(cfg)))[items[0]]
+    assert again["batch_id"] != first["batch_id"]
+    assert len(read_records(output_path(cfg))) == 11

@@ -4,6 +4,7 @@ their lines again."""
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 from pathlib import Path
@@ -12,7 +13,9 @@ import orjson
 import pytest
 
 from runner.api.glm import GlmClient
+from runner.app.orchestrate import RunOptions, run
 from runner.config import Secret, load_config
+from runner.core.shard import Shard
 from runner.errors import ComeBackLater, ConfigError
 from runner.io.batch_state import load_state, state_path
 from tests.support.configs import ENV, KEY_ENV, write_batch_config
@@ -256,3 +259,42 @@ async def test_a_failure_already_recorded_is_sent_again_not_collected_again(
     again = latest(read_records(output_path(cfg)))[items[0]]
     assert again["batch_id"] != first["batch_id"]
     assert len(read_records(output_path(cfg))) == 11
+
+
+async def test_shards_find_their_own_batches_and_refuse_the_whole_jobs(
+    tmp_path: Path, start_batch_sim: StartBatchSim, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Shards 0/2 and 1/2 submit; shard 0's folder goes: its rerun adopts its own batch only.
+    The whole job's batch running with every work folder gone: a shard run is refused (it
+    would send that batch's lines again) and says to run without --shard."""
+    box = await start_batch_sim(**SLOW)
+    items = urls(20)
+    api = {"base_url": box.sim.base_url, "api_key_env": KEY_ENV}
+    cfg = write_batch_config(tmp_path, items, api=api, batch={"poll_interval_s": 0.01})
+    shard0, shard1 = (load_config(cfg, environ=ENV).sharded(Shard(i, 2)) for i in (0, 1))
+    for config in (shard0, shard1):
+        with pytest.raises(ComeBackLater):
+            await run(config, RunOptions(tty=False, no_wait=True), out=io.StringIO())
+    assert box.sim.stats.batches_created == 2
+    shutil.rmtree(shard0.jobs[0].work_dir)
+    box.clock.now += 100
+    with caplog.at_level(logging.WARNING):
+        assert (await run(shard0, RunOptions(tty=False), out=io.StringIO())).exit_code == 0
+    assert [line.split(" still ")[0] for line in found_lines(caplog)] == ["found 1 batch of job j"]
+    assert (await run(shard1, RunOptions(tty=False), out=io.StringIO())).exit_code == 0
+    assert box.sim.stats.batches_created == 2
+    assert_paid_once(box.sim, items)
+
+    more = urls(10, prefix="https://img.example/more")
+    (tmp_path / "urls.txt").write_text("".join(f"{u}\n" for u in items + more))
+    with pytest.raises(ComeBackLater):
+        await run_config(cfg, ENV, no_wait=True)
+    assert box.sim.stats.batches_created == 3
+    shutil.rmtree(tmp_path / "out" / ".glmrun")  # every work folder: no run has a state
+    with pytest.raises(ConfigError, match="whole job's.*; run without --shard until"):
+        await run(shard0, RunOptions(tty=False, no_wait=True), out=io.StringIO())
+    assert box.sim.stats.batches_created == 3
+    box.clock.now += 100
+    assert (await run_config(cfg, ENV))[0].exit_code == 0  # the whole job adopts its batch
+    assert box.sim.stats.batches_created == 3
+    assert_paid_once(box.sim, items + more)

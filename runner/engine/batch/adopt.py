@@ -27,6 +27,7 @@ leaves no state, and the next run adopts the batches again.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import os
@@ -53,6 +54,7 @@ from runner.core.items import Item
 from runner.core.plan import PendingCounts, done_line_filter, iter_pending
 from runner.core.resume import NONE, ResumeIndex
 from runner.core.retry import Verdict, backoff_s, classify
+from runner.core.shard import shard_of_name
 from runner.errors import ApiFailure, ApiStopped, ComeBackLater, ConfigError
 from runner.io.batch_files import (
     chunk_names,
@@ -85,6 +87,9 @@ class _Found:
     view: BatchView
     created_at: float
     keys: list[int] = field(default_factory=list)
+    # the batch of this job sharded otherwise (the whole job's, or a shard's, when this run
+    # is the other): how to run to collect it; this run must not send its lines
+    otherwise: str = ""
 
     @property
     def rebatch_of(self) -> int | None:
@@ -199,17 +204,36 @@ def _candidate(job: JobConfig, chash: str, tag: str, obj: dict[str, Any]) -> _Fo
     meta = view.metadata or {}
     if meta.get(JOB_KEY) != job.name[:64] or view.status == "failed":
         return None
+    otherwise = ""
     if meta.get(OUTPUT_KEY, tag) != tag:
-        return None  # another config's job of this name, or another shard's batch
+        otherwise = _sharded_otherwise(job, str(meta.get(OUTPUT_KEY)))
+        if not otherwise:
+            return None  # another config's job of this name, or a shard of the same sharding
     if view.status in TERMINAL_STATUSES and meta.get("config_hash") != chash:
         return None  # finished under another prompt, model or params: this run sends its own
     created = obj.get("created_at")
-    return _Found(view, float(created) if isinstance(created, (int, float)) else 0.0)
+    at = float(created) if isinstance(created, (int, float)) else 0.0
+    return _Found(view, at, otherwise=otherwise)
+
+
+def _sharded_otherwise(job: JobConfig, found: str) -> str:
+    """For a batch whose output tag is ``found``: how to run to collect it when it is the whole
+    job's and this run a shard's, or a shard's and this run the whole job's (as
+    ``batch_state.refuse_if_tracked_elsewhere`` says it); "" otherwise."""
+    whole = dataclasses.replace(job, shard=None)
+    if job.shard is not None:
+        return "run without --shard" if found == output_tag(whole) else ""
+    shard = shard_of_name(job.main_output_path.name, found.rpartition("@")[0])
+    if shard is not None and found == output_tag(dataclasses.replace(job, shard=shard)):
+        return f"run with --shard {shard}"
+    return ""
 
 
 async def _read_keys(job: JobConfig, client: BatchClient, f: _Found, calls: _Calls) -> None:
     """``f.keys``: a running batch's lines (its input file), a finished one's results."""
     view = f.view
+    if f.otherwise and f.running:
+        raise _refusal(job, f, "is still " + view.status)
     if f.running:
         data = await _content(client, view.input_file_id, calls)
         if data is None:
@@ -250,12 +274,25 @@ def _keys_of(data: bytes) -> list[int]:
     return keys
 
 
+def _refusal(job: JobConfig, f: _Found, what: str) -> ConfigError:
+    whole = "a shard's" if job.shard is None else "the whole job's"
+    return ConfigError(
+        f"batch {f.view.id} ({whole}) of job {job.name} {what} on the account, from a run "
+        f"whose work folder is gone: this run would send its lines again; {f.otherwise} "
+        "until it is collected"
+    )
+
+
 def _adopt(job: JobConfig, config: Config, found: list[_Found]) -> list[ChunkState]:
     """Assign each key to one batch, rebuild the sidecars from the input, make the states."""
     index = load_job_index(job)
     owner: dict[int, int] = {}
     for i, f in enumerate(found):  # newest first: a key belongs to the newest batch holding it
         keys = f.keys if f.running else [h for h in f.keys if index.state(h) == NONE]
+        if f.otherwise:  # finished, sharded otherwise: refused if it holds results for this run
+            if any(job.shard is None or job.shard.owns(h) for h in keys):
+                raise _refusal(job, f, "has results not collected yet")
+            continue
         for h in keys:
             owner.setdefault(h, i)
     lines = _write_sidecars(job, config, index, owner, len(found))

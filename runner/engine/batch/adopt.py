@@ -17,6 +17,11 @@ and its results are collected into the output:
   is ``Ended`` and is collected. Lines it holds no result for never ran (not billed): they are
   sent as any pending line. A failed batch ran nothing and is passed over.
 
+The job's batches sharded the other way (the whole job's, found by a ``--shard`` run, or a
+shard's, found by the whole job's run) hold lines this run would send: while one runs, or
+holds results not in the output, the run is refused (exit 2), as
+``batch_state.refuse_if_tracked_elsewhere`` refuses over their work folders.
+
 A key in two batches (a rebatched line) belongs to the newest. Collecting needs each line's
 item (URL, line number, key, meta): the chunk's sidecar is rebuilt from the job's input, in one
 pass over the lines this run would send; a line no longer in the input is not in it (its result

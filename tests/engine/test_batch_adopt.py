@@ -16,13 +16,13 @@ from runner.api.glm import GlmClient
 from runner.app.orchestrate import RunOptions, run
 from runner.config import Secret, load_config
 from runner.core.shard import Shard
-from runner.errors import ComeBackLater, ConfigError
+from runner.errors import ComeBackLater, ConfigError, GlmrunError
 from runner.io.batch_state import load_state, state_path
 from tests.support.configs import ENV, KEY_ENV, write_batch_config
 from tests.support.records import latest, read_records
 from tests.support.runs import run_config
 
-from .batch_support import StartBatchSim, load, output_path, run_batch, urls
+from .batch_support import Crash, StartBatchSim, load, output_path, run_batch, urls
 from .test_batch_confirm import SLOW, assert_all_ok_once, assert_paid_once
 
 TEN_PER_FILE = {"poll_interval_s": 1, "max_requests_per_file": 10}
@@ -298,3 +298,51 @@ async def test_shards_find_their_own_batches_and_refuse_the_whole_jobs(
     assert (await run_config(cfg, ENV))[0].exit_code == 0  # the whole job adopts its batch
     assert box.sim.stats.batches_created == 3
     assert_paid_once(box.sim, items + more)
+
+
+@pytest.mark.parametrize("status", [500, 404], ids=["500", "404"])
+async def test_a_run_that_cannot_look_sends_nothing(
+    tmp_path: Path, start_batch_sim: StartBatchSim, status: int
+) -> None:
+    """The listing keeps failing (a 404 too: it says nothing about the job's batches): the run
+    ends (exit 75, or 3 when the API refuses the account) before building or sending
+    anything, and leaves no state, so the next run looks again."""
+    items = urls(10)
+    rule = {"call": "list", "status": status, "code": "1214", "nth": 1, "count": 0}
+    box = await start_batch_sim(control_faults=[rule])
+    cfg = write_batch_config(tmp_path, items, batch=TEN_PER_FILE)
+    with pytest.raises(GlmrunError) as ended:
+        await run_batch(cfg, box)
+    assert ended.value.exit_code in (3, 75)
+    s = box.sim.stats
+    assert (s.files_uploaded, s.batches_created, s.chat_requests) == (0, 0, 0)
+    assert not state_path(load(cfg).jobs[0]).exists()
+    box.sim.settings.control_faults = []
+    await run_batch(cfg, box)
+    assert_all_ok_once(cfg, items)
+
+
+async def test_a_crash_after_the_sidecars_before_the_state_adopts_again(
+    tmp_path: Path, start_batch_sim: StartBatchSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed once the sidecars are written but before the state that names them: no state,
+    so the next run lists and adopts the batches again; nothing is sent twice."""
+    box = await start_batch_sim(**SLOW)
+    items = urls(20)
+    cfg = write_batch_config(tmp_path, items, batch=TEN_PER_FILE)
+    with pytest.raises(ComeBackLater):
+        await run_batch(cfg, box, no_wait=True)
+    forget_work_folder(cfg)
+
+    def killed(*args: object) -> None:
+        raise Crash("claim_state")
+
+    with monkeypatch.context() as patch:
+        patch.setattr("runner.engine.batch.job.claim_state", killed)
+        with pytest.raises(Crash):
+            await run_batch(cfg, box)
+    assert not state_path(load(cfg).jobs[0]).exists()
+    await run_batch(cfg, box)
+    assert box.sim.stats.batches_created == 2
+    assert_paid_once(box.sim, items)
+    assert_all_ok_once(cfg, items)

@@ -185,10 +185,11 @@ async def _list_job_batches(
     tag = output_tag(job)
     for page_no in range(LIST_PAGES):
         page = await calls.run(
-            "list batches", functools.partial(client.list_batches, after=after, limit=100)
+            "list batches",
+            functools.partial(client.list_batches, after=after, limit=100),
+            gone_ok=False,  # a 404 here says nothing about the job's batches
         )
-        if page is None:  # no batch API here: the account has no batches to find
-            return out
+        assert page is not None
         data = page.get("data") or []
         out.extend(_candidate(job, chash, tag, b) for b in data if isinstance(b, dict))
         if not data or not page.get("has_more"):
@@ -368,7 +369,8 @@ def _write_sidecars(
 
 class _Calls:
     """The adoption's API calls, retried with backoff (``retry.max_attempts``) like the
-    driver's control-plane calls; a refused account ends the run, a 404 answers None."""
+    driver's control-plane calls; a refused account ends the run; with ``gone_ok`` a 404 (a
+    file that is gone) answers None."""
 
     def __init__(self, job: str, config: Config, clock: Clock, rng: random.Random) -> None:
         self.job = job
@@ -376,14 +378,16 @@ class _Calls:
         self.clock = clock
         self.rng = rng
 
-    async def run(self, what: str, call: Callable[[], Awaitable[_T]]) -> _T | None:
+    async def run(
+        self, what: str, call: Callable[[], Awaitable[_T]], *, gone_ok: bool = True
+    ) -> _T | None:
         attempt = 0
         while True:
             attempt += 1
             try:
                 return await call()
             except ApiFailure as failure:
-                if failure.status == 404:
+                if failure.status == 404 and gone_ok:
                     return None
                 decision = classify(failure)
                 if decision.verdict is Verdict.STOP:

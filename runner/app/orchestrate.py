@@ -260,15 +260,19 @@ async def _run_job(
                     plan, index = await _planned(
                         stopper, plan_job, job, config, stopper.flag, keep=KEEP_PENDING, save=True
                     )
-            in_batches = (
-                set() if plan.route == "batch" else await _planned(stopper, _open_batch_keys, job)
-            )
         except PlanStopped:
             log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
             return JobStats(job.name)
         planned = True
         if reachable is not None:
             await reachable  # an unreachable API ends the run here, before anything is sent
+        try:
+            in_batches = (
+                set() if plan.route == "batch" else await _left_to_batches(ctx, job, client)
+            )
+        except PlanStopped:
+            log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
+            return JobStats(job.name)
         if stream is not None:
             stats = stream.new_stats()  # the plan event comes when the pass has read the input
             pairs = stream.pairs(stats)
@@ -437,6 +441,17 @@ async def _run_batch(
         return parts.stats
     finally:
         stopper.current = None
+
+
+async def _left_to_batches(ctx: _RunContext, job: JobConfig, client: GlmClient) -> set[int]:
+    """Keys a realtime route leaves to the job's batches. A job whose mode may batch and that
+    has no state file first looks for batches of a run whose work folder is gone (one list
+    call, ``runner.engine.batch.adopt``); a job in mode realtime never made any."""
+    if job.mode != "realtime" and not (job.work_dir / "state.json").exists():
+        from runner.engine.batch.adopt import adopt_before_realtime
+
+        await adopt_before_realtime(job, ctx.config, client)
+    return await _planned(ctx.stopper, _open_batch_keys, job)
 
 
 def _open_batch_keys(job: JobConfig) -> set[int]:

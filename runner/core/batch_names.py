@@ -3,12 +3,17 @@
 ``upload_name`` and ``batch_metadata`` are unique per job run (its ``tag``) and chunk: after a
 crash between sending an upload or create and saving its answer, the driver lists files or
 batches and recognises its own by these. ``config_hash`` fingerprints what the lines were
-built from, so a rerun can warn that the prompt, model or params changed.
+built from, so a rerun can warn that the prompt, model or params changed. ``glmrun_output``
+(``output_tag``) names the output file the batch is collected into (a shard's own file for a
+``--shard`` run) and its folder: a run whose work folder is gone finds its job's batches by job
+name and output (``runner.engine.batch.adopt``), not those of another config's job of the same
+name. Batches made before it was added carry no ``glmrun_output``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from typing import TYPE_CHECKING
 
 import orjson
@@ -17,6 +22,11 @@ from runner.core.batch_states import Chunk
 
 if TYPE_CHECKING:  # annotations only: importing runner.config runs its loader's imports (io)
     from runner.config.schema import BatchConfig, JobConfig
+
+
+JOB_KEY = "glmrun_job"
+OUTPUT_KEY = "glmrun_output"
+REBATCH_KEY = "rebatch_of"
 
 
 def config_hash(job: JobConfig, batch: BatchConfig) -> str:
@@ -33,8 +43,20 @@ def upload_name(job: JobConfig, tag: str, chunk: Chunk) -> str:
 
 def batch_metadata(job: JobConfig, tag: str, chash: str, chunk: Chunk) -> dict[str, str]:
     return {
-        "glmrun_job": job.name[:64],
+        JOB_KEY: job.name[:64],
         "glmrun_tag": tag,
         "chunk": str(chunk.index),
         "config_hash": chash,
+        OUTPUT_KEY: output_tag(job),
+        # a rebatched chunk's lines failed in a batch before: a run that adopts it records
+        # them when they fail again rather than sending them a third time
+        **({REBATCH_KEY: str(chunk.rebatch_of)} if chunk.rebatch_of is not None else {}),
     }
+
+
+def output_tag(job: JobConfig) -> str:
+    """``describe.jsonl@3f2a9c01b7e4``: the output's file name and a hash of its full path
+    (the API keeps metadata values up to 512 characters; the path may be longer)."""
+    path = os.path.normpath(str(job.output_path))
+    digest = hashlib.sha256(path.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return f"{job.output_path.name[:400]}@{digest}"

@@ -142,7 +142,7 @@ class ChunkWriter:
             ids = b"%b\t%d\t%b\n" % (cid, item.line_no, url.encode())
         else:
             line = b'{"custom_id":"' + cid + self._mid + self.builder.render(item, None) + b"}\n"
-            ids = self._ids_line(cid, item)
+            ids = sidecar_line(cid, item)
         closed = None
         size = len(line)
         if self._open and (self._count >= self.max_lines or self._bytes + size > self.max_bytes):
@@ -156,13 +156,6 @@ class ChunkWriter:
         if len(self._lines) >= _WRITE_EVERY:
             self._write()
         return closed
-
-    @staticmethod
-    def _ids_line(cid: bytes, item: Item) -> bytes:
-        head = cid + b"\t" + str(item.line_no).encode() + b"\t" + item.url.encode()
-        if _is_plain(item):
-            return head + b"\n"
-        return head + b"\t" + orjson.dumps(item_extras(item)) + b"\n"
 
     def _write(self) -> None:
         assert self._handle is not None and self._ids_handle is not None
@@ -225,6 +218,15 @@ def build_chunks(
             yield last
     finally:
         writer.abort()
+
+
+def sidecar_line(cid: bytes, item: Item) -> bytes:
+    """One sidecar line: ``custom_id TAB line_no TAB url``, plus ``TAB {json}`` of the item's
+    extras when it is not a plain URL item."""
+    head = cid + b"\t" + str(item.line_no).encode() + b"\t" + item.url.encode()
+    if _is_plain(item):
+        return head + b"\n"
+    return head + b"\t" + orjson.dumps(item_extras(item)) + b"\n"
 
 
 def _is_plain(item: Item) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -114,8 +115,10 @@ def load_state(path: Path) -> JobState | None:
     )
 
 
-def claim_state(job: JobConfig, config_hash: str) -> JobState:
-    """The job's state, for the output file this run appends to (and holds the lock of).
+def claim_state(job: JobConfig, config_hash: str, adopted: Sequence[ChunkState] = ()) -> JobState:
+    """The job's state, for the output file this run appends to (and holds the lock of); a new
+    one starts with the ``adopted`` chunks (batches found on the account, whose work folder
+    was gone: ``runner.engine.batch.adopt``), created with them in one atomic write.
 
     The work folder is named after the job, so two configs whose jobs share a name and an
     output folder share it: a run of one would collect the other's batches into its own
@@ -131,7 +134,7 @@ def claim_state(job: JobConfig, config_hash: str) -> JobState:
     while True:
         state = load_state(path)
         if state is None:
-            state = JobState(job.name, os.urandom(4).hex(), config_hash, output=own)
+            state = JobState(job.name, os.urandom(4).hex(), config_hash, list(adopted), output=own)
             if create_state(path, state):
                 return state
             continue  # another run made one first: whose is it?

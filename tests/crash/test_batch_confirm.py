@@ -41,7 +41,8 @@ def test_a_404_poll_and_a_lost_create_with_a_failing_lookup_pay_once(tmp_path: P
         sim.set(
             control_faults=[
                 {"call": "create", "lose": True, "nth": 1},
-                {"call": "list", "status": 400, "code": "1214", "nth": 1},
+                # the 2nd list call: the 1st looks for lost batches (the run has no state yet)
+                {"call": "list", "status": 400, "code": "1214", "nth": 2},
                 {"call": "retrieve", "status": 404, "code": "1214", "nth": 2},
             ]
         )
@@ -65,7 +66,7 @@ def test_cancel_of_a_chunk_stuck_mid_create_cancels_the_batch_it_finds(tmp_path:
         sim.set(
             control_faults=[
                 {"call": "create", "lose": True, "nth": 1},
-                {"call": "list", "status": 500, "nth": 1, "count": 0},
+                {"call": "list", "status": 500, "nth": 2, "count": 0},  # after the look
             ]
         )
         config = _job(tmp_path, sim, urls)

@@ -91,7 +91,8 @@ async def test_a_failed_poll_is_retried_and_the_batch_collected(
         assert s.faults_injected == 1
         assert (s.batches_created, s.chat_requests) == (1, 0)
         if fault == "404":
-            assert s.calls["list"] == 1  # the 404 was checked against the account's list
+            # the first run's look for lost batches, then the 404 checked against the list
+            assert s.calls["list"] == 2
         assert_paid_once(box.sim, items)
     finally:
         await box.sim.close()
@@ -114,7 +115,8 @@ async def test_a_batch_confirmed_absent_is_given_up_and_its_lines_resent(
     try:
         await run_batch(cfg, box, wrap=vanish)
         s = box.sim.stats
-        assert (s.batches_created, s.calls["list"], s.chat_requests) == (1, 1, 12)
+        # one list call looks for lost batches (no state yet), one confirms the 404
+        assert (s.batches_created, s.calls["list"], s.chat_requests) == (1, 2, 12)
         assert not s.batch_paid  # the batch never answered: nothing paid twice
     finally:
         await box.sim.close()
@@ -175,7 +177,8 @@ async def test_max_wait_with_failing_polls_exits_75_never_lost(
     items = urls(10)
     cfg = write_config(tmp_path, items, poll_interval_s=1, max_wait_s=5)
     rule = {"call": "retrieve", "status": 404, "code": "1214", "nth": 1, "count": 0}
-    list_rule = {"call": "list", "status": 500, "nth": 1, "count": 0}
+    # from the 2nd list call on: the 1st is the run's look for lost batches (no state yet)
+    list_rule = {"call": "list", "status": 500, "nth": 2, "count": 0}
     box = await start_batch_sim(control_faults=[rule, list_rule], **SLOW)
     try:
         with pytest.raises(ComeBackLater):
@@ -251,7 +254,8 @@ async def test_a_failed_lookup_after_a_lost_create_is_retried_never_rejected(
     retried until it finds the batch, which is collected; nothing goes to realtime."""
     items = urls(20)
     cfg = write_config(tmp_path, items, poll_interval_s=1)
-    rules = [{"call": "create", "lose": True, "nth": 1}, {"call": "list", "nth": 1, **lookup}]
+    # the 2nd list call is the lookup (the 1st looks for lost batches: no state yet)
+    rules = [{"call": "create", "lose": True, "nth": 1}, {"call": "list", "nth": 2, **lookup}]
     box = await start_batch_sim(control_faults=rules, **SLOW)
     try:
         await run_batch(cfg, box)
@@ -278,7 +282,8 @@ async def test_a_refused_create_is_confirmed_by_listing_then_sent_another_way(
     try:
         await run_batch(cfg, box)
         s = box.sim.stats
-        assert (s.batches_created, s.calls["list"], s.chat_requests) == (0, 1, 8)
+        # one list call looks for lost batches (no state yet), one confirms the refusal
+        assert (s.batches_created, s.calls["list"], s.chat_requests) == (0, 2, 8)
         state = load_state(state_path(load(cfg).jobs[0]))
         assert state is not None
         ended = state.chunks[0].ended  # type: ignore[union-attr]
@@ -351,7 +356,8 @@ async def test_cancel_of_a_chunk_whose_create_never_happened_drops_it(
         lines = await cancel(load(cfg), None)
         assert lines[0].endswith("0 running batches; 1 chunk not submitted dropped")
         s = box.sim.stats
-        assert (s.batches_created, s.batches_cancelled, s.calls["list"]) == (0, 0, 1)
+        # the killed run's look for lost batches (it had no state), then cancel's lookup
+        assert (s.batches_created, s.batches_cancelled, s.calls["list"]) == (0, 0, 2)
         state = load_state(state_path(load(cfg).jobs[0]))
         assert state is not None and isinstance(state.chunks[0], Ended)
 
@@ -367,7 +373,8 @@ async def test_cancel_when_the_listing_keeps_failing_keeps_the_chunk_and_exits_7
             await cancel(load(cfg), None)
         state = load_state(state_path(load(cfg).jobs[0]))
         assert state is not None and isinstance(state.chunks[0], Creating)
-        assert box.sim.stats.calls["list"] == 3  # retry.max_attempts
+        # the killed run's look for lost batches, then cancel's: retry.max_attempts
+        assert box.sim.stats.calls["list"] == 1 + 3
 
 
 # --- open points: honest batch records, a fallback that does not stop the polling ------------

@@ -1,5 +1,8 @@
 """One job's whole batch path: recover or start its state, build chunks, drive them to the end.
 
+A job with no state file first asks the account for batches of a run whose work folder is
+gone (``adopt``): they start the new state, so their lines are not built again.
+
 ``run_batch_job`` is what ``runner.app.orchestrate`` calls (the caller holds the job's output
 lock). Lines already in a tracked chunk are not built again; invalid input lines become error
 records here, as on the realtime path.
@@ -12,14 +15,20 @@ from collections.abc import Iterator
 
 from runner.config.schema import Config, JobConfig
 from runner.core.batch_names import config_hash
-from runner.core.batch_states import recovered
+from runner.core.batch_states import ChunkState, recovered
 from runner.core.items import InvalidLine, Item
 from runner.core.plan import JobPlan
 from runner.core.records import invalid_input_record
 from runner.core.stats import JobStats
+from runner.engine.batch.adopt import find_lost_batches
 from runner.engine.batch.driver import BatchDeps, BatchDriver
 from runner.errors import ComeBackLater, OutputError
-from runner.io.batch_state import claim_state, tracked_hashes
+from runner.io.batch_state import (
+    claim_state,
+    refuse_if_tracked_elsewhere,
+    state_path,
+    tracked_hashes,
+)
 from runner.io.store import ResultWriter
 
 log = logging.getLogger(__name__)
@@ -74,7 +83,13 @@ async def _run_batch_job(
     deps: BatchDeps,
 ) -> JobStats:
     chash = config_hash(job, config.batch)
-    state = claim_state(job, chash)
+    adopted: list[ChunkState] = []
+    if not state_path(job).exists():  # a first run, or one whose work folder is gone
+        refuse_if_tracked_elsewhere(job)
+        adopted = await find_lost_batches(
+            job, config, deps.client, chash, clock=deps.clock, rng=deps.rng
+        )
+    state = claim_state(job, chash, adopted)
     if state.chunks:
         state.chunks = [recovered(c) for c in state.chunks]
         if state.config_hash != chash:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 
 from runner.api.protocol import BatchClient
+from runner.core.batch_names import OUTPUT_KEY
 from runner.core.batch_states import BatchSeen, BatchView, FileSeen, NotFound, Observation
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ async def find_batch(
             if (
                 (batch_id is not None and view.id == batch_id)
                 or (file_id is not None and view.input_file_id == file_id)
-                or (view.metadata and all(view.metadata.get(k) == v for k, v in meta.items()))
+                or (view.metadata and _meta_matches(view.metadata, meta))
             ):
                 log.info(
                     "found the batch in the account's list",
@@ -67,3 +68,9 @@ async def find_batch(
             break
         after = page.get("last_id") or data[-1].get("id")
     return NotFound()
+
+
+def _meta_matches(found: dict[str, object], meta: dict[str, str]) -> bool:
+    """Every key of ``meta`` has its value in ``found``; a batch made before glmrun noted the
+    output in its metadata matches without it."""
+    return all(found.get(k) == v for k, v in meta.items() if k != OUTPUT_KEY or k in found)

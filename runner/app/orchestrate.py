@@ -233,6 +233,7 @@ async def _run_job(
             raise
         return JobStats(job.name)  # a signal ended the wait: exit 130/143 like any interrupted run
     planned = False
+    lost = _look_for_lost(ctx, job, client)  # on the account, while the input is planned
     try:
         stream: Stream | None = None
         try:
@@ -267,8 +268,10 @@ async def _run_job(
         if reachable is not None:
             await reachable  # an unreachable API ends the run here, before anything is sent
         try:
+            if lost is not None:
+                await lost  # batches of a run whose work folder is gone are tracked again
             in_batches = (
-                set() if plan.route == "batch" else await _left_to_batches(ctx, job, client)
+                set() if plan.route == "batch" else await _planned(stopper, _open_batch_keys, job)
             )
         except PlanStopped:
             log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
@@ -318,6 +321,8 @@ async def _run_job(
             writer.close()
             stopper.writers.remove(writer)
     finally:
+        if lost is not None and not lost.done():
+            lost.cancel()  # planning or the reachability check ended the run first
         try:
             if planned:
                 save_resume_index(job.output_path)  # the next run scans only what comes after
@@ -443,15 +448,19 @@ async def _run_batch(
         stopper.current = None
 
 
-async def _left_to_batches(ctx: _RunContext, job: JobConfig, client: GlmClient) -> set[int]:
-    """Keys a realtime route leaves to the job's batches. A job whose mode may batch and that
-    has no state file first looks for batches of a run whose work folder is gone (one list
-    call, ``runner.engine.batch.adopt``); a job in mode realtime never made any."""
-    if job.mode != "realtime" and not (job.work_dir / "state.json").exists():
-        from runner.engine.batch.adopt import adopt_before_realtime
+def _look_for_lost(
+    ctx: _RunContext, job: JobConfig, client: GlmClient
+) -> asyncio.Task[None] | None:
+    """A job whose mode may batch and that has no state file looks on the account for batches
+    of a run whose work folder is gone (one list call, ``runner.engine.batch.adopt``), while
+    its input is planned and the API's reachability checked: their lines are then left to
+    them, whichever route the plan takes. The look leaves a state file, so the next run does
+    not look again; a job in mode realtime never made any batch."""
+    if job.mode == "realtime" or (job.work_dir / "state.json").exists():
+        return None
+    from runner.engine.batch.adopt import adopt_lost_batches
 
-        await adopt_before_realtime(job, ctx.config, client)
-    return await _planned(ctx.stopper, _open_batch_keys, job)
+    return asyncio.create_task(adopt_lost_batches(job, ctx.config, client))
 
 
 def _open_batch_keys(job: JobConfig) -> set[int]:

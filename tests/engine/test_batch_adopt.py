@@ -346,3 +346,35 @@ async def test_a_crash_after_the_sidecars_before_the_state_adopts_again(
     assert box.sim.stats.batches_created == 2
     assert_paid_once(box.sim, items)
     assert_all_ok_once(cfg, items)
+
+
+async def test_a_run_through_the_orchestrator_looks_once_and_leaves_a_state(
+    tmp_path: Path, start_batch_sim: StartBatchSim
+) -> None:
+    """The look on the account runs while the input is planned, whatever route the plan takes,
+    and leaves a state file even when it finds nothing: an auto job that always routes
+    realtime lists the account's batches on its first run only (a cron job every 10 minutes
+    would otherwise list them at every run), and a batch job's first run lists once, not
+    once in the orchestrator and again in the batch engine."""
+    box = await start_batch_sim()
+    api = {"base_url": box.sim.base_url, "api_key_env": KEY_ENV}
+    cfg = write_batch_config(tmp_path, urls(6), api=api, batch={"poll_interval_s": 0.01})
+    data = orjson.loads(cfg.read_bytes())
+    data["jobs"][0]["mode"] = "auto"
+    data["batch"]["threshold"] = 1000
+    cfg.write_bytes(orjson.dumps(data))
+    for _ in range(3):
+        result, _ = await run_config(cfg, ENV)
+        assert result.exit_code == 0
+    assert box.sim.stats.calls["list"] == 1
+    assert state_path(load_config(cfg, environ=ENV).jobs[0]).exists()
+    assert box.sim.stats.batches_created == 0
+
+    data["jobs"][0]["mode"] = "batch"
+    data["jobs"][0]["name"] = "other"
+    data["jobs"][0]["output"] = "out/other.jsonl"
+    cfg.write_bytes(orjson.dumps(data))
+    result, _ = await run_config(cfg, ENV)
+    assert result.exit_code == 0
+    assert box.sim.stats.calls["list"] == 2  # the batch job's first run: one more, not two
+    assert box.sim.stats.batches_created == 1

@@ -130,14 +130,16 @@ async def find_lost_batches(
     return chunks
 
 
-async def adopt_before_realtime(job: JobConfig, config: Config, client: BatchClient) -> None:
-    """A realtime route of a job with no state file: the batches found start its state, so
-    the route leaves their lines to them (and collects them after, as a batch run does)."""
+async def adopt_lost_batches(job: JobConfig, config: Config, client: BatchClient) -> None:
+    """A run of a job with no state file, before its route is known: the batches found start
+    its state, so a realtime route leaves their lines to them (and collects them after, as a
+    batch run does) and a batch route tracks them. The state is made even when none are
+    found: it says the account was looked at, so the next run does not list it again (a
+    work folder deleted later is looked for again)."""
     refuse_if_tracked_elsewhere(job)
     chash = config_hash(job, config.batch)
     adopted = await find_lost_batches(job, config, client, chash)
-    if adopted:
-        claim_state(job, chash, adopted)
+    claim_state(job, chash, adopted)
 
 
 def _log_found(job: JobConfig, chash: str, found: list[_Found], chunks: list[ChunkState]) -> None:

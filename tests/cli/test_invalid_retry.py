@@ -36,7 +36,10 @@ def test_lines_invalid_by_config_are_sent_once_the_config_is_fixed(tmp_path: Pat
     and status show the ok records."""
     cfg = write_config(tmp_path, URLS, job={"input_format": "jsonl"})
     out = output_of(tmp_path)
-    assert invoke(str(cfg), "-q").exit_code == 1
+    first = invoke(str(cfg))
+    assert first.exit_code == 1
+    assert "  requests 0 · via realtime · 0." in first.stdout  # no items/s: nothing was sent
+    assert "items/s" not in first.stdout
     assert [r["error"]["code"] for r in read_records(out)] == ["invalid_input"] * 3
     for _ in range(2):  # unchanged config: still invalid, nothing new written
         again = invoke(str(cfg))

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import orjson
 
 from runner.core.items import InvalidLine, Item
+from runner.core.resume import INVALID as RECORDED_INVALID  # the pre-filter's code 4
 from runner.errors import ConfigError
 
 MAX_URL_CHARS = 16_384
@@ -45,7 +46,6 @@ def detect_format(path: Path, input_format: str = "auto") -> str:
 # 3 another shard's: skipped but not done, so it ends a finished prefix like 0, 4 recorded as
 # invalid_input: parsed again, see _recheck_invalid).
 SkipLine = Callable[[list[bytes]], list[int]]
-RECORDED_INVALID = 4
 _BATCH_BYTES = 256 << 10
 
 

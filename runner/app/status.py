@@ -231,7 +231,8 @@ def error_groups(job: JobConfig, config: Config, limit: int = 5) -> list[ErrorGr
 def _settle_invalid(job: JobConfig, config: Config, latest: dict[str, dict[str, Any]]) -> None:
     """The invalid_input records as the input reads today (a run records a line invalid once,
     not at every run): a line the config now makes valid is dropped (the next run sends it;
-    ``glmrun status`` counts it as pending); one still invalid shows today's reason."""
+    ``glmrun status`` counts it as pending), and so is a line no longer in the input (fixed by
+    hand, a fixed line has another key); one still invalid shows today's reason."""
     invalid = {key for key, record in latest.items() if is_invalid_input(record)}
     if not invalid:
         return
@@ -248,6 +249,8 @@ def _settle_invalid(job: JobConfig, config: Config, latest: dict[str, dict[str, 
                 del latest[item.key]
             if not invalid:
                 return
+    for key in invalid:
+        del latest[key]
 
 
 def _add_line_numbers(job: JobConfig, config: Config, groups: dict[str, ErrorGroup]) -> None:

@@ -110,3 +110,20 @@ def test_a_line_still_invalid_is_recorded_once(tmp_path: Path, mode: str) -> Non
     assert sorted(r["url"] for r in records if r["status"] == "ok") == sorted(
         [*URLS, "https://img.example.test/new.jpg"]
     )
+
+
+def test_a_line_fixed_by_hand_leaves_no_error_in_status(tmp_path: Path) -> None:
+    """A JSONL line with an unknown field is recorded invalid under its text; fixed by hand
+    it is another key, sent by the next run, and status --errors no longer lists the old one
+    (status counts the input's lines: 2 ok, no errors)."""
+    bad = '{"url": "https://img.example.test/a.jpg", "name": "x"}\n'
+    good = '{"url": "https://img.example.test/b.jpg"}\n'
+    cfg = write_config(tmp_path, input_name="items.jsonl", input_bytes=(bad + good).encode())
+    assert invoke(str(cfg), "-q").exit_code == 1
+    assert "invalid_input ×1" in invoke("status", str(cfg), "--errors").stdout
+    fixed = '{"url": "https://img.example.test/a.jpg", "meta": {"name": "x"}}\n'
+    write_config(tmp_path, input_name="items.jsonl", input_bytes=(fixed + good).encode())
+    assert invoke(str(cfg), "-q").exit_code == 0
+    job = status_json(cfg)
+    assert (job["ok"], job["errors"], job["pending"]) == (2, 0, 0)
+    assert "t: no error records" in invoke("status", str(cfg), "--errors").stdout

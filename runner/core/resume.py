@@ -203,9 +203,12 @@ class KeyTable:
         codes: list[int] = out.tolist()
         return codes
 
-    def count(self, state: int) -> int:
+    def counts(self) -> list[int]:
+        """Keys per state, indexed by state. INVALID is what the others leave: a temporary
+        array per state costs a byte per key (and np.bincount eight)."""
         np = numpy()
-        return int(np.count_nonzero(self.states == state))
+        found = [0] + [int(np.count_nonzero(self.states == s)) for s in (OK, FAILED, RETRYABLE)]
+        return [*found, self.n - sum(found)]
 
     @staticmethod
     def from_sequence(hashes: Any, states: Any) -> KeyTable:
@@ -359,8 +362,9 @@ class ResumeIndex:
         out = {"ok": 0, "failed": 0, "retryable": 0, "invalid": 0}
         names = {OK: "ok", FAILED: "failed", RETRYABLE: "retryable", INVALID: "invalid"}
         if self.base is not None:
+            per_state = self.base.counts()
             for code, name in names.items():
-                out[name] = self.base.count(code)
+                out[name] = per_state[code]
             for h, code in self.overlay():
                 old = self.base.state(h)
                 if old != NONE:

@@ -124,8 +124,14 @@ def done_line_filter(
     table is searched for the whole batch at once (numpy), the sets read after it per line."""
     if index.empty and shard is None:
         return None
-    ok, failed, retryable, invalid = index.ok, index.failed, index.retryable, index.invalid
-    overlay = bool(ok or failed or retryable or invalid)
+    # the records read after the base win over it: one dict look-up per line (the sets are
+    # disjoint, and small: the tail the persistent index does not cover yet)
+    later = (
+        dict.fromkeys(index.ok, OK)
+        | dict.fromkeys(index.failed, FAILED)
+        | dict.fromkeys(index.invalid, RECORDED_INVALID)
+        | dict.fromkeys(index.retryable, NONE)
+    )
     base = index.base
 
     def skip(lines: list[bytes]) -> list[int]:
@@ -134,20 +140,9 @@ def done_line_filter(
             codes = base.states_of_digests(digests)
         else:
             codes = [NONE] * len(lines)
-        hashes = digests_to_ints(digests) if overlay or shard is not None else []
-        if overlay:  # the later records win over the base
-            codes = [
-                OK
-                if h in ok
-                else FAILED
-                if h in failed
-                else RECORDED_INVALID
-                if h in invalid
-                else NONE
-                if h in retryable
-                else c
-                for h, c in zip(hashes, codes, strict=True)
-            ]
+        hashes = digests_to_ints(digests) if later or shard is not None else []
+        if later:
+            codes = [later.get(h, c) for h, c in zip(hashes, codes, strict=True)]
         out = codes  # OK, FAILED, RECORDED_INVALID or NONE (RETRYABLE is not done)
         if shard is not None:  # another shard's line counts only there, whatever its state
             n, i = shard.count, shard.index

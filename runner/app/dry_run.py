@@ -37,6 +37,10 @@ def dry_run(job: JobConfig, config: Config, limit: int | None, out: IO[str]) -> 
     notes, sends = dry_run_sends(job, plan.pending, limit)
     for note in notes:
         say(note)
+    if sends == 0:  # not an estimate of 0 tokens for 0 CNY
+        name = job.name if job.shard is None else f"{job.name} shard {job.shard}"
+        say(f"{name}: a run would send nothing now")
+        return plan
     items = read_job_items(job, config)
     records = iter_job_lines(job)  # token averages from every output file of the job
     est = estimate(job, sends, config.cost, items, records)

@@ -20,8 +20,8 @@ from runner.config.schema import Config, JobConfig
 from runner.core.cost import format_usage, usage_from_lines
 from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
-from runner.core.records import is_final, record_key
-from runner.core.resume import FAILED, OK, RETRYABLE, ResumeIndex
+from runner.core.records import INVALID_INPUT, is_final, is_invalid_input, record_key
+from runner.core.resume import FAILED, INVALID, OK, RETRYABLE, ResumeIndex
 from runner.core.shard import Shard
 from runner.errors import EXIT_OK, EXIT_TEMPFAIL
 from runner.io.job_files import iter_job_lines, job_output_files, job_work_dirs
@@ -97,14 +97,16 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
             status.duplicates += 1
             continue
         seen.add(h)
+        invalid = isinstance(item, InvalidLine)
         state = index.state(h)
+        recorded = state == INVALID and invalid  # still invalid: its error record stands
         if state == OK:
             status.ok += 1
-        elif state == FAILED:
+        elif state == FAILED or recorded:
             status.errors += 1
-        elif isinstance(item, InvalidLine):
+        elif invalid:
             status.invalid_unrecorded += 1
-        else:
+        else:  # never tried, a retryable error, or recorded invalid and valid now
             status.pending += 1
             if state == RETRYABLE:
                 status.retryable_errors += 1
@@ -112,10 +114,10 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
             file_state = state if file_index is index else file_index.state(h)
             if file_state == OK:
                 row.ok += 1
-            elif file_state == FAILED:
+            elif file_state == FAILED or (file_state == INVALID and invalid):
                 row.errors += 1
             elif row.pending is not None and shard is not None and shard.owns(h):
-                row.pending += not index.is_done(h)
+                row.pending += not (index.is_done(h) or recorded)
     status.batches = tracked_batches(job)
     if job.work_dir.parent.is_dir():
         from runner.io.batch_state import run_refusal
@@ -210,6 +212,7 @@ def error_groups(job: JobConfig, config: Config, limit: int = 5) -> list[ErrorGr
             latest[key] = record
         else:
             latest.pop(key, None)
+    _settle_invalid(job, config, latest)
     groups: dict[str, ErrorGroup] = {}
     for key, record in latest.items():
         error = record.get("error")
@@ -223,6 +226,31 @@ def error_groups(job: JobConfig, config: Config, limit: int = 5) -> list[ErrorGr
             group.examples.append(example)
     _add_line_numbers(job, config, groups)
     return sorted(groups.values(), key=lambda g: (-g.count, g.code))
+
+
+def _settle_invalid(job: JobConfig, config: Config, latest: dict[str, dict[str, Any]]) -> None:
+    """The invalid_input records as the input reads today (a run records a line invalid once,
+    not at every run): a line the config now makes valid is dropped (the next run sends it;
+    ``glmrun status`` counts it as pending), and so is a line no longer in the input (fixed by
+    hand, a fixed line has another key); one still invalid shows today's reason."""
+    invalid = {key for key, record in latest.items() if is_invalid_input(record)}
+    if not invalid:
+        return
+    for item in read_job_items(job, config):
+        if item.key in invalid:  # its first line decides, as in a run
+            invalid.discard(item.key)
+            if isinstance(item, InvalidLine):
+                error = latest[item.key]["error"]
+                latest[item.key]["error"] = {
+                    **error,
+                    "message": f"line {item.line_no}: {item.reason}",
+                }
+            else:
+                del latest[item.key]
+            if not invalid:
+                return
+    for key in invalid:
+        del latest[key]
 
 
 def _add_line_numbers(job: JobConfig, config: Config, groups: dict[str, ErrorGroup]) -> None:
@@ -245,6 +273,8 @@ def format_errors(job: str, groups: list[ErrorGroup]) -> list[str]:
     lines = [f"{job}: {total:,} key{'s' if total != 1 else ''} with errors"]
     for g in groups:
         kind = "retried by the next run" if g.retryable else "permanent"
+        if g.code == INVALID_INPUT:  # never sent: what makes the line valid makes it work
+            kind = "never sent; a run sends the line once it is valid"
         lines.append(f"  {g.code} ×{g.count:,} ({kind})")
         for ex in g.examples:
             where = f"line {ex['line']}: " if ex["line"] else ""

@@ -192,7 +192,8 @@ def traffic(stats: JobStats, price: Any, currency: str) -> list[str]:
     rate = stats.done / elapsed if elapsed > 0 else 0.0
     # A batch run's items/s is not a speed: a run that collects batches submitted an hour ago
     # would show thousands per second. Its time is this run's; its batches' own lines say more.
-    shown_rate = stats.done and stats.route == "realtime"
+    # Nor is that of a run that sent nothing (its lines were all invalid input).
+    shown_rate = stats.done and stats.route == "realtime" and stats.requests
     parts.append(
         f"{fmt_duration(elapsed)}, {rate:,.1f} items/s" if shown_rate else fmt_duration(elapsed)
     )

@@ -203,14 +203,16 @@ def make_realtime_engine(
 def make_fallback(parts: JobParts) -> Fallback:
     """``batch.on_failure: realtime``: lines that did not run in a batch go through a realtime
     engine with the batch job's client, writer, stats and stop event (so ``limits.rpm`` and
-    ``limits.tpm`` hold there too)."""
+    ``limits.tpm`` hold there too). Returns how many got a record: fewer than given when the
+    run was stopped meanwhile (the rest are pending for the next run)."""
     c = parts.config.limits.concurrency
     concurrency = FALLBACK_AUTO_CONCURRENCY if c == "auto" else c
 
-    async def send(items: list[tuple[int, Item]]) -> None:
+    async def send(items: list[tuple[int, Item]]) -> int:
         engine = make_realtime_engine(parts, concurrency=concurrency)
         log.info("batch fallback to realtime", extra={"job": parts.job.name, "items": len(items)})
         await engine.run(items)
+        return engine.recorded
 
     return send
 

@@ -63,9 +63,11 @@ def list_cmd(
     if remote:
         page = run_async(lambda: list_remote(config, after=after, limit=limit))
         rows = [_remote_row(b) for b in page.get("data") or []]
-        _print_rows(
-            rows, ["id", "status", "completed", "failed", "total", "created", "job"], as_json
-        )
+        if as_json:
+            _print_rows(rows, [], as_json)
+        else:
+            shown = [{**row, "done": _done(row)} for row in rows]
+            _print_rows(shown, ["id", "status", "done", "created", "job"], False)
         if page.get("has_more") and rows:
             click.echo(
                 f"more: glmrun batches list {config_path} --remote --after {rows[-1]['id']}",
@@ -77,25 +79,21 @@ def list_cmd(
     except GlmrunError as exc:
         fail(exc)
     rows = tracked_rows(jobs)
-    if not rows and not as_json:
+    if as_json:
+        _print_rows(rows, [], as_json)
+    elif not rows:
         click.echo("no tracked batches")
-        return
-    _print_rows(
-        rows,
-        [
-            "job",
-            "chunk",
-            "lines",
-            "state",
-            "status",
-            "batch_id",
-            "completed",
-            "failed",
-            "total",
-            "polled",
-        ],
-        as_json,
-    )
+    else:  # lines, completed, failed and total in one column: the table fits 80 columns
+        shown = [{**row, "done": _done(row)} for row in rows]
+        _print_rows(shown, ["job", "chunk", "state", "status", "batch_id", "done", "polled"], False)
+
+
+def _done(row: dict[str, Any]) -> str:
+    """``1,200/5,000``, ``4,990/5,000, 10 failed``: completed of the batch's total (of the
+    chunk's lines before the batch reports one)."""
+    total = row.get("total") or row.get("lines") or 0
+    done = f"{row.get('completed') or 0:,}/{total:,}"
+    return done + (f", {row['failed']:,} failed" if row.get("failed") else "")
 
 
 def _check_default(config_path: str, way: str = "pass the config's path") -> None:

@@ -10,12 +10,14 @@ summaries equal to the commands' own), so it loads click and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
+import signal
 import sys
 import threading
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import click
 
@@ -84,6 +86,19 @@ class DefaultGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        """``--help`` and ``--version`` print here, before ``invoke``: a closed pipe as there."""
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except BrokenPipeError:
+            closed_pipe()
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if args and args[0] not in SUMMARIES and args[0] not in ("--help", "-h", "--version"):
             self.check_typo(args[0])
@@ -93,7 +108,9 @@ class DefaultGroup(click.Group):
     def invoke(self, ctx: click.Context) -> object:
         """Ctrl-C before a command installs its own handler (while it imports aiohttp or
         loads a big config) is an interrupted run like any other: one line, exit 130, not
-        click's ``Aborted!`` with exit 1, which cron would read as error records written."""
+        click's ``Aborted!`` with exit 1, which cron would read as error records written.
+        A reader that closed our output early (``glmrun export ... | head``) ends the command
+        as it ends ``cat``: see ``closed_pipe``."""
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
@@ -101,6 +118,8 @@ class DefaultGroup(click.Group):
             from runner.errors import Interrupted
 
             fail(Interrupted("SIGINT"))
+        except BrokenPipeError:
+            closed_pipe()
 
     def check_typo(self, word: str) -> None:
         """``glmrun stauts cfg.yaml``: a first argument that is no file but close to a command
@@ -124,6 +143,21 @@ def main() -> None:
     """
 
 
+def closed_pipe() -> NoReturn:
+    """The reader of glmrun's output went away (``| head``, ``| grep -m1``): stop quietly the way
+    cat, grep and sort do, killed by SIGPIPE (a shell shows 141). Not click's silent exit 1,
+    which reads as glmrun's "error records written", and not 0, which would say all the
+    output was written when a reader that died early (a full disk under ``| gzip > f``) cut it
+    short. Whatever the command was doing has unwound by now (files closed, locks released);
+    nothing more is written to the closed pipe."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    logging.shutdown()
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
+    os._exit(128 + signal.SIGPIPE)  # not reached: the signal ends the process
+
+
 def entry() -> NoReturn:
     """The ``glmrun`` process (console script, ``python -m runner``): ``main``, then exit at
     once. By then every file glmrun wrote is closed (the writer, the index, state files, the
@@ -145,7 +179,9 @@ def entry() -> NoReturn:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except (OSError, ValueError):  # a closed pipe: nothing more can be said
+        except BrokenPipeError:  # the last of the output found the reader gone
+            closed_pipe()
+        except (OSError, ValueError):  # nothing more can be said
             status = status or 120
     os._exit(status)
 

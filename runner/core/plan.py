@@ -16,12 +16,13 @@ from runner.config.schema import BatchConfig, JobConfig
 from runner.core.hashset import HashSet
 from runner.core.items import InvalidLine, Item
 from runner.core.keys import key_digests, key_hash
-from runner.core.resume import FAILED, NONE, OK, ResumeIndex, digests_to_ints
+from runner.core.resume import FAILED, INVALID, NONE, OK, ResumeIndex, digests_to_ints
 from runner.core.shard import Shard
 
 Route = Literal["realtime", "batch"]
 
 OTHER_SHARD = 3  # done_line_filter's code for a line another shard owns
+RECORDED_INVALID = INVALID  # its code for a line whose latest record is invalid_input (4)
 
 
 @dataclass
@@ -58,7 +59,11 @@ def iter_pending(
     counts: PendingCounts | None = None,
     shard: Shard | None = None,
 ) -> Iterator[tuple[int, Item | InvalidLine]]:
-    """Yield (key hash, item) for every line that still needs work, each key once."""
+    """Yield (key hash, item) for every line that still needs work, each key once.
+
+    A line whose latest record is ``invalid_input`` is work again when it is now valid (it
+    was never sent); still invalid, it counts as done with an error, as it did before, and
+    is not recorded a second time."""
     counts = counts if counts is not None else PendingCounts()
     seen = HashSet()  # 16-32 bytes per pending key, not a Python set's ~70
     for item in items:
@@ -75,6 +80,10 @@ def iter_pending(
             counts.duplicates += 1
             continue
         if isinstance(item, InvalidLine):
+            if index.state(h) == INVALID:  # still invalid and already recorded: done as before
+                counts.done += 1
+                counts.failed += 1
+                continue
             counts.invalid += 1
         else:
             counts.pending += 1
@@ -108,14 +117,21 @@ def done_line_filter(
     """A pre-filter for text inputs, a batch of lines at a time: 1 for a line whose bytes hash
     to an ok key, 2 to a permanently failed one (both counted as done and never parsed), 3
     (``OTHER_SHARD``) to a key another shard owns (counted in ``other_shards``, never parsed),
-    0 for the rest. A text line's key is its own text, so its UTF-8 bytes hash exactly like
-    ``key_hash(item.key)``; longer lines (whose invalid_input key is shortened) and lines not
-    yet finished take the normal path. The base table is searched for the whole batch at once
-    (numpy), the sets read after it per line."""
+    4 (``RECORDED_INVALID``) to a key whose latest record is invalid_input (not counted: the
+    reader parses it again, see ``runner.io.inputs``), 0 for the rest. A text line's key is its
+    own text, so its UTF-8 bytes hash exactly like ``key_hash(item.key)``; longer lines (whose
+    invalid_input key is shortened) and lines not yet finished take the normal path. The base
+    table is searched for the whole batch at once (numpy), the sets read after it per line."""
     if index.empty and shard is None:
         return None
-    ok, failed, retryable = index.ok, index.failed, index.retryable
-    overlay = bool(ok or failed or retryable)
+    # the records read after the base win over it: one dict look-up per line (the sets are
+    # disjoint, and small: the tail the persistent index does not cover yet)
+    later = (
+        dict.fromkeys(index.ok, OK)
+        | dict.fromkeys(index.failed, FAILED)
+        | dict.fromkeys(index.invalid, RECORDED_INVALID)
+        | dict.fromkeys(index.retryable, NONE)
+    )
     base = index.base
 
     def skip(lines: list[bytes]) -> list[int]:
@@ -124,13 +140,10 @@ def done_line_filter(
             codes = base.states_of_digests(digests)
         else:
             codes = [NONE] * len(lines)
-        hashes = digests_to_ints(digests) if overlay or shard is not None else []
-        if overlay:  # the later records win over the base
-            codes = [
-                OK if h in ok else FAILED if h in failed else NONE if h in retryable else c
-                for h, c in zip(hashes, codes, strict=True)
-            ]
-        out = codes  # OK, FAILED or NONE (RETRYABLE is not done)
+        hashes = digests_to_ints(digests) if later or shard is not None else []
+        if later:
+            codes = [later.get(h, c) for h, c in zip(hashes, codes, strict=True)]
+        out = codes  # OK, FAILED, RECORDED_INVALID or NONE (RETRYABLE is not done)
         if shard is not None:  # another shard's line counts only there, whatever its state
             n, i = shard.count, shard.index
             out = [OTHER_SHARD if h % n != i else c for h, c in zip(hashes, out, strict=True)]
@@ -138,7 +151,7 @@ def done_line_filter(
             out = [0 if len(x) > MAX_KEY_BYTES else c for c, x in zip(out, lines, strict=True)]
         others = out.count(OTHER_SHARD)
         counts.other_shards += others
-        counts.done += len(out) - out.count(0) - others
+        counts.done += len(out) - out.count(0) - others - out.count(RECORDED_INVALID)
         counts.failed += out.count(FAILED)
         return out
 

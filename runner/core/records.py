@@ -103,6 +103,17 @@ def is_final(record: Record) -> bool:
     return status == "error" and isinstance(error, dict) and error.get("retryable", True) is False
 
 
+def is_invalid_input(record: Record) -> bool:
+    """An input line that could not become a request (never sent): resume reads such a line
+    again, so a run whose config now makes it valid sends it (``runner.core.resume``)."""
+    error = record.get("error")
+    return (
+        record.get("status") == "error"
+        and isinstance(error, dict)
+        and error.get("code") == INVALID_INPUT
+    )
+
+
 def ok_record(
     url: str,
     response: dict[str, Any],

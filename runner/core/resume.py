@@ -2,8 +2,12 @@
 
 Two layers: ``base`` is a ``KeyTable`` (sorted hashes and one state byte each: numpy arrays, or
 blocks read on demand from the persistent index beside the output, so ten million keys cost a 160 KB
-fence, not Python objects), and the sets ``ok``/``failed``/``retryable`` hold what was read after it
-(the output's tail). A key in the sets wins over the base: the later record wins.
+fence, not Python objects), and the sets ``ok``/``failed``/``retryable``/``invalid`` hold what was
+read after it (the output's tail). A key in the sets wins over the base: the later record wins.
+
+A key whose latest record is ``invalid_input`` is INVALID: not done (the line was never sent, so a
+run whose config now makes it valid sends it), but not to be recorded again while the line is still
+invalid (``runner.core.plan.iter_pending``), so a bad line costs one record, not one per run.
 
 A job's records may be spread over several files (its main output and one per shard, see
 ``runner.core.shard``); the job's index is the merge of the per-file indexes (``merge``).
@@ -20,12 +24,18 @@ from typing import Any
 
 from runner.core.keys import key_hash
 
-NONE, OK, FAILED, RETRYABLE = 0, 1, 2, 3  # a key's state, as stored in the KeyTable
+NONE, OK, FAILED, RETRYABLE, INVALID = 0, 1, 2, 3, 4  # a key's state, as stored in the KeyTable
+DONE = (OK, FAILED)  # the states a run skips; RETRYABLE and INVALID lines are read again
 
 
-def record_state(status: str | None, final: bool) -> int:
-    """The state a record gives its key: ok, a permanent error, or one to retry."""
-    return OK if status == "ok" else FAILED if final else RETRYABLE
+def record_state(status: str | None, final: bool, invalid: bool = False) -> int:
+    """The state a record gives its key: ok, a permanent error, an input line that could not
+    become a request (``invalid``: never sent), or an error to retry."""
+    if status == "ok":
+        return OK
+    if invalid:
+        return INVALID
+    return FAILED if final else RETRYABLE
 
 
 def numpy() -> Any:
@@ -48,7 +58,8 @@ BLOCK = 512  # keys per block of a fenced table (one 4 KiB read)
 
 
 class KeyTable:
-    """Sorted unique uint64 key hashes with a uint8 state each (OK, FAILED or RETRYABLE).
+    """Sorted unique uint64 key hashes with a uint8 state each (OK, FAILED, RETRYABLE or
+    INVALID).
 
     In memory (``keys``, ``states`` numpy arrays), or fenced: only every BLOCK-th key
     (``fence``, an ``array('Q')``) is in memory and ``read(start, stop)`` (I/O, given by
@@ -160,9 +171,9 @@ class KeyTable:
         return int(codes[0])
 
     def states_of_digests(self, digests: bytes) -> list[int]:
-        """Per key, given as joined 8-byte little-endian digests: OK, FAILED, or NONE for
-        absent and RETRYABLE alike (a pre-filter's question: done or not). No Python int per
-        key unless the table is fenced and the look-up small."""
+        """Per key, given as joined 8-byte little-endian digests: OK, FAILED, INVALID, or NONE
+        for absent and RETRYABLE alike (a pre-filter's question: done, recorded invalid, or
+        to do). No Python int per key unless the table is fenced and the look-up small."""
         if self._keys is None and self.fence is not None and len(digests) < len(self.fence):
             few = self.states_of(digests_to_ints(digests))
             return [NONE if code == RETRYABLE else code for code in few]
@@ -192,9 +203,12 @@ class KeyTable:
         codes: list[int] = out.tolist()
         return codes
 
-    def count(self, state: int) -> int:
+    def counts(self) -> list[int]:
+        """Keys per state, indexed by state. INVALID is what the others leave: a temporary
+        array per state costs a byte per key (and np.bincount eight)."""
         np = numpy()
-        return int(np.count_nonzero(self.states == state))
+        found = [0] + [int(np.count_nonzero(self.states == s)) for s in (OK, FAILED, RETRYABLE)]
+        return [*found, self.n - sum(found)]
 
     @staticmethod
     def from_sequence(hashes: Any, states: Any) -> KeyTable:
@@ -245,6 +259,7 @@ class ResumeIndex:
     ok: set[int] = field(default_factory=set)
     failed: set[int] = field(default_factory=set)
     retryable: set[int] = field(default_factory=set)
+    invalid: set[int] = field(default_factory=set)
     records: int = 0
     corrupt_lines: list[int] = field(default_factory=list)
     base: KeyTable | None = None
@@ -265,56 +280,60 @@ class ResumeIndex:
             return FAILED
         if h in self.retryable:
             return RETRYABLE
+        if h in self.invalid:
+            return INVALID
         return self.base.state(h) if self.base is not None else NONE
 
     def is_done(self, h: int) -> bool:
         if h in self.ok or h in self.failed:
             return True
-        if self.base is None or h in self.retryable:
+        if self.base is None or h in self.retryable or h in self.invalid:
             return False
-        return self.base.state(h) in (OK, FAILED)
+        return self.base.state(h) in DONE
 
     @property
     def empty(self) -> bool:
-        return not (self.ok or self.failed or self.retryable) and not self.base
+        return not (self.ok or self.failed or self.retryable or self.invalid) and not self.base
 
-    def add(self, key: str, status: str | None, final: bool) -> None:
-        self.add_hash(key_hash(key), record_state(status, final))
+    def add(self, key: str, status: str | None, final: bool, invalid: bool = False) -> None:
+        self.add_hash(key_hash(key), record_state(status, final, invalid))
 
     def add_hash(self, h: int, state: int) -> None:
-        """The key's latest record has ``state`` (OK, FAILED or RETRYABLE)."""
+        """The key's latest record has ``state`` (OK, FAILED, RETRYABLE or INVALID)."""
         if self.base is not None and not self.changed_done:
             before = self.state(h)
-            if before in (OK, FAILED) and before != state:
+            if before in DONE and before != state:
                 self.changed_done = True
-        if state == OK:
-            self.ok.add(h)
-            self.failed.discard(h)
-            self.retryable.discard(h)
-        elif state == FAILED:
-            self.failed.add(h)
-            self.ok.discard(h)
-            self.retryable.discard(h)
-        else:
-            self.retryable.add(h)
-            self.ok.discard(h)
-            self.failed.discard(h)
+        sets = self._overlay_sets()
+        mine = sets[state - OK]
+        mine.add(h)
+        for held in sets:
+            if held and held is not mine:  # usually empty: an all-ok tail costs one add
+                held.discard(h)
+
+    def _overlay_sets(self) -> tuple[set[int], set[int], set[int], set[int]]:
+        """The sets of the keys read after the base, in state order (OK first)."""
+        return self.ok, self.failed, self.retryable, self.invalid
 
     def merge(self, other: ResumeIndex) -> None:
         """Fold another file's index into this one. Files have no order between them, so a
-        finished state wins: ok over a permanent error over a retryable one (a key finished in
-        any file is never sent again). Only a sharded job merges; an index with a base is
-        materialised into sets first (the merged index is never saved: each file keeps its own
-        persistent index)."""
+        finished state wins: ok over a permanent error over an invalid line over a retryable
+        error (a key finished in any file is never sent again; as ``glmrun export`` ranks
+        them). Only a sharded job merges; an index with a base is materialised into sets first
+        (the merged index is never saved: each file keeps its own persistent index)."""
         mine, theirs = self.sets(), other.sets()
         self.base = None
-        self.ok, self.failed, self.retryable = mine
+        self.ok, self.failed, self.retryable, self.invalid = mine
         self.ok |= theirs[0]
         self.failed |= theirs[1]
         self.failed -= self.ok
+        self.invalid |= theirs[3]
+        self.invalid -= self.ok
+        self.invalid -= self.failed
         self.retryable |= theirs[2]
         self.retryable -= self.ok
         self.retryable -= self.failed
+        self.retryable -= self.invalid
         self.records += other.records
         self.corrupt_lines.extend(other.corrupt_lines)
         self.persisted, self.scanned = -1, 0  # describes no one file (no plan note from it)
@@ -324,33 +343,36 @@ class ResumeIndex:
         yield from ((h, OK) for h in self.ok)
         yield from ((h, FAILED) for h in self.failed)
         yield from ((h, RETRYABLE) for h in self.retryable)
+        yield from ((h, INVALID) for h in self.invalid)
 
-    def sets(self) -> tuple[set[int], set[int], set[int]]:
-        """(ok, failed, retryable) as Python sets, base and overlay merged (tests, small
-        outputs)."""
+    def sets(self) -> tuple[set[int], set[int], set[int], set[int]]:
+        """(ok, failed, retryable, invalid) as Python sets, base and overlay merged (tests,
+        small outputs)."""
         merged: dict[int, int] = {}
         if self.base is not None:
             merged = dict(zip(self.base.keys.tolist(), self.base.states.tolist(), strict=True))
         merged.update(self.overlay())
-        out: tuple[set[int], set[int], set[int]] = (set(), set(), set())
+        out: tuple[set[int], set[int], set[int], set[int]] = (set(), set(), set(), set())
         for h, code in merged.items():
             out[code - 1].add(h)
         return out
 
     def counts(self) -> dict[str, int]:
         """Keys per state (base and overlay merged)."""
-        out = {"ok": 0, "failed": 0, "retryable": 0}
-        names = {OK: "ok", FAILED: "failed", RETRYABLE: "retryable"}
+        out = {"ok": 0, "failed": 0, "retryable": 0, "invalid": 0}
+        names = {OK: "ok", FAILED: "failed", RETRYABLE: "retryable", INVALID: "invalid"}
         if self.base is not None:
+            per_state = self.base.counts()
             for code, name in names.items():
-                out[name] = self.base.count(code)
+                out[name] = per_state[code]
             for h, code in self.overlay():
                 old = self.base.state(h)
                 if old != NONE:
                     out[names[old]] -= 1
                 out[names[code]] += 1
         else:
-            out = {"ok": len(self.ok), "failed": len(self.failed), "retryable": len(self.retryable)}
+            sets = zip(names.values(), self._overlay_sets(), strict=True)
+            out = {name: len(held) for name, held in sets}
         return out
 
     def __len__(self) -> int:
@@ -358,4 +380,7 @@ class ResumeIndex:
 
     def __repr__(self) -> str:
         c = self.counts()
-        return f"<ResumeIndex ok={c['ok']} failed={c['failed']} retryable={c['retryable']}>"
+        return (
+            f"<ResumeIndex ok={c['ok']} failed={c['failed']} retryable={c['retryable']} "
+            f"invalid={c['invalid']}>"
+        )

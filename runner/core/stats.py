@@ -20,7 +20,8 @@ class JobStats:
     skipped: int = 0  # already finished before this run
     duplicates: int = 0
     failed_before: int = 0  # skipped because an earlier run recorded a permanent error
-    left_pending: int = 0  # items this run deliberately left for a later run (a cancelled batch)
+    # items this run left for a later run: a cancelled batch's, a fallback's cut short by a signal
+    left_pending: int = 0
     beyond_limit: int = 0  # pending items ``--limit`` kept for the next run
     shard: str | None = None  # "I/N" for a ``--shard`` run: people see which shard a line is
     requests: int = 0  # HTTP chat requests sent (attempts)

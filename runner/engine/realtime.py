@@ -58,6 +58,7 @@ class RealtimeEngine:
         self.builder = BodyBuilder(job, read_media)
         self.run_id = new_run_id()
         self.fatal: ApiStopped | None = None
+        self.recorded = 0  # items this engine wrote a record for (the rest were never finished)
 
     async def run(self, items: Iterable[tuple[int, Item | InvalidLine]]) -> JobStats:
         deps = self.deps
@@ -96,6 +97,7 @@ class RealtimeEngine:
                 break
             if isinstance(item, InvalidLine):
                 writer.append(invalid_input_record(item))
+                self.recorded += 1
                 stats.errors += 1
                 stats.invalid += 1
                 continue
@@ -174,6 +176,7 @@ class RealtimeEngine:
                     key=item.key,
                 )
                 deps.writer.append(self.builder.finish_record(record, item))
+                self.recorded += 1
                 stats.ok += 1
                 stats.add_usage(response.get("usage"), "realtime")
                 return
@@ -197,6 +200,7 @@ class RealtimeEngine:
                         item,
                     )
                 )
+                self.recorded += 1
                 stats.errors += 1
                 return
             if decision.verdict is Verdict.THROTTLE:
@@ -240,6 +244,7 @@ class RealtimeEngine:
                 key=item.key,
             )
         )
+        self.recorded += 1
         self.deps.stats.errors += 1
 
     async def _sleep(self, delay: float) -> None:

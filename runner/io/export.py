@@ -10,9 +10,9 @@ Memory does not grow with the records, only with the number of lines and keys:
 
 A job run as shards (``run --shard I/N``) has several output files; ``export`` reads them all
 (``runner.io.job_files``) and writes one record per key across them: in each file the latest,
-and across files the finished one (ok over a permanent error over a retryable one, as resume
-decides), ties going to the file listed later. That needs a map of key hash -> winning file
-(about 100 bytes per key), only when there is more than one file.
+and across files the finished one (ok over a permanent error over an invalid input line over a
+retryable error, as resume decides), ties going to the file listed later. That needs a map of
+key hash -> winning file (about 100 bytes per key), only when there is more than one file.
 
 Both passes stop at the file size seen at the start, so a run appending meanwhile cannot
 make them disagree; a torn last line is skipped. ``-o FILE`` is written to a temp file and
@@ -31,7 +31,7 @@ from typing import IO, Any, Literal
 import orjson
 
 from runner.core.keys import key_hash
-from runner.core.records import is_final, record_key, unknown_field
+from runner.core.records import is_final, is_invalid_input, record_key, unknown_field
 from runner.errors import ConfigError, OutputError
 from runner.io.jsonl import iter_lines, parse_record
 
@@ -109,8 +109,14 @@ def merged_winners(paths: list[Path], sizes: list[int]) -> list[bytearray]:
 
 
 def _rank(record: dict[str, Any]) -> int:
-    """ok 2, a permanent error 1, anything else 0: across files a finished record wins."""
-    return 2 if record.get("status") == "ok" else int(is_final(record))
+    """ok 3, a permanent error 2, an invalid input line 1 (never sent), anything else 0:
+    across files a finished record wins, in the order resume merges files
+    (``runner.core.resume.ResumeIndex.merge``)."""
+    if record.get("status") == "ok":
+        return 3
+    if is_invalid_input(record):
+        return 1
+    return 2 if is_final(record) else 0
 
 
 def column_value(record: dict[str, Any], column: str) -> Any:

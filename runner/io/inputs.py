@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import orjson
 
 from runner.core.items import InvalidLine, Item
+from runner.core.resume import INVALID as RECORDED_INVALID  # the pre-filter's code 4
 from runner.errors import ConfigError
 
 MAX_URL_CHARS = 16_384
@@ -42,7 +43,8 @@ def detect_format(path: Path, input_format: str = "auto") -> str:
 
 
 # The resume pre-filter: one code per line of a batch (0 keep, 1 done ok, 2 done as an error,
-# 3 another shard's: skipped but not done, so it ends a finished prefix like 0).
+# 3 another shard's: skipped but not done, so it ends a finished prefix like 0, 4 recorded as
+# invalid_input: parsed again, see _recheck_invalid).
 SkipLine = Callable[[list[bytes]], list[int]]
 _BATCH_BYTES = 256 << 10
 
@@ -159,6 +161,9 @@ def _text_batch(
         where = [i for i, line in enumerate(lines) if line and line[0] != 35]  # 35: "#"
         wanted = [lines[i] for i in where]
     codes = skip(wanted) if skip is not None and wanted else None
+    again: dict[int, Item | InvalidLine] = {}
+    if codes is not None and RECORDED_INVALID in codes:
+        again = _recheck_invalid(codes, where, lines, before)
     if prefix.growing:
         if codes is not None and 0 not in codes and 3 not in codes and raws[-1].endswith(b"\n"):
             prefix.offset = end  # the whole batch is finished or blank
@@ -167,6 +172,13 @@ def _text_batch(
             prefix.done += len(codes)
         else:
             _grow(prefix, before, lines, raws, codes)
+    if again:  # in line order: each line parsed again, then the others to do
+        for j, code in enumerate(codes or ()):
+            if j in again:
+                yield again[j]
+            elif not code:
+                yield parse_line(lines[where[j]], before + where[j] + 1)
+        return
     if codes is None:
         todo: Iterable[int] = where
     elif 0 not in codes:
@@ -175,6 +187,24 @@ def _text_batch(
         todo = [where[j] for j, code in enumerate(codes) if not code]
     for i in todo:
         yield parse_line(lines[i], before + i + 1)
+
+
+def _recheck_invalid(
+    codes: list[int], where: Sequence[int], lines: list[bytes], before: int
+) -> dict[int, Item | InvalidLine]:
+    """Parse again each line recorded as invalid_input (``codes[j] == RECORDED_INVALID``) and
+    return them by position. One whose text alone makes it invalid (not a URL, ftp:, ...) stays
+    so under any config: it becomes 2, done with an error, so a finished prefix grows over it
+    and the next run need not read it. One that parses as an item (an http URL made invalid by
+    an earlier config or format, a local file refused at plan time) becomes 0: the plan checks
+    it as a new line (sent if valid now) and the prefix ends there."""
+    again: dict[int, Item | InvalidLine] = {}
+    for j, code in enumerate(codes):
+        if code == RECORDED_INVALID:
+            item = parse_line(lines[where[j]], before + where[j] + 1)
+            again[j] = item
+            codes[j] = 2 if isinstance(item, InvalidLine) else 0
+    return again
 
 
 def _grow(

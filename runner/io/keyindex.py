@@ -2,7 +2,7 @@
 
 One index per output file (a job that reads several outputs keeps one per file). Layout: a
 4 KiB header, then the sorted unique uint64 key hashes, then one state byte per hash
-(``runner.core.resume``: OK, FAILED, RETRYABLE), then every 512th hash (the fence). The
+(``runner.core.resume``: OK, FAILED, RETRYABLE, INVALID), then every 512th hash (the fence). The
 header says which prefix of the output the table covers: its byte offset (always just after
 a newline), line and record counts, the output's inode and mtime when written, and a
 fingerprint of that prefix. It is written to a
@@ -43,7 +43,7 @@ from runner.errors import OutputError
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"GLMRIX02"
+MAGIC = b"GLMRIX03"  # 03: invalid_input records have their own state (was FAILED)
 HEADER = 4096
 _FIELDS = struct.Struct("<8sQQQQQqQ32sI")  # magic covered lines records n ino mtime stable fp len
 FULL_HASH_BYTES = 32 << 20
@@ -108,6 +108,15 @@ def read_header(path: Path) -> IndexHeader | None:
     return IndexHeader(covered, lines, records, n, ino, mtime_ns, stable, fp, corrupt)
 
 
+def _older_format(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            magic = handle.read(len(MAGIC))
+    except OSError:
+        return False
+    return magic.startswith(MAGIC[:6]) and magic != MAGIC
+
+
 def valid_header(output: Path, header: IndexHeader) -> str | None:
     """Why the index does not describe ``output`` any more, or None when it does."""
     try:
@@ -131,7 +140,9 @@ def open_index(output: Path) -> tuple[IndexHeader, KeyTable] | None:
     path = index_path(output)
     header = read_header(path)
     if header is None:
-        if path.exists():
+        if _older_format(path):  # an upgrade: one full scan writes the new format
+            log.info("resume index of an older glmrun; full scan", extra={"file": str(path)})
+        elif path.exists():
             log.warning("resume index unreadable; full scan", extra={"file": str(path)})
         return None
     why = valid_header(output, header)

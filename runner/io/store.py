@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Self
 
 from runner.core.keys import key_digests, key_hash
-from runner.core.records import Record, dumps, is_final, record_key
+from runner.core.records import Record, dumps, is_final, is_invalid_input, record_key
 from runner.core.resume import OK, KeyTable, ResumeIndex, record_state
 from runner.errors import ConfigError, OutputError, RunLocked
 from runner.io import keyindex
@@ -177,7 +177,9 @@ def _read_keys(path: Path, start: int, lines: int, corrupt: list[int]) -> _Keys:
                 if record is not None:
                     key_text = record_key(record)
                     if key_text is not None:
-                        state = record_state(record.get("status"), is_final(record))
+                        state = record_state(
+                            record.get("status"), is_final(record), is_invalid_input(record)
+                        )
                         if state != OK:
                             odd.append((records, state))
                         digests += key_hash(key_text).to_bytes(8, "little")

@@ -61,6 +61,15 @@ async def test_dry_run_estimates_from_the_average_of_records_so_far(tmp_path: Pa
     assert f"realtime {rt:.4f} CNY vs batch {rt / 2:.4f} CNY" in out
 
 
+async def test_dry_run_with_nothing_to_send_gives_no_estimate(tmp_path: Path) -> None:
+    """Every URL done: the dry run says a run would send nothing, not an estimate of 0 tokens
+    for 0.0000 CNY."""
+    cfg = write_surface_config(tmp_path, URLS[:3], job={"prompt": ""}, cost=PRICES)
+    await run_config(cfg)
+    _, out = await run_config(cfg, dry_run=True)
+    assert out.splitlines()[1:] == ["t: a run would send nothing now"], out
+
+
 async def test_dry_run_without_a_price_says_so(tmp_path: Path) -> None:
     """A model missing from cost.prices gets a token estimate and a note, not an error."""
     _, out = await run_config(write_surface_config(tmp_path, [URLS[0]]), dry_run=True)

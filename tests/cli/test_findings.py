@@ -67,8 +67,8 @@ def test_status_errors_groups_by_code_with_examples(tmp_path: Path) -> None:
         f"    line 5: {urls[4]} — failed with 1210",
         "  500 ×1 (retried by the next run)",
         f"    line 6: {urls[5]} — failed with 500",
-        "  invalid_input ×1 (permanent)",
-        "    line 9: not a url — failed with invalid_input",
+        "  invalid_input ×1 (never sent; a run sends the line once it is valid)",
+        "    line 9: not a url — not a URL; expected an http:// or https:// URL",  # today's reason
     ]
     as_json = invoke("status", str(cfg), "--errors", "--json").stdout.splitlines()[-1]
     groups = {g["code"]: g for g in json.loads(as_json)["errors"]}

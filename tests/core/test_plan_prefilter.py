@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from runner.core.items import InvalidLine, Item
+from runner.core.keys import key_hash
 from runner.core.plan import PendingCounts, count_pending, done_line_filter, iter_pending
-from runner.core.resume import ResumeIndex
+from runner.core.resume import FAILED, INVALID, OK, RETRYABLE, KeyTable, ResumeIndex
 from runner.io.inputs import read_items
 
 
@@ -68,3 +70,29 @@ def test_kept_pending_list_only_when_small(tmp_path: Path) -> None:
 def test_no_filter_without_finished_keys() -> None:
     """A fresh output needs no pre-filter."""
     assert done_line_filter(ResumeIndex(), PendingCounts()) is None
+
+
+def test_counts_and_plan_of_every_state_in_a_table_and_after_it() -> None:
+    """A table with each state and records read after it: the counts per state (an invalid
+    line is neither done nor retryable), and the plan: an invalid line is pending again when
+    valid and done (with an error, not recorded again) while still invalid."""
+    keys = ["ok", "failed", "retry", "invalid", "invalid2", "later"]
+    h = {k: key_hash(k) for k in keys}
+    base = KeyTable.from_sequence(
+        [h[k] for k in keys[:5]], [OK, FAILED, RETRYABLE, INVALID, INVALID]
+    )
+    index = ResumeIndex(base=base)
+    index.add("later", "error", True, invalid=True)  # read after the table
+    index.add("invalid2", "ok", True)  # sent once valid
+    assert index.counts() == {"ok": 2, "failed": 1, "retryable": 1, "invalid": 2}
+    assert len(index) == 6 and "invalid=2" in repr(index)
+    items = [
+        Item("ok", "ok", 1),
+        Item("invalid", "invalid", 2),  # valid now
+        InvalidLine("later", 3, "still bad"),
+        InvalidLine("new", 4, "bad"),
+    ]
+    counts = PendingCounts()
+    pending = [item.key for _, item in iter_pending(items, index, counts)]
+    assert pending == ["invalid", "new"]
+    assert (counts.done, counts.failed, counts.pending, counts.invalid) == (2, 1, 1, 1)

@@ -180,5 +180,5 @@ def test_merge_materialises_an_index_with_a_table_base() -> None:
     merged.merge(with_base)
     merged.merge(other)
     assert merged.base is None and merged.records == 6
-    assert merged.sets() == ({h["v"], h["w"]}, set(), {h["x"], h["y"]})
+    assert merged.sets() == ({h["v"], h["w"]}, set(), {h["x"], h["y"]}, set())
     assert merged.is_done(h["v"]) and not merged.is_done(h["x"]) and not merged.is_done(h["z"])

@@ -313,3 +313,57 @@ async def test_auto_mode_with_limit_routes_on_what_this_run_sends(tmp_path: Path
     out = io.StringIO()
     await run(config, RunOptions(dry_run=True, tty=False), out=out)
     assert "45 pending" in out.getvalue() and "-> batch" in out.getvalue()
+
+
+async def test_a_fallback_cut_short_by_a_signal_counts_only_what_it_sent(
+    tmp_path: Path,
+    start_sim: MakeSim,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An expired batch's 4 lines go to the realtime fallback, one at a time; SIGTERM while the
+    second is in flight lets it finish and sends no more: the collected line says 2 sent again
+    and 2 left for a later run (not 4 sent again), as does the summary; the next run sends
+    the 2."""
+    import asyncio
+    import os
+    import signal
+    import time
+
+    from runner.errors import Interrupted
+
+    urls = make_urls(4, prefix="https://img.example", digits=0)
+    sim = await start_sim(
+        **{**INSTANT_BATCHES, "latency_mean_s": 0.2},
+        batch_final_status="expired",
+        batch_partial_fraction=0.0,
+    )
+    cfg = write_minimal_config(
+        tmp_path,
+        urls,
+        api={"base_url": sim.base_url, "timeout_s": 60},
+        limits={"concurrency": 1},
+        run={"grace_s": 5},
+        batch={"poll_interval_s": 0.01, "on_failure": "realtime"},
+        job={"mode": "batch"},
+    )
+    config = load_config(cfg, environ=ENV)
+    out = io.StringIO()
+    with caplog.at_level("INFO", logger="runner"):
+        task = asyncio.ensure_future(run(config, RunOptions(tty=False), out=out))
+        deadline = time.monotonic() + 5
+        while sim.stats.chat_requests < 2 and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.005)  # until the fallback's second request is in flight
+        assert sim.stats.chat_requests == 2 and not task.done()
+        os.kill(os.getpid(), signal.SIGTERM)
+        with pytest.raises(Interrupted):
+            await asyncio.wait_for(task, timeout=5)
+    (collected,) = [r for r in caplog.records if r.getMessage() == "batch collected"]
+    assert (collected.resent, collected.left, collected.recorded) == (2, 2, 0)
+    assert len(read_records(tmp_path / "out.jsonl")) == 2
+    assert (
+        "(expired): 0 ok, 0 failed, 2 sent again, 2 left for a later run" in capsys.readouterr().err
+    )
+    assert "2/4 done, 2 left for a later run" in out.getvalue()
+    await run(load_config(cfg, environ=ENV), RunOptions(tty=False), out=io.StringIO())
+    assert sorted(r["url"] for r in read_records(tmp_path / "out.jsonl")) == sorted(urls)

@@ -25,21 +25,22 @@ def write_output(path: Path, kinds: list[str]) -> None:
     path.write_bytes(b"".join(line_for(k, u, None) for k, u in zip(kinds, URLS, strict=False)))
 
 
-def sets(index: ResumeIndex) -> tuple[set[int], set[int], set[int]]:
+def sets(index: ResumeIndex) -> tuple[set[int], set[int], set[int], set[int]]:
     return index.sets()
 
 
-def exact(path: Path) -> tuple[set[int], set[int], set[int]]:
+def exact(path: Path) -> tuple[set[int], set[int], set[int], set[int]]:
     ref = reference(path)
-    return ref.ok, ref.failed, ref.retryable
+    return ref.ok, ref.failed, ref.retryable, ref.invalid
 
 
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
-    """An output of 40 records (ok, a permanent error, a retryable one) with a saved index."""
+    """An output of 40 records (ok, a permanent error, a retryable one, an invalid input line)
+    with a saved index."""
     path = tmp_path / "out.jsonl"
     kinds = ["ok"] * 40
-    kinds[7], kinds[20] = "final", "retryable"
+    kinds[7], kinds[20], kinds[30] = "final", "retryable", "invalid"
     write_output(path, kinds)
     first = load_resume_index(path, save=True)
     assert first.persisted == -1 and keyindex.index_path(path).exists()
@@ -54,18 +55,21 @@ def test_a_valid_index_is_used_and_agrees_with_a_full_parse(out: Path) -> None:
 
 
 def test_records_appended_after_the_index_are_read_from_the_tail(out: Path) -> None:
-    """Another tool appends: a new ok, a done key made retryable, a retryable key made ok."""
+    """Another tool appends: a new ok, a done key made retryable, a retryable key made ok, an
+    invalid line made ok (its config was fixed) and a new invalid line."""
     covered = out.stat().st_size
     with open(out, "ab") as handle:
         handle.write(line_for("ok", URLS[50], None))
         handle.write(line_for("retryable", URLS[3], None))
         handle.write(line_for("ok", URLS[20], None))
+        handle.write(line_for("ok", URLS[30], None))
+        handle.write(line_for("invalid", URLS[51], None))
         handle.write(b"not json\n")
     index = load_resume_index(out)
     assert index.persisted == covered
     assert sets(index) == exact(out)
     assert index.changed_done  # URLS[3] was done and is not any more
-    assert index.corrupt_lines == reference(out).corrupt_lines == [44]
+    assert index.corrupt_lines == reference(out).corrupt_lines == [46]
     save_resume_index(out)  # the next load starts after all of it
     again = load_resume_index(out)
     assert again.persisted == out.stat().st_size and sets(again) == exact(out)
@@ -156,6 +160,21 @@ def test_an_unreadable_index_means_a_full_scan(out: Path) -> None:
     keyindex.index_path(out).write_bytes(b"garbage")
     index = load_resume_index(out)
     assert index.persisted == -1 and sets(index) == exact(out)
+
+
+def test_an_older_glmrun_index_is_replaced_quietly(
+    out: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The index of a glmrun that counted invalid_input lines as done (format 02) is not used
+    (its invalid lines would stay done): a full scan, an INFO line, not a warning, a new index."""
+    path = keyindex.index_path(out)
+    path.write_bytes(b"GLMRIX02" + path.read_bytes()[8:])
+    with caplog.at_level("INFO", logger="runner"):
+        index = load_resume_index(out, save=True)
+    assert index.persisted == -1 and sets(index) == exact(out)
+    assert [r.levelname for r in caplog.records] == ["INFO"]
+    assert "older glmrun" in caplog.records[0].getMessage()
+    assert load_resume_index(out).persisted == out.stat().st_size
 
 
 def test_large_outputs_are_sampled_and_still_caught(
@@ -265,3 +284,28 @@ def test_a_tail_that_changed_a_finished_key_is_settled_at_once(
     again = load_resume_index(out)
     assert again.persisted == out.stat().st_size and not again.changed_done
     assert again.stable_from == out.stat().st_size
+
+
+def test_an_invalid_line_is_not_done_on_any_path_of_the_pre_filter(tmp_path: Path) -> None:
+    """A key whose latest record is invalid_input gets code 4 (parse it again) from the text
+    pre-filter whether its state comes from a fenced table (a few look-ups), the whole table
+    (many), or the tail over a key the table has as done; ok and permanent errors stay done
+    (1, 2), and a retryable error is to do (0). Only the done ones are counted."""
+    out = tmp_path / "out.jsonl"
+    many = [f"https://b/{i:05d}.jpg" for i in range(5000)]  # a fence longer than 8 look-ups
+    kinds = ["ok"] * len(many)
+    kinds[1], kinds[2], kinds[3], kinds[5] = "invalid", "final", "invalid", "retryable"
+    out.write_bytes(b"".join(line_for(k, u, None) for k, u in zip(kinds, many, strict=True)))
+    load_resume_index(out, save=True)
+    with open(out, "ab") as handle:  # the tail: an ok key made invalid by another tool
+        handle.write(line_for("invalid", many[0], None))
+    index = load_resume_index(out)
+    assert index.persisted > 0 and index.base is not None and index.base.fence is not None
+    counts = PendingCounts()
+    skip = done_line_filter(index, counts)
+    assert skip is not None
+    one_by_one = [skip([u.encode()])[0] for u in many[:6]]  # the block path
+    assert index.base._keys is None  # (the table was not read whole)
+    assert one_by_one == [4, 4, 2, 4, 1, 0]
+    assert (counts.done, counts.failed) == (2, 1)
+    assert skip([u.encode() for u in many])[:6] == [4, 4, 2, 4, 1, 0]  # the whole table

@@ -104,3 +104,22 @@ def test_an_edit_far_into_a_big_prefix_is_seen(
     os.utime(urls, ns=(st.st_atime_ns, st.st_mtime_ns))
     pending, done, _, start = plan(out, urls)
     assert (pending, done, start) == ([fixed], 399, 0)
+
+
+def test_the_prefix_grows_over_lines_invalid_by_their_text_only(tmp_path: Path) -> None:
+    """Lines recorded as invalid_input: one invalid by its own text (not a URL) is done with an
+    error and the noted prefix grows over it; an http URL recorded invalid (an earlier config)
+    is pending again and the prefix ends there, so a later plan reads it again."""
+    out, urls = tmp_path / "out.jsonl", tmp_path / "urls.txt"
+    urls.write_text("".join(u + "\n" for u in [*URLS[:10], "not a url", *URLS[10:20]]))
+    send(out, URLS[:20])
+    send(out, ["not a url"], "invalid")
+    pending, done, failed, _ = plan(out, urls)
+    assert (pending, done, failed) == ([], 21, 1)
+    pending, done, failed, start = plan(out, urls)
+    assert start == urls.stat().st_size and (pending, done, failed) == ([], 21, 1)
+    send(out, [URLS[15]], "invalid")  # as an earlier config (say, jsonl) recorded it
+    pending, done, failed, start = plan(out, urls)
+    assert (pending, done, failed) == ([URLS[15]], 20, 1) and start == 0
+    pending, _, _, start = plan(out, urls)
+    assert pending == [URLS[15]] and 0 < start < urls.stat().st_size  # it ends the prefix

@@ -22,7 +22,7 @@ urls = st.sampled_from(
         "https://a/\u2028.jpg",
     ]
 )
-kinds = st.sampled_from(["ok", "final", "retryable", "foreign", "corrupt", "blank"])
+kinds = st.sampled_from(["ok", "final", "retryable", "invalid", "foreign", "corrupt", "blank"])
 keys = st.one_of(st.none(), st.sampled_from(["k1", 'k"2', "https://a/1.jpg"]))
 
 
@@ -49,7 +49,7 @@ def test_fast_loader_matches_a_full_parse(
         patch.setattr(jsonl, "BLOCK", block)
         fast = load_resume_index(path)
     ref = reference(path)
-    assert fast.sets() == (ref.ok, ref.failed, ref.retryable)
+    assert fast.sets() == (ref.ok, ref.failed, ref.retryable, ref.invalid)
     assert fast.records == ref.records
     assert fast.corrupt_lines == ref.corrupt_lines
 

@@ -8,7 +8,10 @@ from pathlib import Path
 import orjson
 
 from runner.config import load_config
+from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
+from runner.core.records import invalid_input_record
+from runner.core.resume import FAILED, INVALID, OK
 from runner.core.shard import Shard
 from runner.io.export import export_records
 from runner.io.job_files import job_output_files, load_job_index
@@ -65,3 +68,26 @@ def test_export_merges_files_one_record_per_key_the_finished_one(tmp_path: Path)
     assert got["u4"]["status"] == "error" and set(got) == {"u1", "u2", "u3", "u4"}
     everything = io.BytesIO()
     assert export_records([a, b], everything, latest_only=False) == 6
+
+
+def _invalid(url: str) -> dict:
+    return invalid_input_record(InvalidLine(url, 1, "bad line"))
+
+
+def test_an_invalid_line_ranks_between_a_permanent_and_a_retryable_error(tmp_path: Path) -> None:
+    """Across files, as resume merges them, export keeps ok over a permanent error over an
+    invalid line over a retryable error, whichever file is listed later."""
+    cfg = load_config(write_config(tmp_path))
+    out = tmp_path / "out"
+    a, b = out / "t.jsonl", out / "t.shard-0-of-2.jsonl"
+    final = {"url": "u2", "status": "error", "error": {"code": "1301", "retryable": False}}
+    _write(a, [_invalid("u1"), final, _invalid("u3")])
+    _write(b, [_ok("u1"), _invalid("u2"), _retryable("u3")])
+    sink = io.BytesIO()
+    assert export_records([a, b], sink) == 3
+    got = {r["url"]: r for r in map(orjson.loads, sink.getvalue().splitlines())}
+    assert got["u1"]["status"] == "ok"
+    assert [got[u]["error"]["code"] for u in ("u2", "u3")] == ["1301", "invalid_input"]
+    index = load_job_index(cfg.jobs[0])
+    states = [index.state(key_hash(u)) for u in ("u1", "u2", "u3")]
+    assert states == [OK, FAILED, INVALID]

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import orjson
 
-from runner.core.records import error_record, ok_record
+from runner.core.items import InvalidLine
+from runner.core.records import error_record, invalid_input_record, ok_record
 from runner.core.resume import ResumeIndex
 from runner.io.jsonl import iter_records
 
@@ -30,7 +31,8 @@ def reference(path: Path) -> ResumeIndex:
         final = status == "ok" or (
             status == "error" and isinstance(error, dict) and error.get("retryable", True) is False
         )
-        index.add(key, status, final)
+        invalid = status == "error" and isinstance(error, dict) and error["code"] == "invalid_input"
+        index.add(key, status, final, invalid)
         index.records += 1
     return index
 
@@ -48,6 +50,8 @@ def line_for(kind: str, url: str, key: str | None) -> bytes:
             url, "1301", "no", retryable=kind == "retryable", via="realtime", key=key
         )
         return orjson.dumps(rec) + b"\n"
+    if kind == "invalid":
+        return orjson.dumps(invalid_input_record(InvalidLine(key or url, 1, "bad line"))) + b"\n"
     if kind == "foreign":  # status before url: not glmrun's field order
         return orjson.dumps({"status": "ok", "url": url}) + b"\n"
     if kind == "corrupt":

@@ -42,8 +42,9 @@ from runner.io.store import ResultWriter, load_resume_index
 
 log = logging.getLogger(__name__)
 
-Fallback = Callable[[list[tuple[int, Item]]], Awaitable[None]]
-"""Sends (key hash, item) pairs another way; ``batch.on_failure: realtime`` uses one."""
+Fallback = Callable[[list[tuple[int, Item]]], Awaitable[int]]
+"""Sends (key hash, item) pairs another way and returns how many it finished (a record
+written); ``batch.on_failure: realtime`` uses one."""
 
 
 @dataclass
@@ -179,8 +180,12 @@ class ResultSteps:
             return len(again), 0
         if mode == "realtime" and self.deps.fallback is not None:
             async with self._fallback_lock:
-                await self.deps.fallback([(key_hash(item.key), item) for _, item, _, _ in again])
-            return len(again), 0
+                sent = await self.deps.fallback(
+                    [(key_hash(item.key), item) for _, item, _, _ in again]
+                )
+            left = len(again) - sent  # a stop cut it short: no record, the next run sends them
+            self.deps.stats.left_pending += left
+            return sent, left
         extra = {"batch_id": e.batch_id}
         for _, item, code, message in again:
             record = error_record(

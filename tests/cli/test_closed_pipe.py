@@ -1,0 +1,87 @@
+"""A reader that closes glmrun's output early (``glmrun export ... | head``) ends the command
+as it ends ``cat``: killed by SIGPIPE (141 in a shell), nothing on stderr, no traceback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from tests.support.configs import ENV, make_urls, output_of, write_config
+
+URLS = make_urls(50)
+# as a user's shell has it: output buffered (this machine's test environment may unbuffer it)
+ENVIRON = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"} | ENV
+
+
+@pytest.fixture
+def cfg(tmp_path: Path) -> Path:
+    """A job with 50 ok records already written."""
+    path = write_config(tmp_path, URLS)
+    out = output_of(tmp_path)
+    out.parent.mkdir(parents=True)
+    rows = [{"url": u, "status": "ok", "content": "x" * 200} for u in URLS]
+    out.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "{cfg}"],
+        ["export", "{cfg}", "--format", "csv"],
+        ["export", "{cfg}", "--columns", "url"],  # 3 KB: written by the flush at exit
+        ["status", "{cfg}"],
+        ["status", "{cfg}", "--json"],
+        ["status", "{cfg}", "--errors"],
+        ["batches", "list", "{cfg}"],
+        ["run", "{cfg}", "--dry-run"],
+        ["--help"],
+        ["export", "--help"],
+    ],
+    ids=lambda a: " ".join(a).replace("{cfg}", "CFG"),
+)
+def test_a_closed_pipe_ends_the_command_like_cat(cfg: Path, args: list[str]) -> None:
+    """stdout is a pipe whose reader is already gone: the first write ends the command by
+    SIGPIPE, with an empty stderr (not click's silent exit 1, not a traceback)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        child = subprocess.run(
+            [sys.executable, "-m", "runner", *(a.format(cfg=cfg) for a in args)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env=ENVIRON,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert child.returncode == -signal.SIGPIPE, child.stderr
+    assert child.stderr == b""
+
+
+def test_output_left_in_the_buffer_at_exit_ends_the_same_way() -> None:
+    """A command that printed without flushing: the closed pipe shows at glmrun's last flush,
+    and ends the process the same way (not exit 120, Python's code for a failed final flush)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    code = "import runner.cli.main as m; m.main = lambda: print('x' * 100); m.entry()"
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", code],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env=ENVIRON,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert child.returncode == -signal.SIGPIPE, child.stderr
+    assert child.stderr == b""

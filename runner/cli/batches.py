@@ -14,13 +14,20 @@ from typing import Any
 import click
 import orjson
 
-from runner.cli.common import fail, job_option, load, load_without_key, run_async
+from runner.cli.common import (
+    OneLineErrors,
+    fail,
+    job_option,
+    load,
+    load_without_key,
+    run_async,
+)
 from runner.errors import ConfigError, GlmrunError
 
 DEFAULT_CONFIG = "config.yaml"  # what list and show read when no config is given
 
 
-@click.group("batches")
+@click.group("batches", cls=OneLineErrors)
 def batches() -> None:
     """The Batch API side of glmrun: tracked batches, cancel, details."""
 

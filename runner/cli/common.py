@@ -30,6 +30,18 @@ def fail(exc: GlmrunError) -> NoReturn:
     sys.exit(exc.exit_code)
 
 
+class OneLineErrors(click.Group):
+    """A group whose commands end with their ``GlmrunError`` as one line and its exit code,
+    also when they raise it outside ``run_async`` (``batches list`` reading a state file that
+    cannot be read), never with a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except GlmrunError as exc:
+            fail(exc)
+
+
 def run_async(make: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
     """Run a coroutine, turning a GlmrunError (alone or in an ExceptionGroup) into its exit code."""
     try:

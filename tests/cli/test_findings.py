@@ -16,7 +16,13 @@ from runner.core.batch_states import Chunk, Running
 from runner.core.stats import JobStats
 from runner.io.batch_state import JobState, save_state, tracked_batches
 from tests.cli.test_cli import invoke
-from tests.support.configs import KEY_ENV, make_urls, output_of, write_config
+from tests.support.configs import (
+    KEY_ENV,
+    make_urls,
+    output_of,
+    write_batch_config,
+    write_config,
+)
 
 
 def several_codes(tmp_path: Path) -> tuple[Path, list[str]]:
@@ -263,3 +269,24 @@ def test_status_shows_a_cancel_at_once_and_when_it_was_polled(tmp_path: Path) ->
 
     (b,) = tracked_batches(load_config(cfg, environ={KEY_ENV: "k"}).jobs[0])
     assert b["state"] == "cancelling" and b["polled_at"] == pytest.approx(state.stat().st_mtime)
+
+
+def test_an_unreadable_state_file_is_one_line_for_every_batch_command(tmp_path: Path) -> None:
+    """A corrupt state.json: run and status said so in one line (exit 1), while ``batches
+    list`` and ``batches show`` died with a traceback of that same message."""
+    cfg = write_batch_config(tmp_path, make_urls(2), simulator={"batch_in_progress_s": 600})
+    assert invoke(str(cfg), "--no-wait").exit_code == 75
+    listed = invoke("batches", "list", str(cfg), "--json")
+    batch_id = orjson.loads(listed.stdout)["batch_id"]
+    (tmp_path / "out" / ".glmrun" / "j" / "state.json").write_text("{bad")
+    for args in (
+        [str(cfg)],
+        ["status", str(cfg)],
+        ["batches", "list", str(cfg)],
+        ["batches", "list", str(cfg), "--json"],
+        ["batches", "show", batch_id, "-c", str(cfg)],
+    ):
+        result = invoke(*args)
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, (args, result.stderr)
+        assert lines[0].startswith("glmrun: ") and "state.json" in lines[0], args

@@ -72,3 +72,108 @@ def test_the_multi_image_excerpt_is_the_example_file() -> None:
     (excerpt,) = [yaml.safe_load(b)["jobs"][0] for b in BLOCKS if "messages:" in b]
     shipped = yaml.safe_load((ROOT / "config" / "multi-image.yaml").read_text())["jobs"][0]
     assert excerpt == {key: shipped[key] for key in excerpt}
+
+
+def _reference_tables() -> dict[str, dict[str, str]]:
+    """The tables under "## Config reference": section -> key -> its default cell."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    reference = text.split("## Config reference", 1)[1].split("\n## ", 1)[0]
+    tables: dict[str, dict[str, str]] = {}
+    for heading, body in re.findall(r"### `(\w+)(?:\[\])?`\n(.*?)(?=\n### |\Z)", reference, re.S):
+        rows = tables.setdefault(heading, {})
+        for line in body.splitlines():
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) < 3 or not cells[0].startswith("`"):
+                continue
+            keys = re.findall(r"`([^`]+)`", cells[0])
+            if len(keys) > 1:  # "`0.01`, `0`" or "none, none, `0`": one per key
+                defaults = [d.strip().strip("`") for d in cells[1].split(",")]
+                if len(defaults) == 1:  # one default for the row: "`0`" for six rates
+                    defaults *= len(keys)
+            else:
+                defaults = re.findall(r"`([^`]*)`", cells[1])[:1] or [cells[1].split()[0]]
+            rows.update(zip(keys, defaults, strict=True))
+    return tables
+
+
+def _documented(cell: str) -> Any:
+    """A default as the README writes it: ``none``, ``required``, or a YAML value."""
+    if cell in ("none", "required"):
+        return {"none": None, "required": dataclasses.MISSING}[cell]
+    return yaml.safe_load(cell)
+
+
+def _defaults(cls: type) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("internal"):
+            continue
+        if f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+        else:
+            out[f.name] = f.default
+    return out
+
+
+def test_the_config_reference_names_every_key_with_its_default() -> None:
+    """Each section's table lists exactly the keys the schema has, each with the default the
+    schema gives it (the simulator's ``expire_tokens`` said "none" for 0, ``url_answers``
+    named a field ``reasoning`` that the simulator refuses)."""
+    from runner.config import schema
+    from runner.simulator.settings import SimSettings
+
+    tables = _reference_tables()
+    classes = {f.name: f.type for f in dataclasses.fields(Config) if not f.metadata.get("internal")}
+    sections = {
+        "api": schema.ApiConfig,
+        "limits": schema.LimitsConfig,
+        "retry": schema.RetryConfig,
+        "batch": schema.BatchConfig,
+        "run": schema.RunConfig,
+        "local_files": schema.LocalFilesConfig,
+        "cost": schema.CostConfig,
+        "simulator": SimSettings,
+        "jobs": schema.JobConfig,
+    }
+    assert set(sections) == set(classes) == set(tables)
+    for name, cls in sections.items():
+        defaults = _defaults(cls)
+        rows = tables[name]
+        assert set(rows) == set(defaults), (name, set(rows) ^ set(defaults))
+        for key, cell in rows.items():
+            assert _documented(cell) == defaults[key], (name, key, cell, defaults[key])
+
+
+def _simulator_row(knob: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    (row,) = [line for line in text.splitlines() if line.startswith(f"| `{knob}`")]
+    return row.split("|")[3]
+
+
+def test_the_simulator_table_names_the_values_the_simulator_takes() -> None:
+    """Fault names, answer fields and call kinds, as the simulator checks them."""
+    from runner.simulator.faults import _FIELDS, CALL_KINDS
+    from runner.simulator.settings import ANSWER_FIELDS, BATCH_LINE_FAULTS, URL_FAULTS
+
+    faults = _simulator_row("url_faults").split(":", 1)[1]
+    assert set(re.findall(r"`([^`]+)`", faults)[0].split()) == URL_FAULTS
+    assert set(re.findall(r"`(\w+)`", _simulator_row("url_answers"))) == ANSWER_FIELDS
+    assert set(re.findall(r"`(\w+)`", _simulator_row("batch_line_failure_rate"))) == (
+        BATCH_LINE_FAULTS
+    )
+    control = _simulator_row("control_faults")
+    assert set(re.search(r"each `\{([^}]+)\}`", control)[1].split(", ")) == _FIELDS  # type: ignore[index]
+    assert set(re.search(r"`call` is `([^`]+)`", control)[1].split()) == CALL_KINDS  # type: ignore[index]
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lower case, punctuation dropped, spaces to '-'."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_link_inside_the_readme_names_a_heading() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = re.sub(r"```.*?```", "", text, flags=re.S)  # a '# comment' in a block is no heading
+    anchors = {_slug(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+    links = re.findall(r"\]\(#([^)]+)\)", text)
+    assert links and not [link for link in links if link not in anchors], anchors

@@ -1,6 +1,8 @@
-"""The README's YAML examples, as a newcomer copies them: each parses (no key written twice),
-names only keys glmrun has, and each one with jobs loads as a config without a warning; the
-multi-image excerpt is what config/multi-image.yaml says."""
+"""The README as a newcomer reads it, kept in step with the tool: each YAML example parses (no
+key written twice), names only keys glmrun has, and each one with jobs loads as a config without
+a warning; the multi-image excerpt is what config/multi-image.yaml says; the config reference
+lists every key with its default; the live display's excerpts are what it renders; every
+``#link`` names a heading."""
 
 from __future__ import annotations
 
@@ -177,3 +179,47 @@ def test_every_link_inside_the_readme_names_a_heading() -> None:
     anchors = {_slug(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
     links = re.findall(r"\]\(#([^)]+)\)", text)
     assert links and not [link for link in links if link not in anchors], anchors
+
+
+def _block_after(words: str) -> str:
+    """The first ```text block after ``words`` in the README, without its newline."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    return text.split(words, 1)[1].split("```text\n", 1)[1].split("\n```", 1)[0]
+
+
+class _Price:
+    input_per_1k = 0.004
+    output_per_1k = 0.004
+    batch_discount = 0.5
+
+
+def _stats(ok: int, errors: int, before: int, pending: int, elapsed_s: float, tokens: int) -> Any:
+    from runner.core.stats import JobStats
+
+    stats = JobStats("describe", total=pending, ok=ok, errors=errors, skipped=before, in_flight=16)
+    stats.concurrency = 16
+    stats.prompt_tokens, stats.completion_tokens = tokens - tokens // 50, tokens // 50
+    stats.usage_by_route = {"realtime": [stats.prompt_tokens, stats.completion_tokens]}
+    stats.finished = stats.started + elapsed_s  # the rate: done / elapsed
+    return stats
+
+
+def test_the_live_display_excerpts_are_what_a_terminal_shows() -> None:
+    """The README's live lines, rendered by rich at 80 and 120 columns from their counts
+    (the 80-column one showed a bar that the two columns left for ^C had pushed out), and the
+    plain line without a terminal."""
+    from rich.console import Console
+
+    from runner.app.display import LiveView, progress_text
+
+    resumed = _stats(140, 0, 400, 2600, 140 / 36.8, 143_920)
+    failing = _stats(800, 13, 849, 2151, 10.0, 158_650)
+    failing.error_codes = {"1301": 10, "429": 3}
+    for width, stats, words in (
+        (80, resumed, "The live display at 80 columns"),
+        (120, failing, "and at 120 columns"),
+    ):
+        console = Console(record=True, width=width, force_terminal=True, color_system=None)
+        console.print(LiveView(stats, _Price(), "CNY"))
+        assert console.export_text().rstrip("\n") == _block_after(words)
+    assert progress_text(failing, _Price(), "CNY") == _block_after("Without a terminal, every")

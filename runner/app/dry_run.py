@@ -1,5 +1,6 @@
-"""``glmrun run --dry-run``: a job's plan, its first invalid input lines with their reasons,
-and an estimate of what the run would pay for. Nothing is sent and nothing is written."""
+"""``glmrun run --dry-run``: a job's plan, why a run of it would be refused (as ``status``
+says), its first invalid input lines with their reasons, and an estimate of what the run would
+pay for. Nothing is sent and nothing is written."""
 
 from __future__ import annotations
 
@@ -26,6 +27,12 @@ def dry_run(job: JobConfig, config: Config, limit: int | None, out: IO[str]) -> 
     plan, _ = plan_job(job, config)
     plan = with_limit(plan, limit, config)
     say(describe_plan(plan))
+    if job.work_dir.parent.is_dir():  # batches another output or job name left running
+        from runner.io.batch_state import run_refusal
+
+        refusal = run_refusal(job)
+        if refusal:
+            say(f"  a run is refused: {refusal}")
     shown = 0
     for item in read_job_items(job, config):
         if isinstance(item, InvalidLine):

@@ -290,3 +290,17 @@ def test_an_unreadable_state_file_is_one_line_for_every_batch_command(tmp_path: 
         lines = result.stderr.strip().splitlines()
         assert result.exit_code == 1 and len(lines) == 1, (args, result.stderr)
         assert lines[0].startswith("glmrun: ") and "state.json" in lines[0], args
+
+
+def test_dry_run_says_a_run_would_be_refused(tmp_path: Path) -> None:
+    """A job renamed while its batches run: status and the run itself said the run is refused,
+    --dry-run showed a plan and an estimate as if it would go ahead."""
+    cfg = write_batch_config(tmp_path, make_urls(2), simulator={"batch_in_progress_s": 600})
+    assert invoke(str(cfg), "--no-wait").exit_code == 75
+    write_batch_config(tmp_path, make_urls(2), job={"name": "renamed"})
+    refused = invoke(str(cfg))
+    assert refused.exit_code == 2 and "under the job name 'j'" in refused.stderr
+    dry = invoke(str(cfg), "--dry-run")
+    assert dry.exit_code == 0
+    lines = dry.stdout.splitlines()
+    assert lines[1] == "  a run is refused: " + refused.stderr.strip().removeprefix("glmrun: ")

@@ -223,3 +223,30 @@ def test_the_live_display_excerpts_are_what_a_terminal_shows() -> None:
         console.print(LiveView(stats, _Price(), "CNY"))
         assert console.export_text().rstrip("\n") == _block_after(words)
     assert progress_text(failing, _Price(), "CNY") == _block_after("Without a terminal, every")
+
+
+def test_the_models_table_is_what_glmrun_checks() -> None:
+    """Each row of the README's models table against ``runner.core.models`` (the ``system``
+    column was missing: glm-4v and glm-4v-plus refuse a system message at load)."""
+    from runner.core.models import MODELS
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("| model | images per request", 1)[1].split("\n\n", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines()[2:]]
+    seen = set()
+    for name, images, b64, video, thinking, max_tokens, system in rows:
+        names = [name.split(" / ")[0]] + [
+            name.split(" / ")[0].rsplit("-", 1)[0] + n for n in name.split(" / ")[1:]
+        ]
+        for model in names:
+            caps = MODELS[model]
+            seen.add(model)
+            assert int(images) == caps.max_images, model
+            assert b64.startswith("yes") == caps.base64, model
+            assert (video != "no") == caps.video, model
+            if caps.video:
+                assert f"≤ {caps.video_max_mb} MB" in video, model
+            assert thinking == caps.thinking, model
+            assert max_tokens == (str(caps.max_output) if caps.max_output else "—"), model
+            assert system.strip("*") == ("yes" if caps.system_message else "no"), model
+    assert seen == set(MODELS)

@@ -250,3 +250,14 @@ def test_the_models_table_is_what_glmrun_checks() -> None:
             assert max_tokens == (str(caps.max_output) if caps.max_output else "—"), model
             assert system.strip("*") == ("yes" if caps.system_message else "no"), model
     assert seen == set(MODELS)
+
+
+def test_the_parameters_paragraph_names_what_params_knows() -> None:
+    """Every parameter glmrun checks, sets itself or passes through silently is named (the SDK's
+    extras were not: a user could not tell which ones draw no warning)."""
+    from runner.core.params import EXTRAS, KNOWN, RESERVED
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    paragraph = text.split("**Parameters**", 1)[1].split("\n\n", 1)[0]
+    named = set(re.findall(r"`(\w+)", paragraph))
+    assert KNOWN | set(RESERVED) | EXTRAS <= named, (KNOWN | set(RESERVED) | EXTRAS) - named

@@ -137,6 +137,14 @@ class SimSettings:
 
 _SETTING_TYPES = {f.name: str(f.type) for f in dataclasses.fields(SimSettings)}
 _SCALARS: dict[str, Callable[[Any], Any]] = {"float": float, "int": int, "str": str}
+# what the knobs that are no scalar take, for the message when a value has another shape
+_SHAPES = {
+    "limit_schedule": "a list of [seconds, limit] pairs",
+    "url_faults": "a mapping of URL to a list of faults",
+    "batch_line_faults": "a mapping of URL to a fault",
+    "url_answers": "a mapping of URL to an answer's fields",
+    "control_faults": "a list of mappings",
+}
 
 
 def _coerce(key: str, value: Any) -> Any:
@@ -152,6 +160,11 @@ def _coerce(key: str, value: Any) -> Any:
         return _SCALARS[kind](value)
     if key == "limit_schedule":
         return [(float(t), None if n is None else int(n)) for t, n in value]
+    entry = {"url_faults": list, "batch_line_faults": str, "url_answers": dict}.get(key)
+    if entry is not None and (
+        not isinstance(value, dict) or not all(isinstance(v, entry) for v in value.values())
+    ):
+        raise TypeError(f"{key}: expected {_SHAPES[key]}, found {value!r}")
     if key == "url_faults":
         return {str(u): [str(f) for f in fs] for u, fs in value.items()}
     if key == "batch_line_faults":
@@ -176,7 +189,8 @@ def merge_settings(settings: SimSettings, d: Mapping[str, Any]) -> None:
             converted[key] = _coerce(key, value)
         except (TypeError, ValueError, AttributeError) as exc:
             kind = _SETTING_TYPES[key].removesuffix(" | None")
-            expected = {"float": "a number", "int": "an integer", "str": "a string"}.get(kind)
+            scalar = {"float": "a number", "int": "an integer", "str": "a string"}.get(kind)
+            expected = scalar or _SHAPES.get(key)
             if expected is None:
                 raise ValueError(f"{key}: cannot use {value!r} ({exc})") from None
             raise ValueError(f"{key}: expected {expected}, found {value!r}") from None

@@ -102,6 +102,27 @@ def test_simulator_knob_of_the_wrong_type_names_it(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("knob", "value", "expected"),
+    [
+        ("url_faults", "x", "expected a mapping of URL to a list of faults, found 'x'"),
+        ("url_faults", {"u": "500"}, "expected a mapping of URL to a list of faults"),
+        ("limit_schedule", "x", "expected a list of [seconds, limit] pairs, found 'x'"),
+        ("url_answers", {"u": "x"}, "expected a mapping of URL to an answer's fields"),
+        ("batch_line_faults", 3, "expected a mapping of URL to a fault, found 3"),
+    ],
+)
+def test_a_structured_simulator_knob_of_the_wrong_shape_says_what_it_takes(
+    tmp_path: Path, knob: str, value: object, expected: str
+) -> None:
+    """Not Python's words (``'str' object has no attribute 'items'``), nor a traceback (a
+    ``url_answers`` entry that is no mapping): what the knob takes."""
+    cfg = write_config(tmp_path, simulator={knob: value})
+    result = invoke(str(cfg), "-q")
+    assert result.exit_code == 2
+    assert_one_error_line(result.stderr, f"simulator.{knob}: {expected}")
+
+
 def test_run_is_the_default_command(tmp_path: Path) -> None:
     """`glmrun CONFIG` and `glmrun run CONFIG` do the same; a rerun skips everything."""
     urls = make_urls(20)

@@ -261,3 +261,18 @@ def test_the_parameters_paragraph_names_what_params_knows() -> None:
     paragraph = text.split("**Parameters**", 1)[1].split("\n\n", 1)[0]
     named = set(re.findall(r"`(\w+)", paragraph))
     assert KNOWN | set(RESERVED) | EXTRAS <= named, (KNOWN | set(RESERVED) | EXTRAS) - named
+
+
+def test_the_output_records_table_names_every_field() -> None:
+    """The fields a record may carry (as ``export --columns`` knows them) are the table's rows
+    (``truncated`` had no row of its own)."""
+    from runner.core.records import FIELDS
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("| field | meaning |", 1)[1].split("\n\n", 1)[0]
+    rows = {
+        name
+        for line in table.splitlines()[1:]
+        for name in re.findall(r"`(\w+)`", line.split("|")[1])
+    }
+    assert rows == set(FIELDS)

@@ -276,3 +276,33 @@ def test_the_output_records_table_names_every_field() -> None:
         for name in re.findall(r"`(\w+)`", line.split("|")[1])
     }
     assert rows == set(FIELDS)
+
+
+def _codes(cell: str) -> set[str]:
+    """The GLM codes a cell of the retries table names: ``1000–1005`` is six, ``(but 1312)``
+    takes one out of a range; HTTP statuses (3 digits) are not codes."""
+    out: set[str] = set()
+    for low, high in re.findall(r"\b(\d{4})(?:–(\d{4}))?\b", re.sub(r"\(but \d+\)", "", cell)):
+        out.update(str(n) for n in range(int(low), int(high or low) + 1))
+    return out - set(re.findall(r"\(but (\d+)\)", cell))
+
+
+def test_the_retries_table_sorts_each_code_as_classify_does() -> None:
+    """Every GLM code ``classify`` knows is in the row of what it does to it (409 was missing
+    from the transient statuses)."""
+    from runner.core import retry
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("| what | codes | action |", 1)[1].split("\n\n", 1)[0]
+    rows = {line.split("|")[1].strip(): line.split("|")[2] for line in table.splitlines()[2:]}
+    stop = _codes(rows["the account or model is refused"])
+    assert _codes(rows["rate / concurrency limit"]) == retry.THROTTLE_CODES
+    assert _codes(rows["transient"]) | _codes(rows["duplicate request id"]) | {"500"} == set(
+        retry.RETRY_CODES
+    )
+    assert _codes(rows["this item is refused"]) == retry.RECORD_CODES
+    assert stop == retry.STOP_CODES
+    assert (
+        "408, 409" in rows["transient"]
+        and "401, 403, 404, 434" in rows["the account or model is refused"]
+    )

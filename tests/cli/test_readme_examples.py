@@ -306,3 +306,20 @@ def test_the_retries_table_sorts_each_code_as_classify_does() -> None:
         "408, 409" in rows["transient"]
         and "401, 403, 404, 434" in rows["the account or model is refused"]
     )
+
+
+def test_the_dry_run_excerpt_is_what_the_config_example_prints(tmp_path: Path) -> None:
+    """The README's config file, on the simulator, with 3,000 URLs and the two bad lines the
+    excerpt names: ``--dry-run`` prints the excerpt, line for line."""
+    from tests.cli.test_cli import invoke
+
+    (config,) = [b for b in BLOCKS if b.startswith("api:\n  base_url: https://open")]
+    config = config.replace("https://open.bigmodel.cn/api/paas/v4", "simulator", 1)
+    (tmp_path / "images").mkdir()
+    (tmp_path / "c.yaml").write_text(config, encoding="utf-8")
+    urls = [f"https://img.example.com/{i}.jpg" for i in range(1, 3001)]
+    lines = [*urls, "ftp://x.example/a.jpg", "not a url"]
+    (tmp_path / "urls.txt").write_text("\n".join(lines) + "\n")
+    result = invoke(str(tmp_path / "c.yaml"), "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.rstrip("\n") == _block_after("`--dry-run` sends nothing")

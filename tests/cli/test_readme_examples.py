@@ -164,8 +164,10 @@ def test_the_simulator_table_names_the_values_the_simulator_takes() -> None:
         BATCH_LINE_FAULTS
     )
     control = _simulator_row("control_faults")
-    assert set(re.search(r"each `\{([^}]+)\}`", control)[1].split(", ")) == _FIELDS  # type: ignore[index]
-    assert set(re.search(r"`call` is `([^`]+)`", control)[1].split()) == CALL_KINDS  # type: ignore[index]
+    fields = re.search(r"each `\{([^}]+)\}`", control)
+    calls = re.search(r"`call` is `([^`]+)`", control)
+    assert fields and set(fields[1].split(", ")) == _FIELDS
+    assert calls and set(calls[1].split()) == CALL_KINDS
 
 
 def _slug(heading: str) -> str:
@@ -174,6 +176,7 @@ def _slug(heading: str) -> str:
 
 
 def test_every_link_inside_the_readme_names_a_heading() -> None:
+    """``[shards](#running-on-several-machines-shards)`` and the like land on a heading."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     text = re.sub(r"```.*?```", "", text, flags=re.S)  # a '# comment' in a block is no heading
     anchors = {_slug(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}

@@ -331,7 +331,8 @@ def describe_plan(plan: JobPlan) -> str:
     others = f", {c.other_shards:,} lines for other shards" if job.shard is not None else ""
     return (
         f"{name}: {c.pending:,} pending, {c.done:,} done ({c.failed:,} as errors), "
-        f"{c.invalid:,} invalid, {c.duplicates:,} duplicate lines{others} -> {plan.route} "
+        f"{c.invalid:,} invalid, {c.duplicates:,} duplicate line{'' if c.duplicates == 1 else 's'}"
+        f"{others} -> {plan.route} "
         f"({plan.why})"
     )
 

@@ -96,10 +96,9 @@ def summary_lines(
     head = f"{stats.label}: ok {fmt_int(stats.ok)}, errors {fmt_int(stats.errors)}"
     if stats.invalid:
         head += f" ({plural(stats.invalid, 'invalid line')})"
-    head += counted(
-        (stats.done_before, ", skipped {} done before"),
-        (stats.duplicates, ", {} duplicate lines"),
-    )
+    head += counted((stats.done_before, ", skipped {} done before"))
+    if stats.duplicates:
+        head += f", {plural(stats.duplicates, 'duplicate line')}"
     # --limit: the job's whole total, so "1,200/3,000 done" does not read as finished
     head += f" — {fmt_int(done)}/{fmt_int(total + stats.beyond_limit)} done"
     head += counted(

@@ -152,13 +152,24 @@ def test_dry_run_counts_and_sends_nothing(tmp_path: Path) -> None:
     result = invoke(str(cfg), "--dry-run")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines()[0] == (
-        "t: 7 pending, 3 done (0 as errors), 1 invalid, 1 duplicate lines"
+        "t: 7 pending, 3 done (0 as errors), 1 invalid, 1 duplicate line"
         " -> realtime (mode: realtime)"
     )
     assert result.stdout.splitlines()[1] == (
         "  invalid line 11: scheme ftp: is not allowed; expected an http:// or https:// URL"
     )
     assert output_of(tmp_path).read_bytes() == before
+
+
+def test_one_duplicate_line_is_singular_in_the_summary() -> None:
+    """``1 duplicate lines`` was printed by the summary and --dry-run alike."""
+    from runner.app.summary import summary_lines
+    from runner.core.stats import JobStats
+
+    one = JobStats("t", total=2, ok=2, duplicates=1)
+    assert summary_lines(one)[0] == "t: ok 2, errors 0, 1 duplicate line — 2/2 done"
+    two = JobStats("t", total=2, ok=2, duplicates=2)
+    assert summary_lines(two)[0] == "t: ok 2, errors 0, 2 duplicate lines — 2/2 done"
 
 
 def test_job_option_runs_one_job(tmp_path: Path) -> None:

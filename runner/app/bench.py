@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from runner.api.glm import GlmClient
-from runner.app.planning import pending_items, plan_job
+from runner.app.planning import left_to_batches, not_in, pending_items, plan_job
 from runner.app.signals import SignalStop, acquire_lock
 from runner.app.wiring import JobParts, connect, make_realtime_engine, make_writer
 from runner.config.schema import Config, JobConfig
@@ -52,6 +52,12 @@ class LevelResult:
     throttled: int = 0
     wall_s: float = 0.0
     latencies_s: list[float] = field(default_factory=list, repr=False)
+    sample: int = 0  # URLs the level was given; fewer results: the pending URLs ran out
+
+    @property
+    def short(self) -> bool:
+        """The level got fewer URLs than its sample: a rate from its tail, not a measure."""
+        return self.results < self.sample
 
     @property
     def rate(self) -> float:
@@ -102,8 +108,11 @@ def parse_levels(text: str) -> list[int]:
 def recommend(
     levels: list[LevelResult], acceptable_share: float = ACCEPTABLE_429_SHARE
 ) -> LevelResult | None:
-    """Best throughput with an acceptable 429 share; a lower level wins unless beaten by 5%."""
+    """Best throughput with an acceptable 429 share; a lower level wins unless beaten by 5%.
+    A level whose URLs ran out before its sample is compared only when no level got its
+    whole sample (its few requests say little of what that concurrency sustains)."""
     usable = [lv for lv in levels if lv.results and lv.throttled_share <= acceptable_share]
+    usable = [lv for lv in usable if not lv.short] or usable
     if not usable:
         return None
     best = max(usable, key=lambda lv: lv.rate)
@@ -149,9 +158,10 @@ def format_table(levels: list[LevelResult]) -> str:
     rows = [head]
     for lv in levels:
         p50, p95 = lv.latency_q(0.5), lv.latency_q(0.95)
+        results = f"{lv.results}/{lv.sample}" if lv.short else str(lv.results)
         rows.append(
             f"{lv.concurrency:>11} {lv.rate:>8.1f} {_fmt(p50):>7} {_fmt(p95):>7} "
-            f"{100 * lv.throttled_share:>8.1f}% {lv.errors:>6} {lv.results:>7}"
+            f"{100 * lv.throttled_share:>8.1f}% {lv.errors:>6} {results:>7}"
         )
     return "\n".join(rows)
 
@@ -169,12 +179,19 @@ def format_recommendation(
             f"no level kept 429 answers under {100 * acceptable_share:.0f}% of requests: "
             "try lower levels (--concurrency 1,2,4) or limits.concurrency: auto"
         )
-    top = max(lv.concurrency for lv in levels)
+    top = max(levels, key=lambda lv: lv.concurrency)
     hint = (
         " (the highest level tried: try higher levels too)"
-        if best.concurrency == top and best.throttled_share == 0
+        if best is top and best.throttled_share == 0 and not top.short
         else ""
     )
+    short = [lv for lv in levels if lv.short]
+    if short:
+        lv = short[0]
+        hint += (
+            f"; the pending URLs ran out at concurrency {lv.concurrency} ({lv.results:,} of "
+            f"{lv.sample:,}): append URLs to the input to measure higher levels"
+        )
     return (
         f"recommended: limits.concurrency: {best.concurrency}  ({best.rate:.1f} req/s, "
         f"{100 * best.throttled_share:.1f}% 429){hint}"
@@ -334,13 +351,17 @@ async def bench(
             most = sum(sample_for(lv, sample) for lv in levels)
             most += MAX_PROBES * sample_for(max(levels), sample) if refine else 0
             plan, index = plan_job(job, config, keep=most)
+            # lines in the job's batches still running are theirs: sending them here would
+            # pay for them twice (as a run's realtime route leaves them)
+            held = left_to_batches(job)
             per = f"{sample} URLs" if sample is not None else f"{ROUND_TRIPS} round trips"
+            theirs = f" ({len(held):,} in batches still running, left to them)" if held else ""
             print(
-                f"{job.name}: {plan.pending:,} pending; concurrency "
+                f"{job.name}: {plan.pending:,} pending{theirs}; concurrency "
                 f"{','.join(map(str, levels))}, {per} each",
                 file=progress,
             )
-            pending = pending_items(job, config, plan, index)
+            pending = not_in(pending_items(job, config, plan, index), held)
             async with connect(config, connections=max(levels)) as client:
                 writer = make_writer(job)
                 stopper.writers.append(writer)
@@ -357,6 +378,7 @@ async def bench(
                             level,
                             take(pending, sample_for(level, sample)),
                         )
+                        result.sample = sample_for(level, sample)
                         if result.results == 0:
                             print(_none_left(job.name, level, results), file=out)
                             break

@@ -29,8 +29,10 @@ from runner.app.planning import (
     Sent,
     _planned,
     input_pairs,
+    left_to_batches,
     limited,
     log_plan,
+    not_in,
     pending_items,
     plan_job,
     plan_rest,
@@ -271,7 +273,7 @@ async def _run_job(
             if lost is not None:
                 await lost  # batches of a run whose work folder is gone are tracked again
             in_batches = (
-                set() if plan.route == "batch" else await _planned(stopper, _open_batch_keys, job)
+                set() if plan.route == "batch" else await _planned(stopper, left_to_batches, job)
             )
         except PlanStopped:
             log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
@@ -284,7 +286,7 @@ async def _run_job(
             stats = _counted_stats(job, plan, options.limit)
             pairs = pending_items(job, config, plan, index, stopper.flag)
         # lines left to running batches are no part of what --limit lets this run send
-        pending = limited(_not_in(pairs, in_batches), options.limit)
+        pending = limited(not_in(pairs, in_batches), options.limit)
         if stopper.event.is_set():
             return stats
         display = Display(
@@ -463,29 +465,6 @@ def _look_for_lost(
     return asyncio.create_task(adopt_lost_batches(job, ctx.config, client))
 
 
-def _open_batch_keys(job: JobConfig) -> set[int]:
-    """Keys in the job's batches still running: a realtime run must not pay for them again
-    (batch modules only for a job that has a work folder)."""
-    if not job.work_dir.parent.is_dir():
-        return set()
-    from runner.io.batch_state import open_batch_keys
-
-    keys = open_batch_keys(job)
-    if keys:
-        log.info(
-            "lines in batches still running are left to them",
-            extra={"job": job.name, "lines": len(keys)},
-        )
-    return keys
-
-
-def _not_in(
-    pending: Iterator[tuple[int, Item | InvalidLine]], keys: set[int] | None
-) -> Iterator[tuple[int, Item | InvalidLine]]:
-    """``pending`` without the pairs whose key hash is in ``keys`` (as it is when none)."""
-    return ((h, item) for h, item in pending if h not in keys) if keys else pending
-
-
 async def _run_realtime(
     parts: JobParts,
     stopper: SignalStop,
@@ -496,7 +475,7 @@ async def _run_realtime(
     """The realtime engine over ``pending``; ``skip``: keys left to running batches (the pass
     after a wrong prefix guess reads the input again, and so meets them again)."""
     engine = make_realtime_engine(parts)
-    pending = _not_in(pending, skip)
+    pending = not_in(pending, skip)
     task = asyncio.ensure_future(engine.run(pending))
     stopper.current = task
     try:

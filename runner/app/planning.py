@@ -217,6 +217,31 @@ def pending_items(
     return input_pairs(job, config, index, PendingCounts(), prefix, stop)
 
 
+def left_to_batches(job: JobConfig) -> set[int]:
+    """Keys in the job's batches still running: whatever sends realtime (a run's realtime
+    route, ``glmrun bench``) must not pay for them again; refused, as a batch run is, over
+    batches a work folder of another job name or output still runs (batch modules only for
+    a job that has a work folder)."""
+    if not job.work_dir.parent.is_dir():
+        return set()
+    from runner.io.batch_state import open_batch_keys
+
+    keys = open_batch_keys(job)
+    if keys:
+        log.info(
+            "lines in batches still running are left to them",
+            extra={"job": job.name, "lines": len(keys)},
+        )
+    return keys
+
+
+def not_in(
+    pending: Iterator[tuple[int, Item | InvalidLine]], keys: set[int] | None
+) -> Iterator[tuple[int, Item | InvalidLine]]:
+    """``pending`` without the pairs whose key hash is in ``keys`` (as it is when none)."""
+    return ((h, item) for h, item in pending if h not in keys) if keys else pending
+
+
 def plan_rest(
     job: JobConfig,
     config: Config,

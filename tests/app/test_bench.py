@@ -14,6 +14,7 @@ import pytest
 from runner.app.bench import (
     LevelResult,
     bench,
+    format_recommendation,
     format_table,
     next_probe,
     parse_levels,
@@ -214,3 +215,23 @@ def test_the_plot_labels_levels_that_stand_apart_the_recommended_one_first() -> 
     for left, right in zip(xs, xs[1:], strict=False):
         assert left * _span(left, xs) <= right / _span(right, xs)  # no overlap
     assert _span(64, [64]) == 1.35  # a lone level
+
+
+def test_a_level_whose_urls_ran_out_is_not_compared_and_the_table_says_so() -> None:
+    """The pending URLs ran out during level 16 (5 of its 64): its rate, from a burst of 5,
+    says nothing of what 16 sustains, so the recommendation is among the whole levels, no
+    "try higher levels too" is suggested, and the table and the line say what ran out."""
+    full4, full8 = level(4, 20), level(8, 40)
+    full4.sample = full8.sample = 100
+    short16 = LevelResult(16, results=5, attempts=5, wall_s=5 / 60, sample=64)
+    levels = [full4, full8, short16]
+    assert recommend(levels) is full8
+    line = format_recommendation(levels)
+    assert line.startswith("recommended: limits.concurrency: 8 ")
+    assert "try higher levels too" not in line
+    assert "the pending URLs ran out at concurrency 16 (5 of 64)" in line
+    assert format_table(levels).splitlines()[-1].endswith("    5/64")
+    assert recommend([short16]) is short16  # nothing whole to compare: the best there is
+    top = level(8, 40)
+    top.sample = 100
+    assert "try higher levels too" in format_recommendation([full4, top])

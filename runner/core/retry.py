@@ -11,7 +11,7 @@ import enum
 import random
 from dataclasses import dataclass
 
-from runner.errors import ApiFailure
+from runner.errors import ApiFailure, ApiStopped
 
 
 class Verdict(enum.Enum):
@@ -30,6 +30,15 @@ class Decision:
     @property
     def retryable(self) -> bool:
         return self.verdict in (Verdict.RETRY, Verdict.THROTTLE)
+
+
+def stopped(failure: ApiFailure, decision: Decision) -> ApiStopped:
+    """The error that ends a run the API refused (a ``STOP`` decision), in its one wording."""
+    return ApiStopped(
+        f"the API refused the run (code {decision.code}: {decision.reason}); {failure.message}",
+        code=decision.code,
+        status=failure.status,
+    )
 
 
 THROTTLE_CODES = {"1302", "1303", "1305", "1312"}

@@ -22,7 +22,7 @@ from runner.config.schema import JobConfig, RetryConfig
 from runner.core.items import InvalidLine, Item
 from runner.core.payloads import BodyBuilder, MediaUnavailable, new_run_id, request_id
 from runner.core.records import LOCAL_FILE, error_record, invalid_input_record, ok_record
-from runner.core.retry import Verdict, backoff_s, classify
+from runner.core.retry import Decision, Verdict, backoff_s, classify, stopped
 from runner.core.stats import JobStats
 from runner.engine.throttle import Throttle
 from runner.errors import ApiFailure, ApiStopped
@@ -182,7 +182,7 @@ class RealtimeEngine:
                 return
             assert decision is not None
             if decision.verdict is Verdict.STOP:
-                self._stop_run(failure, decision.code, decision.reason)
+                self._stop_run(failure, decision)
                 return
             if decision.verdict is Verdict.RECORD or attempt >= max_attempts:
                 deps.writer.append(
@@ -253,15 +253,11 @@ class RealtimeEngine:
             return
         await sleep_or_stop(delay, self.deps.stop, self.deps.clock)
 
-    def _stop_run(self, failure: ApiFailure, code: str, reason: str) -> None:
+    def _stop_run(self, failure: ApiFailure, decision: Decision) -> None:
         if self.fatal is None:
-            self.fatal = ApiStopped(
-                f"the API refused the run (code {code}: {reason}); {failure.message}",
-                code=code,
-                status=failure.status,
-            )
+            self.fatal = stopped(failure, decision)
             # an event for machine logs: the CLI prints the one error line a person sees
-            log.info("api stopped the run", extra={"job": self.job.name, "code": code})
+            log.info("api stopped the run", extra={"job": self.job.name, "code": decision.code})
         self.deps.stop.set()
 
     async def _flush_periodically(self) -> None:

@@ -58,9 +58,9 @@ from runner.core.batch_states import (
 from runner.core.items import Item
 from runner.core.plan import PendingCounts, done_line_filter, iter_pending
 from runner.core.resume import NONE, ResumeIndex
-from runner.core.retry import Verdict, backoff_s, classify
+from runner.core.retry import Verdict, backoff_s, classify, stopped
 from runner.core.shard import shard_of_name
-from runner.errors import ApiFailure, ApiStopped, ComeBackLater, ConfigError
+from runner.errors import ApiFailure, ComeBackLater, ConfigError
 from runner.io.batch_files import (
     chunk_names,
     custom_id,
@@ -393,12 +393,7 @@ class _Calls:
                     return None
                 decision = classify(failure)
                 if decision.verdict is Verdict.STOP:
-                    raise ApiStopped(
-                        f"the API refused the run (code {decision.code}: {decision.reason}); "
-                        f"{failure.message}",
-                        code=decision.code,
-                        status=failure.status,
-                    ) from failure
+                    raise stopped(failure, decision) from failure
                 if attempt >= self.retry.max_attempts:
                     raise ComeBackLater(
                         f"{self.job}: cannot {what} to look for batches an earlier run left on "

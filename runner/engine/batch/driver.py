@@ -55,10 +55,10 @@ from runner.core.batch_states import (
     ready_at,
 )
 from runner.core.payloads import BodyBuilder
-from runner.core.retry import Decision, Verdict, backoff_s, classify
+from runner.core.retry import Decision, Verdict, backoff_s, classify, stopped
 from runner.engine.batch.lookup import find_batch, find_upload
 from runner.engine.batch.steps import BatchDeps, Fallback, ResultSteps
-from runner.errors import ApiFailure, ApiStopped, ComeBackLater
+from runner.errors import ApiFailure, ComeBackLater
 from runner.io.batch_state import JobState, save_state, state_path
 from runner.io.media import read_media
 
@@ -341,12 +341,7 @@ class BatchDriver(ResultSteps):
         except ApiFailure as failure:
             decision = classify(failure)
             if decision.verdict is Verdict.STOP and failure.status != 404:
-                raise ApiStopped(
-                    f"the API refused the run (code {decision.code}: {decision.reason}); "
-                    f"{failure.message}",
-                    code=decision.code,
-                    status=failure.status,
-                ) from failure
+                raise stopped(failure, decision) from failure
             errors = getattr(st, "errors", 0) + 1
             delay = backoff_s(
                 errors,

@@ -303,7 +303,11 @@ def format_status(s: JobStatus, *, errors_hint: bool = True) -> str:
         (s.duplicates, ", duplicate lines {}"),
     )
     if s.batches:
-        line += f"; batches {len(s.open_batches)} open / {len(s.batches)} tracked"
+        running = sum(1 for b in s.open_batches if b.get("batch_id"))
+        waiting = len(s.open_batches) - running  # chunks built, not yet a batch on the account
+        line += f"; batches {running:,} open"
+        line += f", {waiting:,} chunk{'s' * (waiting != 1)} not submitted" if waiting else ""
+        line += f" / {len(s.batches):,} tracked"
     line += f" -> {'done' if s.finished else 'pending'}"
     if s.corrupt_output_lines:
         shown = ", ".join(map(str, s.corrupt_output_lines[:10]))

@@ -402,3 +402,18 @@ def test_status_fits_a_narrow_terminal(tmp_path: Path, monkeypatch: pytest.Monke
     lines = invoke("status", str(cfg), "--errors").stdout.splitlines()
     assert len(lines) > 4 and all(len(line) <= 44 for line in lines), lines
     assert any("System detected" in line for line in lines)
+
+
+def test_status_counts_batches_and_chunks_not_yet_submitted_apart() -> None:
+    """One batch on the account and two chunks built but not submitted (max_queued held them)
+    are not "batches 3 open": the head line counts each as what it is."""
+    from runner.app.status import JobStatus, format_status
+
+    running = {"batch_id": "batch_1", "state": "in_progress", "chunk": 0, "lines": 10}
+    built = [{"batch_id": None, "state": "built", "chunk": i, "lines": 10} for i in (1, 2)]
+    done = {"batch_id": "batch_0", "state": "collected", "chunk": 9, "finished": True}
+    s = JobStatus("describe", "out.jsonl", pending=30, batches=[running, *built, done])
+    head = format_status(s).splitlines()[0]
+    assert "; batches 1 open, 2 chunks not submitted / 4 tracked -> pending" in head
+    one = JobStatus("describe", "out.jsonl", pending=10, batches=[built[0]])
+    assert "; batches 0 open, 1 chunk not submitted / 1 tracked" in format_status(one)

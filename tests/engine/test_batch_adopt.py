@@ -378,3 +378,32 @@ async def test_a_run_through_the_orchestrator_looks_once_and_leaves_a_state(
     assert result.exit_code == 0
     assert box.sim.stats.calls["list"] == 2  # the batch job's first run: one more, not two
     assert box.sim.stats.batches_created == 1
+
+
+async def test_a_look_beside_another_outputs_fresh_state_is_not_refused(
+    tmp_path: Path, start_batch_sim: StartBatchSim
+) -> None:
+    """Two configs whose jobs share a name and an output folder start their first runs at once:
+    a's made the folder's state and runs (holds its lock) while b's looked on the account. b
+    found nothing, so it needs no state: it goes on, not refused over a's state."""
+    from runner.engine.batch.adopt import adopt_lost_batches
+    from runner.io.batch_state import claim_state
+    from runner.io.store import RunLock
+
+    box = await start_batch_sim()
+    a = write_batch_config(tmp_path, urls(4))
+    data = orjson.loads(a.read_bytes())
+    data["jobs"][0]["output"] = "out/other.jsonl"
+    b = tmp_path / "b.json"
+    b.write_bytes(orjson.dumps(data))
+    job_a = load_config(a, environ=ENV).jobs[0]
+    config_b = load_config(b, environ=ENV)
+    job_b = config_b.jobs[0]
+    assert job_a.work_dir == job_b.work_dir
+    claim_state(job_a, "chash")
+    with RunLock(job_a.output_path):
+        async with GlmClient(box.sim.base_url, Secret("")) as client:
+            await adopt_lost_batches(job_b, config_b, client)
+    state = load_state(state_path(job_b))
+    assert state is not None and state.output == job_a.output_path.name
+    assert box.sim.stats.calls["list"] == 1

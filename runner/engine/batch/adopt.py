@@ -135,11 +135,19 @@ async def adopt_lost_batches(job: JobConfig, config: Config, client: BatchClient
     its state, so a realtime route leaves their lines to them (and collects them after, as a
     batch run does) and a batch route tracks them. The state is made even when none are
     found: it says the account was looked at, so the next run does not list it again (a
-    work folder deleted later is looked for again)."""
+    work folder deleted later is looked for again). A run of another output whose jobs share
+    the name may have made the folder's state meanwhile (both first runs at once): with
+    nothing found, this run needs no state, and a batch route meets that refusal itself."""
     refuse_if_tracked_elsewhere(job)
     chash = config_hash(job, config.batch)
     adopted = await find_lost_batches(job, config, client, chash)
-    claim_state(job, chash, adopted)
+    if adopted:
+        claim_state(job, chash, adopted)
+        return
+    try:
+        claim_state(job, chash)
+    except ConfigError:
+        log.info("the work folder's state is another output's", extra={"job": job.name})
 
 
 def _log_found(job: JobConfig, chash: str, found: list[_Found], chunks: list[ChunkState]) -> None:

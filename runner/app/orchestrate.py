@@ -458,7 +458,11 @@ def _look_for_lost(
     its input is planned and the API's reachability checked: their lines are then left to
     them, whichever route the plan takes. The look leaves a state file, so the next run does
     not look again; a job in mode realtime never made any batch."""
-    if job.mode == "realtime" or (job.work_dir / "state.json").exists():
+    if job.mode == "realtime":
+        return None
+    from runner.io.batch_state import state_path
+
+    if state_path(job).exists():
         return None
     from runner.engine.batch.adopt import adopt_lost_batches
 

@@ -54,6 +54,8 @@ from runner.core.batch_states import (
     ChunkState,
     Ended,
     Running,
+    chunk_of,
+    describe,
 )
 from runner.core.items import Item
 from runner.core.plan import PendingCounts, done_line_filter, iter_pending
@@ -151,7 +153,7 @@ async def adopt_lost_batches(job: JobConfig, config: Config, client: BatchClient
 
 
 def _log_found(job: JobConfig, chash: str, found: list[_Found], chunks: list[ChunkState]) -> None:
-    n, lines = len(chunks), sum(_chunk(c).lines for c in chunks)
+    n, lines = len(chunks), sum(chunk_of(c).lines for c in chunks)
     batches = "1 batch" if n == 1 else f"{n} batches"
     log.warning(
         f"found {batches} of job {job.name} still on the account from a run whose "
@@ -161,7 +163,11 @@ def _log_found(job: JobConfig, chash: str, found: list[_Found], chunks: list[Chu
     )
     log.info(
         "lost batches adopted",
-        extra={"job": job.name, "batch_ids": [_chunk_batch(c) for c in chunks], "lines": lines},
+        extra={
+            "job": job.name,
+            "batch_ids": [describe(c)["batch_id"] for c in chunks],
+            "lines": lines,
+        },
     )
     other = [
         f.view.id
@@ -174,16 +180,6 @@ def _log_found(job: JobConfig, chash: str, found: list[_Found], chunks: list[Chu
             "they finish as built",
             extra={"job": job.name, "batches": other},
         )
-
-
-def _chunk(state: ChunkState) -> Chunk:
-    assert isinstance(state, (Running, Ended))
-    return state.chunk
-
-
-def _chunk_batch(state: ChunkState) -> str | None:
-    assert isinstance(state, (Running, Ended))
-    return state.batch_id
 
 
 async def _list_job_batches(

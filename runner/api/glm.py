@@ -12,6 +12,7 @@ import email.utils
 import time
 from typing import Any, Self
 
+from runner.api.tls import wait_for_ca  # isort: skip - first: it imports aiohttp
 import aiohttp
 import orjson
 
@@ -64,6 +65,7 @@ class GlmClient:
     @property
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
+            wait_for_ca()  # aiohttp's TLS contexts are complete (runner.api.tls)
             connector = aiohttp.TCPConnector(
                 limit=self._max_connections, limit_per_host=0, ttl_dns_cache=300
             )

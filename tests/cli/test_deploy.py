@@ -147,8 +147,10 @@ def _env(**extra: str) -> dict[str, str]:
 
 @pytest.mark.skipif(not (BIN / "glmrun").exists(), reason="glmrun is not installed in this env")
 def test_the_xargs_and_slurm_recipes_run_a_sharded_job(tmp_path: Path) -> None:
-    """xargs.sh with 3 processes writes 3 shard files; the Slurm script, run as tasks 0 and 1
-    of 2 after more URLs are appended, sends the rest; export has every URL once."""
+    """xargs.sh with 3 processes writes 3 shard files; the Slurm script for 2 shards, run after
+    more URLs are appended as task 1 of the array and as task 0 resubmitted alone (``sbatch
+    --array=0``: Slurm says the array has 1 task), sends the rest into the 2 shard files, never
+    as the whole job (``--shard 0/1``); export has every URL once."""
     config, urls = _sharded_config(tmp_path, 60)
     done = subprocess.run(
         ["sh", str(DEPLOY / "xargs.sh"), str(config), "3"],
@@ -167,10 +169,10 @@ def test_the_xargs_and_slurm_recipes_run_a_sharded_job(tmp_path: Path) -> None:
     more = [f"https://img.example.com/deploy/more-{i}.jpg" for i in range(20)]
     with open(tmp_path / "urls.txt", "a") as f:
         f.write("".join(u + "\n" for u in more))
-    for task in ("0", "1"):
+    for task, count in (("1", "2"), ("0", "1")):
         slurm = subprocess.run(
-            ["bash", str(DEPLOY / "slurm-array.sh"), str(config)],
-            env=_env(SLURM_ARRAY_TASK_ID=task, SLURM_ARRAY_TASK_COUNT="2"),
+            ["bash", str(DEPLOY / "slurm-array.sh"), str(config), "2"],
+            env=_env(SLURM_ARRAY_TASK_ID=task, SLURM_ARRAY_TASK_COUNT=count),
             capture_output=True,
             text=True,
             timeout=120,
@@ -183,4 +185,5 @@ def test_the_xargs_and_slurm_recipes_run_a_sharded_job(tmp_path: Path) -> None:
         for line in (out / f"describe.shard-{i}-of-2.jsonl").read_bytes().splitlines()
     ]
     assert sorted(written) == sorted(more)  # only the appended URLs were sent
+    assert not (out / "describe.jsonl").exists()  # task 0 did not run as the whole job
     assert sorted(_export_urls(config)) == sorted(urls + more)

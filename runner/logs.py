@@ -76,6 +76,12 @@ def timestamp(created: float) -> str:
 _JSON_LINES = False  # --log-format json: lines written outside logging are JSON too
 
 
+def set_json_lines(value: bool) -> None:
+    """Lines written outside logging as JSON (before logging is set up: a usage error)."""
+    global _JSON_LINES
+    _JSON_LINES = value
+
+
 def direct_line(text: str, *, event: str, level: str, **fields: Any) -> str:
     """A line written to stderr outside logging (the CLI's last error line; a second signal's
     notice, from a signal handler): ``glmrun: <text>``, or with ``--log-format json`` an event

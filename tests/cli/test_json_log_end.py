@@ -57,3 +57,21 @@ def test_a_failing_run_still_ends_with_an_error_line(tmp_path: Path) -> None:
     code, events = _events(str(config), "--log-format", "json")
     assert code == 2
     assert (events[-1]["event"], events[-1]["level"]) == ("error", "error")
+
+
+def test_a_usage_error_in_a_json_log_is_one_json_line(tmp_path: Path) -> None:
+    """A scheduler's bad GLMRUN_SHARD (or a bad option) with --log-format json: one error event
+    naming the option, exit 2; without it, click's usage text as before."""
+    config = str(write_config(tmp_path))
+    runner = CliRunner(env={**ENV, "GLMRUN_SHARD": "9/4"})
+    for args in (["--log-format", "json"], ["--log-format=json"]):
+        result = runner.invoke(main, ["run", config, *args], prog_name="glmrun")
+        assert result.exit_code == 2
+        (line,) = result.stderr.splitlines()
+        event = json.loads(line)
+        assert (event["event"], event["level"], event["exit_code"]) == ("error", "error", 2)
+        assert event["message"].startswith("glmrun run: Invalid value for '--shard'")
+        assert "found '9/4'" in event["message"]
+    text = runner.invoke(main, ["run", config], prog_name="glmrun")
+    assert text.exit_code == 2 and text.stderr.startswith("Usage: glmrun run")
+    assert not output_of(tmp_path).exists()

@@ -62,9 +62,21 @@ def _all_invocations() -> list[tuple[str, list[str]]]:
     return found
 
 
+def _failure_actions(job: dict[str, Any]) -> dict[str, str]:
+    """What an Indexed Job's podFailurePolicy does, per exit code and pod condition."""
+    actions = {}
+    for rule in job["podFailurePolicy"]["rules"]:
+        for code in rule.get("onExitCodes", {}).get("values", []):
+            actions[f"exit {code}"] = rule["action"]
+        for condition in rule.get("onPodConditions", []):
+            actions[condition["type"]] = rule["action"]
+    return actions
+
+
 def test_every_manifest_parses_and_the_config_loads() -> None:
     """The YAML files parse; the Kubernetes ones are batch/v1 Job / CronJob with an indexed
-    job and volumes; glmrun.yaml is a valid glmrun config."""
+    job, volumes and a failure policy (2 and 3 fail the index; 75 and a disruption such as a
+    node drain are retried without counting); glmrun.yaml is a valid glmrun config."""
     kinds = {}
     for path in DEPLOY.glob("*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
@@ -77,6 +89,12 @@ def test_every_manifest_parses_and_the_config_loads() -> None:
                 assert pod["securityContext"]["runAsNonRoot"] is True
                 mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
                 assert {"/config", "/data/input", "/data/out"} <= mounts
+                assert _failure_actions(job) == {
+                    "exit 2": "FailIndex",
+                    "exit 3": "FailIndex",
+                    "exit 75": "Ignore",
+                    "DisruptionTarget": "Ignore",  # a drained node's SIGTERM (143) is no try
+                }
     assert kinds == {"k8s-indexed-job.yaml": "Job", "k8s-cronjob.yaml": "CronJob"}
     config = load_config(DEPLOY / "glmrun.yaml", environ={"ZHIPUAI_API_KEY": "x"})
     assert str(config.jobs[0].main_output_path).startswith("/data/out/")

@@ -94,11 +94,16 @@ def direct_line(text: str, *, event: str, level: str, **fields: Any) -> str:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        # a line written for people (a config warning) names its kind in ``_event``: the event
+        # stays one name an alert can match, and the text is its message
+        kind = getattr(record, "_event", None)
         data: dict[str, Any] = {
             "ts": timestamp(record.created),
             "level": record.levelname.lower(),
-            "event": record.getMessage(),
+            "event": kind or record.getMessage(),
         }
+        if kind:
+            data["message"] = record.getMessage()
         data.update(fields_of(record))
         if record.exc_info and record.levelno >= logging.ERROR:
             data["exc"] = self.formatException(record.exc_info)

@@ -155,7 +155,7 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
             return result  # -q: the --no-wait run went as asked; 75 says "come back later"
         if result.exit_code == EXIT_TEMPFAIL:
             raise result.later  # its message is the one line that says to come back
-        log.warning(str(result.later))
+        log.warning(str(result.later), extra={"_event": "come back later"})
     return result
 
 

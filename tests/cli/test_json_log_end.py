@@ -1,6 +1,7 @@
-"""The last line of a ``--log-format json`` log, as a cron operator alerts on it: an error is
+"""A ``--log-format json`` log as a cron operator alerts on it: the last line of an error is
 ``level: error``; exit 75 ("come back later") is not, so a run every ten minutes while batches
-run does not fire an alert each time."""
+run does not fire an alert each time; a config warning is one event name with its text as the
+message."""
 
 from __future__ import annotations
 
@@ -75,3 +76,14 @@ def test_a_usage_error_in_a_json_log_is_one_json_line(tmp_path: Path) -> None:
     text = runner.invoke(main, ["run", config], prog_name="glmrun")
     assert text.exit_code == 2 and text.stderr.startswith("Usage: glmrun run")
     assert not output_of(tmp_path).exists()
+
+
+def test_a_config_warning_is_one_event_with_its_text_as_message(tmp_path: Path) -> None:
+    """A misspelt param: the JSON event is 'config warning' (one name to match), its text the
+    message; the run goes on."""
+    config = write_config(tmp_path, job={"params": {"temprature": 0.5}})
+    code, events = _events(str(config), "--log-format", "json")
+    assert code == 0
+    (warning,) = [e for e in events if e["level"] == "warning"]
+    assert warning["event"] == "config warning"
+    assert "params.temprature: not a known GLM vision parameter" in warning["message"]

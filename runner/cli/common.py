@@ -18,7 +18,7 @@ from runner.app.loop import run
 from runner.config.load import load_config
 from runner.config.schema import Config
 from runner.errors import GlmrunError, Interrupted
-from runner.logs import direct_line, setup_logging
+from runner.logs import direct_line, for_stderr, setup_logging
 
 
 def fail(exc: GlmrunError) -> NoReturn:
@@ -26,7 +26,7 @@ def fail(exc: GlmrunError) -> NoReturn:
     line = direct_line(
         message, event="error", level="error", message=message, exit_code=exc.exit_code
     )
-    click.echo(line, err=True)
+    click.echo(for_stderr(line), err=True)
     sys.exit(exc.exit_code)
 
 

@@ -3,11 +3,13 @@ outputs of a run, a no-op rerun, a failing run and a fatal error, line by line."
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -113,13 +115,22 @@ def test_fit_line_drops_the_least_useful_fields_first() -> None:
     assert fit_line(parts, 30).startswith("job {BAR:")
 
 
+@contextlib.contextmanager
+def logging_to(console: Console, name: str) -> Iterator[logging.Logger]:
+    """A logger whose events go through the terminal handler to ``console``."""
+    handler = console_handler(console)
+    log = logging.getLogger(name)
+    log.addHandler(handler)
+    try:
+        yield log
+    finally:
+        log.removeHandler(handler)
+
+
 def test_log_lines_print_above_the_live_display_whole() -> None:
     """A warning logged while the display is up is printed as a whole line above it."""
     console = Console(record=True, width=60, force_terminal=True, color_system=None)
-    handler = console_handler(console)
-    log = logging.getLogger("runner.test_display")
-    log.addHandler(handler)
-    try:
+    with logging_to(console, "runner.test_display") as log:
 
         async def go() -> None:
             async with Display(busy_stats(), "live", con=console):
@@ -128,8 +139,6 @@ def test_log_lines_print_above_the_live_display_whole() -> None:
         import asyncio
 
         asyncio.run(go())
-    finally:
-        log.removeHandler(handler)
     text = console.export_text()
     # whole, above the display; wider than the 60 columns, so wrapped at a space, indented
     assert "glmrun: warning: stopping: SIGINT; in-flight requests get\n    10s\n" in text
@@ -210,10 +219,7 @@ def test_a_warning_that_fits_stays_one_line_and_a_field_too_wide_is_wrapped_alon
 
 def test_the_terminal_handler_lays_a_long_warning_out_for_its_width() -> None:
     console = Console(record=True, width=60, force_terminal=True, color_system=None)
-    handler = console_handler(console)
-    log = logging.getLogger("runner.test_display.wide")
-    log.addHandler(handler)
-    try:
+    with logging_to(console, "runner.test_display.wide") as log:
         log.warning(
             "api not reachable; trying again",
             extra={
@@ -222,8 +228,6 @@ def test_the_terminal_handler_lays_a_long_warning_out_for_its_width() -> None:
                 "why": "Cannot connect to host 127.0.0.1:9 ssl:default [Connect call failed]",
             },
         )
-    finally:
-        log.removeHandler(handler)
     text = console.export_text()
     assert text.splitlines()[0] == "glmrun: warning: api not reachable; trying again"
     assert all(len(line) <= 60 for line in text.splitlines()[:2])

@@ -58,11 +58,89 @@ def _text(value: Any) -> str:
 
 
 class TextFormatter(logging.Formatter):
+    """``glmrun: warning: <message> key=value ...``: one line per event, for files and pipes
+    (grep finds an event with all its fields)."""
+
     def format(self, record: logging.LogRecord) -> str:
-        parts = [record.getMessage()]
-        parts.extend(f"{key}={_text(value)}" for key, value in fields_of(record).items())
-        prefix = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
-        return "glmrun: " + prefix + " ".join(parts)
+        return " ".join(_text_parts(record))
+
+
+def _text_parts(record: logging.LogRecord) -> list[str]:
+    prefix = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+    parts = ["glmrun: " + prefix + record.getMessage()]
+    parts.extend(f"{key}={_text(value)}" for key, value in fields_of(record).items())
+    return parts
+
+
+FIELD_INDENT = "    "  # a continuation line: 4 columns further in than the line it continues
+
+
+def terminal_width(stream: Any) -> int | None:
+    """The terminal's width when ``stream`` writes to one (``shutil.get_terminal_size``:
+    ``COLUMNS`` when set, else the terminal's); None when it is not one (a pipe, a file,
+    cron), or a closed or unusual stream."""
+    try:
+        if not stream.isatty():
+            return None
+    except (AttributeError, ValueError):
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns
+
+
+def wrap_for_terminal(line: str, width: int) -> list[str]:
+    """``line`` as a person's terminal ``width`` columns wide should show it: wrapped at its
+    spaces, each continuation ``FIELD_INDENT`` further in than the line's own indent, instead
+    of the terminal cutting words, paths and URLs in two and going on at column 0. A word
+    wider than a line is left whole (the terminal folds it; a URL stays one word to copy)."""
+    if len(line) <= width:
+        return [line]
+    import textwrap
+
+    text = line.lstrip(" ")
+    own = " " * (len(line) - len(text))
+    return textwrap.wrap(
+        text,
+        width=max(width, 20),
+        initial_indent=own,
+        subsequent_indent=own + FIELD_INDENT,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+
+
+def terminal_lines(record: logging.LogRecord, width: int) -> list[str]:
+    """An event's text line for a terminal ``width`` columns wide: as it is when it fits;
+    otherwise the message, then its fields on the lines below, indented, as many to a line as
+    fit and none cut in two (one too wide for a line is wrapped alone at its spaces): a
+    ``key=value`` stays readable, and no part of the event starts at column 0 like a new one."""
+    parts = _text_parts(record)
+    whole = " ".join(parts)
+    if len(whole) <= width:
+        return [whole]
+    room = max(width, 20) - len(FIELD_INDENT)
+    lines = wrap_for_terminal(parts[0], width)
+    line = ""
+    for field in parts[1:]:
+        if line and len(line) + 1 + len(field) > room:
+            lines.append(FIELD_INDENT + line)
+            line = ""
+        if len(field) > room:
+            lines += wrap_for_terminal(FIELD_INDENT + field, width)
+        else:
+            line = f"{line} {field}" if line else field
+    if line:
+        lines.append(FIELD_INDENT + line)
+    return lines
+
+
+def for_stderr(line: str) -> str:
+    """A ``direct_line`` as it is written to stderr: with text logs on a terminal, wrapped to
+    its width (``wrap_for_terminal``), so the last error line reads like the warnings above
+    it; otherwise (JSON logs, a file, a pipe) one line."""
+    width = None if _JSON_LINES else terminal_width(sys.stderr)
+    return line if width is None else "\n".join(wrap_for_terminal(line, width))
 
 
 def timestamp(created: float) -> str:
@@ -111,17 +189,17 @@ class JsonFormatter(logging.Formatter):
 
 
 def console_handler(con: Console) -> logging.Handler:
-    """rich's logging handler on ``con``, printing our text line as it is (no time, level or
-    path columns): while a live display is up, rich prints it above the display, whole."""
+    """rich's logging handler on ``con``, printing our text line (no time, level or path
+    columns; laid out for the terminal's width by ``terminal_lines``): while a live display
+    is up, rich prints it above the display, whole."""
     from rich.highlighter import NullHighlighter
     from rich.logging import RichHandler
 
     class ConsoleHandler(RichHandler):
         def emit(self, record: logging.LogRecord) -> None:
             try:
-                self.console.print(
-                    self.format(record), markup=False, highlight=False, soft_wrap=True, crop=False
-                )
+                text = "\n".join(terminal_lines(record, self.console.width))
+                self.console.print(text, markup=False, highlight=False, soft_wrap=True, crop=False)
             except Exception:  # logging must never end the run
                 self.handleError(record)
 

@@ -23,6 +23,7 @@ from runner.errors import (
     EXIT_TEMPFAIL,
     GlmrunError,
 )
+from runner.logs import terminal_width, wrap_for_terminal
 
 MAX_CODES = 3  # error codes listed with examples; the rest are counted on the last one
 
@@ -119,33 +120,13 @@ def summary_lines(
 
 def for_terminal(lines: list[str], out: IO[str]) -> list[str]:
     """``lines`` as a person's terminal shows them: each wrapped at spaces to its width, the
-    continuation indented under the text, instead of the terminal cutting words and URLs in
-    two. Unchanged when ``out`` is not a terminal (a pipe, a file, cron): one line each."""
-    try:
-        if not out.isatty():
-            return lines
-    except (AttributeError, ValueError):  # a closed or unusual stream
+    continuation indented under the text (``runner.logs.wrap_for_terminal``), instead of the
+    terminal cutting words and URLs in two. Unchanged when ``out`` is not a terminal (a pipe,
+    a file, cron): one line each."""
+    width = terminal_width(out)
+    if width is None:
         return lines
-    import shutil
-    import textwrap
-
-    width = shutil.get_terminal_size().columns
-    wrapped: list[str] = []
-    for line in lines:
-        if len(line) <= width:
-            wrapped.append(line)
-            continue
-        indent = " " * (len(line) - len(line.lstrip()) + 4)
-        wrapped.extend(
-            textwrap.wrap(
-                line,
-                width=max(width, 20),
-                subsequent_indent=indent,
-                break_long_words=False,
-                break_on_hyphens=False,
-            )
-        )
-    return wrapped
+    return [part for line in lines for part in wrap_for_terminal(line, width)]
 
 
 def plural(n: int, noun: str) -> str:

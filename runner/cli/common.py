@@ -18,14 +18,14 @@ from runner.app.loop import run
 from runner.config.load import load_config
 from runner.config.schema import Config
 from runner.errors import EXIT_TEMPFAIL, ComeBackLater, GlmrunError, Interrupted
-from runner.logs import direct_line, setup_logging
+from runner.logs import direct_line, for_stderr, setup_logging
 
 
 def fail(exc: GlmrunError) -> NoReturn:
     message = " ".join(str(exc).splitlines())  # one line, even when an API message had several
     event, level = last_event(exc)
     line = direct_line(message, event=event, level=level, message=message, exit_code=exc.exit_code)
-    click.echo(line, err=True)
+    click.echo(for_stderr(line), err=True)
     sys.exit(exc.exit_code)
 
 

@@ -3,18 +3,24 @@ outputs of a run, a no-op rerun, a failing run and a fatal error, line by line."
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
+import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from rich.console import Console
 
+from runner import logs
 from runner.app.display import Display, LiveView, batch_event_line, fit_line, progress_text
+from runner.cli import common
 from runner.core.stats import JobStats
-from runner.logs import console_handler
+from runner.errors import ConfigError
+from runner.logs import FIELD_INDENT, TextFormatter, console_handler, terminal_lines
 from tests.cli.test_cli import invoke
 from tests.support.configs import make_urls, write_config
 
@@ -109,13 +115,22 @@ def test_fit_line_drops_the_least_useful_fields_first() -> None:
     assert fit_line(parts, 30).startswith("job {BAR:")
 
 
+@contextlib.contextmanager
+def logging_to(console: Console, name: str) -> Iterator[logging.Logger]:
+    """A logger whose events go through the terminal handler to ``console``."""
+    handler = console_handler(console)
+    log = logging.getLogger(name)
+    log.addHandler(handler)
+    try:
+        yield log
+    finally:
+        log.removeHandler(handler)
+
+
 def test_log_lines_print_above_the_live_display_whole() -> None:
     """A warning logged while the display is up is printed as a whole line above it."""
     console = Console(record=True, width=60, force_terminal=True, color_system=None)
-    handler = console_handler(console)
-    log = logging.getLogger("runner.test_display")
-    log.addHandler(handler)
-    try:
+    with logging_to(console, "runner.test_display") as log:
 
         async def go() -> None:
             async with Display(busy_stats(), "live", con=console):
@@ -124,11 +139,99 @@ def test_log_lines_print_above_the_live_display_whole() -> None:
         import asyncio
 
         asyncio.run(go())
-    finally:
-        log.removeHandler(handler)
     text = console.export_text()
-    assert "glmrun: warning: stopping: SIGINT; in-flight requests get 10s\n" in text
+    # whole, above the display; wider than the 60 columns, so wrapped at a space, indented
+    assert "glmrun: warning: stopping: SIGINT; in-flight requests get\n    10s\n" in text
     assert "in flight 16/16glmrun" not in text
+
+
+def warning_record(msg: str, **fields: object) -> logging.LogRecord:
+    record = logging.makeLogRecord({"msg": msg, "levelno": logging.WARNING})
+    record.levelname = "WARNING"
+    record.__dict__.update(fields)
+    return record
+
+
+def test_a_warning_wider_than_the_terminal_puts_its_fields_below_it_none_cut() -> None:
+    record = warning_record(
+        "batch call failed",
+        job="describe",
+        code=500,
+        error="control-plane fault (simulated)",
+        retry_in_s=2.5,
+        file="/home/someone/projects/captions/out/describe.jsonl",
+    )
+    one_line = TextFormatter().format(record)
+    assert len(one_line) > 80
+    lines = terminal_lines(record, 80)
+    assert lines[0] == "glmrun: warning: batch call failed"
+    assert all(line.startswith(FIELD_INDENT) and len(line) <= 80 for line in lines[1:])
+    # every field whole on one line, in order, nothing lost or added
+    assert " ".join(line.strip() for line in lines) == one_line
+    assert len(lines) == 3  # packed: as many fields to a line as fit
+
+
+@pytest.mark.parametrize("width", range(30, 121, 7))
+def test_no_laid_out_line_is_wider_than_the_terminal(width: int) -> None:
+    record = warning_record(
+        "batch lines did not run",
+        job="describe",
+        batch_id="batch_1796043139326584581",
+        status="expired",
+        lines=1200,
+        on_failure="realtime",
+        reason="no result in the expired batch",
+    )
+    fields = [
+        "job=describe",
+        "batch_id=batch_1796043139326584581",
+        "status=expired",
+        "lines=1200",
+        "on_failure=realtime",
+        'reason="no result in the expired batch"',
+    ]
+    lines = terminal_lines(record, width)
+    assert all(len(line) <= width or " " not in line.strip() for line in lines)  # or one word
+    assert "".join("".join(lines).split()) == "".join(TextFormatter().format(record).split())
+    for line in lines[1:]:
+        assert line.startswith(FIELD_INDENT)
+        if not any(field in line for field in fields):  # a piece of a field: it is too wide
+            assert any(len(field) > width - len(FIELD_INDENT) for field in fields)
+
+
+def test_a_warning_that_fits_stays_one_line_and_a_field_too_wide_is_wrapped_alone() -> None:
+    short = warning_record("repaired a torn last line", bytes_removed=12)
+    assert terminal_lines(short, 80) == [TextFormatter().format(short)]
+    wide = warning_record(
+        "api not reachable; trying again",
+        attempt=1,
+        why="Cannot connect to host 127.0.0.1:9 ssl:default [Connect call failed]",
+        delay_s=1.0,
+    )
+    assert terminal_lines(wide, 60) == [
+        "glmrun: warning: api not reachable; trying again",
+        FIELD_INDENT + "attempt=1",
+        FIELD_INDENT + 'why="Cannot connect to host 127.0.0.1:9 ssl:default',
+        FIELD_INDENT * 2 + '[Connect call failed]"',
+        FIELD_INDENT + "delay_s=1.0",
+    ]
+
+
+def test_the_terminal_handler_lays_a_long_warning_out_for_its_width() -> None:
+    console = Console(record=True, width=60, force_terminal=True, color_system=None)
+    with logging_to(console, "runner.test_display.wide") as log:
+        log.warning(
+            "api not reachable; trying again",
+            extra={
+                "attempt": 3,
+                "delay_s": 4.0,
+                "why": "Cannot connect to host 127.0.0.1:9 ssl:default [Connect call failed]",
+            },
+        )
+    text = console.export_text()
+    assert text.splitlines()[0] == "glmrun: warning: api not reachable; trying again"
+    assert all(len(line) <= 60 for line in text.splitlines()[:2])
+    assert "\n    why=" in text
 
 
 def test_progress_line_without_a_tty_is_plain() -> None:
@@ -417,3 +520,36 @@ def test_status_counts_batches_and_chunks_not_yet_submitted_apart() -> None:
     assert "; batches 1 open, 2 chunks not submitted / 4 tracked -> pending" in head
     one = JobStatus("describe", "out.jsonl", pending=10, batches=[built[0]])
     assert "; batches 0 open, 1 chunk not submitted / 1 tracked" in format_status(one)
+
+
+ERROR_LINE = (
+    "glmrun: cannot reach the API at http://127.0.0.1:9/api/paas/v4 after 3 tries: Cannot "
+    "connect to host 127.0.0.1:9; nothing was sent or recorded; check api.base_url"
+)
+
+
+def test_the_last_error_line_is_wrapped_for_a_terminal_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((60, 24)))
+    monkeypatch.setattr(logs.sys, "stderr", Tty())
+    lines = logs.for_stderr(ERROR_LINE).splitlines()
+    assert len(lines) == 4 and all(len(line) <= 60 for line in lines)
+    assert lines[0].startswith("glmrun: cannot reach the API")
+    assert all(line.startswith(FIELD_INDENT) for line in lines[1:])
+    assert " ".join(line.strip() for line in lines) == ERROR_LINE
+    monkeypatch.setattr(logs, "_JSON_LINES", True)  # a JSON event stays one line
+    assert logs.for_stderr(ERROR_LINE) == ERROR_LINE
+    monkeypatch.setattr(logs, "_JSON_LINES", False)
+    monkeypatch.setattr(logs.sys, "stderr", io.StringIO())  # a file or a pipe: one line
+    assert logs.for_stderr(ERROR_LINE) == ERROR_LINE
+
+
+def test_the_cli_writes_its_last_error_line_laid_out_for_stderr(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(common, "for_stderr", lambda line: "[laid out] " + line)
+    with pytest.raises(SystemExit) as exit_:
+        common.fail(ConfigError("c.yaml: jobs[0].input: file not found"))
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == "[laid out] glmrun: c.yaml: jobs[0].input: file not found\n"

@@ -154,6 +154,12 @@ def timestamp(created: float) -> str:
 _JSON_LINES = False  # --log-format json: lines written outside logging are JSON too
 
 
+def set_json_lines(value: bool) -> None:
+    """Lines written outside logging as JSON (before logging is set up: a usage error)."""
+    global _JSON_LINES
+    _JSON_LINES = value
+
+
 def direct_line(text: str, *, event: str, level: str, **fields: Any) -> str:
     """A line written to stderr outside logging (the CLI's last error line; a second signal's
     notice, from a signal handler): ``glmrun: <text>``, or with ``--log-format json`` an event
@@ -166,11 +172,16 @@ def direct_line(text: str, *, event: str, level: str, **fields: Any) -> str:
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        # a line written for people (a config warning) names its kind in ``_event``: the event
+        # stays one name an alert can match, and the text is its message
+        kind = getattr(record, "_event", None)
         data: dict[str, Any] = {
             "ts": timestamp(record.created),
             "level": record.levelname.lower(),
-            "event": record.getMessage(),
+            "event": kind or record.getMessage(),
         }
+        if kind:
+            data["message"] = record.getMessage()
         data.update(fields_of(record))
         if record.exc_info and record.levelno >= logging.ERROR:
             data["exc"] = self.formatException(record.exc_info)

@@ -20,6 +20,7 @@ from runner.config.schema import Config, JobConfig
 from runner.core.batch_names import batch_metadata
 from runner.core.batch_states import (
     MAY_HAVE_BATCH,
+    TERMINAL_STATUSES,
     BatchSeen,
     BatchView,
     CancelAsked,
@@ -132,7 +133,7 @@ async def cancel(config: Config, job_name: str | None) -> list[str]:
         # a run that waits for its batches holds the lock for hours: say how to get past it
         lock.acquire(advice="stop that run first (its batches keep running), then cancel again")
         try:
-            remote = local = 0
+            remote = local = ended = 0
             failed: list[str] = []
             unknown: list[str] = []
             for i, chunk in enumerate(state.chunks):
@@ -149,15 +150,18 @@ async def cancel(config: Config, job_name: str | None) -> list[str]:
                     continue
                 if isinstance(new, Running):
                     try:
-                        await client.cancel_batch(new.batch_id)
+                        answer = await client.cancel_batch(new.batch_id)
                     except ApiFailure as failure:
                         failed.append(f"{new.batch_id} ({failure.message[:120]})")
                         if not isinstance(chunk, Running):
                             state.chunks[i] = new  # found: tracked, even if not cancelled
                         continue
-                    remote += 1
+                    if answer.get("status") in TERMINAL_STATUSES:
+                        ended += 1  # it had finished: the next run collects what it did
+                    else:
+                        remote += 1
                 elif isinstance(new, Ended) and new.batch_id is not None:
-                    remote += 1  # found already finished: collected by the next run
+                    ended += 1  # found already finished: collected by the next run
                 else:
                     local += 1
                 state.chunks[i] = new
@@ -172,16 +176,28 @@ async def cancel(config: Config, job_name: str | None) -> list[str]:
                 f"{_label(job)}: cannot tell whether {', '.join(unknown)} has a batch; "
                 "it stays tracked: run the same command again later"
             )
-        batches = f"{remote} running batch{'' if remote == 1 else 'es'}"
-        chunks = f"{local} chunk{'' if local == 1 else 's'} not submitted"
-        then = (
-            "; the next run collects what they finished, and a later run sends the rest again"
-            if remote
-            else ""
-        )
-        return f"{_label(job)}: cancel requested for {batches}; {chunks} dropped{then}"
+        return _cancelled_line(_label(job), remote, ended, local)
 
     return await with_client(config, cancel_all)
+
+
+def _cancelled_line(label: str, remote: int, ended: int, local: int) -> str:
+    """What ``batches cancel`` did to a job: batches still running are cancelled (their unrun
+    lines go to a later run); batches the API answered as finished were past cancelling, and
+    the next run collects all they did; chunks never submitted are dropped."""
+    parts = []
+    if remote or not ended:
+        parts.append(f"cancel requested for {remote} running batch{'' if remote == 1 else 'es'}")
+    if ended:
+        had = f"{ended} batch{' had' if ended == 1 else 'es had'}"
+        parts.append(f"{had} finished already (the next run collects them)")
+    parts.append(f"{local} chunk{'' if local == 1 else 's'} not submitted dropped")
+    then = (
+        "; the next run collects what they finished, and a later run sends the rest again"
+        if remote
+        else ""
+    )
+    return f"{label}: {'; '.join(parts)}{then}"
 
 
 async def _lookup(

@@ -155,7 +155,7 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
             return result  # -q: the --no-wait run went as asked; 75 says "come back later"
         if result.exit_code == EXIT_TEMPFAIL:
             raise result.later  # its message is the one line that says to come back
-        log.warning(str(result.later))
+        log.warning(str(result.later), extra={"_event": "come back later"})
     return result
 
 
@@ -194,12 +194,15 @@ async def _each_job(
         if stopper.event.is_set():
             break
         try:
-            stats = await _run_job(ctx, job, client, reachable)
+            ran = await _run_job(ctx, job, client, reachable)
         except ComeBackLater as exc:  # batches still running: the other jobs go on
             result.later = exc
             if exc.stats is None:
                 raise
-            stats = exc.stats
+            ran = exc.stats
+        if ran is None:  # a signal came before the job started: no summary of a job not run
+            break
+        stats = ran
         result.stats.append(stats)
         log.info("job finished", extra=stats.summary())
         if not options.quiet or job_exit_code(stats, strict=options.strict):
@@ -220,7 +223,9 @@ async def _run_job(
     job: JobConfig,
     client: GlmClient,
     reachable: asyncio.Future[None] | None = None,
-) -> JobStats:
+) -> JobStats | None:
+    """The job's counts; None when a signal ended the run before the job started (waiting for
+    the lock, planning), so nothing reads as its summary ('urls.txt has no items')."""
     config, options, stopper = ctx.config, ctx.options, ctx.stopper
     lock = RunLock(job.output_path)
     try:
@@ -233,7 +238,7 @@ async def _run_job(
     except RunLocked:
         if stopper.signame is None:
             raise
-        return JobStats(job.name)  # a signal ended the wait: exit 130/143 like any interrupted run
+        return None  # a signal ended the wait: exit 130/143 like any interrupted run
     planned = False
     lost = _look_for_lost(ctx, job, client)  # on the account, while the input is planned
     try:
@@ -265,7 +270,7 @@ async def _run_job(
                     )
         except PlanStopped:
             log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
-            return JobStats(job.name)
+            return None
         planned = True
         if reachable is not None:
             await reachable  # an unreachable API ends the run here, before anything is sent
@@ -277,7 +282,7 @@ async def _run_job(
             )
         except PlanStopped:
             log.warning("stopped while planning; nothing was sent", extra={"job": job.name})
-            return JobStats(job.name)
+            return None
         if stream is not None:
             stats = stream.new_stats()  # the plan event comes when the pass has read the input
             pairs = stream.pairs(stats)

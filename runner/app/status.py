@@ -122,7 +122,7 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
     if job.work_dir.parent.is_dir():
         from runner.io.batch_state import run_refusal
 
-        status.blocked = run_refusal(job) or ""
+        status.blocked = run_refusal(job, other_sharding=False) or ""
     return status
 
 

@@ -17,17 +17,28 @@ import click
 from runner.app.loop import run
 from runner.config.load import load_config
 from runner.config.schema import Config
-from runner.errors import GlmrunError, Interrupted
+from runner.errors import EXIT_TEMPFAIL, ComeBackLater, GlmrunError, Interrupted
 from runner.logs import direct_line, for_stderr, setup_logging
 
 
 def fail(exc: GlmrunError) -> NoReturn:
     message = " ".join(str(exc).splitlines())  # one line, even when an API message had several
-    line = direct_line(
-        message, event="error", level="error", message=message, exit_code=exc.exit_code
-    )
+    event, level = last_event(exc)
+    line = direct_line(message, event=event, level=level, message=message, exit_code=exc.exit_code)
     click.echo(for_stderr(line), err=True)
     sys.exit(exc.exit_code)
+
+
+def last_event(exc: GlmrunError) -> tuple[str, str]:
+    """The event and level of the last line in a JSON log. Exit 75 is no failure but "come back
+    later": a warning (a held lock, the API unreachable, a batch whose state cannot be
+    established), or info where it was asked for (``--no-wait``, ``batch.max_wait_s``). A cron
+    run every ten minutes while batches run for hours must not log an error each time: an
+    alert on ``level: error`` would fire all day."""
+    if exc.exit_code != EXIT_TEMPFAIL:
+        return "error", "error"
+    asked = isinstance(exc, ComeBackLater) and exc.asked
+    return "come back later", "info" if asked else "warning"
 
 
 class OneLineErrors(click.Group):

@@ -100,6 +100,7 @@ class DefaultGroup(click.Group):
             closed_pipe()
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[JSON_LOG] = wants_json_log(args)
         if args and args[0] not in SUMMARIES and args[0] not in ("--help", "-h", "--version"):
             self.check_typo(args[0])
             args = [self.default_command, *args]
@@ -120,6 +121,10 @@ class DefaultGroup(click.Group):
             fail(Interrupted("SIGINT"))
         except BrokenPipeError:
             closed_pipe()
+        except click.UsageError as exc:
+            if not ctx.meta.get(JSON_LOG):
+                raise  # click's usage, the hint and the error, exit 2
+            usage_error_as_json(exc)
 
     def check_typo(self, word: str) -> None:
         """``glmrun stauts cfg.yaml``: a first argument that is no file but close to a command
@@ -132,6 +137,31 @@ class DefaultGroup(click.Group):
             from runner.errors import ConfigError
 
             fail(ConfigError(f"No such command {word!r}. Did you mean {close[0]!r}?"))
+
+
+JSON_LOG = "glmrun.json_log"  # ctx.meta: the command line asked for --log-format json
+
+
+def wants_json_log(args: list[str]) -> bool:
+    """``--log-format json`` (or ``=json``) among the words of the command line."""
+    return any(
+        word == "--log-format=json" or (word == "--log-format" and following == "json")
+        for word, following in zip(args, [*args[1:], ""], strict=True)
+    )
+
+
+def usage_error_as_json(exc: click.UsageError) -> NoReturn:
+    """A usage error (``--shard 9/4``, or a bad ``GLMRUN_SHARD`` set by a scheduler) when the
+    command line asked for JSON logs: one error event like the run's own last line, not click's
+    three lines of usage text in a log whose every line is meant to be JSON."""
+    from runner.logs import direct_line, set_json_lines
+
+    command = exc.ctx.command_path if exc.ctx is not None else "glmrun"
+    message = f"{command}: {exc.format_message()}"
+    set_json_lines(True)
+    line = direct_line(message, event="error", level="error", message=message, exit_code=2)
+    click.echo(line, err=True)
+    sys.exit(exc.exit_code)
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -228,13 +228,19 @@ def _near_file(path: Path) -> str:
     return f" (did you mean {found[close[0]]}?)" if close else ""
 
 
+def _warn(text: str) -> None:
+    """A config warning: one line for people; in JSON logs the event ``config warning`` with
+    the text as its ``message``, so an alert matches one event name, not each text."""
+    log.warning(text, extra={"_event": "config warning"})
+
+
 def _check_allowed_dirs(dirs: list[str], file: str) -> None:
     """A folder in ``local_files.allowed_dirs`` that does not exist is most likely a typo:
     every local file would be refused. A warning, since it may be created before items need it."""
     for i, folder in enumerate(dirs):
         if not os.path.isdir(folder):
             what = "is not a folder" if os.path.exists(folder) else "does not exist"
-            log.warning(
+            _warn(
                 f"{file}: local_files.allowed_dirs[{i}]: {folder} {what}; "
                 "local files from it will be refused"
             )
@@ -269,7 +275,7 @@ def _load_schema(job: JobConfig, base: Path, file: str, i: int) -> JobConfig:
 def _warn_params(jobs: list[JobConfig], file: str) -> None:
     for i, job in enumerate(jobs):
         for warning in validate_params(job.model, job.params)[1]:
-            log.warning(f"{file}: jobs[{i}].{warning}")
+            _warn(f"{file}: jobs[{i}].{warning}")
 
 
 ZHIPU_HOSTS = {"open.bigmodel.cn"}
@@ -288,7 +294,7 @@ def _check_models(config: Config, jobs: list[JobConfig], file: str) -> None:
             continue
         if zhipu:
             raise ConfigError(f"{file}: jobs[{i}].model: {problem}")
-        log.warning(f"{file}: jobs[{i}].model: {problem}; sent as given to the proxy")
+        _warn(f"{file}: jobs[{i}].model: {problem}; sent as given to the proxy")
 
 
 def _warn_prices(config: Config, jobs: list[JobConfig], file: str) -> None:
@@ -301,7 +307,7 @@ def _warn_prices(config: Config, jobs: list[JobConfig], file: str) -> None:
             continue
         close = difflib.get_close_matches(name.lower(), sorted(unpriced), n=1, cutoff=0.8)
         if close:
-            log.warning(
+            _warn(
                 f"{file}: cost.prices.{name}: no job uses this model (did you mean {close[0]}?); "
                 f"{close[0]} has no price, so its cost is not shown"
             )
@@ -316,7 +322,7 @@ def _warn_text_fields(jobs: list[JobConfig], file: str) -> None:
         for key, text in template_texts(job.prompt, job.system, job.messages):
             unknown = [n for n in field_names(text) if n not in TEXT_INPUT_FIELDS]
             if unknown:
-                log.warning(
+                _warn(
                     f"{file}: jobs[{i}].{key}: {{{unknown[0]}}} is no field of a plain-text "
                     f"input (it has {', '.join(TEXT_INPUT_FIELDS)}), so it is sent as written"
                 )

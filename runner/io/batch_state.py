@@ -167,11 +167,13 @@ def owned_state(job: JobConfig) -> JobState | None:
     return state
 
 
-def run_refusal(job: JobConfig) -> str | None:
+def run_refusal(job: JobConfig, *, other_sharding: bool = True) -> str | None:
     """Why a run of ``job`` would be refused over batches it must not collect or resend (for
-    ``glmrun status``), or None."""
+    ``--dry-run`` and ``glmrun status``), or None. ``other_sharding=False`` leaves out the
+    batches of the job run sharded otherwise: ``status`` speaks of no one layout, and a
+    sharded job's open shard batches are its normal state, not a blocked job."""
     try:
-        refuse_if_tracked_elsewhere(job)
+        refuse_if_tracked_elsewhere(job, other_sharding=other_sharding)
         state = load_state(state_path(job))
         if state is not None and not state.belongs_to(job):
             _refuse_if_open(job, state)
@@ -180,7 +182,7 @@ def run_refusal(job: JobConfig) -> str | None:
     return None
 
 
-def refuse_if_tracked_elsewhere(job: JobConfig) -> None:
+def refuse_if_tracked_elsewhere(job: JobConfig, *, other_sharding: bool = True) -> None:
     """Refuse a run whose lines may be in open batches of another work folder beside its own:
     the job's, under its name before (the same output), or the job's with another sharding
     (the whole job's batches hold lines of every shard, a shard's hold some of the whole job's).
@@ -197,6 +199,8 @@ def refuse_if_tracked_elsewhere(job: JobConfig) -> None:
             continue
         if other.output == own:
             how = f"under the job name {other.job!r}; name the job {other.job!r}"
+        elif not other_sharding:
+            continue
         elif job.shard is not None and other.output == main:
             how = "of the whole job (lines of every shard); run without --shard"
         elif job.shard is None and (shard := shard_of_name(main, other.output)) is not None:

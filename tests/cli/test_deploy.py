@@ -62,9 +62,21 @@ def _all_invocations() -> list[tuple[str, list[str]]]:
     return found
 
 
+def _failure_actions(job: dict[str, Any]) -> dict[str, str]:
+    """What an Indexed Job's podFailurePolicy does, per exit code and pod condition."""
+    actions = {}
+    for rule in job["podFailurePolicy"]["rules"]:
+        for code in rule.get("onExitCodes", {}).get("values", []):
+            actions[f"exit {code}"] = rule["action"]
+        for condition in rule.get("onPodConditions", []):
+            actions[condition["type"]] = rule["action"]
+    return actions
+
+
 def test_every_manifest_parses_and_the_config_loads() -> None:
     """The YAML files parse; the Kubernetes ones are batch/v1 Job / CronJob with an indexed
-    job and volumes; glmrun.yaml is a valid glmrun config."""
+    job, volumes and a failure policy (2 and 3 fail the index; 75 and a disruption such as a
+    node drain are retried without counting); glmrun.yaml is a valid glmrun config."""
     kinds = {}
     for path in DEPLOY.glob("*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
@@ -77,6 +89,12 @@ def test_every_manifest_parses_and_the_config_loads() -> None:
                 assert pod["securityContext"]["runAsNonRoot"] is True
                 mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
                 assert {"/config", "/data/input", "/data/out"} <= mounts
+                assert _failure_actions(job) == {
+                    "exit 2": "FailIndex",
+                    "exit 3": "FailIndex",
+                    "exit 75": "Ignore",
+                    "DisruptionTarget": "Ignore",  # a drained node's SIGTERM (143) is no try
+                }
     assert kinds == {"k8s-indexed-job.yaml": "Job", "k8s-cronjob.yaml": "CronJob"}
     config = load_config(DEPLOY / "glmrun.yaml", environ={"ZHIPUAI_API_KEY": "x"})
     assert str(config.jobs[0].main_output_path).startswith("/data/out/")
@@ -147,8 +165,10 @@ def _env(**extra: str) -> dict[str, str]:
 
 @pytest.mark.skipif(not (BIN / "glmrun").exists(), reason="glmrun is not installed in this env")
 def test_the_xargs_and_slurm_recipes_run_a_sharded_job(tmp_path: Path) -> None:
-    """xargs.sh with 3 processes writes 3 shard files; the Slurm script, run as tasks 0 and 1
-    of 2 after more URLs are appended, sends the rest; export has every URL once."""
+    """xargs.sh with 3 processes writes 3 shard files; the Slurm script for 2 shards, run after
+    more URLs are appended as task 1 of the array and as task 0 resubmitted alone (``sbatch
+    --array=0``: Slurm says the array has 1 task), sends the rest into the 2 shard files, never
+    as the whole job (``--shard 0/1``); export has every URL once."""
     config, urls = _sharded_config(tmp_path, 60)
     done = subprocess.run(
         ["sh", str(DEPLOY / "xargs.sh"), str(config), "3"],
@@ -167,10 +187,10 @@ def test_the_xargs_and_slurm_recipes_run_a_sharded_job(tmp_path: Path) -> None:
     more = [f"https://img.example.com/deploy/more-{i}.jpg" for i in range(20)]
     with open(tmp_path / "urls.txt", "a") as f:
         f.write("".join(u + "\n" for u in more))
-    for task in ("0", "1"):
+    for task, count in (("1", "2"), ("0", "1")):
         slurm = subprocess.run(
-            ["bash", str(DEPLOY / "slurm-array.sh"), str(config)],
-            env=_env(SLURM_ARRAY_TASK_ID=task, SLURM_ARRAY_TASK_COUNT="2"),
+            ["bash", str(DEPLOY / "slurm-array.sh"), str(config), "2"],
+            env=_env(SLURM_ARRAY_TASK_ID=task, SLURM_ARRAY_TASK_COUNT=count),
             capture_output=True,
             text=True,
             timeout=120,
@@ -183,4 +203,5 @@ def test_the_xargs_and_slurm_recipes_run_a_sharded_job(tmp_path: Path) -> None:
         for line in (out / f"describe.shard-{i}-of-2.jsonl").read_bytes().splitlines()
     ]
     assert sorted(written) == sorted(more)  # only the appended URLs were sent
+    assert not (out / "describe.jsonl").exists()  # task 0 did not run as the whole job
     assert sorted(_export_urls(config)) == sorted(urls + more)

@@ -37,7 +37,8 @@ def test_no_wait_then_status_then_collect(tmp_path: Path) -> None:
     assert [e["batch_id"] for e in first if e["event"] == "batch submitted"] == [
         b["batch_id"] for b in job["batches"]
     ]
-    assert first[-1]["event"] == "error" and first[-1]["exit_code"] == 75
+    assert (first[-1]["event"], first[-1]["level"]) == ("come back later", "info")
+    assert first[-1]["exit_code"] == 75
     completed = [e for e in later if e["event"] == "batch completed"]
     assert len(completed) == 2 and all(
         e["status"] == "completed" and e["completed"] == CHUNK for e in completed

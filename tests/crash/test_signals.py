@@ -152,7 +152,7 @@ def test_sigint_while_the_api_accepts_but_never_answers_exits_130_quickly(tmp_pa
 
 def test_sigint_while_planning_a_big_resume_exits_within_a_second(tmp_path: Path) -> None:
     """Reading a 600,000-line input and its output takes seconds; a signal then still ends
-    the run at once (exit 130, nothing sent) instead of after the planning."""
+    the run at once (exit 130, nothing sent, no summary) instead of after the planning."""
     n = 600_000
     urls = [f"https://img.example.com/plan/{i:07d}.jpg" for i in range(n)]
     config = write_job(tmp_path, "simulator", urls)  # the embedded one: no reachability probe
@@ -165,10 +165,11 @@ def test_sigint_while_planning_a_big_resume_exits_within_a_second(tmp_path: Path
     time.sleep(0.3)
     t0 = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=30)
+    stdout, stderr = proc.communicate(timeout=30)
     assert proc.returncode == 130, stderr
     assert time.monotonic() - t0 < 1.0
     assert "stopped while planning" in stderr
+    assert stdout == ""  # no summary of a job never started ('urls.txt has no items')
 
 
 def test_sigint_while_batches_run_says_they_keep_running_and_how_to_stop_them(

@@ -178,7 +178,9 @@ async def test_runs_sharded_otherwise_leave_each_others_open_batches_alone(
     tmp_path: Path, start_batch_sim: StartBatchSim
 ) -> None:
     """The whole job's batches hold lines of every shard, and a shard's some of the whole
-    job's: while either has open batches, a run sharded otherwise is refused (nothing sent)."""
+    job's: while either has open batches, a run sharded otherwise is refused (nothing sent);
+    glmrun status, which speaks of no one layout, does not call the sharded job blocked (a
+    health check reading ``blocked`` alerted while shard batches ran as they should)."""
     box = await start_batch_sim(**SLOW)
     items = urls(20)
     api = {"base_url": box.sim.base_url, "api_key_env": KEY_ENV}
@@ -199,6 +201,8 @@ async def test_runs_sharded_otherwise_leave_each_others_open_batches_alone(
     with pytest.raises(ComeBackLater):
         await run(config, RunOptions(tty=False, no_wait=True), out=io.StringIO())
     assert box.sim.stats.batches_created == 2
+    (status,) = collect(load_config(cfg, environ=ENV))  # a shard's open batches: its normal
+    assert status.blocked == "" and "refused" not in format_status(status)  # state, not blocked
     with pytest.raises(ConfigError, match="of shard 1/2; run with --shard 1/2"):
         await run_config(cfg, ENV)
     assert box.sim.stats.batches_created == 2

@@ -264,7 +264,9 @@ async def test_requests_waiting_for_a_slot_when_the_stop_comes_are_not_sent(tmp_
 async def test_sigterm_while_waiting_for_the_lock_exits_143(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """`--wait-lock` then SIGTERM: the run exits 143 like any interrupted run, not 75."""
+    """`--wait-lock` then SIGTERM: the run exits 143 like any interrupted run, not 75, and
+    prints no summary of the job it never started (it said 'nothing to do — urls.txt has no
+    items', an empty input, to a cron log)."""
     import asyncio
     import os
     import signal
@@ -275,10 +277,9 @@ async def test_sigterm_while_waiting_for_the_lock_exits_143(
     cfg = write_minimal_config(tmp_path, ["https://x/0.jpg"])
     config = load_config(cfg, environ=ENV)
     before = signal.getsignal(signal.SIGTERM)
+    out = io.StringIO()
     with RunLock(config.jobs[0].output_path):
-        task = asyncio.ensure_future(
-            run(config, RunOptions(wait_lock=True, tty=False), out=io.StringIO())
-        )
+        task = asyncio.ensure_future(run(config, RunOptions(wait_lock=True, tty=False), out=out))
         caplog.set_level("INFO", logger="runner.app")
         for _ in range(2000):
             await asyncio.sleep(0.001)
@@ -290,6 +291,8 @@ async def test_sigterm_while_waiting_for_the_lock_exits_143(
         with pytest.raises(Interrupted) as caught:
             await asyncio.wait_for(task, timeout=5)
     assert caught.value.exit_code == 143
+    assert out.getvalue() == ""
+    assert not [r for r in caplog.records if r.getMessage() == "job finished"]
 
 
 async def test_auto_mode_with_limit_routes_on_what_this_run_sends(tmp_path: Path) -> None:

@@ -69,7 +69,7 @@ from runner.errors import (
     Interrupted,
     RunLocked,
 )
-from runner.io.inputs import TextPrefix
+from runner.io.inputs import TextPrefix, check_input
 from runner.io.plancache import save_prefix
 from runner.io.store import RunLock, save_resume_index
 
@@ -118,6 +118,8 @@ class _RunContext:
 async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None) -> RunResult:
     out = out or sys.stdout
     jobs = config.select(options.job)
+    for job in jobs:  # a missing input is found before any job sends anything
+        check_input(job.input_path, job.name)
     result = RunResult()
     if options.dry_run:
         from runner.app.dry_run import dry_run  # --dry-run only

@@ -24,6 +24,7 @@ from runner.core.records import INVALID_INPUT, is_final, is_invalid_input, recor
 from runner.core.resume import FAILED, INVALID, OK, RETRYABLE, ResumeIndex
 from runner.core.shard import Shard
 from runner.errors import EXIT_OK, EXIT_TEMPFAIL
+from runner.io.inputs import check_input
 from runner.io.job_files import iter_job_lines, job_output_files, job_work_dirs
 from runner.io.jsonl import parse_record
 from runner.io.prepare import read_job_items
@@ -171,6 +172,8 @@ def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
 
 def collect(config: Config, job_name: str | None = None) -> list[JobStatus]:
     jobs = [config.job(job_name)] if job_name else list(config.jobs)
+    for job in jobs:  # the one line names the job whose input is missing
+        check_input(job.input_path, job.name)
     statuses = [job_status(job, config) for job in jobs]
     for job, status in zip(jobs, statuses, strict=True):
         add_usage(status, job, config)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import io
+import itertools
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -95,9 +96,8 @@ def _open(path: Path) -> Any:
     try:
         return open(path, "rb")
     except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: input file not found (a job's input is relative to the config file's folder)"
-        ) from None
+        hint = _near_input(path) or " (a job's input is relative to the config file's folder)"
+        raise ConfigError(f"{path}: input file not found{hint}") from None
     except IsADirectoryError:
         raise ConfigError(
             f"{path}: the input is a folder; name a file (URLs one per line, .jsonl or .csv)"
@@ -106,9 +106,25 @@ def _open(path: Path) -> Any:
         raise ConfigError(f"{path}: cannot read input: {exc.strerror}") from None
 
 
-def check_input(path: Path) -> None:
-    """Raise the reader's ``ConfigError`` now if ``path`` cannot be opened."""
-    _open(path).close()
+def check_input(path: Path, job: str | None = None) -> None:
+    """Raise the reader's ``ConfigError`` now if ``path`` cannot be opened; with ``job``, the
+    message starts with the job's name (a config of several jobs: which one to fix)."""
+    try:
+        _open(path).close()
+    except ConfigError as exc:
+        if job is None:
+            raise
+        raise ConfigError(f"job {job}: {exc}") from None
+
+
+def _near_input(path: Path) -> str:
+    """`` (did you mean urls.txt?)``: a file beside the missing one with a close name."""
+    try:  # the first 10,000 names: an input may sit beside a folder's worth of images
+        names = [p.name for p in itertools.islice(path.parent.iterdir(), 10_000)]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:

@@ -302,6 +302,7 @@ async def _run_job(
         writer = make_writer(job, stats=stats)
         stopper.writers.append(writer)  # a second signal flushes it before exiting
         parts = JobParts(job, config, client, writer, stats, stopper.event)
+        stopper.screen.append(display.frame_gone)  # a second signal erases the live frame
         try:
             async with display:
                 if plan.route == "batch":
@@ -324,6 +325,7 @@ async def _run_job(
         finally:
             writer.close()
             stopper.writers.remove(writer)
+            stopper.screen.remove(display.frame_gone)
     finally:
         if lost is not None and not lost.done():
             lost.cancel()  # planning or the reachability check ended the run first

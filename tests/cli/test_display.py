@@ -81,6 +81,19 @@ def test_live_display_never_wider_than_the_terminal(width: int, name: str) -> No
         assert "in flight 16/16 " in lines[0]  # requests out, out of the limit: one field
 
 
+async def test_a_second_signal_erases_every_line_of_the_live_frame() -> None:
+    """The codes a second signal writes erase each line of the frame drawn last (the job and
+    its open batches: three here) and show the cursor; nothing once the display is down."""
+    out = io.StringIO()
+    con = Console(file=out, width=80, force_terminal=True, color_system=None)
+    display = Display(busy_stats(), "live", batches=lambda: BATCHES, con=con)
+    async with display:
+        display._live.refresh()  # type: ignore[union-attr]
+        codes = display.frame_gone()
+    assert codes == "\r\x1b[2K" + "\x1b[1A\x1b[2K" * 2 + "\x1b[?25h"
+    assert display.frame_gone() == ""
+
+
 def test_eta_is_blank_until_there_is_a_rate() -> None:
     """Nothing done yet: no 'eta 00:00', just no ETA."""
     s = JobStats("describe", total=100)

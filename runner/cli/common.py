@@ -26,6 +26,10 @@ def fail(exc: GlmrunError) -> NoReturn:
     line = direct_line(
         message, event="error", level="error", message=message, exit_code=exc.exit_code
     )
+    if line.startswith("glmrun: "):  # text, not a JSON event: a terminal breaks it at words
+        from runner.app.summary import for_terminal
+
+        line = "\n".join(for_terminal([line], sys.stderr))
     click.echo(line, err=True)
     sys.exit(exc.exit_code)
 

@@ -379,6 +379,30 @@ def test_summary_lines_wrap_at_spaces_on_a_narrow_terminal(monkeypatch: pytest.M
     assert for_terminal(lines, io.StringIO()) == lines
 
 
+def test_a_fatal_line_breaks_at_words_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last 'glmrun: ...' line (an interrupted batch run's runs to 300 characters) breaks
+    between words at a terminal, continuation indented, instead of 'sti|ll running'; piped,
+    it stays one line (cron logs, tests)."""
+    import os
+
+    from runner.cli.common import fail
+    from runner.errors import GlmrunError
+
+    message = "interrupted by SIGINT; describe: 3 batches still running." + " word" * 30
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((60, 24)))
+    for stream, one_line in ((Tty(), False), (io.StringIO(), True)):
+        monkeypatch.setattr("sys.stderr", stream)
+        with pytest.raises(SystemExit):
+            fail(GlmrunError(message))
+        lines = stream.getvalue().splitlines()
+        if one_line:
+            assert lines == [f"glmrun: {message}"]
+        else:
+            assert len(lines) > 2 and all(len(line) <= 60 for line in lines), lines
+            assert all(line.startswith("    ") for line in lines[1:]), lines
+            assert " ".join(line.strip() for line in lines) == f"glmrun: {message}"
+
+
 def test_dry_run_and_summary_fit_a_narrow_terminal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -462,6 +462,9 @@ def url_problem(text: str) -> str | None:
             return f"scheme {scheme}: is not allowed; expected an http:// or https:// URL"
         if _HOST_PATH.match(text):
             return f"no scheme; expected an http:// or https:// URL such as https://{text}"
+        wrapped = _WRAPPERS.get(text[:1])
+        if wrapped and text.endswith(wrapped[0]) and url_problem(text[1:-1]) is None:
+            return f"URL in {wrapped[1]}; write it without them"
         return "not a URL; expected an http:// or https:// URL"
     host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
     if not host or host.startswith((":", "@")):
@@ -474,6 +477,9 @@ def url_problem(text: str) -> str | None:
 
 
 _SPACE = re.compile(r"\s")
+# a URL pasted with the quotes or brackets around it (a CSV cell, a JSON list, a mail): the
+# closing character and what to call them
+_WRAPPERS = {'"': ('"', "quotes"), "'": ("'", "quotes"), "<": (">", "angle brackets")}
 _COMMENT = re.compile(r"\s#")
 # ``img.example.com/a.jpg``, ``www.x.org:8080/p``: a host with a dot, then a path; no spaces
 _HOST_PATH = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d+)?/\S*\Z")

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 Mode = Literal["live", "lines", "json", "quiet"]
 MIN_BAR = 10  # a progress bar narrower than this says nothing: drop it
 ECHO_ROOM = 2  # columns the live lines leave free for the terminal's "^C" echo
+SHOWN_CHARS = 200  # an error example's URL or input line, at most (summary, status --errors)
 Batches = Callable[[], list[dict[str, Any]]]
 
 
@@ -48,6 +49,13 @@ def counted(*parts: tuple[int, str]) -> str:
     """The parts whose count is not 0, each with its count in place of ``{}``: ``counted((3,
     ", {} duplicate lines"), (0, " ({} to retry)"))`` is ``", 3 duplicate lines"``."""
     return "".join(text.format(fmt_int(n)) for n, text in parts if n)
+
+
+def shown(key: str) -> str:
+    """A URL or input line as an error example shows it, at most ``SHOWN_CHARS``: one of 20,000
+    characters (refused as too long) or a long signed URL filled the terminal; its start says
+    which it is (records and --json keep it whole)."""
+    return key if len(key) <= SHOWN_CHARS else key[: SHOWN_CHARS - 1] + "…"
 
 
 def fmt_duration(seconds: float) -> str:

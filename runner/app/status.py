@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from runner.app.display import counted, unsubmitted
+from runner.app.display import counted, shown, unsubmitted
 from runner.config.schema import Config, JobConfig
 from runner.core.cost import format_usage, usage_from_lines
 from runner.core.items import InvalidLine
@@ -282,7 +282,7 @@ def format_errors(job: str, groups: list[ErrorGroup]) -> list[str]:
         for ex in g.examples:
             where = f"line {ex['line']}: " if ex["line"] else ""
             message = ex["message"].removeprefix(where)  # invalid_input messages start so
-            lines.append(f"    {where}{ex['key']} — {message[:120]}")
+            lines.append(f"    {where}{shown(ex['key'])} — {message[:120]}")
         if g.count > len(g.examples):
             lines.append(f"    … {g.count - len(g.examples):,} more (--limit N shows more)")
     return lines

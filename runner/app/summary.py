@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO, Any
 
-from runner.app.display import counted, fmt_duration, fmt_int, overall, spent
+from runner.app.display import counted, fmt_duration, fmt_int, overall, shown, spent
 from runner.config.schema import Config, JobConfig
 from runner.core.stats import JobStats
 from runner.errors import (
@@ -160,7 +160,7 @@ def error_lines(stats: JobStats) -> list[str]:
         examples = stats.error_examples.get(code, [])
         more = f", … {fmt_int(n - len(examples))} more" if n > len(examples) else ""
         label = f" ({CODE_LABELS[code]})" if code in CODE_LABELS else ""
-        out.append(f"  {code}{label} ×{fmt_int(n)}: {', '.join(examples)}{more}")
+        out.append(f"  {code}{label} ×{fmt_int(n)}: {', '.join(map(shown, examples))}{more}")
     rest = codes[MAX_CODES:]
     if rest:
         n = sum(c for _, c in rest)

@@ -454,3 +454,23 @@ def test_status_counts_batches_and_chunks_not_yet_submitted_apart() -> None:
     assert "; batches 1 open, 2 chunks not submitted / 4 tracked -> pending" in head
     one = JobStatus("describe", "out.jsonl", pending=10, batches=[built[0]])
     assert "; batches 0 open, 1 chunk not submitted / 1 tracked" in format_status(one)
+
+
+def test_error_examples_show_the_start_of_a_huge_line_or_url(tmp_path: Path) -> None:
+    """A 20,000-character input line (invalid) and a 3,000-character URL (refused, 1301) are
+    shown by their first 200 characters in the summary and in status --errors: whole, they
+    filled the terminal; the records keep them whole."""
+    huge = "https://img.example.test/" + "a" * 20_000 + ".jpg"
+    signed = "https://img.example.test/s.jpg?sig=" + "b" * 3_000
+    cfg = write_config(
+        tmp_path, [*make_urls(2), huge, signed], simulator={"url_faults": {signed: ["1301"]}}
+    )
+    run = invoke(str(cfg))
+    status = invoke("status", str(cfg), "--errors")
+    assert run.exit_code == 1 and status.exit_code == 0, (run.stdout, status.stdout)
+    assert "b" * 150 in run.stdout and "a" * 150 in status.stdout  # the summary says "line 3"
+    for text in (run.stdout, status.stdout):
+        assert "b" * 150 in text, text
+        assert max(len(line) for line in text.splitlines()) < 300, text
+    records = [json.loads(line) for line in (tmp_path / "out" / "t.jsonl").read_text().splitlines()]
+    assert signed in {r["url"] for r in records}

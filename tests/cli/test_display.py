@@ -358,7 +358,8 @@ class Tty(io.StringIO):
 
 def test_summary_lines_wrap_at_spaces_on_a_narrow_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """At 60 columns the summary breaks between words, continuation indented, instead of the
-    terminal cutting '74.9 it|ems/s'; piped, every line stays whole."""
+    terminal cutting '74.9 it|ems/s'; a line of ' · ' parts breaks between them where it can,
+    keeping '74.9 items/s' (and 'mostly 24') whole; piped, every line stays whole."""
     import os
 
     from runner.app.summary import for_terminal
@@ -372,11 +373,20 @@ def test_summary_lines_wrap_at_spaces_on_a_narrow_terminal(monkeypatch: pytest.M
     assert for_terminal(lines, Tty()) == [
         "describe-products: ok 1,999, errors 2 (1 invalid line) —",
         "    2,001/2,001 done",
-        "  requests 2,045, retries 45 · via realtime · 26.7s, 74.9",
-        "      items/s",
+        "  requests 2,045, retries 45 · via realtime ·",
+        "      26.7s, 74.9 items/s",
         "  tokens 1,000 in / 20 out",
     ]
     assert for_terminal(lines, io.StringIO()) == lines
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((80, 24)))
+    auto = (
+        "  requests 20,539, retries 539 (355 throttled) · concurrency auto 20–26, mostly 24"
+        " · via realtime · 33.4s, 599.2 items/s"
+    )
+    assert for_terminal([auto], Tty()) == [
+        "  requests 20,539, retries 539 (355 throttled) ·",
+        "      concurrency auto 20–26, mostly 24 · via realtime · 33.4s, 599.2 items/s",
+    ]
 
 
 def test_a_fatal_line_breaks_at_words_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,6 +30,7 @@ from runner.errors import ConfigError
 MAX_URL_CHARS = 16_384
 _KEY_CHARS = 2_000
 _STRIP = b" \t\r\n\x0b\x0c"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def detect_format(path: Path, input_format: str = "auto") -> str:
@@ -94,7 +95,7 @@ def read_items(
 
 def _open(path: Path) -> Any:
     try:
-        return open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 - the caller closes it
     except FileNotFoundError:
         hint = _near_input(path) or " (a job's input is relative to the config file's folder)"
         raise ConfigError(f"{path}: input file not found{hint}") from None
@@ -104,6 +105,23 @@ def _open(path: Path) -> Any:
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read input: {exc.strerror}") from None
+    start = handle.peek(2)[:2]
+    if start in _UTF16_BOMS:  # every line would be an invalid_input record
+        handle.close()
+        raise ConfigError(f"{path}: {not_utf8(start)}")
+    return handle
+
+
+def not_utf8(start: bytes, exc: UnicodeDecodeError | None = None) -> str:
+    """Why a file is not read as UTF-8: a UTF-16 one (Windows PowerShell's ``>`` and Notepad's
+    "Unicode" write it) is named as such, with the fix."""
+    if start[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return (
+            "the file is UTF-16 (it starts with a UTF-16 byte order mark, as Windows "
+            "PowerShell's > and Notepad's 'Unicode' write it); save it as UTF-8"
+        )
+    where = f" (byte {exc.start})" if exc is not None else ""
+    return f"the file is not UTF-8{where}; save it as UTF-8"
 
 
 def check_input(path: Path, job: str | None = None) -> None:

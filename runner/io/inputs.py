@@ -374,6 +374,8 @@ def item_from_obj(obj: dict[str, Any], line_no: int) -> Item:
         raise ValueError("images and video cannot be mixed in one request")
     if not media and video is None:
         raise ValueError("no url, images, video or messages")
+    for ref in [*media, *([video] if video is not None else [])]:
+        _no_spaced_url(ref)
     key = item_id if item_id is not None else (video if video is not None else media_key(media))
     return Item(
         key,
@@ -386,6 +388,14 @@ def item_from_obj(obj: dict[str, Any], line_no: int) -> Item:
         meta=meta,
         id=item_id,
     )
+
+
+def _no_spaced_url(ref: str) -> None:
+    """An http(s) URL with spaces around it reads as a local path (JSONL takes relative paths)
+    and was refused as one ('does not accept base64 image data', 'not found'): say what it is."""
+    bare = ref.strip()
+    if bare != ref and bare[:8].lower().startswith(("http://", "https://")):
+        raise ValueError(f"{ref!r}: a URL with spaces around it; remove them")
 
 
 def _batch_style(

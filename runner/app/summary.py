@@ -94,8 +94,11 @@ def summary_lines(
         return [noop_line(stats, input_name)]
     done, total = overall(stats)
     head = f"{stats.label}: ok {fmt_int(stats.ok)}, errors {fmt_int(stats.errors)}"
-    if stats.invalid:
-        head += f" ({plural(stats.invalid, 'invalid line')})"
+    notes = [plural(stats.invalid, "invalid line")] if stats.invalid else []
+    if stats.to_retry:  # "done" for this run, not for good: the next run sends them again
+        notes.append(f"{fmt_int(stats.to_retry)} retried by the next run")
+    if notes:
+        head += f" ({', '.join(notes)})"
     head += counted((stats.done_before, ", skipped {} done before"))
     if stats.duplicates:
         head += f", {plural(stats.duplicates, 'duplicate line')}"

@@ -273,6 +273,21 @@ def test_failing_run_lists_errors_by_code_with_urls(tmp_path: Path) -> None:
     assert (quiet.exit_code, quiet.stdout) == (0, "")
 
 
+def test_the_summary_says_how_many_errors_the_next_run_retries(tmp_path: Path) -> None:
+    """Errors whose attempts ran out on a transient failure are 'done' for this run only: the
+    head line says the next run sends them again (it read '— 9/9 done', and a rerun then sent
+    them); a permanent error and an invalid line are not counted there."""
+    urls = make_urls(8)
+    faults = {urls[1]: ["500"] * 5, urls[2]: ["429"] * 5, urls[5]: ["1301"]}
+    cfg = write_config(tmp_path, [*urls, "not a url"], simulator={"url_faults": faults})
+    result = invoke(str(cfg))
+    assert result.exit_code == 1
+    head = result.stdout.splitlines()[0]
+    assert head == "t: ok 5, errors 4 (1 invalid line, 2 retried by the next run) — 9/9 done"
+    rerun = invoke(str(cfg))
+    assert "skipped 7 done before — 9/9 done" in rerun.stdout.splitlines()[0]  # sent the 2
+
+
 def test_fatal_error_is_exactly_one_line(tmp_path: Path) -> None:
     """A missing input file: one line on stderr, nothing on stdout, at every verbosity but -v."""
     cfg = write_config(tmp_path, make_urls(3))

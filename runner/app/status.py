@@ -28,7 +28,7 @@ from runner.io.inputs import check_input
 from runner.io.job_files import iter_job_lines, job_output_files, job_work_dirs
 from runner.io.jsonl import parse_record
 from runner.io.prepare import read_job_items
-from runner.io.store import load_resume_index
+from runner.io.store import RunLock, load_resume_index
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class JobStatus:
     )  # route -> prompt/completion tokens spent
     usage_line: str = ""
     files: list[FileStatus] = field(default_factory=list)  # per output file: main, then shards
+    running: list[str] = field(default_factory=list)  # runs writing its files now: who, since
 
     @property
     def open_batches(self) -> list[dict[str, Any]]:
@@ -120,11 +121,24 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
             elif row.pending is not None and shard is not None and shard.owns(h):
                 row.pending += not (index.is_done(h) or recorded)
     status.batches = tracked_batches(job)
+    status.running = running_now(job)
     if job.work_dir.parent.is_dir():
         from runner.io.batch_state import run_refusal
 
         status.blocked = run_refusal(job) or ""
     return status
+
+
+def running_now(job: JobConfig) -> list[str]:
+    """``pid 812, since 19:04:01, 3s ago`` per output file whose lock a run holds now (its
+    counts are moving: a person in a second pane sees why the job is pending)."""
+    out = []
+    for f in job_output_files(job):
+        lock = RunLock(f.path)
+        if lock.held_now():
+            shard = f" (shard {f.shard})" if f.shard is not None else ""
+            out.append(f"{lock.held_by()}{shard}")
+    return out
 
 
 def _file_rows(job: JobConfig) -> list[tuple[FileStatus, Shard | None, ResumeIndex]]:
@@ -322,6 +336,8 @@ def format_status(s: JobStatus, *, errors_hint: bool = True) -> str:
         line += f"\n  tokens: {s.usage_line}"
     for b in s.open_batches:
         line += "\n  " + batch_row(b)
+    for run in s.running:
+        line += f"\n  a run is writing it now ({run})"
     if s.blocked:
         line += f"\n  a run is refused: {s.blocked}"
     if s.errors and errors_hint:

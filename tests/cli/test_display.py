@@ -499,3 +499,27 @@ def test_error_examples_show_the_start_of_a_huge_line_or_url(tmp_path: Path) -> 
         assert max(len(line) for line in text.splitlines()) < 300, text
     records = [json.loads(line) for line in (tmp_path / "out" / "t.jsonl").read_text().splitlines()]
     assert signed in {r["url"] for r in records}
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the kernel's lock list is Linux's")
+def test_status_says_when_a_run_is_writing_the_output_now(tmp_path: Path) -> None:
+    """status in a second pane during a run said '-> pending' with moving counts and nothing
+    of the run; it names the run holding the output's lock (read from the kernel's list, the
+    lock never taken), and says nothing once the run is gone."""
+    from runner.io.store import RunLock
+
+    cfg = write_config(tmp_path)
+    assert invoke(str(cfg), "--limit", "3").exit_code == 0
+    lock = RunLock(tmp_path / "out" / "t.jsonl")
+    lock.acquire()
+    try:
+        during = invoke("status", str(cfg))
+        as_json = json.loads(invoke("status", str(cfg), "--json").stdout)
+    finally:
+        lock.release()
+    after = invoke("status", str(cfg))
+    assert re.search(
+        r"\n  a run is writing it now \(pid \d+, since [\d:]+, \d+s ago\)\n", during.stdout
+    )
+    assert during.exit_code == 75 and as_json["running"][0].startswith("pid ")
+    assert "writing it now" not in after.stdout and after.exit_code == 75

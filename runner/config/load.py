@@ -30,7 +30,8 @@ from runner.core.models import unknown_model
 from runner.core.params import validate_params
 from runner.core.templates import TEXT_INPUT_FIELDS, field_names, template_texts
 from runner.errors import ConfigError
-from runner.io.inputs import detect_format, not_utf8
+from runner.io.input_files import not_utf8
+from runner.io.inputs import detect_format
 from runner.io.jsonl import foreign_first_line
 from runner.io.prepare import resolve_turn_media
 

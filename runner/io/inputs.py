@@ -11,12 +11,12 @@ never stop the reader: each bad line becomes an ``InvalidLine`` that the engine 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import io
-import itertools
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,11 +26,11 @@ import orjson
 from runner.core.items import InvalidLine, Item
 from runner.core.resume import INVALID as RECORDED_INVALID  # the pre-filter's code 4
 from runner.errors import ConfigError
+from runner.io.input_files import UTF16_BOMS, near_file, not_utf8
 
 MAX_URL_CHARS = 16_384
 _KEY_CHARS = 2_000
 _STRIP = b" \t\r\n\x0b\x0c"
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 
 
 def detect_format(path: Path, input_format: str = "auto") -> str:
@@ -97,7 +97,7 @@ def _open(path: Path) -> Any:
     try:
         handle = open(path, "rb")  # noqa: SIM115 - the caller closes it
     except FileNotFoundError:
-        hint = _near_input(path) or " (a job's input is relative to the config file's folder)"
+        hint = near_file(path) or " (a job's input is relative to the config file's folder)"
         raise ConfigError(f"{path}: input file not found{hint}") from None
     except IsADirectoryError:
         raise ConfigError(
@@ -106,43 +106,30 @@ def _open(path: Path) -> Any:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read input: {exc.strerror}") from None
     start = handle.peek(2)[:2]
-    if start in _UTF16_BOMS:  # every line would be an invalid_input record
+    if start in UTF16_BOMS:  # every line would be an invalid_input record
         handle.close()
         raise ConfigError(f"{path}: {not_utf8(start)}")
     return handle
 
 
-def not_utf8(start: bytes, exc: UnicodeDecodeError | None = None) -> str:
-    """Why a file is not read as UTF-8: a UTF-16 one (Windows PowerShell's ``>`` and Notepad's
-    "Unicode" write it) is named as such, with the fix."""
-    if start[:2] in (b"\xff\xfe", b"\xfe\xff"):
-        return (
-            "the file is UTF-16 (it starts with a UTF-16 byte order mark, as Windows "
-            "PowerShell's > and Notepad's 'Unicode' write it); save it as UTF-8"
-        )
-    where = f" (byte {exc.start})" if exc is not None else ""
-    return f"the file is not UTF-8{where}; save it as UTF-8"
-
-
-def check_input(path: Path, job: str | None = None) -> None:
-    """Raise the reader's ``ConfigError`` now if ``path`` cannot be opened; with ``job``, the
-    message starts with the job's name (a config of several jobs: which one to fix)."""
+def check_input(
+    path: Path,
+    job: str | None = None,
+    input_format: str = "auto",
+    csv_url_column: str | None = None,
+) -> None:
+    """Raise the reader's ``ConfigError`` now if ``path`` cannot be opened (or, given
+    ``csv_url_column``, is a CSV without that column); with ``job``, the message starts with
+    the job's name (a config of several jobs: which one to fix)."""
     try:
         _open(path).close()
+        if csv_url_column is not None and detect_format(path, input_format) == "csv":
+            with contextlib.closing(_read_csv(path, csv_url_column)) as rows:
+                next(rows, None)
     except ConfigError as exc:
         if job is None:
             raise
         raise ConfigError(f"job {job}: {exc}") from None
-
-
-def _near_input(path: Path) -> str:
-    """`` (did you mean urls.txt?)``: a file beside the missing one with a close name."""
-    try:  # the first 10,000 names: an input may sit beside a folder's worth of images
-        names = [p.name for p in itertools.islice(path.parent.iterdir(), 10_000)]
-    except OSError:
-        return ""
-    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.75)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -441,7 +428,7 @@ def _opt_str(obj: dict[str, Any], name: str) -> str | None:
     return value
 
 
-def _read_csv(path: Path, url_column: str) -> Iterator[Item | InvalidLine]:
+def _read_csv(path: Path, url_column: str) -> Generator[Item | InvalidLine, None, None]:
     import csv  # CSV inputs only
 
     handle = _open(path)

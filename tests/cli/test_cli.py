@@ -109,6 +109,24 @@ def test_a_missing_input_of_a_later_job_stops_the_run_before_any_job_sends(
     assert not (tmp_path / "out" / "a.jsonl").exists()
 
 
+def test_a_csv_input_without_its_url_column_stops_the_run_before_any_job_sends(
+    tmp_path: Path,
+) -> None:
+    """A later job's CSV whose header lacks csv_url_column is found before the first job sends
+    (job a ran, then b ended the run with exit 2), naming the job and the columns it has."""
+    (tmp_path / "p.csv").write_text("id,image\n1,https://e.test/a.jpg\n")
+    job = write_config.base["jobs"][0]
+    jobs = [
+        {**job, "name": "a", "output": "out/a.jsonl"},
+        {**job, "name": "b", "input": "p.csv", "output": "out/b.jsonl"},
+    ]
+    cfg = write_config(tmp_path, make_urls(3), jobs=jobs)
+    result = invoke(str(cfg))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert_one_error_line(result.stderr, "job b: ", "no column 'url' in the CSV header (id, image)")
+    assert not (tmp_path / "out" / "a.jsonl").exists()
+
+
 def test_unknown_simulator_knob_exits_2(tmp_path: Path) -> None:
     """A misspelt simulator knob is a config error, not a crash."""
     cfg = write_config(tmp_path, simulator={"latency_mean": 1})

@@ -437,9 +437,14 @@ def _read_csv(path: Path, url_column: str) -> Generator[Item | InvalidLine, None
         reader = csv.DictReader(text)
         header = reader.fieldnames or []
         if url_column not in header:
+            first = next(reader, None) or {}  # the column whose first value is a URL, if one
+            urls = [k for k, v in first.items() if isinstance(v, str) and url_problem(v) is None]
+            fix = "set csv_url_column"
+            if len(urls) == 1:
+                fix += f": {urls[0]} (its first row holds a URL)"
             raise ConfigError(
                 f"{path}: no column {url_column!r} in the CSV header "
-                f"({', '.join(header) or 'empty'}); set csv_url_column"
+                f"({', '.join(header) or 'empty'}); {fix}"
             )
         for row in reader:
             line_no = reader.line_num

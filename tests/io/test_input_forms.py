@@ -163,8 +163,33 @@ def test_csv_without_the_column_is_a_config_error(tmp_path: Path) -> None:
     from runner.io.prepare import read_job_items
 
     config = load_config(cfg, environ={})
-    with pytest.raises(ConfigError, match="no column 'url'"):
+    with pytest.raises(ConfigError, match=r"no column 'url' .*\(a, b\); set csv_url_column$"):
         list(read_job_items(config.jobs[0], config))
+
+
+@pytest.mark.parametrize(
+    ("rows", "fix"),
+    [
+        (
+            "sku,image\n1,https://e.org/a.jpg\n",
+            "set csv_url_column: image (its first row holds a URL)",
+        ),
+        ("a,b\nhttps://e.org/a.jpg,https://e.org/b.jpg\n", "set csv_url_column"),  # which?
+        ("sku,image\n", "set csv_url_column"),  # no row to tell by
+    ],
+    ids=["one-url-column", "two", "header-only"],
+)
+def test_csv_without_the_column_names_the_column_that_holds_urls(
+    tmp_path: Path, rows: str, fix: str
+) -> None:
+    """A CSV with its URLs in 'image' and no csv_url_column (the usual first try) is told
+    which column to name; when no single column holds a URL, just to set it."""
+    from runner.io.inputs import check_input
+
+    (tmp_path / "in.csv").write_text(rows)
+    with pytest.raises(ConfigError) as caught:
+        check_input(tmp_path / "in.csv", "shop", csv_url_column="url")
+    assert str(caught.value).startswith("job shop: ") and str(caught.value).endswith(f"); {fix}")
 
 
 async def test_input_format_key_overrides_the_extension(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 Mode = Literal["live", "lines", "json", "quiet"]
 MIN_BAR = 10  # a progress bar narrower than this says nothing: drop it
 ECHO_ROOM = 2  # columns the live lines leave free for the terminal's "^C" echo
+SHOWN_CHARS = 200  # an error example's URL or input line, at most (summary, status --errors)
 Batches = Callable[[], list[dict[str, Any]]]
 
 
@@ -48,6 +49,13 @@ def counted(*parts: tuple[int, str]) -> str:
     """The parts whose count is not 0, each with its count in place of ``{}``: ``counted((3,
     ", {} duplicate lines"), (0, " ({} to retry)"))`` is ``", 3 duplicate lines"``."""
     return "".join(text.format(fmt_int(n)) for n, text in parts if n)
+
+
+def shown(key: str) -> str:
+    """A URL or input line as an error example shows it, at most ``SHOWN_CHARS``: one of 20,000
+    characters (refused as too long) or a long signed URL filled the terminal; its start says
+    which it is (records and --json keep it whole)."""
+    return key if len(key) <= SHOWN_CHARS else key[: SHOWN_CHARS - 1] + "…"
 
 
 def fmt_duration(seconds: float) -> str:
@@ -196,6 +204,7 @@ class LiveView:
         self.clock = clock
         self._batch_rows: list[dict[str, Any]] = []
         self._batch_read = 0.0
+        self.height = 0  # lines in the frame last drawn
 
     def lines(self, width: int) -> list[str]:
         done, total = overall(self.stats)
@@ -222,7 +231,9 @@ class LiveView:
         # Two columns short of the width: Ctrl-C makes the terminal echo "^C" after the last
         # line; where that does not fit, it wraps onto a new row, rich then clears the wrong
         # row and the frame stayed on screen, stale, above the summary (80 columns in tmux).
-        for line in self.lines(max(1, options.max_width - ECHO_ROOM)):
+        lines = self.lines(max(1, options.max_width - ECHO_ROOM))
+        self.height = min(len(lines), options.height or len(lines))
+        for line in lines:
             yield Text(line, no_wrap=True, overflow="crop")
 
 
@@ -286,6 +297,25 @@ class Display:
             self._live.stop()
         if self._batch_lines is not None:
             self._batch_lines.detach()
+
+    def frame_gone(self) -> str:
+        """The control codes (rich's) that erase the live frame, the terminal's ``^C`` echo
+        beside it, and show the cursor rich hid; '' when no live display is up. For a second
+        signal, which exits at once: it writes them itself, since ``Live.stop()`` takes locks
+        the interrupted code may hold. Without them the stale frame stayed, the exit notice
+        glued onto its ``^C``, and the shell was left with no cursor."""
+        if self._live is None or not self._live.is_started:
+            return ""
+        from rich.control import Control
+        from rich.segment import ControlType
+
+        up = ((ControlType.CURSOR_UP, 1), (ControlType.ERASE_IN_LINE, 2))
+        erase = Control(
+            ControlType.CARRIAGE_RETURN,
+            (ControlType.ERASE_IN_LINE, 2),
+            *(up * max(0, self.view.height - 1)),
+        )
+        return erase.segment.text + Control.show_cursor(True).segment.text
 
     def echo(self, line: str) -> None:
         """A line for the person, above the live display when there is one."""

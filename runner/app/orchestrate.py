@@ -69,7 +69,7 @@ from runner.errors import (
     Interrupted,
     RunLocked,
 )
-from runner.io.inputs import TextPrefix
+from runner.io.inputs import TextPrefix, check_input
 from runner.io.plancache import save_prefix
 from runner.io.store import RunLock, save_resume_index
 
@@ -118,6 +118,8 @@ class _RunContext:
 async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None) -> RunResult:
     out = out or sys.stdout
     jobs = config.select(options.job)
+    for job in jobs:  # a missing input is found before any job sends anything
+        check_input(job.input_path, job.name, job.input_format, job.csv_url_column)
     result = RunResult()
     if options.dry_run:
         from runner.app.dry_run import dry_run  # --dry-run only
@@ -305,6 +307,7 @@ async def _run_job(
         writer = make_writer(job, stats=stats)
         stopper.writers.append(writer)  # a second signal flushes it before exiting
         parts = JobParts(job, config, client, writer, stats, stopper.event)
+        stopper.screen.append(display.frame_gone)  # a second signal erases the live frame
         try:
             async with display:
                 if plan.route == "batch":
@@ -327,6 +330,7 @@ async def _run_job(
         finally:
             writer.close()
             stopper.writers.remove(writer)
+            stopper.screen.remove(display.frame_gone)
     finally:
         if lost is not None and not lost.done():
             lost.cancel()  # planning or the reachability check ended the run first

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from runner.clock import sleep_or_stop
@@ -36,6 +37,8 @@ class SignalStop:
         self.flag = threading.Event()  # the same, readable from sync code and threads
         self.signame: str | None = None
         self.writers: list[ResultWriter] = []
+        # what a second signal writes before its notice (the live display's frame_gone)
+        self.screen: list[Callable[[], str]] = []
         self.current: asyncio.Task[Any] | None = None
         self._first: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -65,7 +68,7 @@ class SignalStop:
                 signal=name,
                 exit_code=code,
             )
-            os.write(2, (notice + "\n").encode())
+            os.write(2, (self._screen_cleared() + notice + "\n").encode())
             for writer in self.writers:
                 with contextlib.suppress(Exception):
                     writer.close()
@@ -74,6 +77,13 @@ class SignalStop:
         self.flag.set()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._on_signal, sig)
+
+    def _screen_cleared(self) -> str:
+        out = []
+        for clear in self.screen:
+            with contextlib.suppress(Exception):  # the notice and the exit come first
+                out.append(clear())
+        return "".join(out)
 
     def _on_signal(self, sig: int) -> None:
         name = signal.Signals(sig).name

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from runner.app.display import counted, unsubmitted
+from runner.app.display import counted, shown, unsubmitted
 from runner.config.schema import Config, JobConfig
 from runner.core.cost import format_usage, usage_from_lines
 from runner.core.items import InvalidLine
@@ -24,10 +24,11 @@ from runner.core.records import INVALID_INPUT, is_final, is_invalid_input, recor
 from runner.core.resume import FAILED, INVALID, OK, RETRYABLE, ResumeIndex
 from runner.core.shard import Shard
 from runner.errors import EXIT_OK, EXIT_TEMPFAIL
+from runner.io.inputs import check_input
 from runner.io.job_files import iter_job_lines, job_output_files, job_work_dirs
 from runner.io.jsonl import parse_record
 from runner.io.prepare import read_job_items
-from runner.io.store import load_resume_index
+from runner.io.store import RunLock, load_resume_index
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class JobStatus:
     )  # route -> prompt/completion tokens spent
     usage_line: str = ""
     files: list[FileStatus] = field(default_factory=list)  # per output file: main, then shards
+    running: list[str] = field(default_factory=list)  # runs writing its files now: who, since
 
     @property
     def open_batches(self) -> list[dict[str, Any]]:
@@ -119,11 +121,24 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
             elif row.pending is not None and shard is not None and shard.owns(h):
                 row.pending += not (index.is_done(h) or recorded)
     status.batches = tracked_batches(job)
+    status.running = running_now(job)
     if job.work_dir.parent.is_dir():
         from runner.io.batch_state import run_refusal
 
         status.blocked = run_refusal(job, other_sharding=False) or ""
     return status
+
+
+def running_now(job: JobConfig) -> list[str]:
+    """``pid 812, since 19:04:01, 3s ago`` per output file whose lock a run holds now (its
+    counts are moving: a person in a second pane sees why the job is pending)."""
+    out = []
+    for f in job_output_files(job):
+        lock = RunLock(f.path)
+        if lock.held_now():
+            shard = f" (shard {f.shard})" if f.shard is not None else ""
+            out.append(f"{lock.held_by()}{shard}")
+    return out
 
 
 def _file_rows(job: JobConfig) -> list[tuple[FileStatus, Shard | None, ResumeIndex]]:
@@ -171,6 +186,8 @@ def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
 
 def collect(config: Config, job_name: str | None = None) -> list[JobStatus]:
     jobs = [config.job(job_name)] if job_name else list(config.jobs)
+    for job in jobs:  # the one line names the job whose input is missing
+        check_input(job.input_path, job.name, job.input_format, job.csv_url_column)
     statuses = [job_status(job, config) for job in jobs]
     for job, status in zip(jobs, statuses, strict=True):
         add_usage(status, job, config)
@@ -279,7 +296,7 @@ def format_errors(job: str, groups: list[ErrorGroup]) -> list[str]:
         for ex in g.examples:
             where = f"line {ex['line']}: " if ex["line"] else ""
             message = ex["message"].removeprefix(where)  # invalid_input messages start so
-            lines.append(f"    {where}{ex['key']} — {message[:120]}")
+            lines.append(f"    {where}{shown(ex['key'])} — {message[:120]}")
         if g.count > len(g.examples):
             lines.append(f"    … {g.count - len(g.examples):,} more (--limit N shows more)")
     return lines
@@ -319,6 +336,8 @@ def format_status(s: JobStatus, *, errors_hint: bool = True) -> str:
         line += f"\n  tokens: {s.usage_line}"
     for b in s.open_batches:
         line += "\n  " + batch_row(b)
+    for run in s.running:
+        line += f"\n  a run is writing it now ({run})"
     if s.blocked:
         line += f"\n  a run is refused: {s.blocked}"
     if s.errors and errors_hint:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO, Any
 
-from runner.app.display import counted, fmt_duration, fmt_int, overall, spent
+from runner.app.display import counted, fmt_duration, fmt_int, overall, shown, spent
 from runner.config.schema import Config, JobConfig
 from runner.core.stats import JobStats
 from runner.errors import (
@@ -23,7 +23,7 @@ from runner.errors import (
     EXIT_TEMPFAIL,
     GlmrunError,
 )
-from runner.logs import terminal_width, wrap_for_terminal
+from runner.logs import FIELD_INDENT, terminal_width, wrap_for_terminal
 
 MAX_CODES = 3  # error codes listed with examples; the rest are counted on the last one
 
@@ -95,8 +95,11 @@ def summary_lines(
         return [noop_line(stats, input_name)]
     done, total = overall(stats)
     head = f"{stats.label}: ok {fmt_int(stats.ok)}, errors {fmt_int(stats.errors)}"
-    if stats.invalid:
-        head += f" ({plural(stats.invalid, 'invalid line')})"
+    notes = [plural(stats.invalid, "invalid line")] if stats.invalid else []
+    if stats.to_retry:  # "done" for this run, not for good: the next run sends them again
+        notes.append(f"{fmt_int(stats.to_retry)} retried by the next run")
+    if notes:
+        head += f" ({', '.join(notes)})"
     head += counted((stats.done_before, ", skipped {} done before"))
     if stats.duplicates:
         head += f", {plural(stats.duplicates, 'duplicate line')}"
@@ -126,7 +129,29 @@ def for_terminal(lines: list[str], out: IO[str]) -> list[str]:
     width = terminal_width(out)
     if width is None:
         return lines
-    return [part for line in lines for part in wrap_for_terminal(line, width)]
+    wrapped: list[str] = []
+    for line in lines:
+        if len(line) <= width:
+            wrapped.append(line)
+            continue
+        indent = " " * (len(line) - len(line.lstrip(" "))) + FIELD_INDENT
+        for piece in _at_dots(line, width, indent):
+            wrapped += wrap_for_terminal(piece, width)
+    return wrapped
+
+
+def _at_dots(line: str, width: int, indent: str) -> list[str]:
+    """A line of ``a · b · c`` parts broken between parts where it can be, so a part such as
+    ``29.4s, 679.7 items/s`` or ``concurrency auto 20–26, mostly 24`` stays whole."""
+    parts = line.split(" · ")
+    pieces = [parts[0]]
+    for part in parts[1:]:
+        if len(pieces[-1]) + 3 + len(part) <= width:
+            pieces[-1] += " · " + part
+        else:
+            pieces[-1] += " ·"
+            pieces.append(indent + part)
+    return pieces
 
 
 def plural(n: int, noun: str) -> str:
@@ -141,7 +166,7 @@ def error_lines(stats: JobStats) -> list[str]:
         examples = stats.error_examples.get(code, [])
         more = f", … {fmt_int(n - len(examples))} more" if n > len(examples) else ""
         label = f" ({CODE_LABELS[code]})" if code in CODE_LABELS else ""
-        out.append(f"  {code}{label} ×{fmt_int(n)}: {', '.join(examples)}{more}")
+        out.append(f"  {code}{label} ×{fmt_int(n)}: {', '.join(map(shown, examples))}{more}")
     rest = codes[MAX_CODES:]
     if rest:
         n = sum(c for _, c in rest)

@@ -30,6 +30,7 @@ from runner.core.models import unknown_model
 from runner.core.params import validate_params
 from runner.core.templates import TEXT_INPUT_FIELDS, field_names, template_texts
 from runner.errors import ConfigError
+from runner.io.input_files import not_utf8
 from runner.io.inputs import detect_format
 from runner.io.jsonl import foreign_first_line
 from runner.io.prepare import resolve_turn_media
@@ -94,7 +95,9 @@ def load_config(
         if 1 < len(inside) <= 5:
             hint = f" (its YAML files: {', '.join(p.name for p in inside)})"
         raise ConfigError(f"{path}: a folder, not a config file{hint}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: {not_utf8(path.read_bytes()[:4], exc)}") from None
+    except OSError as exc:
         raise ConfigError(f"{path}: cannot read config: {exc}") from None
     try:
         data = yaml.load(text, Loader=SAFE_LOADER)

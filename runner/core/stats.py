@@ -17,6 +17,7 @@ class JobStats:
     ok: int = 0
     errors: int = 0  # error records written this run (invalid input included)
     invalid: int = 0
+    to_retry: int = 0  # error records of this run marked retryable: the next run sends them
     skipped: int = 0  # already finished before this run
     duplicates: int = 0
     failed_before: int = 0  # skipped because an earlier run recorded a permanent error
@@ -67,6 +68,8 @@ class JobStats:
             return
         error = record.get("error")
         code = str(error.get("code") if isinstance(error, dict) else None)
+        if isinstance(error, dict) and error.get("retryable") is True:
+            self.to_retry += 1
         self.error_codes[code] = self.error_codes.get(code, 0) + 1
         examples = self.error_examples.setdefault(code, [])
         if len(examples) < EXAMPLES:

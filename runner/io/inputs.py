@@ -11,11 +11,12 @@ never stop the reader: each bad line becomes an ``InvalidLine`` that the engine 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import io
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +26,7 @@ import orjson
 from runner.core.items import InvalidLine, Item
 from runner.core.resume import INVALID as RECORDED_INVALID  # the pre-filter's code 4
 from runner.errors import ConfigError
+from runner.io.input_files import UTF16_BOMS, near_file, not_utf8
 
 MAX_URL_CHARS = 16_384
 _KEY_CHARS = 2_000
@@ -93,22 +95,41 @@ def read_items(
 
 def _open(path: Path) -> Any:
     try:
-        return open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 - the caller closes it
     except FileNotFoundError:
-        raise ConfigError(
-            f"{path}: input file not found (a job's input is relative to the config file's folder)"
-        ) from None
+        hint = near_file(path) or " (a job's input is relative to the config file's folder)"
+        raise ConfigError(f"{path}: input file not found{hint}") from None
     except IsADirectoryError:
         raise ConfigError(
             f"{path}: the input is a folder; name a file (URLs one per line, .jsonl or .csv)"
         ) from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read input: {exc.strerror}") from None
+    start = handle.peek(2)[:2]
+    if start in UTF16_BOMS:  # every line would be an invalid_input record
+        handle.close()
+        raise ConfigError(f"{path}: {not_utf8(start)}")
+    return handle
 
 
-def check_input(path: Path) -> None:
-    """Raise the reader's ``ConfigError`` now if ``path`` cannot be opened."""
-    _open(path).close()
+def check_input(
+    path: Path,
+    job: str | None = None,
+    input_format: str = "auto",
+    csv_url_column: str | None = None,
+) -> None:
+    """Raise the reader's ``ConfigError`` now if ``path`` cannot be opened (or, given
+    ``csv_url_column``, is a CSV without that column); with ``job``, the message starts with
+    the job's name (a config of several jobs: which one to fix)."""
+    try:
+        _open(path).close()
+        if csv_url_column is not None and detect_format(path, input_format) == "csv":
+            with contextlib.closing(_read_csv(path, csv_url_column)) as rows:
+                next(rows, None)
+    except ConfigError as exc:
+        if job is None:
+            raise
+        raise ConfigError(f"job {job}: {exc}") from None
 
 
 def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
@@ -340,6 +361,8 @@ def item_from_obj(obj: dict[str, Any], line_no: int) -> Item:
         raise ValueError("images and video cannot be mixed in one request")
     if not media and video is None:
         raise ValueError("no url, images, video or messages")
+    for ref in [*media, *([video] if video is not None else [])]:
+        _no_spaced_url(ref)
     key = item_id if item_id is not None else (video if video is not None else media_key(media))
     return Item(
         key,
@@ -352,6 +375,14 @@ def item_from_obj(obj: dict[str, Any], line_no: int) -> Item:
         meta=meta,
         id=item_id,
     )
+
+
+def _no_spaced_url(ref: str) -> None:
+    """An http(s) URL with spaces around it reads as a local path (JSONL takes relative paths)
+    and was refused as one ('does not accept base64 image data', 'not found'): say what it is."""
+    bare = ref.strip()
+    if bare != ref and bare[:8].lower().startswith(("http://", "https://")):
+        raise ValueError(f"{ref!r}: a URL with spaces around it; remove them")
 
 
 def _batch_style(
@@ -397,7 +428,7 @@ def _opt_str(obj: dict[str, Any], name: str) -> str | None:
     return value
 
 
-def _read_csv(path: Path, url_column: str) -> Iterator[Item | InvalidLine]:
+def _read_csv(path: Path, url_column: str) -> Generator[Item | InvalidLine, None, None]:
     import csv  # CSV inputs only
 
     handle = _open(path)
@@ -406,9 +437,14 @@ def _read_csv(path: Path, url_column: str) -> Iterator[Item | InvalidLine]:
         reader = csv.DictReader(text)
         header = reader.fieldnames or []
         if url_column not in header:
+            first = next(reader, None) or {}  # the column whose first value is a URL, if one
+            urls = [k for k, v in first.items() if isinstance(v, str) and url_problem(v) is None]
+            fix = "set csv_url_column"
+            if len(urls) == 1:
+                fix += f": {urls[0]} (its first row holds a URL)"
             raise ConfigError(
                 f"{path}: no column {url_column!r} in the CSV header "
-                f"({', '.join(header) or 'empty'}); set csv_url_column"
+                f"({', '.join(header) or 'empty'}); {fix}"
             )
         for row in reader:
             line_no = reader.line_num
@@ -446,6 +482,9 @@ def url_problem(text: str) -> str | None:
             return f"scheme {scheme}: is not allowed; expected an http:// or https:// URL"
         if _HOST_PATH.match(text):
             return f"no scheme; expected an http:// or https:// URL such as https://{text}"
+        wrapped = _WRAPPERS.get(text[:1])
+        if wrapped and text.endswith(wrapped[0]) and url_problem(text[1:-1]) is None:
+            return f"URL in {wrapped[1]}; write it without them"
         return "not a URL; expected an http:// or https:// URL"
     host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
     if not host or host.startswith((":", "@")):
@@ -458,6 +497,9 @@ def url_problem(text: str) -> str | None:
 
 
 _SPACE = re.compile(r"\s")
+# a URL pasted with the quotes or brackets around it (a CSV cell, a JSON list, a mail): the
+# closing character and what to call them
+_WRAPPERS = {'"': ('"', "quotes"), "'": ("'", "quotes"), "<": (">", "angle brackets")}
 _COMMENT = re.compile(r"\s#")
 # ``img.example.com/a.jpg``, ``www.x.org:8080/p``: a host with a dot, then a path; no spaces
 _HOST_PATH = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d+)?/\S*\Z")

@@ -389,6 +389,11 @@ class RunLock:
         """``/srv/out/describe.jsonl is in use by another glmrun run (pid 812, since 19:04:01,
         3m12s ago)``."""
         output = self.path.with_name(self.path.name.removesuffix(".lock"))
+        return f"{output} is in use by another glmrun run ({self.held_by(now)})"
+
+    def held_by(self, now: float | None = None) -> str:
+        """``pid 812, since 19:04:01, 3m12s ago``: the pid the holder wrote, and the lock
+        file's mtime (a run held for more than a day shows its date)."""
         try:
             since = self.path.stat().st_mtime
         except OSError:
@@ -400,7 +405,28 @@ class RunLock:
                 "%H:%M:%S" if age < 86400 else "%Y-%m-%d %H:%M", time.localtime(since)
             )
             held += f", since {when}, {_age(age)} ago"
-        return f"{output} is in use by another glmrun run ({held})"
+        return held
+
+    def held_now(self, locks: Path = Path("/proc/locks")) -> bool | None:
+        """Whether a process holds this lock now, read from the kernel's list of locks (Linux)
+        without taking it: a probe with flock could make a run starting that instant exit 75.
+        None where that list cannot be read."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return None
+        try:
+            text = locks.read_text()
+        except OSError:
+            return None
+        inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        for line in text.splitlines():
+            words = line.split()
+            if "FLOCK" in words and "->" not in words and inode in words:  # "->": a waiter
+                return True
+        return False
 
     def holder(self) -> int | None:
         try:

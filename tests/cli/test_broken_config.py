@@ -44,9 +44,9 @@ CASES = [
     ("yaml-scalar", _text("just a string\n"), "expected a mapping"),
     ("empty", _text(""), "the config is empty"),
     ("only-comments", _text("# nothing here\n"), "the config is empty"),
-    ("binary", _bytes(bytes(range(256)) * 4), "cannot read config"),
+    ("binary", _bytes(bytes(range(256)) * 4), "the file is not UTF-8 (byte 128); save it as"),
     ("nul-bytes", _bytes(b"jobs: []\x00\x00\n"), "invalid YAML"),
-    ("utf16", _bytes(GOOD_JOB.encode("utf-16")), "cannot read config"),
+    ("utf16", _bytes(GOOD_JOB.encode("utf-16")), "the file is UTF-16 (it starts with a UTF-16"),
     ("tabs", _text("api:\n\tbase_url: simulator\n"), "invalid YAML"),
     ("unclosed", _text("api: {base_url: simulator\n"), "invalid YAML"),
     ("directory", _directory, "conf.d: a folder, not a config file"),
@@ -123,15 +123,20 @@ def test_status_of_a_broken_config_exits_2_too(tmp_path: Path) -> None:
     [
         (lambda tmp: None, "in.txt: input file not found (a job's input is relative to the config"),
         (lambda tmp: (tmp / "in.txt").mkdir(), "in.txt: the input is a folder; name a file"),
+        # Windows PowerShell's > writes UTF-16: every line would be an invalid_input record
+        (
+            lambda tmp: (tmp / "in.txt").write_bytes("https://e.test/a.jpg\r\n".encode("utf-16")),
+            "in.txt: the file is UTF-16 (it starts with a UTF-16 byte order mark, as Windows",
+        ),
     ],
-    ids=["missing", "a-folder"],
+    ids=["missing", "a-folder", "utf16"],
 )
 @pytest.mark.parametrize("mode", ["realtime", "batch"])
 def test_an_input_that_is_not_a_file_exits_2(
     tmp_path: Path, make_input: Callable[[Path], None], message: str, mode: str
 ) -> None:
-    """A missing input, or a folder named as input, is one line saying what to fix, on the
-    streamed (realtime) and the counted (batch) route alike."""
+    """A missing input, a folder named as input, or a UTF-16 one is one line saying what to
+    fix, on the streamed (realtime) and the counted (batch) route alike; no record written."""
     make_input(tmp_path)
     path = tmp_path / "c.yaml"
     path.write_text("api: {base_url: simulator}\n" + GOOD_JOB.replace("prompt: p", f"mode: {mode}"))
@@ -139,6 +144,7 @@ def test_an_input_that_is_not_a_file_exits_2(
     assert result.exit_code == 2, (result.stdout, result.stderr, result.exception)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not list(tmp_path.rglob("*.jsonl"))
 
 
 def test_an_output_that_is_a_folder_exits_2_naming_a_file_to_use(tmp_path: Path) -> None:

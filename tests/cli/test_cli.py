@@ -81,6 +81,52 @@ def test_missing_input_file_exits_2(tmp_path: Path) -> None:
     assert_one_error_line(result.stderr, "nope.txt: input file not found")
 
 
+def _three_jobs_second_missing(tmp_path: Path) -> Path:
+    """Jobs a, b, c reading urls.txt, b's input misspelt as url.txt."""
+    job = write_config.base["jobs"][0]
+    jobs = [
+        {**job, "name": name, "input": src, "output": f"out/{name}.jsonl"}
+        for name, src in (("a", "urls.txt"), ("b", "url.txt"), ("c", "urls.txt"))
+    ]
+    return write_config(tmp_path, make_urls(3), jobs=jobs)
+
+
+@pytest.mark.parametrize("command", [[], ["--dry-run"], ["status"]], ids=["run", "dry", "status"])
+def test_a_missing_input_of_a_later_job_stops_the_run_before_any_job_sends(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """With several jobs, a missing input is found before the first job sends (the run used to
+    finish job a, then stop at b with exit 2 and never run c); the line names the job and the
+    file it probably meant."""
+    cfg = _three_jobs_second_missing(tmp_path)
+    args = ["status", str(cfg)] if command == ["status"] else [str(cfg), *command]
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert_one_error_line(
+        result.stderr, "job b: ", "url.txt: input file not found (did you mean urls.txt?)"
+    )
+    assert not (tmp_path / "out" / "a.jsonl").exists()
+
+
+def test_a_csv_input_without_its_url_column_stops_the_run_before_any_job_sends(
+    tmp_path: Path,
+) -> None:
+    """A later job's CSV whose header lacks csv_url_column is found before the first job sends
+    (job a ran, then b ended the run with exit 2), naming the job and the columns it has."""
+    (tmp_path / "p.csv").write_text("id,image\n1,https://e.test/a.jpg\n")
+    job = write_config.base["jobs"][0]
+    jobs = [
+        {**job, "name": "a", "output": "out/a.jsonl"},
+        {**job, "name": "b", "input": "p.csv", "output": "out/b.jsonl"},
+    ]
+    cfg = write_config(tmp_path, make_urls(3), jobs=jobs)
+    result = invoke(str(cfg))
+    assert result.exit_code == 2 and result.stdout == ""
+    assert_one_error_line(result.stderr, "job b: ", "no column 'url' in the CSV header (id, image)")
+    assert not (tmp_path / "out" / "a.jsonl").exists()
+
+
 def test_unknown_simulator_knob_exits_2(tmp_path: Path) -> None:
     """A misspelt simulator knob is a config error, not a crash."""
     cfg = write_config(tmp_path, simulator={"latency_mean": 1})

@@ -87,6 +87,19 @@ def test_live_display_never_wider_than_the_terminal(width: int, name: str) -> No
         assert "in flight 16/16 " in lines[0]  # requests out, out of the limit: one field
 
 
+async def test_a_second_signal_erases_every_line_of_the_live_frame() -> None:
+    """The codes a second signal writes erase each line of the frame drawn last (the job and
+    its open batches: three here) and show the cursor; nothing once the display is down."""
+    out = io.StringIO()
+    con = Console(file=out, width=80, force_terminal=True, color_system=None)
+    display = Display(busy_stats(), "live", batches=lambda: BATCHES, con=con)
+    async with display:
+        display._live.refresh()  # type: ignore[union-attr]
+        codes = display.frame_gone()
+    assert codes == "\r\x1b[2K" + "\x1b[1A\x1b[2K" * 2 + "\x1b[?25h"
+    assert display.frame_gone() == ""
+
+
 def test_eta_is_blank_until_there_is_a_rate() -> None:
     """Nothing done yet: no 'eta 00:00', just no ETA."""
     s = JobStats("describe", total=100)
@@ -363,6 +376,21 @@ def test_failing_run_lists_errors_by_code_with_urls(tmp_path: Path) -> None:
     assert (quiet.exit_code, quiet.stdout) == (0, "")
 
 
+def test_the_summary_says_how_many_errors_the_next_run_retries(tmp_path: Path) -> None:
+    """Errors whose attempts ran out on a transient failure are 'done' for this run only: the
+    head line says the next run sends them again (it read '— 9/9 done', and a rerun then sent
+    them); a permanent error and an invalid line are not counted there."""
+    urls = make_urls(8)
+    faults = {urls[1]: ["500"] * 5, urls[2]: ["429"] * 5, urls[5]: ["1301"]}
+    cfg = write_config(tmp_path, [*urls, "not a url"], simulator={"url_faults": faults})
+    result = invoke(str(cfg))
+    assert result.exit_code == 1
+    head = result.stdout.splitlines()[0]
+    assert head == "t: ok 5, errors 4 (1 invalid line, 2 retried by the next run) — 9/9 done"
+    rerun = invoke(str(cfg))
+    assert "skipped 7 done before — 9/9 done" in rerun.stdout.splitlines()[0]  # sent the 2
+
+
 def test_fatal_error_is_exactly_one_line(tmp_path: Path) -> None:
     """A missing input file: one line on stderr, nothing on stdout, at every verbosity but -v."""
     cfg = write_config(tmp_path, make_urls(3))
@@ -448,7 +476,8 @@ class Tty(io.StringIO):
 
 def test_summary_lines_wrap_at_spaces_on_a_narrow_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """At 60 columns the summary breaks between words, continuation indented, instead of the
-    terminal cutting '74.9 it|ems/s'; piped, every line stays whole."""
+    terminal cutting '74.9 it|ems/s'; a line of ' · ' parts breaks between them where it can,
+    keeping '74.9 items/s' (and 'mostly 24') whole; piped, every line stays whole."""
     import os
 
     from runner.app.summary import for_terminal
@@ -462,11 +491,44 @@ def test_summary_lines_wrap_at_spaces_on_a_narrow_terminal(monkeypatch: pytest.M
     assert for_terminal(lines, Tty()) == [
         "describe-products: ok 1,999, errors 2 (1 invalid line) —",
         "    2,001/2,001 done",
-        "  requests 2,045, retries 45 · via realtime · 26.7s, 74.9",
-        "      items/s",
+        "  requests 2,045, retries 45 · via realtime ·",
+        "      26.7s, 74.9 items/s",
         "  tokens 1,000 in / 20 out",
     ]
     assert for_terminal(lines, io.StringIO()) == lines
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((80, 24)))
+    auto = (
+        "  requests 20,539, retries 539 (355 throttled) · concurrency auto 20–26, mostly 24"
+        " · via realtime · 33.4s, 599.2 items/s"
+    )
+    assert for_terminal([auto], Tty()) == [
+        "  requests 20,539, retries 539 (355 throttled) ·",
+        "      concurrency auto 20–26, mostly 24 · via realtime · 33.4s, 599.2 items/s",
+    ]
+
+
+def test_a_fatal_line_breaks_at_words_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last 'glmrun: ...' line (an interrupted batch run's runs to 300 characters) breaks
+    between words at a terminal, continuation indented, instead of 'sti|ll running'; piped,
+    it stays one line (cron logs, tests)."""
+    import os
+
+    from runner.cli.common import fail
+    from runner.errors import GlmrunError
+
+    message = "interrupted by SIGINT; describe: 3 batches still running." + " word" * 30
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((60, 24)))
+    for stream, one_line in ((Tty(), False), (io.StringIO(), True)):
+        monkeypatch.setattr("sys.stderr", stream)
+        with pytest.raises(SystemExit):
+            fail(GlmrunError(message))
+        lines = stream.getvalue().splitlines()
+        if one_line:
+            assert lines == [f"glmrun: {message}"]
+        else:
+            assert len(lines) > 2 and all(len(line) <= 60 for line in lines), lines
+            assert all(line.startswith("    ") for line in lines[1:]), lines
+            assert " ".join(line.strip() for line in lines) == f"glmrun: {message}"
 
 
 def test_dry_run_and_summary_fit_a_narrow_terminal(
@@ -553,3 +615,47 @@ def test_the_cli_writes_its_last_error_line_laid_out_for_stderr(
         common.fail(ConfigError("c.yaml: jobs[0].input: file not found"))
     assert exit_.value.code == 2
     assert capsys.readouterr().err == "[laid out] glmrun: c.yaml: jobs[0].input: file not found\n"
+
+
+def test_error_examples_show_the_start_of_a_huge_line_or_url(tmp_path: Path) -> None:
+    """A 20,000-character input line (invalid) and a 3,000-character URL (refused, 1301) are
+    shown by their first 200 characters in the summary and in status --errors: whole, they
+    filled the terminal; the records keep them whole."""
+    huge = "https://img.example.test/" + "a" * 20_000 + ".jpg"
+    signed = "https://img.example.test/s.jpg?sig=" + "b" * 3_000
+    cfg = write_config(
+        tmp_path, [*make_urls(2), huge, signed], simulator={"url_faults": {signed: ["1301"]}}
+    )
+    run = invoke(str(cfg))
+    status = invoke("status", str(cfg), "--errors")
+    assert run.exit_code == 1 and status.exit_code == 0, (run.stdout, status.stdout)
+    assert "b" * 150 in run.stdout and "a" * 150 in status.stdout  # the summary says "line 3"
+    for text in (run.stdout, status.stdout):
+        assert "b" * 150 in text, text
+        assert max(len(line) for line in text.splitlines()) < 300, text
+    records = [json.loads(line) for line in (tmp_path / "out" / "t.jsonl").read_text().splitlines()]
+    assert signed in {r["url"] for r in records}
+
+
+@pytest.mark.skipif(not Path("/proc/locks").exists(), reason="the kernel's lock list is Linux's")
+def test_status_says_when_a_run_is_writing_the_output_now(tmp_path: Path) -> None:
+    """status in a second pane during a run said '-> pending' with moving counts and nothing
+    of the run; it names the run holding the output's lock (read from the kernel's list, the
+    lock never taken), and says nothing once the run is gone."""
+    from runner.io.store import RunLock
+
+    cfg = write_config(tmp_path)
+    assert invoke(str(cfg), "--limit", "3").exit_code == 0
+    lock = RunLock(tmp_path / "out" / "t.jsonl")
+    lock.acquire()
+    try:
+        during = invoke("status", str(cfg))
+        as_json = json.loads(invoke("status", str(cfg), "--json").stdout)
+    finally:
+        lock.release()
+    after = invoke("status", str(cfg))
+    assert re.search(
+        r"\n  a run is writing it now \(pid \d+, since [\d:]+, \d+s ago\)\n", during.stdout
+    )
+    assert during.exit_code == 75 and as_json["running"][0].startswith("pid ")
+    assert "writing it now" not in after.stdout and after.exit_code == 75

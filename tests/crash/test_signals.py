@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import select
 import signal
+import struct
+import subprocess
+import sys
+import termios
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from runner.simulator import expected_content
@@ -12,6 +21,7 @@ from tests.support.records import latest, read_records
 
 from .procs import (
     SimProcess,
+    env,
     run,
     simulator,
     start_run,
@@ -119,6 +129,65 @@ def test_second_signal_exits_at_once_with_a_valid_file(tmp_path: Path) -> None:
         rerun = run(config)
         assert rerun.returncode == 0, rerun.stderr
         assert set(latest(read_records(out))) == set(urls)
+
+
+def _read_pty(fd: int, until: Callable[[bytes], bool], timeout: float = 20) -> bytes:
+    """What the terminal got so far, read until ``until(data)`` or the child closed it."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not until(data) and time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # EIO: the child closed its side
+                break
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def test_second_signal_on_a_terminal_erases_the_live_frame_and_shows_the_cursor(
+    tmp_path: Path,
+) -> None:
+    """At a terminal, the second Ctrl-C used to leave the live frame on screen with the
+    notice glued onto the terminal's ^C echo, and the shell with no cursor (rich hides it
+    while the display runs); now the frame's line is erased first and the cursor shown."""
+    urls = _urls("tty", 200)
+    hung = urls[10:13]
+    with simulator("latency_mean_s=0.02", _hang(hung)) as sim:
+        config = write_job(tmp_path, sim.base_url, urls, run={"grace_s": 10}, api={"timeout_s": 30})
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner", "run", str(config)],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env(TERM="xterm", COLUMNS="80", LINES="30"),
+            cwd=config.parent,
+            start_new_session=True,
+        )
+        os.close(slave)
+        try:
+            _wait_for_requests(sim, hung)
+            wait_for_lines(tmp_path / "out" / "j.jsonl", 10, proc)
+            frame = _read_pty(master, lambda d: b"\x1b[?25l" in d and b"/200" in d)
+            assert b"/200" in frame, frame  # the live display is up, its cursor hidden
+            proc.send_signal(signal.SIGINT)
+            _read_pty(master, lambda d: b"grace period" in d)
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=15) == 130
+            tail = _read_pty(master, lambda d: False, timeout=1)
+        finally:
+            os.close(master)
+            if proc.poll() is None:
+                proc.kill()
+    before, _, _ = tail.partition(b"glmrun: second SIGINT")
+    assert b"second SIGINT" in tail, tail
+    # the frame's line erased (the ^C echo with it), the cursor shown, then the notice
+    assert before.endswith(b"\r\x1b[2K\x1b[?25h"), tail
 
 
 def test_sigint_while_the_api_accepts_but_never_answers_exits_130_quickly(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from runner.config import load_config
-from runner.core.items import Item
+from runner.core.items import InvalidLine, Item
 from runner.core.payloads import BodyBuilder
 from runner.errors import ConfigError
 from runner.io.media import read_media
@@ -163,8 +163,33 @@ def test_csv_without_the_column_is_a_config_error(tmp_path: Path) -> None:
     from runner.io.prepare import read_job_items
 
     config = load_config(cfg, environ={})
-    with pytest.raises(ConfigError, match="no column 'url'"):
+    with pytest.raises(ConfigError, match=r"no column 'url' .*\(a, b\); set csv_url_column$"):
         list(read_job_items(config.jobs[0], config))
+
+
+@pytest.mark.parametrize(
+    ("rows", "fix"),
+    [
+        (
+            "sku,image\n1,https://e.org/a.jpg\n",
+            "set csv_url_column: image (its first row holds a URL)",
+        ),
+        ("a,b\nhttps://e.org/a.jpg,https://e.org/b.jpg\n", "set csv_url_column"),  # which?
+        ("sku,image\n", "set csv_url_column"),  # no row to tell by
+    ],
+    ids=["one-url-column", "two", "header-only"],
+)
+def test_csv_without_the_column_names_the_column_that_holds_urls(
+    tmp_path: Path, rows: str, fix: str
+) -> None:
+    """A CSV with its URLs in 'image' and no csv_url_column (the usual first try) is told
+    which column to name; when no single column holds a URL, just to set it."""
+    from runner.io.inputs import check_input
+
+    (tmp_path / "in.csv").write_text(rows)
+    with pytest.raises(ConfigError) as caught:
+        check_input(tmp_path / "in.csv", "shop", csv_url_column="url")
+    assert str(caught.value).startswith("job shop: ") and str(caught.value).endswith(f"); {fix}")
 
 
 async def test_input_format_key_overrides_the_extension(tmp_path: Path) -> None:
@@ -186,6 +211,34 @@ async def test_bad_jsonl_lines_become_invalid_records(tmp_path: Path) -> None:
     errors = {r.get("key", r["url"]): r["error"]["message"] for r in recs if r["status"] == "error"}
     assert len(errors) == 3 and "no url" in errors["e"]
     assert errors["u"].startswith("line 3: unknown field(s) urll (did you mean url?); expected ")
+
+
+def test_a_jsonl_url_with_spaces_around_it_is_named_as_such(tmp_path: Path) -> None:
+    """' https://…' in a JSONL item read as a local path (JSONL takes relative paths), refused
+    as one ('does not accept base64 image data' with glm-4v-flash); now its reason is the
+    spaces. A real path with a space is still a path."""
+    from runner.io.inputs import read_items
+
+    rows = [
+        {"id": "u", "url": " https://e.org/a.jpg"},
+        {"id": "i", "images": ["https://e.org/a.jpg", "HTTPS://e.org/b.jpg\t"]},
+        {"id": "v", "video": "https://e.org/c.mp4 "},
+        {"id": "p", "url": " pics/a.png"},
+    ]
+    write_jsonl(tmp_path / "in.jsonl", rows)
+    got = {
+        i.key if isinstance(i, Item) else i.line_no: i for i in read_items(tmp_path / "in.jsonl")
+    }
+    for line_no, shown in (
+        (1, "' https://e.org/a.jpg'"),
+        (2, "'HTTPS://e.org/b.jpg\\t'"),
+        (3, "c.mp4 '"),
+    ):
+        assert isinstance(got[line_no], InvalidLine), got
+        assert shown in got[line_no].reason and "a URL with spaces around it; remove them" in (
+            got[line_no].reason
+        )
+    assert isinstance(got["p"], Item)
 
 
 async def test_local_files_as_base64_only_under_allowed_dirs(tmp_path: Path) -> None:

@@ -72,6 +72,12 @@ BAD_LINES = [
         "URL followed by a comment; a # comment must be on a line of its own",
     ),
     ("too-long", b"https://img.example.test/" + b"x" * MAX_URL_CHARS, "characters long"),
+    # pasted with what surrounded it: said so, not "not a URL" (it is one), and never guessed
+    ("double-quotes", b'"https://img.example.test/a.jpg"', "URL in quotes; write it without them"),
+    ("single-quotes", b"'https://img.example.test/a.jpg'", "URL in quotes; write it without them"),
+    ("angle-brackets", b"<https://img.example.test/a.jpg>", "URL in angle brackets; write it"),
+    ("quoted-words", b'"just some words"', "not a URL"),
+    ("unbalanced-quote", b'"https://img.example.test/a.jpg', "not a URL"),
 ]
 
 

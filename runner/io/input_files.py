@@ -1,0 +1,32 @@
+"""What is wrong with an input or config file as a whole, said so a person can fix it: a name
+close to the missing one, a file saved as UTF-16 (one invalid line per URL otherwise)."""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from pathlib import Path
+
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def not_utf8(start: bytes, exc: UnicodeDecodeError | None = None) -> str:
+    """Why a file is not read as UTF-8: a UTF-16 one (Windows PowerShell's ``>`` and Notepad's
+    "Unicode" write it) is named as such, with the fix."""
+    if start[:2] in UTF16_BOMS:
+        return (
+            "the file is UTF-16 (it starts with a UTF-16 byte order mark, as Windows "
+            "PowerShell's > and Notepad's 'Unicode' write it); save it as UTF-8"
+        )
+    where = f" (byte {exc.start})" if exc is not None else ""
+    return f"the file is not UTF-8{where}; save it as UTF-8"
+
+
+def near_file(path: Path) -> str:
+    """`` (did you mean urls.txt?)``: a file beside the missing one with a close name."""
+    try:  # the first 10,000 names: an input may sit beside a folder's worth of images
+        names = [p.name for p in itertools.islice(path.parent.iterdir(), 10_000)]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""

@@ -7,7 +7,9 @@ renders ``batch submitted job=describe batch_id=batch_1`` or ``{"event": "batch 
 Quiet by default: text logs show warnings and errors; INFO events (a run's story) appear with
 ``-v`` (with DEBUG) or with ``--log-format json``, because machine logs keep every event. On a
 terminal, text lines go through rich's handler on the shared ``console()``, so a line logged
-while the live display is up is printed above it, whole, instead of into the bar.
+while the live display is up is printed above it, whole, instead of into the bar; one wider
+than the window is laid out for it (``terminal_lines``: the message, then its fields on
+indented lines), while files and pipes keep one line per event.
 """
 
 from __future__ import annotations

@@ -103,10 +103,13 @@ def fields(stats: JobStats, price: Any = None, currency: str = "CNY") -> list[tu
     first when the line does not fit. ``""`` marks where the bar goes."""
     done, total = overall(stats)
     rate = stats.rate
+    # with ``auto`` the limit is news (it moves with the account): in a narrow terminal what is
+    # in flight, out of it, stays on the line longer than the bar and the earlier runs' count
+    auto = stats.limit_since is not None
     out: list[tuple[int, str]] = [(0, stats.label), (6, "")]
     out.append((0, f"{fmt_int(done)}/{fmt_int(total)}"))
     if stats.done_before:
-        out.append((5, f"({fmt_int(stats.done_before)} done before)"))
+        out.append((6 if auto else 5, f"({fmt_int(stats.done_before)} done before)"))
     out.append((3, f"{100.0 * done / total:.0f}%" if total else "100%"))
     if stats.route != "batch":
         # a batch job's records arrive a whole batch at a time, after a wait the rate knows
@@ -122,7 +125,7 @@ def fields(stats: JobStats, price: Any = None, currency: str = "CNY") -> list[tu
     if stats.route == "realtime" or stats.in_flight:
         # requests out of the limit now (with ``auto`` the controller's): a limit far above
         # what is in flight says the run is not limited by its concurrency
-        out.append((7, f"in flight {stats.in_flight}/{stats.concurrency}"))
+        out.append((5 if auto else 7, f"in flight {stats.in_flight}/{stats.concurrency}"))
     tokens = stats.prompt_tokens + stats.completion_tokens
     if tokens:
         out.append((10, f"{fmt_int(tokens)} tok"))

@@ -87,6 +87,24 @@ def test_live_display_never_wider_than_the_terminal(width: int, name: str) -> No
         assert "in flight 16/16 " in lines[0]  # requests out, out of the limit: one field
 
 
+def test_an_auto_run_keeps_its_moving_limit_on_a_narrow_line() -> None:
+    """At 80 columns a priced run with a fixed limit drops ``in flight N/M`` first; with
+    ``concurrency: auto`` the limit moves with the account, so the bar and the earlier runs'
+    count go before it (the total still counts them)."""
+    fixed, auto = busy_stats(), busy_stats()
+    auto.note_limit(24, now=0.0)
+    auto.in_flight = 22
+    lines = {}
+    for name, s in (("fixed", fixed), ("auto", auto)):
+        console = Console(record=True, width=80, force_terminal=True, color_system=None)
+        console.print(LiveView(s, Price(), "CNY"))
+        lines[name] = console.export_text().splitlines()[0]
+    assert "in flight" not in lines["fixed"] and "(849 done before)" in lines["fixed"]
+    assert "in flight 22/24" in lines["auto"] and "CNY" in lines["auto"], lines["auto"]
+    assert "1,662/3,000" in lines["auto"] and "err 13" in lines["auto"]
+    assert len(lines["auto"]) <= 78
+
+
 async def test_a_second_signal_erases_every_line_of_the_live_frame() -> None:
     """The codes a second signal writes erase each line of the frame drawn last (the job and
     its open batches: three here) and show the cursor; nothing once the display is down."""

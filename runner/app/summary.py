@@ -145,8 +145,9 @@ def _at_dots(line: str, width: int, indent: str) -> list[str]:
     ``29.4s, 679.7 items/s`` or ``concurrency auto 20–26, mostly 24`` stays whole."""
     parts = line.split(" · ")
     pieces = [parts[0]]
-    for part in parts[1:]:
-        if len(pieces[-1]) + 3 + len(part) <= width:
+    for i, part in enumerate(parts[1:], 2):
+        room = width - (2 if i < len(parts) else 0)  # a piece that more follow ends with " ·"
+        if len(pieces[-1]) + 3 + len(part) <= room:
             pieces[-1] += " · " + part
         else:
             pieces[-1] += " ·"

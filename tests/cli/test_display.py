@@ -549,6 +549,26 @@ def test_a_fatal_line_breaks_at_words_on_a_terminal(monkeypatch: pytest.MonkeyPa
             assert " ".join(line.strip() for line in lines) == f"glmrun: {message}"
 
 
+def test_a_summary_line_broken_at_its_dots_leaves_no_dot_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Seen at 80 columns: the first piece fitted until its closing ' ·' was added, and the
+    wrap put that dot on a line of its own."""
+    from runner.app.summary import for_terminal
+
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((80, 24)))
+    line = (
+        "  requests 1,520, retries 20 (20 throttled) · concurrency auto 21–24, mostly 24 · "
+        "via realtime · 19.9s, 75.4 items/s"
+    )
+    lines = for_terminal([line], Tty())
+    assert all(line.strip() != "·" and len(line) <= 80 for line in lines), lines
+    assert lines == [
+        "  requests 1,520, retries 20 (20 throttled) ·",
+        "      concurrency auto 21–24, mostly 24 · via realtime · 19.9s, 75.4 items/s",
+    ]
+
+
 def test_dry_run_and_summary_fit_a_narrow_terminal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

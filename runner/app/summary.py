@@ -30,9 +30,17 @@ MAX_CODES = 3  # error codes listed with examples; the rest are counted on the l
 # What a GLM business code means, in a few words: the summary lists URLs, not messages, and
 # "1301 ×2" alone sends a newcomer to the docs (glm-api.md; the message is in each record)
 CODE_LABELS = {
+    "429": "throttled",
+    "500": "server error",
+    "502": "bad gateway",
+    "503": "service unavailable",
+    "504": "gateway timeout",
+    "1200": "API call error",
     "1210": "invalid parameters",
     "1213": "a required field missing",
     "1214": "a field value invalid",
+    "1230": "API processing error",
+    "1234": "network error",
     "1261": "prompt too long",
     "1300": "blocked by policy",
     "1301": "unsafe content",

@@ -697,3 +697,17 @@ def test_status_says_when_a_run_is_writing_the_output_now(tmp_path: Path) -> Non
     )
     assert during.exit_code == 75 and as_json["running"][0].startswith("pid ")
     assert "writing it now" not in after.stdout and after.exit_code == 75
+
+
+def test_retryable_codes_that_ran_out_of_attempts_are_named_in_the_summary() -> None:
+    """'500 ×396' alone sent a newcomer to the docs; the codes a run retries until max_attempts
+    are named like the permanent ones."""
+    from runner.app.summary import error_lines
+
+    s = busy_stats()
+    s.error_codes = {"500": 3, "1234": 2, "1230": 1}
+    s.error_examples = {"500": ["https://x/1.jpg"], "1234": ["https://x/2.jpg"], "1230": ["u"]}
+    lines = error_lines(s)
+    assert lines[0].startswith("  500 (server error) ×3: https://x/1.jpg"), lines
+    assert lines[1].startswith("  1234 (network error) ×2"), lines
+    assert lines[2].startswith("  1230 (API processing error) ×1"), lines

@@ -8,11 +8,13 @@ import tempfile
 from pathlib import Path
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runner.core.items import InvalidLine, Item
 from runner.core.keys import key_hash
+from runner.errors import ConfigError
 from runner.io.inputs import is_local_ref, parse_line, read_items
 from runner.io.store import load_resume_index
 
@@ -56,11 +58,17 @@ def test_parse_line_never_raises_and_items_are_sendable(raw: bytes) -> None:
 def test_read_items_yields_one_result_per_non_blank_non_comment_line(
     lines: list[bytes], eol: bytes, bom: bool
 ) -> None:
-    """The reader never raises and never drops or invents a line, whatever the bytes."""
+    """The reader never drops or invents a line, whatever the bytes; it raises only for a file
+    that starts with a UTF-16 byte order mark, refused whole as UTF-16 (a config error, exit 2:
+    every line of it would be an invalid_input record)."""
     lines = [line.replace(b"\n", b"").replace(b"\r", b"") for line in lines]
     data = (b"\xef\xbb\xbf" if bom else b"") + b"".join(line + eol for line in lines)
     path = _SCRATCH.with_suffix(".txt")
     path.write_bytes(data)
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        with pytest.raises(ConfigError, match="the file is UTF-16"):
+            list(read_items(path))
+        return
     results = list(read_items(path))
     seen = list(lines)
     if seen and not bom:

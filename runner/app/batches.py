@@ -32,7 +32,7 @@ from runner.core.batch_states import (
     describe,
     next_state,
 )
-from runner.core.retry import Verdict, backoff_s, classify
+from runner.core.retry import Verdict, classify
 from runner.engine.batch.lookup import find_batch
 from runner.errors import ApiFailure, ApiStopped, ComeBackLater, GlmrunError
 from runner.io.batch_state import (
@@ -217,15 +217,8 @@ async def _lookup(
                 raise api_error("cannot list batches", failure) from None
             if attempt >= config.retry.max_attempts:
                 raise
-            r = config.retry
             await asyncio.sleep(
-                backoff_s(
-                    attempt,
-                    base_s=r.base_delay_s,
-                    cap_s=r.max_delay_s,
-                    rng=random.Random(),
-                    retry_after_s=failure.retry_after_s,
-                )
+                config.retry.delay_s(attempt, random.Random(), retry_after_s=failure.retry_after_s)
             )
             continue
         return obs.view if isinstance(obs, BatchSeen) else None

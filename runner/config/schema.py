@@ -9,12 +9,14 @@ into one ``ConfigError`` line naming the key path.
 from __future__ import annotations
 
 import dataclasses
+import random
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from runner.core.params import ParamError, validate_params
+from runner.core.retry import backoff_s
 from runner.core.shard import Shard, shard_max_queued, shard_output_name, shard_work_name
 from runner.core.templates import TemplateError, check_turns
 from runner.errors import ConfigError
@@ -156,6 +158,25 @@ class RetryConfig(Section):
     max_attempts: int = positive(5)
     base_delay_s: float = positive(1.0)
     max_delay_s: float = positive(60.0)
+
+    def delay_s(
+        self,
+        attempt: int,
+        rng: random.Random,
+        *,
+        retry_after_s: float | None = None,
+        throttled: bool = False,
+    ) -> float:
+        """The wait after failed ``attempt`` under these settings (``core.retry.backoff_s``:
+        full jitter, Retry-After first)."""
+        return backoff_s(
+            attempt,
+            base_s=self.base_delay_s,
+            cap_s=self.max_delay_s,
+            rng=rng,
+            retry_after_s=retry_after_s,
+            throttled=throttled,
+        )
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from runner.config.schema import JobConfig, RetryConfig
 from runner.core.items import InvalidLine, Item
 from runner.core.payloads import BodyBuilder, MediaUnavailable, new_run_id, request_id
 from runner.core.records import LOCAL_FILE, error_record, invalid_input_record, ok_record
-from runner.core.retry import Decision, Verdict, backoff_s, classify, stopped
+from runner.core.retry import Decision, Verdict, classify, stopped
 from runner.core.stats import JobStats
 from runner.engine.throttle import Throttle
 from runner.errors import ApiFailure, ApiStopped
@@ -206,11 +206,9 @@ class RealtimeEngine:
             if decision.verdict is Verdict.THROTTLE:
                 stats.throttled += 1
             stats.retries += 1
-            delay = backoff_s(
+            delay = deps.retry.delay_s(
                 attempt,
-                base_s=deps.retry.base_delay_s,
-                cap_s=deps.retry.max_delay_s,
-                rng=deps.rng,
+                deps.rng,
                 retry_after_s=failure.retry_after_s,
                 throttled=decision.verdict is Verdict.THROTTLE,
             )

@@ -30,6 +30,23 @@ def cfg(tmp_path: Path) -> Path:
     return path
 
 
+def into_a_closed_pipe(args: list[str]) -> subprocess.CompletedProcess[bytes]:
+    """``python ARGS`` with stdout a pipe whose reader is already gone; stderr captured."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [sys.executable, *args],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env=ENVIRON,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+
+
 @pytest.mark.parametrize(
     "args",
     [
@@ -49,19 +66,7 @@ def cfg(tmp_path: Path) -> Path:
 def test_a_closed_pipe_ends_the_command_like_cat(cfg: Path, args: list[str]) -> None:
     """stdout is a pipe whose reader is already gone: the first write ends the command by
     SIGPIPE, with an empty stderr (not click's silent exit 1, not a traceback)."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
-    try:
-        child = subprocess.run(
-            [sys.executable, "-m", "runner", *(a.format(cfg=cfg) for a in args)],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            env=ENVIRON,
-            timeout=60,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
+    child = into_a_closed_pipe(["-m", "runner", *(a.format(cfg=cfg) for a in args)])
     assert child.returncode == -signal.SIGPIPE, child.stderr
     assert child.stderr == b""
 
@@ -69,19 +74,7 @@ def test_a_closed_pipe_ends_the_command_like_cat(cfg: Path, args: list[str]) -> 
 def test_output_left_in_the_buffer_at_exit_ends_the_same_way() -> None:
     """A command that printed without flushing: the closed pipe shows at glmrun's last flush,
     and ends the process the same way (not exit 120, Python's code for a failed final flush)."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)
     code = "import runner.cli.main as m; m.main = lambda: print('x' * 100); m.entry()"
-    try:
-        child = subprocess.run(
-            [sys.executable, "-c", code],
-            stdout=write_end,
-            stderr=subprocess.PIPE,
-            env=ENVIRON,
-            timeout=60,
-            check=False,
-        )
-    finally:
-        os.close(write_end)
+    child = into_a_closed_pipe(["-c", code])
     assert child.returncode == -signal.SIGPIPE, child.stderr
     assert child.stderr == b""

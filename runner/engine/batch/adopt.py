@@ -60,7 +60,7 @@ from runner.core.batch_states import (
 from runner.core.items import Item
 from runner.core.plan import PendingCounts, done_line_filter, iter_pending
 from runner.core.resume import NONE, ResumeIndex
-from runner.core.retry import Verdict, backoff_s, classify, stopped
+from runner.core.retry import Verdict, classify, stopped
 from runner.core.shard import shard_of_name
 from runner.errors import ApiFailure, ComeBackLater, ConfigError
 from runner.io.batch_files import (
@@ -404,11 +404,5 @@ class _Calls:
                         f"the account ({failure.message[:120]}); nothing was sent: run the same "
                         "command again later"
                     ) from failure
-                delay = backoff_s(
-                    attempt,
-                    base_s=self.retry.base_delay_s,
-                    cap_s=self.retry.max_delay_s,
-                    rng=self.rng,
-                    retry_after_s=failure.retry_after_s,
-                )
+                delay = self.retry.delay_s(attempt, self.rng, retry_after_s=failure.retry_after_s)
                 await self.clock.sleep(delay)

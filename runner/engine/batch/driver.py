@@ -55,7 +55,7 @@ from runner.core.batch_states import (
     ready_at,
 )
 from runner.core.payloads import BodyBuilder
-from runner.core.retry import Decision, Verdict, backoff_s, classify, stopped
+from runner.core.retry import Decision, Verdict, classify, stopped
 from runner.engine.batch.lookup import find_batch, find_upload
 from runner.engine.batch.steps import BatchDeps, Fallback, ResultSteps
 from runner.errors import ApiFailure, ComeBackLater
@@ -343,12 +343,8 @@ class BatchDriver(ResultSteps):
             if decision.verdict is Verdict.STOP and failure.status != 404:
                 raise stopped(failure, decision) from failure
             errors = getattr(st, "errors", 0) + 1
-            delay = backoff_s(
-                errors,
-                base_s=self.config.retry.base_delay_s,
-                cap_s=self.config.retry.max_delay_s,
-                rng=self.deps.rng,
-                retry_after_s=failure.retry_after_s,
+            delay = self.config.retry.delay_s(
+                errors, self.deps.rng, retry_after_s=failure.retry_after_s
             )
             gone = failure.status == 404
             if gone:

@@ -1,5 +1,6 @@
-"""The command-line package keeps its shape: no import cycle through ``runner.cli`` and a
-``glmrun --help`` that does not load the HTTP stack."""
+"""The command-line package keeps its shape: no import cycle through ``runner.cli``, a
+``glmrun --help`` that does not load the HTTP stack, and a README that names every option of
+every command with its default and choices."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.core import UNSET
 
 import runner
 
@@ -146,3 +148,50 @@ def test_every_option_says_what_it_does_and_takes() -> None:
             record = p.get_help_record(ctx)
             assert record is not None
             assert not re.search(r"INTEGER|TEXT|DIRECTORY|FLOAT", record[0]), (name, record[0])
+
+
+def _sections_on(command: str) -> str:
+    """The README's sections whose heading names ``command``'s first word (``### status``,
+    ``### Finding the number: `glmrun bench```)."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    word = command.split()[0]
+    parts = re.split(r"^(#+ .*)$", text, flags=re.M)
+    return "\n".join(
+        body for heading, body in zip(parts[1::2], parts[2::2], strict=True) if word in heading
+    )
+
+
+def _shown_default(option: click.Option, line: str, readme: str) -> bool:
+    """The README gives ``option``'s default: in the synopsis as ``[--port 8765]`` or first of
+    its choices (``--log-format text|json``, ``--refine|--no-refine``), or in the text as
+    ``--limit N`` (default 5)."""
+    default = str(option.default).lower()
+    for opt in option.opts:
+        if re.search(rf"\[{re.escape(opt)} {re.escape(default)}[]|]", line):
+            return True
+        if re.search(rf"`{re.escape(opt)}[^`]*` \(default {re.escape(default)}[),;]", readme):
+            return True
+    if option.secondary_opts:  # a flag pair: the default is the one written first
+        first = option.opts[0] if option.default else option.secondary_opts[0]
+        return bool(re.search(rf"\[{re.escape(first)}\|", line))
+    return False
+
+
+def test_readme_gives_every_option_default_and_choice() -> None:
+    """Each option with a default has it in the README as ``--help`` has it, and an option that
+    takes one of a few values lists exactly those (``batches show -c`` defaulted to
+    config.yaml without the README saying so; ``export --format`` named no default)."""
+    lines = _command_lines()
+    for name, command in _commands().items():
+        readme = _sections_on(name)
+        for p in command.params:
+            if not isinstance(p, click.Option) or p.name in ("help", "version"):
+                continue
+            if isinstance(p.type, click.Choice):
+                (shown,) = re.findall(rf"{re.escape(p.opts[0])} ([\w|]+)", lines[name])
+                assert set(shown.split("|")) == set(p.type.choices), (name, p.opts[0], shown)
+            if p.is_flag and not p.secondary_opts:
+                continue
+            if p.default is None or p.default is UNSET:
+                continue
+            assert _shown_default(p, lines[name], readme), (name, p.opts[0], p.default)

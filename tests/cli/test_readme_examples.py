@@ -326,3 +326,47 @@ def test_the_dry_run_excerpt_is_what_the_config_example_prints(tmp_path: Path) -
     result = invoke(str(tmp_path / "c.yaml"), "--dry-run")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.rstrip("\n") == _block_after("`--dry-run` sends nothing")
+
+
+def _exit_table() -> dict[int, str]:
+    """The rows of the table under "## Exit codes": each code (``130 / 143`` is two) -> row."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text.split("## Exit codes", 1)[1].split("| code |", 1)[1].split("\n\n", 1)[0]
+    rows: dict[int, str] = {}
+    for line in table.splitlines()[2:]:
+        rows.update((int(code), line) for code in re.findall(r"\d+", line.split("|")[1]))
+    return rows
+
+
+def _exit_codes_in_code() -> set[int]:
+    """Every exit code glmrun can end with: the ``EXIT_*`` constants and the exception tree's
+    codes, any integer handed to ``sys.exit``/``os._exit``/``exit_code=`` in ``runner/``, and a
+    closed pipe's SIGPIPE death (141 in a shell)."""
+    import ast
+    import signal
+
+    from runner import errors
+
+    codes = {value for name, value in vars(errors).items() if name.startswith("EXIT_")}
+    todo = [errors.GlmrunError]
+    while todo:
+        cls = todo.pop()
+        codes.add(cls.exit_code)
+        todo.extend(cls.__subclasses__())
+    for path in (ROOT / "runner").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") in ("exit", "_exit"):
+                values = node.args[:1]
+            elif isinstance(node, (ast.Assign, ast.keyword)) and "exit_code" in ast.dump(node):
+                values = [node.value]
+            else:
+                continue
+            codes.update(
+                v.value for v in values if isinstance(v, ast.Constant) and type(v.value) is int
+            )
+    return codes | {128 + signal.SIGPIPE}
+
+
+def test_the_exit_code_table_has_every_code_glmrun_returns() -> None:
+    """The table lists the codes the code can end with, no fewer and no more."""
+    assert set(_exit_table()) == _exit_codes_in_code()

@@ -1,8 +1,9 @@
 """The README as a newcomer reads it, kept in step with the tool: each YAML example parses (no
-key written twice), names only keys glmrun has, and each one with jobs loads as a config without
-a warning; the multi-image excerpt is what config/multi-image.yaml says; the config reference
-lists every key with its default; the live display's excerpts are what it renders; every
-``#link`` names a heading."""
+key written twice), names only keys glmrun has, and loads as a config without a warning (a part
+of one beside a plain job); the multi-image excerpt is what config/multi-image.yaml says; the
+config reference lists every key with its default, and names every value a key takes and every
+key of an inner mapping; the exit-code table lists the codes glmrun can end with; the live
+display's excerpts are what it renders; every ``#link`` names a heading."""
 
 from __future__ import annotations
 
@@ -67,6 +68,24 @@ def test_every_yaml_example_with_jobs_loads_without_a_warning(
     with caplog.at_level("WARNING", logger="runner"):
         config = load_config(path, environ={"ZHIPUAI_API_KEY": "k"})
     assert config.jobs and not caplog.records, [r.getMessage() for r in caplog.records]
+
+
+PARTS = [b for b in BLOCKS if "jobs" not in yaml.safe_load(b)]
+
+
+@pytest.mark.parametrize("block", PARTS, ids=_first_line)
+def test_every_yaml_example_without_jobs_loads_beside_a_job(
+    tmp_path: Path, block: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A part of a config (the ``api:`` for a standalone simulator) loads, with one plain job
+    added, without a warning: its inner keys and values are ones glmrun takes."""
+    path = tmp_path / "c.yaml"
+    job = "jobs: [{name: d, input: u.txt, output: out/d.jsonl, model: glm-4v-flash}]\n"
+    path.write_text(block + job, encoding="utf-8")
+    (tmp_path / "u.txt").write_text("https://e.org/a.jpg\n")
+    with caplog.at_level("WARNING", logger="runner"):
+        load_config(path, environ={"ZHIPUAI_API_KEY": "k"})
+    assert PARTS and not caplog.records, [r.getMessage() for r in caplog.records]
 
 
 def test_the_multi_image_excerpt_is_the_example_file() -> None:
@@ -370,3 +389,68 @@ def _exit_codes_in_code() -> set[int]:
 def test_the_exit_code_table_has_every_code_glmrun_returns() -> None:
     """The table lists the codes the code can end with, no fewer and no more."""
     assert set(_exit_table()) == _exit_codes_in_code()
+
+
+def _reference_row(section: str, key: str) -> str:
+    """The line of ``key``'s row in the config reference table of ``section``."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    reference = text.split("## Config reference", 1)[1].split("\n## ", 1)[0]
+    body = re.split(rf"### `{section}(?:\[\])?`\n", reference)[1].split("\n### ", 1)[0]
+    (row,) = [line for line in body.splitlines() if re.match(rf"\| `{key}`", line)]
+    return row
+
+
+def _inside(tp: Any) -> tuple[list[Any], list[type]]:
+    """The Literal values and the dataclasses a field's type allows, through unions, lists and
+    dicts (``str | OutputSpec``, ``dict[str, PriceConfig]``, ``int | Literal['auto']``)."""
+    import typing
+
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return [], [tp]
+    if typing.get_origin(tp) is typing.Literal:
+        return list(typing.get_args(tp)), []
+    values: list[Any] = []
+    classes: list[type] = []
+    for arg in typing.get_args(tp):
+        more_values, more_classes = _inside(arg)
+        values += more_values
+        classes += more_classes
+    return values, classes
+
+
+def test_the_config_reference_names_every_value_and_inner_key() -> None:
+    """A key that takes one of a few values names them all in its row, and a key that takes a
+    mapping of its own (``output: {path, parse, schema, schema_file}``, a ``prices`` row)
+    names each of its keys and their values: a new one there fails here until it is
+    documented."""
+    import typing
+
+    from runner.config import schema
+
+    sections = {
+        "api": schema.ApiConfig,
+        "limits": schema.LimitsConfig,
+        "retry": schema.RetryConfig,
+        "batch": schema.BatchConfig,
+        "run": schema.RunConfig,
+        "local_files": schema.LocalFilesConfig,
+        "cost": schema.CostConfig,
+        "jobs": schema.JobConfig,
+    }
+    checked = 0
+    for section, cls in sections.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.metadata.get("internal"):
+                continue
+            values, classes = _inside(hints[f.name])
+            for inner in classes:
+                inner_hints = typing.get_type_hints(inner)
+                for g in dataclasses.fields(inner):
+                    values.append(g.name)
+                    values += _inside(inner_hints[g.name])[0]
+            words = set(re.findall(r"[\w.-]+", _reference_row(section, f.name)))
+            missing = [v for v in values if str(v) not in words]
+            assert not missing, (section, f.name, missing)
+            checked += len(values)
+    assert checked > 20

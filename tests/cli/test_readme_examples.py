@@ -454,3 +454,15 @@ def test_the_config_reference_names_every_value_and_inner_key() -> None:
             assert not missing, (section, f.name, missing)
             checked += len(values)
     assert checked > 20
+
+
+def test_every_environment_variable_glmrun_reads_is_in_the_readme() -> None:
+    """``GLMRUN_SHARD``, ``GLMRUN_LOOP``: a variable the code reads and the README never names
+    is a setting nobody can find."""
+    names = {
+        name
+        for path in (ROOT / "runner").rglob("*.py")
+        for name in re.findall(r"\bGLMRUN_[A-Z_]+\b", path.read_text(encoding="utf-8"))
+    }
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert names and not [name for name in names if f"`{name}" not in readme], names

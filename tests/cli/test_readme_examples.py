@@ -466,3 +466,22 @@ def test_every_environment_variable_glmrun_reads_is_in_the_readme() -> None:
     }
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert names and not [name for name in names if f"`{name}" not in readme], names
+
+
+def test_the_first_real_job_is_checked_as_the_readme_shows(tmp_path: Path) -> None:
+    """A newcomer's config from "Your first real job", beside 100 URLs and without a key:
+    ``--dry-run`` prints the README's excerpt, line for line."""
+    import textwrap
+
+    from tests.cli.test_cli import invoke
+
+    (block,) = [b for b in BLOCKS if "Describe this picture in one sentence" in b]
+    (tmp_path / "my.yaml").write_text(textwrap.dedent(block), encoding="utf-8")
+    urls = [f"https://img.example.com/p/{i}.jpg" for i in range(1, 101)]
+    (tmp_path / "urls.txt").write_text("\n".join(urls) + "\n")
+    result = invoke(str(tmp_path / "my.yaml"), "--dry-run", env={"ZHIPUAI_API_KEY": ""})
+    assert result.exit_code == 0, result.stderr
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    after = text.split("--dry-run` checks it", 1)[1].split("```text\n", 1)[1]
+    excerpt = textwrap.dedent(after.split("```", 1)[0]).rstrip()
+    assert result.stdout.rstrip("\n") == excerpt

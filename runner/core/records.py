@@ -58,16 +58,23 @@ FIELDS: dict[str, frozenset[str] | None] = {
 }
 
 
+PATHS = [*FIELDS, *(f"{head}.{sub}" for head, subs in FIELDS.items() for sub in sorted(subs or ()))]
+
+
 def unknown_field(path: str) -> str | None:
-    """Why ``path`` names no record field (with a did-you-mean), or None when it does."""
+    """Why ``path`` names no record field, or None when it does. The did-you-mean is a whole
+    path the user can paste back (``usage.prompt_tokens``, never a bare ``prompt_tokens``,
+    which is itself refused), and a bare sub-field name points to its parent's."""
     head, _, rest = path.partition(".")
     if head not in FIELDS:
-        return f"unknown field {path!r}{did_you_mean(head, FIELDS)}"
+        owners = [f"{h}.{path}" for h, subs in FIELDS.items() if subs and path in subs]
+        hint = f" (did you mean {owners[0]!r}?)" if owners else did_you_mean(path, PATHS)
+        return f"unknown field {path!r}{hint}"
     subs = FIELDS[head]
     if rest and subs is not None:
         sub = rest.split(".", 1)[0]
         if sub not in subs:
-            hint = did_you_mean(sub, subs)
+            hint = did_you_mean(f"{head}.{sub}", [f"{head}.{s}" for s in subs])
             if not subs:
                 hint = f" ({head} has no sub-fields)"
             return f"unknown field {path!r}{hint}"

@@ -102,14 +102,19 @@ def test_export_status_filters_on_the_latest_record(tmp_path: Path) -> None:
         ("url,nope.x", "--columns: unknown field 'nope.x'"),
         (
             "usage.promt_tokens",
-            "unknown field 'usage.promt_tokens' (did you mean 'prompt_tokens'?)",
+            "unknown field 'usage.promt_tokens' (did you mean 'usage.prompt_tokens'?)",
         ),
         ("url,stauts", "unknown field 'stauts' (did you mean 'status'?)"),
+        ("prompt_tokens", "unknown field 'prompt_tokens' (did you mean 'usage.prompt_tokens'?)"),
+        ("code", "unknown field 'code' (did you mean 'error.code'?)"),
+        ("usage.promt_tokens.x", "(did you mean 'usage.prompt_tokens'?)"),
     ],
-    ids=["unknown", "sub-typo", "top-typo"],
+    ids=["unknown", "sub-typo", "top-typo", "bare-sub", "bare-error-sub", "deeper"],
 )
 def test_export_unknown_column_is_an_error(tmp_path: Path, columns: str, message: str) -> None:
-    """An unknown --columns path is exit 2 with one line, not a silently empty column."""
+    """An unknown --columns path is exit 2 with one line, not a silently empty column; the
+    suggestion is a whole path that works when pasted back (it said 'prompt_tokens', which is
+    refused in turn, for usage.promt_tokens)."""
     cfg, _ = several_codes(tmp_path)
     result = invoke("export", str(cfg), "--columns", columns)
     assert result.exit_code == 2 and result.stdout == ""

@@ -39,7 +39,8 @@ from runner.io.job_files import job_output_files
     "--status",
     "status",
     type=click.Choice(["ok", "error"]),
-    help="Only records with this status (with --latest-only: keys whose latest record has it).",
+    help="Only keys whose latest record has this status (with --all-records: the records "
+    "that have it).",
 )
 @click.option(
     "-o",

@@ -54,7 +54,8 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Sha
     envvar="GLMRUN_SHARD",
     show_envvar=True,
     help="Run shard I of N (0 <= I < N): only the items whose key hash mod N is I, "
-    "into OUTPUT.shard-I-of-N.jsonl with its own lock; 0/1 is the whole job.",
+    "written beside the output to a file of its own, with its own lock "
+    "(OUTPUT.shard-I-of-N.jsonl); 0/1 is the whole job.",
 )
 @click.option(
     "--strict",

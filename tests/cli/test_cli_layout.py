@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import click
+import pytest
 from click.core import UNSET
 
 import runner
@@ -195,3 +196,17 @@ def test_readme_gives_every_option_default_and_choice() -> None:
             if p.default is None or p.default is UNSET:
                 continue
             assert _shown_default(p, lines[name], readme), (name, p.opts[0], p.default)
+
+
+def test_help_at_80_columns_never_breaks_a_word_at_its_hyphen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each ``--help`` as an 80-column terminal shows it (click leaves two columns free): no
+    line ends inside a hyphenated word (``--latest-`` / ``only``, ``OUTPUT.shard-I-`` /
+    ``of-N.jsonl`` were split)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    for name, command in _commands().items():
+        text = command.get_help(click.Context(command, info_name=name))
+        assert max(map(len, text.splitlines())) <= 78, name
+        broken = [line for line in text.splitlines() if re.search(r"\w-$", line)]
+        assert not broken, (name, broken)

@@ -485,3 +485,29 @@ def test_the_first_real_job_is_checked_as_the_readme_shows(tmp_path: Path) -> No
     after = text.split("--dry-run` checks it", 1)[1].split("```text\n", 1)[1]
     excerpt = textwrap.dedent(after.split("```", 1)[0]).rstrip()
     assert result.stdout.rstrip("\n") == excerpt
+
+
+def test_every_section_key_the_prose_names_is_a_key() -> None:
+    """``batch.max_wait_s``, ``limits.concurrency: auto``: a key the text names in code style is
+    one the schema has (the one deliberate typo shows the unknown-key message)."""
+    from runner.config import schema
+    from runner.simulator.settings import SimSettings
+
+    classes: dict[str, type] = {
+        "api": schema.ApiConfig,
+        "limits": schema.LimitsConfig,
+        "retry": schema.RetryConfig,
+        "batch": schema.BatchConfig,
+        "run": schema.RunConfig,
+        "local_files": schema.LocalFilesConfig,
+        "cost": schema.CostConfig,
+        "simulator": SimSettings,
+    }
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    named = re.findall(rf"`(?:[^`]*?: )?({'|'.join(classes)})\.(\w+)\b(?!\.py)", text)
+    wrong = {
+        f"{section}.{key}"
+        for section, key in named
+        if key not in {f.name for f in dataclasses.fields(classes[section])}
+    }
+    assert len(named) > 20 and wrong == {"limits.concurency"}, wrong

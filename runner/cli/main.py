@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import errno
 import logging
 import os
 import signal
@@ -200,6 +201,10 @@ def entry() -> NoReturn:
         main()
     except SystemExit as exc:
         code = exc.code
+    except OSError as exc:
+        if exc.errno not in DISK_FULL:
+            raise
+        code = cannot_write(exc)
     if any(not t.daemon for t in threading.enumerate() if t is not threading.main_thread()):
         sys.exit(code)  # a thread the usual exit would wait for: let it
     status = 0 if code is None else code if isinstance(code, int) else 1
@@ -211,9 +216,29 @@ def entry() -> NoReturn:
             stream.flush()
         except BrokenPipeError:  # the last of the output found the reader gone
             closed_pipe()
-        except (OSError, ValueError):  # nothing more can be said
+        except OSError as exc:
+            status = status or (cannot_write(exc) if exc.errno in DISK_FULL else 120)
+        except ValueError:  # nothing more can be said
             status = status or 120
     os._exit(status)
+
+
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}
+
+
+def cannot_write(exc: OSError) -> int:
+    """stdout (``> log`` on a full disk) or a file that is not glmrun's output could not be
+    written: one line and exit 1, like the output itself on a full disk, not a traceback
+    followed by Python's silent 120. What stdout still buffers goes nowhere."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    with contextlib.suppress(OSError, ValueError):
+        print(
+            f"glmrun: cannot write: {exc.strerror} (the standard output, or a file)",
+            file=sys.stderr,
+            flush=True,
+        )
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,5 +1,6 @@
 """A reader that closes glmrun's output early (``glmrun export ... | head``) ends the command
-as it ends ``cat``: killed by SIGPIPE (141 in a shell), nothing on stderr, no traceback."""
+as it ends ``cat``: killed by SIGPIPE (141 in a shell), nothing on stderr, no traceback. A
+full disk behind stdout is one line and exit 1."""
 
 from __future__ import annotations
 
@@ -78,3 +79,36 @@ def test_output_left_in_the_buffer_at_exit_ends_the_same_way() -> None:
     child = into_a_closed_pipe(["-c", code])
     assert child.returncode == -signal.SIGPIPE, child.stderr
     assert child.stderr == b""
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["export", "{cfg}"],
+        ["status", "{cfg}"],
+        ["run", "{cfg}", "--dry-run"],
+        ["--help"],
+    ],
+    ids=lambda a: " ".join(a).replace("{cfg}", "CFG"),
+)
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+def test_stdout_on_a_full_disk_is_one_line_and_exit_1(
+    cfg: Path, args: list[str], buffered: bool
+) -> None:
+    """``glmrun status cfg > log`` on a full disk: one ``glmrun:`` line and exit 1, as for the
+    output file, not a traceback then Python's 120 (or a traceback and exit 1 unbuffered)."""
+    env = ENVIRON if buffered else {**ENVIRON, "PYTHONUNBUFFERED": "1"}
+    with open("/dev/full", "wb") as full:
+        child = subprocess.run(
+            [sys.executable, "-m", "runner", *(a.format(cfg=cfg) for a in args)],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+    assert child.returncode == 1, child.stderr
+    assert child.stderr.decode() == (
+        "glmrun: cannot write: No space left on device (the standard output, or a file)\n"
+    )

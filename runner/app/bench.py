@@ -202,7 +202,10 @@ def check_plot_available() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise ConfigError("--plot needs matplotlib: pip install 'glmrun[plot]'") from None
+        raise ConfigError(
+            "--plot needs matplotlib: pip install matplotlib (or, in glmrun's clone, "
+            "pip install -e '.[plot]')"
+        ) from None
 
 
 def plot(

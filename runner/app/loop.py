@@ -1,4 +1,4 @@
-"""Which event loop runs glmrun: uvloop when it is installed (``pip install glmrun[fast]``),
+"""Which event loop runs glmrun: uvloop when it is installed (``pip install -e '.[fast]'``),
 else asyncio's own. ``GLMRUN_LOOP=asyncio`` forces the standard loop (to compare, or to rule
 uvloop out when debugging)."""
 

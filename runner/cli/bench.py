@@ -48,7 +48,7 @@ from runner.errors import GlmrunError
     "plot_path",
     type=click.Path(dir_okay=False),
     metavar="FILE.png",
-    help="Draw throughput and latency against concurrency (needs glmrun[plot]).",
+    help="Draw throughput and latency against concurrency (needs matplotlib).",
 )
 @verbosity_options
 def bench(

@@ -99,7 +99,9 @@ def test_levels_are_parsed_and_checked() -> None:
 async def test_plot_without_matplotlib_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """--plot with matplotlib missing fails before sending anything, naming the extra."""
+    """--plot with matplotlib missing fails before sending anything, with an install command
+    that works where glmrun came from: a clone (``pip install 'glmrun[plot]'`` asked PyPI for
+    a package glmrun is not published as)."""
     real_import = builtins.__import__
 
     def no_matplotlib(name: str, *args: Any, **kwargs: Any) -> Any:
@@ -109,7 +111,7 @@ async def test_plot_without_matplotlib_is_a_clear_error(
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     config = make_config(tmp_path, "http://127.0.0.1:9/api/paas/v4")
-    with pytest.raises(ConfigError, match=r"glmrun\[plot\]"):
+    with pytest.raises(ConfigError, match=r"pip install matplotlib .*pip install -e '\.\[plot\]'"):
         await bench(config, sample=1, levels=[1], plot_path=tmp_path / "p.png", out=io.StringIO())
     assert not (tmp_path / "out.jsonl").exists()
 

@@ -170,7 +170,8 @@ def usage_error_as_json(exc: click.UsageError) -> NoReturn:
 def main() -> None:
     """Send large lists of image URLs to GLM-4V vision models; one resumable result per URL.
 
-    glmrun CONFIG is short for glmrun run CONFIG.
+    glmrun CONFIG is short for glmrun run CONFIG. glmrun CONFIG --dry-run shows what a run
+    would send and cost, and sends nothing. A command's options: glmrun COMMAND --help.
     """
 
 

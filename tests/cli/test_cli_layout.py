@@ -210,3 +210,21 @@ def test_help_at_80_columns_never_breaks_a_word_at_its_hyphen(
         assert max(map(len, text.splitlines())) <= 78, name
         broken = [line for line in text.splitlines() if re.search(r"\w-$", line)]
         assert not broken, (name, broken)
+
+
+def test_readme_says_what_every_option_does() -> None:
+    """Beyond the synopsis, each option of each command is named in the text about that
+    command (its sections, or the note under the synopsis on options several share):
+    ``simulate --host`` was only in the synopsis."""
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    shared = text.split("## Commands", 1)[1].split("```", 2)[2].split("\n### ", 1)[0]
+    for name, command in _commands().items():
+        if name == "glmrun":  # --version: the synopsis line says it all
+            continue
+        prose = shared + _sections_on(name)
+        for p in command.params:
+            if not isinstance(p, click.Option) or p.name == "help":
+                continue
+            opts = [*p.opts, *p.secondary_opts]
+            named = [o for o in opts if re.search(rf"`[^`]*{re.escape(o)}\b(?!-)[^`]*`", prose)]
+            assert named, (name, opts)

@@ -119,3 +119,13 @@ def test_entry_exits_the_usual_way_while_a_thread_would_be_waited_for(
     finally:
         release.set()
         worker.join()
+
+
+def test_glmrun_alone_shows_its_help(tmp_path: Path) -> None:
+    """``glmrun`` with no words, a newcomer's first try: the usage and the commands (exit 2,
+    click's code for a missing command), not a ValueError traceback from looking for
+    ``--log-format json`` among no words."""
+    proc = glmrun(cwd=tmp_path, env=env())
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    shown = proc.stdout + proc.stderr
+    assert shown.startswith("Usage: ") and "Commands:" in shown and "--dry-run" in shown, shown

@@ -158,3 +158,11 @@ def test_every_section_key_the_prose_names_is_a_key() -> None:
         if key not in {f.name for f in dataclasses.fields(classes[section])}
     }
     assert len(named) > 20 and wrong == {"limits.concurency"}, wrong
+
+
+def test_the_model_row_names_every_model_glmrun_knows() -> None:
+    """``jobs[].model``'s row lists the names glmrun checks (the ones a Zhipu base_url takes)."""
+    from runner.core.models import MODELS
+
+    named = set(re.findall(r"`([\w.-]+)`", _reference_row("jobs", "model")))
+    assert set(MODELS) <= named, set(MODELS) - named

@@ -39,7 +39,7 @@ from runner.app.planning import (
     settle_guess,
     with_limit,
 )
-from runner.app.signals import SignalStop, acquire_lock
+from runner.app.signals import SignalStop, acquire_lock, tell_person
 from runner.app.stream import Stream, plan_or_stream
 from runner.app.summary import (
     for_terminal,
@@ -236,6 +236,7 @@ async def _run_job(
             wait=options.wait_lock,
             stop=stopper.event,
             advice="wait for it, or pass --wait-lock",
+            say=tell_person if options.display_mode() == "live" and not options.quiet else None,
         )
     except RunLocked:
         if stopper.signame is None:

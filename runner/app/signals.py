@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from runner.clock import sleep_or_stop
 from runner.errors import Interrupted, RunLocked
 from runner.io.store import AFTER_IT, ResultWriter, RunLock
-from runner.logs import direct_line
+from runner.logs import direct_line, terminal_width, wrap_for_terminal
 
 log = logging.getLogger(__name__)
 
@@ -108,8 +109,11 @@ async def acquire_lock(
     stop: asyncio.Event,
     poll_s: float = 0.2,
     advice: str = AFTER_IT,
+    say: Callable[[str], None] | None = None,
 ) -> None:
-    """Take the output lock; with ``wait`` poll for it (a signal still stops the wait)."""
+    """Take the output lock; with ``wait`` poll for it (a signal still stops the wait). ``say``
+    tells a person at a terminal that the run waits and for whom: a blank screen for as long
+    as another run takes looked like a hang (the event alone shows only with -v)."""
     try:
         lock.acquire(advice=advice)
         return
@@ -119,6 +123,8 @@ async def acquire_lock(
     log.info(
         "waiting for the output lock", extra={"lock": str(lock.path), "holder_pid": lock.holder()}
     )
+    if say is not None:
+        say(f"{lock.describe_holder()}; waiting for it to finish (Ctrl-C stops the wait)")
     while True:
         if await sleep_or_stop(poll_s, stop):
             raise RunLocked(f"stopped while waiting: {lock.describe_holder()}")
@@ -127,3 +133,12 @@ async def acquire_lock(
             return
         except RunLocked:
             continue
+
+
+def tell_person(text: str) -> None:
+    """``glmrun: text`` on stderr, for a person at a terminal before any live display runs;
+    wrapped at spaces to the terminal's width, as warnings are."""
+    line = f"glmrun: {text}"
+    width = terminal_width(sys.stderr)
+    lines = [line] if width is None else wrap_for_terminal(line, width)
+    print("\n".join(lines), file=sys.stderr, flush=True)

@@ -166,3 +166,13 @@ def test_the_model_row_names_every_model_glmrun_knows() -> None:
 
     named = set(re.findall(r"`([\w.-]+)`", _reference_row("jobs", "model")))
     assert set(MODELS) <= named, set(MODELS) - named
+
+
+def test_the_csv_default_columns_are_the_ones_export_writes() -> None:
+    """``export --format csv`` without ``--columns``: the README lists its columns in order."""
+    from runner.io.export import DEFAULT_COLUMNS
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"the CSV default is ([\w., \n]+?)\. ", text)
+    assert listed, "no 'the CSV default is ...' sentence"
+    assert [c.strip() for c in listed[1].replace("\n", " ").split(",")] == list(DEFAULT_COLUMNS)

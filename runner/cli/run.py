@@ -37,7 +37,10 @@ def _shard(ctx: click.Context, param: click.Parameter, value: str | None) -> Sha
 @job_option("Run only this job.")
 @count_option("--limit", "Send at most N new URLs per job.")
 @click.option(
-    "--dry-run", is_flag=True, help="Show the plan (pending / done / invalid, route); send nothing."
+    "--dry-run",
+    is_flag=True,
+    help="Show the plan (pending / done / invalid, route) and a cost estimate; send nothing "
+    "(no API key needed).",
 )
 @click.option(
     "--no-wait", is_flag=True, help="Batch jobs: submit and exit 75; the next run collects."

@@ -55,6 +55,7 @@ from runner.app.wiring import (
     make_client,
     make_realtime_engine,
     make_writer,
+    simulator_settings,
 )
 from runner.config.schema import Config, JobConfig
 from runner.core.items import InvalidLine, Item
@@ -124,6 +125,8 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
     if options.dry_run:
         from runner.app.dry_run import dry_run  # --dry-run only
 
+        if config.api.is_simulator:
+            simulator_settings(config)  # a misspelt knob fails here as it would in the run
         result.plans.extend(dry_run(job, config, options.limit, out) for job in jobs)
         return result
 

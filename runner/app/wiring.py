@@ -32,6 +32,7 @@ from runner.io.store import ResultWriter
 
 if TYPE_CHECKING:  # the batch engine is imported by a batch run only
     from runner.engine.batch.driver import BatchDeps, Fallback
+    from runner.simulator.settings import SimSettings
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +48,26 @@ def simulator_state_dir(config: Config) -> Path:
     return config.jobs[0].output_path.parent / ".glmrun" / "simulator"
 
 
+def simulator_settings(config: Config) -> SimSettings:
+    """The ``simulator:`` section as the embedded simulator takes it; a misspelt knob is a
+    ConfigError (``--dry-run`` asks too, so it fails there as the run would)."""
+    from runner.simulator import settings_from_dict  # only when it is used
+
+    try:
+        return settings_from_dict(config.simulator)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{config.path}: simulator.{exc}") from None
+
+
 @contextlib.asynccontextmanager
 async def api_base_url(config: Config, state_dir: Path | None = None) -> AsyncIterator[str]:
     """The base URL to talk to; ``simulator`` starts the embedded simulator for the block."""
     if not config.api.is_simulator:
         yield config.api.base_url
         return
-    from runner.simulator import Simulator, settings_from_dict  # only when it is used
+    from runner.simulator import Simulator  # only when it is used
 
-    try:
-        settings = settings_from_dict(config.simulator)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{config.path}: simulator.{exc}") from None
-    sim = Simulator(settings, state_dir=state_dir or simulator_state_dir(config))
+    sim = Simulator(simulator_settings(config), state_dir=state_dir or simulator_state_dir(config))
     base_url = await sim.start()
     try:
         yield base_url

@@ -187,3 +187,18 @@ def test_an_output_folder_without_write_permission_exits_2(
         "make it writable or choose another output\n"
     )
     assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_a_misspelt_simulator_knob_fails_the_dry_run_as_it_fails_the_run(tmp_path: Path) -> None:
+    """``simulator: {max_inflight: 3}`` with ``base_url: simulator``: ``--dry-run`` said all was
+    well and the run then stopped on it; both now fail with the same line."""
+    (tmp_path / "in.txt").write_text("https://e.org/a.jpg\n")
+    path = tmp_path / "c.yaml"
+    path.write_text("api: {base_url: simulator}\nsimulator: {max_inflight: 3}\n" + GOOD_JOB)
+    for args in ([str(path), "--dry-run"], [str(path)]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 2, (args, result.stdout, result.stderr)
+        assert result.stderr == (
+            f"glmrun: {path}: simulator.max_inflight: unknown simulator setting "
+            "(did you mean max_in_flight?)\n"
+        ), args

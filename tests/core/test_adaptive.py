@@ -368,6 +368,29 @@ def test_give_back_is_proportional_over_cycles() -> None:
     assert given == 3
 
 
+def test_a_client_not_at_the_shared_pace_gives_back_more_at_every_other_common_tick() -> None:
+    """Every ``shared_cycle``-th grid tick is common to all clients; at every other one of them
+    a client that never saw a sign of another gives back ``shared_give_back`` (40 %), not 10 %:
+    the moments when the clients at the shared pace climb, so a client that cannot tell it is
+    sharing still yields room to them."""
+    ctl = holding_at(20)
+    grid = ctl.grid_s
+    assert grid is not None and ctl.shared == 0
+    given = {}
+    for _ in range(24):
+        cycle = ctl.wake_at
+        assert cycle is not None
+        ctl.tick(cycle)
+        given[round(cycle / grid)] = 20 - ctl.limit
+        ctl.value, ctl.phase = 20.0, "hold"
+        ctl.next_cycle_at = cycle + grid
+    every = ctl.shared_cycle * ctl.lone_every
+    assert {tick: n for tick, n in given.items() if n != 2} == {
+        tick: 8 for tick in given if tick % every == 0
+    }
+    assert len([n for n in given.values() if n == 8]) == 3
+
+
 # --- against a modelled server ---------------------------------------------------------------
 
 RISES = [

@@ -46,7 +46,10 @@ which is refused later: there the window follows the refusals seen up there.
   as when alone, since it takes back what it gave before the others climb); without this
   give-back the shares stayed apart for tens of seconds (the median smallest of 4 processes
   0.87 of the mean in the model, 0.52 - 0.97 live; now 0.93). It costs a client alone about
-  1 % of a fixed cap of 64 in the model.
+  1 % of a fixed cap of 64 in the model. The race for given-back slots runs at one pace for
+  all: head starts and climb steps (up to the level held, and all the way at the shared
+  pace) are counted in ``min_window_s``, not in each client's quiet window, which its event
+  loop's lag stretches (see ``_step_window``).
 - Drop: two throttles within a round trip while holding mean the cap fell (the multiplicative
   decrease of the Netflix and AWS SDK limiters): cut to ``drop_beta`` of the limit; for the
   round trip after, while requests sent before the drop drain, each throttle takes one off;
@@ -161,7 +164,7 @@ class AdaptiveLimit:
         if self.phase == "start":
             return self.paced_at + self.min_window_s if self.value > self.paced else None
         if self.phase == "climb":
-            return None if self.awaiting_answer else self.raised_at + self.window_s
+            return None if self.awaiting_answer else self.raised_at + self._step_window()
         if self.phase == "hold" and self._held_until() < math.inf:
             return self._held_until()
         return None
@@ -262,7 +265,7 @@ class AdaptiveLimit:
             self._climb(now, self.given_from)
         elif (
             self.phase == "climb"
-            and now >= self.raised_at + self.window_s
+            and now >= self.raised_at + self._step_window()
             and self._live(now)
             and self._filled()
         ):
@@ -304,9 +307,10 @@ class AdaptiveLimit:
         self.value = max(float(self.min_limit), self.value - given)
         self.phase = "give"
         # smaller clients start their climb sooner, so they win the race for the slots given
-        # back: a pull towards equal shares (at most as long again as the drain)
+        # back: a pull towards equal shares (at most as long again as the drain). The head
+        # start is counted in ``min_window_s``, the same for all, not in each one's window
         drain = self.give_back_rtts * (self.rtt_s or self.guess_rtt_s)
-        head = min(drain, self.window_s * math.log2(max(1.0, self.value)))
+        head = min(drain, self.min_window_s * math.log2(max(1.0, self.value)))
         self.climb_at = now + drain + head
 
     def _climb(self, now: float, before: float | None = None) -> None:
@@ -340,6 +344,18 @@ class AdaptiveLimit:
         if self.value >= self.max_limit:
             self._hold(now)
 
+    def _step_window(self) -> float:
+        """How long a climb step waits for a refusal before the next. In the race for the
+        slots given back (up to the level held before the give-back, and all the way at the
+        shared pace) every client steps at one pace, ``min_window_s``: the quiet window comes
+        from a client's own refusals, which a busy event loop delays, and a client that steps
+        slower loses the race at every cycle (in the model, clients whose answers reach them
+        up to 5, 10 or 20 ms late got 0.5 of the mean share where one had no lag; now 0.8).
+        Taking new ground alone, the quiet window keeps the raise safe."""
+        if self.value <= self.before or self.shared:
+            return self.min_window_s
+        return self.window_s
+
     def _growth_per_window(self, cold: bool = False) -> float:
         """The share a climb may add per quiet window to double in ``climb_doubling_rtts``
         round trips (``cold``, above the highest limit held: ``cold_doubling_rtts``): where
@@ -347,7 +363,7 @@ class AdaptiveLimit:
         last one past the cap draws fewer refusals."""
         rtt = self.rtt_s or self.guess_rtt_s
         doubling = self.cold_doubling_rtts if cold else self.climb_doubling_rtts
-        return math.pow(2.0, self.window_s / (doubling * rtt)) - 1.0
+        return math.pow(2.0, self._step_window() / (doubling * rtt)) - 1.0
 
     def _refused(self, now: float, one_off: float, latency_s: float) -> None:
         """A raise drew a throttle: hold at one off."""

@@ -138,7 +138,7 @@ def test_four_shards_share_one_account_fairly() -> None:
 
 
 def run_processes(
-    seed: int, clients: int = 4, cap: int = 32, each: int = 800
+    seed: int, clients: int = 4, cap: int = 32, each: int = 800, lag_s: list[float] | None = None
 ) -> tuple[float, float, list[float]]:
     """``run_all.py``'s adaptive-shared in the model: ``clients`` processes started within 0.3 s
     (as 4 launched together on 2 cores are) on a cap of 32 at 200 +- 50 ms, counted until the
@@ -156,6 +156,7 @@ def run_processes(
         starts_s=starts,
         clock_offset_s=1000.0 + 0.37 * seed,
         seed=seed,
+        lag_s=lag_s,
     )
     window = min(t.ok_times[each - 1] for t in traces if len(t.ok_times) >= each)
     counts = [sum(1 for t in trace.ok_times if t <= window) for trace in traces]
@@ -175,6 +176,18 @@ def test_four_processes_share_one_account_fairly_from_their_start() -> None:
         assert combined >= 0.95 and throttled <= 0.04
         assert min(shares) >= 0.8, shares
     assert statistics.median(min(shares) for _, _, shares in figures) >= 0.9
+
+
+def test_processes_whose_event_loops_lag_still_get_near_their_share() -> None:
+    """The same with each process's answers and refusals reaching it up to 0, 5, 10 or 20 ms
+    late (a busy machine's CPU shared unevenly): the climbs after a give-back run at one pace
+    for all, so a process whose refusals come back later does not lose the race at every
+    cycle. 24 seeds: the median smallest share >= 0.75 of the mean (today 0.80; when each
+    climbed at its own quiet window, 0.52), none below 0.6 (0.67; then 0.37)."""
+    figures = [run_processes(seed, lag_s=[0.0, 0.005, 0.01, 0.02]) for seed in range(24)]
+    smallest = [min(shares) for _, _, shares in figures]
+    assert min(smallest) >= 0.6 and statistics.median(smallest) >= 0.75, smallest
+    assert all(throttled <= 0.04 for _, throttled, _ in figures)
 
 
 def run_late_joiner(cap: int, join_s: float, seed: int) -> tuple[float, float]:

@@ -347,11 +347,26 @@ def test_one_client_on_a_steady_cap_never_takes_the_shared_pace() -> None:
 
 
 def test_processes_with_close_round_trips_share_the_cycle_grid() -> None:
-    """Cycles start at multiples of ~3 round trips rounded to 2^k or 1.5 * 2^k seconds, so two
+    """Cycles start at multiples of ~3 round trips rounded to 3 * 2^k seconds, so two
     processes on one machine whose round trips differ a little give back at the same instants."""
     a, b = holding_at(16, latency_s=0.195), holding_at(16, latency_s=0.21)
     assert a.grid_s == b.grid_s == 0.75
     assert a._next_cycle(123.4) == b._next_cycle(123.4) == 123.75
+
+
+def test_any_two_cycle_grids_divide_one_another() -> None:
+    """Round trips of 180 and 200 ms (one process's first answers a little faster) used to
+    round to grids of 0.5 and 0.75 s, which meet only every 1.5 s; every grid is now 3 * 2^k
+    seconds, so whatever two processes measure, the longer grid's ticks are ticks of both."""
+    a, b = holding_at(16, latency_s=0.18), holding_at(16, latency_s=0.2)
+    assert a.grid_s == b.grid_s == 0.75
+    grids = {holding_at(16, latency_s=0.03 + 0.01 * i).grid_s for i in range(500)}
+    assert len(grids) >= 6
+    for one in grids:
+        for other in grids:
+            assert one is not None and other is not None
+            ratio = max(one, other) / min(one, other)
+            assert ratio == 2.0 ** round(math.log2(ratio)), (one, other)
 
 
 def test_give_back_is_proportional_over_cycles() -> None:

@@ -126,7 +126,7 @@ def run_shards(seed: int, clients: int = 4, cap: int = 16) -> tuple[float, float
 
 def test_four_shards_share_one_account_fairly() -> None:
     """Issue 13's benchmark in the model, 12 seeds: 4 clients on cap 16 together keep >= 0.95
-    of it (today 0.97), <= 5 % of requests throttled in every seed (today 3.3 % median, 4.2 %
+    of it (today 0.97), <= 5 % of requests throttled in every seed (today 2.7 % median, 3.1 %
     at most), each client within 0.6x-1.6x of the mean in every seed (today 0.81-1.14; before
     the common ticks' give-back 0.73-1.30) and the median smallest share >= 0.8 (today 0.94)."""
     figures = [run_shards(seed) for seed in range(12)]
@@ -167,9 +167,9 @@ def run_processes(
 
 
 def test_four_processes_share_one_account_fairly_from_their_start() -> None:
-    """24 seeds: together >= 0.95 of the cap (today 0.966 at worst), <= 4 % throttled (2.7 %),
+    """24 seeds: together >= 0.95 of the cap (today 0.967 at worst), <= 4 % throttled (1.9 %),
     the smallest share >= 0.8 of the mean in every seed (0.82 at worst) and >= 0.9 in the
-    median (0.93). Before the common ticks' give-back: median 0.87, 3 seeds below 0.8 (0.77),
+    median (0.91). Before the common ticks' give-back: median 0.87, 3 seeds below 0.8 (0.77),
     as the live benchmark's 0.68 - 0.97 spread showed."""
     figures = [run_processes(seed) for seed in range(24)]
     for combined, throttled, shares in figures:
@@ -182,8 +182,8 @@ def test_processes_whose_event_loops_lag_still_get_near_their_share() -> None:
     """The same with each process's answers and refusals reaching it up to 0, 5, 10 or 20 ms
     late (a busy machine's CPU shared unevenly): the climbs after a give-back run at one pace
     for all, so a process whose refusals come back later does not lose the race at every
-    cycle. 24 seeds: the median smallest share >= 0.75 of the mean (today 0.80; when each
-    climbed at its own quiet window, 0.52), none below 0.6 (0.67; then 0.37)."""
+    cycle. 24 seeds: the median smallest share >= 0.75 of the mean (today 0.86; when each
+    climbed at its own quiet window, 0.52), none below 0.6 (0.73; then 0.37)."""
     figures = [run_processes(seed, lag_s=[0.0, 0.005, 0.01, 0.02]) for seed in range(24)]
     smallest = [min(shares) for _, _, shares in figures]
     assert min(smallest) >= 0.6 and statistics.median(smallest) >= 0.75, smallest
@@ -215,7 +215,7 @@ def test_a_client_joining_late_gets_in_and_near_its_share(cap: int) -> None:
     """The give-back of a client alone is what lets a later one in: joining 5 or 10.3 s after
     another took the whole cap, in 4 seeds each, the newcomer has a quarter of the cap in
     flight within 12 s and at least 0.5 of the mean share over its next 15 s (today 0.57 at
-    worst, on a cap of 64; 0.74 on 16 and 32; a quarter within 9.8 s at worst; before the
+    worst, on a cap of 64; 0.78 on 16 and 32; a quarter within 8.4 s at worst; before the
     common ticks' give-back 0.46 and 14 s; giving back 5 or 7 % instead of 10 %, or draining
     an eighth of a round trip instead of a quarter, dropped a seed to 0.34 - 0.37 and another
     past 15 s)."""

@@ -34,6 +34,7 @@ from runner.core.items import InvalidLine, Item
 from runner.core.stats import JobStats
 from runner.errors import ConfigError, Interrupted
 from runner.io.store import ResultWriter, RunLock
+from runner.logs import terminal_width, wrap_for_terminal
 
 ACCEPTABLE_429_SHARE = 0.05
 DEFAULT_LEVELS = (4, 8, 16, 32, 64)
@@ -324,6 +325,13 @@ def take(
         yield h, item
 
 
+def _for_reader(line: str, stream: IO[str]) -> str:
+    """``line`` wrapped at its spaces to the width of the terminal ``stream`` writes to (the
+    terminal would cut words in two); unchanged for a pipe or a file, which grep reads."""
+    width = terminal_width(stream)
+    return line if width is None else "\n".join(wrap_for_terminal(line, width))
+
+
 async def bench(
     config: Config,
     *,
@@ -359,11 +367,11 @@ async def bench(
             held = left_to_batches(job)
             per = f"{sample} URLs" if sample is not None else f"{ROUND_TRIPS} round trips"
             theirs = f" ({len(held):,} in batches still running, left to them)" if held else ""
-            print(
+            header = (
                 f"{job.name}: {plan.pending:,} pending{theirs}; concurrency "
-                f"{','.join(map(str, levels))}, {per} each",
-                file=progress,
+                f"{','.join(map(str, levels))}, {per} each"
             )
+            print(_for_reader(header, progress), file=progress)
             pending = not_in(pending_items(job, config, plan, index), held)
             async with connect(config, connections=max(levels)) as client:
                 writer = make_writer(job)
@@ -383,7 +391,7 @@ async def bench(
                         )
                         result.sample = sample_for(level, sample)
                         if result.results == 0:
-                            print(_none_left(job.name, level, results), file=out)
+                            print(_for_reader(_none_left(job.name, level, results), out), file=out)
                             break
                         results.append(result)
                         tried = [lv.concurrency for lv in results]
@@ -414,7 +422,7 @@ async def bench(
     results.sort(key=lambda lv: lv.concurrency)
     if results:
         print(format_table(results), file=out)
-        print(format_recommendation(results), file=out)
+        print(_for_reader(format_recommendation(results), out), file=out)
         if plot_path is not None:
             plot(results, plot_path, f"glmrun bench: {job.name}")
             print(f"plot written to {plot_path}", file=out)

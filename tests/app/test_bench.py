@@ -237,3 +237,37 @@ def test_a_level_whose_urls_ran_out_is_not_compared_and_the_table_says_so() -> N
     top = level(8, 40)
     top.sample = 100
     assert "try higher levels too" in format_recommendation([full4, top])
+
+
+class Terminal(io.StringIO):
+    """What bench writes to when a person runs it at a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_bench_wraps_its_long_lines_at_spaces_on_a_terminal(
+    tmp_path: Path, start_sim: MakeSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 80 columns the recommendation that the URLs ran out was cut by the terminal
+    mid-word ("the pending URLs r|an out", "measure highe|r levels"): on a terminal the
+    lines wrap at spaces, indented; in a pipe each stays one line, for grep."""
+    monkeypatch.setenv("COLUMNS", "60")
+    sim = await start_sim(latency_mean_s=0.0)
+    config = make_config(tmp_path, sim.base_url, n=70)
+    out = Terminal()
+    await bench(config, sample=None, levels=[2, 16], out=out, refine=False)
+    lines = out.getvalue().splitlines()
+    table = [i for i, line in enumerate(lines) if line.startswith("concurrency ")]
+    prose = [line for line in lines if line not in lines[table[0] : table[0] + 3]]
+    assert all(len(line) <= 60 for line in prose), lines
+    start = next(i for i, line in enumerate(lines) if line.startswith("recommended: "))
+    said = " ".join(line.strip() for line in lines[start:])
+    assert "the pending URLs ran out at concurrency 16" in said
+    assert all(line.startswith("    ") for line in lines[start + 1 :])
+    (tmp_path / "pipe").mkdir()
+    config = make_config(tmp_path / "pipe", sim.base_url, n=70)
+    piped = io.StringIO()
+    await bench(config, sample=None, levels=[2, 16], out=piped, refine=False)
+    assert piped.getvalue().splitlines()[-1].startswith("recommended: ")
+    assert "ran out at concurrency 16" in piped.getvalue().splitlines()[-1]

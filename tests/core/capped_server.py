@@ -73,10 +73,13 @@ def run(
     seed: int = 0,
     clock_offset_s: float = 0.0,
     demand: int | None = None,
+    lag_s: list[float] | None = None,
 ) -> list[ClientTrace]:
     """Run the clients against the server until ``duration_s``; one trace per client. With
     ``demand`` a client never has more than that many requests out, whatever its limit (its
-    own CPU, not the server, is the bottleneck)."""
+    own CPU, not the server, is the bottleneck). ``lag_s``: per client, the most its event loop
+    delays what reaches it (each answer and refusal is late by a uniform share of it), as a
+    process that gets less of a busy machine's CPU sees its refusals later."""
     rng = random.Random(seed)
     n = len(controllers)
     starts = starts_s or [0.0] * n
@@ -87,6 +90,9 @@ def run(
     ticks: list[float | None] = [None] * n  # the wake-up already scheduled per client
     events: list[tuple[float, int, str, int, float]] = []  # (t, seq, kind, client, sent_at)
     seq = 0
+
+    def late(client: int) -> float:
+        return rng.uniform(0.0, lag_s[client]) if lag_s else 0.0
 
     def push(t: float, kind: str, client: int, sent_at: float) -> None:
         nonlocal seq
@@ -121,7 +127,7 @@ def run(
             fill(i, now)
         elif kind == "arrive":
             if sum(on_server) >= cap_at(now):
-                push(sent_at + throttle_latency_s, "throttle", i, sent_at)
+                push(sent_at + throttle_latency_s + late(i), "throttle", i, sent_at)
             else:
                 on_server[i] += 1
                 traces[i].admitted.append((now, on_server[i]))
@@ -129,7 +135,7 @@ def run(
                 push(now + lat, "finish", i, sent_at)
         elif kind == "finish":
             on_server[i] -= 1
-            push(now + one_way_s, "ok", i, sent_at)
+            push(now + one_way_s + late(i), "ok", i, sent_at)
         else:
             trace = traces[i]
             if kind == "ok":

@@ -347,11 +347,26 @@ def test_one_client_on_a_steady_cap_never_takes_the_shared_pace() -> None:
 
 
 def test_processes_with_close_round_trips_share_the_cycle_grid() -> None:
-    """Cycles start at multiples of ~3 round trips rounded to 2^k or 1.5 * 2^k seconds, so two
+    """Cycles start at multiples of ~3 round trips rounded to 3 * 2^k seconds, so two
     processes on one machine whose round trips differ a little give back at the same instants."""
     a, b = holding_at(16, latency_s=0.195), holding_at(16, latency_s=0.21)
     assert a.grid_s == b.grid_s == 0.75
     assert a._next_cycle(123.4) == b._next_cycle(123.4) == 123.75
+
+
+def test_any_two_cycle_grids_divide_one_another() -> None:
+    """Round trips of 180 and 200 ms (one process's first answers a little faster) used to
+    round to grids of 0.5 and 0.75 s, which meet only every 1.5 s; every grid is now 3 * 2^k
+    seconds, so whatever two processes measure, the longer grid's ticks are ticks of both."""
+    a, b = holding_at(16, latency_s=0.18), holding_at(16, latency_s=0.2)
+    assert a.grid_s == b.grid_s == 0.75
+    grids = {holding_at(16, latency_s=0.03 + 0.01 * i).grid_s for i in range(500)}
+    assert len(grids) >= 6
+    for one in grids:
+        for other in grids:
+            assert one is not None and other is not None
+            ratio = max(one, other) / min(one, other)
+            assert ratio == 2.0 ** round(math.log2(ratio)), (one, other)
 
 
 def test_give_back_is_proportional_over_cycles() -> None:
@@ -366,6 +381,29 @@ def test_give_back_is_proportional_over_cycles() -> None:
         ctl.value, ctl.phase = 15.0, "hold"
         ctl.next_cycle_at = cycle + 1.0
     assert given == 3
+
+
+def test_a_client_not_at_the_shared_pace_gives_back_more_at_every_other_common_tick() -> None:
+    """Every ``shared_cycle``-th grid tick is common to all clients; at every other one of them
+    a client that never saw a sign of another gives back ``shared_give_back`` (40 %), not 10 %:
+    the moments when the clients at the shared pace climb, so a client that cannot tell it is
+    sharing still yields room to them."""
+    ctl = holding_at(20)
+    grid = ctl.grid_s
+    assert grid is not None and ctl.shared == 0
+    given = {}
+    for _ in range(24):
+        cycle = ctl.wake_at
+        assert cycle is not None
+        ctl.tick(cycle)
+        given[round(cycle / grid)] = 20 - ctl.limit
+        ctl.value, ctl.phase = 20.0, "hold"
+        ctl.next_cycle_at = cycle + grid
+    every = ctl.shared_cycle * ctl.lone_every
+    assert {tick: n for tick, n in given.items() if n != 2} == {
+        tick: 8 for tick in given if tick % every == 0
+    }
+    assert len([n for n in given.values() if n == 8]) == 3
 
 
 # --- against a modelled server ---------------------------------------------------------------

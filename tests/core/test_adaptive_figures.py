@@ -126,15 +126,68 @@ def run_shards(seed: int, clients: int = 4, cap: int = 16) -> tuple[float, float
 
 def test_four_shards_share_one_account_fairly() -> None:
     """Issue 13's benchmark in the model, 12 seeds: 4 clients on cap 16 together keep >= 0.95
-    of it (today 0.97), <= 5 % of requests throttled in every seed (today 3.3 % median, 4.5 %
-    at most), each client within 0.6x-1.6x of the mean in every seed (today 0.73-1.28) and
-    the median smallest share >= 0.8 (today 0.87)."""
+    of it (today 0.97), <= 5 % of requests throttled in every seed (today 2.7 % median, 3.1 %
+    at most), each client within 0.6x-1.6x of the mean in every seed (today 0.81-1.14; before
+    the common ticks' give-back 0.73-1.30) and the median smallest share >= 0.8 (today 0.94)."""
     figures = [run_shards(seed) for seed in range(12)]
     for combined, throttled, shares in figures:
         assert combined >= 0.95
         assert throttled <= 0.05
         assert min(shares) >= 0.6 and max(shares) <= 1.6, shares
     assert statistics.median(min(shares) for _, _, shares in figures) >= 0.8
+
+
+def run_processes(
+    seed: int, clients: int = 4, cap: int = 32, each: int = 800, lag_s: list[float] | None = None
+) -> tuple[float, float, list[float]]:
+    """``run_all.py``'s adaptive-shared in the model: ``clients`` processes started within 0.3 s
+    (as 4 launched together on 2 cores are) on a cap of 32 at 200 +- 50 ms, counted until the
+    first has ``each`` answers: (combined share of capacity, throttled share, each client's
+    answers relative to the mean; the start-up's head start included, as the benchmark does)."""
+    rng = random.Random(seed)
+    starts = sorted(rng.uniform(0.0, 0.3) for _ in range(clients))
+    traces = run(
+        [AdaptiveLimit() for _ in range(clients)],
+        step_cap([(0, cap)]),
+        40.0,
+        latency_s=0.2,
+        jitter_s=0.05,
+        throttle_latency_s=0.002,
+        starts_s=starts,
+        clock_offset_s=1000.0 + 0.37 * seed,
+        seed=seed,
+        lag_s=lag_s,
+    )
+    window = min(t.ok_times[each - 1] for t in traces if len(t.ok_times) >= each)
+    counts = [sum(1 for t in trace.ok_times if t <= window) for trace in traces]
+    refused = sum(sum(1 for t in trace.throttle_times if t <= window) for trace in traces)
+    mean = statistics.mean(counts)
+    combined = sum(counts) / capacity([(0, cap)], 0.2, window)
+    return combined, refused / (refused + sum(counts)), [k / mean for k in counts]
+
+
+def test_four_processes_share_one_account_fairly_from_their_start() -> None:
+    """24 seeds: together >= 0.95 of the cap (today 0.967 at worst), <= 4 % throttled (1.9 %),
+    the smallest share >= 0.8 of the mean in every seed (0.82 at worst) and >= 0.9 in the
+    median (0.91). Before the common ticks' give-back: median 0.87, 3 seeds below 0.8 (0.77),
+    as the live benchmark's 0.68 - 0.97 spread showed."""
+    figures = [run_processes(seed) for seed in range(24)]
+    for combined, throttled, shares in figures:
+        assert combined >= 0.95 and throttled <= 0.04
+        assert min(shares) >= 0.8, shares
+    assert statistics.median(min(shares) for _, _, shares in figures) >= 0.9
+
+
+def test_processes_whose_event_loops_lag_still_get_near_their_share() -> None:
+    """The same with each process's answers and refusals reaching it up to 0, 5, 10 or 20 ms
+    late (a busy machine's CPU shared unevenly): the climbs after a give-back run at one pace
+    for all, so a process whose refusals come back later does not lose the race at every
+    cycle. 24 seeds: the median smallest share >= 0.75 of the mean (today 0.86; when each
+    climbed at its own quiet window, 0.52), none below 0.6 (0.73; then 0.37)."""
+    figures = [run_processes(seed, lag_s=[0.0, 0.005, 0.01, 0.02]) for seed in range(24)]
+    smallest = [min(shares) for _, _, shares in figures]
+    assert min(smallest) >= 0.6 and statistics.median(smallest) >= 0.75, smallest
+    assert all(throttled <= 0.04 for _, throttled, _ in figures)
 
 
 def run_late_joiner(cap: int, join_s: float, seed: int) -> tuple[float, float]:
@@ -161,14 +214,15 @@ def run_late_joiner(cap: int, join_s: float, seed: int) -> tuple[float, float]:
 def test_a_client_joining_late_gets_in_and_near_its_share(cap: int) -> None:
     """The give-back of a client alone is what lets a later one in: joining 5 or 10.3 s after
     another took the whole cap, in 4 seeds each, the newcomer has a quarter of the cap in
-    flight within 15 s and at least 0.4 of the mean share over its next 15 s (today 0.46 at
-    worst, then 0.6; a quarter within 14 s at worst, then 9.1 s; giving back 5 or 7 % instead
-    of 10 %, or draining an eighth of a round trip instead of a quarter, drops a seed to
-    0.34 - 0.37 and another past 15 s)."""
+    flight within 12 s and at least 0.5 of the mean share over its next 15 s (today 0.57 at
+    worst, on a cap of 64; 0.78 on 16 and 32; a quarter within 8.4 s at worst; before the
+    common ticks' give-back 0.46 and 14 s; giving back 5 or 7 % instead of 10 %, or draining
+    an eighth of a round trip instead of a quarter, dropped a seed to 0.34 - 0.37 and another
+    past 15 s)."""
     for join_s in (5.0, 10.3):
         for seed in range(4):
             share, quarter_s = run_late_joiner(cap, join_s, seed)
-            assert share >= 0.4 and quarter_s <= 15.0, (join_s, seed, share, quarter_s)
+            assert share >= 0.5 and quarter_s <= 12.0, (join_s, seed, share, quarter_s)
 
 
 def test_a_client_that_cannot_fill_its_limit_does_not_raise_it() -> None:

@@ -232,14 +232,14 @@ def cannot_write(exc: OSError) -> int:
     """stdout (``> log`` on a full disk) or a file that is not glmrun's output could not be
     written: one line and exit 1, like the output itself on a full disk, not a traceback
     followed by Python's silent 120. What stdout still buffers goes nowhere."""
+    from runner.logs import direct_line  # a JSON event with --log-format json
+
+    message = f"cannot write: {exc.strerror} (the standard output, or a file)"
     with contextlib.suppress(OSError, ValueError):
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     with contextlib.suppress(OSError, ValueError):
-        print(
-            f"glmrun: cannot write: {exc.strerror} (the standard output, or a file)",
-            file=sys.stderr,
-            flush=True,
-        )
+        line = direct_line(message, event="error", level="error", message=message, exit_code=1)
+        print(line, file=sys.stderr, flush=True)
     return 1
 
 

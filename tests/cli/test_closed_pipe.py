@@ -112,3 +112,24 @@ def test_stdout_on_a_full_disk_is_one_line_and_exit_1(
     assert child.stderr.decode() == (
         "glmrun: cannot write: No space left on device (the standard output, or a file)\n"
     )
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_stdout_on_a_full_disk_with_json_logs_ends_with_a_json_error(cfg: Path) -> None:
+    """With ``--log-format json`` the line is an error event like the run's other last lines,
+    so a log of JSON lines stays one."""
+    with open("/dev/full", "wb") as full:
+        child = subprocess.run(
+            [sys.executable, "-m", "runner", "run", str(cfg), "--dry-run", "--log-format", "json"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            env=ENVIRON,
+            timeout=60,
+            check=False,
+        )
+    assert child.returncode == 1, child.stderr
+    last = orjson.loads(child.stderr.splitlines()[-1])
+    assert last["event"] == "error" and last["exit_code"] == 1
+    assert (
+        last["message"] == "cannot write: No space left on device (the standard output, or a file)"
+    )

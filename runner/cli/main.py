@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import itertools
 import logging
 import os
 import signal
@@ -146,7 +147,7 @@ def wants_json_log(args: list[str]) -> bool:
     """``--log-format json`` (or ``=json``) among the words of the command line."""
     return any(
         word == "--log-format=json" or (word == "--log-format" and following == "json")
-        for word, following in zip(args, [*args[1:], ""], strict=True)
+        for word, following in itertools.pairwise([*args, ""])
     )
 
 

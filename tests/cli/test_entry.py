@@ -119,3 +119,13 @@ def test_entry_exits_the_usual_way_while_a_thread_would_be_waited_for(
     finally:
         release.set()
         worker.join()
+
+
+def test_glmrun_alone_prints_its_usage_not_a_traceback(tmp_path: Path) -> None:
+    """``glmrun`` with no word at all (the first thing a newcomer types) raised a ValueError
+    from the look for ``--log-format json`` in an empty command line; it prints the usage and
+    the commands, exit 2, like any other usage error."""
+    proc = glmrun(cwd=tmp_path, env=env())
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert proc.stderr.startswith("Usage: ") and "Commands:" in proc.stderr

@@ -1,6 +1,7 @@
 """``glmrun run --dry-run``: a job's plan, why a run of it would be refused (as ``status``
-says), its first invalid input lines with their reasons, and an estimate of what the run would
-pay for. Nothing is sent and nothing is written."""
+says), its first invalid input lines that a run would record (of this shard, not recorded by an
+earlier run), with their reasons, and an estimate of what the run would pay for. Nothing is
+sent and nothing is written."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from runner.app.summary import dry_run_sends, for_terminal
 from runner.config.schema import Config, JobConfig
 from runner.core.cost import estimate, format_estimate
 from runner.core.items import InvalidLine
+from runner.core.keys import key_hash
 from runner.core.plan import JobPlan
+from runner.core.resume import INVALID
 from runner.io.job_files import iter_job_lines
 from runner.io.prepare import read_job_items
 
@@ -24,7 +27,7 @@ def dry_run(job: JobConfig, config: Config, limit: int | None, out: IO[str]) -> 
     def say(line: str) -> None:
         print("\n".join(for_terminal([line], out)), file=out)
 
-    plan, _ = plan_job(job, config)
+    plan, index = plan_job(job, config)
     plan = with_limit(plan, limit, config)
     say(describe_plan(plan))
     if job.work_dir.parent.is_dir():  # batches another output or job name left running
@@ -36,6 +39,11 @@ def dry_run(job: JobConfig, config: Config, limit: int | None, out: IO[str]) -> 
     shown = 0
     for item in read_job_items(job, config):
         if isinstance(item, InvalidLine):
+            h = key_hash(item.key)
+            if job.shard is not None and not job.shard.owns(h):
+                continue  # another shard's line: its own dry run lists it
+            if index.state(h) == INVALID:
+                continue  # recorded by an earlier run: done, with an error (the header counts it)
             if shown == INVALID_SHOWN:
                 say("  ... (glmrun status --errors lists them once a run records them)")
                 break

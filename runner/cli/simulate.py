@@ -30,7 +30,7 @@ from runner.errors import EXIT_CONFIG
     "--port",
     default=8765,
     show_default=True,
-    type=int,
+    type=click.IntRange(0, 65535),
     metavar="PORT",
     help="Port (0 picks a free one).",
 )
@@ -66,7 +66,10 @@ def simulate(host: str, port: int, knobs: tuple[str, ...], state_dir: str | None
     try:
         serve(host, port, settings, Path(state_dir) if state_dir else None)
     except OSError as exc:  # the address is taken or not ours: a usage error, no traceback
-        reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
+        if exc.errno and exc.errno > 0:
+            reason = os.strerror(exc.errno).lower()
+        else:  # a host name that resolves to nothing: the resolver's words, not "unknown -2"
+            reason = (exc.strerror or str(exc)).lower()
         hint = " (another simulator there? --port 0 picks a free one)"
         click.echo(
             f"glmrun: simulator: cannot listen on {host}:{port}: {reason}"

@@ -356,6 +356,21 @@ def test_simulate_on_a_taken_port_is_one_line_not_a_traceback() -> None:
     )
 
 
+def test_simulate_on_a_port_or_host_that_cannot_be_is_one_line_not_a_traceback() -> None:
+    """``--port 99999`` raised OverflowError from bind() with a traceback; a host that
+    resolves to nothing said "unknown error -2". Now: click's range error, and the
+    resolver's own words; exit 2 both."""
+    from tests.cli.test_cli import invoke
+
+    result = invoke("simulate", "--port", "99999")
+    assert result.exit_code == 2
+    assert "99999 is not in the range 0<=x<=65535" in result.stderr
+    result = invoke("simulate", "--host", "no-such-host.invalid", "--port", "0")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("glmrun: simulator: cannot listen on no-such-host.invalid:0: ")
+    assert "unknown error" not in result.stderr and result.stderr.count("\n") == 1
+
+
 async def test_quiet_no_wait_is_silent_for_cron_and_still_exits_75(tmp_path: Path) -> None:
     """``-q --no-wait`` every ten minutes: batches still running is what was asked, so no line
     (cron mailed it at every run), exit 75; without -q the line is there."""

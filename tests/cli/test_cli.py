@@ -207,6 +207,28 @@ def test_dry_run_counts_and_sends_nothing(tmp_path: Path) -> None:
     assert output_of(tmp_path).read_bytes() == before
 
 
+def test_dry_run_lists_only_the_invalid_lines_a_run_would_record(tmp_path: Path) -> None:
+    """After a run recorded line 2's invalid_input, --dry-run said "0 invalid" and listed it
+    anyway; it lists only lines no run has recorded yet (the header counts the recorded one in
+    "done (1 as errors)"), and a shard only its own."""
+    urls = make_urls(4)
+    cfg = write_config(tmp_path, [urls[0], "ftp://x/y.jpg", urls[1]])
+    assert invoke(str(cfg), "-q").exit_code == 1
+    write_config(tmp_path, [urls[0], "ftp://x/y.jpg", urls[1], "gopher://x/z.jpg", *urls[2:]])
+    lines = invoke(str(cfg), "--dry-run").stdout.splitlines()
+    assert lines[0].startswith("t: 2 pending, 3 done (1 as errors), 1 invalid,")
+    assert [line for line in lines if "invalid line" in line] == [
+        "  invalid line 4: scheme gopher: is not allowed; expected an http:// or https:// URL"
+    ]
+    listed = []
+    for shard in ("0/2", "1/2"):
+        out = invoke(str(cfg), "--dry-run", "--shard", shard).stdout
+        listed += [line for line in out.splitlines() if "invalid line" in line]
+    assert listed == [
+        "  invalid line 4: scheme gopher: is not allowed; expected an http:// or https:// URL"
+    ]
+
+
 def test_one_duplicate_line_is_singular_in_the_summary() -> None:
     """``1 duplicate lines`` was printed by the summary and --dry-run alike."""
     from runner.app.summary import summary_lines

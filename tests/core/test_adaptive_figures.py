@@ -99,24 +99,40 @@ def test_one_client_keeps_the_capacity_with_few_throttles(
     assert max(t for _, t in figures) <= throttled, figures
 
 
-def run_shards(seed: int, clients: int = 4, cap: int = 16) -> tuple[float, float, list[float]]:
-    """``clients`` clients started within a second of each other (as processes are) on one cap
-    at 200 +- 30 ms for 40 s: (combined share of capacity, throttled share, each client's
-    answers from 3 s after the last start, relative to the mean)."""
+def run_together(
+    seed: int,
+    clients: int,
+    cap: int,
+    *,
+    within_s: float,
+    jitter_s: float,
+    lag_s: list[float] | None = None,
+) -> tuple[list[float], list[ClientTrace]]:
+    """``clients`` controllers started at random moments within ``within_s`` on one cap at
+    200 ms +- ``jitter_s`` for 40 s: (their starts, their traces)."""
     rng = random.Random(seed)
-    starts = sorted(rng.uniform(0.0, 1.0) for _ in range(clients))
-    duration = 40.0
+    starts = sorted(rng.uniform(0.0, within_s) for _ in range(clients))
     traces = run(
         [AdaptiveLimit() for _ in range(clients)],
         step_cap([(0, cap)]),
-        duration,
+        40.0,
         latency_s=0.2,
-        jitter_s=0.03,
+        jitter_s=jitter_s,
         throttle_latency_s=0.002,
         starts_s=starts,
         clock_offset_s=1000.0 + 0.37 * seed,
         seed=seed,
+        lag_s=lag_s,
     )
+    return starts, traces
+
+
+def run_shards(seed: int, clients: int = 4, cap: int = 16) -> tuple[float, float, list[float]]:
+    """``clients`` clients started within a second of each other (as processes are) on one cap
+    at 200 +- 30 ms for 40 s: (combined share of capacity, throttled share, each client's
+    answers from 3 s after the last start, relative to the mean)."""
+    duration = 40.0
+    starts, traces = run_together(seed, clients, cap, within_s=1.0, jitter_s=0.03)
     since = starts[-1] + 3.0
     counts = [sum(1 for t in trace.ok_times if t >= since) for trace in traces]
     mean = statistics.mean(counts)
@@ -144,20 +160,7 @@ def run_processes(
     (as 4 launched together on 2 cores are) on a cap of 32 at 200 +- 50 ms, counted until the
     first has ``each`` answers: (combined share of capacity, throttled share, each client's
     answers relative to the mean; the start-up's head start included, as the benchmark does)."""
-    rng = random.Random(seed)
-    starts = sorted(rng.uniform(0.0, 0.3) for _ in range(clients))
-    traces = run(
-        [AdaptiveLimit() for _ in range(clients)],
-        step_cap([(0, cap)]),
-        40.0,
-        latency_s=0.2,
-        jitter_s=0.05,
-        throttle_latency_s=0.002,
-        starts_s=starts,
-        clock_offset_s=1000.0 + 0.37 * seed,
-        seed=seed,
-        lag_s=lag_s,
-    )
+    _, traces = run_together(seed, clients, cap, within_s=0.3, jitter_s=0.05, lag_s=lag_s)
     window = min(t.ok_times[each - 1] for t in traces if len(t.ok_times) >= each)
     counts = [sum(1 for t in trace.ok_times if t <= window) for trace in traces]
     refused = sum(sum(1 for t in trace.throttle_times if t <= window) for trace in traces)

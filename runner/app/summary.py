@@ -216,9 +216,31 @@ def traffic(stats: JobStats, price: Any, currency: str) -> list[str]:
         tokens = (
             f"tokens {fmt_int(stats.prompt_tokens)} in / {fmt_int(stats.completion_tokens)} out"
         )
+        if set(stats.usage_by_route) - {stats.route}:
+            routes = by_route(stats, price if len(stats.usage_by_route) > 1 else None, currency)
+            tokens = "tokens " + ", ".join(routes)
         money = spent(stats, price, currency)
         lines.append(f"{tokens} · {money}" if money else tokens)
     return lines
+
+
+def by_route(stats: JobStats, price: Any, currency: str) -> list[str]:
+    """``batch 2,970,836 in / 59,180 out (6.0600 CNY)``, ``realtime ...`` as ``glmrun status``
+    writes them (the cost of each only with ``price``): a batch job whose lines went realtime
+    (``batch.on_failure``) paid the full price for those, and one total alone hid that
+    half-price work had cost double."""
+    out = []
+    for route in ("batch", "realtime"):
+        if route not in stats.usage_by_route:
+            continue
+        p, c = stats.usage_by_route[route]
+        text = f"{route} {fmt_int(p)} in / {fmt_int(c)} out"
+        if price is not None:
+            from runner.core.cost import cost_of, format_money
+
+            text += f" ({format_money(cost_of(p, c, price, route), currency)})"
+        out.append(text)
+    return out
 
 
 def still_remote(config: Config, jobs: list[JobConfig], stats: list[JobStats]) -> str:

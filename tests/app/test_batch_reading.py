@@ -1,0 +1,50 @@
+"""What a person reads about a batch job: its summary's money, its batches' lines, its waits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.configs import write_surface_config
+from tests.support.runs import run_config
+from tests.support.sim import INSTANT_BATCHES
+
+PRICES = {
+    "currency": "CNY",
+    "prices": {
+        "glm-4v-plus-0111": {"input_per_1k": 0.004, "output_per_1k": 0.01, "batch_discount": 0.5}
+    },
+}
+URLS = [f"https://e.org/{i}.jpg" for i in range(10)]
+
+
+def batch_config(tmp_path: Path, urls: list[str] = URLS, **simulator: object) -> Path:
+    return write_surface_config(
+        tmp_path,
+        urls,
+        job={"prompt": "ab", "mode": "batch"},
+        cost=PRICES,
+        batch={"poll_interval_s": 0},
+        simulator={**INSTANT_BATCHES, **simulator},
+    )
+
+
+async def test_summary_prices_lines_sent_realtime_apart_from_the_batch(tmp_path: Path) -> None:
+    """A batch line that failed and went realtime (on_failure) was paid at full price: the
+    summary's token line gives each route with its cost, as glmrun status does."""
+    cfg = batch_config(tmp_path, batch_line_faults={URLS[0]: "500"})
+    _, out = await run_config(cfg)
+    # simulator: 1000 prompt tokens per image + len(text)//2; 20 completion tokens
+    batch = 9 * (1001 / 1000 * 0.004 + 20 / 1000 * 0.01) / 2
+    rt = 1001 / 1000 * 0.004 + 20 / 1000 * 0.01
+    assert (
+        f"  tokens batch 9,009 in / 180 out ({batch:.4f} CNY), realtime 1,001 in / 20 out"
+        f" ({rt:.4f} CNY) · {batch + rt:.4f} CNY"
+    ) in out.splitlines(), out
+
+
+async def test_summary_of_a_batch_job_all_sent_realtime_names_the_route(tmp_path: Path) -> None:
+    """A failed batch whose lines all went realtime: the tokens are named realtime, so the
+    total is not read as the half price the batch was for."""
+    _, out = await run_config(batch_config(tmp_path, batch_final_status="failed"))
+    rt = 10 * (1001 / 1000 * 0.004 + 20 / 1000 * 0.01)
+    assert f"  tokens realtime 10,010 in / 200 out · {rt:.4f} CNY" in out.splitlines(), out

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["live", "lines", "json", "quiet"]
 MIN_BAR = 10  # a progress bar narrower than this says nothing: drop it
+MAX_BATCH_ROWS = 5  # open batches listed under the job line; the rest are counted on the last
 ECHO_ROOM = 2  # columns the live lines leave free for the terminal's "^C" echo
 SHOWN_CHARS = 200  # an error example's URL or input line, at most (summary, status --errors)
 Batches = Callable[[], list[dict[str, Any]]]
@@ -189,6 +190,19 @@ def batch_line(b: dict[str, Any], width: int, now: float) -> str:
     return fit_line(parts, width)
 
 
+def more_line(rows: list[dict[str, Any]], width: int) -> str:
+    """The open batches past the first few, counted by state: ``… 9 more (2 in_progress, 7
+    not submitted yet)``. A job of 100,000 URLs has a dozen chunks; listing five and nothing
+    more told a person that five was all there was."""
+    counts: dict[str, int] = {}
+    for b in rows:
+        state = str(b.get("state") or "")
+        label = "not submitted yet" if state == "built" else state or "?"
+        counts[label] = counts.get(label, 0) + 1
+    states = ", ".join(f"{fmt_int(n)} {label}" for label, n in counts.items())
+    return fit_line([(0, f"  … {fmt_int(len(rows))} more"), (1, f"({states})")], width)
+
+
 class LiveView:
     """The renderable rich's Live redraws: the job line, then one line per open batch."""
 
@@ -214,8 +228,12 @@ class LiveView:
         line = fit_line(fields(self.stats, self.price, self.currency), width)
         out = [render_bar(line, done, total)[:width]]
         now = self.clock()
-        for b in self.open_batches(now):
+        rows = self.open_batches(now)
+        listed = rows if len(rows) <= MAX_BATCH_ROWS else rows[: MAX_BATCH_ROWS - 1]
+        for b in listed:
             out.append(batch_line(b, width, now))
+        if len(rows) > len(listed):
+            out.append(more_line(rows[len(listed) :], width))
         return out
 
     def open_batches(self, now: float) -> list[dict[str, Any]]:
@@ -226,7 +244,7 @@ class LiveView:
             self._batch_read = now
             with contextlib.suppress(Exception):  # a half-written file: keep the last rows
                 self._batch_rows = [b for b in self.batches() if not b.get("finished")]
-        return self._batch_rows[:5]
+        return self._batch_rows
 
     def __rich_console__(self, c: Console, options: ConsoleOptions) -> RenderResult:
         from rich.text import Text

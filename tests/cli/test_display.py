@@ -711,3 +711,18 @@ def test_retryable_codes_that_ran_out_of_attempts_are_named_in_the_summary() -> 
     assert lines[0].startswith("  500 (server error) ×3: https://x/1.jpg"), lines
     assert lines[1].startswith("  1234 (network error) ×2"), lines
     assert lines[2].startswith("  1230 (API processing error) ×1"), lines
+
+
+def test_live_display_counts_the_open_batches_it_does_not_list() -> None:
+    """A job with a dozen open chunks lists the first four and counts the rest by state on one
+    line, instead of showing five and nothing to say there are more."""
+    rows = [
+        {"batch_id": f"batch_{i}", "state": "in_progress", "completed": 1, "total": 8000}
+        for i in range(6)
+    ] + [{"batch_id": None, "state": "built", "chunk": 6 + i, "lines": 8000} for i in range(7)]
+    view = LiveView(busy_stats(), batches=lambda: rows, clock=lambda: 1003.0)
+    lines = view.lines(78)
+    assert len(lines) == 6, lines
+    assert [line.split()[0] for line in lines[1:5]] == [f"batch_{i}" for i in range(4)]
+    assert lines[5] == "  … 9 more (2 in_progress, 7 not submitted yet)"
+    assert len(LiveView(busy_stats(), batches=lambda: rows[:5]).lines(78)) == 6  # five: all listed

@@ -102,7 +102,9 @@ def test_live_line_names_the_shard() -> None:
 
 async def test_no_wait_with_a_full_queue_tells_running_from_waiting(tmp_path: Path) -> None:
     """25 URLs in chunks of 10 with room for one batch: 1 running, 2 chunks waiting; the
-    message says so and what the next run does (it did say "3 batch(es) still running")."""
+    message says so, how far the batch is, why the chunks wait (a person told only "run again
+    to submit the rest" ran it again at once, and nothing was submitted) and what the next run
+    does (it did say "3 batch(es) still running")."""
     cfg = write_batch_config(
         tmp_path,
         make_urls(25),
@@ -112,8 +114,9 @@ async def test_no_wait_with_a_full_queue_tells_running_from_waiting(tmp_path: Pa
     with pytest.raises(ComeBackLater) as caught:
         await run_config(cfg, ENV, no_wait=True)
     assert str(caught.value) == (
-        "j: 1 batch still running, 2 chunks (15 lines) not submitted yet; "
-        "run the same command again to collect and submit the rest"
+        "j: 1 batch still running, 2 chunks (15 lines) not submitted yet; 0/10 lines of the "
+        "running batch done, and the chunks wait for queue room (batch.max_queued: 10 lines in "
+        "running batches); run the same command again to collect and submit the rest"
     )
 
 

@@ -408,10 +408,14 @@ def batch_event_line(event: str, f: dict[str, Any]) -> str | None:
     if event == "batch collected":
         line = (
             f"{job}: collected {batch_id} ({f.get('status')}): {fmt_int(int(f.get('ok') or 0))} ok"
-            f", {fmt_int(int(f.get('failed') or 0))} failed"
         )
+        if f.get("failed"):
+            # error records for good (1301 …), not the API's "failed" count, which also holds
+            # the lines sent again: "2 failed" beside batches list's "18 failed" read as a bug
+            line += f", {fmt_int(int(f['failed']))} permanent errors"
         if f.get("resent"):
-            line += f", {fmt_int(int(f['resent']))} sent again"
+            how = {"realtime": " by realtime", "rebatch": " in a new batch"}
+            line += f", {fmt_int(int(f['resent']))} sent again{how.get(f.get('on_failure'), '')}"
         if f.get("left"):
             line += f", {fmt_int(int(f['left']))} left for a later run"
         if f.get("recorded"):  # on_failure: record

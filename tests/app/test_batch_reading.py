@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.support.configs import write_surface_config
 from tests.support.runs import run_config
 from tests.support.sim import INSTANT_BATCHES
@@ -48,3 +50,15 @@ async def test_summary_of_a_batch_job_all_sent_realtime_names_the_route(tmp_path
     _, out = await run_config(batch_config(tmp_path, batch_final_status="failed"))
     rt = 10 * (1001 / 1000 * 0.004 + 20 / 1000 * 0.01)
     assert f"  tokens realtime 10,010 in / 200 out · {rt:.4f} CNY" in out.splitlines(), out
+
+
+async def test_lines_sent_again_are_told_apart_by_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Of a completed batch's lines sent again, those the API answered with a 500 and the one
+    it returned nothing for are counted apart (all were 'no result in the completed batch')."""
+    faults = {URLS[0]: "500", URLS[1]: "500", URLS[2]: "missing"}
+    with caplog.at_level("WARNING", logger="runner"):
+        await run_config(batch_config(tmp_path, batch_line_faults=faults))
+    (warned,) = [r for r in caplog.records if r.getMessage() == "batch lines did not run"]
+    assert warned.reason == "2 answered 500, 1 has no result in the completed batch"

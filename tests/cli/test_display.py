@@ -282,7 +282,7 @@ def test_batch_events_become_one_line_each() -> None:
         "batch collected",
         {"job": "d", "batch_id": "b1", "status": "completed", "ok": 990, "failed": 10},
     )
-    assert line == "d: collected b1 (completed): 990 ok, 10 failed"
+    assert line == "d: collected b1 (completed): 990 ok, 10 permanent errors"
     assert batch_event_line("batch chunk", {"job": "d"}) is None
 
 
@@ -726,3 +726,18 @@ def test_live_display_counts_the_open_batches_it_does_not_list() -> None:
     assert [line.split()[0] for line in lines[1:5]] == [f"batch_{i}" for i in range(4)]
     assert lines[5] == "  … 9 more (2 in_progress, 7 not submitted yet)"
     assert len(LiveView(busy_stats(), batches=lambda: rows[:5]).lines(78)) == 6  # five: all listed
+
+
+def test_collected_line_says_errors_for_good_and_how_lines_went_again() -> None:
+    """The collected line's count of error records is 'permanent errors', not 'failed' (the
+    API's failed count, which batches list shows, also holds the lines sent again: '2 failed'
+    there beside '18 failed' read as lines lost), and it names the path the rest took."""
+    fields = {"job": "d", "batch_id": "b1", "status": "completed", "ok": 981, "failed": 2}
+    line = batch_event_line("batch collected", {**fields, "resent": 17, "on_failure": "realtime"})
+    assert (
+        line == "d: collected b1 (completed): 981 ok, 2 permanent errors, 17 sent again by realtime"
+    )
+    line = batch_event_line(
+        "batch collected", {**fields, "failed": 0, "resent": 17, "on_failure": "rebatch"}
+    )
+    assert line == "d: collected b1 (completed): 981 ok, 17 sent again in a new batch"

@@ -405,6 +405,8 @@ def batch_event_line(event: str, f: dict[str, Any]) -> str | None:
     job, batch_id = f.get("job"), f.get("batch_id")
     if event == "batch submitted":
         return f"{job}: submitted {batch_id} ({fmt_int(int(f.get('lines') or 0))} lines)"
+    if event == "batches resumed":
+        return resumed_line(str(job), f)
     if event == "batch collected":
         line = (
             f"{job}: collected {batch_id} ({f.get('status')}): {fmt_int(int(f.get('ok') or 0))} ok"
@@ -422,3 +424,23 @@ def batch_event_line(event: str, f: dict[str, Any]) -> str | None:
             line += f", {fmt_int(int(f['recorded']))} without a result recorded as errors"
         return line
     return None
+
+
+def resumed_line(job: str, f: dict[str, Any]) -> str:
+    """``describe: found 1 batch (10,000 lines) and 2 chunks not yet submitted (15,000 lines)
+    from an earlier run; collecting and submitting them, not sending their lines again``."""
+    batches, waiting = int(f.get("batches") or 0), int(f.get("chunks_not_submitted") or 0)
+    found, doing = [], []
+    if batches:
+        found.append(f"{fmt_int(batches)} batch{'es' if batches != 1 else ''}")
+        found[-1] += f" ({fmt_int(int(f.get('lines') or 0))} lines)"
+        doing.append("collecting")
+    if waiting:
+        lines = fmt_int(int(f.get("lines_not_submitted") or 0))
+        found.append(f"{fmt_int(waiting)} chunk{'s' if waiting != 1 else ''} not yet submitted")
+        found[-1] += f" ({lines} lines)"
+        doing.append("submitting")
+    return (
+        f"{job}: found {' and '.join(found)} from an earlier run; {' and '.join(doing)} "
+        f"{'it' if batches + waiting == 1 else 'them'}, not sending their lines again"
+    )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.configs import write_surface_config
+from tests.support.configs import make_urls, write_batch_config, write_surface_config
 from tests.support.runs import run_config
 from tests.support.sim import INSTANT_BATCHES
 
@@ -62,3 +62,24 @@ async def test_lines_sent_again_are_told_apart_by_why(
         await run_config(batch_config(tmp_path, batch_line_faults=faults))
     (warned,) = [r for r in caplog.records if r.getMessage() == "batch lines did not run"]
     assert warned.reason == "2 answered 500, 1 has no result in the completed batch"
+
+
+def test_a_rerun_says_it_found_the_earlier_runs_batches(tmp_path: Path) -> None:
+    """The run after --no-wait (or Ctrl-C) says at once what it found tracked and that those
+    lines are not sent again; it said nothing of them until one was collected, hours later."""
+    from tests.cli.test_cli import invoke
+
+    cfg = write_batch_config(
+        tmp_path,
+        make_urls(25),
+        simulator={"batch_in_progress_s": 600},
+        batch={"max_requests_per_file": 10, "max_queued": 10},
+    )
+    first = invoke(str(cfg), "--no-wait")
+    assert first.exit_code == 75 and "found" not in first.output, first.output
+    again = invoke(str(cfg), "--no-wait")
+    assert again.exit_code == 75
+    assert (
+        "j: found 1 batch (10 lines) and 2 chunks not yet submitted (15 lines) from an earlier "
+        "run; collecting and submitting them, not sending their lines again"
+    ) in again.output.splitlines(), again.output

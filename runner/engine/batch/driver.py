@@ -230,9 +230,11 @@ class BatchDriver(ResultSteps):
         done = sum(c.counts.completed + c.counts.failed for c in running)
         why = f"; {done:,}/{total:,} lines of the running batch{'es' if len(running) > 1 else ''}"
         why += " done"
-        if any(isinstance(c, Built) for c in self.state.chunks):
+        waiting = sum(1 for c in self.state.chunks if isinstance(c, Built))
+        if waiting:
+            them = "the chunks wait" if waiting > 1 else "the chunk waits"
             why += (
-                f", and the chunks wait for queue room (batch.max_queued: {self.batch.max_queued:,}"
+                f", and {them} for queue room (batch.max_queued: {self.batch.max_queued:,}"
                 " lines in running batches)"
             )
         return why

@@ -15,7 +15,18 @@ from collections.abc import Iterator
 
 from runner.config.schema import Config, JobConfig
 from runner.core.batch_names import config_hash
-from runner.core.batch_states import ChunkState, recovered
+from runner.core.batch_states import (
+    Built,
+    ChunkState,
+    Collecting,
+    Creating,
+    Ended,
+    Running,
+    Uploaded,
+    Uploading,
+    recovered,
+    tracked_lines,
+)
 from runner.core.items import InvalidLine, Item
 from runner.core.plan import JobPlan
 from runner.core.records import invalid_input_record
@@ -49,6 +60,27 @@ def _new_items(
         if h in tracked:
             continue
         yield h, item
+
+
+def _tell_resumed(job: JobConfig, chunks: list[ChunkState]) -> None:
+    """``batches resumed``: what an earlier run left tracked, which this one collects and
+    submits instead of sending those lines again. A rerun after Ctrl-C or ``--no-wait`` said
+    nothing of them until the first was collected, maybe hours later."""
+    paid, queued = tracked_lines(chunks)
+    if not paid and not queued:
+        return
+    batches = sum(1 for c in chunks if isinstance(c, (Creating, Running, Ended, Collecting)))
+    waiting = sum(1 for c in chunks if isinstance(c, (Built, Uploading, Uploaded)))
+    log.info(
+        "batches resumed",
+        extra={
+            "job": job.name,
+            "batches": batches,
+            "lines": paid,
+            "chunks_not_submitted": waiting,
+            "lines_not_submitted": queued,
+        },
+    )
 
 
 async def run_batch_job(
@@ -92,6 +124,8 @@ async def _run_batch_job(
     state = claim_state(job, chash, adopted)
     if state.chunks:
         state.chunks = [recovered(c) for c in state.chunks]
+        if not adopted:  # adopted batches have their own warning
+            _tell_resumed(job, state.chunks)
         if state.config_hash != chash:
             log.warning(
                 "the job's prompt, model or params changed since its batches were built; "

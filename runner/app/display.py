@@ -408,21 +408,24 @@ def batch_event_line(event: str, f: dict[str, Any]) -> str | None:
     if event == "batches resumed":
         return resumed_line(str(job), f)
     if event == "batch collected":
-        line = (
-            f"{job}: collected {batch_id} ({f.get('status')}): {fmt_int(int(f.get('ok') or 0))} ok"
-        )
+        parts = [f"{fmt_int(int(f.get('ok') or 0))} ok"]
         if f.get("failed"):
             # error records for good (1301 …), not the API's "failed" count, which also holds
             # the lines sent again: "2 failed" beside batches list's "18 failed" read as a bug
-            line += f", {fmt_int(int(f['failed']))} permanent errors"
+            parts.append(f"{fmt_int(int(f['failed']))} permanent errors")
         if f.get("resent"):
             how = {"realtime": " by realtime", "rebatch": " in a new batch"}
-            line += f", {fmt_int(int(f['resent']))} sent again{how.get(f.get('on_failure'), '')}"
+            parts.append(
+                f"{fmt_int(int(f['resent']))} sent again{how.get(f.get('on_failure'), '')}"
+            )
         if f.get("left"):
-            line += f", {fmt_int(int(f['left']))} left for a later run"
+            parts.append(f"{fmt_int(int(f['left']))} left for a later run")
         if f.get("recorded"):  # on_failure: record
-            line += f", {fmt_int(int(f['recorded']))} without a result recorded as errors"
-        return line
+            parts.append(f"{fmt_int(int(f['recorded']))} without a result recorded as errors")
+        if batch_id is None:  # dropped by batches cancel, or rejected: it said "collected None"
+            what = f"chunk {f.get('chunk', '?')} ({f.get('status')}, no batch was created)"
+            return f"{job}: {what}: {', '.join(parts[1:] or parts)}"
+        return f"{job}: collected {batch_id} ({f.get('status')}): {', '.join(parts)}"
     return None
 
 

@@ -321,9 +321,11 @@ def format_status(s: JobStatus, *, errors_hint: bool = True) -> str:
     )
     if s.batches:
         running = sum(1 for b in s.open_batches if b.get("batch_id"))
-        waiting = len(s.open_batches) - running  # chunks built, not yet a batch on the account
+        ended = sum(1 for b in s.open_batches if never_ran(b))  # dropped by a cancel, rejected
+        waiting = len(s.open_batches) - running - ended  # built, not yet a batch on the account
         line += f"; batches {running:,} open"
         line += f", {waiting:,} chunk{'s' * (waiting != 1)} not submitted" if waiting else ""
+        line += f", {ended:,} chunk{'s' * (ended != 1)} ended with no batch" if ended else ""
         line += f" / {len(s.batches):,} tracked"
     line += f" -> {'done' if s.finished else 'pending'}"
     if s.corrupt_output_lines:
@@ -345,12 +347,19 @@ def format_status(s: JobStatus, *, errors_hint: bool = True) -> str:
     return line
 
 
+def never_ran(b: dict[str, Any]) -> bool:
+    """A chunk that ended with no batch: dropped by ``batches cancel`` or rejected."""
+    return not b.get("batch_id") and b.get("local_state") in ("Ended", "Collecting")
+
+
 def batch_row(b: dict[str, Any], now: float | None = None) -> str:
     """``batch_abc (shard 1/4): in_progress, 500/1,000 done, 3 failed; polled 12:03:04 (40s
     ago)``."""
     where = f" (shard {b['shard']})" if b.get("shard") else ""
     name = f"batch {b['batch_id']}" if b.get("batch_id") else f"{unsubmitted(b)}, no batch yet"
     text = f"{name}{where}: {b.get('state')}"
+    if never_ran(b):  # it read "no batch yet: cancelled, 0/5,000 done", as if still to come
+        return f"{unsubmitted(b)}{where}, no batch: {b.get('state')} before it was submitted"
     if b.get("total"):
         text += (
             f", {b.get('completed') or 0:,}/{b['total']:,} done, {b.get('failed') or 0:,} failed"

@@ -83,3 +83,31 @@ def test_a_rerun_says_it_found_the_earlier_runs_batches(tmp_path: Path) -> None:
         "j: found 1 batch (10 lines) and 2 chunks not yet submitted (15 lines) from an earlier "
         "run; collecting and submitting them, not sending their lines again"
     ) in again.output.splitlines(), again.output
+
+
+def test_chunks_dropped_by_cancel_are_no_batches_found_or_collected(tmp_path: Path) -> None:
+    """After batches cancel, status and the next run count the one batch, not the chunks the
+    cancel dropped ('1 chunk not submitted', 'found 2 batches'), and say of each dropped chunk
+    that no batch was created (it printed 'collected None (cancelled)')."""
+    from tests.cli.test_cli import invoke
+
+    cfg = write_batch_config(
+        tmp_path,
+        make_urls(25),
+        simulator={"batch_in_progress_s": 600},
+        batch={"max_requests_per_file": 10, "max_queued": 10},
+    )
+    assert invoke(str(cfg), "--no-wait").exit_code == 75
+    assert invoke("batches", "cancel", str(cfg)).exit_code == 0
+    status = invoke("status", str(cfg)).output.splitlines()
+    assert "; batches 1 open, 2 chunks ended with no batch / 3 tracked -> pending" in status[0]
+    assert "  chunk 1 (10 requests), no batch: cancelled before it was submitted" in status
+    again = invoke(str(cfg), "--no-wait")
+    lines = again.output.splitlines()
+    assert (
+        "j: found 1 batch (10 lines) from an earlier run; collecting it, not sending their "
+        "lines again"
+    ) in lines, again.output
+    assert "j: chunk 1 (cancelled, no batch was created): 10 left for a later run" in lines
+    assert "j: chunk 2 (cancelled, no batch was created): 5 left for a later run" in lines
+    assert not [line for line in lines if "None" in line]

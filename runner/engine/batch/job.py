@@ -24,8 +24,8 @@ from runner.core.batch_states import (
     Running,
     Uploaded,
     Uploading,
+    chunk_of,
     recovered,
-    tracked_lines,
 )
 from runner.core.items import InvalidLine, Item
 from runner.core.plan import JobPlan
@@ -66,21 +66,28 @@ def _tell_resumed(job: JobConfig, chunks: list[ChunkState]) -> None:
     """``batches resumed``: what an earlier run left tracked, which this one collects and
     submits instead of sending those lines again. A rerun after Ctrl-C or ``--no-wait`` said
     nothing of them until the first was collected, maybe hours later."""
-    paid, queued = tracked_lines(chunks)
-    if not paid and not queued:
+    ended = [c.ended if isinstance(c, Collecting) else c for c in chunks]
+    # a chunk that ended with no batch (dropped by batches cancel, rejected) is none to collect
+    batches = [c for c in ended if isinstance(c, (Creating, Running)) or _has_batch(c)]
+    waiting = [c for c in chunks if isinstance(c, (Built, Uploading, Uploaded))]
+    if not batches and not waiting:
         return
-    batches = sum(1 for c in chunks if isinstance(c, (Creating, Running, Ended, Collecting)))
-    waiting = sum(1 for c in chunks if isinstance(c, (Built, Uploading, Uploaded)))
+    paid = sum(chunk_of(c).lines for c in batches)
+    queued = sum(chunk_of(c).lines for c in waiting)
     log.info(
         "batches resumed",
         extra={
             "job": job.name,
-            "batches": batches,
+            "batches": len(batches),
             "lines": paid,
-            "chunks_not_submitted": waiting,
+            "chunks_not_submitted": len(waiting),
             "lines_not_submitted": queued,
         },
     )
+
+
+def _has_batch(c: ChunkState) -> bool:
+    return isinstance(c, Ended) and c.batch_id is not None
 
 
 async def run_batch_job(

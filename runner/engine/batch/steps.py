@@ -151,6 +151,7 @@ class ResultSteps:
             extra={
                 "job": self.job.name,
                 "batch_id": e.batch_id,
+                "chunk": e.chunk.index,
                 "status": e.status,
                 "ok": result.ok,
                 "failed": result.failed,

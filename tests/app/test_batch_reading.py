@@ -111,3 +111,20 @@ def test_chunks_dropped_by_cancel_are_no_batches_found_or_collected(tmp_path: Pa
     assert "j: chunk 1 (cancelled, no batch was created): 10 left for a later run" in lines
     assert "j: chunk 2 (cancelled, no batch was created): 5 left for a later run" in lines
     assert not [line for line in lines if "None" in line]
+
+
+async def test_dry_run_says_how_many_batch_files_and_how_many_run_at_once(tmp_path: Path) -> None:
+    """A batch job's dry run says how its lines are cut into files and that the queue limit
+    runs them one after another (it said nothing: 100,000 URLs under the 10,000 limit wait ten
+    batches' time)."""
+    cfg = write_batch_config(
+        tmp_path, make_urls(25), batch={"max_requests_per_file": 10, "max_queued": 10}
+    )
+    _, out = await run_config(cfg, dry_run=True)
+    assert (
+        "  batch: 3 files of up to 10 requests, 1 queued at a time (batch.max_queued: 10 "
+        "requests); the next is submitted as one finishes"
+    ) in out.splitlines(), out
+    cfg = write_batch_config(tmp_path, make_urls(25))
+    _, out = await run_config(cfg, dry_run=True)
+    assert "  batch: 1 file of 25 requests, one batch" in out.splitlines(), out

@@ -416,7 +416,7 @@ def batch_event_line(event: str, f: dict[str, Any]) -> str | None:
         if f.get("resent"):
             how = {"realtime": " by realtime", "rebatch": " in a new batch"}
             parts.append(
-                f"{fmt_int(int(f['resent']))} sent again{how.get(f.get('on_failure'), '')}"
+                f"{fmt_int(int(f['resent']))} sent again{how.get(str(f.get('on_failure')), '')}"
             )
         if f.get("left"):
             parts.append(f"{fmt_int(int(f['left']))} left for a later run")

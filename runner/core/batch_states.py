@@ -172,8 +172,11 @@ def left_behind(states: list[ChunkState]) -> str:
     running, 2 chunks (2,000 lines) not submitted yet`` ('' when nothing). A chunk waiting for
     queue room is no batch yet: counting it as one would say more is running (and paid for)
     than is."""
-    running = sum(1 for c in states if isinstance(c, IN_FLIGHT))
-    queued = [c.chunk.lines for c in states if isinstance(c, Built)]
+    # an uploaded file is no batch: "1 batch still running ... (and billed)" after a Ctrl-C
+    # during the upload had a person cancel a batch that did not exist. A create sent may have
+    # made one: counted as running, as tracked_lines counts its lines as paid.
+    running = sum(1 for c in states if isinstance(c, (Creating, Running)))
+    queued = [c.chunk.lines for c in states if isinstance(c, (Built, Uploading, Uploaded))]
     parts = []
     if running:
         parts.append(f"{running:,} batch{'' if running == 1 else 'es'} still running")

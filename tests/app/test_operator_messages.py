@@ -14,7 +14,17 @@ import pytest
 from runner.app.orchestrate import RunOptions, run
 from runner.app.summary import still_remote, summary_lines
 from runner.config import load_config
-from runner.core.batch_states import Built, Chunk, Collected, Ended, Running, left_behind
+from runner.core.batch_states import (
+    Built,
+    Chunk,
+    Collected,
+    Creating,
+    Ended,
+    Running,
+    Uploaded,
+    Uploading,
+    left_behind,
+)
 from runner.core.shard import parse_shard
 from runner.core.stats import JobStats
 from runner.errors import ComeBackLater, Interrupted
@@ -48,13 +58,28 @@ def _chunk(i: int, lines: int = 10) -> Chunk:
             ],
             "1 batch still running",
         ),
+        (
+            [Uploaded(_chunk(0, 17408), "f0"), Uploading(_chunk(1, 800))],
+            "2 chunks (18,208 lines) not submitted yet",
+        ),
+        ([Creating(_chunk(0), "f0")], "1 batch still running"),
     ],
-    ids=["nothing", "one-running", "running-and-queued", "queued-only", "collected-not-counted"],
+    ids=[
+        "nothing",
+        "one-running",
+        "running-and-queued",
+        "queued-only",
+        "collected-not-counted",
+        "uploaded-is-no-batch",
+        "create-sent-may-be-one",
+    ],
 )
 def test_left_behind_counts_batches_apart_from_unsubmitted_chunks(
     states: list[object], expected: str
 ) -> None:
-    """A chunk waiting for queue room is no batch: it is counted apart, with its lines."""
+    """A chunk waiting for queue room, or uploaded but not yet created (Ctrl-C during the
+    upload: it said '1 batch still running ... and billed'), is no batch: it is counted apart,
+    with its lines; a chunk whose create was sent may be one, and counts as running."""
     assert left_behind(states) == expected  # type: ignore[arg-type]
 
 

@@ -443,7 +443,8 @@ def resumed_line(job: str, f: dict[str, Any]) -> str:
         found.append(f"{fmt_int(waiting)} chunk{'s' if waiting != 1 else ''} not yet submitted")
         found[-1] += f" ({lines} lines)"
         doing.append("submitting")
+    one = batches + waiting == 1
     return (
         f"{job}: found {' and '.join(found)} from an earlier run; {' and '.join(doing)} "
-        f"{'it' if batches + waiting == 1 else 'them'}, not sending their lines again"
+        f"{'it' if one else 'them'}, not sending {'its' if one else 'their'} lines again"
     )

@@ -105,7 +105,7 @@ def test_chunks_dropped_by_cancel_are_no_batches_found_or_collected(tmp_path: Pa
     again = invoke(str(cfg), "--no-wait")
     lines = again.output.splitlines()
     assert (
-        "j: found 1 batch (10 lines) from an earlier run; collecting it, not sending their "
+        "j: found 1 batch (10 lines) from an earlier run; collecting it, not sending its "
         "lines again"
     ) in lines, again.output
     assert "j: chunk 1 (cancelled, no batch was created): 10 left for a later run" in lines

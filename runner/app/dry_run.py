@@ -10,7 +10,7 @@ from typing import IO
 from runner.app.planning import describe_plan, plan_job, with_limit
 from runner.app.summary import dry_run_sends, for_terminal, tracked_note
 from runner.config.schema import BatchConfig, Config, JobConfig
-from runner.core.cost import estimate, format_estimate
+from runner.core.cost import estimate, format_estimate, in_batches_text
 from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
 from runner.core.plan import JobPlan
@@ -52,8 +52,16 @@ def dry_run(job: JobConfig, config: Config, limit: int | None, out: IO[str]) -> 
     notes, sends = dry_run_sends(job, plan.pending, limit)
     for note in notes:
         say(note)
+    _, paid, queued = tracked_note(job)
+    if paid:  # billed whatever this run does: money in flight, apart from the estimate below
+        items = read_job_items(job, config)
+        say(
+            "  "
+            + in_batches_text(
+                estimate(job, paid, config.cost, items, iter_job_lines(job)), config.cost
+            )
+        )
     if plan.route == "batch" and sends:
-        _, _, queued = tracked_note(job)
         files = batch_files_note(sends - queued, config.batch)
         if files:
             say(files)

@@ -17,7 +17,7 @@ from typing import Any
 
 from runner.app.display import counted, shown, unsubmitted
 from runner.config.schema import Config, JobConfig
-from runner.core.cost import format_usage, usage_from_lines
+from runner.core.cost import estimate, format_usage, in_batches_text, usage_from_lines
 from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
 from runner.core.records import INVALID_INPUT, is_final, is_invalid_input, record_key
@@ -64,6 +64,8 @@ class JobStatus:
         default_factory=dict
     )  # route -> prompt/completion tokens spent
     usage_line: str = ""
+    in_batches: dict[str, Any] = field(default_factory=dict)  # lines, estimate (money or None)
+    in_batches_line: str = ""
     files: list[FileStatus] = field(default_factory=list)  # per output file: main, then shards
     running: list[str] = field(default_factory=list)  # runs writing its files now: who, since
 
@@ -204,6 +206,18 @@ def add_usage(status: JobStatus, job: JobConfig, config: Config) -> None:
     if totals.by_route:
         pairs = {r: (t.prompt, t.completion) for r, t in totals.by_route.items()}
         status.usage_line = format_usage(pairs, job, config.cost)
+    lines = sum(b.get("lines") or 0 for b in status.open_batches if in_a_batch(b))
+    if lines:
+        est = estimate(job, lines, config.cost, read_job_items(job, config), iter_job_lines(job))
+        money = None if est.batch is None else round(est.batch, 6)
+        status.in_batches = {"lines": lines, "estimate": money}
+        status.in_batches_line = in_batches_text(est, config.cost)
+
+
+def in_a_batch(b: dict[str, Any]) -> bool:
+    """A chunk whose batch exists (or may: its create was sent) and is not collected yet: the
+    API bills its lines whatever happens next."""
+    return bool(b.get("batch_id")) or b.get("local_state") == "Creating"
 
 
 @dataclass
@@ -336,6 +350,8 @@ def format_status(s: JobStatus, *, errors_hint: bool = True) -> str:
         line += f"\n  {'total':<12} ok {s.ok:,}, errors {s.errors:,}, pending {s.pending:,}"
     if s.usage_line:
         line += f"\n  tokens: {s.usage_line}"
+    if s.in_batches_line:
+        line += f"\n  {s.in_batches_line}"
     for b in s.open_batches:
         line += "\n  " + batch_row(b)
     for run in s.running:

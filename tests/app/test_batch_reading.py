@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import orjson
 import pytest
 
 from tests.support.configs import make_urls, write_batch_config, write_surface_config
@@ -128,3 +129,30 @@ async def test_dry_run_says_how_many_batch_files_and_how_many_run_at_once(tmp_pa
     cfg = write_batch_config(tmp_path, make_urls(25))
     _, out = await run_config(cfg, dry_run=True)
     assert "  batch: 1 file of 25 requests, one batch" in out.splitlines(), out
+
+
+def test_status_and_dry_run_price_the_lines_in_batches(tmp_path: Path) -> None:
+    """Lines in batches not yet collected are billed whatever happens next: status (and its
+    JSON) and --dry-run give an estimate of them at the batch price; the cost lines count only
+    what was collected, so a job with every line in batches read 0 CNY."""
+    from tests.cli.test_cli import invoke
+
+    cfg = write_batch_config(
+        tmp_path,
+        make_urls(25),
+        cost={**PRICES, "prompt_tokens_per_image": 1000, "completion_tokens": 100},
+        simulator={"batch_in_progress_s": 600},
+        batch={"max_requests_per_file": 10, "max_queued": 10},
+    )
+    assert invoke(str(cfg), "--no-wait").exit_code == 75
+    money = 10 * (1004.5 / 1000 * 0.004 + 100 / 1000 * 0.01) / 2  # "Describe.": 4.5 tokens
+    expected = (
+        f"  10 lines in batches not yet collected, ~{money:.4f} CNY at the batch price "
+        "(estimate: no records yet: 1 image x 1,000 tokens per item, 100 tokens per answer)"
+    )
+    status = invoke("status", str(cfg))
+    assert expected in status.output.splitlines(), status.output
+    row = orjson.loads(invoke("status", str(cfg), "--json").output.splitlines()[0])
+    assert row["in_batches"] == {"lines": 10, "estimate": pytest.approx(money)}
+    dry = invoke(str(cfg), "--dry-run")
+    assert expected in dry.output.splitlines(), dry.output

@@ -344,7 +344,8 @@ async def test_dry_run_after_a_no_wait_submit_does_not_estimate_the_paid_lines(
             "  tracked: 1 batch still running, 2 chunks (15 lines) not submitted yet; 10 lines "
             "already in batches"
         )
-        assert lines[2].startswith("j: estimate for 15 pending: "), out
+        assert lines[2].startswith("  10 lines in batches not yet collected, ~"), out
+        assert lines[3].startswith("j: estimate for 15 pending: "), out
 
 
 def test_tracked_lines_counts_every_billed_state_apart_from_the_queued_ones() -> None:

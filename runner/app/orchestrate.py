@@ -292,6 +292,8 @@ async def _run_job(
             plan = with_limit(plan, options.limit, config)
             stats = _counted_stats(job, plan, options.limit)
             pairs = pending_items(job, config, plan, index, stopper.flag)
+        if job.mode == "auto" and stream is None:  # a stream's comes at the end of its pass
+            stats.why = plan.why
         # lines left to running batches are no part of what --limit lets this run send
         pending = limited(not_in(pairs, in_batches), options.limit)
         if stopper.event.is_set():

@@ -201,7 +201,9 @@ def traffic(stats: JobStats, price: Any, currency: str) -> list[str]:
     if stats.batches_submitted:
         parts.append(f"batches {fmt_int(stats.batches_submitted)} submitted")
     used = {*stats.usage_by_route, stats.route}  # a realtime run that also collects batches
-    parts.append("via " + " + ".join(r for r in ("realtime", "batch") if r in used))
+    via = "via " + " + ".join(r for r in ("realtime", "batch") if r in used)
+    # mode auto chose the route: a person who expected the batch price reads why it did not
+    parts.append(f"{via} ({stats.why})" if stats.why and used == {stats.route} else via)
     elapsed = stats.elapsed_s
     rate = stats.done / elapsed if elapsed > 0 else 0.0
     # A batch run's items/s is not a speed: a run that collects batches submitted an hour ago

@@ -156,3 +156,27 @@ def test_status_and_dry_run_price_the_lines_in_batches(tmp_path: Path) -> None:
     assert row["in_batches"] == {"lines": 10, "estimate": pytest.approx(money)}
     dry = invoke(str(cfg), "--dry-run")
     assert expected in dry.output.splitlines(), dry.output
+
+
+@pytest.mark.parametrize(
+    ("threshold", "via"),
+    [
+        (1000, "via realtime (mode: auto, 10 pending <= batch.threshold 1,000)"),
+        (5, "via batch (mode: auto, 10 pending > batch.threshold 5)"),
+    ],
+    ids=["realtime-streamed", "batch-counted"],
+)
+async def test_an_auto_run_says_why_it_took_its_route(
+    tmp_path: Path, threshold: int, via: str
+) -> None:
+    """mode auto: the summary says why beside the route, as --dry-run does; a person who
+    expected the batch price read only 'via realtime'."""
+    cfg = write_surface_config(
+        tmp_path,
+        URLS,
+        job={"mode": "auto"},
+        batch={"poll_interval_s": 0, "threshold": threshold},
+        simulator=INSTANT_BATCHES,
+    )
+    _, out = await run_config(cfg)
+    assert f" · {via} · " in out, out

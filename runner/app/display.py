@@ -194,13 +194,30 @@ def more_line(rows: list[dict[str, Any]], width: int) -> str:
     """The open batches past the first few, counted by state: ``… 9 more (2 in_progress, 7
     not submitted yet)``. A job of 100,000 URLs has a dozen chunks; listing five and nothing
     more told a person that five was all there was."""
+    return fit_line([(0, f"  … {fmt_int(len(rows))} more"), (1, f"({by_state(rows)})")], width)
+
+
+def by_state(rows: list[dict[str, Any]]) -> str:
+    """``2 in_progress, 7 not submitted yet``: open batches and chunks counted by state."""
     counts: dict[str, int] = {}
     for b in rows:
         state = str(b.get("state") or "")
         label = "not submitted yet" if state == "built" else state or "?"
         counts[label] = counts.get(label, 0) + 1
-    states = ", ".join(f"{fmt_int(n)} {label}" for label, n in counts.items())
-    return fit_line([(0, f"  … {fmt_int(len(rows))} more"), (1, f"({states})")], width)
+    return ", ".join(f"{fmt_int(n)} {label}" for label, n in counts.items())
+
+
+def batches_text(rows: list[dict[str, Any]]) -> str:
+    """The open batches on the plain progress line (cron, a pipe): ``batches 6 in_progress, 7
+    not submitted yet; 9,648/48,000 lines done``. It said ``0/100,000 0% 0.0000 CNY`` for
+    hours, with nothing to tell a stuck run from batches that are merely slow."""
+    if not rows:
+        return ""
+    running = [b for b in rows if b.get("batch_id") and b.get("total")]
+    done = sum(int(b.get("completed") or 0) + int(b.get("failed") or 0) for b in running)
+    total = sum(int(b["total"]) for b in running)
+    lines = f"; {fmt_int(done)}/{fmt_int(total)} lines done" if running else ""
+    return f"batches {by_state(rows)}{lines}"
 
 
 class LiveView:
@@ -354,6 +371,8 @@ class Display:
         s = self.stats
         if self.mode == "lines":
             line = progress_text(s, self.view.price, self.view.currency)
+            open_batches = batches_text(self.view.open_batches(time.time()))
+            line += f" · {open_batches}" if open_batches else ""
             print(line, file=self.stream or sys.stderr, flush=True)
         elif self.mode == "json":
             done, total = overall(s)

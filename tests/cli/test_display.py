@@ -741,3 +741,19 @@ def test_collected_line_says_errors_for_good_and_how_lines_went_again() -> None:
         "batch collected", {**fields, "failed": 0, "resent": 17, "on_failure": "rebatch"}
     )
     assert line == "d: collected b1 (completed): 981 ok, 17 sent again in a new batch"
+
+
+def test_the_plain_progress_line_of_a_batch_job_counts_its_batches() -> None:
+    """Without a terminal (cron, a pipe) a batch job's progress line counts its open batches
+    by state and the lines they have done; it said '0/100,000 0% 0.0000 CNY' for hours."""
+    rows = [
+        {"batch_id": f"b{i}", "state": "in_progress", "completed": 1000, "failed": 5, "total": 8000}
+        for i in range(6)
+    ] + [{"batch_id": None, "state": "built", "chunk": 6 + i, "lines": 8000} for i in range(7)]
+    out = io.StringIO()
+    Display(
+        JobStats("big", route="batch", total=100_000), "lines", batches=lambda: rows, stream=out
+    ).show()
+    assert out.getvalue() == (
+        "big: 0/100,000 0% · batches 6 in_progress, 7 not submitted yet; 6,030/48,000 lines done\n"
+    )

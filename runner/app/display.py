@@ -440,7 +440,7 @@ def batch_event_line(event: str, f: dict[str, Any]) -> str | None:
         if f.get("left"):
             parts.append(f"{fmt_int(int(f['left']))} left for a later run")
         if f.get("recorded"):  # on_failure: record
-            parts.append(f"{fmt_int(int(f['recorded']))} without a result recorded as errors")
+            parts.append(f"{fmt_int(int(f['recorded']))} recorded as errors the next run retries")
         if batch_id is None:  # dropped by batches cancel, or rejected: it said "collected None"
             what = f"chunk {f.get('chunk', '?')} ({f.get('status')}, no batch was created)"
             return f"{job}: {what}: {', '.join(parts[1:] or parts)}"

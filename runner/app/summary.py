@@ -50,6 +50,7 @@ CODE_LABELS = {
     "1312": "model overloaded",
     "sensitive": "answer blocked",
     "local_file": "local file gone or changed",
+    "batch_missing": "no result in the batch",
 }
 
 # Most serious first: a config error or a stopped API needs a person before anything else; then

@@ -180,3 +180,25 @@ async def test_an_auto_run_says_why_it_took_its_route(
     )
     _, out = await run_config(cfg)
     assert f" · {via} · " in out, out
+
+
+def test_on_failure_record_says_what_it_recorded_and_why(tmp_path: Path) -> None:
+    """on_failure: record: the collected line says the next run retries the errors it wrote
+    (it said 'without a result' of lines the API had answered with a 500), and the summary
+    says what batch_missing means."""
+    from tests.cli.test_cli import invoke
+
+    cfg = write_batch_config(
+        tmp_path,
+        make_urls(5),
+        batch={"on_failure": "record"},
+        simulator={"batch_line_faults": {make_urls(5)[0]: "500", make_urls(5)[1]: "missing"}},
+    )
+    ran = invoke(str(cfg))
+    assert ran.exit_code == 1
+    lines = ran.output.splitlines()
+    assert any(
+        line.endswith("(completed): 3 ok, 2 recorded as errors the next run retries")
+        for line in lines
+    ), ran.output
+    assert "  batch_missing (no result in the batch) ×1: " + make_urls(5)[1] in lines, ran.output

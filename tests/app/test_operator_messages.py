@@ -252,7 +252,7 @@ def test_a_batch_with_no_results_under_on_failure_record_says_what_it_recorded(
     assert ran.exit_code == 1
     collected = [line for line in ran.output.splitlines() if ": collected " in line]
     assert len(collected) == 1 and collected[0].endswith(
-        "(failed): 0 ok, 6 without a result recorded as errors"
+        "(failed): 0 ok, 6 recorded as errors the next run retries"
     ), ran.output
 
 

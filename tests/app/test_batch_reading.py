@@ -202,3 +202,18 @@ def test_on_failure_record_says_what_it_recorded_and_why(tmp_path: Path) -> None
         for line in lines
     ), ran.output
     assert "  batch_missing (no result in the batch) ×1: " + make_urls(5)[1] in lines, ran.output
+
+
+def test_batches_adopted_after_the_work_folder_went_are_told_once(tmp_path: Path) -> None:
+    """A rerun that finds its batches on the account (the work folder was deleted) says so in
+    its warning; the 'found … from an earlier run' line is not printed beside it."""
+    import shutil
+
+    from tests.cli.test_cli import invoke
+
+    cfg = write_batch_config(tmp_path, make_urls(5), simulator={"batch_in_progress_s": 600})
+    assert invoke(str(cfg), "--no-wait").exit_code == 75
+    shutil.rmtree(tmp_path / "out" / ".glmrun" / "j")  # the simulator's own folder stays
+    again = invoke(str(cfg), "--no-wait")
+    assert "found 1 batch of job j still on the account" in again.output, again.output
+    assert "j: found 1 batch" not in again.output

@@ -131,7 +131,7 @@ async def _run_batch_job(
     state = claim_state(job, chash, adopted)
     if state.chunks:
         state.chunks = [recovered(c) for c in state.chunks]
-        if not adopted:  # adopted batches have their own warning
+        if not adopted and not deps.adopted_now:  # adopted batches have their own warning
             _tell_resumed(job, state.chunks)
         if state.config_hash != chash:
             log.warning(

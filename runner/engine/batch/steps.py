@@ -57,6 +57,7 @@ class BatchDeps:
     rng: random.Random = field(default_factory=random.Random)
     no_wait: bool = False
     fallback: Fallback | None = None  # the realtime path for on_failure
+    adopted_now: bool = False  # this run adopted the tracked batches (and said so already)
 
 
 def why_again(again: list[tuple[str, Item, str, str]], status: str) -> str:

@@ -423,7 +423,8 @@ class BatchLines(logging.Handler):
 def batch_event_line(event: str, f: dict[str, Any]) -> str | None:
     job, batch_id = f.get("job"), f.get("batch_id")
     if event == "batch submitted":
-        return f"{job}: submitted {batch_id} ({fmt_int(int(f.get('lines') or 0))} lines)"
+        n = int(f.get("lines") or 0)
+        return f"{job}: submitted {batch_id} ({fmt_int(n)} line{'' if n == 1 else 's'})"
     if event == "batches resumed":
         return resumed_line(str(job), f)
     if event == "batch collected":

@@ -278,6 +278,9 @@ def test_batch_events_become_one_line_each() -> None:
         batch_event_line("batch submitted", {"job": "d", "batch_id": "b1", "lines": 1000})
         == "d: submitted b1 (1,000 lines)"
     )
+    assert batch_event_line("batch submitted", {"job": "d", "batch_id": "b2", "lines": 1}) == (
+        "d: submitted b2 (1 line)"  # a rebatch of one line said "(1 lines)"
+    )
     line = batch_event_line(
         "batch collected",
         {"job": "d", "batch_id": "b1", "status": "completed", "ok": 990, "failed": 10},

@@ -18,6 +18,7 @@ from runner.core.batch_states import (
     Built,
     Chunk,
     Collected,
+    Counts,
     Creating,
     Ended,
     Running,
@@ -455,3 +456,27 @@ async def test_another_outputs_batches_are_not_this_jobs(tmp_path: Path) -> None
     _, out = await run_config(cfg, ENV, dry_run=True)
     assert "tracked:" not in out and "j: estimate for 4 pending: " in out, out
     assert still_remote(config, config.jobs, [JobStats("j", route="batch")]) == ""
+
+
+def test_batches_list_of_real_sized_batches_fits_80_columns(tmp_path: Path) -> None:
+    """A job named describe with 10,000-line batches in progress (10 failed), built and
+    collected: every row of the table fits 80 columns (a state column, a status column and a
+    polled time per row made them 90 wide), the status says built or collected where the chunk
+    has no batch or its results are in, and the one poll time is a line under the table."""
+    from tests.cli.test_cli import invoke
+
+    cfg = write_batch_config(tmp_path, make_urls(3), job={"name": "describe"})
+    job = load_config(cfg, environ=ENV).jobs[0]
+    counts = Counts(10_000, 9_990, 10)
+    chunks = [
+        Collected(Ended(_chunk(0, 10_000), "f0", "batch_1796093803777959246", "completed")),
+        Running(_chunk(1, 10_000), "f1", "batch_1796093803815808427", "in_progress", counts),
+        Built(_chunk(2, 10_000)),
+    ]
+    state_path(job).parent.mkdir(parents=True)
+    save_state(state_path(job), JobState("describe", "tag", "hash", chunks))
+    table = invoke("batches", "list", str(cfg)).output.splitlines()
+    assert table[0].split() == ["job", "chunk", "status", "batch_id", "done"]
+    assert [row.split()[2] for row in table[1:4]] == ["collected", "in_progress", "built"]
+    assert table[4].startswith("describe: running batches last polled ") and len(table) == 5
+    assert max(map(len, table)) <= 80, table

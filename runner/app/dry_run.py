@@ -52,7 +52,7 @@ def dry_run(job: JobConfig, config: Config, limit: int | None, out: IO[str]) -> 
     notes, sends = dry_run_sends(job, plan.pending, limit)
     for note in notes:
         say(note)
-    _, paid, queued = tracked_note(job)
+    _, paid, queued, _ = tracked_note(job)
     if paid:  # billed whatever this run does: money in flight, apart from the estimate below
         items = read_job_items(job, config)
         say(

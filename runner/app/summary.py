@@ -277,26 +277,36 @@ def still_remote(config: Config, jobs: list[JobConfig], stats: list[JobStats]) -
     )
 
 
-def tracked_note(job: JobConfig) -> tuple[str, int, int]:
+def tracked_note(job: JobConfig) -> tuple[str, int, int, int]:
     """For ``--dry-run`` of a batch job: what its tracked chunks hold, and their lines already
-    in batches (billed whatever happens next) and built but not yet submitted."""
-    from runner.core.batch_states import left_behind, tracked_lines
+    in batches (billed whatever happens next), built but not yet submitted, and in chunks
+    that ended with no batch (dropped by a cancel: the next run leaves them for a later one)."""
+    from runner.core.batch_states import chunk_of, left_behind, no_batch, tracked_lines
     from runner.io.batch_state import owned_state
 
     state = owned_state(job)  # another output's chunks in the folder are not this job's
     if state is None:
-        return "", 0, 0
-    return left_behind(state.chunks), *tracked_lines(state.chunks)
+        return "", 0, 0, 0
+    dropped = sum(chunk_of(c).lines for c in state.chunks if no_batch(c))
+    return left_behind(state.chunks), *tracked_lines(state.chunks), dropped
 
 
 def dry_run_sends(job: JobConfig, pending: int, limit: int | None) -> tuple[list[str], int]:
     """``--dry-run``: what the job's tracked chunks hold and what ``--limit`` keeps (lines
     for the person), and how many lines the run would pay for (the estimate's count). Any
     mode: a job switched to realtime leaves its open batch chunks to them."""
-    left, paid, queued = tracked_note(job)
-    notes = [f"  tracked: {left}; {paid:,} lines already in batches"] if left else []
-    sends = to_send(pending, limit, paid, queued)
-    if limit is not None and sends < pending - paid:
+    left, paid, queued, dropped = tracked_note(job)
+    parts = [left] if left else []
+    if left or dropped:
+        parts.append(f"{paid:,} lines already in batches")
+    if dropped:
+        parts.append(
+            f"{dropped:,} in chunks batches cancel dropped (the next run notes them, a later "
+            "one sends them)"
+        )
+    notes = [f"  tracked: {'; '.join(parts)}"] if parts else []
+    sends = to_send(pending - dropped, limit, paid, queued)
+    if limit is not None and sends < pending - paid - dropped:
         notes.append(f"  --limit {limit:,}: this run sends {sends:,} of them")
     return notes, sends
 

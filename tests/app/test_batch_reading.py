@@ -103,6 +103,12 @@ def test_chunks_dropped_by_cancel_are_no_batches_found_or_collected(tmp_path: Pa
     status = invoke("status", str(cfg)).output.splitlines()
     assert "; batches 1 open, 2 chunks ended with no batch / 3 tracked -> pending" in status[0]
     assert "  chunk 1 (10 requests), no batch: cancelled before it was submitted" in status
+    dry = invoke(str(cfg), "--dry-run").output.splitlines()
+    assert dry[1] == (
+        "  tracked: 1 batch still running; 10 lines already in batches; 15 in chunks batches "
+        "cancel dropped (the next run notes them, a later one sends them)"
+    ), dry
+    assert dry[2].startswith("  10 lines in batches not yet collected, ")
     again = invoke(str(cfg), "--no-wait")
     lines = again.output.splitlines()
     assert (

@@ -351,7 +351,9 @@ async def test_dry_run_after_a_no_wait_submit_does_not_estimate_the_paid_lines(
 
 def test_tracked_lines_counts_every_billed_state_apart_from_the_queued_ones() -> None:
     """A batch being created, running, ended or being collected is billed; built or uploaded
-    chunks are not yet; collected ones are no longer tracked."""
+    chunks are not yet; collected ones are no longer tracked; chunks that ended with no batch
+    (dropped by a cancel, rejected) never were (they made a dry run say 25,000 lines in
+    batches where 10,000 were)."""
     from runner.core.batch_states import Collecting, Creating, Uploaded, tracked_lines
 
     ended = Ended(_chunk(2, 3), "f2", "b2", "completed")
@@ -363,6 +365,8 @@ def test_tracked_lines_counts_every_billed_state_apart_from_the_queued_ones() ->
         Collected(ended),
         Built(_chunk(5, 50)),
         Uploaded(_chunk(6, 60), "f6"),
+        Ended(_chunk(7, 700), None, None, "cancelled"),  # dropped by a cancel: no batch
+        Collecting(Ended(_chunk(8, 800), None, None, "rejected")),
     ]
     assert tracked_lines(states) == (1 + 2 + 3 + 4, 50 + 60)  # type: ignore[arg-type]
 

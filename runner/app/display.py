@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from runner.core.stats import JobStats
-from runner.logs import console
+from runner.logs import console, wrap_for_terminal
 
 if TYPE_CHECKING:  # rich is imported when the live display starts, not with this module
     from rich.console import Console, ConsoleOptions, RenderResult
@@ -358,7 +358,10 @@ class Display:
     def echo(self, line: str) -> None:
         """A line for the person, above the live display when there is one."""
         if self.mode == "live" and self.console is not None:
-            self.console.print(line, markup=False, highlight=False, crop=True, soft_wrap=False)
+            # wrapped at spaces, the rest indented, as warnings are: rich folded a long line
+            # (the 'found … from an earlier run' one) at column 0, mid-sentence
+            text = "\n".join(wrap_for_terminal(line, self.console.width))
+            self.console.print(text, markup=False, highlight=False, crop=True, soft_wrap=False)
         else:
             print(line, file=self.stream or sys.stderr, flush=True)
 

@@ -760,3 +760,19 @@ def test_the_plain_progress_line_of_a_batch_job_counts_its_batches() -> None:
     assert out.getvalue() == (
         "big: 0/100,000 0% · batches 6 in_progress, 7 not submitted yet; 6,030/48,000 lines done\n"
     )
+
+
+def test_a_long_batch_line_wraps_at_spaces_above_the_live_display() -> None:
+    """At 80 columns the 'found … from an earlier run' line wraps between words, the rest
+    indented as a warning's is (rich folded it at column 0, mid-sentence)."""
+    console = Console(record=True, width=80, force_terminal=True, color_system=None)
+    display = Display(JobStats("describe", route="batch"), "live", con=console)
+    line = (
+        "describe: found 1 batch (10,000 lines) and 1 chunk not yet submitted (10,000 lines) "
+        "from an earlier run; collecting and submitting them, not sending their lines again"
+    )
+    display.echo(line)
+    shown = console.export_text().splitlines()
+    assert shown[0].endswith("(10,000") and len(shown) == 3, shown
+    assert all(row.startswith(FIELD_INDENT) for row in shown[1:]), shown
+    assert " ".join(row.strip() for row in shown) == line

@@ -15,7 +15,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from runner.app.display import counted, shown, unsubmitted
+from runner.app.display import by_state, counted, shown, unsubmitted
 from runner.config.schema import Config, JobConfig
 from runner.core.cost import estimate, format_usage, in_batches_text, usage_from_lines
 from runner.core.items import InvalidLine
@@ -31,6 +31,8 @@ from runner.io.prepare import read_job_items
 from runner.io.store import RunLock, load_resume_index
 
 log = logging.getLogger(__name__)
+
+STATUS_ROWS = 10  # open batches listed per job; the rest are counted by state
 
 
 @dataclass
@@ -352,8 +354,13 @@ def format_status(s: JobStatus, *, errors_hint: bool = True) -> str:
         line += f"\n  tokens: {s.usage_line}"
     if s.in_batches_line:
         line += f"\n  {s.in_batches_line}"
-    for b in s.open_batches:
+    rows = s.open_batches
+    listed = rows if len(rows) <= STATUS_ROWS else rows[: STATUS_ROWS - 1]
+    for b in listed:
         line += "\n  " + batch_row(b)
+    if len(rows) > len(listed):  # a million URLs are a hundred chunks: not a hundred lines
+        rest = rows[len(listed) :]
+        line += f"\n  … {len(rest):,} more ({by_state(rest)}): glmrun batches list"
     for run in s.running:
         line += f"\n  a run is writing it now ({run})"
     if s.blocked:

@@ -484,3 +484,24 @@ def test_batches_list_of_real_sized_batches_fits_80_columns(tmp_path: Path) -> N
     assert [row.split()[2] for row in table[1:4]] == ["collected", "in_progress", "built"]
     assert table[4].startswith("describe: running batches last polled ") and len(table) == 5
     assert max(map(len, table)) <= 80, table
+
+
+def test_status_counts_the_open_batches_past_ten(tmp_path: Path) -> None:
+    """A job of a dozen chunks: status lists nine and counts the rest by state with where to
+    see them all (a million URLs made a hundred lines); --json keeps every row."""
+    from tests.cli.test_cli import invoke
+
+    cfg = write_batch_config(tmp_path, make_urls(3))
+    job = load_config(cfg, environ=ENV).jobs[0]
+    chunks: list[object] = [
+        Running(_chunk(i, 8000), f"f{i}", f"batch_{i}", "in_progress") for i in range(6)
+    ]
+    chunks += [Built(_chunk(6 + i, 8000)) for i in range(7)]
+    state_path(job).parent.mkdir(parents=True)
+    save_state(state_path(job), JobState("j", "tag", "hash", chunks))  # type: ignore[arg-type]
+    lines = invoke("status", str(cfg)).output.splitlines()
+    rows = [line for line in lines if line.startswith(("  batch ", "  chunk "))]
+    assert len(rows) == 9, lines
+    assert lines[-1] == "  … 4 more (4 not submitted yet): glmrun batches list", lines
+    row = orjson.loads(invoke("status", str(cfg), "--json").output.splitlines()[0])
+    assert len(row["batches"]) == 13

@@ -219,10 +219,12 @@ def traffic(stats: JobStats, price: Any, currency: str) -> list[str]:
         tokens = (
             f"tokens {fmt_int(stats.prompt_tokens)} in / {fmt_int(stats.completion_tokens)} out"
         )
-        if set(stats.usage_by_route) - {stats.route}:
-            routes = by_route(stats, price if len(stats.usage_by_route) > 1 else None, currency)
-            tokens = "tokens " + ", ".join(routes)
         money = spent(stats, price, currency)
+        if set(stats.usage_by_route) - {stats.route}:
+            both = len(stats.usage_by_route) > 1
+            # one part per route, so a narrow terminal breaks between them, not in one
+            tokens = "tokens " + " · ".join(by_route(stats, price if both else None, currency))
+            money = f"total {money}" if money and both else money
         lines.append(f"{tokens} · {money}" if money else tokens)
     return lines
 

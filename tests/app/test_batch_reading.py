@@ -40,8 +40,8 @@ async def test_summary_prices_lines_sent_realtime_apart_from_the_batch(tmp_path:
     batch = 9 * (1001 / 1000 * 0.004 + 20 / 1000 * 0.01) / 2
     rt = 1001 / 1000 * 0.004 + 20 / 1000 * 0.01
     assert (
-        f"  tokens batch 9,009 in / 180 out ({batch:.4f} CNY), realtime 1,001 in / 20 out"
-        f" ({rt:.4f} CNY) · {batch + rt:.4f} CNY"
+        f"  tokens batch 9,009 in / 180 out ({batch:.4f} CNY) · realtime 1,001 in / 20 out"
+        f" ({rt:.4f} CNY) · total {batch + rt:.4f} CNY"
     ) in out.splitlines(), out
 
 

@@ -1,7 +1,8 @@
 """``glmrun run --dry-run``: a job's plan, why a run of it would be refused (as ``status``
 says), its first invalid input lines that a run would record (of this shard, not recorded by an
-earlier run), with their reasons, and an estimate of what the run would pay for. Nothing is
-sent and nothing is written."""
+earlier run), with their reasons, the money already in batches, how a batch route cuts its
+new lines into files, and an estimate of what the run would pay for. Nothing is sent and
+nothing is written."""
 
 from __future__ import annotations
 

@@ -776,3 +776,18 @@ def test_a_long_batch_line_wraps_at_spaces_above_the_live_display() -> None:
     assert shown[0].endswith("(10,000") and len(shown) == 3, shown
     assert all(row.startswith(FIELD_INDENT) for row in shown[1:]), shown
     assert " ".join(row.strip() for row in shown) == line
+
+
+def test_the_stop_warning_leaves_room_for_the_terminals_caret_c() -> None:
+    """At 80 columns the warning a Ctrl-C prints wraps two columns short, so with the '^C' the
+    terminal echoes before it no row passes 80 (its first row was 79: 'perio' / 'd')."""
+    console = Console(record=True, width=80, force_terminal=True, color_system=None)
+    with logging_to(console, "runner.test_display") as log:
+        log.warning(
+            "stopping: no new requests; in-flight ones get the grace period "
+            "(a second signal stops at once)",
+            extra={"signal": "SIGINT", "grace_s": 10.0},
+        )
+    rows = console.export_text().splitlines()
+    assert rows[0] == "glmrun: warning: stopping: no new requests; in-flight ones get the grace"
+    assert all(len("^C" + row) <= 80 for row in rows), rows

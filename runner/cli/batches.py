@@ -196,6 +196,6 @@ def show_cmd(batch_id: str, config_path: str) -> None:
     click.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
     for job_name, d in chunks_tracking(config, batch_id):
         click.echo(
-            f"tracked by job {job_name}, chunk {d['chunk']} ({d['lines']} lines), "
+            f"tracked by job {job_name}, chunk {d['chunk']} ({d['lines']:,} lines), "
             f"local state {d['state']}"
         )

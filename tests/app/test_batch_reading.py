@@ -223,3 +223,15 @@ def test_batches_adopted_after_the_work_folder_went_are_told_once(tmp_path: Path
     again = invoke(str(cfg), "--no-wait")
     assert "found 1 batch of job j still on the account" in again.output, again.output
     assert "j: found 1 batch" not in again.output
+
+
+def test_batches_show_writes_the_lines_as_every_other_count(tmp_path: Path) -> None:
+    """The line under the batch says '(1,000 lines)', with the separator every other count
+    has (it said '(1000 lines)')."""
+    from tests.cli.test_cli import invoke
+
+    cfg = write_batch_config(tmp_path, make_urls(1000), simulator={"batch_in_progress_s": 600})
+    assert invoke(str(cfg), "--no-wait").exit_code == 75
+    row = orjson.loads(invoke("batches", "list", str(cfg), "--json").output.splitlines()[0])
+    shown = invoke("batches", "show", row["batch_id"], "-c", str(cfg)).output.splitlines()
+    assert shown[-1] == "tracked by job j, chunk 0 (1,000 lines), local state Running", shown

@@ -200,7 +200,9 @@ def console_handler(con: Console) -> logging.Handler:
     class ConsoleHandler(RichHandler):
         def emit(self, record: logging.LogRecord) -> None:
             try:
-                text = "\n".join(terminal_lines(record, self.console.width))
+                # two columns short, as the live display: a Ctrl-C's "^C" echo sits before the
+                # "stopping" warning and pushed its 79-column first line onto a second row
+                text = "\n".join(terminal_lines(record, self.console.width - 2))
                 self.console.print(text, markup=False, highlight=False, soft_wrap=True, crop=False)
             except Exception:  # logging must never end the run
                 self.handleError(record)

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from runner.core.stats import JobStats
-from runner.logs import console
+from runner.logs import console, wrap_for_terminal
 
 if TYPE_CHECKING:  # rich is imported when the live display starts, not with this module
     from rich.console import Console, ConsoleOptions, RenderResult
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["live", "lines", "json", "quiet"]
 MIN_BAR = 10  # a progress bar narrower than this says nothing: drop it
+MAX_BATCH_ROWS = 5  # open batches listed under the job line; the rest are counted on the last
 ECHO_ROOM = 2  # columns the live lines leave free for the terminal's "^C" echo
 SHOWN_CHARS = 200  # an error example's URL or input line, at most (summary, status --errors)
 Batches = Callable[[], list[dict[str, Any]]]
@@ -189,6 +190,36 @@ def batch_line(b: dict[str, Any], width: int, now: float) -> str:
     return fit_line(parts, width)
 
 
+def more_line(rows: list[dict[str, Any]], width: int) -> str:
+    """The open batches past the first few, counted by state: ``… 9 more (2 in_progress, 7
+    not submitted yet)``. A job of 100,000 URLs has a dozen chunks; listing five and nothing
+    more told a person that five was all there was."""
+    return fit_line([(0, f"  … {fmt_int(len(rows))} more"), (1, f"({by_state(rows)})")], width)
+
+
+def by_state(rows: list[dict[str, Any]]) -> str:
+    """``2 in_progress, 7 not submitted yet``: open batches and chunks counted by state."""
+    counts: dict[str, int] = {}
+    for b in rows:
+        state = str(b.get("state") or "")
+        label = "not submitted yet" if state == "built" else state or "?"
+        counts[label] = counts.get(label, 0) + 1
+    return ", ".join(f"{fmt_int(n)} {label}" for label, n in counts.items())
+
+
+def batches_text(rows: list[dict[str, Any]]) -> str:
+    """The open batches on the plain progress line (cron, a pipe): ``batches 6 in_progress, 7
+    not submitted yet; 9,648/48,000 lines done``. It said ``0/100,000 0% 0.0000 CNY`` for
+    hours, with nothing to tell a stuck run from batches that are merely slow."""
+    if not rows:
+        return ""
+    running = [b for b in rows if b.get("batch_id") and b.get("total")]
+    done = sum(int(b.get("completed") or 0) + int(b.get("failed") or 0) for b in running)
+    total = sum(int(b["total"]) for b in running)
+    lines = f"; {fmt_int(done)}/{fmt_int(total)} lines done" if running else ""
+    return f"batches {by_state(rows)}{lines}"
+
+
 class LiveView:
     """The renderable rich's Live redraws: the job line, then one line per open batch."""
 
@@ -214,8 +245,12 @@ class LiveView:
         line = fit_line(fields(self.stats, self.price, self.currency), width)
         out = [render_bar(line, done, total)[:width]]
         now = self.clock()
-        for b in self.open_batches(now):
+        rows = self.open_batches(now)
+        listed = rows if len(rows) <= MAX_BATCH_ROWS else rows[: MAX_BATCH_ROWS - 1]
+        for b in listed:
             out.append(batch_line(b, width, now))
+        if len(rows) > len(listed):
+            out.append(more_line(rows[len(listed) :], width))
         return out
 
     def open_batches(self, now: float) -> list[dict[str, Any]]:
@@ -226,7 +261,7 @@ class LiveView:
             self._batch_read = now
             with contextlib.suppress(Exception):  # a half-written file: keep the last rows
                 self._batch_rows = [b for b in self.batches() if not b.get("finished")]
-        return self._batch_rows[:5]
+        return self._batch_rows
 
     def __rich_console__(self, c: Console, options: ConsoleOptions) -> RenderResult:
         from rich.text import Text
@@ -323,7 +358,10 @@ class Display:
     def echo(self, line: str) -> None:
         """A line for the person, above the live display when there is one."""
         if self.mode == "live" and self.console is not None:
-            self.console.print(line, markup=False, highlight=False, crop=True, soft_wrap=False)
+            # wrapped at spaces, the rest indented, as warnings are: rich folded a long line
+            # (the 'found … from an earlier run' one) at column 0, mid-sentence
+            text = "\n".join(wrap_for_terminal(line, self.console.width))
+            self.console.print(text, markup=False, highlight=False, crop=True, soft_wrap=False)
         else:
             print(line, file=self.stream or sys.stderr, flush=True)
 
@@ -336,6 +374,8 @@ class Display:
         s = self.stats
         if self.mode == "lines":
             line = progress_text(s, self.view.price, self.view.currency)
+            open_batches = batches_text(self.view.open_batches(time.time()))
+            line += f" · {open_batches}" if open_batches else ""
             print(line, file=self.stream or sys.stderr, flush=True)
         elif self.mode == "json":
             done, total = overall(s)
@@ -386,17 +426,48 @@ class BatchLines(logging.Handler):
 def batch_event_line(event: str, f: dict[str, Any]) -> str | None:
     job, batch_id = f.get("job"), f.get("batch_id")
     if event == "batch submitted":
-        return f"{job}: submitted {batch_id} ({fmt_int(int(f.get('lines') or 0))} lines)"
+        n = int(f.get("lines") or 0)
+        return f"{job}: submitted {batch_id} ({fmt_int(n)} line{'' if n == 1 else 's'})"
+    if event == "batches resumed":
+        return resumed_line(str(job), f)
     if event == "batch collected":
-        line = (
-            f"{job}: collected {batch_id} ({f.get('status')}): {fmt_int(int(f.get('ok') or 0))} ok"
-            f", {fmt_int(int(f.get('failed') or 0))} failed"
-        )
+        parts = [f"{fmt_int(int(f.get('ok') or 0))} ok"]
+        if f.get("failed"):
+            # error records for good (1301 …), not the API's "failed" count, which also holds
+            # the lines sent again: "2 failed" beside batches list's "18 failed" read as a bug
+            parts.append(f"{fmt_int(int(f['failed']))} permanent errors")
         if f.get("resent"):
-            line += f", {fmt_int(int(f['resent']))} sent again"
+            how = {"realtime": " by realtime", "rebatch": " in a new batch"}
+            parts.append(
+                f"{fmt_int(int(f['resent']))} sent again{how.get(str(f.get('on_failure')), '')}"
+            )
         if f.get("left"):
-            line += f", {fmt_int(int(f['left']))} left for a later run"
+            parts.append(f"{fmt_int(int(f['left']))} left for a later run")
         if f.get("recorded"):  # on_failure: record
-            line += f", {fmt_int(int(f['recorded']))} without a result recorded as errors"
-        return line
+            parts.append(f"{fmt_int(int(f['recorded']))} recorded as errors the next run retries")
+        if batch_id is None:  # dropped by batches cancel, or rejected: it said "collected None"
+            what = f"chunk {f.get('chunk', '?')} ({f.get('status')}, no batch was created)"
+            return f"{job}: {what}: {', '.join(parts[1:] or parts)}"
+        return f"{job}: collected {batch_id} ({f.get('status')}): {', '.join(parts)}"
     return None
+
+
+def resumed_line(job: str, f: dict[str, Any]) -> str:
+    """``describe: found 1 batch (10,000 lines) and 2 chunks not yet submitted (15,000 lines)
+    from an earlier run; collecting and submitting them, not sending their lines again``."""
+    batches, waiting = int(f.get("batches") or 0), int(f.get("chunks_not_submitted") or 0)
+    found, doing = [], []
+    if batches:
+        found.append(f"{fmt_int(batches)} batch{'es' if batches != 1 else ''}")
+        found[-1] += f" ({fmt_int(int(f.get('lines') or 0))} lines)"
+        doing.append("collecting")
+    if waiting:
+        lines = fmt_int(int(f.get("lines_not_submitted") or 0))
+        found.append(f"{fmt_int(waiting)} chunk{'s' if waiting != 1 else ''} not yet submitted")
+        found[-1] += f" ({lines} lines)"
+        doing.append("submitting")
+    one = batches + waiting == 1
+    return (
+        f"{job}: found {' and '.join(found)} from an earlier run; {' and '.join(doing)} "
+        f"{'it' if one else 'them'}, not sending {'its' if one else 'their'} lines again"
+    )

@@ -1,16 +1,17 @@
 """``glmrun run --dry-run``: a job's plan, why a run of it would be refused (as ``status``
 says), its first invalid input lines that a run would record (of this shard, not recorded by an
-earlier run), with their reasons, and an estimate of what the run would pay for. Nothing is
-sent and nothing is written."""
+earlier run), with their reasons, the money already in batches, how a batch route cuts its
+new lines into files, and an estimate of what the run would pay for. Nothing is sent and
+nothing is written."""
 
 from __future__ import annotations
 
 from typing import IO
 
 from runner.app.planning import describe_plan, plan_job, with_limit
-from runner.app.summary import dry_run_sends, for_terminal
-from runner.config.schema import Config, JobConfig
-from runner.core.cost import estimate, format_estimate
+from runner.app.summary import dry_run_sends, for_terminal, tracked_note
+from runner.config.schema import BatchConfig, Config, JobConfig
+from runner.core.cost import estimate, format_estimate, in_batches_text
 from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
 from runner.core.plan import JobPlan
@@ -52,6 +53,19 @@ def dry_run(job: JobConfig, config: Config, limit: int | None, out: IO[str]) -> 
     notes, sends = dry_run_sends(job, plan.pending, limit)
     for note in notes:
         say(note)
+    _, paid, queued, _ = tracked_note(job)
+    if paid:  # billed whatever this run does: money in flight, apart from the estimate below
+        items = read_job_items(job, config)
+        say(
+            "  "
+            + in_batches_text(
+                estimate(job, paid, config.cost, items, iter_job_lines(job)), config.cost
+            )
+        )
+    if plan.route == "batch" and sends:
+        files = batch_files_note(sends - queued, config.batch)
+        if files:
+            say(files)
     if sends == 0:  # not an estimate of 0 tokens for 0 CNY
         name = job.name if job.shard is None else f"{job.name} shard {job.shard}"
         say(f"{name}: a run would send nothing now")
@@ -61,3 +75,25 @@ def dry_run(job: JobConfig, config: Config, limit: int | None, out: IO[str]) -> 
     est = estimate(job, sends, config.cost, items, records)
     say(format_estimate(job, est, config.cost))
     return plan
+
+
+def batch_files_note(lines: int, batch: BatchConfig) -> str:
+    """How the new lines of a batch run are cut into files and how many of their batches are
+    queued at once: ``  batch: 10 files of up to 10,000 requests, 1 queued at a time
+    (batch.max_queued: 10,000 requests), each submitted as one before it finishes``. Asked
+    "how many batch files, and do they run together?", the dry run said nothing; a 100,000-URL
+    job under the 10,000 queue limit runs one batch after another, ten times a batch's wait."""
+    if lines <= 0:
+        return ""
+    size = min(batch.max_requests_per_file, batch.max_queued)  # as the chunk builder cuts
+    files = -(-lines // size)
+    if files == 1:
+        return f"  batch: 1 file of {lines:,} requests, one batch"
+    at_once = max(1, batch.max_queued // size)
+    note = f"  batch: {files:,} files of up to {size:,} requests"
+    if at_once >= files:
+        return note + f", all queued at once (batch.max_queued: {batch.max_queued:,} requests)"
+    return note + (
+        f", {at_once:,} queued at a time (batch.max_queued: {batch.max_queued:,} requests); "
+        "the next is submitted as one finishes"
+    )

@@ -281,8 +281,8 @@ async def _run_job(
         if reachable is not None:
             await reachable  # an unreachable API ends the run here, before anything is sent
         try:
-            if lost is not None:
-                await lost  # batches of a run whose work folder is gone are tracked again
+            # batches of a run whose work folder is gone are tracked again (and said so)
+            adopted = lost is not None and await lost
             in_batches = (
                 set() if plan.route == "batch" else await _planned(stopper, left_to_batches, job)
             )
@@ -296,6 +296,8 @@ async def _run_job(
             plan = with_limit(plan, options.limit, config)
             stats = _counted_stats(job, plan, options.limit)
             pairs = pending_items(job, config, plan, index, stopper.flag)
+        if job.mode == "auto" and stream is None:  # a stream's comes at the end of its pass
+            stats.why = plan.why
         # lines left to running batches are no part of what --limit lets this run send
         pending = limited(not_in(pairs, in_batches), options.limit)
         if stopper.event.is_set():
@@ -315,7 +317,7 @@ async def _run_job(
         try:
             async with display:
                 if plan.route == "batch":
-                    return await _run_batch(parts, plan, pending, stopper, options.no_wait)
+                    return await _run_batch(parts, plan, pending, stopper, options.no_wait, adopted)
                 sent = Sent() if guess is not None else None
                 await _run_realtime(
                     parts, stopper, pending if sent is None else sent.record(pending)
@@ -329,7 +331,9 @@ async def _run_job(
                         job, config, options, index, guess, sent, stopper, rerun, batch
                     )
                 if in_batches and not stopper.event.is_set():  # collect them as a batch run does
-                    return await _run_batch(parts, plan, iter(()), stopper, options.no_wait)
+                    return await _run_batch(
+                        parts, plan, iter(()), stopper, options.no_wait, adopted
+                    )
                 return stats
         finally:
             writer.close()
@@ -441,12 +445,13 @@ async def _run_batch(
     pending: Iterator[tuple[int, Item | InvalidLine]],
     stopper: SignalStop,
     no_wait: bool,
+    adopted: bool = False,
 ) -> JobStats:
     from runner.engine.batch import run_batch_job  # only now: a realtime run skips it
 
     # stopper.current: the grace period also ends a hung call or fallback request here
     # (cancelling is as safe as a kill: each chunk state is saved before its call)
-    deps = make_batch_deps(parts, no_wait=no_wait)
+    deps = make_batch_deps(parts, no_wait=no_wait, adopted=adopted)
     task = asyncio.ensure_future(run_batch_job(plan, pending, parts.config, deps))
     stopper.current = task
     try:
@@ -465,7 +470,7 @@ async def _run_batch(
 
 def _look_for_lost(
     ctx: _RunContext, job: JobConfig, client: GlmClient
-) -> asyncio.Task[None] | None:
+) -> asyncio.Task[bool] | None:
     """A job whose mode may batch and that has no state file looks on the account for batches
     of a run whose work folder is gone (one list call, ``runner.engine.batch.adopt``), while
     its input is planned and the API's reachability checked: their lines are then left to

@@ -15,9 +15,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from runner.app.display import counted, shown, unsubmitted
+from runner.app.display import by_state, counted, shown, unsubmitted
 from runner.config.schema import Config, JobConfig
-from runner.core.cost import format_usage, usage_from_lines
+from runner.core.cost import estimate, format_usage, in_batches_text, usage_from_lines
 from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
 from runner.core.records import INVALID_INPUT, is_final, is_invalid_input, record_key
@@ -31,6 +31,8 @@ from runner.io.prepare import read_job_items
 from runner.io.store import RunLock, load_resume_index
 
 log = logging.getLogger(__name__)
+
+STATUS_ROWS = 10  # open batches listed per job; the rest are counted by state
 
 
 @dataclass
@@ -64,6 +66,8 @@ class JobStatus:
         default_factory=dict
     )  # route -> prompt/completion tokens spent
     usage_line: str = ""
+    in_batches: dict[str, Any] = field(default_factory=dict)  # lines, estimate (money or None)
+    in_batches_line: str = ""
     files: list[FileStatus] = field(default_factory=list)  # per output file: main, then shards
     running: list[str] = field(default_factory=list)  # runs writing its files now: who, since
 
@@ -204,6 +208,18 @@ def add_usage(status: JobStatus, job: JobConfig, config: Config) -> None:
     if totals.by_route:
         pairs = {r: (t.prompt, t.completion) for r, t in totals.by_route.items()}
         status.usage_line = format_usage(pairs, job, config.cost)
+    lines = sum(b.get("lines") or 0 for b in status.open_batches if in_a_batch(b))
+    if lines:
+        est = estimate(job, lines, config.cost, read_job_items(job, config), iter_job_lines(job))
+        money = None if est.batch is None else round(est.batch, 6)
+        status.in_batches = {"lines": lines, "estimate": money}
+        status.in_batches_line = in_batches_text(est, config.cost)
+
+
+def in_a_batch(b: dict[str, Any]) -> bool:
+    """A chunk whose batch exists (or may: its create was sent) and is not collected yet: the
+    API bills its lines whatever happens next."""
+    return bool(b.get("batch_id")) or b.get("local_state") == "Creating"
 
 
 @dataclass
@@ -321,9 +337,11 @@ def format_status(s: JobStatus, *, errors_hint: bool = True) -> str:
     )
     if s.batches:
         running = sum(1 for b in s.open_batches if b.get("batch_id"))
-        waiting = len(s.open_batches) - running  # chunks built, not yet a batch on the account
+        ended = sum(1 for b in s.open_batches if never_ran(b))  # dropped by a cancel, rejected
+        waiting = len(s.open_batches) - running - ended  # built, not yet a batch on the account
         line += f"; batches {running:,} open"
         line += f", {waiting:,} chunk{'s' * (waiting != 1)} not submitted" if waiting else ""
+        line += f", {ended:,} chunk{'s' * (ended != 1)} ended with no batch" if ended else ""
         line += f" / {len(s.batches):,} tracked"
     line += f" -> {'done' if s.finished else 'pending'}"
     if s.corrupt_output_lines:
@@ -334,8 +352,15 @@ def format_status(s: JobStatus, *, errors_hint: bool = True) -> str:
         line += f"\n  {'total':<12} ok {s.ok:,}, errors {s.errors:,}, pending {s.pending:,}"
     if s.usage_line:
         line += f"\n  tokens: {s.usage_line}"
-    for b in s.open_batches:
+    if s.in_batches_line:
+        line += f"\n  {s.in_batches_line}"
+    rows = s.open_batches
+    listed = rows if len(rows) <= STATUS_ROWS else rows[: STATUS_ROWS - 1]
+    for b in listed:
         line += "\n  " + batch_row(b)
+    if len(rows) > len(listed):  # a million URLs are a hundred chunks: not a hundred lines
+        rest = rows[len(listed) :]
+        line += f"\n  … {len(rest):,} more ({by_state(rest)}): glmrun batches list"
     for run in s.running:
         line += f"\n  a run is writing it now ({run})"
     if s.blocked:
@@ -345,12 +370,19 @@ def format_status(s: JobStatus, *, errors_hint: bool = True) -> str:
     return line
 
 
+def never_ran(b: dict[str, Any]) -> bool:
+    """A chunk that ended with no batch: dropped by ``batches cancel`` or rejected."""
+    return not b.get("batch_id") and b.get("local_state") in ("Ended", "Collecting")
+
+
 def batch_row(b: dict[str, Any], now: float | None = None) -> str:
     """``batch_abc (shard 1/4): in_progress, 500/1,000 done, 3 failed; polled 12:03:04 (40s
     ago)``."""
     where = f" (shard {b['shard']})" if b.get("shard") else ""
     name = f"batch {b['batch_id']}" if b.get("batch_id") else f"{unsubmitted(b)}, no batch yet"
     text = f"{name}{where}: {b.get('state')}"
+    if never_ran(b):  # it read "no batch yet: cancelled, 0/5,000 done", as if still to come
+        return f"{unsubmitted(b)}{where}, no batch: {b.get('state')} before it was submitted"
     if b.get("total"):
         text += (
             f", {b.get('completed') or 0:,}/{b['total']:,} done, {b.get('failed') or 0:,} failed"

@@ -176,6 +176,8 @@ class Stream:
         stats.beyond_limit = c.pending - pending
         plan = with_limit(make_plan(self.job, c, self.config.batch), self.limit, self.config)
         self.plan = plan
+        if self.job.mode == "auto" and plan.route == self.route:
+            stats.why = plan.why
         log_plan(plan)
         guess = self.guess
         if guess is not None and self.opened.prefix.offset > guess.check.offset:

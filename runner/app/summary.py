@@ -50,6 +50,7 @@ CODE_LABELS = {
     "1312": "model overloaded",
     "sensitive": "answer blocked",
     "local_file": "local file gone or changed",
+    "batch_missing": "no result in the batch",
 }
 
 # Most serious first: a config error or a stopped API needs a person before anything else; then
@@ -201,7 +202,9 @@ def traffic(stats: JobStats, price: Any, currency: str) -> list[str]:
     if stats.batches_submitted:
         parts.append(f"batches {fmt_int(stats.batches_submitted)} submitted")
     used = {*stats.usage_by_route, stats.route}  # a realtime run that also collects batches
-    parts.append("via " + " + ".join(r for r in ("realtime", "batch") if r in used))
+    via = "via " + " + ".join(r for r in ("realtime", "batch") if r in used)
+    # mode auto chose the route: a person who expected the batch price reads why it did not
+    parts.append(f"{via} ({stats.why})" if stats.why and used == {stats.route} else via)
     elapsed = stats.elapsed_s
     rate = stats.done / elapsed if elapsed > 0 else 0.0
     # A batch run's items/s is not a speed: a run that collects batches submitted an hour ago
@@ -217,8 +220,32 @@ def traffic(stats: JobStats, price: Any, currency: str) -> list[str]:
             f"tokens {fmt_int(stats.prompt_tokens)} in / {fmt_int(stats.completion_tokens)} out"
         )
         money = spent(stats, price, currency)
+        if set(stats.usage_by_route) - {stats.route}:
+            both = len(stats.usage_by_route) > 1
+            # one part per route, so a narrow terminal breaks between them, not in one
+            tokens = "tokens " + " · ".join(by_route(stats, price if both else None, currency))
+            money = f"total {money}" if money and both else money
         lines.append(f"{tokens} · {money}" if money else tokens)
     return lines
+
+
+def by_route(stats: JobStats, price: Any, currency: str) -> list[str]:
+    """``batch 2,970,836 in / 59,180 out (6.0600 CNY)``, ``realtime ...`` as ``glmrun status``
+    writes them (the cost of each only with ``price``): a batch job whose lines went realtime
+    (``batch.on_failure``) paid the full price for those, and one total alone hid that
+    half-price work had cost double."""
+    out = []
+    for route in ("batch", "realtime"):
+        if route not in stats.usage_by_route:
+            continue
+        p, c = stats.usage_by_route[route]
+        text = f"{route} {fmt_int(p)} in / {fmt_int(c)} out"
+        if price is not None:
+            from runner.core.cost import cost_of, format_money
+
+            text += f" ({format_money(cost_of(p, c, price, route), currency)})"
+        out.append(text)
+    return out
 
 
 def still_remote(config: Config, jobs: list[JobConfig], stats: list[JobStats]) -> str:
@@ -252,26 +279,36 @@ def still_remote(config: Config, jobs: list[JobConfig], stats: list[JobStats]) -
     )
 
 
-def tracked_note(job: JobConfig) -> tuple[str, int, int]:
+def tracked_note(job: JobConfig) -> tuple[str, int, int, int]:
     """For ``--dry-run`` of a batch job: what its tracked chunks hold, and their lines already
-    in batches (billed whatever happens next) and built but not yet submitted."""
-    from runner.core.batch_states import left_behind, tracked_lines
+    in batches (billed whatever happens next), built but not yet submitted, and in chunks
+    that ended with no batch (dropped by a cancel: the next run leaves them for a later one)."""
+    from runner.core.batch_states import chunk_of, left_behind, no_batch, tracked_lines
     from runner.io.batch_state import owned_state
 
     state = owned_state(job)  # another output's chunks in the folder are not this job's
     if state is None:
-        return "", 0, 0
-    return left_behind(state.chunks), *tracked_lines(state.chunks)
+        return "", 0, 0, 0
+    dropped = sum(chunk_of(c).lines for c in state.chunks if no_batch(c))
+    return left_behind(state.chunks), *tracked_lines(state.chunks), dropped
 
 
 def dry_run_sends(job: JobConfig, pending: int, limit: int | None) -> tuple[list[str], int]:
     """``--dry-run``: what the job's tracked chunks hold and what ``--limit`` keeps (lines
     for the person), and how many lines the run would pay for (the estimate's count). Any
     mode: a job switched to realtime leaves its open batch chunks to them."""
-    left, paid, queued = tracked_note(job)
-    notes = [f"  tracked: {left}; {paid:,} lines already in batches"] if left else []
-    sends = to_send(pending, limit, paid, queued)
-    if limit is not None and sends < pending - paid:
+    left, paid, queued, dropped = tracked_note(job)
+    parts = [left] if left else []
+    if left or dropped:
+        parts.append(f"{paid:,} lines already in batches")
+    if dropped:
+        parts.append(
+            f"{dropped:,} in chunks batches cancel dropped (the next run notes them, a later "
+            "one sends them)"
+        )
+    notes = [f"  tracked: {'; '.join(parts)}"] if parts else []
+    sends = to_send(pending - dropped, limit, paid, queued)
+    if limit is not None and sends < pending - paid - dropped:
         notes.append(f"  --limit {limit:,}: this run sends {sends:,} of them")
     return notes, sends
 

@@ -226,7 +226,7 @@ def make_fallback(parts: JobParts) -> Fallback:
 
 
 def make_batch_deps(
-    parts: JobParts, *, no_wait: bool = False, clock: Clock = SYSTEM_CLOCK
+    parts: JobParts, *, no_wait: bool = False, clock: Clock = SYSTEM_CLOCK, adopted: bool = False
 ) -> BatchDeps:
     """What the batch path runs with: the job's client, writer, stats and stop event, and the
     realtime fallback around the same writer (used when ``batch.on_failure`` is ``realtime``)."""
@@ -240,4 +240,5 @@ def make_batch_deps(
         clock=clock,
         no_wait=no_wait,
         fallback=make_fallback(parts),
+        adopted_now=adopted,
     )

@@ -90,9 +90,23 @@ def list_cmd(
         _print_rows(rows, [], as_json)
     elif not rows:
         click.echo("no tracked batches")
-    else:  # lines, completed, failed and total in one column: the table fits 80 columns
-        shown = [{**row, "done": _done(row)} for row in rows]
-        _print_rows(shown, ["job", "chunk", "state", "status", "batch_id", "done", "polled"], False)
+    else:  # lines, completed, failed and total in one column; the local state in the status
+        shown = [{**row, "status": _status(row), "done": _done(row)} for row in rows]
+        _print_rows(shown, ["job", "chunk", "status", "batch_id", "done"], False)
+        # one time per state file (it is saved after every poll), not a column of copies
+        for job, polled in dict.fromkeys((r["job"], r["polled"]) for r in rows if r["polled"]):
+            click.echo(f"{job}: running batches last polled {polled}")
+
+
+def _status(row: dict[str, Any]) -> str:
+    """The batch's remote status; before there is one, the chunk's local state (``built``);
+    ``collected`` once a completed batch's results are in the output. A column for each and
+    one for the time polled (as the table had) made a row of a 10,000-line batch 91 columns
+    wide: every row wrapped at 80 (``--json`` still has ``state`` and ``polled``)."""
+    status, state = row.get("status"), str(row.get("state") or "")
+    if state == "Collected" and status == "completed":
+        return "collected"
+    return str(status or state.lower())
 
 
 def _done(row: dict[str, Any]) -> str:
@@ -182,6 +196,6 @@ def show_cmd(batch_id: str, config_path: str) -> None:
     click.echo(orjson.dumps(obj, option=orjson.OPT_INDENT_2).decode())
     for job_name, d in chunks_tracking(config, batch_id):
         click.echo(
-            f"tracked by job {job_name}, chunk {d['chunk']} ({d['lines']} lines), "
+            f"tracked by job {job_name}, chunk {d['chunk']} ({d['lines']:,} lines), "
             f"local state {d['state']}"
         )

@@ -160,6 +160,8 @@ def tracked_lines(states: list[ChunkState]) -> tuple[int, int]:
     but not yet submitted (the next run submits them before any new item)."""
     paid = queued = 0
     for c in states:
+        if no_batch(c):
+            continue  # dropped by batches cancel (or rejected): not billed, not queued
         if isinstance(c, (Creating, Running, Ended, Collecting)):
             paid += chunk_of(c).lines
         elif isinstance(c, (Built, Uploading, Uploaded)):
@@ -167,13 +169,22 @@ def tracked_lines(states: list[ChunkState]) -> tuple[int, int]:
     return paid, queued
 
 
+def no_batch(c: ChunkState) -> bool:
+    """A chunk that ended with no batch (dropped by ``batches cancel``, rejected): its lines
+    were never billed; the run that collects it leaves them for a later run."""
+    ended = c.ended if isinstance(c, Collecting) else c
+    return isinstance(ended, Ended) and ended.batch_id is None
+
+
 def left_behind(states: list[ChunkState]) -> str:
     """What a run that stops waiting leaves for the next one, for people: ``1 batch still
     running, 2 chunks (2,000 lines) not submitted yet`` ('' when nothing). A chunk waiting for
     queue room is no batch yet: counting it as one would say more is running (and paid for)
     than is."""
-    running = sum(1 for c in states if isinstance(c, IN_FLIGHT))
-    queued = [c.chunk.lines for c in states if isinstance(c, Built)]
+    # an uploaded file is no batch (a Ctrl-C in the upload said "1 batch … billed"); a sent
+    # create may have made one
+    running = sum(1 for c in states if isinstance(c, (Creating, Running)))
+    queued = [c.chunk.lines for c in states if isinstance(c, (Built, Uploading, Uploaded))]
     parts = []
     if running:
         parts.append(f"{running:,} batch{'' if running == 1 else 'es'} still running")

@@ -198,3 +198,16 @@ def format_estimate(job: JobConfig, est: Estimate, cost: CostConfig) -> str:
         return f"{head}; no price for {job.model} in cost.prices"
     realtime, batch = _money(est.realtime, cost.currency), _money(est.batch, cost.currency)
     return f"{head}; realtime {realtime} vs batch {batch}"
+
+
+def in_batches_text(est: Estimate, cost: CostConfig) -> str:
+    """Money in flight, for ``status`` and ``--dry-run``: ``10,000 lines in batches not yet
+    collected, ~20.6400 CNY at the batch price (estimate: average of 10,000 records so far)``.
+    Those lines are billed whatever a run does next; the cost lines counted only what was
+    collected, so a job with 100,000 lines in batches read 0.0000 CNY."""
+    text = f"{est.pending:,} lines in batches not yet collected"
+    if est.batch is not None:
+        money = _money(est.batch, cost.currency)
+        return f"{text}, ~{money} at the batch price (estimate: {est.basis})"
+    tokens = est.pending * (est.prompt_tokens + est.completion_tokens)
+    return f"{text}, ~{tokens:,.0f} tokens (estimate: {est.basis})"

@@ -13,6 +13,7 @@ EXAMPLES = 3  # example keys kept per error code
 class JobStats:
     name: str
     route: str = "realtime"
+    why: str = ""  # mode auto: why the plan chose its route (the summary says it beside "via")
     total: int = 0  # pending at start (what this run intends to finish)
     ok: int = 0
     errors: int = 0  # error records written this run (invalid input included)

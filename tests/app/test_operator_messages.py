@@ -14,7 +14,18 @@ import pytest
 from runner.app.orchestrate import RunOptions, run
 from runner.app.summary import still_remote, summary_lines
 from runner.config import load_config
-from runner.core.batch_states import Built, Chunk, Collected, Ended, Running, left_behind
+from runner.core.batch_states import (
+    Built,
+    Chunk,
+    Collected,
+    Counts,
+    Creating,
+    Ended,
+    Running,
+    Uploaded,
+    Uploading,
+    left_behind,
+)
 from runner.core.shard import parse_shard
 from runner.core.stats import JobStats
 from runner.errors import ComeBackLater, Interrupted
@@ -48,13 +59,28 @@ def _chunk(i: int, lines: int = 10) -> Chunk:
             ],
             "1 batch still running",
         ),
+        (
+            [Uploaded(_chunk(0, 17408), "f0"), Uploading(_chunk(1, 800))],
+            "2 chunks (18,208 lines) not submitted yet",
+        ),
+        ([Creating(_chunk(0), "f0")], "1 batch still running"),
     ],
-    ids=["nothing", "one-running", "running-and-queued", "queued-only", "collected-not-counted"],
+    ids=[
+        "nothing",
+        "one-running",
+        "running-and-queued",
+        "queued-only",
+        "collected-not-counted",
+        "uploaded-is-no-batch",
+        "create-sent-may-be-one",
+    ],
 )
 def test_left_behind_counts_batches_apart_from_unsubmitted_chunks(
     states: list[object], expected: str
 ) -> None:
-    """A chunk waiting for queue room is no batch: it is counted apart, with its lines."""
+    """A chunk waiting for queue room, or uploaded but not yet created (Ctrl-C during the
+    upload: it said '1 batch still running ... and billed'), is no batch: it is counted apart,
+    with its lines; a chunk whose create was sent may be one, and counts as running."""
     assert left_behind(states) == expected  # type: ignore[arg-type]
 
 
@@ -102,7 +128,9 @@ def test_live_line_names_the_shard() -> None:
 
 async def test_no_wait_with_a_full_queue_tells_running_from_waiting(tmp_path: Path) -> None:
     """25 URLs in chunks of 10 with room for one batch: 1 running, 2 chunks waiting; the
-    message says so and what the next run does (it did say "3 batch(es) still running")."""
+    message says so, how far the batch is, why the chunks wait (a person told only "run again
+    to submit the rest" ran it again at once, and nothing was submitted) and what the next run
+    does (it did say "3 batch(es) still running")."""
     cfg = write_batch_config(
         tmp_path,
         make_urls(25),
@@ -112,8 +140,9 @@ async def test_no_wait_with_a_full_queue_tells_running_from_waiting(tmp_path: Pa
     with pytest.raises(ComeBackLater) as caught:
         await run_config(cfg, ENV, no_wait=True)
     assert str(caught.value) == (
-        "j: 1 batch still running, 2 chunks (15 lines) not submitted yet; "
-        "run the same command again to collect and submit the rest"
+        "j: 1 batch still running, 2 chunks (15 lines) not submitted yet; 0/10 lines of the "
+        "running batch done, and the chunks wait for queue room (batch.max_queued: 10 lines in "
+        "running batches); run the same command again to collect and submit the rest"
     )
 
 
@@ -224,7 +253,7 @@ def test_a_batch_with_no_results_under_on_failure_record_says_what_it_recorded(
     assert ran.exit_code == 1
     collected = [line for line in ran.output.splitlines() if ": collected " in line]
     assert len(collected) == 1 and collected[0].endswith(
-        "(failed): 0 ok, 0 failed, 6 without a result recorded as errors"
+        "(failed): 0 ok, 6 recorded as errors the next run retries"
     ), ran.output
 
 
@@ -316,12 +345,15 @@ async def test_dry_run_after_a_no_wait_submit_does_not_estimate_the_paid_lines(
             "  tracked: 1 batch still running, 2 chunks (15 lines) not submitted yet; 10 lines "
             "already in batches"
         )
-        assert lines[2].startswith("j: estimate for 15 pending: "), out
+        assert lines[2].startswith("  10 lines in batches not yet collected, ~"), out
+        assert lines[3].startswith("j: estimate for 15 pending: "), out
 
 
 def test_tracked_lines_counts_every_billed_state_apart_from_the_queued_ones() -> None:
     """A batch being created, running, ended or being collected is billed; built or uploaded
-    chunks are not yet; collected ones are no longer tracked."""
+    chunks are not yet; collected ones are no longer tracked; chunks that ended with no batch
+    (dropped by a cancel, rejected) never were (they made a dry run say 25,000 lines in
+    batches where 10,000 were)."""
     from runner.core.batch_states import Collecting, Creating, Uploaded, tracked_lines
 
     ended = Ended(_chunk(2, 3), "f2", "b2", "completed")
@@ -333,6 +365,8 @@ def test_tracked_lines_counts_every_billed_state_apart_from_the_queued_ones() ->
         Collected(ended),
         Built(_chunk(5, 50)),
         Uploaded(_chunk(6, 60), "f6"),
+        Ended(_chunk(7, 700), None, None, "cancelled"),  # dropped by a cancel: no batch
+        Collecting(Ended(_chunk(8, 800), None, None, "rejected")),
     ]
     assert tracked_lines(states) == (1 + 2 + 3 + 4, 50 + 60)  # type: ignore[arg-type]
 
@@ -426,3 +460,48 @@ async def test_another_outputs_batches_are_not_this_jobs(tmp_path: Path) -> None
     _, out = await run_config(cfg, ENV, dry_run=True)
     assert "tracked:" not in out and "j: estimate for 4 pending: " in out, out
     assert still_remote(config, config.jobs, [JobStats("j", route="batch")]) == ""
+
+
+def test_batches_list_of_real_sized_batches_fits_80_columns(tmp_path: Path) -> None:
+    """A job named describe with 10,000-line batches in progress (10 failed), built and
+    collected: every row of the table fits 80 columns (a state column, a status column and a
+    polled time per row made them 90 wide), the status says built or collected where the chunk
+    has no batch or its results are in, and the one poll time is a line under the table."""
+    from tests.cli.test_cli import invoke
+
+    cfg = write_batch_config(tmp_path, make_urls(3), job={"name": "describe"})
+    job = load_config(cfg, environ=ENV).jobs[0]
+    counts = Counts(10_000, 9_990, 10)
+    chunks = [
+        Collected(Ended(_chunk(0, 10_000), "f0", "batch_1796093803777959246", "completed")),
+        Running(_chunk(1, 10_000), "f1", "batch_1796093803815808427", "in_progress", counts),
+        Built(_chunk(2, 10_000)),
+    ]
+    state_path(job).parent.mkdir(parents=True)
+    save_state(state_path(job), JobState("describe", "tag", "hash", chunks))
+    table = invoke("batches", "list", str(cfg)).output.splitlines()
+    assert table[0].split() == ["job", "chunk", "status", "batch_id", "done"]
+    assert [row.split()[2] for row in table[1:4]] == ["collected", "in_progress", "built"]
+    assert table[4].startswith("describe: running batches last polled ") and len(table) == 5
+    assert max(map(len, table)) <= 80, table
+
+
+def test_status_counts_the_open_batches_past_ten(tmp_path: Path) -> None:
+    """A job of a dozen chunks: status lists nine and counts the rest by state with where to
+    see them all (a million URLs made a hundred lines); --json keeps every row."""
+    from tests.cli.test_cli import invoke
+
+    cfg = write_batch_config(tmp_path, make_urls(3))
+    job = load_config(cfg, environ=ENV).jobs[0]
+    chunks: list[object] = [
+        Running(_chunk(i, 8000), f"f{i}", f"batch_{i}", "in_progress") for i in range(6)
+    ]
+    chunks += [Built(_chunk(6 + i, 8000)) for i in range(7)]
+    state_path(job).parent.mkdir(parents=True)
+    save_state(state_path(job), JobState("j", "tag", "hash", chunks))  # type: ignore[arg-type]
+    lines = invoke("status", str(cfg)).output.splitlines()
+    rows = [line for line in lines if line.startswith(("  batch ", "  chunk "))]
+    assert len(rows) == 9, lines
+    assert lines[-1] == "  … 4 more (4 not submitted yet): glmrun batches list", lines
+    row = orjson.loads(invoke("status", str(cfg), "--json").output.splitlines()[0])
+    assert len(row["batches"]) == 13

@@ -96,9 +96,10 @@ def test_batches_list_show_cancel(tmp_path: Path) -> None:
     assert row["state"] == "Running" and row["lines"] == 10 and row["batch_id"].startswith("batch_")
     table = glmrun("batches", "list", cwd=tmp_path)  # CONFIG defaults to ./config.yaml
     assert table.returncode == 0 and row["batch_id"] in table.stdout
-    head, line = table.stdout.splitlines()  # fits an 80-column terminal
-    assert head.split() == ["job", "chunk", "state", "status", "batch_id", "done", "polled"]
-    assert line.split()[-2] == "0/10" and len(head) <= 80 and len(line) <= 80
+    head, line, polled = table.stdout.splitlines()  # fits an 80-column terminal
+    assert head.split() == ["job", "chunk", "status", "batch_id", "done"]
+    assert line.split()[-1] == "0/10" and len(head) <= 80 and len(line) <= 80
+    assert polled.startswith("j: running batches last polled ")
     assert glmrun("batches", "list", cwd=tmp_path / "out").returncode == 2  # no ./config.yaml there
     remote = glmrun("batches", "list", str(cfg), "--remote", "--limit", "5", cwd=tmp_path)
     assert remote.returncode == 0 and row["batch_id"] in remote.stdout and "j" in remote.stdout

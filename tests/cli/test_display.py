@@ -278,11 +278,14 @@ def test_batch_events_become_one_line_each() -> None:
         batch_event_line("batch submitted", {"job": "d", "batch_id": "b1", "lines": 1000})
         == "d: submitted b1 (1,000 lines)"
     )
+    assert batch_event_line("batch submitted", {"job": "d", "batch_id": "b2", "lines": 1}) == (
+        "d: submitted b2 (1 line)"  # a rebatch of one line said "(1 lines)"
+    )
     line = batch_event_line(
         "batch collected",
         {"job": "d", "batch_id": "b1", "status": "completed", "ok": 990, "failed": 10},
     )
-    assert line == "d: collected b1 (completed): 990 ok, 10 failed"
+    assert line == "d: collected b1 (completed): 990 ok, 10 permanent errors"
     assert batch_event_line("batch chunk", {"job": "d"}) is None
 
 
@@ -711,3 +714,80 @@ def test_retryable_codes_that_ran_out_of_attempts_are_named_in_the_summary() -> 
     assert lines[0].startswith("  500 (server error) ×3: https://x/1.jpg"), lines
     assert lines[1].startswith("  1234 (network error) ×2"), lines
     assert lines[2].startswith("  1230 (API processing error) ×1"), lines
+
+
+def test_live_display_counts_the_open_batches_it_does_not_list() -> None:
+    """A job with a dozen open chunks lists the first four and counts the rest by state on one
+    line, instead of showing five and nothing to say there are more."""
+    rows = [
+        {"batch_id": f"batch_{i}", "state": "in_progress", "completed": 1, "total": 8000}
+        for i in range(6)
+    ] + [{"batch_id": None, "state": "built", "chunk": 6 + i, "lines": 8000} for i in range(7)]
+    view = LiveView(busy_stats(), batches=lambda: rows, clock=lambda: 1003.0)
+    lines = view.lines(78)
+    assert len(lines) == 6, lines
+    assert [line.split()[0] for line in lines[1:5]] == [f"batch_{i}" for i in range(4)]
+    assert lines[5] == "  … 9 more (2 in_progress, 7 not submitted yet)"
+    assert len(LiveView(busy_stats(), batches=lambda: rows[:5]).lines(78)) == 6  # five: all listed
+
+
+def test_collected_line_says_errors_for_good_and_how_lines_went_again() -> None:
+    """The collected line's count of error records is 'permanent errors', not 'failed' (the
+    API's failed count, which batches list shows, also holds the lines sent again: '2 failed'
+    there beside '18 failed' read as lines lost), and it names the path the rest took."""
+    fields = {"job": "d", "batch_id": "b1", "status": "completed", "ok": 981, "failed": 2}
+    line = batch_event_line("batch collected", {**fields, "resent": 17, "on_failure": "realtime"})
+    assert (
+        line == "d: collected b1 (completed): 981 ok, 2 permanent errors, 17 sent again by realtime"
+    )
+    line = batch_event_line(
+        "batch collected", {**fields, "failed": 0, "resent": 17, "on_failure": "rebatch"}
+    )
+    assert line == "d: collected b1 (completed): 981 ok, 17 sent again in a new batch"
+
+
+def test_the_plain_progress_line_of_a_batch_job_counts_its_batches() -> None:
+    """Without a terminal (cron, a pipe) a batch job's progress line counts its open batches
+    by state and the lines they have done; it said '0/100,000 0% 0.0000 CNY' for hours."""
+    rows = [
+        {"batch_id": f"b{i}", "state": "in_progress", "completed": 1000, "failed": 5, "total": 8000}
+        for i in range(6)
+    ] + [{"batch_id": None, "state": "built", "chunk": 6 + i, "lines": 8000} for i in range(7)]
+    out = io.StringIO()
+    Display(
+        JobStats("big", route="batch", total=100_000), "lines", batches=lambda: rows, stream=out
+    ).show()
+    assert out.getvalue() == (
+        "big: 0/100,000 0% · batches 6 in_progress, 7 not submitted yet; 6,030/48,000 lines done\n"
+    )
+
+
+def test_a_long_batch_line_wraps_at_spaces_above_the_live_display() -> None:
+    """At 80 columns the 'found … from an earlier run' line wraps between words, the rest
+    indented as a warning's is (rich folded it at column 0, mid-sentence)."""
+    console = Console(record=True, width=80, force_terminal=True, color_system=None)
+    display = Display(JobStats("describe", route="batch"), "live", con=console)
+    line = (
+        "describe: found 1 batch (10,000 lines) and 1 chunk not yet submitted (10,000 lines) "
+        "from an earlier run; collecting and submitting them, not sending their lines again"
+    )
+    display.echo(line)
+    shown = console.export_text().splitlines()
+    assert shown[0].endswith("(10,000") and len(shown) == 3, shown
+    assert all(row.startswith(FIELD_INDENT) for row in shown[1:]), shown
+    assert " ".join(row.strip() for row in shown) == line
+
+
+def test_the_stop_warning_leaves_room_for_the_terminals_caret_c() -> None:
+    """At 80 columns the warning a Ctrl-C prints wraps two columns short, so with the '^C' the
+    terminal echoes before it no row passes 80 (its first row was 79: 'perio' / 'd')."""
+    console = Console(record=True, width=80, force_terminal=True, color_system=None)
+    with logging_to(console, "runner.test_display") as log:
+        log.warning(
+            "stopping: no new requests; in-flight ones get the grace period "
+            "(a second signal stops at once)",
+            extra={"signal": "SIGINT", "grace_s": 10.0},
+        )
+    rows = console.export_text().splitlines()
+    assert rows[0] == "glmrun: warning: stopping: no new requests; in-flight ones get the grace"
+    assert all(len("^C" + row) <= 80 for row in rows), rows

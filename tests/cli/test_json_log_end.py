@@ -34,7 +34,10 @@ def test_no_wait_with_batches_running_ends_with_an_info_line(tmp_path: Path) -> 
     assert code == 75
     last = events[-1]
     assert (last["event"], last["level"], last["exit_code"]) == ("come back later", "info", 75)
-    assert "1 batch still running; run the same command again" in last["message"]
+    assert (
+        "1 batch still running; 0/10 lines of the running batch done; run the same"
+        in (last["message"])
+    )
     assert not [e for e in events if e["level"] == "error"]
 
 

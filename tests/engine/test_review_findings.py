@@ -365,7 +365,8 @@ async def test_a_fallback_cut_short_by_a_signal_counts_only_what_it_sent(
     assert (collected.resent, collected.left, collected.recorded) == (2, 2, 0)
     assert len(read_records(tmp_path / "out.jsonl")) == 2
     assert (
-        "(expired): 0 ok, 0 failed, 2 sent again, 2 left for a later run" in capsys.readouterr().err
+        "(expired): 0 ok, 2 sent again by realtime, 2 left for a later run"
+        in capsys.readouterr().err
     )
     assert "2/4 done, 2 left for a later run" in out.getvalue()
     await run(load_config(cfg, environ=ENV), RunOptions(tty=False), out=io.StringIO())

@@ -132,7 +132,7 @@ async def find_lost_batches(
     return chunks
 
 
-async def adopt_lost_batches(job: JobConfig, config: Config, client: BatchClient) -> None:
+async def adopt_lost_batches(job: JobConfig, config: Config, client: BatchClient) -> bool:
     """A run of a job with no state file, before its route is known: the batches found start
     its state, so a realtime route leaves their lines to them (and collects them after, as a
     batch run does) and a batch route tracks them. The state is made even when none are
@@ -145,11 +145,12 @@ async def adopt_lost_batches(job: JobConfig, config: Config, client: BatchClient
     adopted = await find_lost_batches(job, config, client, chash)
     if adopted:
         claim_state(job, chash, adopted)
-        return
+        return True  # the warning said so: the batch path does not say it again
     try:
         claim_state(job, chash)
     except ConfigError:
         log.info("the work folder's state is another output's", extra={"job": job.name})
+    return False
 
 
 def _log_found(job: JobConfig, chash: str, found: list[_Found], chunks: list[ChunkState]) -> None:

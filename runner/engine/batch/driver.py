@@ -218,6 +218,27 @@ class BatchDriver(ResultSteps):
             elif not failing:
                 raise exc  # e.g. ApiStopped from the fallback: it ends the run
 
+    def _why_waiting(self) -> str:
+        """Beside ``left_behind`` when the run stops waiting: how far the running batches are,
+        and why built chunks are no batches yet. Told only "2 chunks not submitted yet; run the
+        same command again to submit the rest", a person ran it again at once and nothing was
+        submitted: the queue has room only as running batches finish."""
+        running = [c for c in self.state.chunks if isinstance(c, Running)]
+        if not running:
+            return ""
+        total = sum(c.counts.total or c.chunk.lines for c in running)
+        done = sum(c.counts.completed + c.counts.failed for c in running)
+        why = f"; {done:,}/{total:,} lines of the running batch{'es' if len(running) > 1 else ''}"
+        why += " done"
+        waiting = sum(1 for c in self.state.chunks if isinstance(c, Built))
+        if waiting:
+            them = "the chunks wait" if waiting > 1 else "the chunk waits"
+            why += (
+                f", and {them} for queue room (batch.max_queued: {self.batch.max_queued:,}"
+                " lines in running batches)"
+            )
+        return why
+
     async def _wait(self) -> None:
         clock = self.deps.clock
         now = clock.monotonic()
@@ -229,6 +250,7 @@ class BatchDriver(ResultSteps):
                 return
             left = left_behind(self.state.chunks) or "batches not yet collected"
             then = "collect" if left.endswith("running") else "collect and submit the rest"
+            left += self._why_waiting()
             if self.deps.no_wait:
                 later = ComeBackLater(
                     f"{self.job.name}: {left}; run the same command again to {then}"

@@ -15,7 +15,18 @@ from collections.abc import Iterator
 
 from runner.config.schema import Config, JobConfig
 from runner.core.batch_names import config_hash
-from runner.core.batch_states import ChunkState, recovered
+from runner.core.batch_states import (
+    Built,
+    ChunkState,
+    Collecting,
+    Creating,
+    Ended,
+    Running,
+    Uploaded,
+    Uploading,
+    chunk_of,
+    recovered,
+)
 from runner.core.items import InvalidLine, Item
 from runner.core.plan import JobPlan
 from runner.core.records import invalid_input_record
@@ -49,6 +60,34 @@ def _new_items(
         if h in tracked:
             continue
         yield h, item
+
+
+def _tell_resumed(job: JobConfig, chunks: list[ChunkState]) -> None:
+    """``batches resumed``: what an earlier run left tracked, which this one collects and
+    submits instead of sending those lines again. A rerun after Ctrl-C or ``--no-wait`` said
+    nothing of them until the first was collected, maybe hours later."""
+    ended = [c.ended if isinstance(c, Collecting) else c for c in chunks]
+    # a chunk that ended with no batch (dropped by batches cancel, rejected) is none to collect
+    batches = [c for c in ended if isinstance(c, (Creating, Running)) or _has_batch(c)]
+    waiting = [c for c in chunks if isinstance(c, (Built, Uploading, Uploaded))]
+    if not batches and not waiting:
+        return
+    paid = sum(chunk_of(c).lines for c in batches)
+    queued = sum(chunk_of(c).lines for c in waiting)
+    log.info(
+        "batches resumed",
+        extra={
+            "job": job.name,
+            "batches": len(batches),
+            "lines": paid,
+            "chunks_not_submitted": len(waiting),
+            "lines_not_submitted": queued,
+        },
+    )
+
+
+def _has_batch(c: ChunkState) -> bool:
+    return isinstance(c, Ended) and c.batch_id is not None
 
 
 async def run_batch_job(
@@ -92,6 +131,8 @@ async def _run_batch_job(
     state = claim_state(job, chash, adopted)
     if state.chunks:
         state.chunks = [recovered(c) for c in state.chunks]
+        if not adopted and not deps.adopted_now:  # adopted batches have their own warning
+            _tell_resumed(job, state.chunks)
         if state.config_hash != chash:
             log.warning(
                 "the job's prompt, model or params changed since its batches were built; "

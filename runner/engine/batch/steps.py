@@ -57,6 +57,22 @@ class BatchDeps:
     rng: random.Random = field(default_factory=random.Random)
     no_wait: bool = False
     fallback: Fallback | None = None  # the realtime path for on_failure
+    adopted_now: bool = False  # this run adopted the tracked batches (and said so already)
+
+
+def why_again(again: list[tuple[str, Item, str, str]], status: str) -> str:
+    """Why a batch's lines are sent again, by kind: ``16 answered 500, 1 has no result in the
+    completed batch``. "No result in the completed batch" for all of them sent a person
+    looking for lines the API had dropped, when it had answered most of them with a 500."""
+    kinds: dict[str, int] = {}
+    for _, _, code, _ in again:
+        kinds[code] = kinds.get(code, 0) + 1
+    missing = kinds.pop("batch_missing", 0)
+    parts = [f"{n:,} answered {code}" for code, n in sorted(kinds.items(), key=lambda kv: -kv[1])]
+    if missing:
+        has = "has" if missing == 1 else "have"
+        parts.append(f"{missing:,} {has} no result in the {status} batch")
+    return ", ".join(parts)
 
 
 class ResultSteps:
@@ -136,10 +152,12 @@ class ResultSteps:
             extra={
                 "job": self.job.name,
                 "batch_id": e.batch_id,
+                "chunk": e.chunk.index,
                 "status": e.status,
                 "ok": result.ok,
                 "failed": result.failed,
                 "resent": resent,
+                "on_failure": self.batch.on_failure,
                 "left": left,
                 "recorded": len(again) - resent - left,  # error records, retryable: true
             },
@@ -170,7 +188,7 @@ class ResultSteps:
                 "status": e.status,
                 "lines": len(again),
                 "on_failure": mode,
-                "reason": e.reason or f"no result in the {e.status} batch",
+                "reason": e.reason or why_again(again, e.status),
             },
         )
         if mode == "rebatch" and e.chunk.rebatch_of is None:

@@ -176,7 +176,7 @@ def test_second_signal_on_a_terminal_erases_the_live_frame_and_shows_the_cursor(
             frame = _read_pty(master, lambda d: b"\x1b[?25l" in d and b"/200" in d)
             assert b"/200" in frame, frame  # the live display is up, its cursor hidden
             proc.send_signal(signal.SIGINT)
-            _read_pty(master, lambda d: b"grace period" in d)
+            _read_pty(master, lambda d: b"stopping: no new requests" in d)
             proc.send_signal(signal.SIGINT)
             assert proc.wait(timeout=15) == 130
             tail = _read_pty(master, lambda d: False, timeout=1)

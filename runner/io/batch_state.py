@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 _D = TypeVar("_D", bound="DataclassInstance")
 
 STATE_FILE = "state.json"
+# batches a run without a state file lists to find the job's (runner.engine.batch.adopt)
+LOST_BATCHES_LISTED = 1000
 STATE_VERSION = 1
 
 
@@ -100,10 +102,10 @@ def load_state(path: Path) -> JobState | None:
         raise OutputError(f"{path}: cannot read the batch state: {exc.strerror}") from None
     except orjson.JSONDecodeError as exc:
         raise GlmrunError(
-            f"{path}: batch state file is not valid JSON ({exc}); moving it away starts the "
-            "job's batches over: first let the batches `glmrun batches list --remote` shows "
-            "for this job finish (or cancel them in your account), or a new run pays for "
-            "their lines again"
+            f"{path}: batch state file is not valid JSON ({exc}); move it away and run "
+            f"again: a run without it looks for this job's batches among the account's latest "
+            f"{LOST_BATCHES_LISTED:,} (`glmrun batches list --remote`) and collects them "
+            "instead of sending their lines again"
         ) from None
     return JobState(
         job=data["job"],

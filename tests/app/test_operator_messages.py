@@ -428,9 +428,11 @@ def test_interrupted_with_an_unreadable_state_file_still_ends_in_its_one_line(
     assert still_remote(config, config.jobs, [JobStats("j", route="batch")]) == ""
 
 
-def test_a_corrupt_state_file_warns_before_anyone_moves_it_away(tmp_path: Path) -> None:
-    """The advice was "move it away to start over": with batches still running remotely that
-    pays for their lines twice, so the line says to let them finish (or cancel) first."""
+def test_a_corrupt_state_file_says_a_run_without_it_finds_the_batches(tmp_path: Path) -> None:
+    """The advice was to let the job's batches finish or cancel them before moving the file
+    away, or pay for their lines twice; but a run without a state file looks the job's batches
+    up on the account and collects them (``runner.engine.batch.adopt``), among as many as it
+    lists."""
     from tests.cli.test_cli import invoke
 
     cfg = write_batch_config(tmp_path, make_urls(3))
@@ -441,10 +443,13 @@ def test_a_corrupt_state_file_warns_before_anyone_moves_it_away(tmp_path: Path) 
     assert result.exit_code == 1
     assert result.stderr.startswith(f"glmrun: {path}: batch state file is not valid JSON (")
     assert result.stderr.endswith(
-        "moving it away starts the job's batches over: first let the batches `glmrun batches "
-        "list --remote` shows for this job finish (or cancel them in your account), or a new "
-        "run pays for their lines again\n"
+        "move it away and run again: a run without it looks for this job's batches among the "
+        "account's latest 1,000 (`glmrun batches list --remote`) and collects them instead of "
+        "sending their lines again\n"
     )
+    from runner.engine.batch.adopt import LIST_PAGES
+
+    assert LIST_PAGES * 100 == 1000
 
 
 async def test_another_outputs_batches_are_not_this_jobs(tmp_path: Path) -> None:

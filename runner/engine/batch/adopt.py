@@ -70,13 +70,13 @@ from runner.io.batch_files import (
     hash_of_custom_id,
     sidecar_line,
 )
-from runner.io.batch_state import claim_state, refuse_if_tracked_elsewhere
+from runner.io.batch_state import LOST_BATCHES_LISTED, claim_state, refuse_if_tracked_elsewhere
 from runner.io.job_files import load_job_index
 from runner.io.prepare import read_job_items
 
 log = logging.getLogger(__name__)
 
-LIST_PAGES = 10
+LIST_PAGES = LOST_BATCHES_LISTED // 100
 """Pages of 100 batches listed, newest first: a batch still running is at most 7 days old
 (the API cancels it then), and the account keeps at most 1,000 batch files."""
 

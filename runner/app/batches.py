@@ -133,7 +133,7 @@ async def cancel(config: Config, job_name: str | None) -> list[str]:
         # a run that waits for its batches holds the lock for hours: say how to get past it
         lock.acquire(advice="stop that run first (its batches keep running), then cancel again")
         try:
-            remote = local = ended = 0
+            remote = local = ended = already = 0
             failed: list[str] = []
             unknown: list[str] = []
             for i, chunk in enumerate(state.chunks):
@@ -147,6 +147,8 @@ async def cancel(config: Config, job_name: str | None) -> list[str]:
                 else:
                     new = next_state(chunk, CancelAsked(), time.monotonic())
                 if new == chunk:
+                    if isinstance(chunk, Running) and chunk.cancel_requested:
+                        already += 1  # an earlier cancel asked; the API is still at it
                     continue
                 if isinstance(new, Running):
                     try:
@@ -176,18 +178,27 @@ async def cancel(config: Config, job_name: str | None) -> list[str]:
                 f"{_label(job)}: cannot tell whether {', '.join(unknown)} has a batch; "
                 "it stays tracked: run the same command again later"
             )
-        return _cancelled_line(_label(job), remote, ended, local)
+        return _cancelled_line(_label(job), remote, ended, local, already)
 
     return await with_client(config, cancel_all)
 
 
-def _cancelled_line(label: str, remote: int, ended: int, local: int) -> str:
+def _cancelled_line(label: str, remote: int, ended: int, local: int, already: int = 0) -> str:
     """What ``batches cancel`` did to a job: batches still running are cancelled (their unrun
     lines go to a later run); batches the API answered as finished were past cancelling, and
-    the next run collects all they did; chunks never submitted are dropped."""
+    the next run collects all they did; chunks never submitted are dropped. Batches an earlier
+    cancel already asked about are not asked again, and the line says so."""
+    if already and not (remote or ended or local):
+        batches = f"{already} running batch{'' if already == 1 else 'es'}"
+        return (
+            f"{label}: cancel already requested for {batches} (not asked again); the next "
+            "run collects what they finished"
+        )
     parts = []
-    if remote or not ended:
+    if remote or not (ended or already):
         parts.append(f"cancel requested for {remote} running batch{'' if remote == 1 else 'es'}")
+    if already:
+        parts.append(f"{already} already cancelling")
     if ended:
         had = f"{ended} batch{' had' if ended == 1 else 'es had'}"
         parts.append(f"{had} finished already (the next run collects them)")

@@ -81,6 +81,19 @@ def test_output_left_in_the_buffer_at_exit_ends_the_same_way() -> None:
     assert child.stderr == b""
 
 
+def onto_a_full_disk(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    """``python -m runner ARGS`` with its stdout on ``/dev/full`` (every write: ENOSPC)."""
+    with open("/dev/full", "wb") as full:
+        return subprocess.run(
+            [sys.executable, "-m", "runner", *args],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
 @pytest.mark.parametrize(
     "args",
@@ -99,15 +112,7 @@ def test_stdout_on_a_full_disk_is_one_line_and_exit_1(
     """``glmrun status cfg > log`` on a full disk: one ``glmrun:`` line and exit 1, as for the
     output file, not a traceback then Python's 120 (or a traceback and exit 1 unbuffered)."""
     env = ENVIRON if buffered else {**ENVIRON, "PYTHONUNBUFFERED": "1"}
-    with open("/dev/full", "wb") as full:
-        child = subprocess.run(
-            [sys.executable, "-m", "runner", *(a.format(cfg=cfg) for a in args)],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+    child = onto_a_full_disk([a.format(cfg=cfg) for a in args], env)
     assert child.returncode == 1, child.stderr
     assert child.stderr.decode() == (
         "glmrun: cannot write: No space left on device (the standard output, or a file)\n"
@@ -118,15 +123,7 @@ def test_stdout_on_a_full_disk_is_one_line_and_exit_1(
 def test_stdout_on_a_full_disk_with_json_logs_ends_with_a_json_error(cfg: Path) -> None:
     """With ``--log-format json`` the line is an error event like the run's other last lines,
     so a log of JSON lines stays one."""
-    with open("/dev/full", "wb") as full:
-        child = subprocess.run(
-            [sys.executable, "-m", "runner", "run", str(cfg), "--dry-run", "--log-format", "json"],
-            stdout=full,
-            stderr=subprocess.PIPE,
-            env=ENVIRON,
-            timeout=60,
-            check=False,
-        )
+    child = onto_a_full_disk(["run", str(cfg), "--dry-run", "--log-format", "json"], ENVIRON)
     assert child.returncode == 1, child.stderr
     last = orjson.loads(child.stderr.splitlines()[-1])
     assert last["event"] == "error" and last["exit_code"] == 1

@@ -17,6 +17,7 @@ import yaml
 
 from runner.config import Config, load_config
 from runner.config.load import SAFE_LOADER
+from tests.support.configs import config_sections
 
 ROOT = Path(__file__).resolve().parents[2]
 BLOCKS = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(encoding="utf-8"), re.S)
@@ -140,22 +141,10 @@ def test_the_config_reference_names_every_key_with_its_default() -> None:
     """Each section's table lists exactly the keys the schema has, each with the default the
     schema gives it (the simulator's ``expire_tokens`` said "none" for 0, ``url_answers``
     named a field ``reasoning`` that the simulator refuses)."""
-    from runner.config import schema
-    from runner.simulator.settings import SimSettings
 
     tables = _reference_tables()
     classes = {f.name: f.type for f in dataclasses.fields(Config) if not f.metadata.get("internal")}
-    sections = {
-        "api": schema.ApiConfig,
-        "limits": schema.LimitsConfig,
-        "retry": schema.RetryConfig,
-        "batch": schema.BatchConfig,
-        "run": schema.RunConfig,
-        "local_files": schema.LocalFilesConfig,
-        "cost": schema.CostConfig,
-        "simulator": SimSettings,
-        "jobs": schema.JobConfig,
-    }
+    sections = config_sections()
     assert set(sections) == set(classes) == set(tables)
     for name, cls in sections.items():
         defaults = _defaults(cls)

@@ -177,3 +177,22 @@ write_batch_config = write_minimal_config.derive(
         "mode": "batch",
     },
 )
+
+
+def config_sections() -> dict[str, type]:
+    """Each top-level section of a config (and ``jobs``' items) and the class that reads it,
+    as the README's reference tables list them."""
+    from runner.config import schema
+    from runner.simulator.settings import SimSettings
+
+    return {
+        "api": schema.ApiConfig,
+        "limits": schema.LimitsConfig,
+        "retry": schema.RetryConfig,
+        "batch": schema.BatchConfig,
+        "run": schema.RunConfig,
+        "local_files": schema.LocalFilesConfig,
+        "cost": schema.CostConfig,
+        "simulator": SimSettings,
+        "jobs": schema.JobConfig,
+    }

@@ -8,8 +8,12 @@ part of a message.
 
 from __future__ import annotations
 
+import base64
 import email.utils
+import ipaddress
 import time
+import urllib.parse
+import urllib.request
 from typing import Any, Self
 
 from runner.api.tls import wait_for_ca  # isort: skip - first: it imports aiohttp
@@ -23,6 +27,34 @@ from runner.core.retry import finish_failure
 from runner.errors import ApiFailure
 
 JSON_HEADERS = {"Content-Type": "application/json; charset=UTF-8", "Accept": "application/json"}
+
+
+def env_proxy(base_url: str) -> tuple[str | None, dict[str, str] | None]:
+    """The proxy the environment names for ``base_url``: ``HTTPS_PROXY`` or ``HTTP_PROXY`` by
+    its scheme (either case), and the ``Proxy-Authorization`` header its URL's credentials
+    make (the proxy's URL is returned without them, for messages), unless
+    ``NO_PROXY`` names the host. Looked up once for the run (aiohttp's ``trust_env`` looks at
+    every request, on a thread); none for a loopback host, so the simulator and a local
+    gateway are reached directly whatever the proxy variables say."""
+    parts = urllib.parse.urlsplit(base_url)
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(parts.scheme)
+    if loopback or not proxy or urllib.request.proxy_bypass(host):
+        return None, None
+    where = urllib.parse.urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    headers = None
+    if where.username is not None:
+        pair = (
+            f"{urllib.parse.unquote(where.username)}:{urllib.parse.unquote(where.password or '')}"
+        )
+        headers = {"Proxy-Authorization": "Basic " + base64.b64encode(pair.encode()).decode()}
+    bare = where._replace(netloc=where.netloc.rpartition("@")[2])
+    return urllib.parse.urlunsplit(bare), headers
 
 
 class GlmClient:
@@ -52,8 +84,14 @@ class GlmClient:
             self._fresh_token()
         self._chat_url = self.base_url + "/chat/completions"
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=connect_timeout_s)
+        self._via = env_proxy(self.base_url)  # every request: (proxy, proxy_headers)
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def proxy(self) -> str | None:
+        """The proxy every request goes through (``env_proxy``), without its credentials."""
+        return self._via[0]
 
     async def __aenter__(self) -> Self:
         self.session  # noqa: B018 - create it inside the running loop
@@ -89,7 +127,9 @@ class GlmClient:
         connect_s = self._timeout.connect or 10.0
         timeout = aiohttp.ClientTimeout(total=None, connect=connect_s, sock_read=connect_s)
         try:
-            async with self.session.get(self.base_url + "/", timeout=timeout) as resp:
+            async with self.session.get(
+                self.base_url + "/", timeout=timeout, proxy=self._via[0], proxy_headers=self._via[1]
+            ) as resp:
                 await resp.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
             # aiohttp's text says what happened ("Cannot connect to host x:443 [Name or service
@@ -132,7 +172,11 @@ class GlmClient:
     async def _chat(self, body: bytes) -> dict[str, Any]:
         try:
             async with self.session.post(
-                self._chat_url, data=body, headers=self._chat_headers
+                self._chat_url,
+                data=body,
+                headers=self._chat_headers,
+                proxy=self._via[0],
+                proxy_headers=self._via[1],
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
@@ -185,7 +229,12 @@ class GlmClient:
         url = self.base_url + path
         try:
             async with self.session.request(
-                method, url, headers={**self._auth, **(headers or {})}, **kwargs
+                method,
+                url,
+                headers={**self._auth, **(headers or {})},
+                proxy=self._via[0],
+                proxy_headers=self._via[1],
+                **kwargs,
             ) as resp:
                 raw = await resp.read()
                 if not 200 <= resp.status < 300:

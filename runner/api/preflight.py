@@ -52,9 +52,13 @@ async def check_reachable(
                 except TimeoutError:
                     pass
     assert failure is not None
+    proxy = client.proxy
+    through = f" through the proxy {proxy} (HTTPS_PROXY/HTTP_PROXY)" if proxy else ""
+    check = "api.base_url, the proxy" if proxy else "api.base_url"
     raise Unreachable(
-        f"cannot reach the API at {client.base_url} after {attempts} tries: {failure.message}; "
-        "nothing was sent or recorded; check api.base_url and the network, then run again"
+        f"cannot reach the API at {client.base_url}{through} after {attempts} tries: "
+        f"{failure.message}; nothing was sent or recorded; check {check} and the network, "
+        "then run again"
     )
 
 

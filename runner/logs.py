@@ -75,6 +75,7 @@ def _text_parts(record: logging.LogRecord) -> list[str]:
 
 
 FIELD_INDENT = "    "  # a continuation line: 4 columns further in than the line it continues
+ECHO_ROOM = 2  # columns a terminal's lines leave free for its "^C" echo (live display, warnings)
 
 
 def terminal_width(stream: Any) -> int | None:
@@ -200,9 +201,9 @@ def console_handler(con: Console) -> logging.Handler:
     class ConsoleHandler(RichHandler):
         def emit(self, record: logging.LogRecord) -> None:
             try:
-                # two columns short, as the live display: a Ctrl-C's "^C" echo sits before the
+                # short by ECHO_ROOM, as the live display: a Ctrl-C's "^C" echo sits before the
                 # "stopping" warning and pushed its 79-column first line onto a second row
-                text = "\n".join(terminal_lines(record, self.console.width - 2))
+                text = "\n".join(terminal_lines(record, self.console.width - ECHO_ROOM))
                 self.console.print(text, markup=False, highlight=False, soft_wrap=True, crop=False)
             except Exception:  # logging must never end the run
                 self.handleError(record)

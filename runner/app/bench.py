@@ -28,13 +28,13 @@ from typing import IO, Any
 from runner.api.glm import GlmClient
 from runner.app.planning import left_to_batches, not_in, pending_items, plan_job
 from runner.app.signals import SignalStop, acquire_lock
+from runner.app.summary import for_terminal
 from runner.app.wiring import JobParts, connect, make_realtime_engine, make_writer
 from runner.config.schema import Config, JobConfig
 from runner.core.items import InvalidLine, Item
 from runner.core.stats import JobStats
 from runner.errors import ConfigError, Interrupted
 from runner.io.store import ResultWriter, RunLock
-from runner.logs import terminal_width, wrap_for_terminal
 
 ACCEPTABLE_429_SHARE = 0.05
 DEFAULT_LEVELS = (4, 8, 16, 32, 64)
@@ -325,13 +325,6 @@ def take(
         yield h, item
 
 
-def _for_reader(line: str, stream: IO[str]) -> str:
-    """``line`` wrapped at its spaces to the width of the terminal ``stream`` writes to (the
-    terminal would cut words in two); unchanged for a pipe or a file, which grep reads."""
-    width = terminal_width(stream)
-    return line if width is None else "\n".join(wrap_for_terminal(line, width))
-
-
 async def bench(
     config: Config,
     *,
@@ -371,7 +364,7 @@ async def bench(
                 f"{job.name}: {plan.pending:,} pending{theirs}; concurrency "
                 f"{','.join(map(str, levels))}, {per} each"
             )
-            print(_for_reader(header, progress), file=progress)
+            print("\n".join(for_terminal([header], progress)), file=progress)
             pending = not_in(pending_items(job, config, plan, index), held)
             async with connect(config, connections=max(levels)) as client:
                 writer = make_writer(job)
@@ -391,7 +384,12 @@ async def bench(
                         )
                         result.sample = sample_for(level, sample)
                         if result.results == 0:
-                            print(_for_reader(_none_left(job.name, level, results), out), file=out)
+                            print(
+                                "\n".join(
+                                    for_terminal([_none_left(job.name, level, results)], out)
+                                ),
+                                file=out,
+                            )
                             break
                         results.append(result)
                         tried = [lv.concurrency for lv in results]
@@ -422,7 +420,7 @@ async def bench(
     results.sort(key=lambda lv: lv.concurrency)
     if results:
         print(format_table(results), file=out)
-        print(_for_reader(format_recommendation(results), out), file=out)
+        print("\n".join(for_terminal([format_recommendation(results)], out)), file=out)
         if plot_path is not None:
             plot(results, plot_path, f"glmrun bench: {job.name}")
             print(f"plot written to {plot_path}", file=out)

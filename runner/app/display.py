@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 from runner.core.stats import JobStats
-from runner.logs import console, wrap_for_terminal
+from runner.logs import ECHO_ROOM, console, wrap_for_terminal
 
 if TYPE_CHECKING:  # rich is imported when the live display starts, not with this module
     from rich.console import Console, ConsoleOptions, RenderResult
@@ -37,7 +37,6 @@ log = logging.getLogger(__name__)
 Mode = Literal["live", "lines", "json", "quiet"]
 MIN_BAR = 10  # a progress bar narrower than this says nothing: drop it
 MAX_BATCH_ROWS = 5  # open batches listed under the job line; the rest are counted on the last
-ECHO_ROOM = 2  # columns the live lines leave free for the terminal's "^C" echo
 SHOWN_CHARS = 200  # an error example's URL or input line, at most (summary, status --errors)
 Batches = Callable[[], list[dict[str, Any]]]
 
@@ -374,7 +373,7 @@ class Display:
         s = self.stats
         if self.mode == "lines":
             line = progress_text(s, self.view.price, self.view.currency)
-            open_batches = batches_text(self.view.open_batches(time.time()))
+            open_batches = batches_text(self.view.open_batches(self.view.clock()))
             line += f" · {open_batches}" if open_batches else ""
             print(line, file=self.stream or sys.stderr, flush=True)
         elif self.mode == "json":

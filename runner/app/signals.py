@@ -18,7 +18,7 @@ from typing import Any
 from runner.clock import sleep_or_stop
 from runner.errors import Interrupted, RunLocked
 from runner.io.store import AFTER_IT, ResultWriter, RunLock
-from runner.logs import direct_line, terminal_width, wrap_for_terminal
+from runner.logs import direct_line, for_stderr
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,4 @@ async def acquire_lock(
 def tell_person(text: str) -> None:
     """``glmrun: text`` on stderr, for a person at a terminal before any live display runs;
     wrapped at spaces to the terminal's width, as warnings are."""
-    line = f"glmrun: {text}"
-    width = terminal_width(sys.stderr)
-    lines = [line] if width is None else wrap_for_terminal(line, width)
-    print("\n".join(lines), file=sys.stderr, flush=True)
+    print(for_stderr(f"glmrun: {text}"), file=sys.stderr, flush=True)

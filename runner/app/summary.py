@@ -234,18 +234,11 @@ def by_route(stats: JobStats, price: Any, currency: str) -> list[str]:
     writes them (the cost of each only with ``price``): a batch job whose lines went realtime
     (``batch.on_failure``) paid the full price for those, and one total alone hid that
     half-price work had cost double."""
-    out = []
-    for route in ("batch", "realtime"):
-        if route not in stats.usage_by_route:
-            continue
-        p, c = stats.usage_by_route[route]
-        text = f"{route} {fmt_int(p)} in / {fmt_int(c)} out"
-        if price is not None:
-            from runner.core.cost import cost_of, format_money
+    from runner.core.cost import usage_parts
 
-            text += f" ({format_money(cost_of(p, c, price, route), currency)})"
-        out.append(text)
-    return out
+    usage = stats.usage_by_route
+    ordered: dict[str, list[int]] = {r: usage[r] for r in ("batch", "realtime") if r in usage}
+    return usage_parts(ordered, price, currency)
 
 
 def still_remote(config: Config, jobs: list[JobConfig], stats: list[JobStats]) -> str:

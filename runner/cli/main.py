@@ -156,14 +156,13 @@ def usage_error_as_json(exc: click.UsageError) -> NoReturn:
     """A usage error (``--shard 9/4``, or a bad ``GLMRUN_SHARD`` set by a scheduler) when the
     command line asked for JSON logs: one error event like the run's own last line, not click's
     three lines of usage text in a log whose every line is meant to be JSON."""
-    from runner.logs import direct_line, set_json_lines
+    from runner.cli.common import fail
+    from runner.errors import ConfigError  # exit 2, as click's usage errors
+    from runner.logs import set_json_lines
 
     command = exc.ctx.command_path if exc.ctx is not None else "glmrun"
-    message = f"{command}: {exc.format_message()}"
     set_json_lines(True)
-    line = direct_line(message, event="error", level="error", message=message, exit_code=2)
-    click.echo(line, err=True)
-    sys.exit(exc.exit_code)
+    fail(ConfigError(f"{command}: {exc.format_message()}"))
 
 
 @click.group(cls=DefaultGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -10,7 +10,7 @@ guess (``cost.prompt_tokens_per_image`` per image plus the prompt text, and
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,19 +83,24 @@ def format_usage(usage: dict[str, tuple[int, int]], job: JobConfig, cost: CostCo
     """``realtime 1,000 in / 20 out (0.0100 CNY), batch ...``; cost only when the model has a
     price."""
     price = cost.price(job.model)
+    parts = usage_parts(usage, price, cost.currency)
+    line = ", ".join(parts) if parts else "none"
+    if price is not None and len(parts) > 1:
+        total = sum(cost_of(p, c, price, route) for route, (p, c) in usage.items())
+        line += f"; total {_money(total, cost.currency)}"
+    return line
+
+
+def usage_parts(usage: Mapping[str, Sequence[int]], price: Any, currency: str) -> list[str]:
+    """``realtime 1,000 in / 20 out (0.0100 CNY)`` per route, in ``usage``'s order; the cost
+    only with a ``price``."""
     parts = []
-    total = 0.0
     for route, (p, c) in usage.items():
         text = f"{route} {p:,} in / {c:,} out"
         if price is not None:
-            amount = cost_of(p, c, price, route)
-            total += amount
-            text += f" ({_money(amount, cost.currency)})"
+            text += f" ({_money(cost_of(p, c, price, route), currency)})"
         parts.append(text)
-    line = ", ".join(parts) if parts else "none"
-    if price is not None and len(parts) > 1:
-        line += f"; total {_money(total, cost.currency)}"
-    return line
+    return parts
 
 
 # Decimals shown per currency: fixed, so amounts line up and compare; small runs on cheap

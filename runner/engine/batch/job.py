@@ -24,8 +24,9 @@ from runner.core.batch_states import (
     Running,
     Uploaded,
     Uploading,
-    chunk_of,
+    no_batch,
     recovered,
+    tracked_lines,
 )
 from runner.core.items import InvalidLine, Item
 from runner.core.plan import JobPlan
@@ -66,14 +67,13 @@ def _tell_resumed(job: JobConfig, chunks: list[ChunkState]) -> None:
     """``batches resumed``: what an earlier run left tracked, which this one collects and
     submits instead of sending those lines again. A rerun after Ctrl-C or ``--no-wait`` said
     nothing of them until the first was collected, maybe hours later."""
-    ended = [c.ended if isinstance(c, Collecting) else c for c in chunks]
     # a chunk that ended with no batch (dropped by batches cancel, rejected) is none to collect
-    batches = [c for c in ended if isinstance(c, (Creating, Running)) or _has_batch(c)]
+    batches = [c for c in chunks if isinstance(c, (Creating, Running, Ended, Collecting))]
+    batches = [c for c in batches if not no_batch(c)]
     waiting = [c for c in chunks if isinstance(c, (Built, Uploading, Uploaded))]
     if not batches and not waiting:
         return
-    paid = sum(chunk_of(c).lines for c in batches)
-    queued = sum(chunk_of(c).lines for c in waiting)
+    paid, queued = tracked_lines(chunks)
     log.info(
         "batches resumed",
         extra={
@@ -84,10 +84,6 @@ def _tell_resumed(job: JobConfig, chunks: list[ChunkState]) -> None:
             "lines_not_submitted": queued,
         },
     )
-
-
-def _has_batch(c: ChunkState) -> bool:
-    return isinstance(c, Ended) and c.batch_id is not None
 
 
 async def run_batch_job(

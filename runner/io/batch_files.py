@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
+from runner.bulk import paused_gc
 from runner.core.items import Item
 from runner.core.payloads import BodyBuilder, MediaUnavailable
 from runner.core.resume import numpy
@@ -265,8 +266,10 @@ class Sidecar:
         if not data.isascii():
             data.decode()  # not UTF-8: UnicodeDecodeError, as when the whole file was decoded
         self._data = data
-        grid = _fast_grid(data)
-        self.pending: dict[bytes, bytes] = dict(_FAST_LINE.findall(data)) if grid is None else grid
+        with paused_gc():
+            grid = _fast_grid(data)
+            pending = dict(_FAST_LINE.findall(data)) if grid is None else grid
+        self.pending: dict[bytes, bytes] = pending
         # the fast ids (all known ids when every line is one), so claim() knows that an id no
         # longer pending was claimed: never a second record for it, by either path
         self._fast: frozenset[bytes] | None = None if grid is not None else frozenset(self.pending)
@@ -313,25 +316,21 @@ def _fast_grid(data: bytes) -> dict[bytes, bytes] | None:
     """``pending`` when every line is a fast line (a job of plain URLs), from one split of the
     file rather than a match per line; None otherwise (``_FAST_LINE`` finds them one by one).
 
-    With no quote or backslash anywhere and no control byte but tabs and newlines (counted by
-    numpy), the split puts the fields in a grid of three columns; joining it back with the
-    tabs and newlines a fast line has must give the file again, so no line has more or fewer
-    fields."""
+    With no quote or backslash anywhere, and the file's control bytes (picked out by numpy) a
+    tab, a tab and a newline over and over, every line has exactly three fields, so the split
+    at tabs and newlines puts them in a grid of three columns."""
     if not data.endswith(b"\n") or b'"' in data or b"\\" in data:
         return None
     np = numpy()
     octets = np.frombuffer(data, np.uint8)
-    lines = int(np.count_nonzero(octets == 10))
-    tabs = int(np.count_nonzero(octets == 9))
-    if tabs != 2 * lines or int(np.count_nonzero(octets < 32)) != 3 * lines:
+    controls = octets[octets < 32]
+    if controls.size % 3 or not (controls.reshape(-1, 3) == _GRID_ROW).all():
         return None
     fields = data.replace(b"\t", b"\n").split(b"\n")
-    cids, line_nos, urls = fields[0:-1:3], fields[1::3], fields[2::3]
-    grid: list[bytes | None] = [None, b"\t", None, b"\t", None, b"\n"] * lines
-    grid[0::6], grid[2::6], grid[4::6] = cids, line_nos, urls
-    if b"".join(grid) != data:  # type: ignore[arg-type]  # every None was replaced
-        return None
-    return dict(zip(cids, urls, strict=True))
+    return dict(zip(fields[0:-1:3], fields[2::3], strict=True))
+
+
+_GRID_ROW = (9, 9, 10)  # the control bytes of a fast line: the two tabs and its newline
 
 
 def read_sidecar(path: Path) -> Sidecar:

@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from runner.bulk import paused_gc
 from runner.core.batch_results import (
     ANSWER_LINES,
     answer_blocks,
@@ -81,10 +82,11 @@ def collect_lines(
     """
     c = _Collector(ids, writer, stats, batch_id, result, done, builder, attempts, latency_ms)
     try:
-        if fast and not c.always and done is None:
-            _collect_fast(data, c)
-        else:
-            c.lines(data)
+        with paused_gc():
+            if fast and not c.always and done is None:
+                _collect_fast(data, c)
+            else:
+                c.lines(data)
     finally:
         result.ok += c.ok
         stats.ok += c.ok

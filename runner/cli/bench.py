@@ -62,8 +62,8 @@ def bench(
     verbose: bool,
     log_format: str,
 ) -> None:
-    """Measure requests/s, latency and 429s at several concurrency levels; results go to the
-    job's output."""
+    """Find the concurrency that gets the most from your account. Measures requests/s,
+    latency and 429s at several concurrency levels; the results go to the job's output."""
     from runner.app.bench import bench as run_bench
     from runner.app.bench import parse_levels
 

@@ -58,8 +58,8 @@ def export(
     status: str | None,
     target: str | None,
 ) -> None:
-    """Write a job's results as CSV or JSONL, streamed, the latest record per key; no network.
-    A sharded job's files (OUTPUT.shard-I-of-N.jsonl) are merged: each key once."""
+    """Write a job's results as CSV or JSONL; no network. Streamed, the latest record per
+    key; a sharded job's files (OUTPUT.shard-I-of-N.jsonl) are merged: each key once."""
     setup(False, False, "text")
     config = load_without_key(config_path)
     try:

@@ -28,10 +28,10 @@ from runner import __version__
 # name -> the one-line help the command's docstring starts with (tests/cli/test_cli_layout.py)
 SUMMARIES = {
     "batches": "The Batch API side of glmrun: tracked batches, cancel, details.",
-    "bench": "Measure requests/s, latency and 429s at several concurrency levels",
-    "export": "Write a job's results as CSV or JSONL, streamed, the latest record per key",
+    "bench": "Find the concurrency that gets the most from your account.",
+    "export": "Write a job's results as CSV or JSONL; no network.",
     "run": "Run the jobs of CONFIG (resumes where the last run stopped).",
-    "simulate": "Serve the embedded GLM API simulator standalone (for any client, benchmarks)",
+    "simulate": "Serve the embedded GLM API simulator on its own.",
     "status": "Per job: ok / errors / pending and tracked batches; no network.",
 }
 

@@ -48,7 +48,8 @@ from runner.errors import EXIT_CONFIG
     help="Keep files and batches here across restarts.",
 )
 def simulate(host: str, port: int, knobs: tuple[str, ...], state_dir: str | None) -> None:
-    """Serve the embedded GLM API simulator standalone (for any client, benchmarks, demos)."""
+    """Serve the embedded GLM API simulator on its own. For any client, benchmarks and
+    demos."""
     from runner.simulator import serve, settings_from_dict
 
     values: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 import pytest
 from click.core import UNSET
+from click.testing import CliRunner
 
 import runner
 
@@ -76,6 +77,20 @@ def test_help_lists_each_command_as_its_own_help_starts() -> None:
         command = load_command(name)
         assert command is not None and command.name in (name, f"{name}_cmd", None)
         assert command.get_short_help_str(45) == summary_of(name, 45), name
+
+
+def test_the_command_list_is_whole_at_80_columns() -> None:
+    """``glmrun`` at an 80-column terminal lists each command with its whole first sentence:
+    click cuts a longer one with "..." (bench, export and simulate were cut mid-clause)."""
+    from runner.cli.main import SUMMARIES, main
+
+    result = CliRunner().invoke(main, ["--help"], terminal_width=80)
+    commands = result.output.split("Commands:", 1)[1].splitlines()
+    listed = [line for line in commands if line.strip()]
+    assert len(listed) == len(SUMMARIES)
+    for line in listed:
+        assert not line.rstrip().endswith("..."), line
+        assert line.rstrip().endswith("."), line
 
 
 def test_help_loads_click_and_nothing_heavy() -> None:

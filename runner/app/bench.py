@@ -4,12 +4,12 @@ The job's next pending URLs go through the configured endpoint (the real API or 
 at each concurrency level in turn, through the ordinary realtime engine: every answer is
 written to the job's output as usual, so a later run skips them. A level gets ``sample`` URLs,
 by default four round trips' worth of it (``sample_for``: 4 x the level, at least 50), so a high
-level is measured full rather than by one burst. Per level: requests/s, p50/p95 latency, the
-share of 429-type answers and the error records. The recommendation is the level with the best
-throughput among those with an acceptable 429 share, preferring the lower level when a higher
-one gains less than 5%. When the level above it was throttled, the account's limit lies
-between the two: ``next_probe`` halves that gap a level at a time (16 and 32 -> 24 -> 28 ...),
-so an account that takes 24 is not told 16.
+level is measured full rather than by one burst. Per level: requests/s (while every slot had a
+URL: ``steady``), p50/p95 latency, the share of 429-type answers and the error records. The
+recommendation is the level with the best throughput among those with an acceptable 429 share,
+preferring the lower level when a higher one gains less than 5%. When the level above it was
+throttled, the account's limit lies between the two: ``next_probe`` halves that gap a level at
+a time (16 and 32 -> 24 -> 28 ...), so an account that takes 24 is not told 16.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ class LevelResult:
     wall_s: float = 0.0
     latencies_s: list[float] = field(default_factory=list, repr=False)
     sample: int = 0  # URLs the level was given; fewer results: the pending URLs ran out
+    # (results, seconds) while every slot had a URL (``steady``); None: never more than slots
+    full: tuple[int, float] | None = None
 
     @property
     def short(self) -> bool:
@@ -62,6 +64,10 @@ class LevelResult:
 
     @property
     def rate(self) -> float:
+        """Results per second while every slot of the level had a URL (``full``), else over
+        the level's whole time."""
+        if self.full is not None and self.full[1] > 0:
+            return self.full[0] / self.full[1]
         return self.results / self.wall_s if self.wall_s > 0 else 0.0
 
     @property
@@ -87,6 +93,7 @@ class LevelResult:
             "p95_latency_s": _round(self.latency_q(0.95)),
             "share_429": round(self.throttled_share, 4),
             "wall_s": round(self.wall_s, 3),
+            "full_s": None if self.full is None else round(self.full[1], 3),
         }
 
 
@@ -121,6 +128,19 @@ def recommend(
         if lv.rate >= 0.95 * best.rate:
             return lv
     return best
+
+
+def steady(finished_at: list[float], started: float, level: int) -> tuple[int, float] | None:
+    """(results, seconds) of a level while each of its ``level`` slots had a URL: from its
+    start to the result after which fewer URLs than slots were left unfinished. ``finished_at``
+    are the times its results came back, in order. What follows is the level's tail: its
+    last round trip, and any retry the last URLs wait on (a 500 retried after a backoff of
+    0.2 s made a 50-URL level at 50 ms take twice as long, and halved its rate). None when
+    the level never had a round trip's worth more URLs than slots."""
+    k = len(finished_at) - level
+    if k < level:
+        return None
+    return k, finished_at[k - 1] - started
 
 
 def sample_for(level: int, sample: int | None = None) -> int:
@@ -447,6 +467,7 @@ async def _run_level(
 ) -> LevelResult:
     result = LevelResult(level)
     stats = JobStats(job.name)
+    finished_at: list[float] = []  # when each answer that ends a URL came back
 
     def on_result(verdict: str, latency_s: float) -> None:
         result.attempts += 1
@@ -454,6 +475,8 @@ async def _run_level(
             result.latencies_s.append(latency_s)
         elif verdict == "throttle":
             result.throttled += 1
+        if verdict in ("ok", "record"):
+            finished_at.append(time.monotonic())
 
     parts = JobParts(job, config, client, writer, stats, stop)
     engine = make_realtime_engine(parts, concurrency=level, on_result=on_result)
@@ -462,4 +485,5 @@ async def _run_level(
     result.wall_s = time.monotonic() - started
     result.ok, result.errors = stats.ok, stats.errors
     result.results = stats.ok + stats.errors
+    result.full = steady(finished_at, started, level)
     return result

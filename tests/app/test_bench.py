@@ -20,6 +20,7 @@ from runner.app.bench import (
     parse_levels,
     recommend,
     sample_for,
+    steady,
 )
 from runner.config import Config, load_config
 from runner.errors import ConfigError
@@ -202,6 +203,35 @@ async def test_bench_finds_a_limit_between_its_levels(tmp_path: Path, start_sim:
     assert "recommended: limits.concurrency: 6 " in text
     records = read_records(tmp_path / "out.jsonl")
     assert len(records) == len({r["url"] for r in records}) == 150
+
+
+def test_a_level_is_timed_while_every_slot_had_a_url() -> None:
+    """Results of level 4 at 1 s, 2 s ... 10 s, then one at 30 s (a retry the last URL waited
+    on): the rate is taken up to the 6th result, after which fewer than 4 were left; a level
+    with fewer than two rounds of URLs has no such stretch and is timed whole."""
+    finished = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 30.0]
+    assert steady(finished, 0.0, 4) == (6, 6.0)
+    assert steady(finished[:7], 0.0, 4) is None  # 3 results before the tail: under a round
+    lv = LevelResult(4, results=10, attempts=11, wall_s=30.0, sample=10, full=(6, 6.0))
+    assert lv.rate == 1.0  # not 10 / 30
+    assert LevelResult(4, results=10, wall_s=5.0).rate == 2.0
+
+
+async def test_a_retry_at_the_end_of_a_level_does_not_halve_its_rate(
+    tmp_path: Path, start_sim: MakeSim
+) -> None:
+    """The level's last URL is refused once and told to wait 0.5 s (Retry-After): the level
+    takes twice as long or more, but its rate is what its 4 slots carried until then."""
+    urls = make_urls(60, prefix="https://img.example.com", digits=0)
+    sim = await start_sim(latency_mean_s=0.02, url_faults={urls[-1]: ["429"]}, retry_after_s=0.5)
+    retry = {"max_attempts": 3, "base_delay_s": 0.1, "max_delay_s": 1.0}
+    cfg = write_minimal_config(tmp_path, urls, api={"base_url": sim.base_url}, retry=retry)
+    config = load_config(cfg, environ={"ZHIPUAI_API_KEY": "k"})
+    (lv,) = await bench(config, sample=60, levels=[4], out=io.StringIO(), refine=False)
+    assert lv.results == 60 and lv.attempts == 61
+    assert lv.wall_s >= 0.5
+    assert lv.full is not None and lv.full[0] == 56
+    assert lv.rate > 1.5 * lv.results / lv.wall_s, (lv.rate, lv.results / lv.wall_s)
 
 
 def test_the_plot_labels_levels_that_stand_apart_the_recommended_one_first() -> None:

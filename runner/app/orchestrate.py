@@ -73,6 +73,7 @@ from runner.errors import (
 from runner.io.inputs import TextPrefix, check_input
 from runner.io.plancache import save_prefix
 from runner.io.store import RunLock, save_resume_index
+from runner.logs import console
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,10 @@ class RunOptions:
         if self.display is not None:
             return self.display
         tty = sys.stderr.isatty() if self.tty is None else self.tty
-        return "live" if tty else "lines"
+        # rich's Live draws nothing where the cursor cannot move (TERM=dumb: an editor's shell,
+        # a CI log on a pty): a run showed nothing there until its summary; now progress lines
+        live = tty and (self.tty is not None or console().is_interactive)
+        return "live" if live else "lines"
 
 
 @dataclass

@@ -14,7 +14,8 @@ import termios
 import time
 from pathlib import Path
 
-from tests.support.configs import make_urls, write_config
+from tests.support.configs import make_urls, output_of, write_config
+from tests.support.records import read_records
 
 from .procs import env
 
@@ -82,3 +83,36 @@ def test_a_terminal_that_can_redraw_still_gets_the_live_display(tmp_path: Path) 
     code, data = _on_a_terminal(_slow_config(tmp_path), "xterm")
     assert code == 0, data
     assert b"\x1b[?25l" in data, data  # rich hides the cursor while it redraws
+
+
+def _with_closed(fd: int, config: Path) -> subprocess.CompletedProcess[str]:
+    """``glmrun run CONFIG`` with standard stream ``fd`` closed (``>&-`` or ``2>&-``), the
+    other two captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "runner", "run", str(config)],
+        capture_output=True,
+        text=True,
+        env=env(GLMRUN_TEST_KEY="k"),
+        cwd=config.parent,
+        preexec_fn=lambda: os.close(fd),
+        timeout=60,
+        check=False,
+    )
+
+
+def test_a_run_with_its_stdout_closed_ends_as_usual(tmp_path: Path) -> None:
+    """``glmrun run CONFIG >&-`` did all its work, then ended in a traceback (Python had left
+    sys.stdout None) and exit 1."""
+    config = write_config(tmp_path, make_urls(5))
+    proc = _with_closed(1, config)
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stderr
+    assert len(read_records(output_of(tmp_path))) == 5
+
+
+def test_a_run_with_its_stderr_closed_ends_as_usual(tmp_path: Path) -> None:
+    """``glmrun run CONFIG 2>&-`` exited 1 having sent and written nothing, and said nothing."""
+    config = write_config(tmp_path, make_urls(5))
+    proc = _with_closed(2, config)
+    assert proc.returncode == 0, proc.stdout
+    assert proc.stdout.startswith("t: ok 5, errors 0 — 5/5 done\n"), proc.stdout
+    assert len(read_records(output_of(tmp_path))) == 5

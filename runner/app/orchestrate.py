@@ -482,9 +482,9 @@ def _look_for_lost(
     not look again; a job in mode realtime never made any batch."""
     if job.mode == "realtime":
         return None
-    from runner.io.batch_state import state_path
+    from runner.io.batch_state import retire_if_output_gone, state_path
 
-    if state_path(job).exists():
+    if state_path(job).exists() and not retire_if_output_gone(job):
         return None
     from runner.engine.batch.adopt import adopt_lost_batches
 

@@ -90,13 +90,14 @@ class RunOptions:
     strict: bool = False  # exit 1 while any permanent error record exists (the old rule)
     quiet: bool = False  # -q: no summary on success
 
+    def on_terminal(self) -> bool:
+        return sys.stderr.isatty() if self.tty is None else self.tty
+
     def display_mode(self) -> Mode:
         if self.display is not None:
             return self.display
-        tty = sys.stderr.isatty() if self.tty is None else self.tty
-        # rich's Live draws nothing where the cursor cannot move (TERM=dumb: an editor's shell,
-        # a CI log on a pty): a run showed nothing there until its summary; now progress lines
-        live = tty and (self.tty is not None or console().is_interactive)
+        # rich's Live draws nothing where the cursor cannot move (TERM=dumb): progress lines
+        live = self.on_terminal() and (self.tty is not None or console().is_interactive)
         return "live" if live else "lines"
 
 
@@ -237,13 +238,14 @@ async def _run_job(
     the lock, planning), so nothing reads as its summary ('urls.txt has no items')."""
     config, options, stopper = ctx.config, ctx.options, ctx.stopper
     lock = RunLock(job.output_path)
+    person = options.display is None and options.on_terminal() and not options.quiet
     try:
         await acquire_lock(
             lock,
             wait=options.wait_lock,
             stop=stopper.event,
             advice="wait for it, or pass --wait-lock",
-            say=tell_person if options.display_mode() == "live" and not options.quiet else None,
+            say=tell_person if person else None,  # at a terminal, live display or not
         )
     except RunLocked:
         if stopper.signame is None:

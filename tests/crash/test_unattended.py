@@ -13,7 +13,9 @@ import sys
 import termios
 import time
 from pathlib import Path
+from typing import Any
 
+from runner.io.store import RunLock
 from tests.support.configs import make_urls, output_of, write_config
 from tests.support.records import read_records
 
@@ -31,12 +33,15 @@ def _slow_config(tmp_path: Path, n: int = 40) -> Path:
     )
 
 
-def _on_a_terminal(config: Path, term: str) -> tuple[int, bytes]:
-    """``glmrun run CONFIG`` with its three streams on an 80-column pty: exit code, all it wrote."""
+def _on_a_terminal(
+    config: Path, term: str, *args: str, until: bytes | None = None, then: Any = None
+) -> tuple[int, bytes]:
+    """``glmrun run CONFIG ARGS`` with its three streams on an 80-column pty: exit code, all it
+    wrote; once it has written ``until``, ``then()`` is called."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "runner", "run", str(config)],
+        [sys.executable, "-m", "runner", "run", str(config), *args],
         stdin=slave,
         stdout=slave,
         stderr=slave,
@@ -58,6 +63,9 @@ def _on_a_terminal(config: Path, term: str) -> tuple[int, bytes]:
                 if not chunk:
                     break
                 data += chunk
+                if until is not None and until in data:
+                    then()
+                    until = None
         code = proc.wait(timeout=10)
     finally:
         os.close(master)
@@ -77,6 +85,23 @@ def test_a_dumb_terminal_gets_progress_lines_instead_of_a_live_display(tmp_path:
     progress = [line for line in text.splitlines() if line.startswith("t: ") and "% " in line]
     assert progress, text  # e.g. "t: 12/40 30% 9.6/s eta 2.9s in flight 2/2"
     assert "t: ok 40, errors 0" in text
+
+
+def test_a_dumb_terminal_is_told_what_a_run_waits_for(tmp_path: Path) -> None:
+    """``--wait-lock`` at a terminal says what it waits for, as it did before a dumb terminal
+    got progress lines instead of the live display."""
+    config = write_config(tmp_path, make_urls(3))
+    lock = RunLock(output_of(tmp_path))
+    lock.acquire()
+    try:
+        code, data = _on_a_terminal(
+            config, "dumb", "--wait-lock", until=b"(Ctrl-C stops the wait)", then=lock.release
+        )
+    finally:
+        lock.release()
+    text = " ".join(data.decode().split())  # wrapped at 80 columns
+    assert code == 0, text
+    assert "is in use by another glmrun run" in text and "t: ok 3, errors 0" in text, text
 
 
 def test_a_terminal_that_can_redraw_still_gets_the_live_display(tmp_path: Path) -> None:

@@ -73,6 +73,7 @@ from runner.errors import (
 from runner.io.inputs import TextPrefix, check_input
 from runner.io.plancache import save_prefix
 from runner.io.store import RunLock, save_resume_index
+from runner.logs import console
 
 log = logging.getLogger(__name__)
 
@@ -89,11 +90,15 @@ class RunOptions:
     strict: bool = False  # exit 1 while any permanent error record exists (the old rule)
     quiet: bool = False  # -q: no summary on success
 
+    def on_terminal(self) -> bool:
+        return sys.stderr.isatty() if self.tty is None else self.tty
+
     def display_mode(self) -> Mode:
         if self.display is not None:
             return self.display
-        tty = sys.stderr.isatty() if self.tty is None else self.tty
-        return "live" if tty else "lines"
+        # rich's Live draws nothing where the cursor cannot move (TERM=dumb): progress lines
+        live = self.on_terminal() and (self.tty is not None or console().is_interactive)
+        return "live" if live else "lines"
 
 
 @dataclass
@@ -233,13 +238,14 @@ async def _run_job(
     the lock, planning), so nothing reads as its summary ('urls.txt has no items')."""
     config, options, stopper = ctx.config, ctx.options, ctx.stopper
     lock = RunLock(job.output_path)
+    person = options.display is None and options.on_terminal() and not options.quiet
     try:
         await acquire_lock(
             lock,
             wait=options.wait_lock,
             stop=stopper.event,
             advice="wait for it, or pass --wait-lock",
-            say=tell_person if options.display_mode() == "live" and not options.quiet else None,
+            say=tell_person if person else None,  # at a terminal, live display or not
         )
     except RunLocked:
         if stopper.signame is None:
@@ -478,9 +484,9 @@ def _look_for_lost(
     not look again; a job in mode realtime never made any batch."""
     if job.mode == "realtime":
         return None
-    from runner.io.batch_state import state_path
+    from runner.io.batch_state import retire_if_output_gone, state_path
 
-    if state_path(job).exists():
+    if state_path(job).exists() and not retire_if_output_gone(job):
         return None
     from runner.engine.batch.adopt import adopt_lost_batches
 

@@ -198,6 +198,7 @@ def entry() -> NoReturn:
     logs and the standard streams are flushed and the process ends with the same exit code.
     An uncaught exception (a bug) still prints its traceback and exits the usual way."""
     code: str | int | None = 0
+    _reopen_closed_streams()
     try:
         main()
     except SystemExit as exc:
@@ -222,6 +223,24 @@ def entry() -> NoReturn:
         except ValueError:  # nothing more can be said
             status = status or 120
     os._exit(status)
+
+
+def _reopen_closed_streams() -> None:
+    """A standard stream the caller closed (``>&-``, ``2>&-``, a daemon that closes them) is
+    opened on /dev/null, as a service manager would leave it. Python starts with such a stream
+    as None: a run that had done its work then ended in a traceback (stdout) or exited 1
+    having written nothing at all (stderr), and the first file glmrun opened took the free
+    number, so anything written to fd 1 or 2 would have gone into it."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            if getattr(sys, name) is None:
+                setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115
 
 
 DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO}

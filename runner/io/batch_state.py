@@ -9,6 +9,7 @@ from the saved state, what ``glmrun status`` shows and which keys a rerun must n
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import typing
 from collections.abc import Sequence
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
     from _typeshed import DataclassInstance
 
 _D = TypeVar("_D", bound="DataclassInstance")
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 # batches a run without a state file lists to find the job's (runner.engine.batch.adopt)
@@ -167,6 +170,32 @@ def owned_state(job: JobConfig) -> JobState | None:
     if state is None or not state.belongs_to(job):
         return None
     return state
+
+
+def retire_if_output_gone(job: JobConfig) -> bool:
+    """A state whose chunks were all collected into an output that is gone now (deleted,
+    moved away, emptied) is moved aside (``state.json.output-gone``) and True returned. Kept,
+    it told the next run that nothing was in batches, so every line was built and paid for
+    again, while a run with no state looks on the account first and collects those batches'
+    results again (``runner.engine.batch.adopt``): deleting the output alone now costs what
+    deleting it with its work folder did, nothing. A state with a chunk still open stays (its
+    batches are collected into the new output)."""
+    path, output = state_path(job), job.output_path
+    state = load_state(path)
+    if state is None or not state.chunks or not state.belongs_to(job) or _open_chunks(state):
+        return False
+    if output.exists() and output.stat().st_size > 0:
+        return False
+    n, lines = len(state.chunks), sum(chunk_of(c).lines for c in state.chunks)
+    os.replace(path, path.with_name(STATE_FILE + ".output-gone"))
+    log.warning(
+        f"{output} is gone, but {'1 batch chunk' if n == 1 else f'{n:,} batch chunks'} "
+        f"({lines:,} lines) {'was' if n == 1 else 'were'} collected into it: its state is moved "
+        f"aside ({path}.output-gone) and the account is looked at, so this run collects their "
+        "results again instead of paying for those lines twice",
+        extra={"job": job.name},
+    )
+    return True
 
 
 def run_refusal(job: JobConfig, *, other_sharding: bool = True) -> str | None:

@@ -407,3 +407,46 @@ async def test_a_look_beside_another_outputs_fresh_state_is_not_refused(
     state = load_state(state_path(job_b))
     assert state is not None and state.output == job_a.output_path.name
     assert box.sim.stats.calls["list"] == 1
+
+
+@pytest.mark.parametrize("how", ["deleted", "emptied"])
+async def test_an_output_gone_after_its_batches_were_collected_is_collected_again(
+    tmp_path: Path,
+    start_batch_sim: StartBatchSim,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    """The output deleted (or emptied) after its batches were collected, the work folder kept:
+    its state said nothing was in batches, so the next run built and paid for every line again
+    (deleting the folder too cost nothing: the look on the account found the batches). Now the
+    state is moved aside, the account is looked at, and the results are collected again."""
+    monkeypatch.setenv(KEY_ENV, ENV[KEY_ENV])  # for the helpers that load the config
+    box = await start_batch_sim()
+    api = {"base_url": box.sim.base_url, "api_key_env": KEY_ENV}
+    items = urls(12)
+    cfg = write_batch_config(tmp_path, items, api=api, batch={"poll_interval_s": 0.01})
+    assert (await run_config(cfg, ENV))[0].exit_code == 0
+    assert box.sim.stats.batches_created == 1
+    out = output_path(cfg)
+    if how == "deleted":
+        out.unlink()
+    else:
+        out.write_bytes(b"")
+
+    with caplog.at_level(logging.WARNING):
+        result, _ = await run_config(cfg, ENV)
+    assert result.exit_code == 0
+    assert box.sim.stats.batches_created == 1  # nothing built or paid again
+    assert_paid_once(box.sim, items)
+    assert_all_ok_once(cfg, items)
+    gone = [r.getMessage() for r in caplog.records if " is gone, but " in r.getMessage()]
+    assert gone == [
+        f"{out} is gone, but 1 batch chunk (12 lines) was collected into it: its state is moved "
+        f"aside ({state_path(load(cfg).jobs[0])}.output-gone) and the account is looked at, so "
+        "this run collects their results again instead of paying for those lines twice"
+    ]
+    # the state the look left says the account was looked at: the next run lists nothing more
+    lists = box.sim.stats.calls["list"]
+    assert (await run_config(cfg, ENV))[0].exit_code == 0
+    assert box.sim.stats.calls["list"] == lists

@@ -10,7 +10,7 @@
     ├── Unreachable (75)       the API host refuses or does not resolve at start; nothing sent
     └── OutputError (1)        the output or lock cannot be read or written (disk full, a folder)
 
-    Interrupted (130 / 143)    SIGINT / SIGTERM after a clean flush
+    Interrupted (130/143/129)  SIGINT / SIGTERM / SIGHUP after a clean flush
 
 Per-URL failures are data (``ApiFailure`` -> an error record), never one of these.
 """
@@ -29,6 +29,7 @@ EXIT_API_STOPPED = 3
 EXIT_TEMPFAIL = 75
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143
+EXIT_SIGHUP = 129
 
 
 class GlmrunError(Exception):
@@ -87,7 +88,8 @@ class Interrupted(GlmrunError):
         then = f"; {remote}" if remote else ", run again to resume"
         super().__init__(f"interrupted by {signame}; results so far are saved{then}")
         self.signame = signame
-        self.exit_code = EXIT_SIGTERM if signame == "SIGTERM" else EXIT_SIGINT
+        codes = {"SIGTERM": EXIT_SIGTERM, "SIGHUP": EXIT_SIGHUP}
+        self.exit_code = codes.get(signame, EXIT_SIGINT)
 
 
 class ApiFailure(Exception):

@@ -1,4 +1,11 @@
-"""Stopping well: the first SIGINT/SIGTERM stops new work, a second one exits at once.
+"""Stopping well: the first SIGINT/SIGTERM/SIGHUP stops new work, a second one exits at once.
+
+SIGHUP is what a run gets when its terminal goes away (an ssh connection dropped, a terminal
+window closed): left to its default it killed the run with requests in flight, answered and
+billed but never recorded, so the next run paid for them again. It now stops the run as
+SIGTERM does (exit 129), with the terminal's streams moved to /dev/null first: writing to a
+terminal that hung up fails (EIO), and the summary would have ended the run in a traceback.
+A run started under ``nohup`` (SIGHUP ignored) keeps ignoring it.
 
 Also the wait for another run's output lock, which a signal cuts short.
 """
@@ -44,11 +51,16 @@ class SignalStop:
         self._first: str | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._previous: dict[int, Any] = {}
+        self._terminal: list[int] = []  # standard streams that are a terminal (at install)
 
     def install(self) -> None:
         self._loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # asked now: once the terminal hangs up, isatty() says no (its ioctl fails)
+        self._terminal = [fd for fd in (0, 1, 2) if _isatty(fd)]
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             try:
+                if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                    continue  # nohup: the person asked for the run to outlive the terminal
                 self._previous[sig] = signal.signal(sig, self._on_os_signal)
             except (ValueError, OSError):  # not the main thread
                 pass
@@ -60,6 +72,8 @@ class SignalStop:
 
     def _on_os_signal(self, sig: int, frame: Any) -> None:
         name = signal.Signals(sig).name
+        if sig == signal.SIGHUP:
+            _to_devnull(self._terminal)
         if self._first is not None:
             code = Interrupted(self._first).exit_code
             notice = direct_line(
@@ -139,3 +153,22 @@ def tell_person(text: str) -> None:
     """``glmrun: text`` on stderr, for a person at a terminal before any live display runs;
     wrapped at spaces to the terminal's width, as warnings are."""
     print(for_stderr(f"glmrun: {text}"), file=sys.stderr, flush=True)
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _to_devnull(fds: list[int]) -> None:
+    """Point ``fds`` (the streams that were the terminal) at /dev/null: once the terminal has
+    hung up, every write to it fails with EIO. Files and pipes are left as they are."""
+    if not fds:
+        return
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in fds:
+            os.dup2(null, fd)
+        os.close(null)

@@ -296,3 +296,70 @@ def test_second_signal_notice_is_json_with_json_logs(tmp_path: Path) -> None:
     assert events[-1]["event"] == "second signal: exiting at once", stderr
     assert events[-1]["signal"] == "SIGTERM" and events[-1]["exit_code"] == 143
     assert all({"ts", "level", "event"} <= set(e) for e in events)
+
+
+def test_a_terminal_that_hangs_up_stops_the_run_as_sigterm_does(tmp_path: Path) -> None:
+    """An ssh connection that drops hangs up the run's terminal: the kernel sends SIGHUP and
+    every later write to the terminal fails. Left to its default, SIGHUP killed the run with
+    8 requests in flight, answered and billed but never recorded, and the next run paid for
+    them again; now they are written, the run ends 129, and the rerun sends only the rest."""
+    urls = _urls("hup", 200)
+    out = tmp_path / "out" / "j.jsonl"
+    with simulator("latency_mean_s=0.2") as sim:
+        config = write_job(
+            tmp_path, sim.base_url, urls, limits={"concurrency": 8}, run={"grace_s": 5}
+        )
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner", "run", str(config)],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env(TERM="xterm", COLUMNS="80", LINES="30"),
+            cwd=config.parent,
+            start_new_session=True,  # then the pty becomes its controlling terminal
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        os.close(slave)
+        try:
+            wait_for_lines(out, 16, proc)
+            _read_pty(master, lambda d: b"/200" in d)  # the live display is up
+        finally:
+            os.close(master)  # the terminal hangs up
+        try:
+            code = proc.wait(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert code == 129
+        records = read_records(out)
+        assert len(records) == sim.stats()["chat_requests"] < len(urls)  # in flight: written
+        rerun = run(config)
+        assert rerun.returncode == 0, rerun.stderr
+        assert set(latest(read_records(out))) == set(urls)
+        assert sim.stats()["chat_requests"] == len(urls)  # nothing paid twice
+
+
+def test_a_run_under_nohup_keeps_going_through_a_hangup(tmp_path: Path) -> None:
+    """``nohup glmrun ...`` asks for the run to outlive its terminal: SIGHUP stays ignored."""
+    urls = _urls("nohup", 60)
+    out = tmp_path / "out" / "j.jsonl"
+    with simulator("latency_mean_s=0.05") as sim:
+        config = write_job(tmp_path, sim.base_url, urls, limits={"concurrency": 4})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner", "run", str(config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env(),
+            cwd=config.parent,
+            preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+        )
+        wait_for_lines(out, 10, proc)
+        proc.send_signal(signal.SIGHUP)
+        stdout, stderr = proc.communicate(timeout=30)
+        assert proc.returncode == 0, stderr
+        assert "interrupted" not in stderr
+        assert set(latest(read_records(out))) == set(urls)
+        assert sim.stats()["chat_requests"] == len(urls)

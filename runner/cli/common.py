@@ -34,7 +34,10 @@ def last_event(exc: GlmrunError) -> tuple[str, str]:
     later": a warning (a held lock, the API unreachable, a batch whose state cannot be
     established), or info where it was asked for (``--no-wait``, ``batch.max_wait_s``). A cron
     run every ten minutes while batches run for hours must not log an error each time: an
-    alert on ``level: error`` would fire all day."""
+    alert on ``level: error`` would fire all day. A run stopped by a signal (``systemctl stop``,
+    a deploy, ``timeout``) did what it was told: ``interrupted``, a warning."""
+    if isinstance(exc, Interrupted):
+        return "interrupted", "warning"
     if exc.exit_code != EXIT_TEMPFAIL:
         return "error", "error"
     asked = isinstance(exc, ComeBackLater) and exc.asked

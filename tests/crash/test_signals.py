@@ -363,3 +363,22 @@ def test_a_run_under_nohup_keeps_going_through_a_hangup(tmp_path: Path) -> None:
         assert "interrupted" not in stderr
         assert set(latest(read_records(out))) == set(urls)
         assert sim.stats()["chat_requests"] == len(urls)
+
+
+def test_a_run_stopped_by_a_signal_ends_its_json_log_with_a_warning(tmp_path: Path) -> None:
+    """``systemctl stop`` sends SIGTERM: the run did what it was told, so its JSON log ends with
+    event ``interrupted`` at level warning (an alert on ``level: error`` fired at every stop
+    and every deploy), still with the exit code."""
+    urls = _urls("stopjson", 300)
+    with simulator("latency_mean_s=0.05") as sim:
+        config = write_job(tmp_path, sim.base_url, urls)
+        proc = start_run(config, "--log-format", "json")
+        wait_for_lines(tmp_path / "out" / "j.jsonl", 20, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=15)
+    assert proc.returncode == 143, stderr
+    events = [json.loads(line) for line in stderr.splitlines()]
+    last = events[-1]
+    assert (last["event"], last["level"], last["exit_code"]) == ("interrupted", "warning", 143)
+    assert last["message"].startswith("interrupted by SIGTERM; results so far are saved")
+    assert not [e for e in events if e["level"] == "error"], stderr

@@ -34,6 +34,7 @@ from runner.config.schema import Config, JobConfig
 from runner.core.items import InvalidLine, Item
 from runner.core.stats import JobStats
 from runner.errors import ConfigError, Interrupted
+from runner.io.job_files import refuse_to_start_over
 from runner.io.store import ResultWriter, RunLock
 
 ACCEPTABLE_429_SHARE = 0.05
@@ -372,6 +373,7 @@ async def bench(
     try:
         await acquire_lock(lock, wait=False, stop=stopper.event)
         try:
+            refuse_to_start_over(job)  # an output gone while its index remembers it
             most = sum(sample_for(lv, sample) for lv in levels)
             most += MAX_PROBES * sample_for(max(levels), sample) if refine else 0
             plan, index = plan_job(job, config, keep=most)

@@ -16,7 +16,7 @@ from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
 from runner.core.plan import JobPlan
 from runner.core.resume import INVALID
-from runner.io.job_files import iter_job_lines
+from runner.io.job_files import iter_job_lines, start_over_refusal
 from runner.io.prepare import read_job_items
 
 INVALID_SHOWN = 5  # invalid input lines --dry-run lists
@@ -31,12 +31,13 @@ def dry_run(job: JobConfig, config: Config, limit: int | None, out: IO[str]) -> 
     plan, index = plan_job(job, config)
     plan = with_limit(plan, limit, config)
     say(describe_plan(plan))
-    if job.work_dir.parent.is_dir():  # batches another output or job name left running
+    refusal = start_over_refusal(job)  # an output gone while its index remembers it
+    if refusal is None and job.work_dir.parent.is_dir():  # batches another output left running
         from runner.io.batch_state import run_refusal
 
         refusal = run_refusal(job)
-        if refusal:
-            say(f"  a run is refused: {refusal}")
+    if refusal:
+        say(f"  a run is refused: {refusal}")
     shown = 0
     for item in read_job_items(job, config):
         if isinstance(item, InvalidLine):

@@ -62,15 +62,9 @@ from runner.core.items import InvalidLine, Item
 from runner.core.plan import JobPlan, PendingCounts
 from runner.core.resume import ResumeIndex
 from runner.core.stats import JobStats
-from runner.errors import (
-    EXIT_OK,
-    EXIT_TEMPFAIL,
-    ComeBackLater,
-    GlmrunError,
-    Interrupted,
-    RunLocked,
-)
+from runner.errors import EXIT_OK, EXIT_TEMPFAIL, ComeBackLater, GlmrunError, Interrupted, RunLocked
 from runner.io.inputs import TextPrefix, check_input
+from runner.io.job_files import refuse_to_start_over
 from runner.io.plancache import save_prefix
 from runner.io.store import RunLock, save_resume_index
 from runner.logs import console
@@ -251,9 +245,10 @@ async def _run_job(
         if stopper.signame is None:
             raise
         return None  # a signal ended the wait: exit 130/143 like any interrupted run
-    planned = False
-    lost = _look_for_lost(ctx, job, client)  # on the account, while the input is planned
+    planned, lost = False, None
     try:
+        refuse_to_start_over(job)  # under the lock: no run is writing the output now
+        lost = _look_for_lost(ctx, job, client)  # on the account, while the input is planned
         stream: Stream | None = None
         try:
             # In a thread: counting millions of lines must not keep signals waiting. A route

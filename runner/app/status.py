@@ -25,7 +25,12 @@ from runner.core.resume import FAILED, INVALID, OK, RETRYABLE, ResumeIndex
 from runner.core.shard import Shard
 from runner.errors import EXIT_OK, EXIT_TEMPFAIL
 from runner.io.inputs import check_input
-from runner.io.job_files import iter_job_lines, job_output_files, job_work_dirs
+from runner.io.job_files import (
+    iter_job_lines,
+    job_output_files,
+    job_work_dirs,
+    start_over_refusal,
+)
 from runner.io.jsonl import parse_record
 from runner.io.prepare import read_job_items
 from runner.io.store import RunLock, load_resume_index
@@ -126,7 +131,8 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
                 row.pending += not (index.is_done(h) or recorded)
     status.batches = tracked_batches(job)
     status.running = running_now(job)
-    if job.work_dir.parent.is_dir():
+    status.blocked = start_over_refusal(job) or ""
+    if job.work_dir.parent.is_dir() and not status.blocked:
         from runner.io.batch_state import run_refusal
 
         status.blocked = run_refusal(job, other_sharding=False) or ""

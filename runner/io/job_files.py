@@ -18,8 +18,9 @@ from pathlib import Path
 from runner.config.schema import JobConfig
 from runner.core.resume import ResumeIndex
 from runner.core.shard import Shard, shard_of_name, shard_work_name
-from runner.errors import OutputError
+from runner.errors import ConfigError, OutputError
 from runner.io.jsonl import iter_lines
+from runner.io.keyindex import orphaned
 from runner.io.store import load_resume_index
 
 
@@ -46,6 +47,31 @@ def job_output_files(job: JobConfig) -> list[OutputFile]:
             shards.append((shard.count, shard.index, main.parent / name))
     shards.sort()
     return [OutputFile(main, None)] + [OutputFile(p, Shard(i, n)) for n, i, p in shards]
+
+
+def start_over_refusal(job: JobConfig) -> str | None:
+    """Why a run of ``job`` is refused (``keyindex.orphaned``): one of its output files, the
+    main one or a shard's, is gone or empty while the resume index beside it lists what was
+    recorded in it; or None."""
+    main = job.main_output_path
+    suffix = ".resume-index"
+    try:
+        names = [n[: -len(suffix)] for n in os.listdir(main.parent) if n.endswith(suffix)]
+    except OSError:
+        return None  # no folder yet: nothing was recorded
+    for name in sorted(names):
+        if name == main.name or shard_of_name(main.name, name) is not None:
+            why = orphaned(main.parent / name)
+            if why is not None:
+                return why
+    return None
+
+
+def refuse_to_start_over(job: JobConfig) -> None:
+    """Raise ``start_over_refusal`` as a ConfigError (exit 2, nothing sent), if there is one."""
+    refusal = start_over_refusal(job)
+    if refusal is not None:
+        raise ConfigError(refusal)
 
 
 def job_output_paths(job: JobConfig) -> list[Path]:

@@ -92,6 +92,31 @@ def fingerprint(path: Path, size: int) -> bytes:
     return digest.digest()
 
 
+def orphaned(output: Path) -> str | None:
+    """Why a run must not start ``output`` over, or None: the output is gone or empty while its
+    resume index lists keys recorded in it. A full scan would find nothing done, and every one
+    of those URLs would be sent, and paid for, again: an output moved away (rotated, archived)
+    or deleted by mistake cost a whole history. Starting over on purpose takes deleting the
+    index too."""
+    path = index_path(output)
+    header = read_header(path)
+    if header is None or header.n == 0:
+        return None
+    try:
+        if os.stat(output).st_size > 0:
+            return None
+        what = "is empty"
+    except FileNotFoundError:
+        what = "is gone"
+    except OSError:
+        return None
+    return (
+        f"{output} {what}, but {path.name} beside it lists {header.n:,} URLs recorded in it: a "
+        "run now would send, and pay for, every one of them again. Put the output back; or, to "
+        f"start over on purpose, delete {path}"
+    )
+
+
 def read_header(path: Path) -> IndexHeader | None:
     try:
         with open(path, "rb") as handle:
@@ -164,7 +189,8 @@ def open_index(output: Path) -> tuple[IndexHeader, KeyTable] | None:
         except (OSError, ValueError) as exc:
             why = f"cannot read the index: {exc}"
     # INFO, not a warning: the index is a cache that heals itself, and the usual reason is that
-    # the person deleted or replaced the output on purpose (to start over)
+    # the person replaced or edited the output on purpose (an output gone or emptied while its
+    # index lists keys never gets here: ``orphaned`` refuses the run first)
     log.info("resume index not used; full scan", extra={"file": str(output), "why": why})
     return None
 

@@ -366,3 +366,54 @@ def test_verbose_logs_each_retry_and_quiet_logs_nothing(tmp_path: Path) -> None:
     output_of(tmp_path).unlink()
     quiet = invoke(str(cfg), "-q")
     assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
+def test_an_output_gone_while_its_index_remembers_it_is_not_started_over(
+    tmp_path: Path,
+) -> None:
+    """An output moved away (a rotation, an archive) or deleted by mistake: its resume index
+    still lists what was recorded in it, and a run that started over would send, and pay
+    for, every one of those URLs again. The run, bench and --dry-run say so (exit 2, nothing
+    sent) and status shows it; deleting the index too starts over, quietly (the index is a
+    cache: deleting it alone costs one slower run)."""
+    urls = make_urls(5)
+    cfg = write_config(tmp_path, urls)
+    assert invoke(str(cfg)).exit_code == 0
+    assert invoke(str(cfg)).exit_code == 0  # a rerun's scan of the output writes the index
+    index = tmp_path / "out" / "t.jsonl.resume-index"
+    assert index.exists()
+    out = tmp_path / "out" / "t.jsonl"
+    out.rename(tmp_path / "t-archived.jsonl")
+    refused = invoke(str(cfg))
+    assert refused.exit_code == 2
+    assert refused.stderr.startswith(f"glmrun: {out} is gone, but t.jsonl.resume-index beside ")
+    assert "lists 5 URLs recorded in it: a run now would send, and pay for," in refused.stderr
+    assert f"to start over on purpose, delete {index}" in refused.stderr
+    assert not out.exists()  # nothing sent, nothing written
+    assert invoke("bench", str(cfg)).exit_code == 2
+    dry = invoke(str(cfg), "--dry-run")
+    assert dry.exit_code == 0 and f"  a run is refused: {out} is gone, but " in dry.stdout
+    status = invoke("status", str(cfg))
+    assert f"  a run is refused: {out} is gone, but " in status.stdout
+    out.write_bytes(b"")  # emptied: the same
+    assert "t.jsonl is empty, but " in invoke(str(cfg)).stderr
+    index.unlink()  # starting over on purpose
+    again = invoke(str(cfg))
+    assert again.exit_code == 0 and again.stderr == "", again.stderr
+    assert set(latest(read_records(out))) == set(urls)
+
+
+def test_a_shard_output_gone_while_its_index_remembers_it_is_not_started_over(
+    tmp_path: Path,
+) -> None:
+    """The same for a shard's file: a run of the whole job would send its URLs again."""
+    cfg = write_config(tmp_path, make_urls(40))
+    for _ in range(2):
+        for i in range(2):
+            assert invoke(str(cfg), "--shard", f"{i}/2").exit_code == 0
+    shard = tmp_path / "out" / "t.shard-1-of-2.jsonl"
+    assert (tmp_path / "out" / "t.shard-1-of-2.jsonl.resume-index").exists()
+    shard.unlink()
+    refused = invoke(str(cfg))
+    assert refused.exit_code == 2, refused.stderr
+    assert f"glmrun: {shard} is gone, but t.shard-1-of-2.jsonl.resume-index" in refused.stderr

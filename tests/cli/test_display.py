@@ -307,21 +307,6 @@ def test_default_output_is_the_summary_only(tmp_path: Path) -> None:
     assert len(lines) == 3
 
 
-def test_starting_over_after_deleting_the_output_is_quiet(tmp_path: Path) -> None:
-    """Deleting the output to start over is not a warning (the resume index beside it is a
-    cache that is rebuilt); with -v the log still says why it was not used."""
-    cfg = write_config(tmp_path, make_urls(5))
-    assert invoke(str(cfg)).exit_code == 0
-    assert invoke(str(cfg)).exit_code == 0  # a rerun's scan of the output writes the index
-    assert (tmp_path / "out" / "t.jsonl.resume-index").exists()
-    (tmp_path / "out" / "t.jsonl").unlink()
-    for args in ([str(cfg)], ["status", str(cfg)]):
-        result = invoke(*args)
-        assert result.exit_code == 0 and result.stderr == "", result.stderr
-    verbose = invoke(str(cfg), "-v")
-    assert "resume index not used; full scan" in verbose.stderr
-
-
 def test_quiet_prints_nothing_on_success(tmp_path: Path) -> None:
     """-q: a clean run prints nothing at all."""
     cfg = write_config(tmp_path, make_urls(5))

@@ -485,6 +485,11 @@ def url_problem(text: str) -> str | None:
         wrapped = _WRAPPERS.get(text[:1])
         if wrapped and text.endswith(wrapped[0]) and url_problem(text[1:-1]) is None:
             return f"URL in {wrapped[1]}; write it without them"
+        if _BARE_PATH.match(text):  # ``pics/c.jpg``: a local file, or a host without its scheme
+            return (
+                "not a URL; expected an http:// or https:// URL (a local file's path starts "
+                f"with /, ./ or ../: ./{text})"
+            )
         return "not a URL; expected an http:// or https:// URL"
     host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
     if not host or host.startswith((":", "@")):
@@ -503,6 +508,8 @@ _WRAPPERS = {'"': ('"', "quotes"), "'": ("'", "quotes"), "<": (">", "angle brack
 _COMMENT = re.compile(r"\s#")
 # ``img.example.com/a.jpg``, ``www.x.org:8080/p``: a host with a dot, then a path; no spaces
 _HOST_PATH = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d+)?/\S*\Z")
+# ``pics/c.jpg``, ``c.jpg``: a relative path (as ``find pics`` writes them), not a URL
+_BARE_PATH = re.compile(r"[\w-][\w.-]*(/[\w.-]+)+\Z|[\w-][\w.-]*\.(jpe?g|png|mp4)\Z", re.IGNORECASE)
 
 
 def _key(text: str) -> str:

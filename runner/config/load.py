@@ -30,7 +30,7 @@ from runner.core.models import unknown_model
 from runner.core.params import validate_params
 from runner.core.templates import TEXT_INPUT_FIELDS, field_names, template_texts
 from runner.errors import ConfigError
-from runner.io.input_files import not_utf8
+from runner.io.input_files import csv_header, not_utf8
 from runner.io.inputs import detect_format
 from runner.io.jsonl import foreign_first_line
 from runner.io.prepare import resolve_turn_media
@@ -317,18 +317,28 @@ def _warn_prices(config: Config, jobs: list[JobConfig], file: str) -> None:
 
 
 def _warn_text_fields(jobs: list[JobConfig], file: str) -> None:
-    """``{title}`` in the prompt of a job reading plain URLs: no item has that field, so every
-    request would carry the braces as written (a template copied from a CSV or JSONL job)."""
+    """``{title}`` in the prompt of a job reading plain URLs, or ``{titel}`` where the CSV has
+    a ``title`` column: no item has that field, so every request would carry the braces as
+    written (a template copied from another job, or a column name mistyped)."""
     for i, job in enumerate(jobs):
-        if detect_format(Path(job.input), job.input_format) != "text":
+        fmt = detect_format(Path(job.input), job.input_format)
+        header = csv_header(job.input_path) if fmt == "csv" else None
+        if fmt != "text" and not header:
             continue
+        known = [*TEXT_INPUT_FIELDS, *(header or [])]
         for key, text in template_texts(job.prompt, job.system, job.messages):
-            unknown = [n for n in field_names(text) if n not in TEXT_INPUT_FIELDS]
-            if unknown:
-                _warn(
-                    f"{file}: jobs[{i}].{key}: {{{unknown[0]}}} is no field of a plain-text "
-                    f"input (it has {', '.join(TEXT_INPUT_FIELDS)}), so it is sent as written"
-                )
+            unknown = [n for n in field_names(text) if n not in known]
+            if not unknown:
+                continue
+            if header is None:
+                what = f"field of a plain-text input (it has {', '.join(TEXT_INPUT_FIELDS)})"
+            else:
+                close = difflib.get_close_matches(unknown[0], header, n=1, cutoff=0.75)
+                mean = f"; did you mean {{{close[0]}}}?" if close else ""
+                what = f"column of {job.input_path.name} (its columns: {', '.join(header)}{mean})"
+            _warn(
+                f"{file}: jobs[{i}].{key}: {{{unknown[0]}}} is no {what}, so it is sent as written"
+            )
 
 
 def orjson_loads(raw: bytes) -> Any:

@@ -458,6 +458,28 @@ def test_a_field_plain_urls_do_not_have_is_a_warning(
     ]
 
 
+def test_a_field_the_csv_has_no_column_for_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`{titel}` where the CSV has `title` would be sent as written in every request: said at
+    start with the columns and the close one; columns, text fields and JSON braces are fine."""
+    (tmp_path / "p.csv").write_text("sku,image,title\nA1,https://e.org/a.jpg,shoe\n")
+    job = {**JOB, "input": "p.csv", "csv_url_column": "image"}
+    jobs = [
+        {**job, "prompt": 'A {titel} ({sku}) at {url}, line {line_no}? {"yes": true}'},
+        {**job, "name": "c", "output": "out/c.jsonl", "prompt": "{title}", "system": "{colour}"},
+    ]
+    path = write_config(tmp_path, jobs=jobs)
+    with caplog.at_level("WARNING", logger="runner"):
+        load_config(path, environ=ENV)
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "jobs[0].prompt: {titel} is no column of p.csv (its columns: sku, image, title; did you "
+        "mean {title}?), so it is sent as written",
+        "jobs[1].system: {colour} is no column of p.csv (its columns: sku, image, title), so it "
+        "is sent as written",
+    ]
+
+
 @pytest.mark.parametrize(
     ("content", "refused"),
     [

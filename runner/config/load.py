@@ -26,6 +26,7 @@ import orjson
 import yaml
 
 from runner.config.schema import Config, Invalid, JobConfig, Secret, show
+from runner.config.yaml_hints import yaml_hint
 from runner.core.models import unknown_model
 from runner.core.params import validate_params
 from runner.core.templates import TEXT_INPUT_FIELDS, field_names, template_texts
@@ -105,7 +106,7 @@ def load_config(
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        hint = _yaml_hint(problem, getattr(exc, "context", None), text, mark)
+        hint = yaml_hint(problem, getattr(exc, "context", None), text, mark)
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}{hint}") from None
     if data is None:
         raise ConfigError(f"{path}: the config is empty; it needs at least a 'jobs' list")
@@ -194,31 +195,6 @@ def _check_job_items(data: Any, file: str) -> None:
                 f"{file}: jobs: each '- ' starts a new job, and here every key has its own "
                 f"({', '.join(keys)}); write the '- ' once per job, its keys indented under it"
             )
-
-
-def _yaml_hint(problem: str, context: str | None, text: str, mark: Any) -> str:
-    """What usually causes libyaml's ``problem`` in a hand-written config, as a hint."""
-    char = ""
-    if mark is not None:
-        lines = text.splitlines()
-        if mark.line < len(lines) and mark.column < len(lines[mark.line]):
-            char = lines[mark.line][mark.column]
-    if problem.startswith("mapping values are not allowed"):
-        return " (a value containing ': ' needs quotes: prompt: \"Describe: the image\")"
-    if problem.startswith("found character that cannot start any token"):
-        if char == "\t":
-            return " (a tab: YAML indents with spaces)"
-        if char and char in "@`%":
-            return f" (a value starting with {char} needs quotes)"
-    if problem == "did not find expected key" and context == "while parsing a block mapping":
-        return " (check this line's indentation against the lines above, and that quotes close)"
-    if problem == "did not find expected '-' indicator":
-        return " (check the indentation: a list's items each start with '- ' in one column)"
-    if context == "while scanning a quoted scalar":
-        return " (a quote that is never closed)"
-    if context in ("while parsing a flow mapping", "while parsing a flow sequence"):
-        return " (a { } or [ ] that is not closed, or a value in it that needs quotes)"
-    return ""
 
 
 def _near_file(path: Path) -> str:

@@ -164,6 +164,28 @@ BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
         {"raw": "api: {base_url: simulator\n"},
         ["a { } or [ ] that is not closed"],
     ),
+    # a key one space off: named as such, not as a colon needing quotes or a missing '- '
+    (
+        "yaml-key-indented-deeper",
+        {"raw": "jobs:\n  - name: a\n    input: x\n     output: y\n"},
+        [
+            "(line 4, column 12)",
+            "(this line is indented more than the keys above it: align output with them)",
+        ],
+    ),
+    (
+        "yaml-continued-value-with-colon",  # no key at the start of the line: the colon hint
+        {"raw": "jobs:\n  - name: a\n    prompt: Describe\n      the image: now\n"},
+        ["(line 4, column 16)", "a value containing ': ' needs quotes"],
+    ),
+    (
+        "yaml-key-indented-less",
+        {"raw": "jobs:\n  - name: a\n    input: x\n  output: y\n"},
+        [
+            "(line 4, column 3)",
+            "(this line is indented less than the keys above it: align output with them)",
+        ],
+    ),
     (
         "yaml-list-indent",
         {"raw": "jobs:\n  - name: a\n   - name: b\n"},
@@ -531,11 +553,11 @@ def test_a_yaml_mark_past_the_line_gets_no_made_up_hint() -> None:
     """A problem marked past the end of its line names no character that is not there."""
     from types import SimpleNamespace
 
-    from runner.config.load import _yaml_hint
+    from runner.config.yaml_hints import yaml_hint
 
     problem = "found character that cannot start any token"
     past = SimpleNamespace(line=0, column=9)
-    assert _yaml_hint(problem, None, "a: b\n", past) == ""
-    assert _yaml_hint(problem, None, "a: `b`\n", SimpleNamespace(line=0, column=3)) == (
+    assert yaml_hint(problem, None, "a: b\n", past) == ""
+    assert yaml_hint(problem, None, "a: `b`\n", SimpleNamespace(line=0, column=3)) == (
         " (a value starting with ` needs quotes)"
     )

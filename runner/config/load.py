@@ -332,7 +332,8 @@ def build(cls: type[_T], data: Any, file: str, keypath: str = "") -> _T:
     for key in data:
         if key not in fields:
             raise ConfigError(
-                f"{file}: {_join(keypath, str(key))}: unknown key{_did_you_mean(str(key), fields)}"
+                f"{file}: {_join(keypath, str(key))}: unknown key"
+                f"{_home_of(str(key), keypath) or _did_you_mean(str(key), fields)}"
             )
     kwargs = {}
     for name, f in fields.items():
@@ -457,6 +458,22 @@ def _describe(value: Any) -> str:
         return f"a {'mapping' if isinstance(value, dict) else 'list'}"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _home_of(key: str, keypath: str) -> str:
+    """`` (concurrency belongs under limits:)`` for a key written in the wrong section: a
+    section's key at the top or in another section, a job's key outside ``jobs``."""
+
+    def keys(cls: Any) -> set[str]:
+        return {g.name for g in dataclasses.fields(cls) if not g.metadata.get("internal")}
+
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        if dataclasses.is_dataclass(hints[f.name]) and key in keys(hints[f.name]):
+            return f" ({key} belongs under {f.name}:)"
+    if key in keys(JobConfig) and not keypath.startswith("jobs"):
+        return f" ({key} is a key of each job, under jobs:)"
+    return ""
 
 
 def _did_you_mean(key: str, options: typing.Iterable[str]) -> str:

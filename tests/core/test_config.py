@@ -164,6 +164,22 @@ BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
         {"raw": "api: {base_url: simulator\n"},
         ["a { } or [ ] that is not closed"],
     ),
+    # a key written in the wrong section: where it goes, not the keys of the section it is in
+    (
+        "key-in-another-section",
+        {"api": {"base_url": "simulator", "concurrency": 8}},
+        ["api.concurrency: unknown key (concurrency belongs under limits:)"],
+    ),
+    (
+        "section-key-at-the-top",
+        {"raw": "max_attempts: 3\njobs: [{name: a, input: i, output: o, model: m}]\n"},
+        ["max_attempts: unknown key (max_attempts belongs under retry:)"],
+    ),
+    (
+        "job-key-at-the-top",
+        {"raw": "model: glm-4v\njobs: [{name: a, input: i, output: o, model: m}]\n"},
+        ["model: unknown key (model is a key of each job, under jobs:)"],
+    ),
     # a key one space off: named as such, not as a colon needing quotes or a missing '- '
     (
         "yaml-key-indented-deeper",

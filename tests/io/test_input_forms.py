@@ -39,6 +39,16 @@ async def test_plain_text_urls_still_work_and_take_the_fast_path(tmp_path: Path)
     assert len(recs) == 2
 
 
+async def test_a_url_with_its_scheme_in_capitals_is_sent_as_given(tmp_path: Path) -> None:
+    """``HTTPS://`` is an https URL (schemes are case-insensitive), as the input reader says:
+    sent as written, never refused later as 'expected an http(s) URL or a local file'."""
+    urls = ["HTTPS://E.ORG/A.JPG", "Http://e.org/b.jpg"]
+    (tmp_path / "in.txt").write_text("".join(f"{u}\n" for u in urls))
+    await run_config(write_surface_config(tmp_path))
+    recs = latest(read_records(tmp_path / "out.jsonl"))
+    assert {u: recs[u]["status"] for u in urls} == {u: "ok" for u in urls}, recs
+
+
 async def test_jsonl_items_with_id_prompt_params_meta(tmp_path: Path) -> None:
     """JSONL: id is the key, meta is copied, a per-item prompt and params are used."""
     write_jsonl(

@@ -160,10 +160,20 @@ def load_config(
     ]
     _check_allowed_dirs(local.allowed_dirs, str(path))
     config = dataclasses.replace(config, local_files=local)
-    key = Secret(environ.get(config.api.api_key_env, ""))
-    if not key and not config.api.is_simulator:
+    name = config.api.api_key_env
+    # spaces or a CR around the key (an env file saved with Windows line ends) are dropped: an
+    # HTTP header cannot carry a CR, and the API would refuse the spaces
+    value = environ.get(name, "").strip()
+    if not config.api.is_simulator and any(c.isspace() or not c.isprintable() for c in value):
         raise ConfigError(
-            f"{path}: api.api_key_env: environment variable {config.api.api_key_env} is not set "
+            f"{path}: api.api_key_env: the value of {name} has a space or control character "
+            "inside; an API key has none (check how it was pasted or exported)"
+        )
+    key = Secret(value)
+    if not key and not config.api.is_simulator:
+        state = "is not set" if name not in environ else "is empty"
+        raise ConfigError(
+            f"{path}: api.api_key_env: environment variable {name} {state} "
             "(export it, or use base_url: simulator to try glmrun without a key)"
         )
     return dataclasses.replace(config, jobs=jobs, path=path, api_key=key)

@@ -139,6 +139,25 @@ async def test_video_only_for_video_models_and_never_mixed(tmp_path: Path) -> No
     )
 
 
+async def test_a_csv_row_without_a_url_is_an_invalid_line_not_dropped(tmp_path: Path) -> None:
+    """A product row whose image cell is empty gets an invalid_input record naming the column
+    (it vanished from every count before); an empty row is skipped as a blank line is."""
+    (tmp_path / "in.csv").write_text(
+        "sku,image,title\nA1,https://e.org/a.jpg,shoe\nA2,,hat\n,,\nA3, ,cap\n"
+    )
+    cfg = write_surface_config(tmp_path, job={"input": "in.csv", "csv_url_column": "image"})
+    result, out = await run_config(cfg)
+    assert result.exit_code == 1
+    recs = latest(read_records(tmp_path / "out.jsonl"))
+    assert {k: r["status"] for k, r in recs.items()} == {
+        "https://e.org/a.jpg": "ok",
+        "A2,,hat": "error",
+        "A3, ,cap": "error",
+    }
+    assert recs["A2,,hat"]["error"]["message"] == "line 3: no URL in column 'image'"
+    assert out.splitlines()[0] == "t: ok 1, errors 2 (2 invalid lines) — 3/3 done"
+
+
 async def test_csv_with_a_named_url_column_and_column_fields(tmp_path: Path) -> None:
     """CSV: the named column is the URL, other columns fill {field}s in the prompt."""
     (tmp_path / "in.csv").write_text(

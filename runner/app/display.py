@@ -110,7 +110,8 @@ def fields(stats: JobStats, price: Any = None, currency: str = "CNY") -> list[tu
     out.append((0, f"{fmt_int(done)}/{fmt_int(total)}"))
     if stats.done_before:
         out.append((6 if auto else 5, f"({fmt_int(stats.done_before)} done before)"))
-    out.append((3, f"{100.0 * done / total:.0f}%" if total else "100%"))
+    # rounded down: 100% only once everything is done (899/900 is 99%, while its retry waits)
+    out.append((3, f"{100 * done // total}%" if total else "100%"))
     if stats.route != "batch":
         # a batch job's records arrive a whole batch at a time, after a wait the rate knows
         # nothing of: its rate and ETA would say hours while the batches below say seconds

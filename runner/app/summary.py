@@ -120,6 +120,7 @@ def summary_lines(
     )
     lines = [head]
     lines.extend(error_lines(stats))
+    lines.extend(flag_lines(stats))
     lines.extend("  " + line for line in traffic(stats, price, currency))
     if stats.failed_before and not stats.errors and not strict:
         n = stats.failed_before
@@ -181,6 +182,27 @@ def error_lines(stats: JobStats) -> list[str]:
     if rest:
         n = sum(c for _, c in rest)
         out[-1] += f"; {fmt_int(n)} more in {len(rest)} other codes: glmrun status --errors"
+    return out
+
+
+# what each flag of an ok record means, for its summary line
+FLAG_LABELS = {
+    "truncated": "cut at max_tokens (truncated)",
+    "parse_error": "not valid JSON (parse_error)",
+    "schema_errors": "not the schema (schema_errors)",
+}
+
+
+def flag_lines(stats: JobStats) -> list[str]:
+    """``  ok but cut at max_tokens (truncated) ×2: https://x/7.jpg, …``: answers recorded as
+    ok that are not what was asked, which the counts above do not show."""
+    out = []
+    for flag, label in FLAG_LABELS.items():
+        n = stats.flagged.get(flag, 0)
+        if n:
+            examples = stats.flagged_examples.get(flag, [])
+            more = f", … {fmt_int(n - len(examples))} more" if n > len(examples) else ""
+            out.append(f"  ok but {label} ×{fmt_int(n)}: {', '.join(map(shown, examples))}{more}")
     return out
 
 

@@ -77,4 +77,15 @@ def export(
     except GlmrunError as exc:
         fail(exc)
     if target:
-        click.echo(f"{job.name}: {n:,} records -> {target}", err=True)
+        click.echo(f"{job.name}: {n:,} records -> {target}{_format_note(target, fmt)}", err=True)
+
+
+def _format_note(target: str, fmt: str) -> str:
+    """`` (as JSONL: ...)`` when ``-o``'s name says another format than the one written (the
+    format follows ``--format`` only, so ``-o results.csv`` alone is JSONL)."""
+    suffix = Path(target).suffix.lower()
+    if fmt == "jsonl" and suffix in (".csv", ".tsv"):
+        return " (as JSONL, the default format: --format csv writes CSV)"
+    if fmt == "csv" and suffix in (".jsonl", ".json", ".ndjson"):
+        return " (as CSV, as --format csv asks, though the name says JSON)"
+    return ""

@@ -26,11 +26,12 @@ import orjson
 import yaml
 
 from runner.config.schema import Config, Invalid, JobConfig, Secret, show
+from runner.config.yaml_hints import yaml_hint
 from runner.core.models import unknown_model
 from runner.core.params import validate_params
 from runner.core.templates import TEXT_INPUT_FIELDS, field_names, template_texts
 from runner.errors import ConfigError
-from runner.io.input_files import not_utf8
+from runner.io.input_files import csv_header, not_utf8
 from runner.io.inputs import detect_format
 from runner.io.jsonl import foreign_first_line
 from runner.io.prepare import resolve_turn_media
@@ -105,7 +106,7 @@ def load_config(
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
-        hint = _yaml_hint(problem, getattr(exc, "context", None), text, mark)
+        hint = yaml_hint(problem, getattr(exc, "context", None), text, mark)
         raise ConfigError(f"{path}: invalid YAML{where}: {problem}{hint}") from None
     if data is None:
         raise ConfigError(f"{path}: the config is empty; it needs at least a 'jobs' list")
@@ -159,10 +160,20 @@ def load_config(
     ]
     _check_allowed_dirs(local.allowed_dirs, str(path))
     config = dataclasses.replace(config, local_files=local)
-    key = Secret(environ.get(config.api.api_key_env, ""))
-    if not key and not config.api.is_simulator:
+    name = config.api.api_key_env
+    # spaces or a CR around the key (an env file saved with Windows line ends) are dropped: an
+    # HTTP header cannot carry a CR, and the API would refuse the spaces
+    value = environ.get(name, "").strip()
+    if not config.api.is_simulator and any(c.isspace() or not c.isprintable() for c in value):
         raise ConfigError(
-            f"{path}: api.api_key_env: environment variable {config.api.api_key_env} is not set "
+            f"{path}: api.api_key_env: the value of {name} has a space or control character "
+            "inside; an API key has none (check how it was pasted or exported)"
+        )
+    key = Secret(value)
+    if not key and not config.api.is_simulator:
+        state = "is not set" if name not in environ else "is empty"
+        raise ConfigError(
+            f"{path}: api.api_key_env: environment variable {name} {state} "
             "(export it, or use base_url: simulator to try glmrun without a key)"
         )
     return dataclasses.replace(config, jobs=jobs, path=path, api_key=key)
@@ -194,31 +205,6 @@ def _check_job_items(data: Any, file: str) -> None:
                 f"{file}: jobs: each '- ' starts a new job, and here every key has its own "
                 f"({', '.join(keys)}); write the '- ' once per job, its keys indented under it"
             )
-
-
-def _yaml_hint(problem: str, context: str | None, text: str, mark: Any) -> str:
-    """What usually causes libyaml's ``problem`` in a hand-written config, as a hint."""
-    char = ""
-    if mark is not None:
-        lines = text.splitlines()
-        if mark.line < len(lines) and mark.column < len(lines[mark.line]):
-            char = lines[mark.line][mark.column]
-    if problem.startswith("mapping values are not allowed"):
-        return " (a value containing ': ' needs quotes: prompt: \"Describe: the image\")"
-    if problem.startswith("found character that cannot start any token"):
-        if char == "\t":
-            return " (a tab: YAML indents with spaces)"
-        if char and char in "@`%":
-            return f" (a value starting with {char} needs quotes)"
-    if problem == "did not find expected key" and context == "while parsing a block mapping":
-        return " (check this line's indentation against the lines above, and that quotes close)"
-    if problem == "did not find expected '-' indicator":
-        return " (check the indentation: a list's items each start with '- ' in one column)"
-    if context == "while scanning a quoted scalar":
-        return " (a quote that is never closed)"
-    if context in ("while parsing a flow mapping", "while parsing a flow sequence"):
-        return " (a { } or [ ] that is not closed, or a value in it that needs quotes)"
-    return ""
 
 
 def _near_file(path: Path) -> str:
@@ -317,18 +303,28 @@ def _warn_prices(config: Config, jobs: list[JobConfig], file: str) -> None:
 
 
 def _warn_text_fields(jobs: list[JobConfig], file: str) -> None:
-    """``{title}`` in the prompt of a job reading plain URLs: no item has that field, so every
-    request would carry the braces as written (a template copied from a CSV or JSONL job)."""
+    """``{title}`` in the prompt of a job reading plain URLs, or ``{titel}`` where the CSV has
+    a ``title`` column: no item has that field, so every request would carry the braces as
+    written (a template copied from another job, or a column name mistyped)."""
     for i, job in enumerate(jobs):
-        if detect_format(Path(job.input), job.input_format) != "text":
+        fmt = detect_format(Path(job.input), job.input_format)
+        header = csv_header(job.input_path) if fmt == "csv" else None
+        if fmt != "text" and not header:
             continue
+        known = [*TEXT_INPUT_FIELDS, *(header or [])]
         for key, text in template_texts(job.prompt, job.system, job.messages):
-            unknown = [n for n in field_names(text) if n not in TEXT_INPUT_FIELDS]
-            if unknown:
-                _warn(
-                    f"{file}: jobs[{i}].{key}: {{{unknown[0]}}} is no field of a plain-text "
-                    f"input (it has {', '.join(TEXT_INPUT_FIELDS)}), so it is sent as written"
-                )
+            unknown = [n for n in field_names(text) if n not in known]
+            if not unknown:
+                continue
+            if header is None:
+                what = f"field of a plain-text input (it has {', '.join(TEXT_INPUT_FIELDS)})"
+            else:
+                close = difflib.get_close_matches(unknown[0], header, n=1, cutoff=0.75)
+                mean = f"; did you mean {{{close[0]}}}?" if close else ""
+                what = f"column of {job.input_path.name} (its columns: {', '.join(header)}{mean})"
+            _warn(
+                f"{file}: jobs[{i}].{key}: {{{unknown[0]}}} is no {what}, so it is sent as written"
+            )
 
 
 def orjson_loads(raw: bytes) -> Any:
@@ -346,7 +342,8 @@ def build(cls: type[_T], data: Any, file: str, keypath: str = "") -> _T:
     for key in data:
         if key not in fields:
             raise ConfigError(
-                f"{file}: {_join(keypath, str(key))}: unknown key{_did_you_mean(str(key), fields)}"
+                f"{file}: {_join(keypath, str(key))}: unknown key"
+                f"{_home_of(str(key), keypath) or _did_you_mean(str(key), fields)}"
             )
     kwargs = {}
     for name, f in fields.items():
@@ -471,6 +468,22 @@ def _describe(value: Any) -> str:
         return f"a {'mapping' if isinstance(value, dict) else 'list'}"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _home_of(key: str, keypath: str) -> str:
+    """`` (concurrency belongs under limits:)`` for a key written in the wrong section: a
+    section's key at the top or in another section, a job's key outside ``jobs``."""
+
+    def keys(cls: Any) -> set[str]:
+        return {g.name for g in dataclasses.fields(cls) if not g.metadata.get("internal")}
+
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(Config):
+        if dataclasses.is_dataclass(hints[f.name]) and key in keys(hints[f.name]):
+            return f" ({key} belongs under {f.name}:)"
+    if key in keys(JobConfig) and not keypath.startswith("jobs"):
+        return f" ({key} is a key of each job, under jobs:)"
+    return ""
 
 
 def _did_you_mean(key: str, options: typing.Iterable[str]) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 EXAMPLES = 3  # example keys kept per error code
+FLAGS = ("truncated", "parse_error", "schema_errors")  # fields of an ok record worth a line
 
 
 @dataclass
@@ -39,6 +40,10 @@ class JobStats:
     batches_submitted: int = 0
     error_codes: dict[str, int] = field(default_factory=dict)  # error records written, by code
     error_examples: dict[str, list[str]] = field(default_factory=dict)  # code -> first few keys
+    # ok records whose answer is not what was asked: ``truncated``, ``parse_error`` and
+    # ``schema_errors`` (the record's field) -> how many, and the first few keys
+    flagged: dict[str, int] = field(default_factory=dict)
+    flagged_examples: dict[str, list[str]] = field(default_factory=dict)
     # ``concurrency: auto``: seconds the controller held each limit (``note_limit``), so the
     # summary can say what the account admitted; empty with a fixed concurrency
     held_s: dict[int, float] = field(default_factory=dict)
@@ -64,8 +69,19 @@ class JobStats:
 
     def note_record(self, record: Any) -> None:
         """Called for every record written: error records are tallied by code, with the first
-        ``EXAMPLES`` keys of each code, so the summary can say which URLs failed."""
-        if not isinstance(record, dict) or record.get("status") != "error":
+        ``EXAMPLES`` keys of each code, so the summary can say which URLs failed; ok records
+        cut at max_tokens or not the JSON asked for are tallied by that field likewise."""
+        if not isinstance(record, dict):
+            return
+        if record.get("status") == "ok":
+            for flag in FLAGS:
+                if record.get(flag):
+                    self.flagged[flag] = self.flagged.get(flag, 0) + 1
+                    examples = self.flagged_examples.setdefault(flag, [])
+                    if len(examples) < EXAMPLES:
+                        examples.append(str(record.get("url") or record.get("key")))
+            return
+        if record.get("status") != "error":
             return
         error = record.get("error")
         code = str(error.get("code") if isinstance(error, dict) else None)

@@ -1,5 +1,6 @@
 """What is wrong with an input or config file as a whole, said so a person can fix it: a name
-close to the missing one, a file saved as UTF-16 (one invalid line per URL otherwise)."""
+close to the missing one, a file saved as UTF-16 (one invalid line per URL otherwise); a CSV
+input's column names, for the config's check of its ``{field}``s."""
 
 from __future__ import annotations
 
@@ -30,3 +31,15 @@ def near_file(path: Path) -> str:
         return ""
     close = difflib.get_close_matches(path.name, names, n=1, cutoff=0.75)
     return f" (did you mean {close[0]}?)" if close else ""
+
+
+def csv_header(path: Path) -> list[str] | None:
+    """The column names of CSV input ``path``, or None when it cannot be read (the run's own
+    check of the input says why)."""
+    import csv  # CSV inputs only
+
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace", newline="") as text:
+            return next(csv.reader(text), [])
+    except (OSError, csv.Error):
+        return None

@@ -449,7 +449,11 @@ def _read_csv(path: Path, url_column: str) -> Generator[Item | InvalidLine, None
         for row in reader:
             line_no = reader.line_num
             value = (row.get(url_column) or "").strip()
-            if not value:
+            if not value:  # a row with other cells but no URL is said, not dropped unseen
+                cells = [v for v in row.values() if isinstance(v, str)]
+                if any(c.strip() for c in cells):
+                    why = f"no URL in column {url_column!r}"
+                    yield InvalidLine(_key(",".join(cells)), line_no, why)
                 continue
             fields = {k: v for k, v in row.items() if isinstance(k, str)}
             parsed = parse_line(value.encode("utf-8"), line_no)
@@ -485,7 +489,9 @@ def url_problem(text: str) -> str | None:
         wrapped = _WRAPPERS.get(text[:1])
         if wrapped and text.endswith(wrapped[0]) and url_problem(text[1:-1]) is None:
             return f"URL in {wrapped[1]}; write it without them"
-        return "not a URL; expected an http:// or https:// URL"
+        hint = f" (a local file's path starts with /, ./ or ../: ./{text})"  # ``pics/c.jpg``
+        hint = hint if _BARE_PATH.match(text) else ""
+        return f"not a URL; expected an http:// or https:// URL{hint}"
     host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
     if not host or host.startswith((":", "@")):
         return "URL has no host"
@@ -503,6 +509,8 @@ _WRAPPERS = {'"': ('"', "quotes"), "'": ("'", "quotes"), "<": (">", "angle brack
 _COMMENT = re.compile(r"\s#")
 # ``img.example.com/a.jpg``, ``www.x.org:8080/p``: a host with a dot, then a path; no spaces
 _HOST_PATH = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d+)?/\S*\Z")
+# ``pics/c.jpg``, ``c.jpg``: a relative path (as ``find pics`` writes them), not a URL
+_BARE_PATH = re.compile(r"[\w-][\w.-]*(/[\w.-]+)+\Z|[\w-][\w.-]*\.(jpe?g|png|mp4)\Z", re.IGNORECASE)
 
 
 def _key(text: str) -> str:

@@ -49,7 +49,10 @@ def read_job_items(
 
 
 def is_http(url: str) -> bool:
-    return url.startswith(("https://", "http://"))
+    """An http(s) URL, the scheme in any case (``HTTPS://`` is one, as the input reader says)."""
+    return url.startswith(("https://", "http://")) or url[:8].lower().startswith(
+        ("https://", "http://")
+    )
 
 
 class ItemChecker:

@@ -33,6 +33,36 @@ async def test_bearer_key_is_sent_as_is(tmp_path: Path) -> None:
     assert all(r["status"] == "ok" for r in read_records(tmp_path / "out.jsonl"))
 
 
+async def test_a_key_from_an_env_file_with_windows_line_ends_is_sent_without_the_cr(
+    tmp_path: Path,
+) -> None:
+    """``. ./glmrun.env`` written on Windows leaves a CR after the key: an HTTP header cannot
+    carry it (aiohttp raised, and the run ended in a traceback); spaces around it would be
+    refused by the API. Both are dropped."""
+    cfg = write_surface_config(tmp_path, URLS, simulator={"require_key": KEY})
+    for key in (KEY + "\r", f"  {KEY}\r\n"):
+        (tmp_path / "out.jsonl").unlink(missing_ok=True)
+        result, _ = await run_config(cfg, environ={"ZHIPUAI_API_KEY": key})
+        assert result.exit_code == 0
+        assert [r["status"] for r in read_records(tmp_path / "out.jsonl")] == ["ok"] * 5
+
+
+def test_a_key_with_a_space_inside_is_refused_without_showing_it(tmp_path: Path) -> None:
+    """A key with a space or control character inside cannot be right: one line, exit 2,
+    before anything is sent, and the key is not repeated."""
+    real = {"base_url": "https://open.bigmodel.cn/api/paas/v4"}
+    cfg = write_surface_config(tmp_path, URLS, api=real)
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg, environ={"ZHIPUAI_API_KEY": "my-key-id. s3cr3t"})
+    assert str(info.value).endswith(
+        "api.api_key_env: the value of ZHIPUAI_API_KEY has a space or control character "
+        "inside; an API key has none (check how it was pasted or exported)"
+    )
+    assert "s3cr3t" not in str(info.value)
+    with pytest.raises(ConfigError, match="environment variable ZHIPUAI_API_KEY is empty"):
+        load_config(cfg, environ={"ZHIPUAI_API_KEY": " "})
+
+
 async def test_jwt_auth_signs_tokens_the_way_the_api_checks_them(tmp_path: Path) -> None:
     """auth: jwt sends an HS256 token (ms times, sign_type SIGN) that the simulator verifies."""
     cfg = write_surface_config(

@@ -96,6 +96,36 @@ async def test_limit_summary_counts_the_whole_job(tmp_path: Path) -> None:
     assert out.splitlines()[0] == "t: ok 7, errors 0, skipped 3 done before — 10/10 done"
 
 
+async def test_summary_counts_ok_answers_that_are_not_what_was_asked(tmp_path: Path) -> None:
+    """Answers cut at max_tokens, or not the JSON ``output.parse: json`` asks for, are ok
+    records: the summary says how many and which, instead of 'ok 4, errors 0' alone."""
+    urls = make_urls(4)
+    answers = {urls[1]: {"content": '{"colour": "red"}'}, urls[3]: {"content": '{"n": 1}'}}
+    cfg = write_config(
+        tmp_path,
+        urls,
+        simulator={
+            "url_faults": {urls[0]: ["length"], urls[2]: ["length"]},
+            "url_answers": answers,
+        },
+        job={
+            "output": {
+                "path": "out/t.jsonl",
+                "parse": "json",
+                "schema": {"type": "object", "required": ["colour"]},
+            }
+        },
+    )
+    result, out = await run_config(cfg, ENV)
+    assert result.exit_code == 0
+    assert out.splitlines()[:4] == [
+        "t: ok 4, errors 0 — 4/4 done",
+        f"  ok but cut at max_tokens (truncated) ×2: {urls[0]}, {urls[2]}",
+        f"  ok but not valid JSON (parse_error) ×2: {urls[0]}, {urls[2]}",
+        f"  ok but not the schema (schema_errors) ×1: {urls[3]}",
+    ]
+
+
 async def test_limit_summary_of_a_counted_batch_run(tmp_path: Path) -> None:
     """The counted route (a batch job) says the same: 5/12 done, 7 left by --limit."""
     cfg = write_batch_config(tmp_path, make_urls(12))

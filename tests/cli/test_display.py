@@ -272,6 +272,14 @@ def test_progress_line_without_a_tty_is_plain() -> None:
     assert "\x1b" not in line and "█" not in line and "err 13 (1301×10 429×3)" in line
 
 
+def test_the_percentage_reaches_100_only_when_every_item_is_done() -> None:
+    """899 of 900 done (the last one waiting for its retry) is 99%, not a rounded 100%."""
+    stats = JobStats("describe", total=900, ok=899)
+    assert " 99% " in progress_text(stats)
+    stats.ok = 900
+    assert " 100% " in progress_text(stats)
+
+
 def test_batch_events_become_one_line_each() -> None:
     """run --no-wait says per batch what it submitted or collected, not the chunk state."""
     assert (

@@ -164,6 +164,44 @@ BROKEN: list[tuple[str, dict[str, Any], list[str]]] = [
         {"raw": "api: {base_url: simulator\n"},
         ["a { } or [ ] that is not closed"],
     ),
+    # a key written in the wrong section: where it goes, not the keys of the section it is in
+    (
+        "key-in-another-section",
+        {"api": {"base_url": "simulator", "concurrency": 8}},
+        ["api.concurrency: unknown key (concurrency belongs under limits:)"],
+    ),
+    (
+        "section-key-at-the-top",
+        {"raw": "max_attempts: 3\njobs: [{name: a, input: i, output: o, model: m}]\n"},
+        ["max_attempts: unknown key (max_attempts belongs under retry:)"],
+    ),
+    (
+        "job-key-at-the-top",
+        {"raw": "model: glm-4v\njobs: [{name: a, input: i, output: o, model: m}]\n"},
+        ["model: unknown key (model is a key of each job, under jobs:)"],
+    ),
+    # a key one space off: named as such, not as a colon needing quotes or a missing '- '
+    (
+        "yaml-key-indented-deeper",
+        {"raw": "jobs:\n  - name: a\n    input: x\n     output: y\n"},
+        [
+            "(line 4, column 12)",
+            "(this line is indented more than the keys above it: align output with them)",
+        ],
+    ),
+    (
+        "yaml-continued-value-with-colon",  # no key at the start of the line: the colon hint
+        {"raw": "jobs:\n  - name: a\n    prompt: Describe\n      the image: now\n"},
+        ["(line 4, column 16)", "a value containing ': ' needs quotes"],
+    ),
+    (
+        "yaml-key-indented-less",
+        {"raw": "jobs:\n  - name: a\n    input: x\n  output: y\n"},
+        [
+            "(line 4, column 3)",
+            "(this line is indented less than the keys above it: align output with them)",
+        ],
+    ),
     (
         "yaml-list-indent",
         {"raw": "jobs:\n  - name: a\n   - name: b\n"},
@@ -458,6 +496,28 @@ def test_a_field_plain_urls_do_not_have_is_a_warning(
     ]
 
 
+def test_a_field_the_csv_has_no_column_for_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`{titel}` where the CSV has `title` would be sent as written in every request: said at
+    start with the columns and the close one; columns, text fields and JSON braces are fine."""
+    (tmp_path / "p.csv").write_text("sku,image,title\nA1,https://e.org/a.jpg,shoe\n")
+    job = {**JOB, "input": "p.csv", "csv_url_column": "image"}
+    jobs = [
+        {**job, "prompt": 'A {titel} ({sku}) at {url}, line {line_no}? {"yes": true}'},
+        {**job, "name": "c", "output": "out/c.jsonl", "prompt": "{title}", "system": "{colour}"},
+    ]
+    path = write_config(tmp_path, jobs=jobs)
+    with caplog.at_level("WARNING", logger="runner"):
+        load_config(path, environ=ENV)
+    assert [r.getMessage().split(": ", 1)[1] for r in caplog.records] == [
+        "jobs[0].prompt: {titel} is no column of p.csv (its columns: sku, image, title; did you "
+        "mean {title}?), so it is sent as written",
+        "jobs[1].system: {colour} is no column of p.csv (its columns: sku, image, title), so it "
+        "is sent as written",
+    ]
+
+
 @pytest.mark.parametrize(
     ("content", "refused"),
     [
@@ -509,11 +569,11 @@ def test_a_yaml_mark_past_the_line_gets_no_made_up_hint() -> None:
     """A problem marked past the end of its line names no character that is not there."""
     from types import SimpleNamespace
 
-    from runner.config.load import _yaml_hint
+    from runner.config.yaml_hints import yaml_hint
 
     problem = "found character that cannot start any token"
     past = SimpleNamespace(line=0, column=9)
-    assert _yaml_hint(problem, None, "a: b\n", past) == ""
-    assert _yaml_hint(problem, None, "a: `b`\n", SimpleNamespace(line=0, column=3)) == (
+    assert yaml_hint(problem, None, "a: b\n", past) == ""
+    assert yaml_hint(problem, None, "a: `b`\n", SimpleNamespace(line=0, column=3)) == (
         " (a value starting with ` needs quotes)"
     )

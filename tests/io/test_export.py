@@ -141,6 +141,21 @@ def test_cli_export_to_file_and_stdout(tmp_path: Path) -> None:
     assert done.returncode == 0 and len(done.stdout.splitlines()) == 3
 
 
+def test_cli_export_says_the_format_when_the_file_name_says_another(tmp_path: Path) -> None:
+    """``-o results.csv`` without ``--format csv`` writes JSONL (the default): the line that
+    confirms the export says so, instead of leaving a JSONL file named .csv unremarked."""
+    cfg = write_surface_config(tmp_path)
+    write_output(tmp_path / "out.jsonl")
+    done = cli(str(cfg), "-o", "results.csv", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.decode() == (
+        "t: 3 records -> results.csv (as JSONL, the default format: --format csv writes CSV)\n"
+    )
+    assert (tmp_path / "results.csv").read_text().startswith("{")
+    done = cli(str(cfg), "--format", "csv", "-o", "results.csv", cwd=tmp_path)
+    assert done.stderr.decode() == "t: 3 records -> results.csv\n"
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [(["--job", "nope"], "no job named"), ([], "no output file yet")],

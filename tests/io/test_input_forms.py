@@ -39,6 +39,16 @@ async def test_plain_text_urls_still_work_and_take_the_fast_path(tmp_path: Path)
     assert len(recs) == 2
 
 
+async def test_a_url_with_its_scheme_in_capitals_is_sent_as_given(tmp_path: Path) -> None:
+    """``HTTPS://`` is an https URL (schemes are case-insensitive), as the input reader says:
+    sent as written, never refused later as 'expected an http(s) URL or a local file'."""
+    urls = ["HTTPS://E.ORG/A.JPG", "Http://e.org/b.jpg"]
+    (tmp_path / "in.txt").write_text("".join(f"{u}\n" for u in urls))
+    await run_config(write_surface_config(tmp_path))
+    recs = latest(read_records(tmp_path / "out.jsonl"))
+    assert {u: recs[u]["status"] for u in urls} == {u: "ok" for u in urls}, recs
+
+
 async def test_jsonl_items_with_id_prompt_params_meta(tmp_path: Path) -> None:
     """JSONL: id is the key, meta is copied, a per-item prompt and params are used."""
     write_jsonl(
@@ -127,6 +137,25 @@ async def test_video_only_for_video_models_and_never_mixed(tmp_path: Path) -> No
         "does not take video"
         in latest(read_records(tmp_path / "out.jsonl"))["v"]["error"]["message"]
     )
+
+
+async def test_a_csv_row_without_a_url_is_an_invalid_line_not_dropped(tmp_path: Path) -> None:
+    """A product row whose image cell is empty gets an invalid_input record naming the column
+    (it vanished from every count before); an empty row is skipped as a blank line is."""
+    (tmp_path / "in.csv").write_text(
+        "sku,image,title\nA1,https://e.org/a.jpg,shoe\nA2,,hat\n,,\nA3, ,cap\n"
+    )
+    cfg = write_surface_config(tmp_path, job={"input": "in.csv", "csv_url_column": "image"})
+    result, out = await run_config(cfg)
+    assert result.exit_code == 1
+    recs = latest(read_records(tmp_path / "out.jsonl"))
+    assert {k: r["status"] for k, r in recs.items()} == {
+        "https://e.org/a.jpg": "ok",
+        "A2,,hat": "error",
+        "A3, ,cap": "error",
+    }
+    assert recs["A2,,hat"]["error"]["message"] == "line 3: no URL in column 'image'"
+    assert out.splitlines()[0] == "t: ok 1, errors 2 (2 invalid lines) — 3/3 done"
 
 
 async def test_csv_with_a_named_url_column_and_column_fields(tmp_path: Path) -> None:

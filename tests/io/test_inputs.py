@@ -66,6 +66,14 @@ BAD_LINES = [
         "such as https://www.example.test:8080/p/a.jpg",
     ),
     ("a-word-and-a-slash", b"see images/a.jpg", "not a URL"),
+    # a relative path as `find pics` writes it: the fix is named (glmrun never guesses it)
+    (
+        "bare-relative-path",
+        b"pics/2024/c.jpg",
+        "not a URL; expected an http:// or https:// URL (a local file's path starts with /, "
+        "./ or ../: ./pics/2024/c.jpg)",
+    ),
+    ("bare-file-name", b"c.JPG", "(a local file's path starts with /, ./ or ../: ./c.JPG)"),
     (
         "trailing-comment",
         b"https://img.example.test/a.jpg  # the cat",

@@ -1,8 +1,8 @@
 """``glmrun run --dry-run``: a job's plan, why a run of it would be refused (as ``status``
-says), its first invalid input lines that a run would record (of this shard, not recorded by an
-earlier run), with their reasons, the money already in batches, how a batch route cuts its
-new lines into files, and an estimate of what the run would pay for. Nothing is sent and
-nothing is written."""
+says) or would wait (another run holds its output now), its first invalid input lines that a
+run would record (of this shard, not recorded by an earlier run), with their reasons, the money
+already in batches, how a batch route cuts its new lines into files, and an estimate of what
+the run would pay for. Nothing is sent and nothing is written."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from runner.core.plan import JobPlan
 from runner.core.resume import INVALID
 from runner.io.job_files import iter_job_lines, start_over_refusal
 from runner.io.prepare import read_job_items
+from runner.io.store import RunLock
 
 INVALID_SHOWN = 5  # invalid input lines --dry-run lists
 
@@ -38,6 +39,12 @@ def dry_run(job: JobConfig, config: Config, limit: int | None, out: IO[str]) -> 
         refusal = run_refusal(job)
     if refusal:
         say(f"  a run is refused: {refusal}")
+    lock = RunLock(job.output_path)
+    if lock.held_now():  # the counts above are moving; a run now would not start
+        say(
+            f"  a run now would wait: {job.output_path} is in use by another glmrun run "
+            f"({lock.held_by()}); it exits 75, or waits with --wait-lock"
+        )
     shown = 0
     for item in read_job_items(job, config):
         if isinstance(item, InvalidLine):

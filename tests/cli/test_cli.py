@@ -417,3 +417,21 @@ def test_a_shard_output_gone_while_its_index_remembers_it_is_not_started_over(
     refused = invoke(str(cfg))
     assert refused.exit_code == 2, refused.stderr
     assert f"glmrun: {shard} is gone, but t.shard-1-of-2.jsonl.resume-index" in refused.stderr
+
+
+def test_a_dry_run_says_when_another_run_holds_the_output(tmp_path: Path) -> None:
+    """--dry-run while a run holds the output's lock: its counts are moving and a run now would
+    not start; it said nothing of it (status did)."""
+    from runner.io.store import RunLock
+
+    cfg = write_config(tmp_path, make_urls(3))
+    output_of(tmp_path).parent.mkdir(parents=True, exist_ok=True)
+    with RunLock(output_of(tmp_path)):
+        dry = invoke(str(cfg), "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert (
+        f"  a run now would wait: {output_of(tmp_path)} is in use by another glmrun run (pid "
+        in (dry.stdout)
+    )
+    assert "it exits 75, or waits with --wait-lock" in dry.stdout
+    assert "a run now would wait" not in invoke(str(cfg), "--dry-run").stdout

@@ -414,5 +414,9 @@ class Config:
         for job in self.jobs:
             if job.name == name:
                 return job
-        names = ", ".join(j.name for j in self.jobs)
-        raise ConfigError(f"{self.path}: no job named {name!r} (jobs: {names})")
+        names = [j.name for j in self.jobs]
+        from difflib import get_close_matches  # only for this error
+
+        close = get_close_matches(name, names, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}? " if close else ""
+        raise ConfigError(f"{self.path}: no job named {name!r} ({hint}jobs: {', '.join(names)})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -334,10 +335,13 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 
 def test_unknown_job_name(tmp_path: Path) -> None:
-    """Config.job() on an unknown name lists the jobs there are."""
+    """Config.job() on an unknown name lists the jobs there are, and names a close one."""
     config = load_config(write_config(tmp_path), environ=ENV)
     with pytest.raises(ConfigError, match=r"no job named 'x' \(jobs: t\)"):
         config.job("x")
+    named = dataclasses.replace(config.jobs[0], name="describe")
+    with pytest.raises(ConfigError, match=r"no job named 'describ' \(did you mean describe\? "):
+        dataclasses.replace(config, jobs=(named,)).job("describ")
 
 
 def test_yaml_is_parsed_by_libyaml_when_pyyaml_has_it(

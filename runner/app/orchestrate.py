@@ -119,7 +119,9 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
     out = out or sys.stdout
     jobs = config.select(options.job)
     for job in jobs:  # a missing input is found before any job sends anything
-        check_input(job.input_path, job.name, job.input_format, job.csv_url_column)
+        check_input(
+            job.input_path, job.name, job.input_format, job.csv_url_column, job.csv_id_column
+        )
     result = RunResult()
     if options.dry_run:
         from runner.app.dry_run import dry_run  # --dry-run only

@@ -197,7 +197,9 @@ def tracked_batches(job: JobConfig) -> list[dict[str, Any]]:
 def collect(config: Config, job_name: str | None = None) -> list[JobStatus]:
     jobs = [config.job(job_name)] if job_name else list(config.jobs)
     for job in jobs:  # the one line names the job whose input is missing
-        check_input(job.input_path, job.name, job.input_format, job.csv_url_column)
+        check_input(
+            job.input_path, job.name, job.input_format, job.csv_url_column, job.csv_id_column
+        )
     statuses = [job_status(job, config) for job in jobs]
     for job, status in zip(jobs, statuses, strict=True):
         add_usage(status, job, config)

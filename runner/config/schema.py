@@ -253,6 +253,7 @@ class JobConfig:
     mode: Mode = "realtime"
     input_format: Literal["auto", "text", "jsonl", "csv"] = "auto"
     csv_url_column: str = "url"
+    csv_id_column: str | None = None
     system: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
     # set from ``output`` when it is a mapping (OutputSpec); never read from YAML directly

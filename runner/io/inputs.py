@@ -15,7 +15,6 @@ import contextlib
 import difflib
 import hashlib
 import io
-import re
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +24,10 @@ import orjson
 
 from runner.core.items import InvalidLine, Item
 from runner.core.resume import INVALID as RECORDED_INVALID  # the pre-filter's code 4
+from runner.core.urls import url_problem
 from runner.errors import ConfigError
 from runner.io.input_files import UTF16_BOMS, near_file, not_utf8
 
-MAX_URL_CHARS = 16_384
 _KEY_CHARS = 2_000
 _STRIP = b" \t\r\n\x0b\x0c"
 
@@ -78,6 +77,8 @@ def read_items(
     csv_url_column: str = "url",
     skip: SkipLine | None = None,
     prefix: TextPrefix | None = None,
+    *,
+    csv_id_column: str | None = None,
 ) -> Iterator[Item | InvalidLine]:
     """Yield an Item or an InvalidLine per item of ``path`` in the given (or detected) format.
 
@@ -89,7 +90,7 @@ def read_items(
     if fmt == "jsonl":
         return _read_jsonl(path)
     if fmt == "csv":
-        return _read_csv(path, csv_url_column)
+        return _read_csv(path, csv_url_column, csv_id_column)
     return _read_text(path, skip, prefix)
 
 
@@ -117,14 +118,16 @@ def check_input(
     job: str | None = None,
     input_format: str = "auto",
     csv_url_column: str | None = None,
+    csv_id_column: str | None = None,
 ) -> None:
     """Raise the reader's ``ConfigError`` now if ``path`` cannot be opened (or, given
-    ``csv_url_column``, is a CSV without that column); with ``job``, the message starts with
-    the job's name (a config of several jobs: which one to fix)."""
+    ``csv_url_column``, is a CSV without that column, or without ``csv_id_column``); with
+    ``job``, the message starts with the job's name (a config of several jobs: which one to
+    fix)."""
     try:
         _open(path).close()
         if csv_url_column is not None and detect_format(path, input_format) == "csv":
-            with contextlib.closing(_read_csv(path, csv_url_column)) as rows:
+            with contextlib.closing(_read_csv(path, csv_url_column, csv_id_column)) as rows:
                 next(rows, None)
     except ConfigError as exc:
         if job is None:
@@ -428,7 +431,11 @@ def _opt_str(obj: dict[str, Any], name: str) -> str | None:
     return value
 
 
-def _read_csv(path: Path, url_column: str) -> Generator[Item | InvalidLine, None, None]:
+def _read_csv(
+    path: Path, url_column: str, id_column: str | None = None
+) -> Generator[Item | InvalidLine, None, None]:
+    """Rows as Items keyed by their URL, or with ``id_column`` by that column's value (as a
+    JSONL ``id``: two rows of one image are two items, and each record carries its key)."""
     import csv  # CSV inputs only
 
     handle = _open(path)
@@ -446,6 +453,12 @@ def _read_csv(path: Path, url_column: str) -> Generator[Item | InvalidLine, None
                 f"{path}: no column {url_column!r} in the CSV header "
                 f"({', '.join(header) or 'empty'}); {fix}"
             )
+        if id_column is not None and id_column not in header:
+            raise ConfigError(
+                f"{path}: no column {id_column!r} in the CSV header "
+                f"({', '.join(header) or 'empty'}); set csv_id_column to the column that tells "
+                "the rows apart, or leave it out to key each row by its URL"
+            )
         for row in reader:
             line_no = reader.line_num
             value = (row.get(url_column) or "").strip()
@@ -457,60 +470,21 @@ def _read_csv(path: Path, url_column: str) -> Generator[Item | InvalidLine, None
                 continue
             fields = {k: v for k, v in row.items() if isinstance(k, str)}
             parsed = parse_line(value.encode("utf-8"), line_no)
+            if id_column is not None:
+                row_id = (row.get(id_column) or "").strip()
+                if not row_id:
+                    why = f"no id in column {id_column!r}"
+                    yield InvalidLine(_key(",".join(v or "" for v in row.values())), line_no, why)
+                    continue
+                if isinstance(parsed, InvalidLine):
+                    parsed = InvalidLine(row_id, line_no, parsed.reason)
+                else:
+                    parsed.key = parsed.id = row_id
             if isinstance(parsed, Item):
                 parsed.fields = fields
             yield parsed
     finally:
         handle.close()
-
-
-def url_problem(text: str) -> str | None:
-    """Why ``text`` is not an http(s) URL we can send, or None when it is."""
-    if len(text) > MAX_URL_CHARS:
-        return f"line is {len(text)} characters long; a URL may have at most {MAX_URL_CHARS}"
-    if "\x00" in text:
-        return "line contains a NUL byte"
-    lower = text[:8].lower()
-    if lower.startswith("http://"):
-        rest = text[7:]
-    elif lower.startswith("https://"):
-        rest = text[8:]
-    else:
-        scheme = text.split(":", 1)[0] if ":" in text else ""
-        if (
-            scheme
-            and scheme.isascii()
-            and scheme.replace("+", "").replace("-", "").isalnum()
-            and len(scheme) < 16
-        ):
-            return f"scheme {scheme}: is not allowed; expected an http:// or https:// URL"
-        if _HOST_PATH.match(text):
-            return f"no scheme; expected an http:// or https:// URL such as https://{text}"
-        wrapped = _WRAPPERS.get(text[:1])
-        if wrapped and text.endswith(wrapped[0]) and url_problem(text[1:-1]) is None:
-            return f"URL in {wrapped[1]}; write it without them"
-        hint = f" (a local file's path starts with /, ./ or ../: ./{text})"  # ``pics/c.jpg``
-        hint = hint if _BARE_PATH.match(text) else ""
-        return f"not a URL; expected an http:// or https:// URL{hint}"
-    host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
-    if not host or host.startswith((":", "@")):
-        return "URL has no host"
-    if _SPACE.search(text):  # same set as str.isspace, without a Python loop per character
-        if _COMMENT.search(text):
-            return "URL followed by a comment; a # comment must be on a line of its own"
-        return "URL contains whitespace; percent-encode it (%20)"
-    return None
-
-
-_SPACE = re.compile(r"\s")
-# a URL pasted with the quotes or brackets around it (a CSV cell, a JSON list, a mail): the
-# closing character and what to call them
-_WRAPPERS = {'"': ('"', "quotes"), "'": ("'", "quotes"), "<": (">", "angle brackets")}
-_COMMENT = re.compile(r"\s#")
-# ``img.example.com/a.jpg``, ``www.x.org:8080/p``: a host with a dot, then a path; no spaces
-_HOST_PATH = re.compile(r"[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+(:\d+)?/\S*\Z")
-# ``pics/c.jpg``, ``c.jpg``: a relative path (as ``find pics`` writes them), not a URL
-_BARE_PATH = re.compile(r"[\w-][\w.-]*(/[\w.-]+)+\Z|[\w-][\w.-]*\.(jpe?g|png|mp4)\Z", re.IGNORECASE)
 
 
 def _key(text: str) -> str:

@@ -43,7 +43,14 @@ def read_job_items(
 ) -> Iterator[Item | InvalidLine]:
     """The job's items in its input format, each checked (see ItemChecker); ``skip`` and
     ``prefix`` as in read_items."""
-    items = read_items(job.input_path, job.input_format, job.csv_url_column, skip, prefix)
+    items = read_items(
+        job.input_path,
+        job.input_format,
+        job.csv_url_column,
+        skip,
+        prefix,
+        csv_id_column=job.csv_id_column,
+    )
     checker = ItemChecker(job, config.local_files.allowed_dirs)
     return checker.check_all(items)
 

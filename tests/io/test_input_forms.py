@@ -158,6 +158,44 @@ async def test_a_csv_row_without_a_url_is_an_invalid_line_not_dropped(tmp_path: 
     assert out.splitlines()[0] == "t: ok 1, errors 2 (2 invalid lines) — 3/3 done"
 
 
+async def test_csv_rows_keyed_by_an_id_column_are_items_of_their_own(tmp_path: Path) -> None:
+    """Two products with one photo: keyed by URL the second row was a duplicate line, never
+    asked about (its title differed) and never joined back to its SKU. With csv_id_column
+    each row is an item of its own and its record carries the key; a row without an id is
+    an invalid line naming the column; a rerun sends nothing again."""
+    (tmp_path / "in.csv").write_text(
+        "sku,image,title\n"
+        "A1,https://e.org/a.jpg,Red shoe\n"
+        "A2,https://e.org/a.jpg,Red shoe with laces\n"
+        ",https://e.org/b.jpg,No sku\n"
+    )
+    job = {"input": "in.csv", "csv_url_column": "image", "csv_id_column": "sku"}
+    cfg = write_surface_config(tmp_path, job={**job, "prompt": "Is this a {title}?"})
+    result, out = await run_config(cfg)
+    recs = latest(read_records(tmp_path / "out.jsonl"))
+    assert {k: (r["status"], r["url"]) for k, r in recs.items() if r["status"] == "ok"} == {
+        "A1": ("ok", "https://e.org/a.jpg"),
+        "A2": ("ok", "https://e.org/a.jpg"),
+    }
+    assert all(recs[k]["key"] == k for k in ("A1", "A2"))
+    (bad,) = [r for r in recs.values() if r["status"] == "error"]
+    assert bad["error"]["message"] == "line 4: no id in column 'sku'"
+    assert out.splitlines()[0].startswith("t: ok 2, errors 1 (1 invalid line)")
+    again, out = await run_config(cfg)
+    assert out.splitlines()[0].startswith("t: nothing to do"), out
+
+
+def test_a_csv_without_its_id_column_is_a_config_error(tmp_path: Path) -> None:
+    """csv_id_column naming a column the header lacks stops before anything is sent."""
+    (tmp_path / "in.csv").write_text("image,title\nhttps://e.org/a.jpg,shoe\n")
+    job = {"input": "in.csv", "csv_url_column": "image", "csv_id_column": "sku"}
+    config = load_config(write_surface_config(tmp_path, job=job), environ={})
+    from runner.io.prepare import read_job_items
+
+    with pytest.raises(ConfigError, match=r"no column 'sku' in the CSV header \(image, title\)"):
+        list(read_job_items(config.jobs[0], config))
+
+
 async def test_csv_with_a_named_url_column_and_column_fields(tmp_path: Path) -> None:
     """CSV: the named column is the URL, other columns fill {field}s in the prompt."""
     (tmp_path / "in.csv").write_text(

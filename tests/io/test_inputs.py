@@ -9,8 +9,9 @@ import pytest
 from runner.core.items import InvalidLine, Item
 from runner.core.plan import PendingCounts, iter_pending
 from runner.core.resume import ResumeIndex
+from runner.core.urls import MAX_URL_CHARS
 from runner.errors import ConfigError
-from runner.io.inputs import MAX_URL_CHARS, read_items
+from runner.io.inputs import read_items
 
 A = "https://img.example.test/a.jpg"
 B = "http://img.example.test/b.png?x=1&y=2"

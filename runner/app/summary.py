@@ -223,6 +223,9 @@ def traffic(stats: JobStats, price: Any, currency: str) -> list[str]:
         parts.append(f"concurrency auto {held}")
     if stats.batches_submitted:
         parts.append(f"batches {fmt_int(stats.batches_submitted)} submitted")
+    if stats.batches_running:  # a --no-wait run's stdout (a cron mail) says what is left
+        running = stats.batches_running
+        parts.append(f"{fmt_int(running)} batch{'' if running == 1 else 'es'} still running")
     used = {*stats.usage_by_route, stats.route}  # a realtime run that also collects batches
     via = "via " + " + ".join(r for r in ("realtime", "batch") if r in used)
     # mode auto chose the route: a person who expected the batch price reads why it did not

@@ -38,6 +38,7 @@ class JobStats:
     )  # route -> [prompt, completion]
     completion_tokens: int = 0
     batches_submitted: int = 0
+    batches_running: int = 0  # left running when the run stopped waiting (--no-wait, max_wait_s)
     error_codes: dict[str, int] = field(default_factory=dict)  # error records written, by code
     error_examples: dict[str, list[str]] = field(default_factory=dict)  # code -> first few keys
     # ok records whose answer is not what was asked: ``truncated``, ``parse_error`` and

@@ -540,3 +540,15 @@ def test_status_counts_the_open_batches_past_ten(tmp_path: Path) -> None:
     assert lines[-1] == "  … 4 more (4 not submitted yet): glmrun batches list", lines
     row = orjson.loads(invoke("status", str(cfg), "--json").output.splitlines()[0])
     assert len(row["batches"]) == 13
+
+
+def test_a_no_wait_summary_counts_the_batches_left_running(tmp_path: Path) -> None:
+    """A --no-wait run's stdout (what a cron mail shows when stderr goes to a log) said only
+    ``0/12 done · via batch``; it now counts the batches it left running, on every such run."""
+    from tests.cli.test_cli import invoke
+
+    cfg = write_batch_config(tmp_path, make_urls(12), simulator={"batch_in_progress_s": 600})
+    for _ in range(2):
+        result = invoke(str(cfg), "--no-wait")
+        assert result.exit_code == 75, result.stderr
+        assert "1 batch still running · via batch" in result.stdout.splitlines()[1], result.stdout

@@ -249,6 +249,8 @@ class BatchDriver(ResultSteps):
                 await asyncio.wait(busy)
                 return
             left = left_behind(self.state.chunks) or "batches not yet collected"
+            running = [c for c in self.state.chunks if isinstance(c, (Creating, Running))]
+            self.deps.stats.batches_running = len(running)  # for the summary on stdout
             then = "collect" if left.endswith("running") else "collect and submit the rest"
             left += self._why_waiting()
             if self.deps.no_wait:

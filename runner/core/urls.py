@@ -24,6 +24,11 @@ def url_problem(text: str) -> str | None:
     elif lower.startswith("https://"):
         rest = text[8:]
     else:
+        if _DRIVE.match(text):  # ``C:\pics\a.jpg``: read below as a scheme "C:"
+            return (
+                "a Windows path; expected an http:// or https:// URL, or a local file's path on "
+                "this machine (/…, ./…)"
+            )
         scheme = text.split(":", 1)[0] if ":" in text else ""
         if (
             scheme
@@ -51,6 +56,7 @@ def url_problem(text: str) -> str | None:
 
 
 _SPACE = re.compile(r"\s")
+_DRIVE = re.compile(r"[A-Za-z]:[\\/]")  # a Windows drive letter: C:\ or C:/
 # a URL pasted with the quotes or brackets around it (a CSV cell, a JSON list, a mail): the
 # closing character and what to call them
 _WRAPPERS = {'"': ('"', "quotes"), "'": ("'", "quotes"), "<": (">", "angle brackets")}

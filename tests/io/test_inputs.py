@@ -75,6 +75,9 @@ BAD_LINES = [
         "./ or ../: ./pics/2024/c.jpg)",
     ),
     ("bare-file-name", b"c.JPG", "(a local file's path starts with /, ./ or ../: ./c.JPG)"),
+    # an export from a Windows machine: not "scheme C: is not allowed"
+    ("windows-path", b"C:\\pics\\a.jpg", "a Windows path; expected an http:// or https:// URL, or"),
+    ("windows-path-slash", b"D:/pics/a.jpg", "a Windows path; expected"),
     (
         "trailing-comment",
         b"https://img.example.test/a.jpg  # the cat",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.support.records import read_records
 
-from .procs import run, simulator
+from .procs import run, simulator, write_batch_job
 from .test_batch_kill import CHUNK, _batch_job
 
 
@@ -45,3 +45,32 @@ def test_no_wait_then_status_then_collect(tmp_path: Path) -> None:
     )
     names = [e["event"] for e in later]
     assert names[0] == "run started" and names[-1] == "run finished" and "job finished" in names
+
+
+def test_a_prompt_changed_between_runs_rebuilds_the_chunks_not_submitted(tmp_path: Path) -> None:
+    """Three chunks, one in the queue at a time: a --no-wait run submits one and leaves two
+    built. The prompt is then fixed; the next run lets the submitted batch finish as built but
+    builds the two others again with the new prompt: their 200 lines were not paid for yet,
+    and a user who fixed a wrong prompt must not pay for them with the old one."""
+    urls = [f"https://img.example.com/reprompt/{i}.jpg" for i in range(3 * CHUNK)]
+    store = tmp_path / "sim"
+    with simulator("batch_in_progress_s=0.5", state_dir=store) as sim:
+        config = write_batch_job(
+            tmp_path, sim.base_url, urls, max_requests_per_file=CHUNK, max_queued=CHUNK
+        )
+        assert run(config, "--no-wait").returncode == 75
+        config.write_text(config.read_text().replace("prompt: describe", "prompt: NEWPROMPT"))
+        rerun = run(config, timeout=60)
+        assert rerun.returncode == 0, rerun.stderr
+        stats = sim.stats()
+    assert stats["batch_lines_received"] == len(urls) and stats["batches_created"] == 3
+    sent = [
+        line
+        for f in (store / "files").glob("*.bin")
+        for line in f.read_text().splitlines()
+        if '"method"' in line  # an uploaded input file, not a result file
+    ]
+    assert len(sent) == len(urls)
+    assert sum('"text":"NEWPROMPT"' in line for line in sent) == 2 * CHUNK, sent[:1]
+    assert {r["url"] for r in read_records(tmp_path / "out" / "j.jsonl")} == set(urls)
+    assert "rebuilt_chunks=2 rebuilt_lines=200" in rerun.stderr

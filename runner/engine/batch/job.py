@@ -36,8 +36,10 @@ from runner.engine.batch.adopt import find_lost_batches
 from runner.engine.batch.driver import BatchDeps, BatchDriver
 from runner.errors import ComeBackLater, OutputError
 from runner.io.batch_state import (
+    JobState,
     claim_state,
     refuse_if_tracked_elsewhere,
+    save_state,
     state_path,
     tracked_hashes,
 )
@@ -61,6 +63,28 @@ def _new_items(
         if h in tracked:
             continue
         yield h, item
+
+
+def _rebuild_unsubmitted(job: JobConfig, state: JobState) -> None:
+    """The prompt, model or params changed since the chunks were built: those not uploaded yet
+    cost nothing so far, so they are dropped (their files too) and their lines built again with
+    the new ones; a chunk uploaded or submitted finishes as built."""
+    stale = [c for c in state.chunks if isinstance(c, Built) and c.chunk.rebatch_of is None]
+    if stale:
+        state.chunks = [c for c in state.chunks if c not in stale]
+        save_state(state_path(job), state)  # first: a crash never leaves a chunk with no file
+        for c in stale:
+            for name in (c.chunk.file, c.chunk.ids):
+                (job.work_dir / name).unlink(missing_ok=True)
+    log.warning(
+        "the job's prompt, model or params changed since its batches were built; those "
+        "uploaded or submitted finish as built, chunks not submitted yet are built again",
+        extra={
+            "job": job.name,
+            "rebuilt_chunks": len(stale),
+            "rebuilt_lines": sum(c.chunk.lines for c in stale),
+        },
+    )
 
 
 def _tell_resumed(job: JobConfig, chunks: list[ChunkState]) -> None:
@@ -100,7 +124,7 @@ async def run_batch_job(
     job = plan.job
     deps.stats.route = "batch"
     try:
-        return await _run_batch_job(job, pending, config, deps)
+        return await _run_batch_job(job, pending, config, deps, plan.route == "batch")
     except OSError as exc:
         if isinstance(exc, (TimeoutError, ConnectionError)):
             raise
@@ -116,6 +140,7 @@ async def _run_batch_job(
     pending: Iterator[tuple[int, Item | InvalidLine]],
     config: Config,
     deps: BatchDeps,
+    building: bool,
 ) -> JobStats:
     chash = config_hash(job, config.batch)
     adopted: list[ChunkState] = []
@@ -129,7 +154,9 @@ async def _run_batch_job(
         state.chunks = [recovered(c) for c in state.chunks]
         if not adopted and not deps.adopted_now:  # adopted batches have their own warning
             _tell_resumed(job, state.chunks)
-        if state.config_hash != chash:
+        if state.config_hash != chash and building:
+            _rebuild_unsubmitted(job, state)
+        elif state.config_hash != chash:  # a realtime run left the lines of all to them
             log.warning(
                 "the job's prompt, model or params changed since its batches were built; "
                 "tracked ones finish as built",

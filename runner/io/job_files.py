@@ -62,6 +62,11 @@ def start_over_refusal(job: JobConfig) -> str | None:
     for name in sorted(names):
         if name == main.name or shard_of_name(main.name, name) is not None:
             why = orphaned(main.parent / name)
+            if why is not None and job.mode != "realtime":  # its batches can be fetched again
+                why += (
+                    " (a batch job's lines in batches the account still holds are then collected "
+                    "again, free: only the rest is sent again)"
+                )
             if why is not None:
                 return why
     return None

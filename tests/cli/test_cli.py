@@ -435,3 +435,20 @@ def test_a_dry_run_says_when_another_run_holds_the_output(tmp_path: Path) -> Non
     )
     assert "it exits 75, or waits with --wait-lock" in dry.stdout
     assert "a run now would wait" not in invoke(str(cfg), "--dry-run").stdout
+
+
+def test_a_batch_job_is_told_its_batches_can_be_collected_again(tmp_path: Path) -> None:
+    """The refusal over a gone output says, for a job in mode batch or auto, that deleting the
+    index does not mean paying for all of it: batches the account still holds are collected
+    again, free (a realtime job's line does not say so: nothing of it can be fetched again)."""
+    cfg = write_config(tmp_path, make_urls(150))
+    assert invoke(str(cfg)).exit_code == 0  # 150 records: the first run writes the index
+    output_of(tmp_path).unlink()
+    assert "collected again, free" not in invoke(str(cfg)).stderr
+    batch = write_config(tmp_path, make_urls(150), job={"mode": "batch"})
+    refused = invoke(str(batch))
+    assert refused.exit_code == 2
+    assert refused.stderr.rstrip().endswith(
+        "(a batch job's lines in batches the account still holds are then collected again, "
+        "free: only the rest is sent again)"
+    ), refused.stderr

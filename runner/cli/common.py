@@ -102,8 +102,21 @@ def load_without_key(config_path: str) -> Config:
 
 
 def job_option(help: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """``--job NAME`` (passed as ``job_name``); each command says what choosing a job means."""
-    return click.option("--job", "job_name", metavar="NAME", help=help)
+    """``--job NAME`` (passed as ``job_name``); each command says what choosing a job means.
+    Given twice it is refused: click would keep the last one silently, and ``--job a --job b``
+    would run (or show, or export) only ``b``."""
+    return click.option(
+        "--job", "job_name", metavar="NAME", help=help, multiple=True, callback=_one_job
+    )
+
+
+def _one_job(ctx: click.Context, param: click.Parameter, names: tuple[str, ...]) -> str | None:
+    if len(names) > 1:
+        raise click.BadParameter(
+            f"given {len(names)} times ({', '.join(names)}); it takes one job name "
+            "(leave --job out for every job)"
+        )
+    return names[0] if names else None
 
 
 def count_option(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+from collections.abc import Iterator
 from pathlib import Path
 
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -33,6 +34,22 @@ def near_file(path: Path) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+def csv_delimiter(header_line: str) -> str:
+    """The delimiter of a CSV file by its header line: ``,`` unless the line has none and has
+    ``;`` (what Excel and LibreOffice write where the decimal mark is a comma) or a tab."""
+    if "," not in header_line:
+        for delimiter in (";", "\t"):
+            if delimiter in header_line:
+                return delimiter
+    return ","
+
+
+def csv_lines(text: Iterator[str]) -> tuple[Iterator[str], str]:
+    """The lines of a CSV text, its header line put back, and the delimiter that line tells."""
+    header_line = next(text, "")
+    return itertools.chain([header_line], text), csv_delimiter(header_line)
+
+
 def csv_header(path: Path) -> list[str] | None:
     """The column names of CSV input ``path``, or None when it cannot be read (the run's own
     check of the input says why)."""
@@ -40,6 +57,7 @@ def csv_header(path: Path) -> list[str] | None:
 
     try:
         with open(path, encoding="utf-8-sig", errors="replace", newline="") as text:
-            return next(csv.reader(text), [])
+            lines, delimiter = csv_lines(text)
+            return next(csv.reader(lines, delimiter=delimiter), [])
     except (OSError, csv.Error):
         return None

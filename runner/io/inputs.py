@@ -26,7 +26,7 @@ from runner.core.items import InvalidLine, Item
 from runner.core.resume import INVALID as RECORDED_INVALID  # the pre-filter's code 4
 from runner.core.urls import url_problem
 from runner.errors import ConfigError
-from runner.io.input_files import UTF16_BOMS, near_file, not_utf8
+from runner.io.input_files import UTF16_BOMS, csv_lines, near_file, not_utf8
 
 _KEY_CHARS = 2_000
 _STRIP = b" \t\r\n\x0b\x0c"
@@ -441,7 +441,8 @@ def _read_csv(
     handle = _open(path)
     try:
         text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="replace", newline="")
-        reader = csv.DictReader(text)
+        lines, delimiter = csv_lines(text)  # the header line tells the delimiter (, ; or tab)
+        reader = csv.DictReader(lines, delimiter=delimiter)
         header = reader.fieldnames or []
         if url_column not in header:
             first = next(reader, None) or {}  # the column whose first value is a URL, if one

@@ -252,6 +252,21 @@ def test_job_option_runs_one_job(tmp_path: Path) -> None:
     assert "b: ok 5" in result.stdout and "a: " not in result.stdout
 
 
+@pytest.mark.parametrize("command", [["run"], ["status"], ["export"], ["batches", "list"]])
+def test_job_given_twice_is_refused_not_cut_to_the_last(tmp_path: Path, command: list[str]) -> None:
+    """``--job a --job b`` is refused (exit 2, naming both) before anything runs: click would
+    keep only the last, so a person who listed three jobs would see one run and the others
+    silently left pending."""
+    job_a = {"name": "a", "input": "urls.txt", "output": "out/a.jsonl", "model": "m", "prompt": "p"}
+    job_b = {**job_a, "name": "b", "output": "out/b.jsonl"}
+    cfg = write_config(tmp_path, make_urls(5), jobs=[job_a, job_b])
+    result = invoke(*command, str(cfg), "--job", "a", "--job", "b")
+    assert result.exit_code == 2, result.stderr
+    assert "given 2 times (a, b)" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out" / "a.jsonl").exists()
+    assert not (tmp_path / "out" / "b.jsonl").exists()
+
+
 def test_limit_sends_at_most_n_new_urls(tmp_path: Path) -> None:
     """--limit N sends N new URLs; the next run without it does the rest."""
     urls = make_urls(12)

@@ -223,6 +223,29 @@ async def test_csv_with_a_named_url_column_and_column_fields(tmp_path: Path) -> 
     assert body["messages"][0]["content"][-1]["text"] == "Is this a Blue, hat? sku 2"
 
 
+@pytest.mark.parametrize("sep", [";", "\t"], ids=["semicolon", "tab"])
+async def test_a_semicolon_or_tab_separated_csv_is_read_by_its_header(
+    tmp_path: Path, sep: str
+) -> None:
+    """Excel where the decimal mark is a comma saves CSV with ``;``: its header tells the
+    delimiter, so the URL column is found (it was "no column 'image' in the CSV header
+    (sku;image;title); set csv_url_column", naming a column that is there) and quoted cells
+    keep their separators and newlines."""
+    rows = [["sku", "image", "title"], ["1", "https://e.org/a.jpg", '"Red; ""big""\nshoe"']]
+    (tmp_path / "in.csv").write_text("\ufeff" + "\r\n".join(sep.join(r) for r in rows) + "\r\n")
+    cfg = write_surface_config(
+        tmp_path, job={"input": "in.csv", "csv_url_column": "image", "prompt": "Is it {title}?"}
+    )
+    from runner.io.prepare import read_job_items
+
+    config = load_config(cfg, environ={})
+    (item,) = list(read_job_items(config.jobs[0], config))
+    assert isinstance(item, Item) and item.url == "https://e.org/a.jpg"
+    assert item.fields == {"sku": "1", "image": "https://e.org/a.jpg", "title": 'Red; "big"\nshoe'}
+    await run_config(cfg)
+    assert latest(read_records(tmp_path / "out.jsonl"))["https://e.org/a.jpg"]["status"] == "ok"
+
+
 def test_csv_without_the_column_is_a_config_error(tmp_path: Path) -> None:
     """A CSV whose header lacks csv_url_column stops with a message naming the column."""
     (tmp_path / "in.csv").write_text("a,b\n1,2\n")

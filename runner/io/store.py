@@ -22,7 +22,6 @@ import logging
 import os
 import re
 import struct
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from typing import IO, Self
 
 from runner.core.keys import key_digests, key_hash
 from runner.core.records import Record, dumps, is_final, is_invalid_input, record_key
-from runner.core.resume import OK, KeyTable, ResumeIndex, numpy, record_state
+from runner.core.resume import OK, KeyTable, ResumeIndex, record_state
 from runner.errors import ConfigError, OutputError, RunLocked
 from runner.io import keyindex
 from runner.io.jsonl import BLOCK, iter_spans, parse_record, skipped_line
@@ -110,7 +109,6 @@ def save_resume_index(path: Path) -> None:
 
 TAIL_BUDGET = 16 << 20  # output bytes a run may leave to the next one's scan (~45k records)
 FIRST_INDEX_BYTES = 32 << 10  # a first run's output worth an index at its end (~100 records)
-FIRST_INDEX_RECORDS = FIRST_INDEX_BYTES // 200  # records sure to make that (a record: 300 B+)
 
 
 def _save(
@@ -273,11 +271,6 @@ class ResultWriter:
         self._flush_scheduled = False
         self._error: OSError | None = None
         self.written = 0
-        # an output this run starts gets its first index at the end (``save_resume_index``),
-        # which imports numpy: once it is sure to, the import runs on a thread while the run
-        # mostly waits on the API, not after its last answer (0.1-0.15 s of its wall time)
-        started = self._file.tell() < FIRST_INDEX_BYTES and not keyindex.index_path(path).exists()
-        self._warm_after: int | None = FIRST_INDEX_RECORDS if started else None
 
     def append(self, record: Record) -> None:
         if self._error is not None:  # a failed flush: stop the run before paying for more
@@ -316,9 +309,6 @@ class ResultWriter:
     def _flush_turn(self) -> None:
         """End of the loop turn that appended: hand every record of that turn to the OS."""
         self._flush_scheduled = False
-        if self._warm_after is not None and self.written >= self._warm_after:
-            self._warm_after = None
-            threading.Thread(target=numpy, name="glmrun-numpy-import", daemon=True).start()
         with contextlib.suppress(OutputError):
             self.flush()  # a failure is kept in self._error: the next append raises it
 

@@ -185,35 +185,3 @@ def test_run_lock_says_since_when_the_holder_has_held_it(tmp_path: Path) -> None
             f"since {time.strftime('%Y-%m-%d %H:%M', time.localtime(since))}, 3d04h ago)"
         )
         assert str(out) in held
-
-
-@pytest.mark.parametrize(
-    ("before", "records", "warmed"),
-    [("none", 200, True), ("none", 100, False), ("index", 200, False), ("big", 200, False)],
-    ids=["new-output", "too-few-records", "has-an-index", "output-already-big"],
-)
-async def test_a_new_output_imports_numpy_on_a_thread_once_its_first_index_is_sure(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, before: str, records: int, warmed: bool
-) -> None:
-    """A run that starts an output writes its first index at its end, which imports numpy
-    (0.1-0.15 s after the last answer); once enough records make that sure, the import runs
-    on a thread meanwhile. Not for a few records, nor where an index or a large output exists
-    (a start that found records imported it, or the end has nothing new to write)."""
-    import runner.io.store as store
-
-    calls: list[str] = []
-    monkeypatch.setattr(store, "numpy", lambda: calls.append("numpy"))
-    out = tmp_path / "out.jsonl"
-    if before == "index":
-        (tmp_path / "out.jsonl.resume-index").write_bytes(b"x")
-    elif before == "big":
-        out.write_bytes(ok("https://e.org/0.jpg") * 200)
-    writer = ResultWriter(out)
-    for i in range(records):
-        writer.append(orjson.loads(ok(f"https://e.org/{i}.jpg")))
-        if i % 50 == 0:
-            await asyncio.sleep(0)  # end of a loop turn: the flush
-    await asyncio.sleep(0)
-    await asyncio.sleep(0.05)  # the thread's call
-    writer.close()
-    assert calls == (["numpy"] if warmed else [])

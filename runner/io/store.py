@@ -81,20 +81,11 @@ def save_resume_index(path: Path) -> None:
     rewritten once the tail is as large as the index or ``TAIL_BUDGET`` bytes, or when the
     tail holds what the index should settle (a finished key made unfinished, a corrupt line).
     A cron job adding 200 records to ten million then rewrites it every few hundred runs, not
-    every run. An output with no index beside it (this run started it: a start that found
-    records wrote one) of ``FIRST_INDEX_BYTES`` or more is scanned whole and gets one, so that
-    an output moved away after its first run is refused as after any other
-    (``keyindex.orphaned``); a smaller one is left to the next run, as a run of a few URLs
-    should not import numpy to write it. With an index that is not valid it does nothing (the
-    next run's full scan writes one). It never fails a run."""
+    every run. Without a valid index it does nothing (the next run's full scan writes one);
+    it never fails a run."""
     try:
         opened = open_index(path)
-        if opened is None and not keyindex.index_path(path).exists():
-            if path.exists() and path.stat().st_size >= FIRST_INDEX_BYTES:
-                index = _full_scan(path)
-                if index.base is not None:
-                    _save(path, index, index.base, [])
-        elif opened is not None:
+        if opened is not None:
             header, table = opened
             index = _with_tail(path, header, table)
             tail = index.scanned - header.covered
@@ -108,7 +99,6 @@ def save_resume_index(path: Path) -> None:
 
 
 TAIL_BUDGET = 16 << 20  # output bytes a run may leave to the next one's scan (~45k records)
-FIRST_INDEX_BYTES = 32 << 10  # a first run's output worth an index at its end (~100 records)
 
 
 def _save(

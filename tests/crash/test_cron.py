@@ -122,22 +122,3 @@ def test_json_logs_stay_json_when_the_run_fails(tmp_path: Path) -> None:
     event = json.loads(line)
     assert event["event"] == "error" and event["exit_code"] == 2 and "jobs" in event["message"]
     assert set(event) == {"ts", "level", "event", "message", "exit_code"}  # ts like the others
-
-
-def test_an_output_rotated_after_its_first_run_is_not_paid_for_again(tmp_path: Path) -> None:
-    """A one-off job run once, then its output moved away (logrotate, an archive step): its
-    first run leaves the resume index that remembers what was recorded, so the next run is
-    refused (exit 2) instead of sending, and paying for, every URL a second time (an output
-    under 32 KiB, about 100 records, gets its index from the next run)."""
-    urls = [f"https://img.example.com/rotated/{i}.jpg" for i in range(150)]
-    with simulator("latency_mean_s=0.005") as sim:
-        config = write_job(tmp_path, sim.base_url, urls)
-        first = run(config)
-        assert first.returncode == 0, first.stderr
-        out = tmp_path / "out" / "j.jsonl"
-        out.rename(tmp_path / "j.jsonl.1")
-        again = run(config)
-        assert sim.stats()["chat_requests"] == len(urls)
-    assert again.returncode == 2, again.stderr
-    assert again.stderr.startswith(f"glmrun: {out} is gone, but j.jsonl.resume-index beside it ")
-    assert "lists 150 URLs recorded in it" in again.stderr

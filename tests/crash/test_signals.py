@@ -148,6 +148,28 @@ def _read_pty(fd: int, until: Callable[[bytes], bool], timeout: float = 20) -> b
     return data
 
 
+def _start_on_a_pty(
+    config: Path, *, controlling: bool = False
+) -> tuple[subprocess.Popen[bytes], int]:
+    """``glmrun run CONFIG`` on an 80 x 30 pty in a session of its own (with ``controlling``,
+    the pty is its controlling terminal: closing the master hangs it up, SIGHUP); the process
+    and the master's fd."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "run", str(config)],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env(TERM="xterm", COLUMNS="80", LINES="30"),
+        cwd=config.parent,
+        start_new_session=True,
+        preexec_fn=(lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0)) if controlling else None,
+    )
+    os.close(slave)
+    return proc, master
+
+
 def test_second_signal_on_a_terminal_erases_the_live_frame_and_shows_the_cursor(
     tmp_path: Path,
 ) -> None:
@@ -158,18 +180,7 @@ def test_second_signal_on_a_terminal_erases_the_live_frame_and_shows_the_cursor(
     hung = urls[10:13]
     with simulator("latency_mean_s=0.02", _hang(hung)) as sim:
         config = write_job(tmp_path, sim.base_url, urls, run={"grace_s": 10}, api={"timeout_s": 30})
-        master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "runner", "run", str(config)],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env(TERM="xterm", COLUMNS="80", LINES="30"),
-            cwd=config.parent,
-            start_new_session=True,
-        )
-        os.close(slave)
+        proc, master = _start_on_a_pty(config)
         try:
             _wait_for_requests(sim, hung)
             wait_for_lines(tmp_path / "out" / "j.jsonl", 10, proc)
@@ -309,19 +320,7 @@ def test_a_terminal_that_hangs_up_stops_the_run_as_sigterm_does(tmp_path: Path) 
         config = write_job(
             tmp_path, sim.base_url, urls, limits={"concurrency": 8}, run={"grace_s": 5}
         )
-        master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 80, 0, 0))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "runner", "run", str(config)],
-            stdin=slave,
-            stdout=slave,
-            stderr=slave,
-            env=env(TERM="xterm", COLUMNS="80", LINES="30"),
-            cwd=config.parent,
-            start_new_session=True,  # then the pty becomes its controlling terminal
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
-        )
-        os.close(slave)
+        proc, master = _start_on_a_pty(config, controlling=True)
         try:
             wait_for_lines(out, 16, proc)
             _read_pty(master, lambda d: b"/200" in d)  # the live display is up

@@ -148,6 +148,14 @@ def _read_pty(fd: int, until: Callable[[bytes], bool], timeout: float = 20) -> b
     return data
 
 
+def _controlled_by_the_pty() -> None:
+    """In the child: the pty (its stdin) becomes its controlling terminal, and SIGHUP has its
+    default action, as under a login shell, whatever the test runner inherited (a suite run
+    under ``nohup`` ignores SIGHUP, and an ignored signal stays ignored across exec)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
 def _start_on_a_pty(
     config: Path, *, controlling: bool = False
 ) -> tuple[subprocess.Popen[bytes], int]:
@@ -164,7 +172,7 @@ def _start_on_a_pty(
         env=env(TERM="xterm", COLUMNS="80", LINES="30"),
         cwd=config.parent,
         start_new_session=True,
-        preexec_fn=(lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0)) if controlling else None,
+        preexec_fn=_controlled_by_the_pty if controlling else None,
     )
     os.close(slave)
     return proc, master

@@ -28,7 +28,7 @@ from typing import IO, Any
 from runner.api.glm import GlmClient
 from runner.app.planning import left_to_batches, not_in, pending_items, plan_job
 from runner.app.signals import SignalStop, acquire_lock
-from runner.app.summary import for_terminal
+from runner.app.summary import say
 from runner.app.wiring import JobParts, connect, make_realtime_engine, make_writer
 from runner.config.schema import Config, JobConfig
 from runner.core.items import InvalidLine, Item
@@ -386,7 +386,7 @@ async def bench(
                 f"{job.name}: {plan.pending:,} pending{theirs}; concurrency "
                 f"{','.join(map(str, levels))}, {per} each"
             )
-            print("\n".join(for_terminal([header], progress)), file=progress)
+            say(header, progress)
             pending = not_in(pending_items(job, config, plan, index), held)
             async with connect(config, connections=max(levels)) as client:
                 writer = make_writer(job)
@@ -406,12 +406,7 @@ async def bench(
                         )
                         result.sample = sample_for(level, sample)
                         if result.results == 0:
-                            print(
-                                "\n".join(
-                                    for_terminal([_none_left(job.name, level, results)], out)
-                                ),
-                                file=out,
-                            )
+                            say(_none_left(job.name, level, results), out)
                             break
                         results.append(result)
                         tried = [lv.concurrency for lv in results]
@@ -442,7 +437,7 @@ async def bench(
     results.sort(key=lambda lv: lv.concurrency)
     if results:
         print(format_table(results), file=out)
-        print("\n".join(for_terminal([format_recommendation(results)], out)), file=out)
+        say(format_recommendation(results), out)
         if plot_path is not None:
             plot(results, plot_path, f"glmrun bench: {job.name}")
             print(f"plot written to {plot_path}", file=out)

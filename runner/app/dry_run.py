@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import IO
 
 from runner.app.planning import describe_plan, plan_job, with_limit
-from runner.app.summary import dry_run_sends, for_terminal, tracked_note
+from runner.app.summary import dry_run_sends, tracked_note
+from runner.app.summary import say as to_terminal
 from runner.config.schema import BatchConfig, Config, JobConfig
 from runner.core.cost import estimate, format_estimate, in_batches_text
 from runner.core.items import InvalidLine
@@ -27,7 +28,7 @@ def dry_run(job: JobConfig, config: Config, limit: int | None, out: IO[str]) -> 
     """Print the job's plan, invalid lines and estimate to ``out``; return the plan."""
 
     def say(line: str) -> None:
-        print("\n".join(for_terminal([line], out)), file=out)
+        to_terminal(line, out)
 
     plan, index = plan_job(job, config)
     plan = with_limit(plan, limit, config)

@@ -131,6 +131,11 @@ def summary_lines(
     return lines
 
 
+def say(line: str, out: IO[str]) -> None:
+    """Print ``line`` to ``out`` as ``for_terminal`` lays it out."""
+    print("\n".join(for_terminal([line], out)), file=out)
+
+
 def for_terminal(lines: list[str], out: IO[str]) -> list[str]:
     """``lines`` as a person's terminal shows them: each wrapped at spaces to its width, the
     continuation indented under the text (``runner.logs.wrap_for_terminal``), instead of the

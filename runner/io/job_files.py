@@ -20,7 +20,7 @@ from runner.core.resume import ResumeIndex
 from runner.core.shard import Shard, shard_of_name, shard_work_name
 from runner.errors import ConfigError, OutputError
 from runner.io.jsonl import iter_lines
-from runner.io.keyindex import orphaned
+from runner.io.keyindex import INDEX_SUFFIX, orphaned
 from runner.io.store import load_resume_index
 
 
@@ -54,22 +54,19 @@ def start_over_refusal(job: JobConfig) -> str | None:
     main one or a shard's, is gone or empty while the resume index beside it lists what was
     recorded in it; or None."""
     main = job.main_output_path
-    suffix = ".resume-index"
     try:
-        names = [n[: -len(suffix)] for n in os.listdir(main.parent) if n.endswith(suffix)]
+        names = [n.removesuffix(INDEX_SUFFIX) for n in os.listdir(main.parent)]
     except OSError:
         return None  # no folder yet: nothing was recorded
-    for name in sorted(names):
-        if name == main.name or shard_of_name(main.name, name) is not None:
-            why = orphaned(main.parent / name)
-            if why is not None and job.mode != "realtime":  # its batches can be fetched again
-                why += (
-                    " (a batch job's lines in batches the account still holds are then collected "
-                    "again, free: only the rest is sent again)"
-                )
-            if why is not None:
-                return why
-    return None
+    ours = [n for n in names if n == main.name or shard_of_name(main.name, n) is not None]
+    why = next(filter(None, (orphaned(main.parent / n) for n in sorted(set(ours)))), None)
+    if why is None or job.mode == "realtime":
+        return why
+    # a batch job's batches the account still holds can be fetched again
+    return why + (
+        " (a batch job's lines in batches the account still holds are then collected again, "
+        "free: only the rest is sent again)"
+    )
 
 
 def refuse_to_start_over(job: JobConfig) -> None:

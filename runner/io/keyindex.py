@@ -53,8 +53,11 @@ _BLOCK = 4096
 _CHUNK = 1 << 20  # keys per step when merging (8 MB)
 
 
+INDEX_SUFFIX = ".resume-index"
+
+
 def index_path(output: Path) -> Path:
-    return output.with_name(output.name + ".resume-index")
+    return output.with_name(output.name + INDEX_SUFFIX)
 
 
 @dataclass

@@ -9,6 +9,8 @@ import os
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from runner.bulk import start_up_over
+
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     if os.environ.get("GLMRUN_LOOP", "auto") == "asyncio":
@@ -24,5 +26,6 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:
+    start_up_over()  # what the process imported stays; the collector's usual pace again
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         return runner.run(coro)

@@ -11,7 +11,6 @@ summaries equal to the commands' own), so it loads click and nothing else.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import errno
 import itertools
 import logging
@@ -133,6 +132,8 @@ class DefaultGroup(click.Group):
         name is a typo, not a config path (exit 2)."""
         if word.startswith("-") or os.path.exists(word):
             return
+        import difflib  # a typo only: a run's start-up does without it
+
         close = difflib.get_close_matches(word, sorted(SUMMARIES), n=1, cutoff=0.6)
         if close:
             from runner.cli.common import fail

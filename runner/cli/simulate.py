@@ -15,6 +15,7 @@ from typing import Any
 import click
 import yaml
 
+from runner.bulk import start_up_over
 from runner.errors import EXIT_CONFIG
 
 
@@ -64,6 +65,7 @@ def simulate(host: str, port: int, knobs: tuple[str, ...], state_dir: str | None
     except (ValueError, TypeError) as exc:
         click.echo(f"glmrun: --set {exc}", err=True)
         sys.exit(EXIT_CONFIG)
+    start_up_over()  # a server runs for hours: the collector's usual pace (runner.bulk)
     try:
         serve(host, port, settings, Path(state_dir) if state_dir else None)
     except OSError as exc:  # the address is taken or not ours: a usage error, no traceback

@@ -3,11 +3,12 @@
 ``upload_name`` and ``batch_metadata`` are unique per job run (its ``tag``) and chunk: after a
 crash between sending an upload or create and saving its answer, the driver lists files or
 batches and recognises its own by these. ``config_hash`` fingerprints what the lines were
-built from, so a rerun can warn that the prompt, model or params changed. ``glmrun_output``
-(``output_tag``) names the output file the batch is collected into (a shard's own file for a
-``--shard`` run) and its folder: a run whose work folder is gone finds its job's batches by job
-name and output (``runner.engine.batch.adopt``), not those of another config's job of the same
-name. Batches made before it was added carry no ``glmrun_output``.
+built from (model, prompt, system, messages, params, endpoint), so a rerun can warn that they
+changed, build the chunks it has not submitted again, and not adopt batches built otherwise.
+``glmrun_output`` (``output_tag``) names the output file the batch is collected into (a
+shard's own file for a ``--shard`` run) and its folder: a run whose work folder is gone finds
+its job's batches by job name and output (``runner.engine.batch.adopt``), not those of another
+config's job of the same name. Batches made before it was added carry no ``glmrun_output``.
 """
 
 from __future__ import annotations
@@ -30,9 +31,14 @@ REBATCH_KEY = "rebatch_of"
 
 
 def config_hash(job: JobConfig, batch: BatchConfig) -> str:
-    text = orjson.dumps(
-        [job.model, job.prompt, job.params, batch.endpoint], option=orjson.OPT_SORT_KEYS
-    )
+    """What every request line of the job is built from. ``system`` and ``messages`` came in
+    later: they are hashed only when set, so a job without them keeps the hash its tracked
+    batches were built with (a new hash would rebuild its chunks and refuse to adopt its
+    finished batches, which would then be sent and paid for again)."""
+    parts: list[object] = [job.model, job.prompt, job.params, batch.endpoint]
+    if job.system is not None or job.messages:
+        parts += [job.system, job.messages]
+    text = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(text).hexdigest()[:12]
 
 

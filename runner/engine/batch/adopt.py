@@ -177,8 +177,8 @@ def _log_found(job: JobConfig, chash: str, found: list[_Found], chunks: list[Chu
     ]
     if other:
         log.warning(
-            "the job's prompt, model or params changed since its running batches were built; "
-            "they finish as built",
+            "the job's prompt, system, messages, model or params changed since its running "
+            "batches were built; they finish as built",
             extra={"job": job.name, "batches": other},
         )
 
@@ -223,7 +223,7 @@ def _candidate(job: JobConfig, chash: str, tag: str, obj: dict[str, Any]) -> _Fo
         if not otherwise:
             return None  # another config's job of this name, or a shard of the same sharding
     if view.status in TERMINAL_STATUSES and meta.get("config_hash") != chash:
-        return None  # finished under another prompt, model or params: this run sends its own
+        return None  # finished under another request (config_hash): this run sends its own
     created = obj.get("created_at")
     at = float(created) if isinstance(created, (int, float)) else 0.0
     return _Found(view, at, otherwise=otherwise)

@@ -66,9 +66,9 @@ def _new_items(
 
 
 def _rebuild_unsubmitted(job: JobConfig, state: JobState) -> None:
-    """The prompt, model or params changed since the chunks were built: those not uploaded yet
-    cost nothing so far, so they are dropped (their files too) and their lines built again with
-    the new ones; a chunk uploaded or submitted finishes as built."""
+    """The prompt, system, messages, model or params changed since the chunks were built: those
+    not uploaded yet cost nothing so far, so they are dropped (their files too) and their lines
+    built again with the new ones; a chunk uploaded or submitted finishes as built."""
     stale = [c for c in state.chunks if isinstance(c, Built) and c.chunk.rebatch_of is None]
     if stale:
         state.chunks = [c for c in state.chunks if c not in stale]
@@ -77,8 +77,9 @@ def _rebuild_unsubmitted(job: JobConfig, state: JobState) -> None:
             for name in (c.chunk.file, c.chunk.ids):
                 (job.work_dir / name).unlink(missing_ok=True)
     log.warning(
-        "the job's prompt, model or params changed since its batches were built; those "
-        "uploaded or submitted finish as built, chunks not submitted yet are built again",
+        "the job's prompt, system, messages, model or params changed since its batches were "
+        "built; those uploaded or submitted finish as built, chunks not submitted yet are built "
+        "again",
         extra={
             "job": job.name,
             "rebuilt_chunks": len(stale),
@@ -158,8 +159,8 @@ async def _run_batch_job(
             _rebuild_unsubmitted(job, state)
         elif state.config_hash != chash:  # a realtime run left the lines of all to them
             log.warning(
-                "the job's prompt, model or params changed since its batches were built; "
-                "tracked ones finish as built",
+                "the job's prompt, system, messages, model or params changed since its batches "
+                "were built; tracked ones finish as built",
                 extra={"job": job.name},
             )
     writer, stats = deps.writer, deps.stats

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,30 @@ def run_auto(
         capacity(schedule, latency_s, wall),
         samples,
     )
+
+
+def run_auto_phases(
+    d: Path,
+    n: int,
+    schedule: Schedule,
+    latency_s: float,
+    spread_s: float,
+    phases: int,
+    stagger_s: float,
+) -> list[AutoRun]:
+    """``phases`` runs of ``run_auto`` side by side, each with its own simulator and the same
+    schedule from its own reset, launched ``stagger_s`` apart. glmrun's probing cycles sit on
+    a grid of the machine's monotonic clock (about three round trips: 6 s at 2 s answers), so
+    where a cap change falls against that grid decides how soon it is found: one run samples
+    one such phase. Launched a third of the grid apart, three runs sample the phases evenly."""
+
+    def later(k: int) -> AutoRun:
+        time.sleep(k * stagger_s)
+        (d / f"phase{k}").mkdir(parents=True, exist_ok=True)
+        return run_auto(d / f"phase{k}", n, schedule, latency_s, spread_s)
+
+    with ThreadPoolExecutor(phases) as pool:
+        return list(pool.map(later, range(phases)))
 
 
 def rise_rtts(run: AutoRun, schedule: Schedule, latency_s: float) -> list[float]:

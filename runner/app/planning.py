@@ -134,10 +134,15 @@ def count_plan(
     check = opened.check
     items = read_job_items(job, config, opened.skip, prefix)
     counts = count_pending(
-        items if stop is None else _until(items, stop), index, keep=keep, shard=job.shard
+        items if stop is None else _until(items, stop),
+        index,
+        keep=keep,
+        shard=job.shard,
+        once=skipped.once,
     )
     counts.done += skipped.done + start.done
     counts.failed += skipped.failed + start.failed
+    counts.duplicates += skipped.duplicates + start.duplicates
     counts.other_shards += skipped.other_shards
     counts.start = (start.offset, start.line_no)
     guess = None

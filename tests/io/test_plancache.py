@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from runner.core.plan import PendingCounts, count_pending, done_line_filter
 from runner.io import keyindex
 from runner.io.inputs import TextPrefix, read_items
-from runner.io.plancache import load_prefix, save_prefix
+from runner.io.plancache import cache_path, load_prefix, save_prefix
 from runner.io.store import load_resume_index, save_resume_index
 from tests.support.resume import line_for
 
@@ -123,3 +124,31 @@ def test_the_prefix_grows_over_lines_invalid_by_their_text_only(tmp_path: Path) 
     assert (pending, done, failed) == ([URLS[15]], 20, 1) and start == 0
     pending, _, _, start = plan(out, urls)
     assert pending == [URLS[15]] and 0 < start < urls.stat().st_size  # it ends the prefix
+
+
+def counted(out: Path, urls: Path, *, noted: bool) -> tuple[int, int, int]:
+    """(done, duplicates, pending) as a plan counts them, from the note or the first line."""
+    index = load_resume_index(out, save=True)
+    skipped = PendingCounts()
+    prefix = load_prefix(out, urls, index) if noted else TextPrefix()
+    start_done, start_dups = prefix.done, prefix.duplicates
+    skip = done_line_filter(index, skipped)
+    counts = count_pending(read_items(urls, skip=skip, prefix=prefix), index, once=skipped.once)
+    save_prefix(out, urls, prefix, index)
+    done = counts.done + skipped.done + start_done
+    return done, counts.duplicates + skipped.duplicates + start_dups, counts.pending
+
+
+def test_a_finished_url_listed_twice_counts_once_from_the_note_too(tmp_path: Path) -> None:
+    """Finished URLs listed again inside the noted prefix are duplicates, not done twice:
+    the note keeps the prefix's duplicates, so a plan from it counts what a full read does."""
+    out, urls = tmp_path / "out.jsonl", tmp_path / "urls.txt"
+    listed = URLS[:20] + URLS[5:8] + URLS[20:30] + [URLS[25]]
+    urls.write_text("".join(u + "\n" for u in listed))
+    send(out, URLS[:30])
+    assert counted(out, urls, noted=False) == (30, 4, 0)
+    assert json.loads(cache_path(out).read_text())["duplicates"] == 4
+    with open(urls, "a") as handle:
+        handle.write("".join(u + "\n" for u in URLS[30:33] + [URLS[31]]))
+    assert counted(out, urls, noted=True) == (30, 5, 3)
+    assert counted(out, urls, noted=False) == (30, 5, 3)

@@ -521,6 +521,27 @@ def test_summary_lines_wrap_at_spaces_on_a_narrow_terminal(monkeypatch: pytest.M
     ]
 
 
+def test_a_count_of_more_examples_is_not_cut_after_its_ellipsis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """'… 1 more' after a code's examples stays together at 80 columns: a line that ends in
+    '…' and one that starts with '1 more' read as two unrelated things."""
+    import os
+
+    from runner.app.summary import for_terminal
+
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((80, 24)))
+    line = (
+        "  500 (server error) ×4: https://img.example.com/p/70.jpg, "
+        "https://img.example.com/p/6563.jpg, https://img.example.com/p/9515.jpg, … 1 more"
+    )
+    assert for_terminal([line], Tty()) == [
+        "  500 (server error) ×4: https://img.example.com/p/70.jpg,",
+        "      https://img.example.com/p/6563.jpg, https://img.example.com/p/9515.jpg,",
+        "      … 1 more",
+    ]
+
+
 def test_a_fatal_line_breaks_at_words_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     """The last 'glmrun: ...' line (an interrupted batch run's runs to 300 characters) breaks
     between words at a terminal, continuation indented, instead of 'sti|ll running'; piped,

@@ -46,19 +46,22 @@ def dry_run(job: JobConfig, config: Config, limit: int | None, out: IO[str]) -> 
             f"  a run now would wait: {job.output_path} is in use by another glmrun run "
             f"({lock.held_by()}); it exits 75, or waits with --wait-lock"
         )
-    shown = 0
+    shown: set[int] = set()  # a line listed twice is one invalid line, shown once
     for item in read_job_items(job, config):
         if isinstance(item, InvalidLine):
             h = key_hash(item.key)
             if job.shard is not None and not job.shard.owns(h):
                 continue  # another shard's line: its own dry run lists it
-            if index.state(h) == INVALID:
+            if index.state(h) == INVALID or h in shown:
                 continue  # recorded by an earlier run: done, with an error (the header counts it)
-            if shown == INVALID_SHOWN:
-                say("  ... (glmrun status --errors lists them once a run records them)")
+            if len(shown) == INVALID_SHOWN:
+                more = max(1, plan.counts.invalid - len(shown))
+                say(
+                    f"  … {more:,} more (glmrun status --errors lists them once a run records them)"
+                )
                 break
             say(f"  invalid line {item.line_no}: {item.reason}")
-            shown += 1
+            shown.add(h)
     notes, sends = dry_run_sends(job, plan.pending, limit)
     for note in notes:
         say(note)

@@ -38,3 +38,18 @@ def test_a_finished_url_listed_twice_counts_once_on_every_rerun(tmp_path: Path) 
         handle.write(f"{make_urls(1, start=9)[0]}\n")
     grown = invoke(str(cfg)).stdout
     assert "ok 1, errors 0, skipped 4 done before, 2 duplicate lines — 5/5 done" in grown
+
+
+def test_dry_run_lists_an_invalid_line_once_and_counts_the_ones_it_does_not_show(
+    tmp_path: Path,
+) -> None:
+    """Eight invalid URLs, the first listed twice: --dry-run shows five of them, each once,
+    and says how many more a run would record, not a bare '...'."""
+    bad = [f"ftp://e.example/{i}.jpg" for i in range(8)]
+    cfg = write_config(tmp_path, [bad[0], *bad, URLS[0]])
+    dry = invoke(str(cfg), "--dry-run").stdout.splitlines()
+    assert dry[0].startswith("t: 1 pending, 0 done (0 as errors), 8 invalid, 1 duplicate line")
+    shown = [line for line in dry if line.startswith("  invalid line")]
+    numbers = [int(line.split(":")[0].split()[-1]) for line in shown]
+    assert numbers == [1, 3, 4, 5, 6]  # line 2 repeats line 1
+    assert "  … 3 more (glmrun status --errors lists them once a run records them)" in dry

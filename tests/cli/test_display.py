@@ -449,6 +449,9 @@ def test_summary_stays_short_with_many_error_codes() -> None:
         "https://x/1301/2.jpg, … 2 more"
     )
     assert lines[3].endswith("; 3 more in 2 other codes: glmrun status --errors")
+    del s.error_codes["local_file"]  # one code past three is named, not "1 other codes"
+    lines = summary_lines(s, price=Price(), currency="CNY")
+    assert lines[3].endswith("; 2 more with code 1214: glmrun status --errors")
     assert lines[-1] == "  tokens 123,456 in / 3,456 out · 0.5076 CNY"  # 126,912 x 0.004 / 1k
 
 

@@ -115,6 +115,7 @@ def open_plan(job: JobConfig, *, save: bool, early: bool) -> PlanStart:
             prefix, check = TextPrefix(), None
         prefix.check = check
     prefix.growing = text
+    skipped.once.prefix = prefix  # tells a finished prefix key listed again after it
     return PlanStart(index, skipped, skip, text, prefix, dataclasses.replace(prefix), check)
 
 
@@ -277,6 +278,7 @@ def input_pairs(
     ``TextPrefix``, the whole input (after a wrong guess: ``prefix`` grows over the finished
     lines it starts with, to be noted)."""
     skip = done_line_filter(index, counts, job.shard)
+    counts.once.prefix = prefix
     items = read_job_items(job, config, skip, prefix)
     return iter_pending(
         items if stop is None else _until(items, stop, quiet=True), index, counts, job.shard

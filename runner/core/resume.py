@@ -62,17 +62,33 @@ class DoneOnce:
     """The finished keys one read of the input has counted, so that a finished URL listed
     twice counts as done once and then as a duplicate line, as a pending one does. Every
     finished key is in the resume index, so a byte per key of its base table (made at the
-    first finished line: 10 MB for ten million keys) and a set of those read after it (the
-    output's tail, small) do it without a set of every finished key."""
+    first finished line: 10 MB for ten million keys) and a dict of those read after it (the
+    output's tail, small) do it without a set of every finished key.
 
-    __slots__ = ("_base", "_later")
+    With ``prefix`` (the input's finished prefix as the reader grows it, see
+    ``runner.io.inputs.TextPrefix``), a key is marked 1 while that prefix may still grow and
+    2 after: a line after the prefix repeating a key marked 1 sets ``prefix.straddled``, since
+    a plan that starts reading at the prefix would count that key as done a second time."""
+
+    __slots__ = ("_base", "_later", "prefix")
 
     def __init__(self) -> None:
         self._base: bytearray | None = None
-        self._later: set[int] = set()
+        self._later: dict[int, int] = {}
+        self.prefix: Any = None
+
+    @property
+    def phase(self) -> int:
+        """The mark of a key first seen now: 1 while the prefix may grow, else 2."""
+        return 1 if self.prefix is None or self.prefix.growing else 2
+
+    def repeated(self, mark: int) -> None:
+        """A key marked ``mark`` came again."""
+        if mark == 1 and self.phase == 2:
+            self.prefix.straddled = True
 
     def marks(self, n: int) -> bytearray:
-        """A byte per key of a base table of ``n`` keys: 1 once a line had it."""
+        """A byte per key of a base table of ``n`` keys: its mark once a line had it."""
         if self._base is None:
             self._base = bytearray(n)
         return self._base
@@ -81,15 +97,17 @@ class DoneOnce:
         """True the first time the finished key ``h`` is seen: ``slot`` is its position in
         the base table of ``n`` keys, or -1 when its state was read after the base."""
         if slot < 0:
-            if h in self._later:
-                return False
-            self._later.add(h)
-            return True
-        seen = self.marks(n)
-        if seen[slot]:
-            return False
-        seen[slot] = 1
-        return True
+            mark = self._later.get(h, 0)
+            if not mark:
+                self._later[h] = self.phase
+        else:
+            seen = self.marks(n)
+            mark = seen[slot]
+            if not mark:
+                seen[slot] = self.phase
+        if mark:
+            self.repeated(mark)
+        return not mark
 
 
 class KeyTable:
@@ -238,7 +256,7 @@ class KeyTable:
         found = np.where(keys[at] == sq, self.states[at], NONE)
         found[found == RETRYABLE] = NONE
         if once is not None:
-            _mark_repeats(found, at, once.marks(self.n))
+            _mark_repeats(found, at, once, self.n)
         out = np.empty(len(q), dtype=np.uint8)
         out[order] = found
         states: list[int] = out.tolist()
@@ -306,20 +324,23 @@ class KeyTable:
         return KeyTable(np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint8))
 
 
-def _mark_repeats(found: Any, at: Any, marks: bytearray) -> None:
+def _mark_repeats(found: Any, at: Any, once: DoneOnce, n: int) -> None:
     """In ``found`` (states of sorted queries at table positions ``at``), the keys an earlier
-    batch had (marked in ``marks``) and all but one of equal queries become DONE_AGAIN; the
+    batch had (marked in ``once``) and all but one of equal queries become DONE_AGAIN; the
     others are marked. Which of a batch's equal lines counts does not matter: one is done,
     the others duplicates, wherever a finished prefix of the input ends between them."""
     np = numpy()
     hit = np.flatnonzero(found != NONE)
     if not len(hit):
         return
-    seen = np.frombuffer(marks, dtype=np.uint8)
+    seen = np.frombuffer(once.marks(n), dtype=np.uint8)
     pos = at[hit]
-    again = seen[pos] != 0
+    prior = seen[pos]
+    again = prior != 0
+    if again.any():
+        once.repeated(int(prior.min(initial=2, where=again)))
     again[1:] |= pos[1:] == pos[:-1]
-    seen[pos] = 1
+    seen[pos[~again]] = once.phase
     found[hit[again]] = DONE_AGAIN
 
 

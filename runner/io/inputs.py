@@ -69,6 +69,9 @@ class TextPrefix:
     failed: int = 0
     duplicates: int = 0
     growing: bool = True
+    # a finished key of the prefix is listed again after it (``runner.core.resume.DoneOnce``):
+    # a plan reading from here would count it as done twice, so the prefix is not noted
+    straddled: bool = False
     # runner.io.plancache's check of the noted part: the note it writes next extends that
     # hash by the bytes after it (and is not written if the check fails)
     check: PrefixHash | None = field(default=None, repr=False, compare=False)
@@ -252,6 +255,8 @@ def _grow(
             j += 1
         if code in (0, 3) or not raw.endswith(b"\n"):
             prefix.growing = False
+            if codes is not None and 5 in codes[max(j - 1, 0) :]:  # maybe a prefix key again
+                prefix.straddled = True
             return
         prefix.offset += len(raw)
         prefix.line_no = before + i + 1

@@ -135,6 +135,9 @@ def start_prefix(
 def save_prefix(output: Path, input_path: Path, prefix: TextPrefix, index: ResumeIndex) -> None:
     """Note ``prefix`` (the caller holds the run lock); never fails a run."""
     path = cache_path(output)
+    if prefix.straddled:  # a plan from it would count a finished URL listed again twice
+        forget_prefix(output)
+        return
     try:
         check = prefix.check
         if isinstance(check, PrefixCheck) and check.proven and prefix.offset == check.offset:

@@ -149,3 +149,20 @@ def test_a_finished_key_listed_again_counts_once_then_as_a_duplicate(
     done, failed = counts.done + skipped.done, counts.failed + skipped.failed
     duplicates = counts.duplicates + skipped.duplicates
     assert (done, failed, counts.pending, duplicates) == (4, 2, 1, 6)
+
+
+@pytest.mark.parametrize("slot", [0, -1], ids=["in-the-table", "read-after-it"])
+def test_a_prefix_key_repeated_after_the_prefix_marks_it_straddled(slot: int) -> None:
+    """A key first seen while the finished prefix grows and again after it sets
+    ``straddled``; one first seen after the prefix, repeated, does not."""
+    from types import SimpleNamespace
+
+    from runner.core.resume import DoneOnce
+
+    once = DoneOnce()
+    once.prefix = prefix = SimpleNamespace(growing=True, straddled=False)
+    assert once.first(slot, 7, 4) and not once.first(slot, 7, 4)  # both inside the prefix
+    prefix.growing = False
+    assert once.first(slot + 2 if slot >= 0 else slot, 8, 4)  # first seen after it
+    assert not once.first(slot + 2 if slot >= 0 else slot, 8, 4) and not prefix.straddled
+    assert not once.first(slot, 7, 4) and prefix.straddled

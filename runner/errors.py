@@ -82,14 +82,15 @@ class OutputError(GlmrunError):
 class Interrupted(GlmrunError):
     """Stopped by a signal after writing what was in hand."""
 
-    def __init__(self, signame: str = "SIGINT", remote: str = "", *, dry_run: bool = False):
+    def __init__(self, signame: str = "SIGINT", remote: str = "", *, what: str = ""):
         """``remote``: what keeps running on the API after the process ends (batches), with
         what to do about it; a person who pressed Ctrl-C must not think everything stopped.
-        ``dry_run``: nothing was sent or written, so there are no results to speak of."""
+        ``what``: for a command that sends nothing (a dry run, status, export), what the stop
+        left, instead of results saved."""
         then = f"; {remote}" if remote else ", run again to resume"
         text = f"interrupted by {signame}; results so far are saved{then}"
-        if dry_run:
-            text = f"interrupted by {signame} (a dry run: nothing was sent or written)"
+        if what:
+            text = f"interrupted by {signame} ({what})"
         super().__init__(text)
         self.signame = signame
         codes = {"SIGTERM": EXIT_SIGTERM, "SIGHUP": EXIT_SIGHUP}

@@ -49,7 +49,7 @@ async def dry_runs(
         return await done
     except asyncio.CancelledError:
         stop.set()  # the thread writes nothing more
-        raise Interrupted(dry_run=True) from None
+        raise Interrupted(what="a dry run: nothing was sent or written") from None
 
 
 def _settle(done: asyncio.Future[list[JobPlan]], plans: Any, error: BaseException | None) -> None:

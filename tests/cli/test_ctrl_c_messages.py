@@ -1,5 +1,6 @@
-"""Ctrl-C during --dry-run: it ends at once with one line saying nothing was sent, instead of
-printing the whole plan first and then 'results so far are saved, run again to resume'."""
+"""Ctrl-C in commands that send nothing (--dry-run, status, export): one line that says what
+the stop left, at once, instead of a run's 'results so far are saved, run again to resume'
+(a dry run first printed its whole plan)."""
 
 from __future__ import annotations
 
@@ -42,3 +43,40 @@ async def test_a_cancelled_dry_run_stops_its_count_and_says_nothing_was_sent(
     assert str(caught.value) == "interrupted by SIGINT (a dry run: nothing was sent or written)"
     assert caught.value.exit_code == 130
     assert await asyncio.to_thread(told.wait, 5) and out.getvalue() == ""
+
+
+@pytest.mark.parametrize(
+    ("command", "target", "line"),
+    [
+        (
+            "status",
+            "runner.cli.status.collect",
+            "glmrun: interrupted by SIGINT (status only reads: nothing was changed)\n",
+        ),
+        (
+            "export",
+            "runner.cli.export.export_to",
+            "glmrun: interrupted by SIGINT (the export is incomplete; a file given with -o "
+            "was not written)\n",
+        ),
+    ],
+    ids=["status", "export"],
+)
+def test_ctrl_c_in_a_command_that_sends_nothing_says_what_it_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str, target: str, line: str
+) -> None:
+    """status and export stopped by Ctrl-C: exit 130 and a line that fits them, not a run's
+    'results so far are saved, run again to resume'."""
+    from click.testing import CliRunner
+
+    from runner.cli.main import main
+
+    def interrupted(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    cfg = write_config(tmp_path, make_urls(3))
+    (tmp_path / "out").mkdir(exist_ok=True)
+    (tmp_path / "out" / "t.jsonl").write_text("")
+    monkeypatch.setattr(target, interrupted)
+    result = CliRunner(env=ENV).invoke(main, [command, str(cfg)])
+    assert (result.exit_code, result.stderr) == (130, line)

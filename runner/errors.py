@@ -82,11 +82,16 @@ class OutputError(GlmrunError):
 class Interrupted(GlmrunError):
     """Stopped by a signal after writing what was in hand."""
 
-    def __init__(self, signame: str = "SIGINT", remote: str = ""):
+    def __init__(self, signame: str = "SIGINT", remote: str = "", *, what: str = ""):
         """``remote``: what keeps running on the API after the process ends (batches), with
-        what to do about it; a person who pressed Ctrl-C must not think everything stopped."""
+        what to do about it; a person who pressed Ctrl-C must not think everything stopped.
+        ``what``: for a command that sends nothing (a dry run, status, export), what the stop
+        left, instead of results saved."""
         then = f"; {remote}" if remote else ", run again to resume"
-        super().__init__(f"interrupted by {signame}; results so far are saved{then}")
+        text = f"interrupted by {signame}; results so far are saved{then}"
+        if what:
+            text = f"interrupted by {signame} ({what})"
+        super().__init__(text)
         self.signame = signame
         codes = {"SIGTERM": EXIT_SIGTERM, "SIGHUP": EXIT_SIGHUP}
         self.exit_code = codes.get(signame, EXIT_SIGINT)

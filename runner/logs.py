@@ -101,9 +101,9 @@ def wrap_for_terminal(line: str, width: int) -> list[str]:
         return [line]
     import textwrap
 
-    text = line.lstrip(" ")
+    text = line.lstrip(" ").replace("… ", "…\0")  # "… 3 more" is not cut after its "…"
     own = " " * (len(line) - len(text))
-    return textwrap.wrap(
+    wrapped = textwrap.wrap(
         text,
         width=max(width, 20),
         initial_indent=own,
@@ -111,6 +111,7 @@ def wrap_for_terminal(line: str, width: int) -> list[str]:
         break_long_words=False,
         break_on_hyphens=False,
     )
+    return [piece.replace("\0", " ") for piece in wrapped]
 
 
 def terminal_lines(record: logging.LogRecord, width: int) -> list[str]:

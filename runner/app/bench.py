@@ -480,7 +480,8 @@ async def _run_level(
     started = time.monotonic()
     await engine.run(items)
     result.wall_s = time.monotonic() - started
-    result.ok, result.errors = stats.ok, stats.errors
-    result.results = stats.ok + stats.errors
+    # invalid input lines are recorded as usual but never sent: no answer of this level
+    result.ok, result.errors = stats.ok, stats.errors - stats.invalid
+    result.results = stats.ok + result.errors
     result.full = steady(finished_at, started, level)
     return result

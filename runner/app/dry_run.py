@@ -6,7 +6,9 @@ the run would pay for. Nothing is sent and nothing is written."""
 
 from __future__ import annotations
 
-from typing import IO
+import asyncio
+import threading
+from typing import IO, Any
 
 from runner.app.planning import describe_plan, plan_job, with_limit
 from runner.app.summary import dry_run_sends, tracked_note
@@ -17,6 +19,7 @@ from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
 from runner.core.plan import JobPlan
 from runner.core.resume import INVALID
+from runner.errors import Interrupted
 from runner.io.job_files import iter_job_lines, start_over_refusal
 from runner.io.prepare import read_job_items
 from runner.io.store import RunLock
@@ -24,13 +27,55 @@ from runner.io.store import RunLock
 INVALID_SHOWN = 5  # invalid input lines --dry-run lists
 
 
-def dry_run(job: JobConfig, config: Config, limit: int | None, out: IO[str]) -> JobPlan:
-    """Print the job's plan, invalid lines and estimate to ``out``; return the plan."""
+async def dry_runs(
+    jobs: list[JobConfig], config: Config, limit: int | None, out: IO[str]
+) -> list[JobPlan]:
+    """``dry_run`` of each job, in a thread: counting a big input takes seconds, and Ctrl-C
+    (which cancels this task) ends it at once with one line, not after the whole plan is
+    printed as if nothing had been pressed."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[list[JobPlan]] = loop.create_future()
+    stop = threading.Event()
+
+    def target() -> None:
+        try:
+            plans = [dry_run(job, config, limit, out, stop) for job in jobs]
+            loop.call_soon_threadsafe(_settle, done, plans, None)
+        except BaseException as exc:
+            loop.call_soon_threadsafe(_settle, done, None, exc)
+
+    threading.Thread(target=target, name="glmrun-dry-run", daemon=True).start()
+    try:
+        return await done
+    except asyncio.CancelledError:
+        stop.set()  # the thread writes nothing more
+        raise Interrupted(what="a dry run: nothing was sent or written") from None
+
+
+def _settle(done: asyncio.Future[list[JobPlan]], plans: Any, error: BaseException | None) -> None:
+    if done.done():
+        return
+    if error is not None:
+        done.set_exception(error)
+    else:
+        done.set_result(plans)
+
+
+def dry_run(
+    job: JobConfig,
+    config: Config,
+    limit: int | None,
+    out: IO[str],
+    stop: threading.Event | None = None,
+) -> JobPlan:
+    """Print the job's plan, invalid lines and estimate to ``out``; return the plan (once
+    ``stop`` is set, nothing more is printed and the count of a big input stops soon)."""
 
     def say(line: str) -> None:
-        to_terminal(line, out)
+        if stop is None or not stop.is_set():
+            to_terminal(line, out)
 
-    plan, index = plan_job(job, config)
+    plan, index = plan_job(job, config, stop)
     plan = with_limit(plan, limit, config)
     say(describe_plan(plan))
     refusal = start_over_refusal(job)  # an output gone while its index remembers it
@@ -46,19 +91,22 @@ def dry_run(job: JobConfig, config: Config, limit: int | None, out: IO[str]) -> 
             f"  a run now would wait: {job.output_path} is in use by another glmrun run "
             f"({lock.held_by()}); it exits 75, or waits with --wait-lock"
         )
-    shown = 0
+    shown: set[int] = set()  # a line listed twice is one invalid line, shown once
     for item in read_job_items(job, config):
         if isinstance(item, InvalidLine):
             h = key_hash(item.key)
             if job.shard is not None and not job.shard.owns(h):
                 continue  # another shard's line: its own dry run lists it
-            if index.state(h) == INVALID:
+            if index.state(h) == INVALID or h in shown:
                 continue  # recorded by an earlier run: done, with an error (the header counts it)
-            if shown == INVALID_SHOWN:
-                say("  ... (glmrun status --errors lists them once a run records them)")
+            if len(shown) == INVALID_SHOWN:
+                more = max(1, plan.counts.invalid - len(shown))
+                say(
+                    f"  … {more:,} more (glmrun status --errors lists them once a run records them)"
+                )
                 break
             say(f"  invalid line {item.line_no}: {item.reason}")
-            shown += 1
+            shown.add(h)
     notes, sends = dry_run_sends(job, plan.pending, limit)
     for note in notes:
         say(note)

@@ -124,11 +124,11 @@ async def run(config: Config, options: RunOptions, *, out: IO[str] | None = None
         )
     result = RunResult()
     if options.dry_run:
-        from runner.app.dry_run import dry_run  # --dry-run only
+        from runner.app.dry_run import dry_runs  # --dry-run only
 
         if config.api.is_simulator:
             simulator_settings(config)  # a misspelt knob fails here as it would in the run
-        result.plans.extend(dry_run(job, config, options.limit, out) for job in jobs)
+        result.plans.extend(await dry_runs(jobs, config, options.limit, out))
         return result
 
     stopper = SignalStop(config.run.grace_s)

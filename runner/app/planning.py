@@ -115,6 +115,7 @@ def open_plan(job: JobConfig, *, save: bool, early: bool) -> PlanStart:
             prefix, check = TextPrefix(), None
         prefix.check = check
     prefix.growing = text
+    skipped.once.prefix = prefix  # tells a finished prefix key listed again after it
     return PlanStart(index, skipped, skip, text, prefix, dataclasses.replace(prefix), check)
 
 
@@ -134,10 +135,15 @@ def count_plan(
     check = opened.check
     items = read_job_items(job, config, opened.skip, prefix)
     counts = count_pending(
-        items if stop is None else _until(items, stop), index, keep=keep, shard=job.shard
+        items if stop is None else _until(items, stop),
+        index,
+        keep=keep,
+        shard=job.shard,
+        once=skipped.once,
     )
     counts.done += skipped.done + start.done
     counts.failed += skipped.failed + start.failed
+    counts.duplicates += skipped.duplicates + start.duplicates
     counts.other_shards += skipped.other_shards
     counts.start = (start.offset, start.line_no)
     guess = None
@@ -272,6 +278,7 @@ def input_pairs(
     ``TextPrefix``, the whole input (after a wrong guess: ``prefix`` grows over the finished
     lines it starts with, to be noted)."""
     skip = done_line_filter(index, counts, job.shard)
+    counts.once.prefix = prefix
     items = read_job_items(job, config, skip, prefix)
     return iter_pending(
         items if stop is None else _until(items, stop, quiet=True), index, counts, job.shard

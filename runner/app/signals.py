@@ -77,12 +77,15 @@ class SignalStop:
         if self._first is not None:
             code = Interrupted(self._first).exit_code
             notice = direct_line(
-                f"second {name}: exiting at once",
+                f"second {name}: exiting at once; answers to requests still in flight are lost "
+                "(the next run sends those requests again)",
                 event="second signal: exiting at once",
                 level="warning",
                 signal=name,
                 exit_code=code,
             )
+            if name != "SIGHUP":  # a terminal that hung up has no width to wrap to
+                notice = for_stderr(notice)
             os.write(2, (self._screen_cleared() + notice + "\n").encode())
             for writer in self.writers:
                 with contextlib.suppress(Exception):

@@ -109,6 +109,7 @@ class Stream:
         self.counts: PendingCounts = opened.counts  # the pre-filter's counts, and the reader's
         self.counts.done += start.done
         self.counts.failed += start.failed
+        self.counts.duplicates += start.duplicates
         self.counts.start = (start.offset, start.line_no)
         self.guess = Guess(opened.check, opened.prefix) if opened.check is not None else None
         self.complete = False

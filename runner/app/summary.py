@@ -186,7 +186,8 @@ def error_lines(stats: JobStats) -> list[str]:
     rest = codes[MAX_CODES:]
     if rest:
         n = sum(c for _, c in rest)
-        out[-1] += f"; {fmt_int(n)} more in {len(rest)} other codes: glmrun status --errors"
+        where = f"with code {rest[0][0]}" if len(rest) == 1 else f"in {len(rest)} other codes"
+        out[-1] += f"; {fmt_int(n)} more {where}: glmrun status --errors"
     return out
 
 

@@ -32,7 +32,9 @@ def batches() -> None:
     """The Batch API side of glmrun: tracked batches, cancel, details."""
 
 
-@batches.command("list")
+@batches.command(
+    "list", short_help="Tracked batches of CONFIG's jobs, or the account's (--remote)."
+)
 @click.argument("config_path", metavar="[CONFIG]", default=DEFAULT_CONFIG, required=False)
 @job_option("Only this job's batches.")
 @click.option(
@@ -159,7 +161,7 @@ def _print_rows(rows: list[dict[str, Any]], columns: list[str], as_json: bool) -
         click.echo("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
 
 
-@batches.command("cancel")
+@batches.command("cancel", short_help="Cancel the running batches of CONFIG's jobs.")
 @click.argument("config_path", metavar="CONFIG")
 @job_option("Only this job (default: every job of CONFIG).")
 def cancel_cmd(config_path: str, job_name: str | None) -> None:
@@ -175,7 +177,7 @@ def cancel_cmd(config_path: str, job_name: str | None) -> None:
         click.echo(line)
 
 
-@batches.command("show")
+@batches.command("show", short_help="One batch as the API returns it, and the job that tracks it.")
 @click.argument("batch_id", metavar="ID")
 @click.option(
     "-c",

@@ -69,6 +69,13 @@ def summary_of(name: str, limit: int) -> str:
     return click.Command(name, help=SUMMARIES[name]).get_short_help_str(limit)
 
 
+# what Ctrl-C leaves of a command that sends nothing (the others: "results so far are saved")
+STOPPED = {
+    "status": "status only reads: nothing was changed",
+    "export": "the export is incomplete; a file given with -o was not written",
+}
+
+
 class DefaultGroup(click.Group):
     """A group of lazily imported commands where an unknown first argument means
     ``run <that argument>``."""
@@ -119,7 +126,7 @@ class DefaultGroup(click.Group):
             from runner.cli.common import fail
             from runner.errors import Interrupted
 
-            fail(Interrupted("SIGINT"))
+            fail(Interrupted("SIGINT", what=STOPPED.get(ctx.invoked_subcommand or "", "")))
         except BrokenPipeError:
             closed_pipe()
         except click.UsageError as exc:

@@ -128,6 +128,12 @@ def load_config(
                 f"{path}: jobs[{i}].output: {job.output_path} is a folder; name a file in it, "
                 f"such as {job.output_path / job.name}.jsonl"
             )
+        blocker = next((p for p in job.output_path.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():  # every run would fail to create it
+            raise ConfigError(
+                f"{path}: jobs[{i}].output: {blocker} is a file, so the output's folder "
+                f"{job.output_path.parent} cannot be made; name an output in a folder"
+            )
         real = job.output_path.resolve()
         _check_not_read(real, i, jobs, path)
         foreign = foreign_first_line(real)

@@ -26,6 +26,7 @@ from runner.core.keys import key_hash
 
 NONE, OK, FAILED, RETRYABLE, INVALID = 0, 1, 2, 3, 4  # a key's state, as stored in the KeyTable
 DONE = (OK, FAILED)  # the states a run skips; RETRYABLE and INVALID lines are read again
+DONE_AGAIN = 5  # a pre-filter's code for a finished line whose key an earlier line had
 
 
 def record_state(status: str | None, final: bool, invalid: bool = False) -> int:
@@ -55,6 +56,58 @@ def digests_to_ints(digests: bytes) -> list[int]:
 
 
 BLOCK = 512  # keys per block of a fenced table (one 4 KiB read)
+
+
+class DoneOnce:
+    """The finished keys one read of the input has counted, so that a finished URL listed
+    twice counts as done once and then as a duplicate line, as a pending one does. Every
+    finished key is in the resume index, so a byte per key of its base table (made at the
+    first finished line: 10 MB for ten million keys) and a dict of those read after it (the
+    output's tail, small) do it without a set of every finished key.
+
+    With ``prefix`` (the input's finished prefix as the reader grows it, see
+    ``runner.io.inputs.TextPrefix``), a key is marked 1 while that prefix may still grow and
+    2 after: a line after the prefix repeating a key marked 1 sets ``prefix.straddled``, since
+    a plan that starts reading at the prefix would count that key as done a second time."""
+
+    __slots__ = ("_base", "_later", "prefix")
+
+    def __init__(self) -> None:
+        self._base: bytearray | None = None
+        self._later: dict[int, int] = {}
+        self.prefix: Any = None
+
+    @property
+    def phase(self) -> int:
+        """The mark of a key first seen now: 1 while the prefix may grow, else 2."""
+        return 1 if self.prefix is None or self.prefix.growing else 2
+
+    def repeated(self, mark: int) -> None:
+        """A key marked ``mark`` came again."""
+        if mark == 1 and self.phase == 2:
+            self.prefix.straddled = True
+
+    def marks(self, n: int) -> bytearray:
+        """A byte per key of a base table of ``n`` keys: its mark once a line had it."""
+        if self._base is None:
+            self._base = bytearray(n)
+        return self._base
+
+    def first(self, slot: int, h: int, n: int) -> bool:
+        """True the first time the finished key ``h`` is seen: ``slot`` is its position in
+        the base table of ``n`` keys, or -1 when its state was read after the base."""
+        if slot < 0:
+            mark = self._later.get(h, 0)
+            if not mark:
+                self._later[h] = self.phase
+        else:
+            seen = self.marks(n)
+            mark = seen[slot]
+            if not mark:
+                seen[slot] = self.phase
+        if mark:
+            self.repeated(mark)
+        return not mark
 
 
 class KeyTable:
@@ -139,9 +192,10 @@ class KeyTable:
             codes[sel] = np.where(hit, states[at], NONE)
         return pos, found, codes
 
-    def _few(self, hashes: list[int]) -> list[int] | None:
+    def _few(self, hashes: list[int], slots: list[int] | None = None) -> list[int] | None:
         """The states of a few hashes of a fenced table, by bisect on the blocks they fall
-        in (None: the table is in memory, or the look-up is large enough for numpy)."""
+        in (None: the table is in memory, or the look-up is large enough for numpy); with
+        ``slots`` (one -1 per hash), the position of each one found."""
         fence, read = self.fence, self._read
         if self._keys is not None or fence is None or read is None:
             return None
@@ -160,23 +214,39 @@ class KeyTable:
                 at = bisect_left(keys, hashes[i])
                 if at < len(keys) and keys[at] == hashes[i]:
                     out[i] = raw_states[at]
+                    if slots is not None:
+                        slots[i] = start + at
         return out
 
     def state(self, h: int) -> int:
-        few = self._few([h])
-        if few is not None:
-            return few[0]
-        np = numpy()
-        _, _, codes = self.locate(np.array([h], dtype=np.uint64))
-        return int(codes[0])
+        return self.find(h)[1]
 
-    def states_of_digests(self, digests: bytes) -> list[int]:
+    def find(self, h: int) -> tuple[int, int]:
+        """(position in the table, state) of ``h``; (-1, NONE) when absent."""
+        where = [-1]
+        few = self._few([h], where)
+        if few is not None:
+            return where[0], few[0]
+        np = numpy()
+        pos, found, codes = self.locate(np.array([h], dtype=np.uint64))
+        return (int(pos[0]), int(codes[0])) if found[0] else (-1, NONE)
+
+    def states_of_digests(self, digests: bytes, once: DoneOnce | None = None) -> list[int]:
         """Per key, given as joined 8-byte little-endian digests: OK, FAILED, INVALID, or NONE
         for absent and RETRYABLE alike (a pre-filter's question: done, recorded invalid, or
-        to do). No Python int per key unless the table is fenced and the look-up small."""
+        to do); with ``once``, DONE_AGAIN for each of those a line before had (the first one
+        is marked). No Python int per key unless the table is fenced and the look-up small."""
         if self._keys is None and self.fence is not None and len(digests) < len(self.fence):
-            few = self.states_of(digests_to_ints(digests))
-            return [NONE if code == RETRYABLE else code for code in few]
+            hashes = digests_to_ints(digests)
+            slots = [-1] * len(hashes)
+            few = self._few(hashes, slots)
+            if few is not None:
+                codes = [NONE if code == RETRYABLE else code for code in few]
+                if once is not None:
+                    for i, code in enumerate(codes):
+                        if code != NONE and not once.first(slots[i], hashes[i], self.n):
+                            codes[i] = DONE_AGAIN
+                return codes
         np = numpy()
         q = np.frombuffer(digests, dtype="<u8")
         order = np.argsort(q)  # sorted queries walk the table in order (cache-friendly)
@@ -185,10 +255,12 @@ class KeyTable:
         at = np.minimum(keys.searchsorted(sq), self.n - 1)
         found = np.where(keys[at] == sq, self.states[at], NONE)
         found[found == RETRYABLE] = NONE
+        if once is not None:
+            _mark_repeats(found, at, once, self.n)
         out = np.empty(len(q), dtype=np.uint8)
         out[order] = found
-        codes: list[int] = out.tolist()
-        return codes
+        states: list[int] = out.tolist()
+        return states
 
     def states_of(self, hashes: list[int]) -> list[int]:
         """The state of each hash (NONE when absent), the whole list searched at once."""
@@ -252,6 +324,26 @@ class KeyTable:
         return KeyTable(np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.uint8))
 
 
+def _mark_repeats(found: Any, at: Any, once: DoneOnce, n: int) -> None:
+    """In ``found`` (states of sorted queries at table positions ``at``), the keys an earlier
+    batch had (marked in ``once``) and all but one of equal queries become DONE_AGAIN; the
+    others are marked. Which of a batch's equal lines counts does not matter: one is done,
+    the others duplicates, wherever a finished prefix of the input ends between them."""
+    np = numpy()
+    hit = np.flatnonzero(found != NONE)
+    if not len(hit):
+        return
+    seen = np.frombuffer(once.marks(n), dtype=np.uint8)
+    pos = at[hit]
+    prior = seen[pos]
+    again = prior != 0
+    if again.any():
+        once.repeated(int(prior.min(initial=2, where=again)))
+    again[1:] |= pos[1:] == pos[:-1]
+    seen[pos[~again]] = once.phase
+    found[hit[again]] = DONE_AGAIN
+
+
 @dataclass
 class ResumeIndex:
     """Which keys are finished (ok, or a permanent error) per the latest record of each."""
@@ -290,6 +382,16 @@ class ResumeIndex:
         if self.base is None or h in self.retryable or h in self.invalid:
             return False
         return self.base.state(h) in DONE
+
+    def done_slot(self, h: int) -> int | None:
+        """None when ``h`` is not done; else where its state is kept: -1 for a key read
+        after the base, its position in the base otherwise (``plan.DoneOnce`` marks it)."""
+        if h in self.ok or h in self.failed:
+            return -1
+        if self.base is None or h in self.retryable or h in self.invalid:
+            return None
+        pos, state = self.base.find(h)
+        return pos if state in DONE else None
 
     @property
     def empty(self) -> bool:

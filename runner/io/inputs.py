@@ -45,7 +45,8 @@ def detect_format(path: Path, input_format: str = "auto") -> str:
 
 # The resume pre-filter: one code per line of a batch (0 keep, 1 done ok, 2 done as an error,
 # 3 another shard's: skipped but not done, so it ends a finished prefix like 0, 4 recorded as
-# invalid_input: parsed again, see _recheck_invalid).
+# invalid_input: parsed again, see _recheck_invalid, 5 a line whose key an earlier line had,
+# skipped and counted as a duplicate).
 SkipLine = Callable[[list[bytes]], list[int]]
 _BATCH_BYTES = 256 << 10
 
@@ -57,7 +58,8 @@ class PrefixHash(Protocol):
 @dataclass
 class TextPrefix:
     """How far a text input is made of lines that need nothing: blank, comments and lines the
-    pre-filter skipped as done (``done``, of them ``failed``). Reading starts at ``offset``
+    pre-filter skipped as done (``done``, of them ``failed``; ``duplicates``: those whose key
+    an earlier line had). Reading starts at ``offset``
     (just after a newline) as line ``line_no + 1``; the prefix grows until the first line
     that is read as an item."""
 
@@ -65,7 +67,11 @@ class TextPrefix:
     line_no: int = 0
     done: int = 0
     failed: int = 0
+    duplicates: int = 0
     growing: bool = True
+    # a finished key of the prefix is listed again after it (``runner.core.resume.DoneOnce``):
+    # a plan reading from here would count it as done twice, so the prefix is not noted
+    straddled: bool = False
     # runner.io.plancache's check of the noted part: the note it writes next extends that
     # hash by the bytes after it (and is not written if the check fails)
     check: PrefixHash | None = field(default=None, repr=False, compare=False)
@@ -192,8 +198,10 @@ def _text_batch(
         if codes is not None and 0 not in codes and 3 not in codes and raws[-1].endswith(b"\n"):
             prefix.offset = end  # the whole batch is finished or blank
             prefix.line_no = before + len(raws)
+            repeats = codes.count(5)
             prefix.failed += codes.count(2)
-            prefix.done += len(codes)
+            prefix.done += len(codes) - repeats
+            prefix.duplicates += repeats
         else:
             _grow(prefix, before, lines, raws, codes)
     if again:  # in line order: each line parsed again, then the others to do
@@ -247,10 +255,14 @@ def _grow(
             j += 1
         if code in (0, 3) or not raw.endswith(b"\n"):
             prefix.growing = False
+            if codes is not None and 5 in codes[max(j - 1, 0) :]:  # maybe a prefix key again
+                prefix.straddled = True
             return
         prefix.offset += len(raw)
         prefix.line_no = before + i + 1
-        if code > 0:
+        if code == 5:
+            prefix.duplicates += 1
+        elif code > 0:
             prefix.done += 1
             prefix.failed += code == 2
 

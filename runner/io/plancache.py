@@ -121,7 +121,10 @@ def start_prefix(
             return TextPrefix(), None
         if fingerprint(output, output_at).hex() != note["output_fp"]:
             return TextPrefix(), None
+        # a note without "duplicates" (older glmrun counted a finished key listed twice as
+        # done twice) is not trusted: the input is read once and the note written again
         prefix = TextPrefix(offset, int(note["line_no"]), int(note["done"]), int(note["failed"]))
+        prefix.duplicates = int(note["duplicates"])
         expected = str(note["input_sha256"])
         proven = note.get("input_stat") == _stat_list(st)
         return prefix, PrefixCheck(input_path, offset, expected, proven=proven)
@@ -132,6 +135,9 @@ def start_prefix(
 def save_prefix(output: Path, input_path: Path, prefix: TextPrefix, index: ResumeIndex) -> None:
     """Note ``prefix`` (the caller holds the run lock); never fails a run."""
     path = cache_path(output)
+    if prefix.straddled:  # a plan from it would count a finished URL listed again twice
+        forget_prefix(output)
+        return
     try:
         check = prefix.check
         if isinstance(check, PrefixCheck) and check.proven and prefix.offset == check.offset:
@@ -151,6 +157,7 @@ def save_prefix(output: Path, input_path: Path, prefix: TextPrefix, index: Resum
             "line_no": prefix.line_no,
             "done": prefix.done,
             "failed": prefix.failed,
+            "duplicates": prefix.duplicates,
             "input_sha256": digest.hexdigest(),
             "input_stat": _quiet_stat(before, after),
             "output_at": index.scanned,

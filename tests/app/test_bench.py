@@ -70,6 +70,22 @@ async def test_bench_continues_with_the_next_pending_urls(
     assert sim.stats.chat_requests == 25
 
 
+async def test_invalid_lines_are_recorded_but_not_counted_as_a_levels_answers(
+    tmp_path: Path, start_sim: MakeSim
+) -> None:
+    """Six invalid lines among 20 URLs: each level's results and errors are its 10 answers
+    (the invalid lines, recorded as a run records them, were never sent at any level)."""
+    sim = await start_sim(latency_mean_s=0.0)
+    urls = make_urls(20, prefix="https://img.example.com", digits=0)
+    lines = [f"ftp://e.example/{i}.jpg" for i in range(6)] + urls
+    cfg = write_minimal_config(tmp_path, lines, api={"base_url": sim.base_url})
+    config = load_config(cfg, environ={"ZHIPUAI_API_KEY": "k"})
+    levels = await bench(config, sample=10, levels=[2, 4], out=io.StringIO(), refine=False)
+    assert [(lv.results, lv.ok, lv.errors) for lv in levels] == [(10, 10, 0), (10, 10, 0)]
+    codes = [r.get("error", {}).get("code") for r in read_records(tmp_path / "out.jsonl")]
+    assert codes.count("invalid_input") == 6 and sim.stats.chat_requests == 20
+
+
 def test_recommendation_prefers_lower_levels_within_five_percent_and_rejects_429_heavy_ones() -> (
     None
 ):

@@ -71,7 +71,7 @@ def mixed_input(done: list[str], failed: str, new: list[str]) -> str:
         "",
         *new[:3],
         new[0],  # a duplicate of a pending line
-        done[3],  # a done line again: done, not a duplicate
+        done[3],  # a done line again: a duplicate (a URL counts once)
         "ftp://example.test/x.jpg",  # invalid
         "not a url",  # invalid
         "ftp://example.test/x.jpg",  # the same invalid line again: a duplicate
@@ -120,17 +120,17 @@ async def test_counts_and_summary_are_those_of_a_counted_plan(
     fields = ("total", "ok", "errors", "invalid", "skipped", "duplicates", "failed_before")
     s, c = streamed[0], counted[0]
     assert [getattr(s, f) for f in fields] == [getattr(c, f) for f in fields]
-    assert [getattr(s, f) for f in fields] == [8, 6, 2, 2, 14, 2, 1]
+    assert [getattr(s, f) for f in fields] == [8, 6, 2, 2, 13, 3, 1]
     assert streamed[1].splitlines()[0] == counted[1].splitlines()[0]
     assert (
         streamed[1]
         .splitlines()[0]
         .startswith(
-            "j: ok 6, errors 2 (2 invalid lines), skipped 14 done before, 2 duplicate lines"
+            "j: ok 6, errors 2 (2 invalid lines), skipped 13 done before, 3 duplicate lines"
         )
     )
     assert streamed[2] == counted[2]
-    assert streamed[2]["pending"] == 6 and streamed[2]["done"] == 14
+    assert streamed[2]["pending"] == 6 and streamed[2]["done"] == 13
     assert streamed[3] == counted[3] and sum(streamed[3].values()) == 6
 
 

@@ -162,6 +162,25 @@ def test_an_output_that_is_a_folder_exits_2_naming_a_file_to_use(tmp_path: Path)
         )
 
 
+def test_an_output_under_a_file_exits_2_before_any_command_starts(tmp_path: Path) -> None:
+    """`output: in.txt/out/a.jsonl` (a file where its folder should be): run, --dry-run,
+    status and export say so in one line and exit 2, instead of exit 1 over a lock file."""
+    (tmp_path / "in.txt").write_text("https://e.org/a.jpg\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "api: {base_url: simulator}\n" + GOOD_JOB.replace("out.jsonl", "in.txt/out/a.jsonl")
+    )
+    commands = ([str(path)], [str(path), "--dry-run"], ["status", str(path)], ["export", str(path)])
+    for command in commands:
+        result = CliRunner().invoke(main, [*command])
+        assert result.exit_code == 2, (command, result.stdout, result.stderr, result.exception)
+        assert result.stderr == (
+            f"glmrun: {path}: jobs[0].output: {tmp_path / 'in.txt'} is a file, so the output's "
+            f"folder {tmp_path / 'in.txt' / 'out'} cannot be made; name an output in a folder\n"
+        )
+    assert (tmp_path / "in.txt").read_text() == "https://e.org/a.jpg\n"
+
+
 def test_an_output_folder_without_write_permission_exits_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

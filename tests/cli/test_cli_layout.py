@@ -93,6 +93,18 @@ def test_the_command_list_is_whole_at_80_columns() -> None:
         assert line.rstrip().endswith("."), line
 
 
+def test_the_batches_command_list_is_whole_at_80_columns() -> None:
+    """``glmrun batches --help`` lists list, cancel and show each with a whole sentence (their
+    docstrings' first sentences were cut with "..." mid-word)."""
+    from runner.cli.main import main
+
+    result = CliRunner().invoke(main, ["batches", "--help"], terminal_width=80)
+    listed = [line for line in result.output.split("Commands:", 1)[1].splitlines() if line]
+    assert [line.split()[0] for line in listed] == ["cancel", "list", "show"]
+    for line in listed:
+        assert line.rstrip().endswith(".") and not line.rstrip().endswith("..."), line
+
+
 def test_help_loads_click_and_nothing_heavy() -> None:
     """No command module, config loader, asyncio, yaml or numpy for ``glmrun --help``."""
     code = (

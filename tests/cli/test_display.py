@@ -449,6 +449,9 @@ def test_summary_stays_short_with_many_error_codes() -> None:
         "https://x/1301/2.jpg, … 2 more"
     )
     assert lines[3].endswith("; 3 more in 2 other codes: glmrun status --errors")
+    del s.error_codes["local_file"]  # one code past three is named, not "1 other codes"
+    lines = summary_lines(s, price=Price(), currency="CNY")
+    assert lines[3].endswith("; 2 more with code 1214: glmrun status --errors")
     assert lines[-1] == "  tokens 123,456 in / 3,456 out · 0.5076 CNY"  # 126,912 x 0.004 / 1k
 
 
@@ -518,6 +521,27 @@ def test_summary_lines_wrap_at_spaces_on_a_narrow_terminal(monkeypatch: pytest.M
     assert for_terminal([auto], Tty()) == [
         "  requests 20,539, retries 539 (355 throttled) ·",
         "      concurrency auto 20–26, mostly 24 · via realtime · 33.4s, 599.2 items/s",
+    ]
+
+
+def test_a_count_of_more_examples_is_not_cut_after_its_ellipsis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """'… 1 more' after a code's examples stays together at 80 columns: a line that ends in
+    '…' and one that starts with '1 more' read as two unrelated things."""
+    import os
+
+    from runner.app.summary import for_terminal
+
+    monkeypatch.setattr("shutil.get_terminal_size", lambda *a: os.terminal_size((80, 24)))
+    line = (
+        "  500 (server error) ×4: https://img.example.com/p/70.jpg, "
+        "https://img.example.com/p/6563.jpg, https://img.example.com/p/9515.jpg, … 1 more"
+    )
+    assert for_terminal([line], Tty()) == [
+        "  500 (server error) ×4: https://img.example.com/p/70.jpg,",
+        "      https://img.example.com/p/6563.jpg, https://img.example.com/p/9515.jpg,",
+        "      … 1 more",
     ]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from runner.core.items import InvalidLine, Item
 from runner.core.keys import key_hash
 from runner.core.plan import PendingCounts, count_pending, done_line_filter, iter_pending
@@ -96,3 +98,71 @@ def test_counts_and_plan_of_every_state_in_a_table_and_after_it() -> None:
     pending = [item.key for _, item in iter_pending(items, index, counts)]
     assert pending == ["invalid", "new"]
     assert (counts.done, counts.failed, counts.pending, counts.invalid) == (2, 1, 1, 1)
+
+
+LONG = "https://a/" + "x" * 2500 + ".jpg"  # keyed by itself, but read past the pre-filter
+LISTED_TWICE = [
+    "https://a/ok.jpg",
+    "https://a/failed.jpg",
+    "https://a/ok.jpg",
+    "https://a/new.jpg",
+    "https://a/failed.jpg",
+    "https://a/new.jpg",
+    "ftp://bad",
+    "ftp://bad",
+    "https://a/ok.jpg",
+    LONG,
+    LONG,
+]
+
+
+def twice_index(where: str) -> ResumeIndex:
+    states = {
+        "https://a/ok.jpg": OK,
+        "https://a/failed.jpg": FAILED,
+        "ftp://bad": INVALID,
+        LONG: OK,
+    }
+    if where == "table":
+        hashes = [key_hash(k) for k in states]
+        return ResumeIndex(base=KeyTable.from_sequence(hashes, list(states.values())))
+    index = ResumeIndex()
+    for key, state in states.items():
+        index.add_hash(key_hash(key), state)
+    return index
+
+
+@pytest.mark.parametrize("where", ["table", "later"], ids=["in-the-table", "read-after-it"])
+@pytest.mark.parametrize("filtered", [False, True], ids=["plain", "pre-filtered"])
+def test_a_finished_key_listed_again_counts_once_then_as_a_duplicate(
+    tmp_path: Path, where: str, filtered: bool
+) -> None:
+    """A finished URL (ok, failed, recorded invalid, or too long for the pre-filter) listed
+    again is done once and the other lines duplicates, as a pending URL listed twice is
+    pending once."""
+    path = tmp_path / "urls.txt"
+    path.write_text("".join(line + "\n" for line in LISTED_TWICE))
+    index = twice_index(where)
+    skipped = PendingCounts()
+    skip = done_line_filter(index, skipped) if filtered else None
+    counts = count_pending(read_items(path, skip=skip), index, once=skipped.once)
+    done, failed = counts.done + skipped.done, counts.failed + skipped.failed
+    duplicates = counts.duplicates + skipped.duplicates
+    assert (done, failed, counts.pending, duplicates) == (4, 2, 1, 6)
+
+
+@pytest.mark.parametrize("slot", [0, -1], ids=["in-the-table", "read-after-it"])
+def test_a_prefix_key_repeated_after_the_prefix_marks_it_straddled(slot: int) -> None:
+    """A key first seen while the finished prefix grows and again after it sets
+    ``straddled``; one first seen after the prefix, repeated, does not."""
+    from types import SimpleNamespace
+
+    from runner.core.resume import DoneOnce
+
+    once = DoneOnce()
+    once.prefix = prefix = SimpleNamespace(growing=True, straddled=False)
+    assert once.first(slot, 7, 4) and not once.first(slot, 7, 4)  # both inside the prefix
+    prefix.growing = False
+    assert once.first(slot + 2 if slot >= 0 else slot, 8, 4)  # first seen after it
+    assert not once.first(slot + 2 if slot >= 0 else slot, 8, 4) and not prefix.straddled
+    assert not once.first(slot, 7, 4) and prefix.straddled

@@ -212,7 +212,7 @@ def test_a_fenced_table_reads_blocks_and_agrees_with_memory(
 
     import numpy as np
 
-    from runner.core.resume import KeyTable
+    from runner.core.resume import DONE_AGAIN, DoneOnce, KeyTable
 
     out = tmp_path / "out.jsonl"
     out.write_bytes(line_for("ok", URLS[0], None))
@@ -229,7 +229,21 @@ def test_a_fenced_table_reads_blocks_and_agrees_with_memory(
     probes = [keys[0], keys[-1], keys[511], keys[512], keys[9_999], 0, 2**64 - 1, 12345]
     for h in probes:  # one at a time: the block path
         assert fenced.state(h) == memory.state(h), h
+        assert fenced.find(h) == memory.find(h), h  # and the position (plan.DoneOnce marks it)
+        digest = np.array([h], dtype="<u8").tobytes()
+        assert fenced.states_of_digests(digest) == memory.states_of_digests(digest), h
     assert fenced._keys is None  # the table itself was never read whole
+    done = [k for k, s in zip(keys, states, strict=True) if s != 3][:3]  # 3: retryable
+    twice = np.array([done[0], done[1], done[0], 12345], dtype="<u8").tobytes()
+    for table in (fenced, memory):  # a few look-ups (blocks), and the whole table
+        once = DoneOnce()
+        first = table.states_of_digests(twice, once)
+        assert first[1] == memory.state(done[1]) and first[3] == 0
+        # the key listed twice: one line done, the other a duplicate (either one)
+        assert sorted([first[0], first[2]]) == sorted([memory.state(done[0]), DONE_AGAIN])
+        again = np.array([done[1], done[2]], dtype="<u8").tobytes()
+        assert table.states_of_digests(again, once) == [DONE_AGAIN, memory.state(done[2])]
+    assert fenced._keys is None
     new = [(rng.getrandbits(64), 1) for _ in range(30)] + [(keys[77], 2), (keys[-1], 1)]
     monkeypatch.setattr(keyindex, "_CHUNK", 1000)
     keyindex.write_index(out, out.stat().st_size, fenced, meta, new, keyindex.index_path(out))
@@ -308,4 +322,7 @@ def test_an_invalid_line_is_not_done_on_any_path_of_the_pre_filter(tmp_path: Pat
     assert index.base._keys is None  # (the table was not read whole)
     assert one_by_one == [4, 4, 2, 4, 1, 0]
     assert (counts.done, counts.failed) == (2, 1)
-    assert skip([u.encode() for u in many])[:6] == [4, 4, 2, 4, 1, 0]  # the whole table
+    again = done_line_filter(index, PendingCounts())  # a second read (one filter per read:
+    assert again is not None  # the first would call these lines again duplicates, code 5)
+    assert again([u.encode() for u in many])[:6] == [4, 4, 2, 4, 1, 0]  # the whole table
+    assert skip([many[4].encode(), many[2].encode()]) == [5, 5]  # seen by this read already

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from runner.core.plan import PendingCounts, count_pending, done_line_filter
-from runner.io import keyindex
+from runner.io import inputs, keyindex
 from runner.io.inputs import TextPrefix, read_items
-from runner.io.plancache import load_prefix, save_prefix
+from runner.io.plancache import cache_path, load_prefix, save_prefix
 from runner.io.store import load_resume_index, save_resume_index
 from tests.support.resume import line_for
 
@@ -123,3 +124,53 @@ def test_the_prefix_grows_over_lines_invalid_by_their_text_only(tmp_path: Path) 
     assert (pending, done, failed) == ([URLS[15]], 20, 1) and start == 0
     pending, _, _, start = plan(out, urls)
     assert pending == [URLS[15]] and 0 < start < urls.stat().st_size  # it ends the prefix
+
+
+def counted(out: Path, urls: Path, *, noted: bool) -> tuple[int, int, int]:
+    """(done, duplicates, pending) as a plan counts them, from the note or the first line."""
+    index = load_resume_index(out, save=True)
+    skipped = PendingCounts()
+    prefix = load_prefix(out, urls, index) if noted else TextPrefix()
+    start_done, start_dups = prefix.done, prefix.duplicates
+    skip = done_line_filter(index, skipped)
+    skipped.once.prefix = prefix  # as planning.open_plan does
+    counts = count_pending(read_items(urls, skip=skip, prefix=prefix), index, once=skipped.once)
+    save_prefix(out, urls, prefix, index)
+    done = counts.done + skipped.done + start_done
+    return done, counts.duplicates + skipped.duplicates + start_dups, counts.pending
+
+
+def test_a_finished_url_listed_twice_counts_once_from_the_note_too(tmp_path: Path) -> None:
+    """Finished URLs listed again inside the noted prefix are duplicates, not done twice:
+    the note keeps the prefix's duplicates, so a plan from it counts what a full read does."""
+    out, urls = tmp_path / "out.jsonl", tmp_path / "urls.txt"
+    listed = URLS[:20] + URLS[5:8] + URLS[20:30] + [URLS[25]]
+    urls.write_text("".join(u + "\n" for u in listed))
+    send(out, URLS[:30])
+    assert counted(out, urls, noted=False) == (30, 4, 0)
+    assert json.loads(cache_path(out).read_text())["duplicates"] == 4
+    with open(urls, "a") as handle:
+        handle.write("".join(u + "\n" for u in URLS[30:33] + [URLS[31]]))
+    assert counted(out, urls, noted=True) == (30, 5, 3)
+    assert counted(out, urls, noted=False) == (30, 5, 3)
+
+
+@pytest.mark.parametrize("batch", [1 << 18, 1], ids=["one-batch", "a-batch-a-line"])
+def test_a_finished_url_listed_before_and_after_a_pending_one_is_not_noted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """URLs 0-9 done, 10 pending, then 3 listed again: the prefix ends at 10 with 3 inside
+    it, so a plan from it would count 3 as done twice. No note is written (plans read the
+    whole input, counting it once) until 10 is done and both lines lie in the prefix; the
+    repeat is seen in the batch the prefix ends in and in a later one."""
+    monkeypatch.setattr(inputs, "_BATCH_BYTES", batch)
+    out, urls = tmp_path / "out.jsonl", tmp_path / "urls.txt"
+    urls.write_text("".join(u + "\n" for u in [*URLS[:11], URLS[3], URLS[11]]))
+    send(out, URLS[:10] + [URLS[11]])
+    assert counted(out, urls, noted=False) == (11, 1, 1)
+    assert not cache_path(out).exists()
+    assert counted(out, urls, noted=True) == (11, 1, 1)
+    send(out, [URLS[10]])
+    assert counted(out, urls, noted=True) == (12, 1, 0)
+    assert json.loads(cache_path(out).read_text())["duplicates"] == 1
+    assert counted(out, urls, noted=True) == (12, 1, 0)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import IO, Any
+from typing import IO
 
-from runner.app.planning import describe_plan, plan_job, with_limit
+from runner.app.planning import daemon_call, describe_plan, plan_job, with_limit
 from runner.app.summary import dry_run_sends, tracked_note
 from runner.app.summary import say as to_terminal
 from runner.config.schema import BatchConfig, Config, JobConfig
@@ -33,32 +33,15 @@ async def dry_runs(
     """``dry_run`` of each job, in a thread: counting a big input takes seconds, and Ctrl-C
     (which cancels this task) ends it at once with one line, not after the whole plan is
     printed as if nothing had been pressed."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[list[JobPlan]] = loop.create_future()
     stop = threading.Event()
-
-    def target() -> None:
-        try:
-            plans = [dry_run(job, config, limit, out, stop) for job in jobs]
-            loop.call_soon_threadsafe(_settle, done, plans, None)
-        except BaseException as exc:
-            loop.call_soon_threadsafe(_settle, done, None, exc)
-
-    threading.Thread(target=target, name="glmrun-dry-run", daemon=True).start()
+    done = daemon_call(
+        lambda: [dry_run(job, config, limit, out, stop) for job in jobs], name="glmrun-dry-run"
+    )
     try:
         return await done
     except asyncio.CancelledError:
         stop.set()  # the thread writes nothing more
         raise Interrupted(what="a dry run: nothing was sent or written") from None
-
-
-def _settle(done: asyncio.Future[list[JobPlan]], plans: Any, error: BaseException | None) -> None:
-    if done.done():
-        return
-    if error is not None:
-        done.set_exception(error)
-    else:
-        done.set_result(plans)
 
 
 def dry_run(

@@ -285,9 +285,10 @@ def input_pairs(
     )
 
 
-async def _planned(stopper: SignalStop, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-    """``fn(*args)`` in a daemon thread; a signal returns at once (PlanStopped), leaving the
-    thread to finish reading on its own (it writes nothing, and exit does not wait for it)."""
+def daemon_call(fn: Callable[..., _T], *args: Any, name: str, **kwargs: Any) -> asyncio.Future[_T]:
+    """``fn(*args, **kwargs)`` in a daemon thread; its value or error lands in the returned
+    future. Exit does not wait for the thread, and once the loop is gone nobody waits for the
+    future either: the thread then ends on its own."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[_T] = loop.create_future()
 
@@ -307,7 +308,14 @@ async def _planned(stopper: SignalStop, fn: Callable[..., _T], *args: Any, **kwa
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits any more
             loop.call_soon_threadsafe(settle, value, error)
 
-    threading.Thread(target=target, name="glmrun-plan", daemon=True).start()
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return done
+
+
+async def _planned(stopper: SignalStop, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``fn(*args)`` in a daemon thread; a signal returns at once (PlanStopped), leaving the
+    thread to finish reading on its own (it writes nothing, and exit does not wait for it)."""
+    done = daemon_call(fn, *args, name="glmrun-plan", **kwargs)
     stop = asyncio.ensure_future(stopper.event.wait())
     try:
         waiters: set[asyncio.Future[Any]] = {done, stop}

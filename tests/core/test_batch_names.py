@@ -9,18 +9,11 @@ import pytest
 
 from runner.config.schema import BatchConfig, JobConfig
 from runner.core.batch_names import config_hash
+from tests.core.test_batch_states import job as batch_job
 
 
 def job(**over: object) -> JobConfig:
-    base = JobConfig(
-        name="j",
-        input="in.txt",
-        output="out.jsonl",
-        model="glm-4v-plus-0111",
-        prompt="Describe.",
-        params={"temperature": 0.2},
-    )
-    return replace(base, **over)
+    return replace(batch_job(), **over)
 
 
 def test_a_job_without_system_or_messages_keeps_the_hash_its_batches_were_built_with() -> None:

@@ -152,12 +152,22 @@ def run_auto_phases(
     spread_s: float,
     phases: int,
     stagger_s: float,
+    *,
+    together: bool = True,
 ) -> list[AutoRun]:
     """``phases`` runs of ``run_auto`` side by side, each with its own simulator and the same
     schedule from its own reset, launched ``stagger_s`` apart. glmrun's probing cycles sit on
     a grid of the machine's monotonic clock (about three round trips: 6 s at 2 s answers), so
     where a cap change falls against that grid decides how soon it is found: one run samples
-    one such phase. Launched a third of the grid apart, three runs sample the phases evenly."""
+    one such phase. Launched a third of the grid apart, three runs sample the phases evenly.
+    ``together=False``: one after the other (runs at hundreds of answers a second would share
+    the machine's two cores), each at whatever phase its launch falls on."""
+    if not together:
+        runs = []
+        for k in range(phases):
+            (d / f"phase{k}").mkdir(parents=True, exist_ok=True)
+            runs.append(run_auto(d / f"phase{k}", n, schedule, latency_s, spread_s))
+        return runs
 
     def later(k: int) -> AutoRun:
         time.sleep(k * stagger_s)

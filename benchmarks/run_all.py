@@ -409,16 +409,20 @@ def _adaptive(
     judged: bool = True,
     phases: int = 1,
     stagger_s: float = 0.0,
+    together: bool = True,
 ) -> None:
     """Auto runs: share of the time-weighted capacity, and the round trips it took to follow
     each rise (to 90 % of the new cap) and each drop (to a round trip without throttles).
     ``judged=False``: the share is shown against ``target`` but the goal is judged elsewhere.
-    With ``phases`` > 1, that many runs side by side, ``stagger_s`` apart (``run_auto_phases``):
-    the figure is their mean share (each must keep 429 <= 3 % and lose nothing), the worst
-    phase is shown beside it, and the round trips are the worst of all."""
+    With ``phases`` > 1, that many runs side by side, ``stagger_s`` apart, or one after the
+    other (``together=False``; ``run_auto_phases``): the figure is their mean share (each
+    must keep 429 <= 3 % and lose nothing), the worst phase is shown beside it, and the round
+    trips are the worst of all."""
     mean_s, spread_s = latency
     runs = (
-        run_auto_phases(ctx.dir(name), n, schedule, mean_s, spread_s, phases, stagger_s)
+        run_auto_phases(
+            ctx.dir(name), n, schedule, mean_s, spread_s, phases, stagger_s, together=together
+        )
         if phases > 1
         else [run_auto(ctx.dir(name), n, schedule, mean_s, spread_s)]
     )
@@ -445,7 +449,7 @@ def _adaptive(
         )
     detail: dict[str, Any] = dict(details[0]) if len(runs) == 1 else {"phases": details}
     detail.update({"share_429": share_429, "lost": lost})
-    what = f"mean of {len(runs)} phases, " if len(runs) > 1 else ""
+    what = f"mean of {len(runs)} runs, " if len(runs) > 1 else ""
     goal = f">= {target} cap ({what}time-weighted), 429 <= 3%"
     if not judged:
         goal = f"info (cap: {target})"
@@ -463,7 +467,7 @@ def _adaptive(
     if len(runs) > 1:
         ctx.add(
             Figure(
-                "  worst phase (each in detail)",
+                "  worst of the runs (each in detail)",
                 min(ratios),
                 "x cap",
                 "informational: " + ", ".join(f"{r:.3f}" for r in ratios),
@@ -536,12 +540,17 @@ def bench_adaptive64(ctx: Ctx) -> None:
 
 
 def bench_adaptive_schedule(ctx: Ctx) -> None:
-    """Hidden limit 16 -> 4 -> 32, 6 s each, 200 ms answers."""
+    """Hidden limit 16 -> 4 -> 32, 6 s each, 200 ms answers. One run's share moves by 3 % from
+    run to run on this VM (0.885 - 0.916 over eight whole runs; the model, without the
+    machine: 0.916 - 0.945), so the figure is the mean of three runs one after the other, each
+    shown beside it (smoke: one run)."""
     step = ctx.size(6, 1)
     schedule: Schedule = [(0, 16), (step, 4), (2 * step, 32)]
     n = ctx.size(1400, 150)
+    note = f"16 -> 4 -> 32, {step} s each"
+    phases = 1 if ctx.smoke else 3
     _adaptive(
-        ctx, "adaptive-schedule", schedule, n, (0.2, 0.0), 0.9, f"16 -> 4 -> 32, {step} s each"
+        ctx, "adaptive-schedule", schedule, n, (0.2, 0.0), 0.9, note, phases=phases, together=False
     )
 
 

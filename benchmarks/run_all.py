@@ -541,9 +541,9 @@ def bench_adaptive64(ctx: Ctx) -> None:
 
 def bench_adaptive_schedule(ctx: Ctx) -> None:
     """Hidden limit 16 -> 4 -> 32, 6 s each, 200 ms answers. One run's share moves by 3 % from
-    run to run on this VM (0.871 - 0.914 over the twelve whole runs in results/; the
-    model, without the machine: 0.916 - 0.945), so the figure is the mean of three runs one after the other, each
-    shown beside it (smoke: one run)."""
+    run to run on this VM (0.871 - 0.914 over the twelve whole runs in results/; the model,
+    without the machine: 0.916 - 0.945), so the figure is the mean of three runs one after
+    the other, each shown beside it (smoke: one run)."""
     step = ctx.size(6, 1)
     schedule: Schedule = [(0, 16), (step, 4), (2 * step, 32)]
     n = ctx.size(1400, 150)

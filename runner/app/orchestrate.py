@@ -74,6 +74,8 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RunOptions:
+    """The options of ``glmrun run`` as the orchestrator reads them."""
+
     job: str | None = None
     limit: int | None = None
     dry_run: bool = False
@@ -97,6 +99,9 @@ class RunOptions:
 
 @dataclass
 class RunResult:
+    """What a run leaves its caller: each job's counts and plan, the exit code, the batches
+    still running."""
+
     stats: list[JobStats] = field(default_factory=list)
     plans: list[JobPlan] = field(default_factory=list)
     exit_code: int = EXIT_OK

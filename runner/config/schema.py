@@ -85,6 +85,8 @@ class Section:
 
 @dataclass(frozen=True)
 class ApiConfig(Section):
+    """``api:``: where the API is and how glmrun signs in and waits for it."""
+
     base_url: str = DEFAULT_BASE_URL
     api_key_env: str = "ZHIPUAI_API_KEY"
     timeout_s: float = positive(60.0)
@@ -140,6 +142,8 @@ def _check_key_env(name: str) -> None:
 
 @dataclass(frozen=True)
 class LimitsConfig(Section):
+    """``limits:``: requests in flight (a number or ``auto``), per minute, tokens per minute."""
+
     concurrency: int | Literal["auto"] = 16
     max_concurrency: int = positive(256)
     rpm: int | None = positive(None)
@@ -155,6 +159,8 @@ class LimitsConfig(Section):
 
 @dataclass(frozen=True)
 class RetryConfig(Section):
+    """``retry:``: attempts per request and the backoff between them."""
+
     max_attempts: int = positive(5)
     base_delay_s: float = positive(1.0)
     max_delay_s: float = positive(60.0)
@@ -181,6 +187,9 @@ class RetryConfig(Section):
 
 @dataclass(frozen=True)
 class BatchConfig(Section):
+    """``batch:``: when a job goes to the Batch API, how its files are cut, queued, polled and
+    collected, and what happens to lines a batch failed."""
+
     threshold: int = positive(1000)
     max_requests_per_file: int = positive(50_000)
     max_bytes_per_file: int = positive(100 * 1024 * 1024 - 1024 * 1024)
@@ -216,6 +225,9 @@ class BatchConfig(Section):
 
 @dataclass(frozen=True)
 class RunConfig(Section):
+    """``run:``: the grace period after a signal, and how often records are flushed and progress
+    is shown."""
+
     grace_s: float = positive(10.0)
     flush_interval_s: float = positive(0.5)
     progress_interval_s: float = positive(10.0)
@@ -244,6 +256,8 @@ class OutputSpec:
 
 @dataclass(frozen=True)
 class JobConfig:
+    """One entry of ``jobs:``: its input, output, model, prompt and parameters, and its route."""
+
     name: str
     input: str
     output: str | OutputSpec
@@ -342,6 +356,9 @@ class PriceConfig:
 
 @dataclass(frozen=True)
 class CostConfig(Section):
+    """``cost:``: prices per model for the summary and ``--dry-run``, and the token guesses an
+    estimate uses before any record exists."""
+
     currency: str = "CNY"
     prices: dict[str, PriceConfig] = field(default_factory=dict)
     prompt_tokens_per_image: int = positive(1100)  # dry-run estimate when no records exist yet
@@ -358,6 +375,8 @@ class CostConfig(Section):
 
 @dataclass(frozen=True)
 class Config:
+    """A whole config file: its jobs and the sections they share."""
+
     jobs: list[JobConfig]
     api: ApiConfig = field(default_factory=ApiConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)

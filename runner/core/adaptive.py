@@ -85,6 +85,9 @@ Phase = Literal["start", "hold", "give", "climb"]
 
 @dataclass
 class AdaptiveLimit:
+    """The controller behind ``concurrency: auto`` (see the module's text): ``limit`` is what the
+    gate admits now."""
+
     max_limit: int = 256
     initial: int = 4
     min_limit: int = 1

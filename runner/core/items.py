@@ -41,6 +41,9 @@ class Item:
 
 @dataclass(slots=True)
 class InvalidLine:
+    """An input line that cannot become a request (an ``invalid_input`` record): its key, line
+    number and why."""
+
     key: str
     line_no: int
     reason: str

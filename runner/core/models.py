@@ -17,6 +17,9 @@ Thinking = Literal["no", "switchable", "always"]
 
 @dataclass(frozen=True, slots=True)
 class ModelCaps:
+    """What one GLM vision model accepts: images per request, base64 data, video and its limits,
+    thinking, and the largest ``max_tokens``."""
+
     name: str
     max_images: int  # image_url parts per request
     base64: bool  # accepts base64 image data (local files)

@@ -37,6 +37,9 @@ RECORDED_INVALID = INVALID  # its code for a line whose latest record is invalid
 # DONE_AGAIN (5): its code for a finished line whose key an earlier line of the read had
 @dataclass
 class PendingCounts:
+    """One read of a job's input: lines pending, done (of them failed), invalid, duplicate, and
+    another shard's."""
+
     pending: int = 0
     done: int = 0
     failed: int = 0  # of done: finished with a permanent error record
@@ -55,6 +58,8 @@ class PendingCounts:
 
 @dataclass(frozen=True)
 class JobPlan:
+    """A job's route (realtime or batch), why, and the counts its read of the input found."""
+
     job: JobConfig
     route: Route
     why: str

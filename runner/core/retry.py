@@ -23,6 +23,8 @@ class Verdict(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Decision:
+    """What to do after one failed attempt: the verdict, the code its record carries, and why."""
+
     verdict: Verdict
     code: str  # what the error record's error.code says
     reason: str

@@ -17,6 +17,9 @@ from pathlib import PurePath
 
 @dataclass(frozen=True)
 class Shard:
+    """Shard ``index`` of ``count`` (``--shard I/N``): the items whose key hash mod ``count`` is
+    ``index``."""
+
     index: int
     count: int
 

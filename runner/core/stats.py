@@ -12,6 +12,9 @@ FLAGS = ("truncated", "parse_error", "schema_errors")  # fields of an ok record 
 
 @dataclass
 class JobStats:
+    """One job's counts in this run: what the live display and the summary show and the exit
+    code is read from."""
+
     name: str
     route: str = "realtime"
     why: str = ""  # mode auto: why the plan chose its route (the summary says it beside "via")

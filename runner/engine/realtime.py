@@ -36,6 +36,9 @@ Sleep = Callable[[float], Awaitable[None]]
 
 @dataclass
 class RealtimeDeps:
+    """What the realtime engine works with: client, writer, throttle, retry settings, counts, the
+    stop event, and (injected by tests) sleep and randomness."""
+
     client: ChatClient
     writer: ResultWriter
     throttle: Throttle

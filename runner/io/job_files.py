@@ -26,6 +26,8 @@ from runner.io.store import load_resume_index
 
 @dataclass(frozen=True)
 class OutputFile:
+    """One file of a job's records: its main output, or one shard's."""
+
     path: Path
     shard: Shard | None  # None: the job's main output
 

@@ -62,6 +62,9 @@ def index_path(output: Path) -> Path:
 
 @dataclass
 class IndexHeader:
+    """The index's 4 KiB header: which prefix of the output the table covers, and how to tell that
+    the prefix is unchanged."""
+
     covered: int  # bytes of the output the table covers (just after a newline)
     lines: int  # lines in that prefix (for line numbers of the tail)
     records: int

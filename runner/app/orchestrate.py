@@ -99,8 +99,7 @@ class RunOptions:
 
 @dataclass
 class RunResult:
-    """What a run leaves its caller: each job's counts and plan, the exit code, the batches
-    still running."""
+    """What a run leaves its caller: counts and plans, the exit code, batches still running."""
 
     stats: list[JobStats] = field(default_factory=list)
     plans: list[JobPlan] = field(default_factory=list)
@@ -457,8 +456,7 @@ async def _run_batch(
 ) -> JobStats:
     from runner.engine.batch import run_batch_job  # only now: a realtime run skips it
 
-    # stopper.current: the grace period also ends a hung call or fallback request here
-    # (cancelling is as safe as a kill: each chunk state is saved before its call)
+    # stopper.current: the grace period also ends a hung call here (as safe as a kill)
     deps = make_batch_deps(parts, no_wait=no_wait, adopted=adopted)
     task = asyncio.ensure_future(run_batch_job(plan, pending, parts.config, deps))
     stopper.current = task

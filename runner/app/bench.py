@@ -111,6 +111,10 @@ def parse_levels(text: str) -> list[int]:
         ) from None
     if not levels or any(level < 1 for level in levels):
         raise ConfigError(f"--concurrency: expected numbers >= 1, found {text!r}")
+    twice = sorted({level for level in levels if levels.count(level) > 1})
+    if twice:  # each level's sample is paid for: measuring one twice buys nothing
+        listed = ", ".join(map(str, twice))
+        raise ConfigError(f"--concurrency: {listed} listed more than once in {text!r}")
     return levels
 
 

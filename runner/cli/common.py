@@ -119,6 +119,27 @@ def _one_job(ctx: click.Context, param: click.Parameter, names: tuple[str, ...])
     return names[0] if names else None
 
 
+class _Count(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """A whole number >= 1, said so when it is not (click's IntRange says "'abc' is not a
+    valid integer range" and "0 is not in the range x>=1")."""
+
+    name = "count"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return value
+        try:
+            number = int(str(value).strip().replace("_", ""))
+        except ValueError:
+            number = 0
+        if number < 1:
+            self.fail(f"expected a whole number of 1 or more, found {value!r}", param, ctx)
+        return number
+
+
+COUNT = _Count()
+
+
 def count_option(
     flag: str, help: str, *, default: int | None = None
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -126,7 +147,7 @@ def count_option(
     --help."""
     return click.option(
         flag,
-        type=click.IntRange(min=1),
+        type=COUNT,
         default=default,
         show_default=default is not None,
         metavar="N",

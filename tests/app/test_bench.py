@@ -111,6 +111,9 @@ def test_levels_are_parsed_and_checked() -> None:
         parse_levels("4,x")
     with pytest.raises(ConfigError):
         parse_levels("0")
+    # each level's sample is paid for: one listed twice would be measured, and paid, twice
+    with pytest.raises(ConfigError, match=r"4 listed more than once in '4,8,4'"):
+        parse_levels("4,8,4")
 
 
 async def test_plot_without_matplotlib_is_a_clear_error(

@@ -61,9 +61,11 @@ def test_broken_config_exits_2_with_one_line(
     [
         (["{cfg}", "--job", "nope"], "no job named 'nope'"),
         (["{tmp}/missing.yaml"], "config file not found"),
-        (["{cfg}", "--limit", "0"], "Invalid value for '--limit'"),
+        (["{cfg}", "--limit", "0"], "'--limit': expected a whole number of 1 or more, found '0'"),
+        (["{cfg}", "--limit", "abc"], "'--limit': expected a whole number of 1 or more"),
+        (["{cfg}", "--limit", "2.5"], "'--limit': expected a whole number of 1 or more"),
     ],
-    ids=["unknown-job", "missing-config", "bad-limit"],
+    ids=["unknown-job", "missing-config", "bad-limit", "limit-not-a-number", "limit-fraction"],
 )
 def test_usage_errors_exit_2(tmp_path: Path, args: list[str], expected: str) -> None:
     """Usage mistakes exit 2 without a traceback."""
@@ -468,3 +470,17 @@ def test_a_batch_job_is_told_its_batches_can_be_collected_again(tmp_path: Path) 
         "(a batch job's lines in batches the account still holds are then collected again, "
         "free: only the rest is sent again)"
     ), refused.stderr
+
+
+def test_a_count_option_takes_a_whole_number_of_one_or_more() -> None:
+    """``--limit``, ``--sample`` and the like: digits (with _ separators) pass as ints; the
+    rest is one clear usage error (click's IntRange said "'abc' is not a valid integer
+    range")."""
+    import click
+
+    from runner.cli.common import COUNT
+
+    assert COUNT.convert("1_000", None, None) == 1000 and COUNT.convert(7, None, None) == 7
+    for bad in ("abc", "0", "-3", "2.5", "", True):
+        with pytest.raises(click.BadParameter, match="expected a whole number of 1 or more"):
+            COUNT.convert(bad, None, None)

@@ -131,13 +131,29 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     return {str(p): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
 
 
+def jsonl_input(lines: list[str]) -> bytes:
+    """The same items as a JSONL input (no pre-filter: every line parsed), one not JSON."""
+    return b"".join(orjson.dumps({"url": u}) + b"\n" if u[:1] != "#" else b"{\n" for u in lines)
+
+
 @pytest.mark.parametrize("persisted", [False, True], ids=["full-scan", "index-and-tail"])
 @pytest.mark.parametrize("block", [1 << 20, 97], ids=["one-block", "small-blocks"])
+@pytest.mark.parametrize("form", ["text", "jsonl"])
 def test_status_agrees_with_a_slow_reference(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, persisted: bool, block: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, persisted: bool, block: int, form: str
 ) -> None:
     monkeypatch.setattr(jsonl, "BLOCK", block)  # lines split across the regex's blocks
-    cfg = write_surface_config(tmp_path, INPUT, cost=PRICES)
+    if form == "text":
+        cfg = write_surface_config(tmp_path, INPUT, cost=PRICES)
+    else:
+        data = jsonl_input(INPUT)
+        cfg = write_surface_config(
+            tmp_path,
+            job={"input": "in.jsonl"},
+            input_name="in.jsonl",
+            input_bytes=data,
+            cost=PRICES,
+        )
     out = tmp_path / "out.jsonl"
     out.write_bytes(b"".join(HEAD))
     if persisted:  # the base table read a block at a time, the rest from the tail

@@ -94,7 +94,7 @@ def usage_from_spans(spans: Iterable[tuple[bytes, int]]) -> UsageTotals:
         prompts, completions, vias, others = zip(*found, strict=True) if found else ((), (), (), ())
         routes = set(vias)
         routes.discard(b"")
-        slow = [line for line in others if b'"usage"' in line]
+        slow = [line for line in others if b'"usage"' in line] if b"" in vias else []
         if slow or any(via.decode() not in totals.by_route for via in routes):
             _add_in_order(totals, found)  # a route's first line decides where it is listed
             continue

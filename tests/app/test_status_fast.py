@@ -108,10 +108,9 @@ def reference(job: JobConfig, config: Config, status: JobStatus) -> JobStatus:
     checked, each key's state looked up alone) and the tokens the slow way (every line with
     usage parsed)."""
     counted = JobStatus(status.job, status.output)
-    files = [(dataclasses.replace(f, ok=0, errors=0), None, None) for f in status.files]
     index = load_resume_index(job.output_path)
-    files = [(row, None, index) for row, _, _ in files]
-    _count_per_file(job, config, index, files, counted)  # type: ignore[arg-type]
+    rows = [dataclasses.replace(f, ok=0, errors=0) for f in status.files]
+    _count_per_file(job, config, index, [(row, None, index) for row in rows], counted)
     totals = usage_from_lines(iter_lines(job.output_path))
     usage = {
         r: {"prompt": t.prompt, "completion": t.completion} for r, t in totals.by_route.items()
@@ -123,7 +122,7 @@ def reference(job: JobConfig, config: Config, status: JobStatus) -> JobStatus:
         **{name: getattr(counted, name) for name in names},
         usage=usage,
         usage_line=format_usage(pairs, job, config.cost),
-        files=[row for row, _, _ in files],
+        files=rows,
     )
 
 

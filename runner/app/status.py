@@ -17,9 +17,10 @@ from typing import Any
 
 from runner.app.display import by_state, counted, shown, unsubmitted
 from runner.config.schema import Config, JobConfig
-from runner.core.cost import estimate, format_usage, in_batches_text, usage_from_lines
+from runner.core.cost import estimate, format_usage, in_batches_text, usage_from_spans
 from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
+from runner.core.plan import PendingCounts, done_line_filter, iter_pending
 from runner.core.records import INVALID_INPUT, is_final, is_invalid_input, record_key
 from runner.core.resume import FAILED, INVALID, OK, RETRYABLE, ResumeIndex
 from runner.core.shard import Shard
@@ -28,10 +29,11 @@ from runner.io.inputs import check_input
 from runner.io.job_files import (
     iter_job_lines,
     job_output_files,
+    job_output_paths,
     job_work_dirs,
     start_over_refusal,
 )
-from runner.io.jsonl import parse_record
+from runner.io.jsonl import iter_spans, parse_record
 from runner.io.prepare import read_job_items
 from runner.io.store import RunLock, load_resume_index
 
@@ -101,6 +103,65 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
     main_corrupt = files[0][2].corrupt_lines if files and files[0][1] is None else []
     status = JobStatus(job.name, str(job.main_output_path), corrupt_output_lines=main_corrupt)
     status.files = [row for row, _, _ in files]
+    if all(shard is None for _, shard, _ in files):  # the main output alone, or no output
+        _count_main(job, config, index, status)
+        for row, _, _ in files:
+            row.ok, row.errors = status.ok, status.errors
+    else:
+        _count_per_file(job, config, index, files, status)
+    status.batches = tracked_batches(job)
+    status.running = running_now(job)
+    status.blocked = start_over_refusal(job) or ""
+    if job.work_dir.parent.is_dir() and not status.blocked:
+        from runner.io.batch_state import run_refusal
+
+        status.blocked = run_refusal(job, other_sharding=False) or ""
+    return status
+
+
+def _count_main(job: JobConfig, config: Config, index: ResumeIndex, status: JobStatus) -> None:
+    """The counts of a job with one output file, read as a run's plan reads the input
+    (``runner.core.plan``): finished text lines skipped by the pre-filter a batch of lines at a
+    time, unparsed; the rest parsed, checked and counted by ``iter_pending``."""
+    counts = PendingCounts()
+    skip = done_line_filter(index, counts)
+    todo: list[int] = []  # hashes of valid pending items: retryable ones are counted in bulk
+    for h, item in iter_pending(read_job_items(job, config, skip), index, counts):
+        if not isinstance(item, InvalidLine):
+            todo.append(h)
+            if len(todo) >= RETRYABLE_BATCH:
+                status.retryable_errors += _retryable(index, todo)
+                todo = []
+    status.retryable_errors += _retryable(index, todo)
+    status.ok = counts.done - counts.failed
+    status.errors = counts.failed
+    status.pending = counts.pending
+    status.invalid_unrecorded = counts.invalid
+    status.duplicates = counts.duplicates
+
+
+RETRYABLE_BATCH = 1 << 16
+
+
+def _retryable(index: ResumeIndex, hashes: list[int]) -> int:
+    """How many of ``hashes`` (keys not done) have a retryable error as their latest record:
+    the later sets win over the base, whose states are looked up all at once."""
+    later = index.ok, index.failed, index.retryable, index.invalid
+    found = sum(1 for h in hashes if h in index.retryable)
+    rest = [h for h in hashes if not any(h in held for held in later)]
+    if rest and index.base is not None:
+        found += index.base.states_of(rest).count(RETRYABLE)
+    return found
+
+
+def _count_per_file(
+    job: JobConfig,
+    config: Config,
+    index: ResumeIndex,
+    files: list[tuple[FileStatus, Shard | None, ResumeIndex]],
+    status: JobStatus,
+) -> None:
+    """The counts of a sharded job: per key, its state in the merged index and in each file."""
     seen: set[int] = set()
     for item in read_job_items(job, config):  # the same checks as a run (local files, models)
         h = key_hash(item.key)
@@ -129,14 +190,6 @@ def job_status(job: JobConfig, config: Config) -> JobStatus:
                 row.errors += 1
             elif row.pending is not None and shard is not None and shard.owns(h):
                 row.pending += not (index.is_done(h) or recorded)
-    status.batches = tracked_batches(job)
-    status.running = running_now(job)
-    status.blocked = start_over_refusal(job) or ""
-    if job.work_dir.parent.is_dir() and not status.blocked:
-        from runner.io.batch_state import run_refusal
-
-        status.blocked = run_refusal(job, other_sharding=False) or ""
-    return status
 
 
 def running_now(job: JobConfig) -> list[str]:
@@ -209,7 +262,8 @@ def collect(config: Config, job_name: str | None = None) -> list[JobStatus]:
 def add_usage(status: JobStatus, job: JobConfig, config: Config) -> None:
     """Tokens spent per route (every record line with usage), with cost when priced."""
 
-    totals = usage_from_lines(iter_job_lines(job))
+    spans = (span for path in job_output_paths(job) for span in iter_spans(path))
+    totals = usage_from_spans(spans)
     status.usage = {
         r: {"prompt": t.prompt, "completion": t.completion} for r, t in totals.by_route.items()
     }

@@ -17,7 +17,7 @@ from typing import Any
 
 from runner.app.display import by_state, counted, shown, unsubmitted
 from runner.config.schema import Config, JobConfig
-from runner.core.cost import estimate, format_usage, in_batches_text, usage_from_spans
+from runner.core.cost import estimate, format_usage, in_batches_text, usage_from_lines
 from runner.core.items import InvalidLine
 from runner.core.keys import key_hash
 from runner.core.plan import PendingCounts, done_line_filter, iter_pending
@@ -29,11 +29,10 @@ from runner.io.inputs import check_input
 from runner.io.job_files import (
     iter_job_lines,
     job_output_files,
-    job_output_paths,
     job_work_dirs,
     start_over_refusal,
 )
-from runner.io.jsonl import iter_spans, parse_record
+from runner.io.jsonl import parse_record
 from runner.io.prepare import read_job_items
 from runner.io.store import RunLock, load_resume_index
 
@@ -262,8 +261,7 @@ def collect(config: Config, job_name: str | None = None) -> list[JobStatus]:
 def add_usage(status: JobStatus, job: JobConfig, config: Config) -> None:
     """Tokens spent per route (every record line with usage), with cost when priced."""
 
-    spans = (span for path in job_output_paths(job) for span in iter_spans(path))
-    totals = usage_from_spans(spans)
+    totals = usage_from_lines(iter_job_lines(job))
     status.usage = {
         r: {"prompt": t.prompt, "completion": t.completion} for r, t in totals.by_route.items()
     }

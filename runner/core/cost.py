@@ -10,10 +10,8 @@ guess (``cost.prompt_tokens_per_image`` per image plus the prompt text, and
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import compress
 from typing import Any
 
 import orjson
@@ -74,79 +72,6 @@ def usage_from_lines(lines: Iterable[bytes]) -> UsageTotals:
     for rec in _records_with_usage(lines, b'"usage"'):
         totals.route(str(rec.get("via") or "realtime")).add(rec["usage"])
     return totals
-
-
-def usage_from_spans(spans: Iterable[tuple[bytes, int]]) -> UsageTotals:
-    """``usage_from_lines`` over ``runner.io.jsonl.iter_spans`` blocks, the same totals faster.
-
-    A line that is glmrun's own ok record, whole (``records.ok_record``, the batch collector's
-    lines: those fields in that order, each once, every string as JSON allows it, in a block
-    that is valid UTF-8), gives its tokens by regex, as the resume index's scan
-    (``runner.io.store``) reads keys. Every other line holding ``"usage"`` (another tool's key
-    order, spaces, extra fields, an integer too large, a torn line) is parsed as
-    ``usage_from_lines`` does."""
-    totals = UsageTotals()
-    for data, end in spans:
-        if data.isascii() or _utf8(data):
-            found = _OWN_OK.findall(data, 0, end)
-        else:  # a line orjson refuses must not count: every line the slow way
-            found = [(b"", b"", b"", line) for line in data[1:end].split(b"\n")]
-        prompts, completions, vias, others = zip(*found, strict=True) if found else ((), (), (), ())
-        routes = set(vias)
-        routes.discard(b"")
-        slow = [line for line in others if b'"usage"' in line] if b"" in vias else []
-        if slow or any(via.decode() not in totals.by_route for via in routes):
-            _add_in_order(totals, found)  # a route's first line decides where it is listed
-            continue
-        for via in routes:
-            tokens = totals.route(via.decode())
-            if len(routes) == 1 and b"" not in vias:
-                ps, cs = prompts, completions
-            else:
-                mine = [v == via for v in vias]
-                ps, cs = tuple(compress(prompts, mine)), tuple(compress(completions, mine))
-            tokens.prompt += sum(map(int, ps))
-            tokens.completion += sum(map(int, cs))
-            tokens.records += len(ps)
-    return totals
-
-
-def _add_in_order(totals: UsageTotals, found: list[tuple[bytes, bytes, bytes, bytes]]) -> None:
-    """The tokens of a block's lines one at a time (a block with a new route or a line to
-    parse), so the routes are listed in the order of their first line, as in the file."""
-    for prompt, completion, via, other in found:
-        if via:
-            tokens = totals.route(via.decode())
-            tokens.prompt += int(prompt)
-            tokens.completion += int(completion)
-            tokens.records += 1
-        elif b'"usage"' in other:
-            for rec in _records_with_usage((other,), b'"usage"'):
-                totals.route(str(rec.get("via") or "realtime")).add(rec["usage"])
-
-
-def _utf8(data: bytes) -> bool:
-    try:
-        data.decode()
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-# A JSON string orjson reads (no raw control byte, no lone surrogate escape), a JSON integer
-# that fits 64 bits, and glmrun's ok record as one whole line, each field once (a line with
-# more fields, ``meta`` or ``parsed``, is parsed); or the whole line (group 4).
-_S = rb'"[^"\\\x00-\x1f]*(?:\\(?:["\\/bfnrt]|u(?![dD][89a-fA-F])[0-9a-fA-F]{4})[^"\\\x00-\x1f]*)*"'
-_INT = rb"(?:0|[1-9][0-9]{0,17})"
-_OWN_OK = re.compile(
-    rb'\n(?:\{"url":%(s)s(?:,"key":%(s)s)?,"status":"ok","content":%(s)s'
-    rb'(?:,"reasoning_content":%(s)s)?,"finish_reason":(?:%(s)s|null)(?:,"truncated":true)?'
-    rb',"usage":\{"prompt_tokens":(%(i)s),"completion_tokens":(%(i)s),"total_tokens":%(i)s'
-    rb'(?:,"prompt_tokens_details":\{"cached_tokens":%(i)s\})?\},"model":(?:%(s)s|null)'
-    rb',"via":"(realtime|batch)","attempts":%(i)s,"latency_ms":%(i)s,"id":(?:%(s)s|null)'
-    rb'(?:,"batch_id":(?:%(s)s|null))?,"finished_at":%(s)s\}(?![^\n])|([^\n]*))'
-    % {b"s": _S, b"i": _INT}
-)
 
 
 def cost_of(tokens_in: float, tokens_out: float, price: PriceConfig, route: str) -> float:

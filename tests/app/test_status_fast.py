@@ -14,11 +14,11 @@ import pytest
 from runner.app.status import JobStatus, _count_per_file, collect, format_status
 from runner.config import load_config
 from runner.config.schema import Config, JobConfig
-from runner.core.cost import format_usage, usage_from_lines, usage_from_spans
+from runner.core.cost import format_usage, usage_from_lines
 from runner.core.items import InvalidLine
 from runner.core.records import error_record, invalid_input_record
 from runner.io import jsonl
-from runner.io.jsonl import iter_lines, iter_spans
+from runner.io.jsonl import iter_lines
 from runner.io.store import load_resume_index
 from tests.support.configs import write_surface_config
 
@@ -171,20 +171,3 @@ def test_status_agrees_with_a_slow_reference(
     assert min(status.ok, status.errors, status.pending, status.retryable_errors) > 0
     assert min(status.invalid_unrecorded, status.duplicates) > 0
     assert list(status.usage) == ["realtime", "batch"]
-
-
-@pytest.mark.parametrize("first", ["batch", "realtime"])
-def test_tokens_list_the_routes_in_the_order_of_their_first_line(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, first: str
-) -> None:
-    """Routes show in the order the file first has them (both orders, so a set's order cannot
-    pass by luck), and blocks mixing routes split the sums right."""
-    monkeypatch.setattr(jsonl, "BLOCK", 1000)  # a few lines a block: later blocks mix routes
-    other = "realtime" if first == "batch" else "batch"
-    out = tmp_path / "out.jsonl"
-    lines = [ok_line(url(0), 5, via=first)]
-    lines += [ok_line(url(i), i, via=(first, other)[i % 3 == 1]) for i in range(1, 40)]
-    out.write_bytes(b"".join(lines))
-    fast = usage_from_spans(iter_spans(out))
-    assert list(fast.by_route) == [first, other]
-    assert fast == usage_from_lines(iter_lines(out))

@@ -143,14 +143,8 @@ RETRYABLE_BATCH = 1 << 16
 
 
 def _retryable(index: ResumeIndex, hashes: list[int]) -> int:
-    """How many of ``hashes`` (keys not done) have a retryable error as their latest record:
-    the later sets win over the base, whose states are looked up all at once."""
-    later = index.ok, index.failed, index.retryable, index.invalid
-    found = sum(1 for h in hashes if h in index.retryable)
-    rest = [h for h in hashes if not any(h in held for held in later)]
-    if rest and index.base is not None:
-        found += index.base.states_of(rest).count(RETRYABLE)
-    return found
+    """How many of ``hashes`` (keys not done) have a retryable error as their latest record."""
+    return index.states_of(hashes).count(RETRYABLE)
 
 
 def _count_per_file(

@@ -383,6 +383,24 @@ class ResumeIndex:
             return False
         return self.base.state(h) in DONE
 
+    def states_of(self, hashes: list[int]) -> list[int]:
+        """``state`` of each hash, the base's looked up all at once (a key read after the
+        base wins over it, as in ``state``)."""
+        out = [NONE] * len(hashes)
+        rest: list[int] = []
+        for i, h in enumerate(hashes):
+            for code, held in enumerate(self._overlay_sets(), start=OK):
+                if h in held:
+                    out[i] = code
+                    break
+            else:
+                rest.append(i)
+        if rest and self.base is not None:
+            found = self.base.states_of([hashes[i] for i in rest])
+            for i, code in zip(rest, found, strict=True):
+                out[i] = code
+        return out
+
     def done_slot(self, h: int) -> int | None:
         """None when ``h`` is not done; else where its state is kept: -1 for a key read
         after the base, its position in the base otherwise (``plan.DoneOnce`` marks it)."""

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import orjson
 
 from runner.core.items import InvalidLine, Item
+from runner.core.resume import DONE_AGAIN  # the pre-filter's code 5
 from runner.core.resume import INVALID as RECORDED_INVALID  # the pre-filter's code 4
 from runner.core.urls import url_problem
 from runner.errors import ConfigError
@@ -198,7 +199,7 @@ def _text_batch(
         if codes is not None and 0 not in codes and 3 not in codes and raws[-1].endswith(b"\n"):
             prefix.offset = end  # the whole batch is finished or blank
             prefix.line_no = before + len(raws)
-            repeats = codes.count(5)
+            repeats = codes.count(DONE_AGAIN)
             prefix.failed += codes.count(2)
             prefix.done += len(codes) - repeats
             prefix.duplicates += repeats
@@ -255,12 +256,13 @@ def _grow(
             j += 1
         if code in (0, 3) or not raw.endswith(b"\n"):
             prefix.growing = False
-            if codes is not None and 5 in codes[max(j - 1, 0) :]:  # maybe a prefix key again
+            # maybe a prefix key listed again
+            if codes is not None and DONE_AGAIN in codes[max(j - 1, 0) :]:
                 prefix.straddled = True
             return
         prefix.offset += len(raw)
         prefix.line_no = before + i + 1
-        if code == 5:
+        if code == DONE_AGAIN:
             prefix.duplicates += 1
         elif code > 0:
             prefix.done += 1
